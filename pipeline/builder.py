@@ -1,0 +1,181 @@
+"""Pipeline: a metrics graph assembled in the order data flows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from pipeline.node import ClosedError, Columns, Node, Record
+
+
+class Pipeline(Node):
+    """A chain of nodes that ends in sinks, built in the order records flow through it.
+
+        logger = (
+            Pipeline("train")
+            .drop_none()
+            .smooth(r"return", coeff=0.99)
+            .throttle(1.0)
+            .to(TerminalSink(), CsvSink("runs/train.csv"))
+        )
+
+    Each builder method appends one node and returns the pipeline; `.to(*targets)` ends the
+    chain with a Dispatcher that fans out to sinks, nodes or other (ended) pipelines. The
+    same target under two chains is a join: it is flushed and closed once.
+
+    A pipeline is itself a Node, hence an Acme logger: `write`, `flush`, `close`, and a
+    context manager that closes on exit. Writing before `.to(...)` or after `close()` raises.
+    """
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__()
+        if not isinstance(name, str):
+            raise ValueError(f"name must be a string, got {type(name).__name__}")
+        self.name = name
+        self._tail: Node = self
+        self._ended = False
+
+    # -- building -------------------------------------------------------------------------
+
+    def then(self, node: Node) -> Pipeline:
+        """Appends any node to the chain."""
+        if self._ended:
+            raise ValueError(f"{self!r} already ends with .to(...); add steps before it")
+        if isinstance(node, Pipeline):
+            raise ValueError("a Pipeline can only be a target: pass it to .to(...)")
+        self._tail.connect(node)
+        self._tail = node
+        return self
+
+    def drop_none(self) -> Pipeline:
+        """Appends a NoneFilter: keys whose value is None are dropped."""
+        from filters import NoneFilter
+
+        return self.then(NoneFilter())
+
+    def throttle(self, seconds: float) -> Pipeline:
+        """Appends a TimeFilter: a record passes only if `seconds` passed since the last one."""
+        from filters import TimeFilter
+
+        return self.then(TimeFilter(seconds))
+
+    def every(self, n: int | None = None, *, seconds: float | None = None) -> Pipeline:
+        """Passes every `n`-th record (EveryNFilter) or, with `seconds`, throttles by time."""
+        from filters import EveryNFilter, TimeFilter
+
+        if (n is None) == (seconds is None):
+            raise ValueError("every() takes exactly one of n or seconds")
+        if seconds is not None:
+            return self.then(TimeFilter(seconds))
+        assert n is not None
+        return self.then(EveryNFilter(n))
+
+    def smooth(
+        self, regex: str = "return", coeff: float = 0.99, *, bias_correction: bool = False
+    ) -> Pipeline:
+        """Appends a SmoothingFilter: adds `<key>_smoothed_<coeff>` (EMA) for matching keys."""
+        from filters import SmoothingFilter
+
+        return self.then(SmoothingFilter(regex, coeff=coeff, bias_correction=bias_correction))
+
+    def aggregate(
+        self,
+        regex: str = ".*",
+        every: int | None = None,
+        seconds: float | None = None,
+        stats: Sequence[str] = ("mean", "std", "median", "max", "min"),
+    ) -> Pipeline:
+        """Appends an AggregateFilter: windowed statistics for matching keys."""
+        from filters import AggregateFilter
+
+        return self.then(AggregateFilter(regex, every=every, seconds=seconds, stats=stats))
+
+    def keep(self, regex: str) -> Pipeline:
+        """Appends a KeepKeys filter: only keys matching `regex` go on."""
+        from filters import KeepKeys
+
+        return self.then(KeepKeys(regex))
+
+    def drop(self, regex: str) -> Pipeline:
+        """Appends a DropKeys filter: keys matching `regex` are removed."""
+        from filters import DropKeys
+
+        return self.then(DropKeys(regex))
+
+    def prefix(self, prefix: str, sep: str = "/") -> Pipeline:
+        """Appends a PrefixKeys filter: every key becomes `<prefix><sep><key>`."""
+        from filters import PrefixKeys
+
+        return self.then(PrefixKeys(prefix, sep=sep))
+
+    def rename(self, mapping: Mapping[str, str]) -> Pipeline:
+        """Appends a RenameKeys filter: keys in `mapping` are renamed."""
+        from filters import RenameKeys
+
+        return self.then(RenameKeys(mapping))
+
+    def flatten(self, sep: str = "/") -> Pipeline:
+        """Appends a FlattenFilter: nested mappings become `a/b/c` keys."""
+        from filters import FlattenFilter
+
+        return self.then(FlattenFilter(sep=sep))
+
+    def to(self, *targets: Node) -> Pipeline:
+        """Ends the chain with a Dispatcher fanning out to `targets`; returns the pipeline."""
+        from filters import Dispatcher
+
+        if not targets:
+            raise ValueError("to() needs at least one target (a sink, a node or a pipeline)")
+        for target in targets:
+            if isinstance(target, Pipeline) and not target._ended:
+                raise ValueError(
+                    f"target {target!r} does not end in sinks: end it with .to(...) first"
+                )
+        self.then(Dispatcher(*targets))
+        self._ended = True
+        return self
+
+    # -- the three calls ------------------------------------------------------------------
+
+    def write(self, data: Record) -> None:
+        if not self._ended or self.closed:
+            self._refuse()
+        self.emit(data)
+
+    def write_batch(self, columns: Columns) -> None:
+        if not self._ended or self.closed:
+            self._refuse()
+        head = self._children[0]
+        head.write_batch(columns)
+
+    def _refuse(self) -> None:
+        if self.closed:
+            raise ClosedError(f"{self!r} is closed; it takes no more records")
+        raise RuntimeError(f"{self!r} has no sinks yet: end the chain with .to(...)")
+
+    @property
+    def steps(self) -> list[Node]:
+        """The nodes of this pipeline's graph in the order records reach them."""
+        return self.nodes()[1:]
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.name!r})"
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def describe(self) -> str:
+        """A one-line-per-node text of the graph, in data-flow order."""
+        lines: list[str] = []
+
+        def walk(node: Node, depth: int, seen: set[int]) -> None:
+            mark = " (join, shown above)" if id(node) in seen else ""
+            lines.append("  " * depth + repr(node) + mark)
+            if mark:
+                return
+            seen.add(id(node))
+            for child in node.children:
+                walk(child, depth + 1, seen)
+
+        walk(self, 0, set())
+        return "\n".join(lines)
+

@@ -1,0 +1,33 @@
+"""Key matching: which metric names a regex selects, decided once per name."""
+
+from __future__ import annotations
+
+import re
+
+
+class KeyMatcher:
+    """Tells whether a metric name matches a regex (`re.search`), caching the answer per name.
+
+    The regex is compiled once; each distinct key is searched once, so the hot path costs a
+    dict lookup.
+    """
+
+    __slots__ = ("_cache", "pattern", "regex")
+
+    def __init__(self, regex: str | re.Pattern[str], *, argument: str = "regex") -> None:
+        try:
+            self.pattern: re.Pattern[str] = re.compile(regex)
+        except (re.error, TypeError) as error:
+            raise ValueError(f"{argument}={regex!r} is not a valid regular expression: {error}")
+        self.regex = self.pattern.pattern
+        self._cache: dict[str, bool] = {}
+
+    def __call__(self, key: str) -> bool:
+        try:
+            return self._cache[key]
+        except KeyError:
+            matched = self._cache[key] = self.pattern.search(str(key)) is not None
+            return matched
+
+    def __repr__(self) -> str:
+        return f"KeyMatcher({self.regex!r})"

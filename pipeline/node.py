@@ -1,0 +1,189 @@
+"""The Node: one step of a metrics graph (a filter, a sink, or a whole pipeline)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+Record = Mapping[str, Any]
+"""One set of metrics written at once: metric name -> value."""
+
+Columns = Mapping[str, Any]
+"""A batch of records as columns: metric name -> sequence (or 1-d array) of values."""
+
+
+class ClosedError(RuntimeError):
+    """Raised when a record is written to a node that was closed."""
+
+
+class Node:
+    """A step of a metrics graph: takes records with `write`, passes records to its children.
+
+    The contract every node keeps:
+
+    - `write(record)` takes one record and never mutates it; a node that changes a record
+      emits a new mapping. It is the hot path.
+    - `write_batch(columns)` takes many records at once as columns; the result is the same as
+      writing the rows one by one, in order.
+    - `flush()` makes every node reachable from this one push out what it holds (an aggregate
+      emits its window, a sink writes its buffer to storage), parents before children, each
+      node once.
+    - `close()` flushes, then releases resources, over the same nodes in the same order. It is
+      idempotent. Writing to a closed node raises `ClosedError`.
+
+    These are the methods of Acme's `Logger` (`write`, `close`), so a node is usable wherever
+    Acme expects a logger.
+
+    Subclasses override `write` (and `write_batch` where a column-wise path pays), and the
+    node-local hooks `on_flush` and `on_close`; they send records on with `self.emit(record)`.
+    """
+
+    def __init__(self) -> None:
+        self._children: list[Node] = []
+        self.closed = False
+        self.emit: Callable[[Record], None] = self._emit_nowhere
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    @property
+    def children(self) -> tuple[Node, ...]:
+        """The nodes this node sends its records to."""
+        return tuple(self._children)
+
+    def connect(self, *children: Node) -> Node:
+        """Sends this node's records to `children` as well; returns `self`."""
+        for child in children:
+            if not isinstance(child, Node):
+                raise TypeError(
+                    f"{type(self).__name__} can only send records to a Node, "
+                    f"got {type(child).__name__}"
+                )
+            if child is self or self in child.nodes():
+                raise ValueError(
+                    f"connecting {type(self).__name__} to {type(child).__name__} "
+                    "would make a cycle; a metrics graph must be acyclic"
+                )
+            if child not in self._children:
+                self._children.append(child)
+        self._rewire()
+        return self
+
+    def _rewire(self) -> None:
+        children = tuple(self._children)
+        if not children:
+            self.emit = self._emit_nowhere
+        elif len(children) == 1:
+            self.emit = children[0].write
+        else:
+            writers = tuple(child.write for child in children)
+
+            def fan_out(record: Record) -> None:
+                for write in writers:
+                    write(record)
+
+            self.emit = fan_out
+
+    def _emit_nowhere(self, record: Record) -> None:
+        raise RuntimeError(
+            f"{self!r} has nowhere to send records: connect it to a sink "
+            "(node.connect(sink), or end a Pipeline with .to(...))"
+        )
+
+    def nodes(self) -> list[Node]:
+        """This node and every node below it, each once, parents before children."""
+        reachable: list[Node] = []
+        seen: set[int] = set()
+        stack: list[Node] = [self]
+        while stack:
+            node = stack.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            reachable.append(node)
+            stack.extend(node._children)
+        indegree = {id(node): 0 for node in reachable}
+        for node in reachable:
+            for child in node._children:
+                indegree[id(child)] += 1
+        ready = [node for node in reachable if indegree[id(node)] == 0]
+        order: list[Node] = []
+        while ready:
+            node = ready.pop(0)
+            order.append(node)
+            for child in node._children:
+                indegree[id(child)] -= 1
+                if indegree[id(child)] == 0:
+                    ready.append(child)
+        return order
+
+    # -- the three calls ------------------------------------------------------------------
+
+    def write(self, data: Record) -> None:
+        """Takes one record. The base node passes it on unchanged."""
+        self.emit(data)
+
+    def write_batch(self, columns: Columns) -> None:
+        """Takes a batch of records as columns of equal length; same result as row by row."""
+        for row in iter_rows(columns):
+            self.write(row)
+
+    def flush(self) -> None:
+        """Pushes out what this node and every node below it hold, parents first."""
+        for node in self.nodes():
+            if not node.closed:
+                node.on_flush()
+
+    def close(self) -> None:
+        """Flushes, then releases this node and every node below it; safe to call twice."""
+        errors: list[BaseException] = []
+        for node in self.nodes():
+            if node.closed:
+                continue
+            try:
+                node.on_flush()
+            except Exception as error:  # keep closing the rest, then report
+                errors.append(error)
+            try:
+                node.on_close()
+            except Exception as error:
+                errors.append(error)
+            node.closed = True
+        if errors:
+            raise errors[0]
+
+    def on_flush(self) -> None:
+        """Node-local flush: emit or store what this node holds. Default: nothing held."""
+
+    def on_close(self) -> None:
+        """Node-local release of resources, after the final `on_flush`. Default: none."""
+
+    # -- conveniences ---------------------------------------------------------------------
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def iter_rows(columns: Columns) -> Iterator[dict[str, Any]]:
+    """The rows of a column batch, in order; all columns must have the same length."""
+    if not columns:
+        return
+    keys = list(columns)
+    lengths = {key: len(columns[key]) for key in keys}
+    length = lengths[keys[0]]
+    if any(n != length for n in lengths.values()):
+        raise ValueError(f"write_batch needs columns of equal length, got {lengths}")
+    values: list[Sequence[Any]] = [columns[key] for key in keys]
+    for i in range(length):
+        yield {key: column[i] for key, column in zip(keys, values)}

@@ -1,0 +1,36 @@
+"""MemorySink: keeps every record in a list, for tests and notebooks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.node import Record
+from sinks.base import Sink
+
+
+class MemorySink(Sink):
+    """Keeps a copy of every record it receives, in order, in `.records`.
+
+    Records are shallow-copied into plain dicts, so later changes upstream never alter what
+    was stored. `flushes` counts the flushes it saw.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[dict[str, Any]] = []
+        self.flushes = 0
+
+    def write(self, data: Record) -> None:
+        if self.closed:
+            self._check_open()
+        self.records.append(dict(data))
+
+    def on_flush(self) -> None:
+        self.flushes += 1
+
+    def column(self, key: str) -> list[Any]:
+        """The values written under `key`, in order, from the records that have it."""
+        return [record[key] for record in self.records if key in record]
+
+    def __repr__(self) -> str:
+        return f"MemorySink({len(self.records)} records)"
