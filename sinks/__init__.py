@@ -1,1 +1,34 @@
-"""rlpipe sinks."""
+"""rlpipe sinks: the leaves of a metrics graph, where records are stored or shown."""
+
+from typing import TYPE_CHECKING, Any
+
+from sinks.base import Sink
+from sinks.csv import CsvSink
+from sinks.file import BufferedFileSink
+from sinks.jsonl import JsonlSink
+from sinks.memory import MemorySink
+from sinks.null import NullSink
+from sinks.terminal import TerminalSink
+
+if TYPE_CHECKING:
+    from sinks.neptune import NeptuneSink
+
+__all__ = [
+    "BufferedFileSink",
+    "CsvSink",
+    "JsonlSink",
+    "MemorySink",
+    "NeptuneSink",
+    "NullSink",
+    "Sink",
+    "TerminalSink",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # NeptuneSink's module is light, but keep `import sinks` free of it until asked for.
+    if name == "NeptuneSink":
+        from sinks.neptune import NeptuneSink
+
+        return NeptuneSink
+    raise AttributeError(f"module 'sinks' has no attribute {name!r}")

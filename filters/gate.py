@@ -1,0 +1,29 @@
+"""EveryNFilter: passes every N-th record."""
+
+from __future__ import annotations
+
+from pipeline.node import Node, Record
+
+
+class EveryNFilter(Node):
+    """Passes the 1st, (n+1)-th, (2n+1)-th ... record; the others are dropped by design and
+    counted in `.dropped`. `n=1` passes everything."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"n must be an int >= 1, got {n!r}")
+        self.n = n
+        self._count = 0
+        self.dropped = 0
+
+    def write(self, data: Record) -> None:
+        count = self._count
+        self._count = count + 1
+        if count % self.n == 0:
+            self.emit(data)
+        else:
+            self.dropped += 1
+
+    def __repr__(self) -> str:
+        return f"EveryNFilter({self.n})"

@@ -1,0 +1,152 @@
+"""Key filters: keep, drop, prefix, rename and flatten metric names."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.keys import KeyMatcher
+from pipeline.node import Node, Record
+
+
+class KeepKeys(Node):
+    """Passes on only the keys matching `regex` (`re.search`); the others are dropped by design."""
+
+    def __init__(self, regex: str) -> None:
+        super().__init__()
+        self.match = KeyMatcher(regex)
+
+    def write(self, data: Record) -> None:
+        match = self.match
+        self.emit({key: value for key, value in data.items() if match(key)})
+
+    def __repr__(self) -> str:
+        return f"KeepKeys({self.match.regex!r})"
+
+
+class DropKeys(Node):
+    """Removes the keys matching `regex` (`re.search`); a record without any passes as it is."""
+
+    def __init__(self, regex: str) -> None:
+        super().__init__()
+        self.match = KeyMatcher(regex)
+
+    def write(self, data: Record) -> None:
+        match = self.match
+        for key in data:
+            if match(key):
+                self.emit({k: v for k, v in data.items() if not match(k)})
+                return
+        self.emit(data)
+
+    def __repr__(self) -> str:
+        return f"DropKeys({self.match.regex!r})"
+
+
+class PrefixKeys(Node):
+    """Renames every key to `<prefix><sep><key>`, e.g. `train/episode_return`."""
+
+    def __init__(self, prefix: str, sep: str = "/") -> None:
+        super().__init__()
+        if not isinstance(prefix, str) or not prefix:
+            raise ValueError(f"prefix must be a non-empty string, got {prefix!r}")
+        self.prefix = prefix
+        self.sep = sep
+        self._names: dict[str, str] = {}
+
+    def write(self, data: Record) -> None:
+        names = self._names
+        out = {}
+        for key, value in data.items():
+            name = names.get(key)
+            if name is None:
+                name = names[key] = f"{self.prefix}{self.sep}{key}"
+            out[name] = value
+        self.emit(out)
+
+    def __repr__(self) -> str:
+        return f"PrefixKeys({self.prefix!r})"
+
+
+class RenameKeys(Node):
+    """Renames the keys named in `mapping`; other keys pass unchanged.
+
+    If two keys end up with the same name, the one later in the record wins; a warning is
+    given once per name and the overwrite counted in `.overwritten`."""
+
+    def __init__(self, mapping: Mapping[str, str]) -> None:
+        super().__init__()
+        if not isinstance(mapping, Mapping) or not all(
+            isinstance(new, str) for new in mapping.values()
+        ):
+            raise ValueError("mapping must map old key names to new key names (strings)")
+        self.mapping = dict(mapping)
+        self.overwritten = 0
+        self._warned: set[str] = set()
+
+    def write(self, data: Record) -> None:
+        mapping = self.mapping
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            name = mapping.get(key, key)
+            if name in out:
+                self._collision(name)
+            out[name] = value
+        self.emit(out)
+
+    def _collision(self, name: str) -> None:
+        self.overwritten += 1
+        if name not in self._warned:
+            self._warned.add(name)
+            warnings.warn(
+                f"RenameKeys: renamed key {name!r} overwrites a key of the same name",
+                stacklevel=3,
+            )
+
+    def __repr__(self) -> str:
+        return f"RenameKeys({self.mapping!r})"
+
+
+class FlattenFilter(Node):
+    """Flattens nested mappings to `a/b/c` keys (any `sep`); other values are leaves, lists and
+    arrays included. A record without nested mappings passes as it is.
+
+    When a flattened name equals an existing key, the value met later in the record wins; a
+    warning is given once per name and the overwrite counted in `.overwritten`."""
+
+    def __init__(self, sep: str = "/") -> None:
+        super().__init__()
+        if not isinstance(sep, str) or not sep:
+            raise ValueError(f"sep must be a non-empty string, got {sep!r}")
+        self.sep = sep
+        self.overwritten = 0
+        self._warned: set[str] = set()
+
+    def write(self, data: Record) -> None:
+        for value in data.values():
+            if isinstance(value, Mapping):
+                out: dict[str, Any] = {}
+                self._flatten(data, "", out)
+                self.emit(out)
+                return
+        self.emit(data)
+
+    def _flatten(self, data: Mapping[Any, Any], prefix: str, out: dict[str, Any]) -> None:
+        for key, value in data.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, Mapping):
+                self._flatten(value, name + self.sep, out)
+                continue
+            if name in out:
+                self.overwritten += 1
+                if name not in self._warned:
+                    self._warned.add(name)
+                    warnings.warn(
+                        f"FlattenFilter: two values flatten to the key {name!r}; the later wins",
+                        stacklevel=4,
+                    )
+            out[name] = value
+
+    def __repr__(self) -> str:
+        return f"FlattenFilter({self.sep!r})"

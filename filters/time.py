@@ -1,0 +1,55 @@
+"""TimeFilter: passes a record only if enough time passed since the last one it passed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from pipeline.node import Node, Record
+
+
+class TimeFilter(Node):
+    """Passes a record only if `time_delta` seconds passed (monotonic clock) since the last
+    record it passed; the first record always passes. `time_delta=0` passes everything.
+
+    This is a throttle: held-back records are dropped by design and counted in `.dropped`.
+    With `keep_last=True` the most recent held-back record is emitted on flush/close, so the
+    final state of a run always reaches the sinks.
+    """
+
+    def __init__(
+        self,
+        time_delta: float,
+        *,
+        keep_last: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        if not isinstance(time_delta, (int, float)) or time_delta < 0:
+            raise ValueError(f"time_delta must be a number >= 0 seconds, got {time_delta!r}")
+        self.time_delta = float(time_delta)
+        self.keep_last = keep_last
+        self._clock = clock
+        self._last = -float("inf")
+        self._held: Record | None = None
+        self.dropped = 0
+
+    def write(self, data: Record) -> None:
+        now = self._clock()
+        if now - self._last >= self.time_delta:
+            self._last = now
+            self._held = None
+            self.emit(data)
+        else:
+            self.dropped += 1
+            if self.keep_last:
+                self._held = data
+
+    def on_flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self.dropped -= 1
+            self.emit(held)
+
+    def __repr__(self) -> str:
+        return f"TimeFilter({self.time_delta:g}s)"

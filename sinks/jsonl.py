@@ -1,0 +1,30 @@
+"""JsonlSink: one JSON object per record, one record per line."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pipeline.values import plain
+from sinks.file import BufferedFileSink
+
+
+class JsonlSink(BufferedFileSink):
+    """Appends each record to a JSON Lines file as one object, keys in the record's order.
+
+    numpy/jax/torch scalars become JSON numbers, arrays become (nested) lists, nested
+    mappings stay objects. NaN and infinities are written as the `NaN`/`Infinity` literals
+    that Python's `json` and pandas read back (strict JSON has no form for them). Any other
+    object is written as its `str()`. Flush policy and crash repair: see BufferedFileSink.
+    """
+
+    def _store(self, rows: list[dict[str, Any]]) -> None:
+        handle = self._handle()
+        dumps = json.dumps
+        handle.write(
+            "".join(
+                dumps({str(key): plain(value) for key, value in row.items()}, default=str) + "\n"
+                for row in rows
+            )
+        )
+        self._sync(handle)

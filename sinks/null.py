@@ -1,0 +1,25 @@
+"""NullSink: takes records and keeps nothing but a count (a floor for benchmarks)."""
+
+from __future__ import annotations
+
+from pipeline.node import Columns, Record
+from sinks.base import Sink
+
+
+class NullSink(Sink):
+    """Discards every record, counting them in `.count`; the cheapest possible leaf."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def write(self, data: Record) -> None:
+        self.count += 1
+
+    def write_batch(self, columns: Columns) -> None:
+        for column in columns.values():
+            self.count += len(column)
+            return
+
+    def __repr__(self) -> str:
+        return f"NullSink({self.count} records)"

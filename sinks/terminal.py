@@ -1,0 +1,110 @@
+"""TerminalSink: records printed for humans, one line each (Acme style) or as tables (SB3 style)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, TextIO
+
+from pipeline.node import Record
+from pipeline.values import plain
+from sinks.base import Sink
+
+
+def format_value(value: Any, precision: int = 3) -> str:
+    """A short human form: ints as they are, floats with `precision` decimals (scientific
+    notation when very large or small), NaN/inf spelled out, arrays and lists shortened."""
+    value = plain(value)
+    if isinstance(value, bool) or isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        magnitude = abs(value)
+        if magnitude >= 1e6 or (0 < magnitude < 10.0 ** -precision):
+            return f"{value:.{precision}e}"
+        return f"{value:.{precision}f}"
+    if isinstance(value, list):
+        text = "[" + ", ".join(format_value(v, precision) for v in value[:6])
+        return text + (", ...]" if len(value) > 6 else "]")
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def humanize(key: str) -> str:
+    """`episode_return` -> `Episode Return`, as Acme's terminal logger shows keys."""
+    return key.replace("_", " ").title()
+
+
+class TerminalSink(Sink):
+    """Prints each record to a text stream (stdout by default, looked up at each write).
+
+    `mode="line"`: `[Label] Episode Length = 100 | Episode Return = 12.500`, keys sorted by
+    name so the order is stable whatever order they came in (`humanize_keys=False` prints
+    them as written). `mode="table"`: a boxed two-column table per record, keys grouped by
+    their `prefix/` as Stable-Baselines3 prints them. Every key of a record is printed.
+    """
+
+    def __init__(
+        self,
+        label: str = "",
+        *,
+        stream: TextIO | None = None,
+        mode: str = "line",
+        precision: int = 3,
+        humanize_keys: bool = True,
+    ) -> None:
+        super().__init__()
+        if mode not in ("line", "table"):
+            raise ValueError(f"mode must be 'line' or 'table', got {mode!r}")
+        if isinstance(precision, bool) or not isinstance(precision, int) or precision < 0:
+            raise ValueError(f"precision must be an int >= 0, got {precision!r}")
+        self.label = label
+        self.stream = stream
+        self.mode = mode
+        self.precision = precision
+        self.humanize_keys = humanize_keys
+        self._prefix = f"[{humanize(label) if humanize_keys else label}] " if label else ""
+
+    def write(self, data: Record) -> None:
+        if self.closed:
+            self._check_open()
+        stream = self.stream or sys.stdout
+        text = self.format_line(data) if self.mode == "line" else self.format_table(data)
+        stream.write(text + "\n")
+        stream.flush()
+
+    def format_line(self, data: Record) -> str:
+        """The one-line form of a record."""
+        name = humanize if self.humanize_keys else str
+        fields = " | ".join(
+            f"{name(str(key))} = {format_value(data[key], self.precision)}"
+            for key in sorted(data, key=str)
+        )
+        return self._prefix + fields
+
+    def format_table(self, data: Record) -> str:
+        """The boxed table form of a record."""
+        rows: list[tuple[str, str]] = []
+        group = None
+        for key in sorted(data, key=str):
+            text = str(key)
+            head, sep, tail = text.rpartition("/")
+            if sep:
+                if head != group:
+                    rows.append((head + "/", ""))
+                    group = head
+                text = "    " + tail
+            else:
+                group = None
+            rows.append((text, format_value(data[key], self.precision)))
+        if self.label:
+            rows.insert(0, (f"[{self.label}]", ""))
+        key_width = max((len(k) for k, _ in rows), default=0)
+        value_width = max((len(v) for _, v in rows), default=0)
+        rule = "-" * (key_width + value_width + 7)
+        body = [f"| {k:<{key_width}} | {v:<{value_width}} |" for k, v in rows]
+        return "\n".join([rule, *body, rule])
+
+    def __repr__(self) -> str:
+        return f"TerminalSink({self.label!r})"
