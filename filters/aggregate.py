@@ -93,8 +93,7 @@ class AggregateFilter(Node):
             if value is None:
                 continue
             if match(key):
-                kind = type(value)
-                x = value if (kind is float or kind is int) else to_float(value)
+                x = value if type(value) is float else to_float(value)
                 column = columns.get(key)
                 if column is None:
                     if x is None:
@@ -110,18 +109,15 @@ class AggregateFilter(Node):
                 else:
                     self._nan(key)
             else:
-                if key not in last:
-                    last[key] = value
-                    if key not in order:
-                        order[key] = None
-                else:
-                    last[key] = value
+                if key not in order:
+                    order[key] = None
+                last[key] = value
         writes = self._writes = self._writes + 1
         if writes == 1 and self.seconds is not None:
             self._window_start = self._clock()
-        if self.every is not None and writes >= self.every:
-            self._emit_window()
-        elif self.seconds is not None and self._clock() - self._window_start >= self.seconds:
+        if (self.every is not None and writes >= self.every) or (
+            self.seconds is not None and self._clock() - self._window_start >= self.seconds
+        ):
             self._emit_window()
 
     def _not_a_number(self, key: str, value: Any) -> None:
@@ -162,11 +158,11 @@ class AggregateFilter(Node):
                     names = self._names[key] = tuple(f"{key}_{stat}" for stat in self.stats)
                 if len(column):
                     values = np.frombuffer(column, dtype=np.float64)
-                    for name, stat in zip(names, self.stats):
+                    for name, stat in zip(names, self.stats, strict=True):
                         result = STATISTICS[stat](values)
                         out[name] = result if stat == "count" else float(result)
                 else:
-                    for name, stat in zip(names, self.stats):
+                    for name, stat in zip(names, self.stats, strict=True):
                         out[name] = 0 if stat == "count" else 0.0 if stat == "sum" else math.nan
             if key in last:
                 out[key] = last[key]

@@ -15,8 +15,8 @@ __all__ = [
     "Pipeline",
     "Record",
     "__version__",
-    "iter_rows",
     "is_finite_number",
+    "iter_rows",
     "plain",
     "to_float",
 ]

@@ -18,7 +18,8 @@ class KeyMatcher:
         try:
             self.pattern: re.Pattern[str] = re.compile(regex)
         except (re.error, TypeError) as error:
-            raise ValueError(f"{argument}={regex!r} is not a valid regular expression: {error}")
+            message = f"{argument}={regex!r} is not a valid regular expression: {error}"
+            raise ValueError(message) from None
         self.regex = self.pattern.pattern
         self._cache: dict[str, bool] = {}
 

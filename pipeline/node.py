@@ -186,4 +186,4 @@ def iter_rows(columns: Columns) -> Iterator[dict[str, Any]]:
         raise ValueError(f"write_batch needs columns of equal length, got {lengths}")
     values: list[Sequence[Any]] = [columns[key] for key in keys]
     for i in range(length):
-        yield {key: column[i] for key, column in zip(keys, values)}
+        yield {key: column[i] for key, column in zip(keys, values, strict=True)}

@@ -5,7 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-_INT_TYPES = (int,)  # bool is an int subclass
+
+def _int_to_float(value: int) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def to_float(value: Any) -> float | None:
@@ -17,19 +22,13 @@ def to_float(value: Any) -> float | None:
     """
     kind = type(value)
     if kind is float:
-        return value  # type: ignore[no-any-return]
+        return value  # type: ignore[no-any-return,unused-ignore]
     if kind is int or kind is bool:
-        try:
-            return float(value)
-        except OverflowError:
-            return math.copysign(math.inf, value)
+        return _int_to_float(value)
     if isinstance(value, (str, bytes)) or value is None:
         return None
-    if isinstance(value, _INT_TYPES):
-        try:
-            return float(value)
-        except OverflowError:
-            return math.copysign(math.inf, value)
+    if isinstance(value, int):
+        return _int_to_float(value)
     if isinstance(value, float):
         return float(value)
     dtype = getattr(value, "dtype", None)

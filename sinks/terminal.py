@@ -15,7 +15,7 @@ def format_value(value: Any, precision: int = 3) -> str:
     """A short human form: ints as they are, floats with `precision` decimals (scientific
     notation when very large or small), NaN/inf spelled out, arrays and lists shortened."""
     value = plain(value)
-    if isinstance(value, bool) or isinstance(value, int):
+    if isinstance(value, int):  # bool included
         return str(value)
     if isinstance(value, float):
         if not math.isfinite(value):

@@ -1,0 +1,23 @@
+"""Shared fixtures: small record streams and a fake clock for time-based nodes."""
+
+from __future__ import annotations
+
+import pytest
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()

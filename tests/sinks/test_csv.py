@@ -1,0 +1,127 @@
+"""CsvSink: union of keys, late keys, resume, torn lines, flush policy, cell forms."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import ClosedError
+from sinks import CsvSink
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_key_first_seen_late_gets_a_column_and_no_row_loses_anything(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    sink = CsvSink(path, flush_every=10)
+    for i in range(600):
+        record: dict[str, object] = {"step": i, "return": float(i)}
+        if i >= 500:
+            record["loss"] = i / 2
+        sink.write(record)
+    sink.close()
+    rows = read(path)
+    assert len(rows) == 600
+    assert list(rows[0]) == ["step", "return", "loss"]
+    assert rows[499]["loss"] == "" and rows[500]["loss"] == "250.0"
+    assert [int(r["step"]) for r in rows] == list(range(600))
+    assert not list(tmp_path.glob(".*rewrite"))
+
+
+def test_reopening_appends_and_keeps_the_columns(tmp_path: Path) -> None:
+    path = tmp_path / "run.csv"
+    with CsvSink(path) as sink:
+        sink.write({"a": 1, "b": 2})
+    with CsvSink(path) as sink:
+        sink.write({"b": 3, "c": 4})
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == ["a", "b", "c"]
+    assert frame["b"].tolist() == [2, 3] and math.isnan(frame["c"][0]) and frame["c"][1] == 4
+
+
+def test_mode_w_starts_afresh(tmp_path: Path) -> None:
+    path = tmp_path / "run.csv"
+    with CsvSink(path) as sink:
+        sink.write({"a": 1})
+    with CsvSink(path, mode="w") as sink:
+        sink.write({"b": 2})
+    assert read(path) == [{"b": "2"}]
+
+
+def test_a_torn_last_line_from_a_crash_is_cut_off_on_resume(tmp_path: Path) -> None:
+    path = tmp_path / "run.csv"
+    path.write_text("a,b\n1,2\n3,")
+    with pytest.warns(UserWarning, match="torn line"), CsvSink(path) as sink:
+        sink.write({"a": 5, "b": 6})
+    assert read(path) == [{"a": "1", "b": "2"}, {"a": "5", "b": "6"}]
+
+
+def test_rows_reach_the_file_every_n_rows_and_on_flush(tmp_path: Path) -> None:
+    path = tmp_path / "run.csv"
+    sink = CsvSink(path, flush_every=3, flush_seconds=None)
+    sink.write({"a": 1})
+    sink.write({"a": 2})
+    assert path.read_text() == ""
+    sink.write({"a": 3})
+    assert len(read(path)) == 3
+    sink.write({"a": 4})
+    sink.flush()
+    assert len(read(path)) == 4
+    sink.close()
+
+
+def test_rows_reach_the_file_after_flush_seconds(tmp_path: Path) -> None:
+    from tests.conftest import FakeClock
+
+    clock = FakeClock()
+    sink = CsvSink(tmp_path / "run.csv", flush_every=1000, flush_seconds=2.0)
+    sink._clock = clock
+    sink.write({"a": 1})
+    clock.advance(2.5)
+    sink.write({"a": 2})
+    assert len(read(tmp_path / "run.csv")) == 2
+    sink.close()
+
+
+def test_cells_of_every_kind_read_back_with_pandas(tmp_path: Path) -> None:
+    path = tmp_path / "values.csv"
+    with CsvSink(path) as sink:
+        sink.write({
+            "float": 0.1, "int": 2**70, "bool": True, "none": None, "nan": math.nan,
+            "inf": -math.inf, "np": np.float32(1.5), "zero_d": np.array(3), "text": 'a,"b"\nc',
+            "array": np.arange(3), "nested": {"k": [1, 2]},
+        })
+    (row,) = read(path)
+    assert row["float"] == "0.1" and row["int"] == str(2**70) and row["bool"] == "True"
+    assert row["none"] == "" and row["nan"] == "nan" and row["inf"] == "-inf"
+    assert row["np"] == "1.5" and row["zero_d"] == "3" and row["text"] == 'a,"b"\nc'
+    assert row["array"] == "[0, 1, 2]" and row["nested"] == '{"k": [1, 2]}'
+    frame = pd.read_csv(path)
+    assert math.isnan(frame["nan"][0]) and frame["inf"][0] == -math.inf
+
+
+def test_write_after_close_raises(tmp_path: Path) -> None:
+    sink = CsvSink(tmp_path / "run.csv")
+    sink.close()
+    with pytest.raises(ClosedError):
+        sink.write({"a": 1})
+
+
+def test_parent_folders_are_created(tmp_path: Path) -> None:
+    with CsvSink(tmp_path / "runs" / "x" / "train.csv") as sink:
+        sink.write({"a": 1})
+    assert (tmp_path / "runs" / "x" / "train.csv").exists()
+
+
+@pytest.mark.parametrize("options", [{"mode": "r"}, {"flush_every": 0}, {"flush_seconds": -1}])
+def test_bad_arguments_are_value_errors(tmp_path: Path, options: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        CsvSink(tmp_path / "x.csv", **options)  # type: ignore[arg-type]
