@@ -1,6 +1,7 @@
 """rlpipe filters: nodes that transform, thin out or summarise records on their way to sinks."""
 
 from filters.aggregate import STATISTICS, AggregateFilter
+from filters.asynchronous import AsyncNode
 from filters.dispatch import Dispatcher
 from filters.gate import EveryNFilter
 from filters.keys import DropKeys, FlattenFilter, KeepKeys, PrefixKeys, RenameKeys
@@ -11,6 +12,7 @@ from filters.time import TimeFilter
 __all__ = [
     "STATISTICS",
     "AggregateFilter",
+    "AsyncNode",
     "Dispatcher",
     "DropKeys",
     "EveryNFilter",

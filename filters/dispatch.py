@@ -1,26 +1,142 @@
-"""Dispatcher: fans every record out to several children."""
+"""Dispatcher: fans every record out to several children, isolating the ones that fail."""
 
 from __future__ import annotations
 
-from pipeline.node import Columns, Node, Record
+from collections.abc import Callable
+
+from pipeline.isolation import (
+    Failures,
+    RetryingWriter,
+    StoreError,
+    strict_from_env,
+    warn_failure,
+)
+from pipeline.node import Columns, Node, Record, iter_rows
 
 
 class Dispatcher(Node):
     """Sends every record, unchanged and in order, to each of its children (sinks, filters or
     pipelines). The same record object goes to every child, which is safe because no node
-    mutates what it receives."""
+    mutates what it receives.
 
-    def __init__(self, *children: Node) -> None:
+    A child that raises does not stop the others nor the caller (unless `strict`, or
+    `RLPIPE_STRICT=1`, in which case the error propagates at once):
+
+    - an OSError (disk full, permission denied, connection lost, timeout) is taken as
+      transient: the child is warned about once, then its records are queued in order (at most
+      `retry_limit`; beyond that the oldest are dropped and counted) and redelivered at most
+      once per back-off period (`backoff` seconds, doubling up to `max_backoff`), on flush, and
+      a last time on close; once the queue drains the child is used directly again;
+    - a StoreError means the child kept the record and retries storing it itself: it is noted;
+    - any other error is about the record (the child cannot take it): it is counted as lost.
+
+    `failures` maps each failing child to its counts; they are reported as a warning on close.
+    """
+
+    def __init__(
+        self,
+        *children: Node,
+        strict: bool | None = None,
+        retry_limit: int = 10_000,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+    ) -> None:
+        if isinstance(retry_limit, bool) or not isinstance(retry_limit, int) or retry_limit < 1:
+            raise ValueError(f"retry_limit must be an int >= 1, got {retry_limit!r}")
+        if backoff <= 0 or max_backoff < backoff:
+            raise ValueError(
+                f"backoff must be > 0 and <= max_backoff, got {backoff!r}, {max_backoff!r}"
+            )
+        self.strict = strict_from_env() if strict is None else strict
+        self.retry_limit = retry_limit
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.failures: dict[int, Failures] = {}
+        self._retrying: dict[int, RetryingWriter] = {}
+        self._writers: tuple[Callable[[Record], None], ...] = ()
         super().__init__()
         if children:
             self.connect(*children)
 
+    def _rewire(self) -> None:
+        super()._rewire()
+        self._writers = tuple(
+            self._retrying[id(child)].write if id(child) in self._retrying else child.write
+            for child in self._children
+        )
+
     def write(self, data: Record) -> None:
-        self.emit(data)
+        for write in self._writers:
+            try:
+                write(data)
+            except Exception as error:
+                self._failed(write, data, error)
 
     def write_batch(self, columns: Columns) -> None:
+        if self._retrying:
+            super().write_batch(columns)  # row by row, so queued records keep their order
+            return
         for child in self._children:
-            child.write_batch(columns)
+            try:
+                child.write_batch(columns)
+            except Exception as error:
+                if self.strict:
+                    raise
+                # Rows of the batch the child did take may be delivered twice: nothing is lost.
+                rows = iter_rows(columns)
+                first = next(rows, None)
+                if first is not None:
+                    self._failed(child.write, first, error)
+                    for row in rows:
+                        self.write_to(child, row)
+
+    def write_to(self, child: Node, data: Record) -> None:
+        """Writes one record to one child, through the isolation rules."""
+        write = self._writers[self._children.index(child)]
+        try:
+            write(data)
+        except Exception as error:
+            self._failed(write, data, error)
+
+    def _failed(self, write: Callable[[Record], None], data: Record, error: Exception) -> None:
+        if self.strict:
+            raise error
+        child = self._children[self._writers.index(write)]
+        failures = self.failures.get(id(child))
+        if failures is None:
+            failures = self.failures[id(child)] = Failures(child)
+            warn_failure(child, error, stacklevel=4)
+        failures.note(error)
+        if isinstance(error, StoreError):
+            return
+        if not isinstance(error, OSError):
+            failures.lost += 1
+            return
+        retrying = RetryingWriter(
+            child,
+            failures,
+            limit=self.retry_limit,
+            backoff=self.backoff,
+            max_backoff=self.max_backoff,
+            on_recovered=self._recovered,
+        )
+        retrying.queue.append(data)
+        failures.queued = 1
+        self._retrying[id(child)] = retrying
+        self._rewire()
+
+    def _recovered(self, retrying: RetryingWriter) -> None:
+        self._retrying.pop(id(retrying.child), None)
+        self._rewire()
+
+    def on_flush(self) -> None:
+        for retrying in list(self._retrying.values()):
+            retrying.retry()
+
+    def on_close(self) -> None:
+        for retrying in list(self._retrying.values()):
+            if not retrying.retry():
+                retrying.give_up()
 
     def __repr__(self) -> str:
         return f"Dispatcher({len(self._children)} children)"

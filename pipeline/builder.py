@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import warnings
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
+from pipeline import lifecycle
+from pipeline.isolation import strict_from_env
 from pipeline.node import ClosedError, Columns, Node, Record
 
 
@@ -24,13 +29,32 @@ class Pipeline(Node):
 
     A pipeline is itself a Node, hence an Acme logger: `write`, `flush`, `close`, and a
     context manager that closes on exit. Writing before `.to(...)` or after `close()` raises.
+
+    Reliability: a sink that fails does not stop the others nor training (see Dispatcher);
+    errors met while flushing or closing are warned about, not raised, unless `strict=True`
+    (or `RLPIPE_STRICT=1`). With `thread_safe=True` (default) one re-entrant lock serialises
+    `write`, `flush` and `close`, so threads sharing the pipeline get the totals of one
+    thread. A pipeline still open at interpreter exit or on SIGTERM is closed then
+    (`close_at_exit=False` opts out).
     """
 
-    def __init__(self, name: str = "") -> None:
+    def __init__(
+        self,
+        name: str = "",
+        *,
+        strict: bool | None = None,
+        thread_safe: bool = True,
+        close_at_exit: bool = True,
+    ) -> None:
         super().__init__()
         if not isinstance(name, str):
             raise ValueError(f"name must be a string, got {type(name).__name__}")
         self.name = name
+        self.strict = strict_from_env() if strict is None else strict
+        self._lock: AbstractContextManager[object] = (
+            threading.RLock() if thread_safe else nullcontext()
+        )
+        self._close_at_exit = close_at_exit
         self._tail: Node = self
         self._ended = False
 
@@ -130,22 +154,67 @@ class Pipeline(Node):
                 raise ValueError(
                     f"target {target!r} does not end in sinks: end it with .to(...) first"
                 )
-        self.then(Dispatcher(*targets))
+        self.then(Dispatcher(*targets, strict=self.strict))
         self._ended = True
+        if self._close_at_exit:
+            lifecycle.track(self)
         return self
+
+    def async_(self, maxsize: int = 10_000, policy: str = "block") -> Pipeline:
+        """Appends an AsyncNode: everything after it runs on a background thread."""
+        from filters import AsyncNode
+
+        return self.then(AsyncNode(maxsize=maxsize, policy=policy))
 
     # -- the three calls ------------------------------------------------------------------
 
     def write(self, data: Record) -> None:
         if not self._ended or self.closed:
             self._refuse()
-        self.emit(data)
+        with self._lock:
+            self.emit(data)
 
     def write_batch(self, columns: Columns) -> None:
         if not self._ended or self.closed:
             self._refuse()
-        head = self._children[0]
-        head.write_batch(columns)
+        with self._lock:
+            self._children[0].write_batch(columns)
+
+    def flush(self) -> None:
+        with self._lock:
+            super().flush()
+
+    def close(self) -> None:
+        with self._lock:
+            already = self.closed
+            super().close()
+        lifecycle.forget(self)
+        report = [] if already else self.failures()
+        if report:
+            warnings.warn(
+                f"rlpipe: {self!r} closed with failures: " + "; ".join(report),
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def report_errors(self, errors: list[Exception]) -> None:
+        if self.strict:
+            super().report_errors(errors)
+        for error in errors:
+            warnings.warn(
+                f"rlpipe: {self!r}: {type(error).__name__}: {error}", RuntimeWarning, stacklevel=3
+            )
+
+    def failures(self) -> list[str]:
+        """One line per failing child in this graph: errors, records lost, first error."""
+        from filters import Dispatcher
+
+        return [
+            str(failures)
+            for node in self.nodes()
+            if isinstance(node, Dispatcher)
+            for failures in node.failures.values()
+        ]
 
     def _refuse(self) -> None:
         if self.closed:

@@ -130,25 +130,39 @@ class Node:
 
     def flush(self) -> None:
         """Pushes out what this node and every node below it hold, parents first."""
+        errors: list[Exception] = []
         for node in self.nodes():
             if not node.closed:
-                node.on_flush()
+                try:
+                    node.on_flush()
+                except Exception as error:  # flush the rest, then report
+                    errors.append(error)
+        self.report_errors(errors)
 
     def close(self) -> None:
         """Flushes, then releases this node and every node below it; safe to call twice."""
-        errors: list[BaseException] = []
+        errors: list[Exception] = []
         for node in self.nodes():
             if node.closed:
                 continue
+            flush_error: Exception | None = None
             try:
                 node.on_flush()
-            except Exception as error:  # keep closing the rest, then report
-                errors.append(error)
+            except Exception as error:  # close the rest, then report
+                flush_error = error
             try:
                 node.on_close()
-            except Exception as error:
+            except Exception as error:  # the node's last word supersedes its flush error
+                flush_error = None
                 errors.append(error)
+            if flush_error is not None:
+                errors.append(flush_error)
             node.closed = True
+        self.report_errors(errors)
+
+    def report_errors(self, errors: list[Exception]) -> None:
+        """Reports the errors met by `flush` or `close` after they went over every node:
+        a bare node raises the first; a Pipeline warns unless it is strict."""
         if errors:
             raise errors[0]
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import os
 from collections.abc import Sequence
@@ -52,10 +54,16 @@ class CsvSink(BufferedFileSink):
         flush_every: int = 1000,
         flush_seconds: float | None = 2.0,
         fsync: bool = False,
+        max_pending: int = 1_000_000,
         fieldnames: Sequence[str] = (),
     ) -> None:
         super().__init__(
-            path, mode=mode, flush_every=flush_every, flush_seconds=flush_seconds, fsync=fsync
+            path,
+            mode=mode,
+            flush_every=flush_every,
+            flush_seconds=flush_seconds,
+            fsync=fsync,
+            max_pending=max_pending,
         )
         self.fieldnames: list[str] = self._read_header()
         self._has_header = bool(self.fieldnames)
@@ -64,45 +72,50 @@ class CsvSink(BufferedFileSink):
                 self.fieldnames.append(str(name))
 
     def _read_header(self) -> list[str]:
+        if not self.path.is_file():  # a device such as /dev/full has no header to read
+            return []
         with self.path.open(encoding="utf-8", newline="") as handle:
             return next(csv.reader(handle), [])
 
     def _store(self, rows: list[dict[str, Any]]) -> None:
-        fields = self.fieldnames
+        fields = list(self.fieldnames)
         known = set(fields)
-        widened = False
         for row in rows:
             for key in row:
                 if key not in known:
                     name = str(key)
                     known.add(name)
                     fields.append(name)
-                    widened = True
+        widened = len(fields) > len(self.fieldnames)
         if widened and self._has_header:
-            self._rewrite_with_header(rows)
-            return
-        handle = self._handle()
-        writer = csv.writer(handle, lineterminator="\n")
-        if not self._has_header:
-            writer.writerow(fields)
-            self._has_header = True
-        writer.writerows([csv_cell(row.get(name)) for name in fields] for row in rows)
-        self._sync(handle)
-
-    def _rewrite_with_header(self, rows: list[dict[str, Any]]) -> None:
-        self._drop_handle()
-        fields = self.fieldnames
-        temporary = self.path.with_name(f".{self.path.name}.rewrite")
-        with self.path.open(encoding="utf-8", newline="") as old, temporary.open(
-            "w", encoding="utf-8", newline=""
-        ) as new:
-            reader = csv.reader(old)
-            next(reader, None)
-            writer = csv.writer(new, lineterminator="\n")
-            writer.writerow(fields)
-            padding = len(fields)
-            writer.writerows(row + [""] * (padding - len(row)) for row in reader)
+            self._rewrite_with_header(fields, rows)
+        else:
+            text = io.StringIO()
+            writer = csv.writer(text, lineterminator="\n")
+            if not self._has_header:
+                writer.writerow(fields)
             writer.writerows([csv_cell(row.get(name)) for name in fields] for row in rows)
-            new.flush()
-            os.fsync(new.fileno())
-        os.replace(temporary, self.path)
+            self._append(text.getvalue())
+        self.fieldnames = fields
+        self._has_header = True
+
+    def _rewrite_with_header(self, fields: list[str], rows: list[dict[str, Any]]) -> None:
+        self._drop_handle()
+        temporary = self.path.with_name(f".{self.path.name}.rewrite")
+        try:
+            with self.path.open(encoding="utf-8", newline="") as old, temporary.open(
+                "w", encoding="utf-8", newline=""
+            ) as new:
+                reader = csv.reader(old)
+                next(reader, None)
+                writer = csv.writer(new, lineterminator="\n")
+                writer.writerow(fields)
+                padding = len(fields)
+                writer.writerows(row + [""] * (padding - len(row)) for row in reader)
+                writer.writerows([csv_cell(row.get(name)) for name in fields] for row in rows)
+                new.flush()
+                os.fsync(new.fileno())
+            os.replace(temporary, self.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()

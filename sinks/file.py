@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from pipeline.isolation import StoreError
 from pipeline.node import Record
 from sinks.base import Sink
 
@@ -45,11 +48,20 @@ class BufferedFileSink(Sink):
 
     Flush policy: records are held in memory and written when `flush_every` records are
     held, when `flush_seconds` passed since the oldest held record (checked on write), on
-    `flush()` and on `close()`. Each write to disk ends with the OS-level flush of the file
-    (and `os.fsync` when `fsync=True`), so what was flushed survives a crash of the process.
+    `flush()` and on `close()`. Each flush is one append of whole lines straight to the OS
+    (no hidden buffer), followed by `os.fsync` when `fsync=True`; so what was flushed
+    survives a crash of the process, and a crash never leaves half a row behind except in
+    the last line, which is cut off when the file is opened again.
 
     An existing file is appended to (`mode="a"`); a last line torn by an earlier crash is
     cut off with a warning. `mode="w"` starts the file afresh. Parent folders are created.
+
+    When storing fails (disk full, file too large, permission lost), the partial append is
+    truncated away, the rows stay held (at most `max_pending`; beyond that the oldest are
+    dropped, counted in `.lost` and warned about) and storing is retried after a back-off
+    (1 s doubling to 60 s) or at the next explicit `flush()`; the failure is raised as a
+    StoreError, which tells a Dispatcher that the record was kept. Rows still held when
+    `close()` fails to store them are counted in `.lost` and reported by the error.
     """
 
     def __init__(
@@ -60,6 +72,7 @@ class BufferedFileSink(Sink):
         flush_every: int = 1000,
         flush_seconds: float | None = 2.0,
         fsync: bool = False,
+        max_pending: int = 1_000_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
@@ -71,18 +84,24 @@ class BufferedFileSink(Sink):
             not isinstance(flush_seconds, (int, float)) or flush_seconds < 0
         ):
             raise ValueError(f"flush_seconds must be a number >= 0 or None, got {flush_seconds!r}")
+        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
+            raise ValueError(f"max_pending must be an int >= 1, got {max_pending!r}")
         self.path = Path(path)
         self.flush_every = flush_every
         self.flush_seconds = flush_seconds
         self.fsync = fsync
+        self.max_pending = max_pending
         self._clock = clock
         self._pending: list[dict[str, Any]] = []
         self._oldest = 0.0
+        self._retry_at = 0.0
+        self._retry_delay = 0.0
         self.rows_written = 0
+        self.lost = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if mode == "w" or not self.path.exists():
             self.path.write_bytes(b"")
-        else:
+        elif self.path.is_file():
             removed = repair_torn_tail(self.path)
             if removed:
                 warnings.warn(
@@ -90,7 +109,7 @@ class BufferedFileSink(Sink):
                     "left by a crash); it was cut off before appending",
                     stacklevel=3,
                 )
-        self._file: IO[str] | None = None
+        self._file: io.FileIO | None = None
 
     def write(self, data: Record) -> None:
         if self.closed:
@@ -102,28 +121,64 @@ class BufferedFileSink(Sink):
         if len(pending) >= self.flush_every or (
             self.flush_seconds is not None and self._clock() - self._oldest >= self.flush_seconds
         ):
+            if self._retry_at and self._clock() < self._retry_at:
+                self._bound_pending()
+                return
             self.on_flush()
 
     def on_flush(self) -> None:
         if not self._pending:
             return
-        rows, self._pending = self._pending, []
-        self._store(rows)
+        rows = self._pending
+        try:
+            self._store(rows)
+        except Exception as error:
+            self._retry_delay = min(max(1.0, self._retry_delay * 2), 60.0)
+            self._retry_at = self._clock() + self._retry_delay
+            self._bound_pending()
+            raise StoreError(
+                f"{self!r} could not store {len(rows)} rows ({type(error).__name__}: {error}); "
+                "they are kept and retried"
+            ) from error
+        self._pending = []
+        self._retry_at = self._retry_delay = 0.0
         self.rows_written += len(rows)
 
+    def _bound_pending(self) -> None:
+        excess = len(self._pending) - self.max_pending
+        if excess > 0:
+            del self._pending[:excess]
+            if not self.lost:
+                warnings.warn(
+                    f"{self!r}: storage keeps failing and {self.max_pending} rows are held; "
+                    "the oldest are dropped from now on (counted in .lost)",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+            self.lost += excess
+
     def _store(self, rows: list[dict[str, Any]]) -> None:
-        """Writes `rows` to the file and makes them durable per the flush policy."""
+        """Writes `rows` to the file (all of them, or none: see `_append`)."""
         raise NotImplementedError
 
-    def _handle(self) -> IO[str]:
+    def _append(self, text: str) -> None:
+        """Appends `text` to the file with no user-space buffer; on failure, truncates the
+        file back to its size before the append and re-raises."""
         if self._file is None:
-            self._file = self.path.open("a", encoding="utf-8", newline="")
-        return self._file
-
-    def _sync(self, handle: IO[str]) -> None:
-        handle.flush()
-        if self.fsync:
-            os.fsync(handle.fileno())
+            self._file = io.FileIO(self.path, "a")
+        handle = self._file
+        start = handle.seek(0, os.SEEK_END)
+        view = memoryview(text.encode("utf-8"))
+        try:
+            while view:
+                written = handle.write(view)
+                view = view[written or 0 :]
+            if self.fsync:
+                os.fsync(handle.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                handle.truncate(start)
+            raise
 
     def _drop_handle(self) -> None:
         if self._file is not None:
@@ -132,6 +187,11 @@ class BufferedFileSink(Sink):
 
     def on_close(self) -> None:
         self._drop_handle()
+        if self._pending:
+            left = len(self._pending)
+            self.lost += left
+            self._pending = []
+            raise StoreError(f"{self!r}: {left} rows could not be stored before close; lost")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"

@@ -19,12 +19,10 @@ class JsonlSink(BufferedFileSink):
     """
 
     def _store(self, rows: list[dict[str, Any]]) -> None:
-        handle = self._handle()
         dumps = json.dumps
-        handle.write(
+        self._append(
             "".join(
                 dumps({str(key): plain(value) for key, value in row.items()}, default=str) + "\n"
                 for row in rows
             )
         )
-        self._sync(handle)

@@ -1,0 +1,136 @@
+"""AsyncNode: runs everything downstream on a background thread behind a bounded queue."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections import deque
+from typing import Any
+
+from pipeline.node import ClosedError, Columns, Node, Record
+
+
+class _Batch:
+    __slots__ = ("columns",)
+
+    def __init__(self, columns: Columns) -> None:
+        self.columns = columns
+
+
+class AsyncNode(Node):
+    """Hands records to a background thread that writes them downstream, in order, so
+    `write` returns in microseconds however slow the sinks are.
+
+    The queue holds at most `maxsize` records. When it is full, `policy="block"` makes
+    `write` wait for room (a slow sink slows the caller, nothing is lost), and
+    `policy="drop_oldest"` drops the oldest queued record, counts it in `.dropped` and warns
+    once. `flush()` and `close()` wait until the queue is drained (then flush/close the nodes
+    below as usual). An error raised downstream in the thread is re-raised on the caller's
+    side, at its next `write`, `flush` or `close`, as a RuntimeError whose cause it is; the
+    thread goes on with the next records.
+    """
+
+    def __init__(self, maxsize: int = 10_000, policy: str = "block") -> None:
+        super().__init__()
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+            raise ValueError(f"maxsize must be an int >= 1, got {maxsize!r}")
+        if policy not in ("block", "drop_oldest"):
+            raise ValueError(f"policy must be 'block' or 'drop_oldest', got {policy!r}")
+        self.maxsize = maxsize
+        self.policy = policy
+        self.dropped = 0
+        self.errors = 0
+        self._queue: deque[Any] = deque()
+        self._ready = threading.Condition(threading.Lock())
+        self._busy = False
+        self._stopping = False
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def write(self, data: Record) -> None:
+        self._put(data)
+
+    def write_batch(self, columns: Columns) -> None:
+        self._put(_Batch(columns))
+
+    def _put(self, item: Any) -> None:
+        if self._error is not None:
+            self._raise_error()
+        if self.closed or self._stopping:
+            raise ClosedError(f"{self!r} is closed; it takes no more records")
+        if self._thread is None:
+            self._start()
+        with self._ready:
+            queue = self._queue
+            if len(queue) >= self.maxsize:
+                if self.policy == "drop_oldest":
+                    queue.popleft()
+                    self.dropped += 1
+                    if self.dropped == 1:
+                        warnings.warn(
+                            f"{self!r}: queue full, dropping the oldest records (counted in "
+                            ".dropped; use policy='block' to lose nothing)",
+                            RuntimeWarning,
+                            stacklevel=3,
+                        )
+                else:
+                    while len(queue) >= self.maxsize:
+                        self._ready.wait()
+            queue.append(item)
+            self._ready.notify_all()
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="rlpipe-async", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        queue, ready = self._queue, self._ready
+        while True:
+            with ready:
+                while not queue and not self._stopping:
+                    ready.wait()
+                if not queue:
+                    return
+                item = queue.popleft()
+                self._busy = True
+                ready.notify_all()
+            try:
+                if type(item) is _Batch:
+                    for child in self._children:
+                        child.write_batch(item.columns)
+                else:
+                    self.emit(item)
+            except BaseException as error:
+                self.errors += 1
+                if self._error is None:
+                    self._error = error
+            finally:
+                with ready:
+                    self._busy = False
+                    ready.notify_all()
+
+    def drain(self) -> None:
+        """Waits until every queued record was written downstream."""
+        with self._ready:
+            while self._queue or self._busy:
+                self._ready.wait()
+
+    def _raise_error(self) -> None:
+        error, self._error = self._error, None
+        raise RuntimeError(f"{self!r}: writing downstream failed in the background") from error
+
+    def on_flush(self) -> None:
+        if self._thread is not None:
+            self.drain()
+        if self._error is not None:
+            self._raise_error()
+
+    def on_close(self) -> None:
+        with self._ready:
+            self._stopping = True
+            self._ready.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+
+    def __repr__(self) -> str:
+        return f"AsyncNode(maxsize={self.maxsize}, policy={self.policy!r})"

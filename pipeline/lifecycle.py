@@ -1,0 +1,59 @@
+"""Closing pipelines that the program did not close: at interpreter exit and on SIGTERM."""
+
+from __future__ import annotations
+
+import atexit
+import signal
+import threading
+import warnings
+from types import FrameType
+
+from pipeline.node import Node
+
+_open: dict[int, Node] = {}
+_installed = False
+_lock = threading.Lock()
+
+
+def track(node: Node) -> None:
+    """Keeps `node` (a Pipeline) to be closed at exit if it is still open then."""
+    global _installed
+    with _lock:
+        _open[id(node)] = node
+        if _installed:
+            return
+        _installed = True
+    atexit.register(close_all)
+    # Only take over SIGTERM where nobody else handles it: its default kills the process
+    # without running atexit, which would lose every buffered row.
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    ):
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def forget(node: Node) -> None:
+    """Stops tracking a node that was closed."""
+    with _lock:
+        _open.pop(id(node), None)
+
+
+def close_all() -> None:
+    """Closes every tracked pipeline still open: those no other one feeds into first, so an
+    aggregate's last window reaches sinks that are still open."""
+    with _lock:
+        pending = list(_open.values())
+    inner = {id(node) for outer in pending for node in outer.nodes()[1:]}
+    for node in sorted(pending, key=lambda n: id(n) in inner):
+        if node.closed:
+            continue
+        try:
+            node.close()
+        except Exception as error:  # exiting: report, and close the others
+            warnings.warn(f"rlpipe: closing {node!r} at exit failed: {error!r}", RuntimeWarning,
+                          stacklevel=1)
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
