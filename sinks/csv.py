@@ -42,7 +42,8 @@ class CsvSink(BufferedFileSink):
     a key leave its cell empty. Opening an existing file appends to it and keeps its columns
     (`mode="w"` starts afresh); `fieldnames` fixes the first columns' order up front.
 
-    Cells: see `csv_cell`. Output is read back by `csv.DictReader` and `pandas.read_csv`.
+    Rows end in "\\r\\n" (RFC 4180), so cells holding line breaks are quoted and read back
+    whole. Cells: see `csv_cell`. Output is read back by `csv.DictReader` and `pandas.read_csv`.
     Flush policy and crash repair: see BufferedFileSink.
     """
 
@@ -91,7 +92,7 @@ class CsvSink(BufferedFileSink):
             self._rewrite_with_header(fields, rows)
         else:
             text = io.StringIO()
-            writer = csv.writer(text, lineterminator="\n")
+            writer = csv.writer(text, lineterminator="\r\n")
             if not self._has_header:
                 writer.writerow(fields)
             writer.writerows([csv_cell(row.get(name)) for name in fields] for row in rows)
@@ -108,7 +109,7 @@ class CsvSink(BufferedFileSink):
             ) as new:
                 reader = csv.reader(old)
                 next(reader, None)
-                writer = csv.writer(new, lineterminator="\n")
+                writer = csv.writer(new, lineterminator="\r\n")
                 writer.writerow(fields)
                 padding = len(fields)
                 writer.writerows(row + [""] * (padding - len(row)) for row in reader)

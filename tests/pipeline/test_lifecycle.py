@@ -1,0 +1,96 @@
+"""What survives: SIGKILL mid-run, SIGTERM, Ctrl-C and a program that never calls close()."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sinks import CsvSink, JsonlSink
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from pipeline import Pipeline
+    from sinks import CsvSink, JsonlSink
+    out = sys.argv[1]
+    pipe = Pipeline("train").to(CsvSink(out + "/run.csv", flush_every=1),
+                                JsonlSink(out + "/run.jsonl", flush_every=1))
+    i = 0
+    while True:
+        pipe.write({"i": i, "return": i * 0.5, "note": "row, with \\"quotes\\"\\n" * (i % 3)})
+        print(i, flush=True)  # acknowledged: flushed under flush_every=1
+        i += 1
+    """
+)
+
+
+def test_every_flushed_row_survives_sigkill_and_the_file_resumes(tmp_path: Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    acked = -1
+    while acked < 300:
+        acked = int(child.stdout.readline())
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    frame = pd.read_csv(tmp_path / "run.csv")
+    assert frame["i"].tolist()[: acked + 1] == list(range(acked + 1))
+    with (tmp_path / "run.csv").open(newline="") as handle:
+        assert all(len(row) == 3 for row in csv.reader(handle))
+    lines = (tmp_path / "run.jsonl").read_text().splitlines()
+    assert [json.loads(line)["i"] for line in lines[: acked + 1]] == list(range(acked + 1))
+    # resume: the files take more rows and stay readable
+    with CsvSink(tmp_path / "run.csv") as sink, JsonlSink(tmp_path / "run.jsonl") as jsonl:
+        sink.write({"i": -1})
+        jsonl.write({"i": -1})
+    assert pd.read_csv(tmp_path / "run.csv")["i"].iloc[-1] == -1
+    assert json.loads((tmp_path / "run.jsonl").read_text().splitlines()[-1]) == {"i": -1}
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from pipeline import Pipeline
+    from sinks import CsvSink
+    pipe = (Pipeline("eval").aggregate("return", every=1000, stats=("mean", "count"))
+            .to(CsvSink(sys.argv[1] + "/eval.csv")))
+    for i in range(10):
+        pipe.write({"return": float(i), "steps": i})
+    print("ready", flush=True)
+    if sys.argv[2] == "exit":
+        sys.exit(0)   # never calls close()
+    time.sleep(60)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("how", "expected_status"),
+    [("exit", 0), (signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, -signal.SIGINT)],
+)
+def test_the_last_aggregate_window_is_flushed_on_exit_and_signals(
+    tmp_path: Path, how: object, expected_status: int
+) -> None:
+    mode = "exit" if how == "exit" else "wait"
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path), mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    if isinstance(how, signal.Signals):
+        child.send_signal(how)
+    assert child.wait(timeout=30) == expected_status
+    (row,) = pd.read_csv(tmp_path / "eval.csv").to_dict("records")
+    assert row == {"return_mean": 4.5, "return_count": 10, "steps": 9}

@@ -1,0 +1,127 @@
+"""File sinks meet real storage failures: a full disk, a read-only filesystem, a size limit."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline import Pipeline
+from pipeline.isolation import StoreError
+from sinks import CsvSink, JsonlSink, MemorySink
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs of our own (root can mount on this machine kind, as in CI)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_dev_full_does_not_stop_training_and_the_loss_is_reported() -> None:
+    healthy = MemorySink()
+    pipe = Pipeline("p").to(CsvSink("/dev/full", flush_every=2), healthy)
+    with pytest.warns(RuntimeWarning, match="No space left"):
+        for i in range(10):
+            pipe.write({"i": i})
+        pipe.close()
+    assert len(healthy.records) == 10
+    assert pipe.failures() == [
+        "CsvSink('/dev/full'): 1 errors, 10 records lost "
+        "(first error: OSError: [Errno 28] No space left on device)"
+    ]
+
+
+def test_a_full_disk_keeps_whole_rows_and_counts_the_rest(small_disk: Path) -> None:
+    path = small_disk / "train.csv"
+    sink = CsvSink(path, flush_every=50, max_pending=1000)
+    pipe = Pipeline("p").to(sink)
+    payload = "x" * 200
+    with pytest.warns(RuntimeWarning):
+        for i in range(2000):
+            pipe.write({"i": i, "payload": payload})
+        pipe.close()
+    rows = read_rows(path)
+    assert [int(r["i"]) for r in rows] == list(range(len(rows)))  # a whole prefix, no tears
+    assert 0 < len(rows) < 2000
+    assert sink.rows_written == len(rows) and len(rows) + sink.lost == 2000
+
+
+def test_a_filesystem_turned_read_only_mid_run_then_back(small_disk: Path) -> None:
+    path = small_disk / "train.jsonl"
+    sink = JsonlSink(path, flush_every=2)
+    pipe = Pipeline("p").to(sink)
+    pipe.write({"i": 0})  # held: no file handle is open yet, so the remount is allowed
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    with pytest.warns(RuntimeWarning, match="Read-only file system"):
+        for i in range(1, 5):
+            pipe.write({"i": i})
+    assert path.read_text() == ""
+    subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    pipe.flush()
+    pipe.close()
+    assert [json.loads(line)["i"] for line in path.read_text().splitlines()] == [0, 1, 2, 3, 4]
+    assert sink.lost == 0
+
+
+def test_a_read_only_directory_is_a_clear_error_at_construction(small_disk: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    with pytest.raises(OSError, match="Read-only file system"):
+        CsvSink(small_disk / "train.csv")
+
+
+def test_an_explicit_flush_reports_a_store_failure_to_a_bare_sink() -> None:
+    sink = JsonlSink("/dev/full")
+    sink.write({"a": 1})
+    with pytest.raises(StoreError, match="kept and retried"):
+        sink.flush()
+
+
+def test_a_file_size_limit_leaves_only_whole_rows(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import json, resource, signal, sys, warnings
+        warnings.simplefilter("ignore")
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (5000, 5000))
+        from pipeline import Pipeline
+        from sinks import CsvSink, JsonlSink
+        csv_sink = CsvSink(sys.argv[1] + "/run.csv", flush_every=7)
+        jsonl_sink = JsonlSink(sys.argv[1] + "/run.jsonl", flush_every=7)
+        pipe = Pipeline("p").to(csv_sink, jsonl_sink)
+        for i in range(1000):
+            pipe.write({"i": i, "value": i / 3})
+        pipe.close()
+        print(json.dumps({"csv": [csv_sink.rows_written, csv_sink.lost],
+                          "jsonl": [jsonl_sink.rows_written, jsonl_sink.lost]}))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    counts = json.loads(result.stdout)
+    rows = pd.read_csv(tmp_path / "run.csv")
+    assert rows["i"].tolist() == list(range(len(rows))) and rows["value"].notna().all()
+    assert counts["csv"] == [len(rows), 1000 - len(rows)]
+    lines = (tmp_path / "run.jsonl").read_text().splitlines()
+    assert [json.loads(line)["i"] for line in lines] == list(range(len(lines)))
+    assert counts["jsonl"] == [len(lines), 1000 - len(lines)]
+    assert os.path.getsize(tmp_path / "run.csv") <= 5000
