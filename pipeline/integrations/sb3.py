@@ -1,0 +1,170 @@
+"""Stable-Baselines3 adapter: SB3's logger dumps go into an rlpipe pipeline.
+
+    from stable_baselines3 import PPO
+    from pipeline import Pipeline
+    from pipeline.integrations.sb3 import attach
+    from sinks import CsvSink
+
+    model = PPO("MlpPolicy", "CartPole-v1", n_steps=256, verbose=1)
+    logger = Pipeline("sb3").smooth(r"rollout/ep_rew_mean").to(CsvSink("runs/ppo.csv"))
+    attach(model, logger)            # SB3's own outputs (stdout, TensorBoard, ...) stay
+    model.learn(total_timesteps=5_000)
+    logger.close()
+
+`PipelineWriter` is a real `stable_baselines3.common.logger.KVWriter`: SB3's `Logger.dump(step)`
+hands it every key recorded since the last dump, and it writes them to the pipeline as one
+record, with the step under `step_key`.
+
+Importing this module imports Stable-Baselines3 (`pip install 'rlpipe[sb3]'`); `pipeline`
+itself never imports it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+from pipeline.node import Node
+
+try:
+    from stable_baselines3.common.logger import (
+        Figure,
+        FormatUnsupportedError,
+        HParam,
+        Image,
+        KVWriter,
+        Video,
+    )
+except ImportError as error:  # pragma: no cover - the CI installs every extra
+    raise ImportError(
+        "pipeline.integrations.sb3 needs Stable-Baselines3: pip install 'rlpipe[sb3]'"
+    ) from error
+
+__all__ = ["DEFAULT_FORMATS", "PipelineWriter", "attach"]
+
+DEFAULT_FORMATS: tuple[str, ...] = ("pipeline", "csv")
+"""The SB3 output-format names a `PipelineWriter` answers to by default: a key recorded with
+`exclude="pipeline"` or `exclude="csv"` stays out of the pipeline, so the pipeline gets what
+SB3's own CSV file gets (videos, figures and images are usually excluded from "csv")."""
+
+_UNSUPPORTED: tuple[tuple[type, str], ...] = (
+    (Video, "video"),
+    (Figure, "figure"),
+    (Image, "image"),
+    (HParam, "hparam"),
+)
+
+
+class PipelineWriter(KVWriter):
+    """An SB3 `KVWriter` that writes each logger dump to a pipeline as one record.
+
+    Guarantees:
+
+    - Every key SB3 dumps reaches the pipeline once per dump, in SB3's order, with its value
+      as recorded (numbers stay numbers: ints, floats, numpy scalars), except keys whose
+      `exclude=` names one of `formats` (SB3's per-format exclusion rule, applied with this
+      writer's format names; see `DEFAULT_FORMATS`).
+    - The dump's step (`num_timesteps` for SB3's algorithms) is written under `step_key`,
+      first in the record. If a recorded key has the same name and a different value, the
+      step wins and a warning says so once.
+    - A `Video`, `Figure`, `Image` or `HParam` that is not excluded raises SB3's own
+      `FormatUnsupportedError`, as SB3's CSV and JSON formats do: exclude it with
+      `exclude="pipeline"` (or "csv") when recording it. Nothing is dropped silently.
+    - The writer does not flush the pipeline on each dump: the pipeline's nodes and sinks
+      keep their own policies (so `.aggregate(every=10)` aggregates 10 dumps). `close()`
+      (called by SB3's `Logger.close()`) closes the pipeline; `flush()` flushes it.
+    """
+
+    def __init__(
+        self,
+        pipeline: Node,
+        step_key: str = "timesteps",
+        *,
+        formats: Iterable[str] = DEFAULT_FORMATS,
+    ) -> None:
+        if not isinstance(pipeline, Node):
+            raise ValueError(
+                f"pipeline must be an rlpipe Node or Pipeline, got {type(pipeline).__name__}"
+            )
+        if not isinstance(step_key, str) or not step_key:
+            raise ValueError(f"step_key must be a non-empty string, got {step_key!r}")
+        names = (formats,) if isinstance(formats, str) else tuple(formats)
+        if not all(isinstance(name, str) for name in names):
+            raise ValueError(f"formats must be strings, got {names!r}")
+        self.pipeline = pipeline
+        self.step_key = step_key
+        self.formats = frozenset(names)
+        self._warned_step_clash = False
+
+    def write(
+        self,
+        key_values: dict[str, Any],
+        key_excluded: dict[str, tuple[str, ...]],
+        step: int = 0,
+    ) -> None:
+        """Writes one SB3 dump to the pipeline as `{step_key: step, **kept key_values}`."""
+        record: dict[str, Any] = {self.step_key: step}
+        formats = self.formats
+        for key, value in key_values.items():
+            excluded = key_excluded.get(key)
+            if excluded is not None and not formats.isdisjoint(excluded):
+                continue
+            for kind, description in _UNSUPPORTED:
+                if isinstance(value, kind):
+                    raise FormatUnsupportedError(sorted(formats), description)
+            if key == self.step_key:
+                if value != step and not self._warned_step_clash:
+                    self._warned_step_clash = True
+                    warnings.warn(
+                        f"rlpipe: SB3 recorded {key!r}={value!r}, the name of the step key; "
+                        f"the step ({step}) is written under it instead",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                continue
+            record[key] = value
+        self.pipeline.write(record)
+
+    def flush(self) -> None:
+        """Flushes the pipeline (its aggregates emit, its sinks write out)."""
+        self.pipeline.flush()
+
+    def close(self) -> None:
+        """Closes the pipeline; safe to call twice."""
+        self.pipeline.close()
+
+    def __repr__(self) -> str:
+        return f"PipelineWriter({self.pipeline!r}, step_key={self.step_key!r})"
+
+
+def attach(model: Any, pipeline: Node, step_key: str = "timesteps") -> PipelineWriter:
+    """Adds a `PipelineWriter` to `model`'s SB3 logger, next to SB3's own outputs; returns it.
+
+    - If the model already has a custom logger (`model.set_logger(...)`), the writer is
+      appended to its output formats.
+    - Otherwise SB3 would build its logger inside `learn()`. `attach` builds that same logger
+      now, with SB3's own `configure_logger(model.verbose, model.tensorboard_log, <the
+      algorithm's default tb_log_name>)` (stdout when `verbose >= 1`, TensorBoard when
+      `tensorboard_log` is set), adds the writer, and installs it with `model.set_logger`.
+      As with any `set_logger`, later `learn()` calls keep that logger (and its TensorBoard
+      run folder) instead of making a new one.
+
+    The writer is not saved with the model (`model.save` leaves loggers out): call `attach`
+    again after `PPO.load(...)`.
+    """
+    from stable_baselines3.common.base_class import BaseAlgorithm
+    from stable_baselines3.common.utils import configure_logger
+
+    if not isinstance(model, BaseAlgorithm):
+        raise ValueError(f"model must be a Stable-Baselines3 algorithm, got {type(model).__name__}")
+    writer = PipelineWriter(pipeline, step_key=step_key)
+    if not getattr(model, "_custom_logger", False):
+        parameter = inspect.signature(model.learn).parameters.get("tb_log_name")
+        tb_log_name = type(model).__name__ if parameter is None else parameter.default
+        model.set_logger(
+            configure_logger(model.verbose, model.tensorboard_log, str(tb_log_name), True)
+        )
+    model.logger.output_formats.append(writer)
+    return writer

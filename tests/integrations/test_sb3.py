@@ -1,0 +1,212 @@
+"""Stable-Baselines3 adapter: real SB3 training sends every dumped key through a pipeline."""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import FormatUnsupportedError, KVWriter, Video, configure
+
+from pipeline import ClosedError, Pipeline
+from pipeline.integrations.sb3 import PipelineWriter, attach
+from sinks import CsvSink, MemorySink
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """The CI machine has 2 shared cores: SB3's small MLPs train fastest on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class RecordsWithExclusions(BaseCallback):
+    """Records four custom keys at every rollout end, each excluded from a different output."""
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        steps = self.model.num_timesteps
+        self.logger.record("custom/kept", steps / 2)
+        self.logger.record("custom/no_csv", steps, exclude="csv")
+        self.logger.record("custom/no_pipeline", steps, exclude="pipeline")
+        self.logger.record("custom/no_tensorboard", steps, exclude="tensorboard")
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def same_number(ours: str, theirs: str) -> bool:
+    """SB3 writes numpy float32 scalars as str() (shortest float32 digits); CsvSink writes the
+    float64 they convert to exactly: both denote the same float32."""
+    if theirs == "":
+        return ours == ""
+    return math.isclose(float(ours), float(theirs), rel_tol=1e-6, abs_tol=0.0)
+
+
+# -- the writer on its own -----------------------------------------------------------------
+
+
+def test_writer_is_a_real_sb3_kvwriter() -> None:
+    assert issubclass(PipelineWriter, KVWriter)
+
+
+def test_writer_writes_one_record_per_dump_with_the_step_first() -> None:
+    sink = MemorySink()
+    writer = PipelineWriter(Pipeline().to(sink), step_key="env_steps")
+
+    writer.write({"loss": 0.5, "fps": 100}, {"loss": ("",), "fps": ("",)}, step=256)
+
+    assert sink.records == [{"env_steps": 256, "loss": 0.5, "fps": 100}]
+    assert list(sink.records[0]) == ["env_steps", "loss", "fps"]
+
+
+def test_writer_respects_exclusions_naming_pipeline_or_csv_by_default() -> None:
+    sink = MemorySink()
+    writer = PipelineWriter(Pipeline().to(sink))
+    values = {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}
+    excluded = {
+        "a": ("",),
+        "b": ("csv",),
+        "c": ("pipeline", "json"),
+        "d": ("tensorboard", "stdout"),
+        # "e" has no entry: SB3 treats a missing entry as "excluded from nothing"
+    }
+
+    writer.write(values, excluded, step=1)
+
+    assert sink.records == [{"timesteps": 1, "a": 1, "d": 4, "e": 5}]
+
+
+def test_writer_formats_choose_which_exclusions_apply() -> None:
+    sink = MemorySink()
+    writer = PipelineWriter(Pipeline().to(sink), formats=("tensorboard",))
+
+    writer.write({"a": 1, "b": 2}, {"a": ("csv",), "b": ("tensorboard",)}, step=3)
+
+    assert sink.records == [{"timesteps": 3, "a": 1}]
+
+
+def test_writer_refuses_a_video_it_would_have_to_drop() -> None:
+    writer = PipelineWriter(Pipeline().to(MemorySink()))
+    video = Video(torch.zeros(1, 2, 3, 4, 4), fps=4)
+
+    with pytest.raises(FormatUnsupportedError, match="pipeline"):
+        writer.write({"clip": video}, {"clip": ("stdout", "log", "json")}, step=0)
+
+    # excluded the way SB3's docs say, it is skipped and nothing raises
+    writer.write({"clip": video, "x": 1.0}, {"clip": ("csv",), "x": ("",)}, step=0)
+
+
+def test_step_wins_over_a_recorded_key_of_the_same_name_with_a_warning() -> None:
+    sink = MemorySink()
+    writer = PipelineWriter(Pipeline().to(sink), step_key="step")
+
+    with pytest.warns(RuntimeWarning, match="step key"):
+        writer.write({"step": 7, "x": 1.0}, {}, step=10)
+    writer.write({"step": 20}, {}, step=20)  # the same value: no clash
+
+    assert sink.records == [{"step": 10, "x": 1.0}, {"step": 20}]
+
+
+def test_writer_close_closes_the_pipeline() -> None:
+    sink = MemorySink()
+    pipeline = Pipeline().to(sink)
+    writer = PipelineWriter(pipeline)
+
+    writer.close()
+    writer.close()
+
+    assert pipeline.closed and sink.closed
+    with pytest.raises(ClosedError):
+        writer.write({"x": 1.0}, {}, step=0)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"pipeline": "not a pipeline"}, "pipeline"),
+        ({"step_key": ""}, "step_key"),
+        ({"formats": (1,)}, "formats"),
+    ],
+)
+def test_writer_arguments_are_validated(arguments: dict[str, Any], message: str) -> None:
+    kwargs: dict[str, Any] = {"pipeline": Pipeline().to(MemorySink()), **arguments}
+    with pytest.raises(ValueError, match=message):
+        PipelineWriter(**kwargs)
+
+
+def test_attach_needs_an_sb3_model() -> None:
+    with pytest.raises(ValueError, match="Stable-Baselines3 algorithm"):
+        attach(object(), Pipeline().to(MemorySink()))
+
+
+# -- real training -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ppo_training_leaves_every_dumped_key_at_its_step_in_a_csv_sink(tmp_path: Path) -> None:
+    model = PPO(
+        "MlpPolicy", "CartPole-v1", n_steps=256, batch_size=64, n_epochs=2, seed=0, device="cpu"
+    )
+    model.set_logger(configure(str(tmp_path / "sb3"), ["csv"]))  # SB3's own CSV, for reference
+    memory = MemorySink()
+    pipeline = Pipeline("ppo").to(CsvSink(tmp_path / "rlpipe.csv"), memory)
+    writer = attach(model, pipeline)
+
+    model.learn(total_timesteps=2048, callback=RecordsWithExclusions())
+    pipeline.close()
+
+    assert writer in model.logger.output_formats  # next to SB3's CSVOutputFormat
+    theirs = read_csv(tmp_path / "sb3" / "progress.csv")
+    ours = read_csv(tmp_path / "rlpipe.csv")
+    # PPO dumps once per rollout of n_steps=256: 8 dumps, each at its num_timesteps
+    assert [row["timesteps"] for row in ours] == [str(256 * i) for i in range(1, 9)]
+    assert [row["time/total_timesteps"] for row in ours] == [row["timesteps"] for row in ours]
+    assert [record["timesteps"] for record in memory.records] == [256 * i for i in range(1, 9)]
+    # train/* is recorded by train() after a dump, so it appears from the second dump on
+    assert "train/value_loss" not in memory.records[0]
+    assert all("train/value_loss" in record for record in memory.records[1:])
+    # every key SB3's own CSV got, except the one excluded from "pipeline", and no other
+    assert set(ours[0]) == (set(theirs[0]) - {"custom/no_pipeline"}) | {"timesteps"}
+    assert {"custom/no_csv", "custom/no_pipeline"}.isdisjoint(ours[0])
+    assert "custom/no_tensorboard" in ours[0] and "time/total_timesteps" in ours[0]
+    assert len(ours) == len(theirs)
+    for our_row, their_row in zip(ours, theirs, strict=True):
+        for key, value in our_row.items():
+            if key != "timesteps":
+                assert same_number(value, their_row[key]), (key, value, their_row[key])
+    assert [float(row["custom/kept"]) for row in ours[:3]] == [128.0, 256.0, 384.0]
+
+
+@pytest.mark.slow
+def test_attach_keeps_sb3s_default_stdout_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = A2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=1, verbose=1, device="cpu")
+    sink = MemorySink()
+    pipeline = Pipeline("a2c").to(sink)
+
+    attach(model, pipeline, step_key="env_steps")
+    model.learn(total_timesteps=1000)  # A2C dumps every 100 updates of 5 steps
+    pipeline.close()
+
+    printed = capsys.readouterr().out
+    assert "ep_rew_mean" in printed
+    assert re.search(r"total_timesteps\s*\|\s*1000\s", printed)
+    assert sink.column("env_steps") == [500, 1000]
+    assert sink.column("time/total_timesteps") == [500, 1000]
+    assert sink.column("train/n_updates") == [99, 199]
+    assert all(math.isfinite(value) for value in sink.column("train/value_loss"))
