@@ -1,0 +1,622 @@
+"""NeptuneSink on the real Neptune clients, offline: what is written is what the run holds.
+
+Every test writes through the sink into a real offline run (neptune 1.x or neptune-scale),
+then reads the run's files back: neptune 1.x keeps JSON lines of operations in
+`<data_dir>/offline/run__*/data-N.log`; neptune-scale keeps protobuf operations in
+`<data_dir>/<project>_<run id>_<time>/run_operations.sqlite3`, read back with its own
+OperationsRepository.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline import Pipeline
+from pipeline.node import ClosedError
+from sinks.memory import MemorySink
+from sinks.neptune import NeptuneSink, NeptuneSinkWarning
+
+pytestmark = pytest.mark.slow  # runs the real Neptune clients
+
+REPO = Path(__file__).resolve().parents[2]
+NEPTUNE_ENV = (
+    "NEPTUNE_MODE",
+    "NEPTUNE_PROJECT",
+    "NEPTUNE_API_TOKEN",
+    "NEPTUNE_DATA_DIRECTORY",
+    "NEPTUNE_LOG_DIRECTORY",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_neptune_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No NEPTUNE_* variable from the machine, and a scratch working directory."""
+    for name in NEPTUNE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+# -- reading offline runs back ------------------------------------------------------------
+
+
+@dataclass
+class RunData:
+    """What an offline run holds: series as (step, value) lists, single values, tags."""
+
+    series: dict[str, list[tuple[float, Any]]] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
+    tags: set[str] = field(default_factory=set)
+
+    def steps(self, path: str) -> list[float]:
+        return [step for step, _ in self.series[path]]
+
+    def values(self, path: str) -> list[Any]:
+        return [value for _, value in self.series[path]]
+
+
+def classic_run_dirs(data_dir: Path) -> list[Path]:
+    return sorted((data_dir / "offline").glob("run__*"))
+
+
+def read_classic(data_dir: Path) -> RunData:
+    """Reads the one neptune 1.x offline run under `data_dir` from its operation log."""
+    (run_dir,) = classic_run_dirs(data_dir)
+    logs = sorted(run_dir.glob("data-*.log"), key=lambda p: int(p.stem.split("-")[1]))
+    data = RunData()
+    for log in logs:
+        for line in log.read_text().splitlines():
+            op = json.loads(line)["obj"]
+            path = "/".join(op["path"])
+            if op["type"] in ("LogFloats", "LogStrings"):
+                data.series.setdefault(path, []).extend(
+                    (entry["step"], entry["value"]) for entry in op["values"]
+                )
+            elif op["type"].startswith("Assign"):
+                data.fields[path] = op["value"]
+            elif op["type"] == "AddStrings" and path == "sys/tags":
+                data.tags.update(op["values"])
+    return data
+
+
+def read_scale(data_dir: Path) -> RunData:
+    """Reads the one neptune-scale offline run under `data_dir` from its SQLite database."""
+    from neptune_scale.sync.operations_repository import OperationsRepository
+
+    (db_path,) = data_dir.glob("*/run_operations.sqlite3")
+    repository = OperationsRepository(db_path=db_path.absolute())
+    try:
+        operations = repository.get_operations(up_to_bytes=1 << 30)
+    finally:
+        repository.close(cleanup_files=False)
+    data = RunData()
+    for operation in operations:
+        snapshot = operation.operation
+        if not hasattr(snapshot, "append"):
+            continue  # the CreateRun operation
+        step = snapshot.step.whole + snapshot.step.micro / 1e6
+        for path, value in snapshot.append.items():
+            value_of = getattr(value, value.WhichOneof("value"))
+            data.series.setdefault(path, []).append((step, value_of))
+        for path, value in snapshot.assign.items():
+            data.fields[path] = getattr(value, value.WhichOneof("value"))
+        for path, change in snapshot.modify_sets.items():
+            if path == "sys/tags":
+                data.tags.update(change.string.values)
+    return data
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, where NaN equals NaN."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
+
+
+def episodes(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
+    """A synthetic Acme-like stream: actor_steps grows by a random episode length from 0."""
+    rng = np.random.default_rng(seed)
+    actor_steps = 0
+    for episode in range(n):
+        length = int(rng.integers(5, 50))
+        yield {
+            "actor_steps": actor_steps,
+            "episodes": episode,
+            "episode_length": length,
+            "return": float(rng.normal(10.0, 3.0)),
+            "steps_per_second": np.float32(rng.uniform(100, 200)),
+        }
+        actor_steps += length
+
+
+# -- making and owning runs ---------------------------------------------------------------
+
+
+def test_importing_the_sink_imports_no_neptune_client() -> None:
+    code = (
+        "import sys, sinks, sinks.neptune\n"
+        "from sinks.neptune import NeptuneSink\n"
+        "assert sinks.NeptuneSink is NeptuneSink\n"
+        "print(sorted(m for m in ('neptune', 'neptune_scale') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_missing_client_is_an_import_error_naming_the_extra() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['neptune'] = None\n"  # what Python does for a package that is absent
+        "from sinks.neptune import NeptuneSink\n"
+        "try:\n"
+        "    NeptuneSink()\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert "pip install 'rlpipe[neptune]'" in out.stdout
+
+
+def test_by_default_the_sink_makes_an_offline_run_that_needs_no_token(tmp_path: Path) -> None:
+    sink = NeptuneSink(data_dir=tmp_path / "runs", name="offline-test", tags=["rl", "ppo"])
+    assert sink.kind == "neptune"
+    assert sink.owns_run
+    sink.write({"loss": 0.5})
+    sink.close()
+
+    data = read_classic(tmp_path / "runs")
+    assert data.series["loss"] == [(0, 0.5)]
+    assert data.fields["sys/name"] == "offline-test"
+    assert data.tags == {"rl", "ppo"}
+    assert sink.run.get_state() == "stopped"
+
+
+def test_data_lands_under_NEPTUNE_DATA_DIRECTORY_else_dot_neptune(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    NeptuneSink().close()
+    assert len(classic_run_dirs(tmp_path / ".neptune")) == 1
+
+    monkeypatch.setenv("NEPTUNE_DATA_DIRECTORY", str(tmp_path / "from-env"))
+    NeptuneSink().close()
+    assert len(classic_run_dirs(tmp_path / "from-env")) == 1
+    assert os.environ["NEPTUNE_DATA_DIRECTORY"] == str(tmp_path / "from-env")
+
+
+def test_data_dir_does_not_leak_into_the_environment(tmp_path: Path) -> None:
+    NeptuneSink(data_dir=tmp_path / "here").close()
+    assert "NEPTUNE_DATA_DIRECTORY" not in os.environ
+    assert len(classic_run_dirs(tmp_path / "here")) == 1
+
+
+def test_NEPTUNE_MODE_chooses_the_mode_of_the_run_it_makes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEPTUNE_MODE", "debug")  # debug: in memory only, values readable
+    sink = NeptuneSink(data_dir=tmp_path, step_key="t")
+    for t in (0, 3, 7):
+        sink.write({"t": t, "x": t / 10})
+    sink.flush()
+    values = sink.run["x"].fetch_values()
+    assert list(values["value"]) == [0.0, 0.3, 0.7]
+    sink.close()
+    assert not (tmp_path / "offline").exists()
+
+
+def test_an_explicit_mode_wins_over_NEPTUNE_MODE(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEPTUNE_MODE", "debug")
+    NeptuneSink(mode="offline", data_dir=tmp_path).close()
+    assert len(classic_run_dirs(tmp_path)) == 1
+
+
+def test_a_run_the_caller_made_is_used_and_not_stopped(tmp_path: Path) -> None:
+    import neptune
+
+    os.environ["NEPTUNE_DATA_DIRECTORY"] = str(tmp_path)  # undone by the autouse fixture
+    run = neptune.init_run(
+        mode="offline",
+        capture_stdout=False,
+        capture_stderr=False,
+        capture_hardware_metrics=False,
+        git_ref=False,
+        source_files=[],
+    )
+    sink = NeptuneSink(run, prefix="eval", tags=["added"])
+    assert sink.run is run and not sink.owns_run
+    sink.write({"return": 1.5})
+    sink.close()
+    assert run.get_state() == "started"
+    run["after"] = "still usable"
+    run.stop()
+
+    data = read_classic(tmp_path)
+    assert data.series["eval/return"] == [(0, 1.5)]
+    assert data.fields["after"] == "still usable"
+    assert "added" in data.tags
+
+
+def test_creation_arguments_with_a_given_run_are_a_clear_error(tmp_path: Path) -> None:
+    import neptune
+
+    run = neptune.init_run(mode="debug", capture_hardware_metrics=False, git_ref=False)
+    try:
+        with pytest.raises(ValueError, match="mode, project only apply when NeptuneSink makes"):
+            NeptuneSink(run, mode="offline", project="ws/p")
+    finally:
+        run.stop()
+
+
+def test_an_object_that_is_not_a_run_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match=r"neptune 1\.x Run .* or a neptune_scale\.Run"):
+        NeptuneSink(run=object())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"prefix": 3}, "prefix must be a string"),
+        ({"step_key": 1}, "step_key must be a string"),
+        ({"config": [1, 2]}, "config must be a mapping"),
+        ({"tags": "one-tag"}, "tags must be a collection of strings"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        NeptuneSink(**kwargs)
+
+
+def test_writing_after_close_raises(tmp_path: Path) -> None:
+    sink = NeptuneSink(data_dir=tmp_path)
+    sink.close()
+    sink.close()  # idempotent
+    with pytest.raises(ClosedError):
+        sink.write({"x": 1.0})
+
+
+# -- values and steps (neptune 1.x) -------------------------------------------------------
+
+
+def test_every_number_kind_becomes_a_float_series_at_its_step(tmp_path: Path) -> None:
+    import torch
+
+    sink = NeptuneSink(data_dir=tmp_path, step_key="step")
+    with pytest.warns(NeptuneSinkWarning, match="'huge_int': neptune runs cannot store NaN"):
+        sink.write(
+            {
+                "step": 0,
+                "float": 0.25,
+                "int": 3,
+                "bool": True,
+                "np_float32": np.float32(1.5),
+                "np_int64": np.int64(7),
+                "np_bool": np.bool_(False),
+                "zero_d_array": np.array(2.5),
+                "torch_scalar": torch.tensor(4.5),
+                "torch_int": torch.tensor(9),
+                "huge_int": 10**400,
+            }
+        )
+    sink.close()
+
+    data = read_classic(tmp_path)
+    expected = {
+        "step": 0.0,
+        "float": 0.25,
+        "int": 3.0,
+        "bool": 1.0,
+        "np_float32": 1.5,
+        "np_int64": 7.0,
+        "np_bool": 0.0,
+        "zero_d_array": 2.5,
+        "torch_scalar": 4.5,
+        "torch_int": 9.0,
+    }
+    for key, value in expected.items():
+        assert data.series[key] == [(0, value)], key
+    assert "huge_int" not in data.series  # +inf: a 1.x run cannot store it
+    assert sink.dropped == {"huge_int": 1}
+
+
+def test_strings_become_string_series_and_None_is_skipped_quietly(tmp_path: Path) -> None:
+    sink = NeptuneSink(data_dir=tmp_path, step_key="step")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NeptuneSinkWarning)
+        sink.write({"step": 1, "phase": "warmup", "lr": None})
+        sink.write({"step": 2, "phase": "train", "lr": 0.1})
+    sink.close()
+
+    data = read_classic(tmp_path)
+    assert data.series["phase"] == [(1, "warmup"), (2, "train")]
+    assert data.series["lr"] == [(2, 0.1)]
+    assert not sink.dropped
+
+
+def test_arrays_and_objects_are_not_sent_warned_once_per_key_and_counted(tmp_path: Path) -> None:
+    sink = NeptuneSink(data_dir=tmp_path)
+    with pytest.warns(NeptuneSinkWarning) as caught:
+        for i in range(3):
+            sink.write({"x": float(i), "obs": np.zeros(4), "info": {"a": 1}, "fn": print})
+    sink.close()
+
+    warned_keys = sorted(
+        key for key in ("obs", "info", "fn") for w in caught if f"key {key!r}" in str(w.message)
+    )
+    assert warned_keys == ["fn", "info", "obs"]  # one warning each, not one per write
+    assert sink.dropped == {"obs": 3, "info": 3, "fn": 3}
+    data = read_classic(tmp_path)
+    assert set(data.series) == {"x"}
+    assert data.values("x") == [0.0, 1.0, 2.0]
+
+
+def test_nan_and_inf_are_dropped_and_counted_for_a_1x_run(tmp_path: Path) -> None:
+    sink = NeptuneSink(data_dir=tmp_path)
+    with pytest.warns(NeptuneSinkWarning, match="cannot store NaN or infinity"):
+        sink.write({"loss": float("nan")})
+        sink.write({"loss": float("inf")})
+        sink.write({"loss": np.float64("-inf")})
+        sink.write({"loss": 1.0})
+    sink.close()
+
+    assert read_classic(tmp_path).series["loss"] == [(3, 1.0)]
+    assert sink.dropped == {"loss": 3}
+
+
+def test_the_step_key_value_is_the_step_and_zero_is_a_step(tmp_path: Path) -> None:
+    sink = NeptuneSink(data_dir=tmp_path, step_key="actor_steps")
+    sink.write({"actor_steps": 0, "return": 1.0})
+    sink.write({"actor_steps": np.int64(120), "return": 2.0})
+    sink.write({"actor_steps": 250.5, "return": 3.0})
+    sink.close()
+
+    data = read_classic(tmp_path)
+    assert data.series["return"] == [(0, 1.0), (120, 2.0), (250.5, 3.0)]
+    assert data.series["actor_steps"] == [(0, 0.0), (120, 120.0), (250.5, 250.5)]
+
+
+def test_without_a_step_key_the_step_is_the_record_index(tmp_path: Path) -> None:
+    sink = NeptuneSink(data_dir=tmp_path)
+    for value in (5.0, 6.0, 7.0):
+        sink.write({"x": value})
+    sink.write({"y": 1.0})
+    sink.close()
+
+    data = read_classic(tmp_path)
+    assert data.series["x"] == [(0, 5.0), (1, 6.0), (2, 7.0)]
+    assert data.series["y"] == [(3, 1.0)]
+
+
+def test_steps_that_do_not_increase_are_dropped_per_series_and_counted(tmp_path: Path) -> None:
+    sink = NeptuneSink(data_dir=tmp_path, step_key="t")
+    with pytest.warns(NeptuneSinkWarning, match="strictly increasing steps"):
+        sink.write({"t": 10, "a": 1.0})
+        sink.write({"t": 5, "a": 2.0, "b": 2.0})  # backwards for a; b is new
+        sink.write({"t": 10, "a": 3.0, "b": 3.0})  # repeats a's step; b moves on
+        sink.write({"t": 11, "a": 4.0})
+    sink.close()
+
+    data = read_classic(tmp_path)
+    assert data.series["a"] == [(10, 1.0), (11, 4.0)]
+    assert data.series["b"] == [(5, 2.0), (10, 3.0)]
+    assert sink.dropped == {"a": 2, "t": 2}
+
+
+def test_a_record_without_a_step_is_logged_at_the_last_step_seen(tmp_path: Path) -> None:
+    sink = NeptuneSink(data_dir=tmp_path, step_key="t")
+    with pytest.warns(NeptuneSinkWarning, match="logged at the last step seen"):
+        sink.write({"loss": 0.9})  # no step yet: 0
+        sink.write({"t": 40, "return": 1.0})
+        sink.write({"loss": 0.5})
+        sink.write({"t": None, "grad_norm": 2.0})
+    sink.close()
+
+    data = read_classic(tmp_path)
+    assert data.series["loss"] == [(0, 0.9), (40, 0.5)]
+    assert data.series["grad_norm"] == [(40, 2.0)]
+
+
+def test_a_series_keeps_the_kind_of_its_first_value(tmp_path: Path) -> None:
+    sink = NeptuneSink(data_dir=tmp_path)
+    with pytest.warns(NeptuneSinkWarning, match="is a float series"):
+        sink.write({"status": 1.0})
+        sink.write({"status": "done"})
+    sink.close()
+
+    assert read_classic(tmp_path).series["status"] == [(0, 1.0)]
+    assert sink.dropped == {"status": 1}
+
+
+def test_keys_land_under_the_prefix(tmp_path: Path) -> None:
+    sink = NeptuneSink(data_dir=tmp_path, prefix="train/")
+    sink.write({"return": 1.0, "loss/actor": 0.1})
+    sink.close()
+
+    assert set(read_classic(tmp_path).series) == {"train/return", "train/loss/actor"}
+
+
+def test_log_config_records_single_values_under_config(tmp_path: Path) -> None:
+    config = {
+        "lr": np.float32(0.5),
+        "batch": 64,
+        "env": "CartPole-v1",
+        "double_q": True,
+        "net": {"layers": [64, 64], "activation": "relu"},
+        "seed": None,
+    }
+    sink = NeptuneSink(data_dir=tmp_path, config=config)
+    sink.log_config({"extra": {"note": "second call adds fields"}})
+    sink.close()
+
+    fields = read_classic(tmp_path).fields
+    assert fields["config/lr"] == 0.5
+    assert fields["config/batch"] == 64
+    assert fields["config/env"] == "CartPole-v1"
+    assert fields["config/double_q"] is True
+    assert fields["config/net/layers"] == "[64, 64]"
+    assert fields["config/net/activation"] == "relu"
+    assert fields["config/seed"] == "None"
+    assert fields["config/extra/note"] == "second call adds fields"
+
+
+# -- buffering ----------------------------------------------------------------------------
+
+
+def test_write_buffers_and_flush_pushes_to_disk(tmp_path: Path) -> None:
+    sink = NeptuneSink(data_dir=tmp_path)
+    sink.push_seconds = 3600.0  # no background push during this test
+    for i in range(5):
+        sink.write({"x": float(i)})
+    assert sink.pending == 5
+    assert "x" not in read_classic(tmp_path).series
+
+    sink.flush()
+    assert sink.pending == 0
+    assert read_classic(tmp_path).values("x") == [0.0, 1.0, 2.0, 3.0, 4.0]
+    sink.close()
+
+
+def test_the_background_thread_pushes_without_a_flush(tmp_path: Path) -> None:
+    sink = NeptuneSink(data_dir=tmp_path)
+    sink.push_seconds = 0.01
+    sink.write({"x": 1.0})
+    deadline = time.monotonic() + 10.0
+    while sink.pending and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sink.pending == 0
+    sink.close()
+    assert read_classic(tmp_path).series["x"] == [(0, 1.0)]
+
+
+def test_more_than_max_buffered_records_push_from_write(tmp_path: Path) -> None:
+    sink = NeptuneSink(data_dir=tmp_path)
+    sink.push_seconds = 3600.0
+    sink.max_buffered = 3
+    for i in range(4):
+        sink.write({"x": float(i)})
+    assert sink.pending == 0
+    sink.close()
+
+
+# -- neptune-scale ------------------------------------------------------------------------
+
+
+def test_a_scale_run_gets_every_value_at_its_step(tmp_path: Path) -> None:
+    sink = NeptuneSink.scale(
+        data_dir=tmp_path,
+        prefix="train",
+        step_key="actor_steps",
+        config={"lr": 0.1, "net": {"layers": [64, 64]}},
+        tags=["scale"],
+        name="exp-1",
+    )
+    assert sink.kind == "neptune-scale" and sink.owns_run
+    sink.write({"actor_steps": 0, "return": 1.0, "ok": True, "phase": "warmup"})
+    sink.write({"actor_steps": 30, "return": np.float32(2.5), "phase": "train", "none": None})
+    sink.close()
+
+    data = read_scale(tmp_path)
+    assert data.series["train/return"] == [(0, 1.0), (30, 2.5)]
+    assert data.series["train/actor_steps"] == [(0, 0.0), (30, 30.0)]
+    assert data.series["train/ok"] == [(0, 1.0)]
+    assert data.series["train/phase"] == [(0, "warmup"), (30, "train")]
+    assert "train/none" not in data.series
+    assert data.fields["config/lr"] == 0.1
+    assert data.fields["config/net/layers"] == "[64, 64]"
+    assert data.tags == {"scale"}
+
+
+def test_a_scale_run_stores_nan_and_inf(tmp_path: Path) -> None:
+    sink = NeptuneSink.scale(data_dir=tmp_path)
+    for value in (float("nan"), float("inf"), -math.inf, 1.0):
+        sink.write({"loss": value})
+    sink.close()
+
+    got = read_scale(tmp_path).series["loss"]
+    assert [step for step, _ in got] == [0, 1, 2, 3]
+    expected = [math.nan, math.inf, -math.inf, 1.0]
+    assert all(same(a, b) for (_, a), b in zip(got, expected, strict=True))
+    assert not sink.dropped
+
+
+def test_a_scale_run_drops_backwards_and_negative_steps(tmp_path: Path) -> None:
+    sink = NeptuneSink.scale(data_dir=tmp_path, step_key="t")
+    with pytest.warns(NeptuneSinkWarning):
+        sink.write({"t": 5, "x": 1.0})
+        sink.write({"t": 3, "x": 2.0})
+        sink.write({"t": -1, "y": 2.0})
+        sink.write({"t": 6, "x": 3.0})
+    sink.close()
+
+    data = read_scale(tmp_path)
+    assert data.series["x"] == [(5, 1.0), (6, 3.0)]
+    assert "y" not in data.series
+    assert sink.dropped == {"x": 1, "y": 1, "t": 2}
+
+
+def test_a_scale_run_the_caller_made_is_not_closed(tmp_path: Path) -> None:
+    from neptune_scale import Run
+
+    run = Run(
+        project="team/project",
+        mode="offline",
+        log_directory=tmp_path,
+        enable_console_log_capture=False,
+        source_tracking_config=None,
+    )
+    sink = NeptuneSink(run, prefix="eval", step_key="t")
+    assert sink.kind == "neptune-scale" and not sink.owns_run
+    sink.write({"t": 1, "return": 4.0})
+    sink.close()
+    run.log_metrics({"after": 1.0}, step=2)  # still open
+    run.close()
+
+    data = read_scale(tmp_path)
+    assert data.series["eval/return"] == [(1, 4.0)]
+    assert data.series["after"] == [(2, 1.0)]
+
+
+def test_scale_rejects_a_mode_it_does_not_know(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'async', 'offline' or 'disabled'"):
+        NeptuneSink.scale(data_dir=tmp_path, mode="debug")
+
+
+# -- the pipeline from the issue ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("client", ["neptune", "neptune-scale"])
+def test_a_smoothing_pipeline_leaves_every_value_at_its_step(tmp_path: Path, client: str) -> None:
+    if client == "neptune":
+        sink = NeptuneSink(prefix="train", step_key="actor_steps", data_dir=tmp_path)
+    else:
+        sink = NeptuneSink.scale(prefix="train", step_key="actor_steps", data_dir=tmp_path)
+    written = MemorySink()
+    logger = Pipeline("train").smooth("return").to(sink, written)
+    for record in episodes(200):
+        logger.write(record)
+    logger.close()
+
+    data = read_classic(tmp_path) if client == "neptune" else read_scale(tmp_path)
+    keys = {key for record in written.records for key in record}
+    assert "return_smoothed_0.99" in keys
+    assert set(data.series) == {f"train/{key}" for key in keys}
+    for key in keys:
+        expected = [(record["actor_steps"], float(record[key])) for record in written.records]
+        assert data.series[f"train/{key}"] == expected, key
+    assert not sink.dropped
