@@ -1,0 +1,383 @@
+"""Acme integration: rlpipe nodes and pipelines as Acme loggers, and Acme-style logger makers.
+
+Every Node already has Acme's `Logger` methods (`write`, `close`), so a Pipeline can be passed
+wherever Acme takes a logger (`acme.EnvironmentLoop(env, actor, logger=pipeline)`, a learner's
+`logger=`). This module adds:
+
+- `register_with_acme()` / `install_acme_hook()`: make `isinstance(node, acme.utils.loggers.Logger)`
+  true for every node, without importing Acme before the user does;
+- `make_logger(label, ...)`: the standard train / eval / learner pipeline (Acme's default logger,
+  plus smoothing or windowed aggregation, ending in terminal, CSV and Neptune sinks);
+- `make_logger_factory(...)`: a callable with Acme's logger-factory signature
+  `(label, steps_key=None, task_instance=0) -> Logger`, so all of an agent's loggers route into
+  rlpipe and share one Neptune run.
+
+Importing this module imports neither Acme nor any sink: they are imported when used.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TextIO
+
+from pipeline.node import Node
+
+if TYPE_CHECKING:
+    from importlib.abc import Loader
+    from importlib.machinery import ModuleSpec
+
+    from pipeline.builder import Pipeline
+
+ACME_LOGGER_MODULE = "acme.utils.loggers.base"
+"""The module that defines Acme's `Logger` abstract base class."""
+
+INSTALL_HINT = "pip install 'rlpipe[acme]'"
+
+
+# -- isinstance(node, acme.utils.loggers.Logger) ---------------------------------------------
+
+
+def register_with_acme() -> bool:
+    """Registers `Node` (hence every filter, sink and Pipeline) as a virtual subclass of Acme's
+    `Logger` if Acme's logger module is already imported; returns whether it is registered.
+
+    Never imports Acme itself. Safe to call any number of times."""
+    module = sys.modules.get(ACME_LOGGER_MODULE)
+    logger_class = getattr(module, "Logger", None)
+    if logger_class is None:
+        return False
+    if not issubclass(Node, logger_class):
+        logger_class.register(Node)
+    return True
+
+
+class _RegisteringLoader:
+    """Runs the real loader of Acme's logger module, then registers Node with its Logger."""
+
+    def __init__(self, loader: Loader) -> None:
+        self._loader = loader
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        register_with_acme()
+        _remove_hook()
+
+    def __getattr__(self, name: str) -> Any:  # get_filename, get_source, ... of the real one
+        if name == "_loader":
+            raise AttributeError(name)
+        return getattr(self._loader, name)
+
+
+class AcmeImportHook:
+    """A meta-path finder that finds nothing itself: when `acme.utils.loggers.base` is about to
+    be imported, it takes the spec the other finders give and wraps its loader, so `Node` is
+    registered with Acme's `Logger` as soon as that module has run. It then removes itself.
+
+    Cost while installed: one Python call comparing a string per module imported for the
+    first time (about 0.2 us)."""
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> ModuleSpec | None:
+        if fullname != ACME_LOGGER_MODULE:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None:
+                    spec.loader = _RegisteringLoader(spec.loader)  # type: ignore[assignment]
+                return spec
+        return None
+
+
+_HOOK = AcmeImportHook()
+
+
+def _remove_hook() -> None:
+    while _HOOK in sys.meta_path:
+        sys.meta_path.remove(_HOOK)
+
+
+def install_acme_hook() -> None:
+    """Makes `isinstance(node, acme.utils.loggers.Logger)` true in whatever order Acme and rlpipe
+    are imported, without importing Acme: registers now if Acme's logger module is loaded,
+    else, if Acme is installed at all, installs `AcmeImportHook` to register when it loads.
+    Costs about 30 us when Acme is installed, and less when it is not (see the report in
+    tests/integrations/test_acme.py)."""
+    if register_with_acme():
+        _remove_hook()
+        return
+    if "acme" not in sys.modules and importlib.util.find_spec("acme") is None:
+        return
+    if _HOOK not in sys.meta_path:
+        sys.meta_path.insert(0, _HOOK)
+
+
+install_acme_hook()
+
+
+# -- the standard pipelines ------------------------------------------------------------------
+
+
+def make_logger(
+    label: str,
+    *,
+    directory: str | os.PathLike[str] | None = "runs",
+    time_delta: float = 1.0,
+    smoothing_regex: str | None = None,
+    smoothing_coeff: float = 0.99,
+    aggregate_regex: str | None = None,
+    aggregate_every: int | None = None,
+    steps_key: str | None = None,
+    terminal: bool = True,
+    csv: bool = True,
+    neptune: bool | Mapping[str, Any] | Node = False,
+    prefix: str | None = None,
+    terminal_time_delta: float | None = None,
+    terminal_stream: TextIO | None = None,
+    csv_mode: str = "a",
+    extra_sinks: Sequence[Node] = (),
+) -> Pipeline:
+    """Builds the standard logger of an Acme component (an environment loop, a learner) as a
+    Pipeline; the seed's `make_logger`, one to one.
+
+    Records flow through, in order:
+
+    1. `drop_none()`: keys whose value is None are dropped (as Acme's NoneFilter);
+    2. `smooth(smoothing_regex, smoothing_coeff)` if `smoothing_regex` is given: each matching
+       key gets `<key>_smoothed_<coeff>` next to it (warm-up EMA, every record counts);
+    3. a gate: with `aggregate_regex`, an AggregateFilter emits one record per window
+       (`<key>_mean/_std/_median/_max/_min` for matching keys, the last value of the others)
+       every `aggregate_every` records, or every `time_delta` seconds when `aggregate_every`
+       is None (and otherwise only on `flush()`/`close()`); without it, a TimeFilter passes
+       at most one record per `time_delta` seconds and the last held-back one on
+       flush/close, so the final state always lands (`time_delta=0` passes everything);
+    4. the leaves, each optional: `TerminalSink(label)` (throttled again to one line per
+       `terminal_time_delta` seconds if given; printed to `terminal_stream` or stdout),
+       `CsvSink(<directory>/<label>.csv, mode=csv_mode)`, a NeptuneSink, and the
+       `extra_sinks` (any nodes: a MemorySink, a progress display).
+
+    `neptune`: False for none; True or a dict of `NeptuneSink` keyword arguments (offline mode
+    by default; `prefix` and `step_key` default to this logger's `prefix` and `steps_key`); or
+    a ready Node (a NeptuneSink sharing a run, for instance) used as it is.
+    `prefix`: the namespace of this logger's keys in Neptune (`<prefix>/<key>`); defaults to
+    `label`. CSV columns and terminal keys are not prefixed: the file and the `[Label]` tag
+    already say which logger wrote them.
+    `steps_key`: the record key Neptune uses as the step of every series (e.g.
+    `"train_steps"`); None logs by arrival order.
+    """
+    from pipeline.builder import Pipeline
+
+    if not isinstance(label, str) or not label:
+        raise ValueError(f"label must be a non-empty string, got {label!r}")
+    if isinstance(time_delta, bool) or not isinstance(time_delta, (int, float)) or time_delta < 0:
+        raise ValueError(f"time_delta must be a number >= 0 seconds, got {time_delta!r}")
+    leaves = _leaves(
+        label,
+        directory=directory,
+        steps_key=steps_key,
+        terminal=terminal,
+        csv=csv,
+        neptune=neptune,
+        prefix=label if prefix is None else prefix,
+        terminal_time_delta=terminal_time_delta,
+        terminal_stream=terminal_stream,
+        csv_mode=csv_mode,
+    )
+    leaves.extend(extra_sinks)
+    if not leaves:
+        raise ValueError(f"make_logger({label!r}) has no sink: enable terminal, csv or neptune")
+    logger = Pipeline(label).drop_none()
+    if smoothing_regex is not None:
+        logger.smooth(smoothing_regex, coeff=smoothing_coeff)
+    if aggregate_regex is not None:
+        seconds = time_delta if aggregate_every is None and time_delta > 0 else None
+        logger.aggregate(aggregate_regex, every=aggregate_every, seconds=seconds)
+    elif time_delta > 0:
+        from filters import TimeFilter
+
+        logger.then(TimeFilter(time_delta, keep_last=True))
+    return logger.to(*leaves)
+
+
+def _leaves(
+    label: str,
+    *,
+    directory: str | os.PathLike[str] | None,
+    steps_key: str | None,
+    terminal: bool,
+    csv: bool,
+    neptune: bool | Mapping[str, Any] | Node,
+    prefix: str,
+    terminal_time_delta: float | None,
+    terminal_stream: TextIO | None,
+    csv_mode: str,
+) -> list[Node]:
+    """The sinks of `make_logger`, in the order terminal, CSV, Neptune."""
+    leaves: list[Node] = []
+    if terminal:
+        from filters import TimeFilter
+        from sinks import TerminalSink
+
+        sink: Node = TerminalSink(label, stream=terminal_stream)
+        if terminal_time_delta:
+            sink = TimeFilter(terminal_time_delta, keep_last=True).connect(sink)
+        leaves.append(sink)
+    if csv:
+        from sinks import CsvSink
+
+        if directory is None:
+            raise ValueError("csv=True needs a directory for the CSV file")
+        leaves.append(CsvSink(os.path.join(directory, f"{label}.csv"), mode=csv_mode))
+    if isinstance(neptune, Node):
+        leaves.append(neptune)
+    elif neptune is True or isinstance(neptune, Mapping):
+        options: dict[str, Any] = {"prefix": prefix, "step_key": steps_key}
+        if isinstance(neptune, Mapping):
+            options.update(neptune)
+        leaves.append(_neptune_sink(options))
+    elif neptune is not False and neptune is not None:
+        raise ValueError(
+            f"neptune must be a bool, a dict of NeptuneSink options or a Node, got {neptune!r}"
+        )
+    return leaves
+
+
+def _neptune_sink(options: Mapping[str, Any]) -> Node:
+    try:
+        from sinks.neptune import NeptuneSink
+    except ImportError as error:
+        raise ImportError(
+            f"Neptune logging needs neptune-client: pip install 'rlpipe[neptune]' ({error})"
+        ) from error
+    sink: Node = NeptuneSink(**options)
+    return sink
+
+
+# -- Acme's logger-factory signature ---------------------------------------------------------
+
+
+class LoggerFactory:
+    """Makes loggers with Acme's factory signature, `(label, steps_key=None, task_instance=0)`,
+    each one a `make_logger` pipeline; pass it where Acme takes a `logger_factory` (Acme >=
+    0.4's experiments) or call it to build an agent's `logger=` arguments.
+
+    `defaults` are `make_logger` keyword arguments for every label; `per_label` maps a label to
+    the arguments that differ for it (e.g. `{"evaluator": {"aggregate_regex": "return"}}`).
+    A `task_instance` other than 0 names the logger `<label>_<instance>` (its CSV file and
+    Neptune namespace). With Neptune on, every logger writes into one shared Neptune run.
+
+    `close()` closes every logger made so far (then the shared Neptune run); the factory is a
+    context manager that does so on exit.
+    """
+
+    def __init__(
+        self,
+        *,
+        per_label: Mapping[str, Mapping[str, Any]] | None = None,
+        **defaults: Any,
+    ) -> None:
+        unknown = set(defaults) - _MAKE_LOGGER_OPTIONS
+        if unknown:
+            raise ValueError(f"unknown make_logger options: {sorted(unknown)}")
+        for label, options in (per_label or {}).items():
+            bad = set(options) - _MAKE_LOGGER_OPTIONS
+            if bad:
+                raise ValueError(f"unknown make_logger options for {label!r}: {sorted(bad)}")
+        self.defaults = dict(defaults)
+        self.per_label = {label: dict(options) for label, options in (per_label or {}).items()}
+        self.loggers: list[Pipeline] = []
+        self._shared_neptune: Any = None
+
+    def __call__(
+        self, label: str, steps_key: str | None = None, task_instance: int = 0
+    ) -> Pipeline:
+        options = {**self.defaults, **self.per_label.get(label, {})}
+        if steps_key is not None:
+            options["steps_key"] = steps_key
+        name = label if not task_instance else f"{label}_{task_instance}"
+        neptune = options.get("neptune", False)
+        if neptune is True or isinstance(neptune, Mapping):
+            options["neptune"] = self._neptune_for(
+                name, options.get("prefix"), options.get("steps_key"), neptune
+            )
+        logger = make_logger(name, **options)
+        self.loggers.append(logger)
+        return logger
+
+    def _neptune_for(
+        self,
+        name: str,
+        prefix: str | None,
+        steps_key: str | None,
+        neptune: bool | Mapping[str, Any],
+    ) -> Node:
+        """A NeptuneSink for one logger; the first one opens the run the others write into."""
+        options: dict[str, Any] = {"prefix": name if prefix is None else prefix}
+        options["step_key"] = steps_key
+        if self._shared_neptune is None:
+            if isinstance(neptune, Mapping):
+                options.update(neptune)
+            sink = _neptune_sink(options)
+            self._shared_neptune = sink
+            return sink
+        options["run"] = self._shared_neptune.run
+        return _neptune_sink(options)
+
+    def close(self) -> None:
+        """Closes every logger this factory made, the one owning the Neptune run last."""
+        owner = [logger for logger in self.loggers if self._owns_run(logger)]
+        for logger in [logger for logger in self.loggers if logger not in owner] + owner:
+            logger.close()
+
+    def _owns_run(self, logger: Pipeline) -> bool:
+        return self._shared_neptune is not None and any(
+            node is self._shared_neptune for node in logger.nodes()
+        )
+
+    def __enter__(self) -> LoggerFactory:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+_MAKE_LOGGER_OPTIONS = frozenset(
+    {
+        "directory",
+        "time_delta",
+        "smoothing_regex",
+        "smoothing_coeff",
+        "aggregate_regex",
+        "aggregate_every",
+        "steps_key",
+        "terminal",
+        "csv",
+        "neptune",
+        "prefix",
+        "terminal_time_delta",
+        "terminal_stream",
+        "csv_mode",
+        "extra_sinks",
+    }
+)
+
+
+def make_logger_factory(
+    *, per_label: Mapping[str, Mapping[str, Any]] | None = None, **defaults: Any
+) -> LoggerFactory:
+    """A `LoggerFactory`: `factory(label, steps_key=None, task_instance=0)` returns
+    `make_logger(label, **defaults, **per_label.get(label, {}))`."""
+    return LoggerFactory(per_label=per_label, **defaults)
