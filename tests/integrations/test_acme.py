@@ -233,6 +233,22 @@ def test_eval_logger_aggregates_match_numpy_and_close_flushes_the_last_window(
     )
 
 
+def test_eval_logger_flush_emits_one_window_per_round_like_dump(tmp_path: Path) -> None:
+    windows = MemorySink()
+    eval_logger = make_logger(
+        "eval", directory=tmp_path, aggregate_regex="return", terminal=False,
+        extra_sinks=[windows],
+    )
+    for round_ in range(3):
+        run_loop(eval_logger, episodes=4, seed=round_)
+        assert len(windows.records) == round_  # nothing is emitted before the flush
+        eval_logger.flush()  # the seed's eval_logger.dump()
+        assert len(windows.records) == round_ + 1
+    eval_logger.close()
+    assert len(windows.records) == 3  # an empty window emits nothing
+    assert [len(read_csv(tmp_path / "eval.csv"))] == [3]
+
+
 def test_time_gate_passes_the_first_record_and_the_last_on_close(tmp_path: Path) -> None:
     memory = MemorySink()
     logger = make_logger(
