@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import math
+import numbers
 import os
 import sys
 import threading
@@ -17,6 +18,7 @@ import warnings
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from math import isfinite
 from pathlib import Path
 from typing import Any
 
@@ -296,15 +298,17 @@ class NeptuneSink(Sink):
         """Values not sent, by record key (unsupported type, step, or refused by the client)."""
         self.records_written = 0
         self._warned: set[tuple[str, str]] = set()
-        self._paths: dict[str, str] = {}
         self._keys: dict[str, str] = {}
         self._rows: deque[Row] = deque()
         self._last_step: Step = 0
         self._series: dict[str, list[Any]] = {}
-        """Per series path: [True for a float series, False for a string one; last step]."""
+        """Per record key: [its series path, True for a float series (False: string), the
+        last step sent]."""
         self._low = self._backend.min_step
         self._high = self._backend.max_step
         self._finite_only = not self._backend.accepts_non_finite
+        self._numeric_types: set[type] = {int, bool}
+        """Types whose values `float()` converts exactly as `to_float` does."""
         self._push_lock = threading.Lock()
         self._account_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -430,23 +434,74 @@ class NeptuneSink(Sink):
     # -- the hot path ---------------------------------------------------------------------
 
     def write(self, data: Record) -> None:
+        """Converts the record's values and buffers them; never calls the client (unless
+        more than `max_buffered` records wait)."""
         if self.closed:
             self._check_open()
-        step = self._step_of(data)
+        step = self.records_written if self.step_key is None else self._step_of(data)
         metrics: dict[str, float] = {}
         strings: dict[str, str] = {}
-        if not self._low <= step < self._high:
-            for key in data:
-                if data[key] is not None:
+        if self._low <= step < self._high:
+            # The values Neptune will take: per series one kind (float or string) and
+            # strictly increasing steps; finite floats where the client needs them.
+            series = self._series
+            numeric = self._numeric_types
+            finite_only = self._finite_only
+            for key, value in data.items():
+                kind = type(value)
+                if kind is float:
+                    target: dict[str, Any] = metrics
+                elif kind is str:
+                    target = strings
+                elif kind in numeric:
+                    try:
+                        value = float(value)
+                    except OverflowError:  # an int beyond float range
+                        value = to_float(value)
+                    target = metrics
+                elif value is None:
+                    continue
+                else:
+                    number = self._number(key, value)
+                    if number is None:
+                        continue
+                    value = number
+                    target = metrics
+                if finite_only and target is metrics and not isfinite(value):
+                    self._drop(key, "non-finite", f"{self.kind} runs cannot store NaN or infinity")
+                    continue
+                is_float = target is metrics
+                state = series.get(key)
+                if state is None:
+                    state = series[key] = [self._path_of(key), is_float, step]
+                elif state[1] is not is_float:
+                    self._drop(
+                        key,
+                        "kind",
+                        f"the series is a {'float' if state[1] else 'string'} series; "
+                        "values of the other kind are not sent",
+                    )
+                    continue
+                elif step <= state[2]:
+                    self._drop(
+                        key,
+                        "step order",
+                        f"step {step} is not above the series' last step {state[2]}; Neptune "
+                        "needs strictly increasing steps per series",
+                    )
+                    continue
+                else:
+                    state[2] = step
+                target[state[0]] = value
+        else:
+            for key, value in data.items():
+                if value is not None:
                     self._drop(
                         str(key),
                         "step range",
                         f"step {step} is outside what {self.kind} runs take "
                         f"({self._low} <= step < {self._high})",
-                        stacklevel=4,
                     )
-        else:
-            self._convert(data, step, metrics, strings)
         self._rows.append((step, time.time(), metrics, strings))
         self.records_written += 1
         if self._worker is None:
@@ -454,71 +509,26 @@ class NeptuneSink(Sink):
         if len(self._rows) > self.max_buffered:
             self._push_quietly()
 
-    def _convert(
-        self, data: Record, step: Step, metrics: dict[str, float], strings: dict[str, str]
-    ) -> None:
-        """Sorts a record's values into float and string series by path, keeping only what
-        Neptune will take: per series one kind and strictly increasing steps; finite floats
-        where the client needs them."""
-        paths = self._paths
-        series = self._series
-        finite_only = self._finite_only
-        isfinite = math.isfinite
-        for key, value in data.items():
-            kind = type(value)
-            if kind is float:
-                number: float | None = value
-                target: dict[str, Any] = metrics
-            elif kind is str:
-                target = strings
-            elif value is None:
-                continue
-            else:
-                number = to_float(value)
-                if number is None:
-                    self._drop(
-                        key,
-                        "type",
-                        f"a {kind.__name__} is not a number or a string; its values are not "
-                        "sent (flatten or aggregate it upstream)",
-                    )
-                    continue
-                value = number
-                target = metrics
-            if target is metrics and finite_only and not isfinite(value):
-                self._drop(key, "non-finite", f"{self.kind} runs cannot store NaN or infinity")
-                continue
-            path = paths.get(key)
-            if path is None:
-                path = self._path_of(key)
-            is_float = target is metrics
-            state = series.get(path)
-            if state is None:
-                series[path] = [is_float, step]
-            elif state[0] is not is_float:
-                self._drop(
-                    key,
-                    "kind",
-                    f"the series is a {'float' if state[0] else 'string'} series; "
-                    "values of the other kind are not sent",
-                )
-                continue
-            elif step <= state[1]:
-                self._drop(
-                    key,
-                    "step order",
-                    f"step {step} is not above the series' last step {state[1]}; Neptune "
-                    "needs strictly increasing steps per series",
-                )
-                continue
-            else:
-                state[1] = step
-            target[path] = value
+    def _number(self, key: str, value: Any) -> float | None:
+        """A value of a type not seen before (or not cached) as a float, or None (dropped,
+        counted, warned). Real-number scalar types (numpy's) are remembered so that their
+        next values take the fast path; arrays and tensors are not (their shape varies)."""
+        number = to_float(value)
+        if number is None:
+            self._drop(
+                key,
+                "type",
+                f"a {type(value).__name__} is not a number or a string; its values are not "
+                "sent (flatten or aggregate it upstream)",
+                stacklevel=5,
+            )
+        elif isinstance(value, numbers.Real):
+            self._numeric_types.add(type(value))
+        return number
 
     def _step_of(self, data: Record) -> Step:
         step_key = self.step_key
-        if step_key is None:
-            return self.records_written
+        assert step_key is not None
         raw = data.get(step_key)
         if type(raw) is int:
             self._last_step = raw
@@ -538,7 +548,6 @@ class NeptuneSink(Sink):
     def _path_of(self, key: Any) -> str:
         name = str(key)
         path = f"{self.prefix}/{name}" if self.prefix else name
-        self._paths[key] = path
         self._keys[path] = name
         return path
 
@@ -611,7 +620,7 @@ class NeptuneSink(Sink):
 
     # -- accounting -----------------------------------------------------------------------
 
-    def _drop(self, key: str, reason: str, why: str, count: int = 1, stacklevel: int = 5) -> None:
+    def _drop(self, key: str, reason: str, why: str, count: int = 1, stacklevel: int = 4) -> None:
         with self._account_lock:
             self.dropped[key] += count
         self._warn_once(key, reason, why, stacklevel)

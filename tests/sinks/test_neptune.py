@@ -514,6 +514,22 @@ def test_more_than_max_buffered_records_push_from_write(tmp_path: Path) -> None:
     sink.close()
 
 
+def test_records_buffered_at_interpreter_exit_reach_the_run(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from sinks.neptune import NeptuneSink\n"
+        "sink = NeptuneSink(data_dir=sys.argv[1], step_key='t')\n"
+        "sink.push_seconds = 3600.0\n"
+        "for t in range(3):\n"
+        "    sink.write({'t': t, 'x': t * 0.5})\n"
+        # no flush, no close: exit with the records still buffered
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], cwd=REPO, capture_output=True, check=True
+    )
+    assert read_classic(tmp_path).series["x"] == [(0, 0.0), (1, 0.5), (2, 1.0)]
+
+
 # -- neptune-scale ------------------------------------------------------------------------
 
 
