@@ -268,7 +268,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--out", default="runs", help="directory of runs (./runs)")
     parser.add_argument(
-        "--run-name", default=None, help="this run's folder under --out (demo-<date>-<time>)"
+        "--run-name",
+        default=None,
+        help="this run's folder under --out (demo-<date>-<time>); its CSV files are replaced",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
     parser.add_argument(
