@@ -215,13 +215,19 @@ class NeptuneSink(Sink):
       key and counted in `.dropped` (use `Pipeline.flatten()` or `.aggregate()` upstream).
 
     Steps: with `step_key`, the step of every value of a record is that record's value of
-    `step_key` (0 is a step; integral values become ints); a record without a usable step
-    value is logged at the last step seen (0 before any), with one warning. Without
-    `step_key`, the step is the record's index in this sink (0, 1, 2, ...). Neptune needs the
-    steps of each series to strictly increase (both clients; the 1.x client does not check
-    it, the service rejects the value): a value whose step is not above the last step sent
-    for its series is dropped, warned once per key and counted, never raised.
-    neptune-scale also needs 0 <= step < 1e12; values outside are dropped the same way.
+    `step_key` (0 is a step; integral values become ints), and `step_key` itself is logged
+    as a series too; a record without a usable step value is logged at the last step seen
+    (0 before any), with one warning. Without `step_key`, the step is the record's index in
+    this sink (0, 1, 2, ...). Neptune needs the steps of each series to strictly increase
+    (both clients document it; the 1.x client does not check it locally, so a bad step would
+    only fail later, at upload): a value whose step is not above the last step sent for its
+    series is dropped, warned once per key and counted, never raised; other series of the
+    same record are unaffected. neptune-scale also needs 0 <= step < 1e12; values outside
+    are dropped the same way. (A run passed in that already holds a series is not read: its
+    old steps are unknown to the sink.)
+
+    Configuration: `config=` or `log_config(mapping)` stores single values under `config/`
+    (see `log_config`).
 
     Throughput: `write` only converts the values and appends the record to a buffer; a
     background thread (started at the first write) pushes the buffer to the client every
@@ -235,6 +241,8 @@ class NeptuneSink(Sink):
 
     Failures never reach the training loop: values the client refuses are counted in
     `.dropped` (by record key) and warned about once per key and reason (NeptuneSinkWarning).
+    `write` is meant to be called from one thread at a time (a Pipeline serialises its
+    writes); pushing from the background thread is safe alongside it.
     """
 
     push_seconds: float = 1.0
