@@ -9,8 +9,8 @@
         return Pipeline(trial_name).to(CsvSink(f"runs/{trial_name}.csv"))
 
     tuner = tune.Tuner(
-        "PPO",  # or any trainable
-        param_space=config,
+        PPO,  # ray.rllib.algorithms.ppo.PPO, or any trainable
+        param_space=config,  # a PPOConfig
         run_config=tune.RunConfig(callbacks=[PipelineCallback(make_pipeline)]),
     )
     tuner.fit()
@@ -18,6 +18,9 @@
 `PipelineCallback` is a real `ray.tune.logger.LoggerCallback`. The flattening rule is in
 `flatten_result`, which needs no Ray. Importing this module imports Ray Tune
 (`pip install 'rlpipe[rllib]'`); `pipeline` itself never imports it.
+
+Pass RLlib algorithms to Tune as classes: Ray 2.60's name registry behind `tune.Tuner("PPO")`
+imports every algorithm, DreamerV3's Pillow included, which `ray[rllib]` does not install.
 """
 
 from __future__ import annotations

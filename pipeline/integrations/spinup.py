@@ -39,7 +39,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from pipeline.node import Node
+from pipeline.node import ClosedError, Node
 from pipeline.values import plain
 
 __all__ = ["EpochLogger", "colorize", "convert_json", "statistics_scalar"]
@@ -140,7 +140,8 @@ class EpochLogger:
 
     Errors replace Spinning Up's asserts: logging a key twice in an epoch is a ValueError;
     `log_tabular(key)` for a key never stored is a KeyError; a key stored in earlier epochs
-    but not in this one gives NaN statistics. `close()` closes the file and the pipeline
+    but not in this one gives NaN statistics; `dump_tabular` after `close` raises
+    `ClosedError`. `close()` closes the file and the pipeline
     (also a context manager); the file is closed at interpreter exit as in Spinning Up.
     """
 
@@ -201,6 +202,8 @@ class EpochLogger:
     def dump_tabular(self) -> None:
         """Prints this epoch's row, appends it to the progress file, writes it to the
         pipeline, and starts a new epoch."""
+        if self.closed:
+            raise ClosedError(f"{self!r} is closed; it dumps no more rows")
         row = self.log_current_row
         key_width = max(15, *(len(key) for key in self.log_headers)) if self.log_headers else 15
         line = "-" * (22 + key_width)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import Pipeline
+from pipeline import ClosedError, Pipeline
 from pipeline.integrations.spinup import EpochLogger, convert_json, statistics_scalar
 from sinks import CsvSink, MemorySink
 
@@ -287,4 +287,6 @@ def test_close_closes_the_pipeline_once_and_works_as_a_context_manager(tmp_path:
 
     logger.close()
     assert memory.closed and logger.output_file is not None and logger.output_file.closed
+    with pytest.raises(ClosedError):
+        logger.dump_tabular()
     assert memory.column("AverageEpRet_smoothed_0.5") == pytest.approx([10.0, 19.5])
