@@ -1,0 +1,366 @@
+"""`rlpipe tail`: a live terminal view of the latest values of a running experiment.
+
+Follows a CSV file (CsvSink), a JSON Lines file (JsonlSink), a Spinning Up `progress.txt`, or a
+run folder (every such file in it, including files that appear later) and shows, per file, the
+number of rows, how long ago it changed and the latest value of every key. Only complete rows
+are read: a row still being written is picked up at the next refresh. Reading is incremental
+(only the bytes appended since the last refresh), and a file that is replaced (CsvSink rewrites
+its file with a wider header through an atomic `os.replace` when a new key appears) or
+truncated is read again from its start.
+
+On a terminal the view is redrawn in place every `--interval` seconds; otherwise (a pipe, a log
+file) a new view is printed each time a file changed. Ctrl-C stops it cleanly (exit status 0).
+`--once` prints one view and exits; `--max-updates N` and `--timeout SECONDS` bound a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from pipeline.plot import file_format, flatten, is_data_file, run_files
+
+CHUNK = 1 << 22
+"""At most this many bytes are read per read call (a large file is read in pieces)."""
+
+
+class Follower:
+    """Follows one file as it grows and keeps the latest value of every key.
+
+    `poll()` reads the complete rows appended since the last call and returns whether anything
+    changed. After `poll()`: `keys` (first-seen order), `latest` (key -> the text of its last
+    non-empty value), `last_keys` (the keys the last row set), `rows`, `mtime`. A missing file
+    is no error: it has no rows until it appears."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._identity: tuple[int, int] | None = None
+        self._offset = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._offset = 0
+        self.keys: list[str] = []
+        self.latest: dict[str, str] = {}
+        self.last_keys: set[str] = set()
+        self.rows = 0
+        self.mtime: float | None = None
+
+    def poll(self) -> bool:
+        """Reads what was appended; re-reads from the start a replaced or truncated file."""
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        identity = (stat.st_dev, stat.st_ino)
+        changed = False
+        if identity != self._identity or stat.st_size < self._offset or self._replaced():
+            self._identity = identity
+            if self._offset or self.rows or self.keys:
+                changed = True
+            self._reset()
+        if stat.st_mtime != self.mtime:
+            self.mtime = stat.st_mtime
+        if stat.st_size == self._offset:
+            return changed
+        with self.path.open("rb") as handle:
+            handle.seek(self._offset)
+            pending = b""
+            while True:
+                chunk = handle.read(CHUNK)
+                if not chunk:
+                    break
+                data = pending + chunk
+                used = self._consume(data)
+                self._offset += used
+                pending = data[used:]
+                changed = changed or used > 0
+        return changed
+
+    def _replaced(self) -> bool:
+        """Whether the file's start no longer holds what was read there (CSV: the header)."""
+        return False
+
+    def _consume(self, data: bytes) -> int:
+        """Takes the complete rows at the start of `data`; returns how many bytes they span."""
+        raise NotImplementedError
+
+    def _take(self, record: Mapping[str, Any]) -> None:
+        self.rows += 1
+        self.last_keys = set()
+        for key, value in record.items():
+            if value is None or value == "":
+                continue
+            if key not in self.latest:
+                self.keys.append(key)
+            self.latest[key] = value if isinstance(value, str) else json.dumps(value)
+            self.last_keys.add(key)
+
+
+class DelimitedFollower(Follower):
+    """Follows a CSV file (or a tab-separated Spinning Up progress.txt): the first row is the
+    header; a header that changes (a wider one, rewritten in place) means reading again."""
+
+    def __init__(self, path: str | os.PathLike[str], delimiter: str = ",") -> None:
+        self.delimiter = delimiter
+        self._header_bytes = b""
+        self._header: list[str] | None = None
+        super().__init__(path)
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._header_bytes = b""
+        self._header = None
+
+    def _replaced(self) -> bool:
+        if not self._header_bytes:
+            return False
+        try:
+            with self.path.open("rb") as handle:
+                return handle.read(len(self._header_bytes)) != self._header_bytes
+        except FileNotFoundError:
+            return False
+
+    def _consume(self, data: bytes) -> int:
+        used = 0
+        start = 0
+        quotes = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                return used
+            quotes += data.count(b'"', start, end)
+            start = end + 1
+            if quotes % 2:  # a line break inside a quoted cell: the row goes on
+                continue
+            self._row(data[used:start])
+            used = start
+            quotes = 0
+
+    def _row(self, raw: bytes) -> None:
+        text = raw.decode("utf-8", errors="replace")
+        cells = next(csv.reader([text], delimiter=self.delimiter), [])
+        if self._header is None:
+            self._header = [cell.strip() for cell in cells]
+            self._header_bytes = raw
+            return
+        if not cells:
+            return
+        self._take(dict(zip(self._header, (cell.strip() for cell in cells), strict=False)))
+
+
+class JsonlFollower(Follower):
+    """Follows a JSON Lines file; nested objects are flattened with "/"; lines that are not
+    JSON objects are skipped."""
+
+    def _consume(self, data: bytes) -> int:
+        end = data.rfind(b"\n")
+        if end < 0:
+            return 0
+        for line in data[: end + 1].splitlines():
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, Mapping):
+                self._take(flatten(record))
+        return end + 1
+
+
+def follower(path: Path) -> Follower:
+    """The follower for a file, by its format (see `pipeline.plot.file_format`)."""
+    kind = file_format(path) if path.exists() else "csv"
+    if kind == "jsonl":
+        return JsonlFollower(path)
+    return DelimitedFollower(path, "\t" if kind == "tsv" else ",")
+
+
+class Tail:
+    """Follows a file or a run folder (the files in it, including ones created later)."""
+
+    def __init__(self, path: str | os.PathLike[str], keys: str | None = None) -> None:
+        self.path = Path(path)
+        self.pattern = re.compile(keys) if keys else None
+        self.followers: dict[Path, Follower] = {}
+
+    def poll(self) -> bool:
+        """Reads what every file gained; returns whether anything changed."""
+        changed = False
+        if self.path.is_dir():
+            for path in run_files(self.path):
+                if path not in self.followers and is_data_file(path):
+                    self.followers[path] = follower(path)
+                    changed = True
+        elif not self.followers and self.path.exists():
+            self.followers[self.path] = follower(self.path)
+        for one in self.followers.values():
+            changed = one.poll() or changed
+        return changed
+
+    def render(self, now: float | None = None, width: int = 100) -> str:
+        """The view: per file, a title line and the latest value of each (selected) key."""
+        now = time.time() if now is None else now
+        if not self.followers:
+            return f"waiting for {self.path} ..."
+        blocks = []
+        order = run_files(self.path) if self.path.is_dir() else [self.path]
+        for path in [p for p in order if p in self.followers] + [
+            p for p in self.followers if p not in order
+        ]:
+            one = self.followers[path]
+            age = "" if one.mtime is None else f", updated {_age(now - one.mtime)} ago"
+            lines = [f"{path.name}: {one.rows} row{'s' * (one.rows != 1)}{age}"]
+            keys = [k for k in one.keys if self.pattern is None or self.pattern.search(k)]
+            pad = min(max((len(k) for k in keys), default=0), 48)
+            for key in keys:
+                mark = " " if key in one.last_keys else "~"  # ~: not in the latest row
+                value = format_value(one.latest[key])
+                lines.append(f" {mark}{key:<{pad}}  {value}"[:width])
+            blocks.append("\n".join(lines))
+        return "\n\n".join(blocks)
+
+
+def format_value(text: str) -> str:
+    """A cell for display: numbers with at most 6 significant digits (integers whole)."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if math.isfinite(number) and number == int(number) and abs(number) < 1e15:
+        return str(int(number))
+    return f"{number:.6g}"
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def follow(
+    tail: Tail,
+    out: TextIO,
+    *,
+    interval: float = 1.0,
+    once: bool = False,
+    max_updates: int | None = None,
+    timeout: float | None = None,
+    redraw: bool | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Shows `tail`'s view on `out` until `once`, `max_updates` views or `timeout` seconds;
+    returns the number of views shown. `redraw` (default: whether `out` is a terminal) redraws
+    the view in place every interval; otherwise a view is printed only when a file changed."""
+    if redraw is None:
+        redraw = _isatty(out)
+    deadline = None if timeout is None else clock() + timeout
+    shown = 0
+    first = True
+    while True:
+        changed = tail.poll()
+        if first or changed or redraw:
+            view = tail.render()
+            if redraw:
+                out.write("\x1b[H\x1b[J" + view + "\n")
+            else:
+                out.write(("" if first else "\n") + view + "\n")
+            out.flush()
+            shown += 1
+            first = False
+        if once or (max_updates is not None and shown >= max_updates):
+            return shown
+        if deadline is not None and clock() >= deadline:
+            return shown
+        sleep(interval if deadline is None else max(0.0, min(interval, deadline - clock())))
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The options of `rlpipe tail`."""
+    parser = argparse.ArgumentParser(
+        prog="rlpipe tail",
+        description="Live view of the latest values in a CSV/JSONL/progress.txt file or a run "
+        "folder, refreshed as the files grow. Ctrl-C stops it.",
+    )
+    parser.add_argument("path", metavar="RUN_OR_FILE", help="a file or a run folder")
+    parser.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between refreshes (1.0)"
+    )
+    parser.add_argument("--once", action="store_true", help="print the view once and exit")
+    parser.add_argument("--keys", default=None, metavar="REGEX", help="show only matching keys")
+    parser.add_argument(
+        "--max-updates", type=int, default=None, metavar="N", help="exit after N views"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=None, metavar="SECONDS", help="exit after this long"
+    )
+    args = parser.parse_args(list(argv))
+    if args.interval <= 0:
+        parser.error("--interval must be > 0")
+    if args.max_updates is not None and args.max_updates < 1:
+        parser.error("--max-updates must be >= 1")
+    if args.timeout is not None and args.timeout < 0:
+        parser.error("--timeout must be >= 0")
+    if args.keys:
+        try:
+            re.compile(args.keys)
+        except re.error as error:
+            parser.error(f"--keys is not a regular expression: {error}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs `rlpipe tail`; returns the exit status (0, also on Ctrl-C; 2 when `--once` finds
+    nothing to show)."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    tail = Tail(args.path, args.keys)
+    if args.once and not Path(args.path).exists():
+        print(f"rlpipe tail: {args.path}: no such file or folder", file=sys.stderr)
+        return 2
+    try:
+        follow(
+            tail,
+            sys.stdout,
+            interval=args.interval,
+            once=args.once,
+            max_updates=args.max_updates,
+            timeout=args.timeout,
+        )
+    except KeyboardInterrupt:
+        if _isatty(sys.stdout):
+            sys.stdout.write("\n")
+        sys.stdout.flush()
+    return 0
+
+
+__all__ = [
+    "DelimitedFollower",
+    "Follower",
+    "JsonlFollower",
+    "Tail",
+    "follow",
+    "follower",
+    "format_value",
+    "main",
+]
