@@ -137,7 +137,7 @@ def to_number(value: Any) -> float:
     return math.nan
 
 
-def _column(cells: list[Any]) -> np.ndarray:
+def _column(cells: Sequence[Any]) -> np.ndarray:
     try:  # the fast path: every cell is a number's text
         return np.asarray(cells, dtype=np.float64)
     except (ValueError, TypeError, OverflowError):
@@ -162,7 +162,7 @@ def read_table(path: str | os.PathLike[str]) -> Table:
     text = complete_text(path)
     kind = file_format(path)
     names: list[str]
-    cells: dict[str, list[Any]]
+    cells: dict[str, Sequence[Any]]
     if kind == "jsonl":
         records = []
         for line in text.splitlines():
@@ -181,9 +181,10 @@ def read_table(path: str | os.PathLike[str]) -> Table:
         header, rows = read_delimited(text, "\t" if kind == "tsv" else ",")
         names = list(dict.fromkeys(header))
         width = len(header)
-        padded = [row[:width] + [""] * (width - len(row)) for row in rows]
-        index = {name: header.index(name) for name in names}
-        cells = {name: [row[index[name]] for row in padded] for name in names}
+        if any(len(row) != width for row in rows):
+            rows = [row[:width] + [""] * (width - len(row)) for row in rows]
+        transposed = list(zip(*rows)) if rows else [() for _ in header]
+        cells = {name: transposed[header.index(name)] for name in names}
         count = len(rows)
     columns: dict[str, np.ndarray] = {}
     for name in names:

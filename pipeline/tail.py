@@ -1,8 +1,9 @@
 """`rlpipe tail`: a live terminal view of the latest values of a running experiment.
 
 Follows a CSV file (CsvSink), a JSON Lines file (JsonlSink), a Spinning Up `progress.txt`, or a
-run folder (every such file in it, including files that appear later) and shows, per file, the
-number of rows, how long ago it changed and the latest value of every key. Only complete rows
+run folder (every such file in it, including files that appear later; a folder of run folders
+shows them all) and shows, per file, the number of rows, how long ago it changed and the
+latest value of every key (marked `~` when the latest row did not have it). Only complete rows
 are read: a row still being written is picked up at the next refresh. Reading is incremental
 (only the bytes appended since the last refresh), and a file that is replaced (CsvSink rewrites
 its file with a wider header through an atomic `os.replace` when a new key appears) or
@@ -27,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from pipeline.plot import file_format, flatten, is_data_file, run_files
+from pipeline.plot import file_format, flatten, run_files
 
 CHUNK = 1 << 22
 """At most this many bytes are read per read call (a large file is read in pieces)."""
@@ -187,44 +188,56 @@ def follower(path: Path) -> Follower:
 
 
 class Tail:
-    """Follows a file or a run folder (the files in it, including ones created later)."""
+    """Follows a file, a run folder (the data files in it, including ones created later) or a
+    folder of runs (the data files of each sub-folder, when it has none itself)."""
 
     def __init__(self, path: str | os.PathLike[str], keys: str | None = None) -> None:
         self.path = Path(path)
         self.pattern = re.compile(keys) if keys else None
         self.followers: dict[Path, Follower] = {}
 
+    def files(self) -> list[Path]:
+        """The files followed now, in display order."""
+        if not self.path.is_dir():
+            return [self.path] if self.path.exists() else []
+        direct = run_files(self.path)
+        if direct:
+            return direct
+        folders = sorted(
+            d for d in self.path.iterdir() if d.is_dir() and not d.name.startswith(".")
+        )
+        return [path for folder in folders for path in run_files(folder)]
+
     def poll(self) -> bool:
         """Reads what every file gained; returns whether anything changed."""
         changed = False
-        if self.path.is_dir():
-            for path in run_files(self.path):
-                if path not in self.followers and is_data_file(path):
-                    self.followers[path] = follower(path)
-                    changed = True
-        elif not self.followers and self.path.exists():
-            self.followers[self.path] = follower(self.path)
+        for path in self.files():
+            if path not in self.followers:
+                self.followers[path] = follower(path)
+                changed = True
         for one in self.followers.values():
             changed = one.poll() or changed
         return changed
 
     def render(self, now: float | None = None, width: int = 100) -> str:
-        """The view: per file, a title line and the latest value of each (selected) key."""
+        """The view: per file, a title line (rows, time since it changed) and the latest value
+        of each (selected) key; a key marked `~` was not in the file's latest row."""
         now = time.time() if now is None else now
         if not self.followers:
             return f"waiting for {self.path} ..."
         blocks = []
-        order = run_files(self.path) if self.path.is_dir() else [self.path]
+        order = self.files()
         for path in [p for p in order if p in self.followers] + [
             p for p in self.followers if p not in order
         ]:
             one = self.followers[path]
+            name = path.relative_to(self.path) if path != self.path else path.name
             age = "" if one.mtime is None else f", updated {_age(now - one.mtime)} ago"
-            lines = [f"{path.name}: {one.rows} row{'s' * (one.rows != 1)}{age}"]
+            lines = [f"{name}: {one.rows} row{'s' * (one.rows != 1)}{age}"]
             keys = [k for k in one.keys if self.pattern is None or self.pattern.search(k)]
             pad = min(max((len(k) for k in keys), default=0), 48)
             for key in keys:
-                mark = " " if key in one.last_keys else "~"  # ~: not in the latest row
+                mark = " " if key in one.last_keys else "~"
                 value = format_value(one.latest[key])
                 lines.append(f" {mark}{key:<{pad}}  {value}"[:width])
             blocks.append("\n".join(lines))

@@ -114,6 +114,23 @@ def test_a_run_folder_picks_up_files_that_appear_later(tmp_path: Path) -> None:
     assert "episode_return_mean  42.5" in view and "steps           120" in view
 
 
+def test_a_folder_of_runs_shows_each_run_including_spinning_up_progress_txt(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "ppo_s0").mkdir()
+    (tmp_path / "ppo_s0" / "progress.txt").write_text(
+        "Epoch\tAverageEpRet\tTotalEnvInteracts\n0\t-120.5\t4000\n1\t-80.25\t8000\n"
+    )
+    with JsonlSink(tmp_path / "sac_s0" / "metrics.jsonl") as sink:
+        sink.write({"actor_steps": 50, "episode_return": 3.5})
+    tail = Tail(tmp_path)
+    assert tail.poll()
+    view = tail.render()
+    assert view.index("ppo_s0/progress.txt: 2 rows") < view.index("sac_s0/metrics.jsonl: 1 row")
+    assert "AverageEpRet       -80.25" in view and "TotalEnvInteracts  8000" in view
+    assert "episode_return  3.5" in view
+
+
 def test_values_are_shown_briefly() -> None:
     assert format_value("120") == "120"
     assert format_value("120.0") == "120"
