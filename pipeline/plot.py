@@ -183,7 +183,7 @@ def read_table(path: str | os.PathLike[str]) -> Table:
         width = len(header)
         if any(len(row) != width for row in rows):
             rows = [row[:width] + [""] * (width - len(row)) for row in rows]
-        transposed = list(zip(*rows)) if rows else [() for _ in header]
+        transposed = list(zip(*rows, strict=True)) if rows else [() for _ in header]
         cells = {name: transposed[header.index(name)] for name in names}
         count = len(rows)
     columns: dict[str, np.ndarray] = {}
@@ -657,13 +657,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "files or run folders written by rlpipe's sinks. Several runs: one line per run.",
     )
     parser.add_argument("paths", nargs="+", metavar="RUN_OR_FILE", help="files or run folders")
-    parser.add_argument("--x", default=None, help="the x column (default: the most step-like)")
+    parser.add_argument(
+        "--x", default=None, metavar="KEY", help="the x column (default: the most step-like)"
+    )
     parser.add_argument(
         "--y",
         nargs="+",
+        action="extend",
         default=[],
         metavar="KEY",
-        help="columns, metric names or regexes to plot (default: every 'return' metric)",
+        help="columns, metric names or regexes to plot (default: every 'return' metric); "
+        "give it after the runs, or repeat --y",
     )
     smoothing = parser.add_mutually_exclusive_group()
     smoothing.add_argument(
@@ -678,7 +682,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default="auto",
         help="band around the curve: min..max or mean±std columns (default: auto)",
     )
-    parser.add_argument("--out", default=None, help="the PNG to write (default: next to input)")
+    parser.add_argument(
+        "--out", default=None, metavar="FILE.png", help="the PNG to write (default: next to input)"
+    )
     parser.add_argument("--title", default=None, help="the figure's title")
     parser.add_argument("--dpi", type=float, default=100.0, help="resolution (100)")
     args = parser.parse_args(list(argv))

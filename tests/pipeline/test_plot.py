@@ -425,3 +425,16 @@ def test_a_missing_matplotlib_names_the_extra(
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # what `import` sees when absent
     with pytest.raises(ImportError, match=r"pip install 'rlpipe\[plot\]'"):
         figure([path])
+
+
+def test_command_line_options_are_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = write_demo_run(tmp_path / "run", episodes=10)
+    out = tmp_path / "four.png"
+    assert main([str(run), "--y", "length$", "--y", "episode_return", "--out", str(out)]) == 0
+    assert "(4 panels, 1 run)" in capsys.readouterr().out and out.is_file()
+    for wrong in (["--smooth", "0.9", "--window", "3"], ["--smooth", "1.5"], ["--window", "0"]):
+        with pytest.raises(SystemExit) as exit_:
+            main([str(run), *wrong])
+        assert exit_.value.code == 2
