@@ -100,8 +100,9 @@ def file_format(path: Path) -> str:
 
 
 def complete_text(path: Path) -> str:
-    """The file's text up to its last line break: a line still being written is left out."""
-    text = path.read_bytes().decode("utf-8", errors="replace")
+    """The file's text up to its last line break: a line still being written is left out.
+    A UTF-8 byte-order mark (spreadsheet programs write one) is dropped."""
+    text = path.read_bytes().decode("utf-8-sig", errors="replace")
     end = text.rfind("\n")
     return text[: end + 1] if end >= 0 else ""
 

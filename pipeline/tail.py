@@ -148,7 +148,7 @@ class DelimitedFollower(Follower):
             quotes = 0
 
     def _row(self, raw: bytes) -> None:
-        text = raw.decode("utf-8", errors="replace")
+        text = raw.decode("utf-8" if self._header else "utf-8-sig", errors="replace")
         cells = next(csv.reader([text], delimiter=self.delimiter), [])
         if self._header is None:
             self._header = [cell.strip() for cell in cells]

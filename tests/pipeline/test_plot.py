@@ -32,6 +32,7 @@ from pipeline.plot import (
     split_name,
     step_rank,
 )
+from pipeline.tail import DelimitedFollower
 from sinks import CsvSink, JsonlSink
 
 RETURNS = [12.0, 20.0, 9.0, 35.0, 50.0, 41.0, 80.0, 120.0, 95.0, 200.0, 180.0, 260.0]
@@ -393,6 +394,15 @@ def test_empty_nan_text_and_torn_cells_are_skipped(tmp_path: Path) -> None:
     fig = figure([path])
     x, y = line_data(fig, "episode_return", "curve:messy.csv")
     assert x == [1.0, 7.0, 8.0] and y == [10.0, 70.0, 80.5]
+
+
+def test_a_byte_order_mark_does_not_hide_the_first_column(tmp_path: Path) -> None:
+    path = tmp_path / "from_a_spreadsheet.csv"
+    path.write_bytes(b"\xef\xbb\xbfsteps,return\r\n1,5\r\n2,6\r\n")
+    assert default_x(read_table(path)) == "steps"
+    follower = DelimitedFollower(path)
+    follower.poll()
+    assert follower.keys == ["steps", "return"]
 
 
 def test_empty_files_in_a_run_folder_are_ignored(tmp_path: Path) -> None:
