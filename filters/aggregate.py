@@ -11,9 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from filters._batch import batch_length, numeric
 from pipeline.keys import KeyMatcher
-from pipeline.node import Node, Record
+from pipeline.node import Columns, Node, Record
 from pipeline.values import to_float
+
+_PLANS_LIMIT = 1024
+"""Key tuples whose plan is cached per window."""
 
 STATISTICS: dict[str, Callable[[np.ndarray], Any]] = {
     "mean": np.mean,
@@ -81,37 +85,31 @@ class AggregateFilter(Node):
         self._columns: dict[str, array[float]] = {}
         self._last: dict[str, Any] = {}
         self._order: dict[str, None] = {}
+        # key tuple of a record -> (its matching keys with their columns' appends, its other
+        # keys); only for key tuples whose every key is already in this window's order
+        self._plans: dict[
+            tuple[str, ...], tuple[tuple[tuple[str, Callable[[float], None]], ...], tuple[str, ...]]
+        ] = {}
         self._writes = 0
         self._window_start = 0.0
 
     def write(self, data: Record) -> None:
-        match = self.match
-        columns = self._columns
-        last = self._last
-        order = self._order
-        for key, value in data.items():
-            if value is None:
-                continue
-            if match(key):
-                x = value if type(value) is float else to_float(value)
-                column = columns.get(key)
-                if column is None:
-                    if x is None:
-                        self._not_a_number(key, value)
-                        continue
-                    column = columns[key] = array("d")
-                    if key not in order:
-                        order[key] = None
-                if x is None:
-                    self._not_a_number(key, value)
-                elif x == x:
-                    column.append(x)
+        plan = self._plans.get(tuple(data))
+        if plan is None:
+            self._write_record(data)
+        else:
+            numbers, others = plan
+            for key, append in numbers:
+                x = data[key]
+                if type(x) is float and x == x:
+                    append(x)
                 else:
-                    self._nan(key)
-            else:
-                if key not in order:
-                    order[key] = None
-                last[key] = value
+                    self._add(key, x)
+            last = self._last
+            for key in others:
+                value = data[key]
+                if value is not None:
+                    last[key] = value
         writes = self._writes = self._writes + 1
         if writes == 1 and self.seconds is not None:
             self._window_start = self._clock()
@@ -119,6 +117,124 @@ class AggregateFilter(Node):
             self.seconds is not None and self._clock() - self._window_start >= self.seconds
         ):
             self._emit_window()
+
+    def _write_record(self, data: Record) -> None:
+        """The general path: any keys, any values; caches a plan for the record's key tuple
+        once every key is in the window and every matching key has its column."""
+        match = self.match
+        columns = self._columns
+        order = self._order
+        for key, value in data.items():
+            if value is None:
+                continue
+            if match(key):
+                self._add(key, value)
+            else:
+                if key not in order:
+                    order[key] = None
+                self._last[key] = value
+        if len(self._plans) >= _PLANS_LIMIT or any(key not in order for key in data):
+            return
+        numbers = []
+        others = []
+        for key in data:
+            if not match(key):
+                others.append(key)
+            elif key in columns:
+                numbers.append((key, columns[key].append))
+            else:
+                return
+        self._plans[tuple(data)] = (tuple(numbers), tuple(others))
+
+    def _add(self, key: str, value: Any) -> None:
+        """Buffers one value of a matching key."""
+        if value is None:
+            return
+        x = value if type(value) is float else to_float(value)
+        column = self._columns.get(key)
+        if column is None:
+            if x is None:
+                self._not_a_number(key, value)
+                return
+            column = self._columns[key] = array("d")
+            if key not in self._order:
+                self._order[key] = None
+        if x is None:
+            self._not_a_number(key, value)
+        elif x == x:
+            column.append(x)
+        else:
+            self._nan(key)
+
+    def write_batch(self, columns: Columns) -> None:
+        """Buffers whole columns at once (numpy columns without a per-row loop), cutting the
+        batch where row by row a window would be emitted (every `every` rows; with `seconds`,
+        the batch counts as written at one instant); same result as row by row."""
+        length = batch_length(columns)
+        if not length:
+            return
+        now = self._clock() if self.seconds is not None else 0.0
+        start = 0
+        while start < length:
+            stop = length
+            if self.every is not None:
+                stop = min(stop, start + self.every - self._writes)
+            if self.seconds is not None:
+                if not self._writes:
+                    self._window_start = now
+                elif now - self._window_start >= self.seconds:
+                    stop = start + 1
+            self._add_rows(columns, start, stop)
+            self._writes += stop - start
+            if (self.every is not None and self._writes >= self.every) or (
+                self.seconds is not None and now - self._window_start >= self.seconds
+            ):
+                self._emit_window()
+            start = stop
+
+    def _add_rows(self, columns: Columns, start: int, stop: int) -> None:
+        match = self.match
+        order = self._order
+        parts = {key: column[start:stop] for key, column in columns.items()}
+        # Keys enter the window's order as row by row would: by the first row where they
+        # have a value, then by column.
+        new = []
+        for position, (key, part) in enumerate(parts.items()):
+            if key in order:
+                continue
+            first = 0 if numeric(part) is not None else _first_value(part)
+            if first is not None:
+                new.append((first, position, key))
+        for _, _, key in sorted(new):
+            order[key] = None
+        for key, part in parts.items():
+            if match(key):
+                self._add_column(key, part)
+            else:
+                value = _last_value(part)
+                if value is not None:
+                    self._last[key] = value
+
+    def _add_column(self, key: str, part: Any) -> None:
+        values = numeric(part)
+        if values is None and all(type(value) is float for value in part):
+            values = np.array(part, dtype=np.float64)
+        if values is None:
+            for value in part:
+                self._add(key, value)
+            return
+        values = values.astype(np.float64, copy=False)
+        column = self._columns.get(key)
+        if column is None:
+            column = self._columns[key] = array("d")
+            if key not in self._order:
+                self._order[key] = None
+        nan = np.isnan(values)
+        nans = int(nan.sum())
+        if nans:
+            values = values[~nan]
+            self._nan(key, nans)
+        column.frombytes(np.ascontiguousarray(values).tobytes())
 
     def _not_a_number(self, key: str, value: Any) -> None:
         last = self._last
@@ -133,9 +249,10 @@ class AggregateFilter(Node):
                 stacklevel=3,
             )
 
-    def _nan(self, key: str) -> None:
-        count = self.nan_counts[key] = self.nan_counts.get(key, 0) + 1
-        if count == 1:
+    def _nan(self, key: str, count: int = 1) -> None:
+        before = self.nan_counts.get(key, 0)
+        self.nan_counts[key] = before + count
+        if not before:
             warnings.warn(
                 f"AggregateFilter: {key!r} is NaN; NaN values are left out of the statistics "
                 "and counted in .nan_counts (warned once per key)",
@@ -170,3 +287,21 @@ class AggregateFilter(Node):
 
     def __repr__(self) -> str:
         return f"AggregateFilter({self.match.regex!r}, every={self.every}, seconds={self.seconds})"
+
+
+def _first_value(part: Any) -> int | None:
+    """The index of the first value that is not None, or None."""
+    for index, value in enumerate(part):
+        if value is not None:
+            return index
+    return None
+
+
+def _last_value(part: Any) -> Any:
+    """The last value that is not None (None if there is none)."""
+    if numeric(part) is not None:
+        return part[-1]
+    for value in reversed(part):
+        if value is not None:
+            return value
+    return None

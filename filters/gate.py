@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.node import Node, Record
+from filters._batch import batch_length, emit_batch
+from pipeline.node import Columns, Node, Record
 
 
 class EveryNFilter(Node):
@@ -24,6 +25,21 @@ class EveryNFilter(Node):
             self.emit(data)
         else:
             self.dropped += 1
+
+    def write_batch(self, columns: Columns) -> None:
+        """The rows that row by row would pass, as one batch (a strided slice per column)."""
+        length = batch_length(columns)
+        if not length:
+            return
+        n = self.n
+        first = -self._count % n
+        self._count += length
+        passed = len(range(first, length, n))
+        self.dropped += length - passed
+        if passed == length:
+            emit_batch(self, columns)
+        elif passed:
+            emit_batch(self, {key: column[first::n] for key, column in columns.items()})
 
     def __repr__(self) -> str:
         return f"EveryNFilter({self.n})"

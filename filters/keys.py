@@ -6,8 +6,18 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from filters._batch import batch_length, emit_batch
 from pipeline.keys import KeyMatcher
-from pipeline.node import Node, Record
+from pipeline.node import Columns, Node, Record
+
+
+def _emit_columns(node: Node, columns: Columns, length: int) -> None:
+    """Sends on a batch of `length` rows; with no columns left, `length` empty records."""
+    if columns:
+        emit_batch(node, columns)
+    else:
+        for _ in range(length):
+            node.emit({})
 
 
 class KeepKeys(Node):
@@ -20,6 +30,13 @@ class KeepKeys(Node):
     def write(self, data: Record) -> None:
         match = self.match
         self.emit({key: value for key, value in data.items() if match(key)})
+
+    def write_batch(self, columns: Columns) -> None:
+        length = batch_length(columns)
+        if length:
+            match = self.match
+            kept = {key: column for key, column in columns.items() if match(key)}
+            _emit_columns(self, kept, length)
 
     def __repr__(self) -> str:
         return f"KeepKeys({self.match.regex!r})"
@@ -39,6 +56,13 @@ class DropKeys(Node):
                 self.emit({k: v for k, v in data.items() if not match(k)})
                 return
         self.emit(data)
+
+    def write_batch(self, columns: Columns) -> None:
+        length = batch_length(columns)
+        if length:
+            match = self.match
+            kept = {key: column for key, column in columns.items() if not match(key)}
+            _emit_columns(self, kept, length)
 
     def __repr__(self) -> str:
         return f"DropKeys({self.match.regex!r})"
@@ -64,6 +88,17 @@ class PrefixKeys(Node):
                 name = names[key] = f"{self.prefix}{self.sep}{key}"
             out[name] = value
         self.emit(out)
+
+    def write_batch(self, columns: Columns) -> None:
+        if batch_length(columns):
+            names = self._names
+            out = {}
+            for key, column in columns.items():
+                name = names.get(key)
+                if name is None:
+                    name = names[key] = f"{self.prefix}{self.sep}{key}"
+                out[name] = column
+            emit_batch(self, out)
 
     def __repr__(self) -> str:
         return f"PrefixKeys({self.prefix!r})"
@@ -95,8 +130,20 @@ class RenameKeys(Node):
             out[name] = value
         self.emit(out)
 
-    def _collision(self, name: str) -> None:
-        self.overwritten += 1
+    def write_batch(self, columns: Columns) -> None:
+        length = batch_length(columns)
+        if length:
+            mapping = self.mapping
+            out: dict[str, Any] = {}
+            for key, column in columns.items():
+                name = mapping.get(key, key)
+                if name in out:
+                    self._collision(name, length)
+                out[name] = column
+            emit_batch(self, out)
+
+    def _collision(self, name: str, count: int = 1) -> None:
+        self.overwritten += count
         if name not in self._warned:
             self._warned.add(name)
             warnings.warn(
@@ -131,6 +178,19 @@ class FlattenFilter(Node):
                 self.emit(out)
                 return
         self.emit(data)
+
+    def write_batch(self, columns: Columns) -> None:
+        """A batch without nested mappings passes as it is; one with them goes row by row."""
+        length = batch_length(columns)
+        if not length:
+            return
+        for column in columns.values():
+            if getattr(column, "dtype", None) is not None and column.dtype.kind != "O":
+                continue
+            if any(isinstance(value, Mapping) for value in column):
+                super().write_batch(columns)
+                return
+        emit_batch(self, columns)
 
     def _flatten(self, data: Mapping[Any, Any], prefix: str, out: dict[str, Any]) -> None:
         for key, value in data.items():

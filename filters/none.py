@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from filters._batch import batch_length, emit_batch, none_mask
 from pipeline.node import Columns, Node, Record
 
 
@@ -20,10 +23,33 @@ class NoneFilter(Node):
         self.emit(data)
 
     def write_batch(self, columns: Columns) -> None:
-        # A column may hold None in some rows only: those rows need the per-row rule.
-        for column in columns.values():
-            if getattr(column, "dtype", None) is None and any(v is None for v in column):
-                super().write_batch(columns)
-                return
-        for child in self._children:
-            child.write_batch(columns)
+        """Numeric numpy columns cannot hold None and pass as they are; a batch whose other
+        columns hold None in some rows is cut into runs of rows with None in the same
+        columns, and each run goes on without those columns (same result as row by row)."""
+        length = batch_length(columns)
+        if not length:
+            return
+        masks = {
+            key: mask
+            for key, column in columns.items()
+            if (mask := none_mask(column, length)) is not None
+        }
+        if not masks:
+            emit_batch(self, columns)
+            return
+        # One row pattern per distinct set of None columns: rows as tuples of flags.
+        flags = np.stack(list(masks.values()), axis=1)
+        change = np.flatnonzero((flags[1:] != flags[:-1]).any(axis=1)) + 1
+        starts = [0, *change.tolist()]
+        stops = [*change.tolist(), length]
+        names = list(masks)
+        for start, stop in zip(starts, stops, strict=True):
+            dropped = {name for name, flag in zip(names, flags[start], strict=True) if flag}
+            part = {
+                key: column[start:stop] for key, column in columns.items() if key not in dropped
+            }
+            if part:
+                emit_batch(self, part)
+            else:  # every value None: empty records, one per row
+                for _ in range(start, stop):
+                    self.emit({})

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
+import numpy as np
+
+from filters._batch import batch_length, emit_batch, numeric, rows_slice
 from pipeline.keys import KeyMatcher
-from pipeline.node import Node, Record
+from pipeline.node import Columns, Node, Record
 from pipeline.values import to_float
+
+_PLANS_LIMIT = 4096
+"""Key sets whose plan is cached; beyond that the cache starts afresh (bounded memory)."""
 
 
 class SmoothingFilter(Node):
@@ -41,47 +48,147 @@ class SmoothingFilter(Node):
         self._state: dict[str, list[float]] = {}
         self._names: dict[str, str] = {}
         self._warned: set[str] = set()
+        # key tuple of a record -> its matching keys with their output names and states
+        self._plans: dict[tuple[str, ...], tuple[tuple[str, str, list[float]], ...]] = {}
+
+    def _plan(self, keys: tuple[str, ...]) -> tuple[tuple[str, str, list[float]], ...]:
+        match = self.match
+        plan = tuple((key, *self._key_state(key)) for key in keys if match(key))
+        if len(self._plans) >= _PLANS_LIMIT:
+            self._plans.clear()
+        self._plans[keys] = plan
+        return plan
+
+    def _key_state(self, key: str) -> tuple[str, list[float]]:
+        state = self._state.get(key)
+        if state is None:
+            state = self._state[key] = [math.nan, 0.0 if not self.bias_correction else 1.0]
+            self._names[key] = f"{key}_smoothed_{self.coeff}"
+        return self._names[key], state
 
     def write(self, data: Record) -> None:
-        match = self.match
-        out: dict[str, object] | None = None
-        for key, value in data.items():
-            if not match(key):
-                continue
-            if out is None:
-                out = dict(data)
-            state = self._state.get(key)
-            if state is None:
-                state = self._state[key] = [math.nan, 0.0 if not self.bias_correction else 1.0]
-                self._names[key] = f"{key}_smoothed_{self.coeff}"
-            x = value if type(value) is float else to_float(value)
+        keys = tuple(data)
+        plan = self._plans.get(keys)
+        if plan is None:
+            plan = self._plan(keys)
+        if not plan:
+            self.emit(data)
+            return
+        out = dict(data)
+        if self.bias_correction:
+            for key, name, state in plan:
+                smoothed = self._debiased(key, data[key], state)
+                if smoothed == smoothed:
+                    out[name] = smoothed
+            self.emit(out)
+            return
+        for key, name, state in plan:
+            x = data[key]
+            if type(x) is not float:
+                x = to_float(x)
             if x is None or x - x != 0:  # not a number, NaN or inf
-                if value is not None:
-                    self._skip(key, value)
-            elif self.bias_correction:
-                coeff = self.coeff
-                state[1] *= coeff
-                mean = state[0] if state[0] == state[0] else 0.0
-                state[0] = coeff * mean + (1.0 - coeff) * x
+                self._skip(key, data[key])
             else:
                 c = state[1]
                 state[0] = x if c == 0.0 else (1.0 - c) * x + c * state[0]
                 state[1] = 0.9 * c + 0.1 * self.coeff
             smoothed = state[0]
             if smoothed == smoothed:
-                if self.bias_correction:
-                    smoothed = smoothed / (1.0 - state[1]) if state[1] != 1.0 else smoothed
-                out[self._names[key]] = smoothed
-        self.emit(data if out is None else out)
+                out[name] = smoothed
+        self.emit(out)
 
-    def _skip(self, key: str, value: object) -> None:
+    def _debiased(self, key: str, value: Any, state: list[float]) -> float:
+        x = value if type(value) is float else to_float(value)
+        if x is None or x - x != 0:
+            self._skip(key, value, stacklevel=4)
+        else:
+            coeff = self.coeff
+            state[1] *= coeff
+            mean = state[0] if state[0] == state[0] else 0.0
+            state[0] = coeff * mean + (1.0 - coeff) * x
+        smoothed = state[0]
+        if smoothed == smoothed and state[1] != 1.0:
+            smoothed = smoothed / (1.0 - state[1])
+        return smoothed
+
+    def write_batch(self, columns: Columns) -> None:
+        """Smooths each matching column in one pass (the moving average is sequential, so it
+        is a loop over the column, with no per-row record); same result as row by row."""
+        length = batch_length(columns)
+        if not length:
+            return
+        match = self.match
+        out: dict[str, Any] = dict(columns)
+        starts: list[tuple[int, str]] = []  # (first row with a smoothed value, output name)
+        for key, column in columns.items():
+            if not match(key):
+                continue
+            name, state = self._key_state(key)
+            smoothed, first = self._smooth_column(key, column, state)
+            if first < length:
+                out[name] = smoothed
+                starts.append((first, name))
+        if all(first == 0 for first, _ in starts):
+            emit_batch(self, out)
+            return
+        # Rows before a key's first smoothed value do not carry its smoothed key.
+        bounds = sorted({0, *(first for first, _ in starts)})
+        for start, stop in zip(bounds, [*bounds[1:], length], strict=True):
+            missing = {name for first, name in starts if first > start}
+            part = {
+                key: column for key, column in out.items()
+                if key not in missing or key in columns
+            }
+            for name in missing & set(columns):
+                part[name] = columns[name]
+            emit_batch(self, rows_slice(part, start, stop))
+
+    def _smooth_column(
+        self, key: str, column: Any, state: list[float]
+    ) -> tuple[np.ndarray, int]:
+        """The smoothed values of a column (NaN where there is none yet) and the index of the
+        first row that has one (the length if none has)."""
+        array = numeric(column)
+        values: list[Any] = array.tolist() if array is not None else list(column)
+        out: list[float] = []
+        append = out.append
+        first = -1
+        if self.bias_correction:
+            for index, value in enumerate(values):
+                smoothed = self._debiased(key, value, state)
+                if first < 0 and smoothed == smoothed:
+                    first = index
+                append(smoothed)
+        else:
+            coeff = 0.1 * self.coeff
+            s, c = state
+            if s == s:
+                first = 0
+            for index, value in enumerate(values):
+                x = value
+                if type(x) is not float:
+                    x = to_float(x)
+                if x is None or x - x != 0:  # not a number, NaN or inf
+                    self._skip(key, value, stacklevel=5)
+                else:
+                    s = x if c == 0.0 else (1.0 - c) * x + c * s
+                    c = 0.9 * c + coeff
+                    if first < 0:
+                        first = index
+                append(s)
+            state[0], state[1] = s, c
+        return np.array(out, dtype=np.float64), (first if first >= 0 else len(values))
+
+    def _skip(self, key: str, value: object, stacklevel: int = 3) -> None:
+        if value is None:
+            return
         self.skipped += 1
         if key not in self._warned:
             self._warned.add(key)
             warnings.warn(
                 f"SmoothingFilter: {key!r} = {value!r} is not a finite number; it is passed on "
                 "unsmoothed and the moving average is left as it was (warned once per key)",
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
 
     def __repr__(self) -> str:

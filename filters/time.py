@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from pipeline.node import Node, Record
+from filters._batch import batch_length, emit_batch, row
+from pipeline.node import Columns, Node, Record
 
 
 class TimeFilter(Node):
@@ -35,6 +36,9 @@ class TimeFilter(Node):
         self.dropped = 0
 
     def write(self, data: Record) -> None:
+        if not self.time_delta:
+            self.emit(data)
+            return
         now = self._clock()
         if now - self._last >= self.time_delta:
             self._last = now
@@ -44,6 +48,29 @@ class TimeFilter(Node):
             self.dropped += 1
             if self.keep_last:
                 self._held = data
+
+    def write_batch(self, columns: Columns) -> None:
+        """A batch arrives at one instant (the clock is read once): its first row passes if
+        `time_delta` passed since the last record passed, the other rows are dropped (all of
+        them pass when `time_delta=0`); the same as row by row under a clock that does not
+        move while the batch is written."""
+        length = batch_length(columns)
+        if not length:
+            return
+        if not self.time_delta:
+            emit_batch(self, columns)
+            return
+        now = self._clock()
+        held = length
+        if now - self._last >= self.time_delta:
+            self._last = now
+            self._held = None
+            held -= 1
+            self.emit(row(columns, 0))
+        if held:
+            self.dropped += held
+            if self.keep_last:
+                self._held = row(columns, length - 1)
 
     def on_flush(self) -> None:
         held, self._held = self._held, None

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.isolation import StoreError
-from pipeline.node import Record
+from pipeline.node import Columns, Record
+from sinks._rows import batch_rows
 from sinks.base import Sink
 
 
@@ -125,6 +126,29 @@ class BufferedFileSink(Sink):
                 self._bound_pending()
                 return
             self.on_flush()
+
+    def write_batch(self, columns: Columns) -> None:
+        """Holds the batch's rows (numeric numpy columns as Python numbers: the same file)
+        and flushes at the same row counts as row by row would."""
+        if self.closed:
+            self._check_open()
+        rows = batch_rows(columns, python_scalars=True)
+        index, length = 0, len(rows)
+        while index < length:
+            pending = self._pending
+            if not pending:
+                self._oldest = self._clock() if self.flush_seconds is not None else 0.0
+            take = max(self.flush_every - len(pending), 1)
+            pending.extend(rows[index : index + take])
+            index += take
+            if len(pending) >= self.flush_every or (
+                self.flush_seconds is not None
+                and self._clock() - self._oldest >= self.flush_seconds
+            ):
+                if self._retry_at and self._clock() < self._retry_at:
+                    self._bound_pending()
+                    continue
+                self.on_flush()
 
     def on_flush(self) -> None:
         if not self._pending:

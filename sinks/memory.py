@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.node import Record
+from pipeline.node import Columns, Record
+from sinks._rows import batch_rows
 from sinks.base import Sink
 
 
@@ -24,6 +25,11 @@ class MemorySink(Sink):
         if self.closed:
             self._check_open()
         self.records.append(dict(data))
+
+    def write_batch(self, columns: Columns) -> None:
+        if self.closed:
+            self._check_open()
+        self.records.extend(batch_rows(columns))
 
     def on_flush(self) -> None:
         self.flushes += 1

@@ -17,9 +17,13 @@ class NullSink(Sink):
         self.count += 1
 
     def write_batch(self, columns: Columns) -> None:
-        for column in columns.values():
-            self.count += len(column)
-            return
+        lengths = {len(column) for column in columns.values()}
+        if len(lengths) > 1:
+            raise ValueError(
+                "write_batch needs columns of equal length, got "
+                f"{ {key: len(column) for key, column in columns.items()} }"
+            )
+        self.count += lengths.pop() if lengths else 0
 
     def __repr__(self) -> str:
         return f"NullSink({self.count} records)"

@@ -1,0 +1,1 @@
+"""rlpipe's benchmarks: runnable scripts (`python benchmarks/throughput.py`), not tests."""
