@@ -50,6 +50,8 @@ class SmoothingFilter(Node):
         self._warned: set[str] = set()
         # key tuple of a record -> its matching keys with their output names and states
         self._plans: dict[tuple[str, ...], tuple[tuple[str, str, list[float]], ...]] = {}
+        self._keys: tuple[str, ...] | None = None  # the last record's key tuple, and its plan
+        self._last_plan: tuple[tuple[str, str, list[float]], ...] = ()
 
     def _plan(self, keys: tuple[str, ...]) -> tuple[tuple[str, str, list[float]], ...]:
         match = self.match
@@ -68,9 +70,12 @@ class SmoothingFilter(Node):
 
     def write(self, data: Record) -> None:
         keys = tuple(data)
-        plan = self._plans.get(keys)
-        if plan is None:
-            plan = self._plan(keys)
+        if keys == self._keys:
+            plan = self._last_plan
+        else:
+            cached = self._plans.get(keys)
+            plan = self._plan(keys) if cached is None else cached
+            self._keys, self._last_plan = keys, plan
         if not plan:
             self.emit(data)
             return

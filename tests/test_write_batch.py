@@ -241,3 +241,32 @@ def test_unequal_columns_are_refused_everywhere(tmp_path: Path) -> None:
                  MemorySink(), NullSink(), CsvSink(tmp_path / "c.csv")]:
         with pytest.raises(ValueError, match="equal length"):
             node.write_batch({"r": [1.0, 2.0], "steps": [1]})
+
+
+# -- the fast paths keep numpy's exact results ----------------------------------------------
+
+rng = np.random.default_rng(7)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        rng.normal(size=100_000),
+        np.cumsum(rng.normal(size=100_001)),
+        np.sort(rng.normal(size=50_000))[::-1].copy(),
+        np.ones(30_000),
+        rng.integers(0, 3, 40_000).astype(np.float64),
+        np.r_[np.full(20_000, -np.inf), rng.normal(size=20_001), np.full(3, np.inf)],
+    ],
+    ids=["normal", "random walk", "sorted", "constant", "three values", "infinities"],
+)
+def test_large_windows_give_numpys_exact_statistics(values: np.ndarray) -> None:
+    sink = MemorySink()
+    node = AggregateFilter("r", stats=("mean", "std", "median", "max", "min", "sum")).connect(sink)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        node.write_batch({"r": values})
+        node.flush()
+        expected = [np.mean(values), np.std(values), np.median(values), np.max(values),
+                     np.min(values), np.sum(values)]
+    assert [repr(v) for v in sink.records[0].values()] == [repr(float(v)) for v in expected]
