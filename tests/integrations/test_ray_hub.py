@@ -1,0 +1,359 @@
+"""Many Ray workers, one pipeline: the Hub on a real local Ray cluster (2 CPUs, no dashboard).
+
+Workers are real Ray tasks and actors writing known streams through `hub.sender(...)`; the
+central pipeline lives in the hub actor, and what it holds is fetched with `hub.call(...)` or
+read back from its CSV file.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import logging
+import os
+import pickle
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import ray
+
+from pipeline import Pipeline
+from pipeline.integrations.ray import Hub, HubCore, HubSender
+from pipeline.node import Record
+from sinks import CsvSink, MemorySink
+from sinks.base import Sink
+
+pytestmark = pytest.mark.slow
+
+STATS = ("mean", "std", "median", "max", "min")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A local Ray on 2 CPUs whose session files live in a temp dir, shut down at the end."""
+    saved = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    home_before = {entry.name for entry in Path.home().iterdir()}
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _temp_dir=str(tmp_path_factory.mktemp("ray") / "session"),
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        if saved is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved
+    new_in_home = {entry.name for entry in Path.home().iterdir()} - home_before
+    assert not [name for name in new_in_home if "ray" in name.lower()], new_in_home
+
+
+# -- what runs in the hub actor and in the workers (module level: Ray pickles them) ---------
+
+
+def central(csv_path: Path | None = None) -> Pipeline:
+    """Every record into a MemorySink (and a CSV file), and one aggregate over all workers."""
+    targets: list[Any] = [MemorySink()]
+    if csv_path is not None:
+        targets.append(CsvSink(csv_path))
+    window = Pipeline("window").aggregate(r"^return$", stats=STATS).to(MemorySink())
+    return Pipeline("hub").to(*targets, window)
+
+
+def csv_only(csv_path: Path) -> Pipeline:
+    """A central CSV file that writes only on flush and close (rows in memory until then)."""
+    return Pipeline("hub").to(CsvSink(csv_path, flush_every=1_000_000, flush_seconds=None))
+
+
+def all_records(pipeline: Pipeline) -> list[dict[str, Any]]:
+    sink = pipeline.steps[1]
+    assert isinstance(sink, MemorySink)
+    return sink.records
+
+
+def window_records(pipeline: Pipeline) -> list[dict[str, Any]]:
+    window = next(n for n in pipeline.nodes() if isinstance(n, Pipeline) and n.name == "window")
+    sink = window.nodes()[-1]
+    assert isinstance(sink, MemorySink)
+    return sink.records
+
+
+def stream(worker: int, n: int) -> list[dict[str, Any]]:
+    """The known stream worker `worker` writes: steps 0..n-1 with seeded returns."""
+    returns = np.random.default_rng(worker).normal(10.0 * worker, 3.0, size=n)
+    return [{"step": step, "return": float(value)} for step, value in enumerate(returns)]
+
+
+@ray.remote(num_cpus=0.25)
+def write_stream(log: HubSender, worker: int, n: int) -> tuple[int, int, int, int]:
+    """A Ray task: writes its stream record by record, closes, returns its counts."""
+    with log:
+        for record in stream(worker, n):
+            log.write(record)
+    return log.written, log.sent, log.lost, log.unconfirmed
+
+
+@ray.remote(num_cpus=0.25)
+class Learner:
+    """A Ray actor: writes its stream as column batches of 50 records."""
+
+    def __init__(self, log: HubSender) -> None:
+        self.log = log
+
+    def run(self, worker: int, n: int) -> None:
+        records = stream(worker, n)
+        for start in range(0, n, 50):
+            chunk = records[start : start + 50]
+            self.log.write_batch(
+                {
+                    "step": [r["step"] for r in chunk],
+                    "return": np.array([r["return"] for r in chunk]),
+                }
+            )
+
+    def close(self) -> tuple[int, int, int, int]:
+        self.log.close()
+        return self.log.written, self.log.sent, self.log.lost, self.log.unconfirmed
+
+
+class SlowSink(Sink):
+    """A sink that takes `seconds` per record (a congested backend), keeping what it took."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, data: Record) -> None:
+        import time
+
+        time.sleep(self.seconds)
+        self.records.append(dict(data))
+
+
+def slow_central() -> Pipeline:
+    return Pipeline("slow").to(SlowSink(0.5))
+
+
+def slow_records(pipeline: Pipeline) -> list[dict[str, Any]]:
+    sink = pipeline.steps[1]
+    assert isinstance(sink, SlowSink)
+    return sink.records
+
+
+def failing_factory() -> Pipeline:
+    raise ValueError("no such sink")
+
+
+# -- the union, exactly once, and one aggregate over every worker --------------------------
+
+
+def test_many_workers_reach_one_pipeline_exactly_once_in_order(
+    ray_cluster: None, tmp_path: Path
+) -> None:
+    csv_path = tmp_path / "all.csv"
+    hub = Hub(functools.partial(central, csv_path), batch_size=32, max_in_flight=4)
+    n = 400
+    tasks = [write_stream.remote(hub.sender(worker=w), w, n) for w in range(3)]
+    learner = Learner.remote(hub.sender(worker=3))  # type: ignore[attr-defined]
+    ray.get(learner.run.remote(3, n))
+    counts = [*ray.get(tasks), ray.get(learner.close.remote())]
+    # Every worker's sender: all written, all acknowledged, nothing lost or unconfirmed.
+    assert counts == [(n, n, 0, 0)] * 4
+
+    hub.flush()  # the aggregate emits its window over everything received
+    received = hub.call(all_records)
+    windows = hub.call(window_records)
+    status = hub.close()
+
+    # The union, each record exactly once, each worker's records in the order it wrote them.
+    assert len(received) == 4 * n
+    for w in range(4):
+        mine = [{k: v for k, v in r.items() if k != "worker"} for r in received if r["worker"] == w]
+        assert mine == stream(w, n)
+    # One aggregate over all workers equals numpy over the union.
+    union = np.array([r["return"] for w in range(4) for r in stream(w, n)])
+    assert len(windows) == 1
+    expected = {
+        "return_mean": np.mean(union),
+        "return_std": np.std(union),
+        "return_median": np.median(union),
+        "return_max": np.max(union),
+        "return_min": np.min(union),
+    }
+    assert {key: windows[0][key] for key in expected} == pytest.approx(expected, rel=1e-12)
+    # The hub's books agree, every stream ended, and closing lost nothing: the file has all.
+    assert status is not None and status.closed
+    assert status.records == 4 * n and status.duplicates == 0
+    assert sorted(s.tags["worker"] for s in status.streams.values()) == [0, 1, 2, 3]
+    assert all(s.ended and s.records == n and s.held == 0 for s in status.streams.values())
+    with csv_path.open(newline="") as handle:
+        rows = [
+            (int(r["worker"]), int(r["step"]), float(r["return"])) for r in csv.DictReader(handle)
+        ]
+    assert sorted(rows) == sorted(
+        (w, r["step"], r["return"]) for w in range(4) for r in stream(w, n)
+    )
+
+
+def test_flush_delivers_a_senders_records_and_each_copy_is_a_stream(ray_cluster: None) -> None:
+    hub = Hub(central, flush_seconds=None)
+    sender = hub.sender(run="a")
+    for record in stream(0, 10):
+        sender.write(record)
+    assert hub.call(lambda p: len(all_records(p))) == 0  # held in the sender: a batch is 256
+    sender.flush()  # ships and waits for the acknowledgement, without flushing the hub
+    assert sender.sent == 10
+    assert hub.call(lambda p: len(all_records(p))) == 10
+
+    copy = pickle.loads(pickle.dumps(sender))  # what a Ray task receives
+    assert isinstance(copy, HubSender) and copy.tags == {"run": "a"}
+    assert copy.stream != sender.stream and copy.written == 0
+    copy.write({"step": 99})
+    copy.close()
+    sender.write({"step": 10})
+    status = hub.close()  # closes the senders this process made (`sender`)
+    assert sender.closed and sender.sent == 11
+    assert status is not None
+    assert sorted(s.records for s in status.streams.values()) == [1, 11]
+    assert all(s.ended for s in status.streams.values())
+
+
+def test_the_hub_applies_each_batch_once_and_in_sequence_order(ray_cluster: None) -> None:
+    """The protocol a sender speaks: (stream, sequence number) is applied once; a batch
+    arriving ahead of its predecessor waits for it; a sender's acknowledged mark releases it."""
+    hub = Hub(central)
+    push = hub.actor.push.remote
+
+    def batch(*steps: int) -> list[dict[str, Any]]:
+        return [{"step": step} for step in steps]
+
+    assert ray.get(push("s", 0, 0, 2, batch(0, 1), {})) == 1
+    assert ray.get(push("s", 0, 0, 2, batch(0, 1), {})) == 1  # sent again: not applied
+    assert ray.get(push("s", 2, 1, 1, batch(4), {})) == 1  # ahead of batch 1: held
+    assert ray.get(push("s", 1, 1, 2, batch(2, 3), {})) == 3  # fills the gap: 1 then 2
+    # A restarted hub meets a stream mid-way: the sender's mark says what came before.
+    assert ray.get(push("t", 7, 5, 1, batch(70), {})) == 5  # waits for 5 and 6
+    assert ray.get(hub.actor.sync.remote("t", 7)) == 8  # 5 and 6 were applied earlier
+    assert [r["step"] for r in hub.call(all_records)] == [0, 1, 2, 3, 4, 70]
+    with pytest.warns(RuntimeWarning, match="2 senders had not closed"):
+        status = hub.close()  # waits 1 s (grace) for streams that never said they ended
+    assert status is not None
+    assert status.streams["s"].duplicates == 1 and status.streams["s"].records == 5
+
+
+# -- faults: a dead hub, a restarted hub, a slow hub ---------------------------------------
+
+
+def test_a_killed_hub_makes_senders_warn_and_count_not_hang(ray_cluster: None) -> None:
+    hub = Hub(central, batch_size=10, write_timeout=1.0, flush_timeout=5.0)
+    sender = hub.sender(worker=0)
+    for record in stream(0, 100):
+        sender.write(record)
+    sender.flush()
+    assert sender.sent == 100
+    ray.kill(hub.actor)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(hub.actor.status.remote())  # dead for good (max_restarts=0)
+
+    with pytest.warns(RuntimeWarning, match="could not send 10 records: the hub actor died"):
+        for record in stream(0, 200):
+            sender.write(record)
+        sender.flush()
+    with pytest.warns(RuntimeWarning, match="100 records delivered, 200 lost"):
+        sender.close()
+    assert (sender.written, sender.sent, sender.lost, sender.unconfirmed) == (300, 100, 200, 0)
+    # A worker task on the dead hub finishes too, and counts everything as lost.
+    assert ray.get(write_stream.remote(hub.sender(worker=1), 1, 50)) == (50, 0, 50, 0)
+    with pytest.warns(RuntimeWarning, match="the hub actor died before it was closed"):
+        assert hub.close() is None
+
+
+def test_a_restarted_hub_rebuilds_its_pipeline_and_the_stream_goes_on(
+    ray_cluster: None, tmp_path: Path
+) -> None:
+    """Ray restarts the hub (max_restarts=1); factory() rebuilds the pipeline and the CSV
+    file is appended to. Lost: only the rows the dead actor held in memory, a contiguous run
+    right before the crash; every other record is in the file once, in order."""
+    csv_path = tmp_path / "all.csv"
+    hub = Hub(
+        functools.partial(csv_only, csv_path), batch_size=10, max_restarts=1, write_timeout=30.0
+    )
+    sender = hub.sender(worker=0)
+    for step in range(100):
+        sender.write({"step": step})
+    hub.flush()  # sender acknowledged, then the CSV file written: 0..99 are on disk
+    for step in range(100, 110):
+        sender.write({"step": step})
+    sender.flush()  # applied by the hub, held in the CSV sink's memory
+
+    ray.kill(hub.actor, no_restart=False)  # the crash; batches below go out while it restarts
+    for step in range(110, 200):
+        sender.write({"step": step})
+    sender.close()
+    assert (sender.written, sender.sent, sender.lost) == (200, 200, 0)
+    status = hub.close()
+    assert status is not None and status.restarted
+
+    with csv_path.open(newline="") as handle:
+        steps = [int(row["step"]) for row in csv.DictReader(handle)]
+    first_kept = steps[100]
+    assert 110 <= first_kept <= 199
+    assert steps == [*range(100), *range(first_kept, 200)]
+
+
+def test_a_slow_hub_never_blocks_a_worker_beyond_the_write_timeout(ray_cluster: None) -> None:
+    """A hub taking 0.5 s per record, a sender allowed 2 batches in flight and 0.2 s of
+    waiting: the third write waits 0.2 s, then it and every write while the hub is still
+    behind are dropped and counted, without waiting; once the hub caught up, sending resumes."""
+    hub = Hub(slow_central, batch_size=1, max_in_flight=2, write_timeout=0.2, flush_timeout=10.0)
+    sender = hub.sender()
+    with pytest.warns(RuntimeWarning, match="could not send 1 records: the hub is behind"):
+        for step in range(30):
+            sender.write({"step": step})
+    assert (sender.sent + sender.in_flight, sender.lost) == (2, 28)
+    sender.flush()  # waits for the hub to apply the two in flight
+    for step in range(30, 32):
+        sender.write({"step": step})
+    sender.flush()
+    assert (sender.sent, sender.lost) == (4, 28)
+    assert [r["step"] for r in hub.call(slow_records)] == [0, 1, 30, 31]
+    with pytest.warns(RuntimeWarning, match="4 records delivered, 28 lost"):
+        hub.close()
+
+
+def test_a_hub_checks_its_arguments_and_reports_a_failing_factory(ray_cluster: None) -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        Hub(central, batch_size=0)
+    with pytest.raises(ValueError, match="write_timeout"):
+        Hub(central, write_timeout=-1)
+    with pytest.raises(TypeError, match="callable"):
+        Hub(central())  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="no such sink"):
+        Hub(failing_factory)
+    with pytest.raises(TypeError, match="must return an rlpipe Pipeline"):
+        HubCore(lambda: "not a pipeline")  # type: ignore[arg-type,return-value]
+
+
+def test_a_closed_sender_and_a_closed_hub_refuse_records(ray_cluster: None) -> None:
+    from pipeline.node import ClosedError
+
+    hub = Hub(central)
+    sender = hub.sender()
+    sender.close()
+    with pytest.raises(ClosedError):
+        sender.write({"step": 0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a sender that never wrote closes silently
+        assert hub.close() is not None
+    with pytest.raises(ClosedError):
+        hub.sender()
