@@ -20,3 +20,7 @@ __all__ = [
     "plain",
     "to_float",
 ]
+
+# Registers Node with acme.utils.loggers.Logger (now, or through an import hook when Acme is
+# imported later); imports neither Acme nor any sink.
+import pipeline.integrations.acme  # noqa: E402,F401

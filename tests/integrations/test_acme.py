@@ -138,6 +138,34 @@ def test_registration_holds_when_acme_is_imported_first() -> None:
     assert out.split() == ["True", "False"]
 
 
+@pytest.mark.parametrize(
+    "imports",
+    [
+        "import pipeline\nimport acme.utils.loggers as L\n",
+        "import acme.utils.loggers as L\nimport pipeline\n",
+    ],
+    ids=["pipeline-first", "acme-first"],
+)
+def test_importing_pipeline_alone_makes_nodes_acme_loggers(imports: str) -> None:
+    # A fresh interpreter that never imports pipeline.integrations.acme by name.
+    out = run_python(
+        imports + "assert isinstance(pipeline.Node(), L.Logger)\n"
+        "assert isinstance(pipeline.Pipeline('p'), L.base.Logger)\n"
+        "print('ok')\n"
+    )
+    assert out == "ok"
+
+
+def test_importing_pipeline_imports_no_acme_and_no_sink() -> None:
+    out = run_python(
+        "import sys, pipeline\n"
+        "print('pipeline.integrations.acme' in sys.modules)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('acme', 'sinks', 'filters', 'neptune', 'dm_env', 'gymnasium')))\n"
+    )
+    assert out.splitlines() == ["True", "[]"]
+
+
 def test_acme_logger_module_imports_neither_tensorflow_nor_jax() -> None:
     out = run_python(
         "import sys, acme.utils.loggers\n"
