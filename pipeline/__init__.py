@@ -23,4 +23,4 @@ __all__ = [
 
 # Registers Node with acme.utils.loggers.Logger (now, or through an import hook when Acme is
 # imported later); imports neither Acme nor any sink.
-import pipeline.integrations.acme  # noqa: E402,F401
+import pipeline.integrations.acme  # noqa: F401

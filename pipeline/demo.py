@@ -45,7 +45,7 @@ except ImportError as error:  # pragma: no cover - the acme extra is installed i
         f"`rlpipe demo` needs dm-acme, dm-env and gymnasium: pip install 'rlpipe[acme]' ({error})"
     ) from error
 
-from pipeline.integrations.acme import LoggerFactory, make_logger_factory
+from pipeline.integrations.acme import LoggerFactory, make_logger_factory, neptune_missing_error
 from pipeline.node import Record
 from sinks.base import Sink
 
@@ -392,16 +392,13 @@ def _progress_bar(args: argparse.Namespace) -> Any:
 
 def _neptune_options(args: argparse.Namespace, run_dir: str) -> dict[str, Any] | bool:
     """NeptuneSink options for an offline run under `run_dir`, or False when disabled or when
-    neptune-client is not installed (said on stderr)."""
+    the Neptune client (the `neptune` package) is not installed (said on stderr; the demo
+    then runs without it)."""
     if args.no_neptune:
         return False
-    try:
-        import sinks.neptune  # noqa: F401
-    except ImportError as error:
-        print(
-            f"rlpipe demo: Neptune logging skipped ({error}); pip install 'rlpipe[neptune]'",
-            file=sys.stderr,
-        )
+    missing = neptune_missing_error()
+    if missing is not None:
+        print(f"rlpipe demo: Neptune logging skipped: {missing}", file=sys.stderr)
         return False
     return {
         "mode": "offline",

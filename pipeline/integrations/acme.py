@@ -190,6 +190,7 @@ def make_logger(
         raise ValueError(f"label must be a non-empty string, got {label!r}")
     if isinstance(time_delta, bool) or not isinstance(time_delta, (int, float)) or time_delta < 0:
         raise ValueError(f"time_delta must be a number >= 0 seconds, got {time_delta!r}")
+    _check_neptune(neptune)
     leaves = _leaves(
         label,
         directory=directory,
@@ -260,13 +261,35 @@ def _leaves(
     return leaves
 
 
+def neptune_missing_error() -> ImportError | None:
+    """The ImportError to raise when NeptuneSink would have to make a neptune 1.x run and the
+    client (the `neptune` package) is not installed; None when it is.
+
+    `import sinks.neptune` always succeeds (the client is imported only when a run is made),
+    so this asks the import system instead, without importing the client."""
+    if importlib.util.find_spec("neptune") is not None:
+        return None
+    return ImportError(
+        "Neptune logging needs the Neptune client (the `neptune` package), which is not "
+        "installed: pip install 'rlpipe[neptune]'"
+    )
+
+
+def _check_neptune(neptune: bool | Mapping[str, Any] | Node) -> None:
+    """Raises before any sink is made (a CSV file opened) if the Neptune leaf cannot be."""
+    makes_run = neptune is True or (isinstance(neptune, Mapping) and neptune.get("run") is None)
+    error = neptune_missing_error() if makes_run else None
+    if error is not None:
+        raise error
+
+
 def _neptune_sink(options: Mapping[str, Any]) -> Node:
-    try:
-        from sinks.neptune import NeptuneSink
-    except ImportError as error:
-        raise ImportError(
-            f"Neptune logging needs neptune-client: pip install 'rlpipe[neptune]' ({error})"
-        ) from error
+    from sinks.neptune import NeptuneSink
+
+    if options.get("run") is None:
+        error = neptune_missing_error()
+        if error is not None:
+            raise error
     sink: Node = NeptuneSink(**options)
     return sink
 

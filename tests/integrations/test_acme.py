@@ -354,6 +354,35 @@ def test_neptune_leaf_gets_every_episode_under_the_prefix_at_the_steps_key(
     assert series["train/episode_return"] == expected
 
 
+NO_NEPTUNE = "import sys\nsys.modules['neptune'] = None\n"  # as if the client were absent
+
+
+def test_without_the_neptune_client_a_neptune_leaf_is_an_import_error_naming_the_extra(
+    tmp_path: Path,
+) -> None:
+    out = run_python(
+        NO_NEPTUNE + "from pathlib import Path\n"
+        "from pipeline.integrations.acme import make_logger, make_logger_factory\n"
+        f"out = Path({str(tmp_path)!r})\n"
+        "for make in (lambda: make_logger('train', directory=out, neptune=True),\n"
+        "             lambda: make_logger('train', directory=out, neptune={'name': 'x'}),\n"
+        "             lambda: make_logger_factory(directory=out, neptune=True)('eval')):\n"
+        "    try:\n"
+        "        make()\n"
+        "    except ImportError as error:\n"
+        "        print(error)\n"
+        "make_logger('plain', directory=out, terminal=False).close()\n"
+    )
+    lines = out.splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        assert "the `neptune` package" in line
+        assert "pip install 'rlpipe[neptune]'" in line
+        assert "neptune-client" not in line
+    # The check comes before any sink is made: no CSV file was opened for the failed loggers.
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["plain.csv"]
+
+
 # -- Acme's logger-factory signature ---------------------------------------------------------
 
 

@@ -103,6 +103,37 @@ def test_rlpipe_demo_command_writes_csv_and_an_offline_neptune_run(tmp_path: Pat
     }
 
 
+@pytest.mark.slow
+def test_without_the_neptune_client_the_demo_runs_and_says_how_to_install_it(
+    tmp_path: Path,
+) -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['neptune'] = None\n"  # what Python does for a package that is absent
+        "from pipeline.demo import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable, "-c", code,
+            "--episodes", "4", "--eval-every", "4", "--eval-episodes", "2", "--run-name", "bare",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert "Neptune logging skipped" in result.stderr
+    assert "the `neptune` package" in result.stderr
+    assert "pip install 'rlpipe[neptune]'" in result.stderr
+    assert "neptune-client" not in result.stderr
+    run_dir = tmp_path / "runs" / "bare"
+    assert sorted(path.name for path in run_dir.iterdir()) == ["eval.csv", "train.csv"]
+    assert len(column(run_dir / "train.csv", "episode_return")) == 4
+    assert "offline Neptune run" not in result.stdout
+
+
 def test_environment_adapter_follows_dm_env() -> None:
     import gymnasium
 
