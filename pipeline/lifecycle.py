@@ -33,6 +33,22 @@ def track(node: Node) -> None:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 
+def close_before_exit_handlers_so_far() -> None:
+    """Makes the exit handler that closes open pipelines run before every `atexit` handler
+    registered until now (atexit runs handlers last registered first).
+
+    For a client that registers its own exit handler when it makes something the pipelines
+    write into, such as a Neptune run that stops itself at exit: the sink calls this once that
+    run exists, so the pipelines' last records (an aggregate's last window) reach the run
+    before the client stops it. Does nothing until a pipeline is tracked; `track` registers
+    the handler after any run made earlier."""
+    with _lock:
+        if not _installed:
+            return
+        atexit.unregister(close_all)
+        atexit.register(close_all)
+
+
 def forget(node: Node) -> None:
     """Stops tracking a node that was closed."""
     with _lock:

@@ -22,6 +22,7 @@ from math import isfinite
 from pathlib import Path
 from typing import Any
 
+from pipeline import lifecycle
 from pipeline.node import Record
 from pipeline.values import plain, to_float
 from sinks.base import Sink
@@ -168,6 +169,20 @@ def _backend_for(run: Any) -> _Backend:
     )
 
 
+class _RunUsers:
+    """How many open NeptuneSinks write into one run, and whether the sink that made it has
+    closed (the run is then stopped when the last of them closes)."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.stop_when_unused = False
+
+
+_run_users: dict[int, _RunUsers] = {}
+"""By `id(run)`; an entry lives while a sink holding the run is open."""
+_run_users_lock = threading.Lock()
+
+
 def _flatten_config(config: Mapping[Any, Any], namespace: str) -> dict[str, Any]:
     """`{a: {b: 1}}` -> `{"<namespace>/a/b": 1}`; values that are not a bool, int, finite float
     or str (None, lists, arrays, NaN, objects) are stored as their `str()`."""
@@ -201,7 +216,9 @@ class NeptuneSink(Sink):
     `api_token` (default: `$NEPTUNE_PROJECT`, `$NEPTUNE_API_TOKEN`, read by the client),
     `name` and `tags`, with data under `data_dir` (default: `$NEPTUNE_DATA_DIRECTORY`, else
     `./.neptune`), and no stdout/stderr/hardware monitoring, git or source-file capture; it
-    stops that run on `close()`. `NeptuneSink.scale(...)` makes a neptune-scale run instead.
+    stops that run on `close()` (or, while other NeptuneSinks given the same run are still
+    open, when the last of them closes, so that none of them writes into a stopped run).
+    `NeptuneSink.scale(...)` makes a neptune-scale run instead.
     The run is `.run`; `.kind` is `"neptune"` or `"neptune-scale"`.
 
     Keys: a record's key `k` lands at `prefix/k` (or `k` without a prefix); a `/` in a key
@@ -321,9 +338,15 @@ class NeptuneSink(Sink):
         self._account_lock = threading.Lock()
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
+        # Both clients stop a run at exit from an atexit handler registered when the run was
+        # made; pipelines still open then must be closed (and this sink pushed) before it.
+        lifecycle.close_before_exit_handlers_so_far()
         atexit.register(self._push_at_exit)
         if config is not None:
             self.log_config(config)
+        with _run_users_lock:
+            self._users = _run_users.setdefault(id(run), _RunUsers())
+            self._users.open += 1
 
     # -- making runs ----------------------------------------------------------------------
 
@@ -623,8 +646,22 @@ class NeptuneSink(Sink):
         try:
             self._push()
         finally:
-            if self.owns_run:
+            if self._release_run():
                 self._backend.stop()
+
+    def _release_run(self) -> bool:
+        """Counts this sink out of its run's users; True when the run is to be stopped now:
+        its maker has closed and no other sink on it is open."""
+        with _run_users_lock:
+            users = self._users
+            users.open -= 1
+            if self.owns_run:
+                users.stop_when_unused = True
+            if users.open > 0:
+                return False
+            if _run_users.get(id(self.run)) is users:
+                del _run_users[id(self.run)]
+            return users.stop_when_unused
 
     # -- accounting -----------------------------------------------------------------------
 

@@ -446,3 +446,39 @@ def test_factory_loggers_share_one_neptune_run(tmp_path: Path) -> None:
     series = neptune_series(tmp_path / "neptune")
     assert len(series["train/episode_return"]) == 3
     assert len(series["eval/episode_return"]) == 2
+
+
+FACTORY_LEFT_OPEN = """
+import sys
+from pipeline.integrations.acme import make_logger_factory
+factory = make_logger_factory(
+    directory=sys.argv[1], time_delta=0, terminal=False,
+    neptune={"data_dir": sys.argv[1] + "/neptune"},
+    per_label={"eval": {"aggregate_regex": "return"}},
+)
+train = factory("train", steps_key="steps")  # its sink makes the run
+evaluation = factory("eval", steps_key="steps")  # shares it, aggregating until close
+for steps in range(1, 6):
+    train.write({"steps": steps, "episode_return": float(steps)})
+    evaluation.write({"steps": steps, "episode_return": 10.0 * steps})
+sys.exit(0)  # neither flush() nor close()
+"""
+
+
+@pytest.mark.slow
+def test_factory_loggers_left_open_deliver_everything_to_neptune_at_exit(
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", FACTORY_LEFT_OPEN, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr
+    series = neptune_series(tmp_path / "neptune")
+    assert series["train/episode_return"] == [(s, float(s)) for s in range(1, 6)]
+    assert series["eval/episode_return_mean"] == [(5, 30.0)]
+    assert series["eval/episode_return_max"] == [(5, 50.0)]
+    assert len(read_csv(tmp_path / "eval.csv")) == 1

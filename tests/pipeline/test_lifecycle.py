@@ -94,3 +94,37 @@ def test_the_last_aggregate_window_is_flushed_on_exit_and_signals(
     assert child.wait(timeout=30) == expected_status
     (row,) = pd.read_csv(tmp_path / "eval.csv").to_dict("records")
     assert row == {"return_mean": 4.5, "return_count": 10, "steps": 9}
+
+
+ORDER = textwrap.dedent(
+    """
+    import atexit
+    from pipeline import Pipeline, lifecycle
+    from sinks.base import Sink
+
+    class Announcing(Sink):
+        def write(self, data):
+            print("record", dict(data), flush=True)
+        def on_close(self):
+            print("sink closed", flush=True)
+
+    early = Pipeline("early").to(Announcing())        # rlpipe's exit handler registered here
+    late = Pipeline("late").aggregate("x", every=100, stats=("mean",)).to(Announcing())
+    atexit.register(print, "client stopped", flush=True)  # a client's own handler, made later
+    lifecycle.close_before_exit_handlers_so_far()
+    late.write({"x": 1.0})
+    early.close()
+    """
+)
+
+
+def test_pipelines_can_be_closed_before_exit_handlers_registered_after_them() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", ORDER], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.splitlines() == [
+        "sink closed",  # early.close()
+        "record {'x_mean': 1.0}",  # at exit: the aggregate's window, before the client's handler
+        "sink closed",
+        "client stopped",
+    ]

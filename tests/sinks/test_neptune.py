@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -251,6 +252,21 @@ def test_a_run_the_caller_made_is_used_and_not_stopped(tmp_path: Path) -> None:
     assert data.series["eval/return"] == [(0, 1.5)]
     assert data.fields["after"] == "still usable"
     assert "added" in data.tags
+
+
+def test_a_shared_run_is_stopped_when_the_last_sink_on_it_closes(tmp_path: Path) -> None:
+    owner = NeptuneSink(data_dir=tmp_path, prefix="train", step_key="t")
+    sharing = NeptuneSink(owner.run, prefix="eval", step_key="t")
+    owner.write({"t": 0, "x": 1.0})
+    owner.close()  # the maker closes first: the run stays open for the other sink
+    assert owner.run.get_state() == "started"
+    sharing.write({"t": 0, "x": 2.0})
+    sharing.close()
+    assert owner.run.get_state() == "stopped"
+
+    data = read_classic(tmp_path)
+    assert data.series["train/x"] == [(0, 1.0)]
+    assert data.series["eval/x"] == [(0, 2.0)]
 
 
 def test_creation_arguments_with_a_given_run_are_a_clear_error(tmp_path: Path) -> None:
@@ -528,6 +544,68 @@ def test_records_buffered_at_interpreter_exit_reach_the_run(tmp_path: Path) -> N
         [sys.executable, "-c", code, str(tmp_path)], cwd=REPO, capture_output=True, check=True
     )
     assert read_classic(tmp_path).series["x"] == [(0, 0.0), (1, 0.5), (2, 1.0)]
+
+
+LEFT_OPEN = """
+import sys, time
+from pipeline import Pipeline
+from sinks import MemorySink
+from sinks.neptune import NeptuneSink
+data_dir, client, how = sys.argv[1:]
+# A pipeline made before the run: rlpipe's exit handler is registered before the client's.
+early = Pipeline("early").to(MemorySink())
+make = NeptuneSink.scale if client == "scale" else NeptuneSink
+sink = make(data_dir=data_dir, prefix="eval", step_key="steps")
+evaluation = Pipeline("eval").aggregate("return", every=1000).to(sink)
+raw_sink = NeptuneSink(sink.run, prefix="train", step_key="steps")
+raw_sink.push_seconds = 3600.0
+train = Pipeline("train").to(raw_sink)
+for i in range(10):
+    record = {"return": float(i), "steps": i}
+    evaluation.write(record)
+    train.write(record)
+print("ready", flush=True)
+if how == "exit":
+    sys.exit(0)  # no close(), no flush()
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("how", ["exit", "SIGTERM"])
+@pytest.mark.parametrize("client", ["neptune", "scale"])
+def test_a_pipeline_left_open_delivers_every_value_to_a_run_the_sink_made(
+    tmp_path: Path, client: str, how: str
+) -> None:
+    # The client stops its run from an atexit handler registered when the run is made; the
+    # pipelines (the aggregate's last window included) are closed before that handler runs.
+    child = subprocess.Popen(
+        [sys.executable, "-c", LEFT_OPEN, str(tmp_path / "data"), client, how],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    while child.stdout.readline().strip() != "ready":  # the 1.x client prints its own lines
+        assert child.poll() is None, child.stderr and child.stderr.read()
+    if how == "SIGTERM":
+        child.send_signal(signal.SIGTERM)
+    _, errors = child.communicate(timeout=120)
+    assert child.returncode == (0 if how == "exit" else 128 + signal.SIGTERM), errors
+    assert "NeptuneSinkWarning" not in errors and "RuntimeWarning" not in errors
+    run = (read_scale if client == "scale" else read_classic)(tmp_path / "data")
+    assert run.series["train/return"] == [(i, float(i)) for i in range(10)]
+    values = [float(i) for i in range(10)]
+    window = {
+        "eval/return_mean": np.mean(values),
+        "eval/return_std": np.std(values),
+        "eval/return_median": np.median(values),
+        "eval/return_max": 9.0,
+        "eval/return_min": 0.0,
+        "eval/steps": 9.0,
+    }
+    for path, expected in window.items():
+        assert run.series[path] == [(9, pytest.approx(expected))], path
 
 
 # -- neptune-scale ------------------------------------------------------------------------
