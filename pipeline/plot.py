@@ -9,7 +9,8 @@ treats seeds), and draws one panel per metric:
   a smoothed form is shown, the values it smooths are drawn faint underneath;
 - smoothing: `--smooth COEFF` (the same warm-up EMA as SmoothingFilter) or `--window N` (a
   trailing moving average) of the curve; without either, a `<key>_smoothed_<coeff>` column
-  already in the file is the bold curve over its raw key;
+  already in the file is the bold curve over its raw key (a smoothed mean such as
+  `<key>_mean_smoothed_<coeff>` or `Average<Key>_smoothed_<coeff>`: over the mean and its band);
 - a band: `--band minmax` (from `<key>_min`/`<key>_max`), `--band std` (`<key>_mean` +-
   `<key>_std`), `auto` (the default: min/max if present, else std) or `none`;
 - one line per run when several runs are given, in one colour per run across all panels.
@@ -240,10 +241,15 @@ _SPINUP_STATS = {"Average": "mean", "Std": "std", "Max": "max", "Min": "min"}
 def split_name(name: str) -> tuple[str, str]:
     """(metric, form) of a column name: form is "raw", "smoothed", or a statistic (mean, std,
     median, min, max) written as rlpipe's aggregates do (`episode_return_mean`), as RLlib does
-    (`env_runners/episode_return_mean`) or as Spinning Up does (`AverageEpRet`)."""
+    (`env_runners/episode_return_mean`) or as Spinning Up does (`AverageEpRet`).
+
+    A smoothed mean (`episode_return_mean_smoothed_0.9`, `AverageEpRet_smoothed_0.9`: smoothing
+    after an aggregate) is the smoothed form of the metric itself, so that it is drawn over
+    the mean and its band; a smoothed min, max, std or median is a metric of its own."""
     match = _SMOOTHED.match(name)
     if match:
-        return match["base"], "smoothed"
+        base, form = split_name(match["base"])
+        return (base, "smoothed") if form == "mean" else (match["base"], "smoothed")
     match = _STAT_SUFFIX.match(name)
     if match:
         return match["base"], match["stat"]

@@ -203,6 +203,10 @@ def test_step_ranks_put_env_steps_before_iterations_before_episodes() -> None:
         ("episode_return_mean", ("episode_return", "mean")),
         ("env_runners/episode_return_max", ("env_runners/episode_return", "max")),
         ("episode_return_smoothed_0.99", ("episode_return", "smoothed")),
+        ("episode_return_mean_smoothed_0.9", ("episode_return", "smoothed")),
+        ("env_runners/episode_return_mean_smoothed", ("env_runners/episode_return", "smoothed")),
+        ("AverageEpRet_smoothed_0.9", ("EpRet", "smoothed")),
+        ("episode_return_max_smoothed_0.9", ("episode_return_max", "smoothed")),
         ("AverageEpRet", ("EpRet", "mean")),
         ("StdTestEpRet", ("TestEpRet", "std")),
         ("rollout/ep_rew_mean", ("rollout/ep_rew", "mean")),
@@ -210,6 +214,29 @@ def test_step_ranks_put_env_steps_before_iterations_before_episodes() -> None:
 )
 def test_column_names_split_into_metric_and_form(name: str, split: tuple[str, str]) -> None:
     assert split_name(name) == split
+
+
+def test_a_smoothed_mean_is_drawn_over_the_mean_and_its_band(tmp_path: Path) -> None:
+    path = tmp_path / "eval.csv"
+    logger = Pipeline("eval").aggregate("return", every=5).smooth("return_mean", coeff=0.9)
+    with logger.to(CsvSink(path)):
+        for i in range(40):
+            logger.write({"steps": 100 * i, "episode_return": float(i + (i * 7) % 5)})
+    evals = pd.read_csv(path)
+
+    fig = figure([path])
+
+    assert [ax.get_gid() for ax in fig.axes] == ["episode_return"]
+    x, y = line_data(fig, "episode_return", "curve:eval.csv")
+    assert x == evals["steps"].tolist()
+    assert y == evals["episode_return_mean_smoothed_0.9"].tolist()
+    assert line_data(fig, "episode_return", "raw:eval.csv")[1] == (
+        evals["episode_return_mean"].tolist()
+    )
+    corners = band_corners(fig, "episode_return", "band:eval.csv")
+    assert {c[1] for c in corners} <= set(evals["episode_return_min"]) | set(
+        evals["episode_return_max"]
+    )
 
 
 def test_y_can_name_a_column_a_metric_or_a_regex(tmp_path: Path) -> None:
