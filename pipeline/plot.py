@@ -222,14 +222,25 @@ def step_rank(name: str) -> tuple[int, int] | None:
     return None
 
 
+def is_counter(values: np.ndarray) -> bool:
+    """Whether a column counts up: its finite values never decrease and (given two or more)
+    end higher than they start. A per-iteration count such as RLlib's constant
+    `env_runners/num_env_steps_sampled` is not a counter; its `_lifetime` twin is."""
+    finite = values[np.isfinite(values)]
+    if len(finite) < 2:
+        return True
+    return bool(np.all(np.diff(finite) >= 0)) and bool(finite[-1] > finite[0])
+
+
 def default_x(table: Table) -> str | None:
-    """The most step-like numeric column of the table (ties: the first in file order)."""
+    """The most step-like numeric column of the table: a counter (`is_counter`) before a
+    column that does not count up, then by `step_rank` (ties: the first in file order)."""
     ranked = [
-        (rank, position, name)
+        (not is_counter(table.columns[name]), rank, position, name)
         for position, name in enumerate(table.columns)
         if (rank := step_rank(name)) is not None
     ]
-    return min(ranked)[2] if ranked else None
+    return min(ranked)[3] if ranked else None
 
 
 _STAT_SUFFIX = re.compile(r"^(?P<base>.+?)[_/](?P<stat>mean|std|median|min|max)$")
@@ -745,6 +756,7 @@ __all__ = [
     "draw",
     "ema",
     "figure",
+    "is_counter",
     "load_runs",
     "main",
     "make_curves",

@@ -190,6 +190,23 @@ def test_x_is_the_most_step_like_column(columns: list[str], expected: str | None
     assert default_x(table) == expected
 
 
+def test_x_is_a_column_that_counts_up_before_a_per_iteration_count() -> None:
+    from pipeline.plot import Table
+
+    # RLlib: the steps sampled in each iteration (constant) sort before the lifetime total
+    columns = {
+        "env_runners/episode_return_mean": np.array([20.0, 25.0, 31.0]),
+        "env_runners/num_env_steps_sampled": np.array([512.0, 512.0, 512.0]),
+        "env_runners/num_env_steps_sampled_lifetime": np.array([512.0, 1024.0, 1536.0]),
+        "training_iteration": np.array([1.0, 2.0, 3.0]),
+    }
+    assert default_x(Table(Path("t.csv"), columns, 3)) == (
+        "env_runners/num_env_steps_sampled_lifetime"
+    )
+    del columns["env_runners/num_env_steps_sampled_lifetime"]
+    assert default_x(Table(Path("t.csv"), columns, 3)) == "training_iteration"
+
+
 def test_step_ranks_put_env_steps_before_iterations_before_episodes() -> None:
     ranks = [step_rank(name) for name in ("actor_steps", "epoch", "episodes")]
     assert ranks == sorted(ranks, key=str) and None not in ranks
