@@ -10,7 +10,8 @@ through a small dm_env adapter. Two Acme EnvironmentLoops share the agent's Q-ta
   train episodes and logs one aggregated record per round (mean/std/median/max/min of the
   return) to `eval.csv`, Neptune and the terminal.
 
-Neptune runs offline (no account, no network): its data goes under `<out>/<run-name>/neptune`.
+Neptune runs offline (no account, no network): its data goes under `<out>/<run-name>/.neptune`,
+the folder name neptune 1.x's `neptune sync --path <out>/<run-name>` looks for.
 The loggers come from `pipeline.integrations.acme.make_logger_factory`.
 
 Why CartPole behind an adapter rather than bsuite's Catch: gymnasium (pure Python plus numpy,
@@ -402,7 +403,8 @@ def _neptune_options(args: argparse.Namespace, run_dir: str) -> dict[str, Any] |
         return False
     return {
         "mode": "offline",
-        "data_dir": os.path.join(run_dir, "neptune"),
+        # `neptune sync --path <run_dir>` only looks into a folder named `.neptune`
+        "data_dir": os.path.join(run_dir, ".neptune"),
         "name": args.run_name,
         "tags": ["rlpipe-demo"],
         "config": {
@@ -431,7 +433,10 @@ def summary(run_dir: str, smoothed: str, neptune: dict[str, Any] | bool) -> str:
     if evals:
         lines[-1] += f"  mean eval return {evals[0]:.1f} -> {evals[-1]:.1f}"
     if isinstance(neptune, dict):
-        lines.append(f"  {neptune['data_dir']}  (offline Neptune run; `neptune sync` uploads it)")
+        lines.append(
+            f"  {neptune['data_dir']}  (offline Neptune run; to upload it: "
+            f"neptune sync --path {run_dir} --project <workspace/project>)"
+        )
     return "\n".join(lines)
 
 

@@ -215,9 +215,11 @@ class NeptuneSink(Sink):
     `mode` (default: `$NEPTUNE_MODE`, else `"offline"`: no token, no network), `project`,
     `api_token` (default: `$NEPTUNE_PROJECT`, `$NEPTUNE_API_TOKEN`, read by the client),
     `name` and `tags`, with data under `data_dir` (default: `$NEPTUNE_DATA_DIRECTORY`, else
-    `./.neptune`), and no stdout/stderr/hardware monitoring, git or source-file capture; it
-    stops that run on `close()` (or, while other NeptuneSinks given the same run are still
-    open, when the last of them closes, so that none of them writes into a stopped run).
+    `./.neptune`; neptune 1.x's `neptune sync --path P` reads only `P/.neptune`, so name the
+    folder `.neptune`, e.g. `runs/x/.neptune`, to upload the run later), and no
+    stdout/stderr/hardware monitoring, git or source-file capture; it stops that run on
+    `close()` (or, while other NeptuneSinks given the same run are still open, when the
+    last of them closes, so that none of them writes into a stopped run).
     `NeptuneSink.scale(...)` makes a neptune-scale run instead.
     The run is `.run`; `.kind` is `"neptune"` or `"neptune-scale"`.
 

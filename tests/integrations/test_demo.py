@@ -88,11 +88,12 @@ def test_rlpipe_demo_command_writes_csv_and_an_offline_neptune_run(tmp_path: Pat
     )
     run_dir = Path("runs") / "cli"
     assert f"{run_dir / 'train.csv'}  (40 episodes)" in result.stdout
-    assert f"{run_dir / 'neptune'}  (offline Neptune run" in result.stdout
+    assert f"{run_dir / '.neptune'}  (offline Neptune run" in result.stdout
+    assert f"neptune sync --path {run_dir} --project" in result.stdout
     assert len(column(tmp_path / run_dir / "train.csv", "episode_return")) == 40
     assert len(column(tmp_path / run_dir / "eval.csv", "episode_return_mean")) == 2
 
-    logs = list((tmp_path / run_dir / "neptune").glob("offline/*/data-*.log"))
+    logs = list((tmp_path / run_dir / ".neptune").glob("offline/*/data-*.log"))
     operations = [
         json.loads(line)["obj"] for log in logs for line in log.read_text().splitlines()
     ]
