@@ -46,6 +46,7 @@ from benchmarks import stream
 from filters import AggregateFilter
 from pipeline import Pipeline
 from pipeline.node import Node
+from pipeline.progress import Progress, progress
 from sinks import CsvSink, MemorySink, NullSink, TerminalSink
 
 BATCH = 4096
@@ -194,8 +195,9 @@ def scenarios(rows: list[dict[str, Any]]) -> list[Scenario]:
     def acme_full(work: Path) -> Chain:
         csv = acme_csv(work / "acme.csv")
         terminal = TerminalLogger("train", print_fn=to_devnull)
-        return Chain(rows_feed(acme_train(0.0, terminal, csv).write, rows, csv.flush),
-                     csv_done(csv))
+        return Chain(
+            rows_feed(acme_train(0.0, terminal, csv).write, rows, csv.flush), csv_done(csv)
+        )
 
     def acme_csv_only(work: Path) -> Chain:
         csv = acme_csv(work / "acme.csv")
@@ -207,26 +209,31 @@ def scenarios(rows: list[dict[str, Any]]) -> list[Scenario]:
 
     return [
         Scenario(
-            "a", "train chain: drop_none > smooth > throttle(0) > dispatch > null",
+            "a",
+            "train chain: drop_none > smooth > throttle(0) > dispatch > null",
             lambda work: pipeline_chain(train_pipeline(0.0, NullSink()), rows),
             lambda work: acme_chain(acme_train(0.0, noop()), rows),
         ),
         Scenario(
-            "b", "train chain with throttle(1 s)",
+            "b",
+            "train chain with throttle(1 s)",
             lambda work: pipeline_chain(train_pipeline(1.0, NullSink()), rows),
             lambda work: acme_chain(acme_train(1.0, noop()), rows),
         ),
         Scenario(
-            "c", "eval chain: aggregate('return|loss', every=1000) > null",
+            "c",
+            "eval chain: aggregate('return|loss', every=1000) > null",
             lambda work: pipeline_chain(
                 Pipeline("eval", close_at_exit=False)
-                .aggregate("return|loss", every=1000).to(NullSink()),
+                .aggregate("return|loss", every=1000)
+                .to(NullSink()),
                 rows,
             ),
             lambda work: acme_chain(AggregatingLogger(noop(), "return|loss", every=1000), rows),
         ),
         Scenario(
-            "d", f"aggregate all {len(rows):,} records, one flush",
+            "d",
+            f"aggregate all {len(rows):,} records, one flush",
             lambda work: pipeline_chain(
                 Pipeline("eval", close_at_exit=False).aggregate("return|loss").to(NullSink()),
                 rows,
@@ -234,7 +241,8 @@ def scenarios(rows: list[dict[str, Any]]) -> list[Scenario]:
             acme_aggregate_all,
         ),
         Scenario(
-            "e", "CSV sink on disk",
+            "e",
+            "CSV sink on disk",
             lambda work: pipeline_chain(
                 Pipeline("csv", close_at_exit=False).to(CsvSink(work / "rlpipe.csv", mode="w")),
                 rows,
@@ -242,10 +250,12 @@ def scenarios(rows: list[dict[str, Any]]) -> list[Scenario]:
             acme_csv_only,
         ),
         Scenario(
-            "f", "full train pipeline > terminal (/dev/null) + CSV",
+            "f",
+            "full train pipeline > terminal (/dev/null) + CSV",
             lambda work: pipeline_chain(
                 train_pipeline(
-                    0.0, TerminalSink("train", stream=devnull),
+                    0.0,
+                    TerminalSink("train", stream=devnull),
                     CsvSink(work / "rlpipe.csv", mode="w"),
                 ),
                 rows,
@@ -253,16 +263,19 @@ def scenarios(rows: list[dict[str, Any]]) -> list[Scenario]:
             acme_full,
         ),
         Scenario(
-            "g", f"batched train chain (a), {BATCH}-row write_batch",
+            "g",
+            f"batched train chain (a), {BATCH}-row write_batch",
             lambda work: pipeline_chain(train_pipeline(0.0, NullSink()), batches, batched=True),
             lambda work: acme_chain(acme_train(0.0, noop()), rows),
             batched=True,
         ),
         Scenario(
-            "h", f"batched eval chain (c), {BATCH}-row write_batch",
+            "h",
+            f"batched eval chain (c), {BATCH}-row write_batch",
             lambda work: pipeline_chain(
                 Pipeline("eval", close_at_exit=False)
-                .aggregate("return|loss", every=1000).to(NullSink()),
+                .aggregate("return|loss", every=1000)
+                .to(NullSink()),
                 batches,
                 batched=True,
             ),
@@ -270,7 +283,8 @@ def scenarios(rows: list[dict[str, Any]]) -> list[Scenario]:
             batched=True,
         ),
         Scenario(
-            "i", f"batched CSV sink (e), {BATCH}-row write_batch",
+            "i",
+            f"batched CSV sink (e), {BATCH}-row write_batch",
             lambda work: pipeline_chain(
                 Pipeline("csv", close_at_exit=False).to(CsvSink(work / "rlpipe.csv", mode="w")),
                 batches,
@@ -327,8 +341,10 @@ def bytes_per_buffered_value(rows: list[dict[str, Any]], node: Any) -> tuple[flo
     """Memory an aggregate keeps per buffered value: traced bytes still held after writing
     fresh copies of `rows` (before the flush), over the number of buffered values."""
     values = sum(
-        1 for row in rows for key, v in row.items() if v is not None and ("return" in key
-                                                                      or "loss" in key)
+        1
+        for row in rows
+        for key, v in row.items()
+        if v is not None and ("return" in key or "loss" in key)
     )
     gc.collect()
     tracemalloc.start()
@@ -381,6 +397,7 @@ def measure(
     batches: list[dict[str, Any]],
     repeat: int,
     work: Path,
+    bar: Progress[Any] | None = None,
 ) -> Result:
     builders = {
         "floor": lambda: floor_chain(rows, batches, scenario.batched),
@@ -391,7 +408,12 @@ def measure(
     for _ in range(repeat):
         for name, build in builders.items():
             times[name].append(timed(build))
+            if bar is not None:
+                bar.update()
     values = sum(len(row) for row in rows)
+    rlpipe_peak, acme_peak = peak_memory(builders["rlpipe"]), peak_memory(builders["acme"])
+    if bar is not None:
+        bar.update(2)
     return Result(
         key=scenario.key,
         title=scenario.title,
@@ -400,8 +422,8 @@ def measure(
         rlpipe_s=statistics.median(times["rlpipe"]),
         acme_s=statistics.median(times["acme"]),
         floor_s=statistics.median(times["floor"]),
-        rlpipe_peak_bytes=peak_memory(builders["rlpipe"]),
-        acme_peak_bytes=peak_memory(builders["acme"]),
+        rlpipe_peak_bytes=rlpipe_peak,
+        acme_peak_bytes=acme_peak,
         times_s=times,
     )
 
@@ -456,8 +478,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=100_000, help="records in the stream")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per variant")
-    parser.add_argument("--quick", action="store_true",
-                        help="a tiny stream, one run each: proves every scenario works")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a tiny stream, one run each: proves every scenario works",
+    )
     parser.add_argument("--only", default="", help="scenario letters to run, e.g. 'adg'")
     parser.add_argument("--json", type=Path, default=None, help="where to write the results")
     args = parser.parse_args(argv)
@@ -469,15 +494,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rows = stream.records(args.records)
     batches = stream.batches(rows, BATCH)
     chosen = [s for s in scenarios(rows) if not args.only or s.key in args.only]
-    tty = sys.stdout.isatty()
     results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="rlpipe-bench-") as folder:
+    # A bar on stderr when it is a terminal (nothing extra otherwise): one step per timed run
+    # of each variant and per memory run.
+    steps = len(chosen) * (3 * args.repeat + 2)
+    with (
+        tempfile.TemporaryDirectory(prefix="rlpipe-bench-") as folder,
+        progress(total=steps, description="throughput", unit="run", leave=False) as bar,
+    ):
         for scenario in chosen:
-            if tty:
-                print(f"  running ({scenario.key}) {scenario.title} ...", end="\r", flush=True)
-            results.append(measure(scenario, rows, batches, args.repeat, Path(folder)))
-            if tty:
-                print(" " * 100, end="\r")
+            bar.set_description(f"({scenario.key}) {scenario.title[:40]}")
+            results.append(measure(scenario, rows, batches, args.repeat, Path(folder), bar))
     by_key = {r.key: r for r in results}
     for r in results:
         if r.key in "ghi":
@@ -496,25 +523,33 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             rows, node
         )
 
-    print(f"rlpipe throughput: {args.records:,} records x {len(stream.KEYS)} keys, "
-          f"median of {args.repeat} runs; Python {platform.python_version()}, "
-          f"numpy {np.__version__}")
+    print(
+        f"rlpipe throughput: {args.records:,} records x {len(stream.KEYS)} keys, "
+        f"median of {args.repeat} runs; Python {platform.python_version()}, "
+        f"numpy {np.__version__}"
+    )
     print(table(results))
     print()
-    print(f"(a) output identical to the Acme-built chain: {checks['identical_to_acme']} "
-          f"({checks['records']:,} records); batched (g) identical: "
-          f"{checks['batched_identical_to_acme']}")
+    print(
+        f"(a) output identical to the Acme-built chain: {checks['identical_to_acme']} "
+        f"({checks['records']:,} records); batched (g) identical: "
+        f"{checks['batched_identical_to_acme']}"
+    )
     for key in "ghi":
         if key in by_key:
             print(f"({key}) {by_key[key].extra['values_per_s'] / 1e6:,.1f} M values/s")
     if "d" in by_key:
         extra = by_key["d"].extra
-        print(f"(d) flush of {args.records:,} buffered records: rlpipe "
-              f"{extra['rlpipe_flush_s'] * 1e3:.2f} ms, acme {extra['acme_flush_s'] * 1e3:.2f} "
-              f"ms ({extra['flush_speedup']:.1f}x)")
-    print(f"aggregate memory per buffered value: rlpipe {memory['rlpipe_bytes_per_value']:.1f} "
-          f"bytes, acme {memory['acme_bytes_per_value']:.1f} bytes "
-          f"({memory['buffered_values']:,} values)")
+        print(
+            f"(d) flush of {args.records:,} buffered records: rlpipe "
+            f"{extra['rlpipe_flush_s'] * 1e3:.2f} ms, acme {extra['acme_flush_s'] * 1e3:.2f} "
+            f"ms ({extra['flush_speedup']:.1f}x)"
+        )
+    print(
+        f"aggregate memory per buffered value: rlpipe {memory['rlpipe_bytes_per_value']:.1f} "
+        f"bytes, acme {memory['acme_bytes_per_value']:.1f} bytes "
+        f"({memory['buffered_values']:,} values)"
+    )
 
     report = {
         "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),

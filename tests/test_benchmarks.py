@@ -1,4 +1,4 @@
-"""benchmarks/throughput.py: every scenario runs once on a tiny stream (no timing asserted)."""
+"""The benchmark scripts: every scenario runs once on a tiny stream (no timing asserted)."""
 
 from __future__ import annotations
 
@@ -35,3 +35,11 @@ def test_the_script_runs_as_a_command(tmp_path: Path) -> None:
     )
     assert "train chain" in done.stdout and "identical to the Acme-built chain: True" in done.stdout
     assert json.loads(out.read_text())["results"][0]["key"] == "a"
+
+
+def test_the_fused_bound_gives_the_chains_output_and_times_every_writer() -> None:
+    from benchmarks import fused_bound
+
+    report = fused_bound.main(["--records", "2000", "--repeat", "1"])
+    assert set(report["seconds"]) == {"rlpipe chain", "acme chain", "fused function", "floor"}
+    assert all(seconds > 0 for seconds in report["seconds"].values())
