@@ -38,6 +38,8 @@ Guarantees (what the sender and the hub promise):
   `flush_timeout` seconds for the acks.
 - Faults: when the hub actor dies for good, each sender warns once and counts in `.lost`
   every record it could not deliver (those in flight and all later ones); nothing blocks.
+  A batch the hub cannot take (a value its process cannot unpickle) is lost alone, counted
+  and warned about; an empty batch takes its sequence number and the stream goes on.
 - Restarts: with `Hub(..., max_restarts=n)` Ray restarts a dead hub actor and re-sends the
   calls that were in flight. The new actor rebuilds the pipeline with `factory()`, so file
   sinks (append mode, the default) continue their files, and the senders go on unchanged.
@@ -496,8 +498,15 @@ class HubSender(Sink):
         except ClosedError:
             self._died("the hub is closed")
         except Exception as error:
-            self._in_flight.remove(batch)
+            # The call failed without applying the batch (e.g. a value the hub's process
+            # cannot unpickle). Its records are lost; an empty batch takes its sequence number,
+            # so the hub does not hold the batches after it behind a gap forever.
             self._lose(batch.count, f"the hub failed ({type(error).__name__}: {error})")
+            if batch.entries:
+                batch.entries, batch.count = [], 0
+                self._submit(batch)
+            else:  # even an empty batch fails: give the number up (the hub waits, then closes)
+                self._in_flight.remove(batch)
         else:
             self._acked = max(self._acked, int(low))
 

@@ -154,6 +154,17 @@ def failing_factory() -> Pipeline:
     raise ValueError("no such sink")
 
 
+def _cannot_rebuild() -> Any:
+    raise RuntimeError("cannot rebuild this value here")
+
+
+class Unloadable:
+    """A value that pickles but cannot be unpickled (like a class the hub's process lacks)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_cannot_rebuild, ())
+
+
 # -- the union, exactly once, and one aggregate over every worker --------------------------
 
 
@@ -329,6 +340,26 @@ def test_a_slow_hub_never_blocks_a_worker_beyond_the_write_timeout(ray_cluster: 
     assert [r["step"] for r in hub.call(slow_records)] == [0, 1, 30, 31]
     with pytest.warns(RuntimeWarning, match="4 records delivered, 28 lost"):
         hub.close()
+
+
+def test_a_batch_the_hub_cannot_take_is_lost_alone_and_the_stream_goes_on(
+    ray_cluster: None,
+) -> None:
+    """A value the hub cannot unpickle fails its whole batch (2 records here): those are
+    counted as lost, and every later batch is still applied, in order, without waiting."""
+    hub = Hub(central, batch_size=2, max_in_flight=2, write_timeout=1.0, flush_timeout=5.0)
+    sender = hub.sender()
+    with pytest.warns(RuntimeWarning, match="could not send 2 records: the hub failed"):
+        for step in range(20):
+            sender.write({"step": step, "bad": Unloadable()} if step == 2 else {"step": step})
+        sender.flush()
+    with pytest.warns(RuntimeWarning, match="18 records delivered, 2 lost, 0 unconfirmed"):
+        sender.close()
+    assert [r["step"] for r in hub.call(all_records)] == [0, 1, *range(4, 20)]
+    status = hub.close()
+    assert status is not None
+    (stream_status,) = status.streams.values()
+    assert (stream_status.records, stream_status.duplicates, stream_status.ended) == (18, 0, True)
 
 
 def test_a_hub_checks_its_arguments_and_reports_a_failing_factory(ray_cluster: None) -> None:
