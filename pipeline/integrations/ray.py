@@ -189,7 +189,10 @@ class HubCore:
         try:
             import ray
 
-            self.restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
+            with warnings.catch_warnings():  # Ray 2.60 warns about its own use of actor_id
+                warnings.simplefilter("ignore", DeprecationWarning)
+                context = ray.get_runtime_context()
+                self.restarted = bool(context.was_current_actor_reconstructed)
         except Exception:  # not in an actor (a plain HubCore): never restarted
             self.restarted = False
 
