@@ -165,6 +165,21 @@ class Unloadable:
         return (_cannot_rebuild, ())
 
 
+def wait_until_dead(actor: Any, seconds: float = 30.0) -> None:
+    """Waits until calls on `actor` fail as a dead actor's do (`ray.kill` is asynchronous: a
+    call made just after it may still run)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.status.remote(), timeout=seconds)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the actor was still alive {seconds} s after ray.kill")
+
+
 # -- the union, exactly once, and one aggregate over every worker --------------------------
 
 
@@ -273,8 +288,7 @@ def test_a_killed_hub_makes_senders_warn_and_count_not_hang(ray_cluster: None) -
     sender.flush()
     assert sender.sent == 100
     ray.kill(hub.actor)
-    with pytest.raises(ray.exceptions.RayActorError):
-        ray.get(hub.actor.status.remote())  # dead for good (max_restarts=0)
+    wait_until_dead(hub.actor)  # dead for good (max_restarts=0)
 
     with pytest.warns(RuntimeWarning, match="could not send 10 records: the hub actor died"):
         for record in stream(0, 200):
