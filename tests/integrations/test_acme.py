@@ -30,6 +30,7 @@ from pipeline.integrations.acme import (
     register_with_acme,
 )
 from sinks import CsvSink, MemorySink, NeptuneSink, TerminalSink
+from tests.reference import warmup_ema
 
 ACME_KEYS = {"episode_length", "episode_return", "steps_per_second", "episodes", "steps"}
 
@@ -67,15 +68,6 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def warmup_ema(xs: list[float], coeff: float) -> list[float]:
-    """The seed's EMA: c_0 = 0; s_t = (1 - c_t) x_t + c_t s_{t-1}; c_{t+1} = 0.9 c_t + 0.1 coeff."""
-    out: list[float] = []
-    c, s = 0.0, 0.0
-    for x in xs:
-        s = (1 - c) * x + c * s
-        c = 0.9 * c + 0.1 * coeff
-        out.append(s)
-    return out
 
 
 def neptune_series(data_dir: Path) -> dict[str, list[tuple[float, float]]]:

@@ -19,6 +19,7 @@ from pipeline.demo import (
     main,
     parse_args,
 )
+from tests.reference import warmup_ema
 
 
 def column(path: Path, key: str) -> list[float]:
@@ -26,14 +27,6 @@ def column(path: Path, key: str) -> list[float]:
         return [float(row[key]) for row in csv.DictReader(handle)]
 
 
-def warmup_ema(xs: list[float], coeff: float) -> list[float]:
-    out: list[float] = []
-    c, s = 0.0, 0.0
-    for x in xs:
-        s = (1 - c) * x + c * s
-        c = 0.9 * c + 0.1 * coeff
-        out.append(s)
-    return out
 
 
 def test_demo_learns_and_the_csv_shows_the_smoothed_return_rising(

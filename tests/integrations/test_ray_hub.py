@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import logging
-import os
 import pickle
 import warnings
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ from pipeline.integrations.ray import Hub, HubCore, HubSender
 from pipeline.node import Record
 from sinks import CsvSink, MemorySink
 from sinks.base import Sink
+from tests.integrations.local_ray import local_ray
 
 pytestmark = pytest.mark.slow
 
@@ -35,26 +34,8 @@ STATS = ("mean", "std", "median", "max", "min")
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A local Ray on 2 CPUs whose session files live in a temp dir, shut down at the end."""
-    saved = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    home_before = {entry.name for entry in Path.home().iterdir()}
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        _temp_dir=str(tmp_path_factory.mktemp("ray") / "session"),
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-    )
-    try:
+    with local_ray(tmp_path_factory.mktemp("ray")):
         yield
-    finally:
-        ray.shutdown()
-        if saved is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = saved
-    new_in_home = {entry.name for entry in Path.home().iterdir()} - home_before
-    assert not [name for name in new_in_home if "ray" in name.lower()], new_in_home
 
 
 # -- what runs in the hub actor and in the workers (module level: Ray pickles them) ---------

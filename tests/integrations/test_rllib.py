@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import ray
 import torch
 from ray import tune
 from ray.tune.experiment import Trial
@@ -21,6 +19,7 @@ from ray.tune.logger import LoggerCallback
 from pipeline import Pipeline
 from pipeline.integrations.rllib import PipelineCallback, flatten_result
 from sinks import CsvSink, MemorySink
+from tests.integrations.local_ray import local_ray
 
 # -- flatten_result: the rule, without Ray running -----------------------------------------
 
@@ -216,27 +215,9 @@ def test_callback_arguments_are_checked() -> None:
 @pytest.fixture(scope="module")
 def ray_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A local Ray on 2 CPUs whose session files live in a temp dir; yields a results dir."""
-    saved = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "disabled"
     base = tmp_path_factory.mktemp("ray")
-    home_before = {entry.name for entry in Path.home().iterdir()}
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        _temp_dir=str(base / "session"),
-        log_to_driver=False,
-    )
-    try:
+    with local_ray(base):
         yield base / "results"
-    finally:
-        ray.shutdown()
-        if saved is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = saved
-    new_in_home = {entry.name for entry in Path.home().iterdir()} - home_before
-    assert not [name for name in new_in_home if "ray" in name.lower()], new_in_home
-    assert "ray_results" not in new_in_home
 
 
 def nested_reporter(config: dict[str, Any]) -> None:
