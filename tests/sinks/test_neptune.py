@@ -174,6 +174,19 @@ def test_a_missing_client_is_an_import_error_naming_the_extra() -> None:
     assert "pip install 'rlpipe[neptune]'" in out.stdout
 
 
+def test_the_neptune_sync_command_that_uploads_offline_runs_starts() -> None:
+    """The demo and the README tell users to upload offline runs with `neptune sync`; the
+    1.x CLI imports pkg_resources, so the extra must keep a setuptools that has it."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from neptune.cli.__main__ import main; main()", "sync", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--path" in done.stdout
+
+
 def test_by_default_the_sink_makes_an_offline_run_that_needs_no_token(tmp_path: Path) -> None:
     sink = NeptuneSink(data_dir=tmp_path / "runs", name="offline-test", tags=["rl", "ppo"])
     assert sink.kind == "neptune"
