@@ -286,10 +286,7 @@ def _check_neptune(neptune: bool | Mapping[str, Any] | Node) -> None:
 def _neptune_sink(options: Mapping[str, Any]) -> Node:
     from sinks.neptune import NeptuneSink
 
-    if options.get("run") is None:
-        error = neptune_missing_error()
-        if error is not None:
-            raise error
+    _check_neptune(options)
     sink: Node = NeptuneSink(**options)
     return sink
 
