@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import stream, throughput
-from pipeline.node import Record
+from pipeline.core.node import Record
 from sinks import MemorySink, NullSink
 
 KEY = "episode_return"

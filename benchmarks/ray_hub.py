@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline import Pipeline
-from pipeline.progress import progress
+from pipeline.cli.progress import progress
 from sinks import NullSink
 
 BATCH_ROWS = 256

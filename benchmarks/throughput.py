@@ -45,8 +45,8 @@ import numpy as np
 from benchmarks import stream
 from filters import AggregateFilter
 from pipeline import Pipeline
-from pipeline.node import Node
-from pipeline.progress import Progress, progress
+from pipeline.cli.progress import Progress, progress
+from pipeline.core.node import Node
 from sinks import CsvSink, MemorySink, NullSink, TerminalSink
 
 BATCH = 4096

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from filters._batch import batch_length, numeric
-from pipeline.keys import KeyMatcher
-from pipeline.node import Columns, Node, Record
-from pipeline.values import to_float
+from pipeline.core.columns import Columns, batch_length, numeric
+from pipeline.core.keys import KeyMatcher
+from pipeline.core.names import stat_name
+from pipeline.core.node import Node, Record
+from pipeline.core.values import to_float
 
 _PLANS_LIMIT = 1024
 """Key tuples whose plan is cached per window."""
@@ -41,10 +41,11 @@ class AggregateFilter(Node):
     Stats are computed over the window's real-number values of each key (ints, floats, bools,
     numpy/jax/torch scalars), which are buffered as 8-byte floats. Keys may come and go
     between writes: each key's stats cover the writes that had it. None means "no value" and
-    is ignored. NaN values are left out of the stats and counted per key in `.nan_counts`
-    (warned once per key); a key whose window held only NaN gets NaN stats. Infinities are
-    included (so a mean may be inf). A matching key with a non-numeric value (a string, an
-    array) passes its last value under its own name, warned once per key.
+    is ignored. NaN values are left out of the stats and counted in `counts["nan"]` (per key in
+    `counts.by_key["nan"]`, warned once per key); a key whose window held only NaN gets NaN
+    stats. Infinities are included (so a mean may be inf). A matching key with a non-numeric
+    value (a string, an array) passes its last value under its own name instead of statistics,
+    counted in `counts["skipped"]` and warned about once per key.
 
     Available stats: mean, std (population), median, max, min, sum, count.
     """
@@ -76,8 +77,6 @@ class AggregateFilter(Node):
         self.seconds = None if seconds is None else float(seconds)
         self.stats = tuple(stats)
         self._clock = clock
-        self.nan_counts: dict[str, int] = {}
-        self._warned: set[str] = set()
         self._names: dict[str, tuple[str, ...]] = {}
         self._reset()
 
@@ -241,23 +240,27 @@ class AggregateFilter(Node):
         if key not in last and key not in self._order:
             self._order[key] = None
         last[key] = value
-        if key not in self._warned:
-            self._warned.add(key)
-            warnings.warn(
-                f"AggregateFilter: {key!r} = {value!r} is not a real number; its last value is "
-                "passed on as it is instead of statistics (warned once per key)",
-                stacklevel=3,
-            )
+        self.counts.note(
+            "skipped",
+            f"{key!r} = {value!r} is not a real number; its last value is passed on as it is "
+            "instead of statistics",
+            key=key,
+            category=UserWarning,
+        )
 
     def _nan(self, key: str, count: int = 1) -> None:
-        before = self.nan_counts.get(key, 0)
-        self.nan_counts[key] = before + count
-        if not before:
-            warnings.warn(
-                f"AggregateFilter: {key!r} is NaN; NaN values are left out of the statistics "
-                "and counted in .nan_counts (warned once per key)",
-                stacklevel=3,
-            )
+        self.counts.note(
+            "nan",
+            f"{key!r} is NaN; NaN values are left out of the statistics",
+            key=key,
+            n=count,
+            category=UserWarning,
+        )
+
+    @property
+    def nan_counts(self) -> dict[str, int]:
+        """NaN values left out of the statistics, per key (`counts.by_key["nan"]`)."""
+        return dict(self.counts.by_key.get("nan", {}))
 
     def on_flush(self) -> None:
         if self._writes:
@@ -272,7 +275,7 @@ class AggregateFilter(Node):
             if column is not None:
                 names = self._names.get(key)
                 if names is None:
-                    names = self._names[key] = tuple(f"{key}_{stat}" for stat in self.stats)
+                    names = self._names[key] = tuple(stat_name(key, stat) for stat in self.stats)
                 if len(column):
                     values = np.frombuffer(column, dtype=np.float64)
                     out.update(zip(names, _statistics(values, self.stats), strict=True))

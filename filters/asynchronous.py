@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-import warnings
 from collections import deque
 from typing import Any
 
-from pipeline.node import ClosedError, Columns, Node, Record
+from pipeline.core.columns import Columns
+from pipeline.core.node import ClosedError, Node, Record
 
 
 class _Batch:
@@ -23,9 +23,9 @@ class AsyncNode(Node):
 
     The queue holds at most `maxsize` records. When it is full, `policy="block"` makes
     `write` wait for room (a slow sink slows the caller, nothing is lost), and
-    `policy="drop_oldest"` drops the oldest queued record, counts it in `.dropped` and warns
-    once. `flush()` and `close()` wait until the queue is drained (then flush/close the nodes
-    below as usual). An error raised downstream in the thread is re-raised on the caller's
+    `policy="drop_oldest"` drops the oldest queued record, counts it in `counts["dropped"]`
+    and warns once. `flush()` and `close()` wait until the queue is drained (then flush/close
+    the nodes below as usual). An error raised downstream in the thread is re-raised on the caller's
     side, at its next `write`, `flush` or `close`, as a RuntimeError whose cause it is; the
     thread goes on with the next records.
     """
@@ -38,8 +38,6 @@ class AsyncNode(Node):
             raise ValueError(f"policy must be 'block' or 'drop_oldest', got {policy!r}")
         self.maxsize = maxsize
         self.policy = policy
-        self.dropped = 0
-        self.errors = 0
         self._queue: deque[Any] = deque()
         self._ready = threading.Condition(threading.Lock())
         self._busy = False
@@ -65,14 +63,12 @@ class AsyncNode(Node):
             if len(queue) >= self.maxsize:
                 if self.policy == "drop_oldest":
                     queue.popleft()
-                    self.dropped += 1
-                    if self.dropped == 1:
-                        warnings.warn(
-                            f"{self!r}: queue full, dropping the oldest records (counted in "
-                            ".dropped; use policy='block' to lose nothing)",
-                            RuntimeWarning,
-                            stacklevel=3,
-                        )
+                    self.counts.note(
+                        "dropped",
+                        "queue full, dropping the oldest records (use policy='block' to lose "
+                        "nothing)",
+                        stacklevel=3,
+                    )
                 else:
                     while len(queue) >= self.maxsize:
                         self._ready.wait()
@@ -96,18 +92,27 @@ class AsyncNode(Node):
                 ready.notify_all()
             try:
                 if type(item) is _Batch:
-                    for child in self._children:
-                        child.write_batch(item.columns)
+                    self.emit_batch(item.columns)
                 else:
                     self.emit(item)
             except BaseException as error:
-                self.errors += 1
+                self.counts["errors"] += 1
                 if self._error is None:
                     self._error = error
             finally:
                 with ready:
                     self._busy = False
                     ready.notify_all()
+
+    @property
+    def dropped(self) -> int:
+        """Queued records dropped because the queue was full (`counts["dropped"]`)."""
+        return self.counts["dropped"]
+
+    @property
+    def errors(self) -> int:
+        """Errors raised downstream in the background thread (`counts["errors"]`)."""
+        return self.counts["errors"]
 
     def drain(self) -> None:
         """Waits until every queued record was written downstream."""

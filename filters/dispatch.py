@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline.isolation import (
+from pipeline.core.columns import Columns, iter_rows
+from pipeline.core.isolation import (
     Failures,
     RetryingWriter,
     StoreError,
     strict_from_env,
     warn_failure,
 )
-from pipeline.node import Columns, Node, Record, iter_rows
+from pipeline.core.node import Node, Record
 
 
 class Dispatcher(Node):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from filters._batch import batch_length, emit_batch
-from pipeline.node import Columns, Node, Record
+from pipeline.core.columns import Columns, batch_length
+from pipeline.core.node import Node, Record
 
 
 class EveryNFilter(Node):
@@ -37,9 +37,9 @@ class EveryNFilter(Node):
         passed = len(range(first, length, n))
         self.dropped += length - passed
         if passed == length:
-            emit_batch(self, columns)
+            self.emit_batch(columns)
         elif passed:
-            emit_batch(self, {key: column[first::n] for key, column in columns.items()})
+            self.emit_batch({key: column[first::n] for key, column in columns.items()})
 
     def __repr__(self) -> str:
         return f"EveryNFilter({self.n})"

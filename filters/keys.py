@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from filters._batch import batch_length, emit_batch
-from pipeline.keys import KeyMatcher
-from pipeline.node import Columns, Node, Record
+from pipeline.core.columns import Columns, batch_length
+from pipeline.core.flatten import flatten
+from pipeline.core.keys import KeyMatcher
+from pipeline.core.node import Node, Record
 
 
 def _emit_columns(node: Node, columns: Columns, length: int) -> None:
     """Sends on a batch of `length` rows; with no columns left, `length` empty records."""
     if columns:
-        emit_batch(node, columns)
+        node.emit_batch(columns)
     else:
         for _ in range(length):
             node.emit({})
@@ -98,7 +98,7 @@ class PrefixKeys(Node):
                 if name is None:
                     name = names[key] = f"{self.prefix}{self.sep}{key}"
                 out[name] = column
-            emit_batch(self, out)
+            self.emit_batch(out)
 
     def __repr__(self) -> str:
         return f"PrefixKeys({self.prefix!r})"
@@ -107,8 +107,8 @@ class PrefixKeys(Node):
 class RenameKeys(Node):
     """Renames the keys named in `mapping`; other keys pass unchanged.
 
-    If two keys end up with the same name, the one later in the record wins; a warning is
-    given once per name and the overwrite counted in `.overwritten`."""
+    If two keys end up with the same name, the one later in the record wins; the overwrite is
+    counted in `counts["overwritten"]` and warned about once per name."""
 
     def __init__(self, mapping: Mapping[str, str]) -> None:
         super().__init__()
@@ -117,8 +117,6 @@ class RenameKeys(Node):
         ):
             raise ValueError("mapping must map old key names to new key names (strings)")
         self.mapping = dict(mapping)
-        self.overwritten = 0
-        self._warned: set[str] = set()
 
     def write(self, data: Record) -> None:
         mapping = self.mapping
@@ -126,7 +124,7 @@ class RenameKeys(Node):
         for key, value in data.items():
             name = mapping.get(key, key)
             if name in out:
-                self._collision(name)
+                _overwritten(self, name)
             out[name] = value
         self.emit(out)
 
@@ -138,43 +136,40 @@ class RenameKeys(Node):
             for key, column in columns.items():
                 name = mapping.get(key, key)
                 if name in out:
-                    self._collision(name, length)
+                    _overwritten(self, name, length)
                 out[name] = column
-            emit_batch(self, out)
+            self.emit_batch(out)
 
-    def _collision(self, name: str, count: int = 1) -> None:
-        self.overwritten += count
-        if name not in self._warned:
-            self._warned.add(name)
-            warnings.warn(
-                f"RenameKeys: renamed key {name!r} overwrites a key of the same name",
-                stacklevel=3,
-            )
+    @property
+    def overwritten(self) -> int:
+        """Values overwritten by a later value of the same name (`counts["overwritten"]`)."""
+        return self.counts["overwritten"]
 
     def __repr__(self) -> str:
         return f"RenameKeys({self.mapping!r})"
 
 
 class FlattenFilter(Node):
-    """Flattens nested mappings to `a/b/c` keys (any `sep`); other values are leaves, lists and
-    arrays included. A record without nested mappings passes as it is.
+    """Flattens nested mappings to `a/b/c` keys (any `sep`; see `pipeline.core.flatten`);
+    other values are leaves, lists and arrays included. A record without nested mappings
+    passes as it is.
 
-    When a flattened name equals an existing key, the value met later in the record wins; a
-    warning is given once per name and the overwrite counted in `.overwritten`."""
+    When a flattened name equals an existing key, the value met later in the record wins; the
+    overwrite is counted in `counts["overwritten"]` and warned about once per name."""
 
     def __init__(self, sep: str = "/") -> None:
         super().__init__()
         if not isinstance(sep, str) or not sep:
             raise ValueError(f"sep must be a non-empty string, got {sep!r}")
         self.sep = sep
-        self.overwritten = 0
-        self._warned: set[str] = set()
 
     def write(self, data: Record) -> None:
         for value in data.values():
             if isinstance(value, Mapping):
-                out: dict[str, Any] = {}
-                self._flatten(data, "", out)
+                collisions: list[str] = []
+                out = flatten(data, self.sep, collisions=collisions)
+                for name in collisions:
+                    _overwritten(self, name)
                 self.emit(out)
                 return
         self.emit(data)
@@ -190,23 +185,23 @@ class FlattenFilter(Node):
             if any(isinstance(value, Mapping) for value in column):
                 super().write_batch(columns)
                 return
-        emit_batch(self, columns)
+        self.emit_batch(columns)
 
-    def _flatten(self, data: Mapping[Any, Any], prefix: str, out: dict[str, Any]) -> None:
-        for key, value in data.items():
-            name = f"{prefix}{key}"
-            if isinstance(value, Mapping):
-                self._flatten(value, name + self.sep, out)
-                continue
-            if name in out:
-                self.overwritten += 1
-                if name not in self._warned:
-                    self._warned.add(name)
-                    warnings.warn(
-                        f"FlattenFilter: two values flatten to the key {name!r}; the later wins",
-                        stacklevel=4,
-                    )
-            out[name] = value
+    @property
+    def overwritten(self) -> int:
+        """Values overwritten by a later value of the same name (`counts["overwritten"]`)."""
+        return self.counts["overwritten"]
 
     def __repr__(self) -> str:
         return f"FlattenFilter({self.sep!r})"
+
+
+def _overwritten(node: Node, name: str, count: int = 1) -> None:
+    node.counts.note(
+        "overwritten",
+        f"a value under {name!r} overwrites an earlier one of the same name; the later wins",
+        key=name,
+        n=count,
+        category=UserWarning,
+        stacklevel=4,
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from filters._batch import batch_length, emit_batch, none_mask
-from pipeline.node import Columns, Node, Record
+from pipeline.core.columns import Columns, batch_length, none_mask
+from pipeline.core.node import Node, Record
 
 
 class NoneFilter(Node):
@@ -35,7 +35,7 @@ class NoneFilter(Node):
             if (mask := none_mask(column, length)) is not None
         }
         if not masks:
-            emit_batch(self, columns)
+            self.emit_batch(columns)
             return
         # One row pattern per distinct set of None columns: rows as tuples of flags.
         flags = np.stack(list(masks.values()), axis=1)
@@ -49,7 +49,7 @@ class NoneFilter(Node):
                 key: column[start:stop] for key, column in columns.items() if key not in dropped
             }
             if part:
-                emit_batch(self, part)
+                self.emit_batch(part)
             else:  # every value None: empty records, one per row
                 for _ in range(start, stop):
                     self.emit({})

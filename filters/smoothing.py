@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import numpy as np
 
-from filters._batch import batch_length, emit_batch, numeric, rows_slice
-from pipeline.keys import KeyMatcher
-from pipeline.node import Columns, Node, Record
-from pipeline.values import to_float
+from pipeline.core.columns import Columns, batch_length, numeric, rows_slice
+from pipeline.core.keys import KeyMatcher
+from pipeline.core.names import ema_step, smoothed_name, warmup_ema
+from pipeline.core.node import Node, Record
+from pipeline.core.values import to_float
 
 _PLANS_LIMIT = 4096
 """Key sets whose plan is cached; beyond that the cache starts afresh (bounded memory)."""
@@ -31,7 +31,8 @@ class SmoothingFilter(Node):
     Each key has its own state; keys may come and go between records. A value that is not a
     finite real number (None, NaN, inf, a string, an array) leaves the state unchanged: the
     record keeps the value under its own key and carries the current smoothed value (if any).
-    Such values other than None are counted in `.skipped`, with a warning once per key.
+    Such values other than None are counted in `counts["skipped"]`, with a warning once per
+    key.
     """
 
     def __init__(
@@ -43,11 +44,9 @@ class SmoothingFilter(Node):
         self.match = KeyMatcher(regex)
         self.coeff = coeff
         self.bias_correction = bias_correction
-        self.skipped = 0
         # key -> [smoothed value, warm-up coefficient c_t or coeff^t]; NaN smoothed = no value yet
         self._state: dict[str, list[float]] = {}
         self._names: dict[str, str] = {}
-        self._warned: set[str] = set()
         # key tuple of a record -> its matching keys with their output names and states
         self._plans: dict[tuple[str, ...], tuple[tuple[str, str, list[float]], ...]] = {}
         self._keys: tuple[str, ...] | None = None  # the last record's key tuple, and its plan
@@ -65,7 +64,7 @@ class SmoothingFilter(Node):
         state = self._state.get(key)
         if state is None:
             state = self._state[key] = [math.nan, 0.0 if not self.bias_correction else 1.0]
-            self._names[key] = f"{key}_smoothed_{self.coeff}"
+            self._names[key] = smoothed_name(key, self.coeff)
         return self._names[key], state
 
     def write(self, data: Record) -> None:
@@ -94,9 +93,7 @@ class SmoothingFilter(Node):
             if x is None or x - x != 0:  # not a number, NaN or inf
                 self._skip(key, data[key])
             else:
-                c = state[1]
-                state[0] = x if c == 0.0 else (1.0 - c) * x + c * state[0]
-                state[1] = 0.9 * c + 0.1 * self.coeff
+                state[0], state[1] = ema_step(state[0], state[1], x, self.coeff)
             smoothed = state[0]
             if smoothed == smoothed:
                 out[name] = smoothed
@@ -134,7 +131,7 @@ class SmoothingFilter(Node):
                 out[name] = smoothed
                 starts.append((first, name))
         if all(first == 0 for first, _ in starts):
-            emit_batch(self, out)
+            self.emit_batch(out)
             return
         # Rows before a key's first smoothed value do not carry its smoothed key.
         bounds = sorted({0, *(first for first, _ in starts)})
@@ -146,7 +143,7 @@ class SmoothingFilter(Node):
             }
             for name in missing & set(columns):
                 part[name] = columns[name]
-            emit_batch(self, rows_slice(part, start, stop))
+            self.emit_batch(rows_slice(part, start, stop))
 
     def _smooth_column(
         self, key: str, column: Any, state: list[float]
@@ -165,36 +162,32 @@ class SmoothingFilter(Node):
                     first = index
                 append(smoothed)
         else:
-            coeff = 0.1 * self.coeff
-            s, c = state
-            if s == s:
-                first = 0
-            for index, value in enumerate(values):
-                x = value
-                if type(x) is not float:
-                    x = to_float(x)
+            numbers: list[float] = []
+            for value in values:
+                x = value if type(value) is float else to_float(value)
                 if x is None or x - x != 0:  # not a number, NaN or inf
                     self._skip(key, value, stacklevel=5)
-                else:
-                    s = x if c == 0.0 else (1.0 - c) * x + c * s
-                    c = 0.9 * c + coeff
-                    if first < 0:
-                        first = index
-                append(s)
-            state[0], state[1] = s, c
+                    x = math.nan
+                numbers.append(x)
+            out, state[0], state[1] = warmup_ema(numbers, self.coeff, state[0], state[1])
+            first = next((index for index, s in enumerate(out) if s == s), -1)
         return np.array(out, dtype=np.float64), (first if first >= 0 else len(values))
 
     def _skip(self, key: str, value: object, stacklevel: int = 3) -> None:
-        if value is None:
-            return
-        self.skipped += 1
-        if key not in self._warned:
-            self._warned.add(key)
-            warnings.warn(
-                f"SmoothingFilter: {key!r} = {value!r} is not a finite number; it is passed on "
-                "unsmoothed and the moving average is left as it was (warned once per key)",
+        if value is not None:
+            self.counts.note(
+                "skipped",
+                f"{key!r} = {value!r} is not a finite number; it is passed on unsmoothed and "
+                "the moving average is left as it was",
+                key=key,
+                category=UserWarning,
                 stacklevel=stacklevel,
             )
+
+    @property
+    def skipped(self) -> int:
+        """Values left out of the moving average (`counts["skipped"]`)."""
+        return self.counts["skipped"]
 
     def __repr__(self) -> str:
         return f"SmoothingFilter({self.match.regex!r}, coeff={self.coeff})"

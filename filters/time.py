@@ -5,15 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from filters._batch import batch_length, emit_batch, row
-from pipeline.node import Columns, Node, Record
+from pipeline.core.columns import Columns, batch_length, row
+from pipeline.core.node import Node, Record
 
 
 class TimeFilter(Node):
     """Passes a record only if `time_delta` seconds passed (monotonic clock) since the last
     record it passed; the first record always passes. `time_delta=0` passes everything.
 
-    This is a throttle: held-back records are dropped by design and counted in `.dropped`.
+    This is a throttle: held-back records are dropped by design and counted in
+    `counts["dropped"]`.
     With `keep_last=True` the most recent held-back record is emitted on flush/close, so the
     final state of a run always reaches the sinks.
     """
@@ -33,7 +34,6 @@ class TimeFilter(Node):
         self._clock = clock
         self._last = -float("inf")
         self._held: Record | None = None
-        self.dropped = 0
 
     def write(self, data: Record) -> None:
         if not self.time_delta:
@@ -45,7 +45,7 @@ class TimeFilter(Node):
             self._held = None
             self.emit(data)
         else:
-            self.dropped += 1
+            self.counts["dropped"] += 1
             if self.keep_last:
                 self._held = data
 
@@ -58,7 +58,7 @@ class TimeFilter(Node):
         if not length:
             return
         if not self.time_delta:
-            emit_batch(self, columns)
+            self.emit_batch(columns)
             return
         now = self._clock()
         held = length
@@ -68,15 +68,20 @@ class TimeFilter(Node):
             held -= 1
             self.emit(row(columns, 0))
         if held:
-            self.dropped += held
+            self.counts["dropped"] += held
             if self.keep_last:
                 self._held = row(columns, length - 1)
 
     def on_flush(self) -> None:
         held, self._held = self._held, None
         if held is not None:
-            self.dropped -= 1
+            self.counts["dropped"] -= 1
             self.emit(held)
+
+    @property
+    def dropped(self) -> int:
+        """Records held back and not passed on (`counts["dropped"]`)."""
+        return self.counts["dropped"]
 
     def __repr__(self) -> str:
         return f"TimeFilter({self.time_delta:g}s)"

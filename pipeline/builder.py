@@ -7,9 +7,24 @@ import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 
-from pipeline import lifecycle
-from pipeline.isolation import strict_from_env
-from pipeline.node import ClosedError, Columns, Node, Record
+from filters import (
+    AggregateFilter,
+    AsyncNode,
+    Dispatcher,
+    DropKeys,
+    EveryNFilter,
+    FlattenFilter,
+    KeepKeys,
+    NoneFilter,
+    PrefixKeys,
+    RenameKeys,
+    SmoothingFilter,
+    TimeFilter,
+)
+from pipeline.core import lifecycle
+from pipeline.core.columns import Columns
+from pipeline.core.isolation import strict_from_env
+from pipeline.core.node import ClosedError, Node, Record
 
 
 class Pipeline(Node):
@@ -72,20 +87,14 @@ class Pipeline(Node):
 
     def drop_none(self) -> Pipeline:
         """Appends a NoneFilter: keys whose value is None are dropped."""
-        from filters import NoneFilter
-
         return self.then(NoneFilter())
 
     def throttle(self, seconds: float) -> Pipeline:
         """Appends a TimeFilter: a record passes only if `seconds` passed since the last one."""
-        from filters import TimeFilter
-
         return self.then(TimeFilter(seconds))
 
     def every(self, n: int | None = None, *, seconds: float | None = None) -> Pipeline:
         """Passes every `n`-th record (EveryNFilter) or, with `seconds`, throttles by time."""
-        from filters import EveryNFilter, TimeFilter
-
         if (n is None) == (seconds is None):
             raise ValueError("every() takes exactly one of n or seconds")
         if seconds is not None:
@@ -97,8 +106,6 @@ class Pipeline(Node):
         self, regex: str = "return", coeff: float = 0.99, *, bias_correction: bool = False
     ) -> Pipeline:
         """Appends a SmoothingFilter: adds `<key>_smoothed_<coeff>` (EMA) for matching keys."""
-        from filters import SmoothingFilter
-
         return self.then(SmoothingFilter(regex, coeff=coeff, bias_correction=bias_correction))
 
     def aggregate(
@@ -109,44 +116,30 @@ class Pipeline(Node):
         stats: Sequence[str] = ("mean", "std", "median", "max", "min"),
     ) -> Pipeline:
         """Appends an AggregateFilter: windowed statistics for matching keys."""
-        from filters import AggregateFilter
-
         return self.then(AggregateFilter(regex, every=every, seconds=seconds, stats=stats))
 
     def keep(self, regex: str) -> Pipeline:
         """Appends a KeepKeys filter: only keys matching `regex` go on."""
-        from filters import KeepKeys
-
         return self.then(KeepKeys(regex))
 
     def drop(self, regex: str) -> Pipeline:
         """Appends a DropKeys filter: keys matching `regex` are removed."""
-        from filters import DropKeys
-
         return self.then(DropKeys(regex))
 
     def prefix(self, prefix: str, sep: str = "/") -> Pipeline:
         """Appends a PrefixKeys filter: every key becomes `<prefix><sep><key>`."""
-        from filters import PrefixKeys
-
         return self.then(PrefixKeys(prefix, sep=sep))
 
     def rename(self, mapping: Mapping[str, str]) -> Pipeline:
         """Appends a RenameKeys filter: keys in `mapping` are renamed."""
-        from filters import RenameKeys
-
         return self.then(RenameKeys(mapping))
 
     def flatten(self, sep: str = "/") -> Pipeline:
         """Appends a FlattenFilter: nested mappings become `a/b/c` keys."""
-        from filters import FlattenFilter
-
         return self.then(FlattenFilter(sep=sep))
 
     def to(self, *targets: Node) -> Pipeline:
         """Ends the chain with a Dispatcher fanning out to `targets`; returns the pipeline."""
-        from filters import Dispatcher
-
         if not targets:
             raise ValueError("to() needs at least one target (a sink, a node or a pipeline)")
         for target in targets:
@@ -162,8 +155,6 @@ class Pipeline(Node):
 
     def async_(self, maxsize: int = 10_000, policy: str = "block") -> Pipeline:
         """Appends an AsyncNode: everything after it runs on a background thread."""
-        from filters import AsyncNode
-
         return self.then(AsyncNode(maxsize=maxsize, policy=policy))
 
     # -- the three calls ------------------------------------------------------------------
@@ -207,8 +198,6 @@ class Pipeline(Node):
 
     def failures(self) -> list[str]:
         """One line per failing child in this graph: errors, records lost, first error."""
-        from filters import Dispatcher
-
         return [
             str(failures)
             for node in self.nodes()
@@ -233,12 +222,13 @@ class Pipeline(Node):
         return self
 
     def describe(self) -> str:
-        """A one-line-per-node text of the graph, in data-flow order."""
+        """A one-line-per-node text of the graph, in data-flow order, with each node's counts."""
         lines: list[str] = []
 
         def walk(node: Node, depth: int, seen: set[int]) -> None:
             mark = " (join, shown above)" if id(node) in seen else ""
-            lines.append("  " * depth + repr(node) + mark)
+            counts = {reason: n for reason, n in node.counts.items() if n}
+            lines.append("  " * depth + repr(node) + (f"  {counts}" if counts else "") + mark)
             if mark:
                 return
             seen.add(id(node))

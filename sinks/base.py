@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.node import ClosedError, Node
+from pipeline.core.node import ClosedError, Node
 
 
 class Sink(Node):

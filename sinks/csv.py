@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.values import plain
+from pipeline.core.values import plain
 from sinks.file import BufferedFileSink
 
 

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.isolation import StoreError
-from pipeline.node import Columns, Record
-from sinks._rows import batch_rows
+from pipeline.core.columns import Columns, batch_rows
+from pipeline.core.isolation import StoreError
+from pipeline.core.node import Record
 from sinks.base import Sink
 
 
@@ -59,10 +59,10 @@ class BufferedFileSink(Sink):
 
     When storing fails (disk full, file too large, permission lost), the partial append is
     truncated away, the rows stay held (at most `max_pending`; beyond that the oldest are
-    dropped, counted in `.lost` and warned about) and storing is retried after a back-off
+    dropped, counted in `counts["lost"]` and warned about) and storing is retried after a back-off
     (1 s doubling to 60 s) or at the next explicit `flush()`; the failure is raised as a
     StoreError, which tells a Dispatcher that the record was kept. Rows still held when
-    `close()` fails to store them are counted in `.lost` and reported by the error.
+    `close()` fails to store them are counted in `counts["lost"]` and reported by the error.
     """
 
     def __init__(
@@ -98,7 +98,6 @@ class BufferedFileSink(Sink):
         self._retry_at = 0.0
         self._retry_delay = 0.0
         self.rows_written = 0
-        self.lost = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if mode == "w" or not self.path.exists():
             self.path.write_bytes(b"")
@@ -172,14 +171,13 @@ class BufferedFileSink(Sink):
         excess = len(self._pending) - self.max_pending
         if excess > 0:
             del self._pending[:excess]
-            if not self.lost:
-                warnings.warn(
-                    f"{self!r}: storage keeps failing and {self.max_pending} rows are held; "
-                    "the oldest are dropped from now on (counted in .lost)",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
-            self.lost += excess
+            self.counts.note(
+                "lost",
+                f"storage keeps failing and {self.max_pending} rows are held; the oldest are "
+                "dropped from now on",
+                n=excess,
+                stacklevel=4,
+            )
 
     def _store(self, rows: list[dict[str, Any]]) -> None:
         """Writes `rows` to the file (all of them, or none: see `_append`)."""
@@ -213,9 +211,14 @@ class BufferedFileSink(Sink):
         self._drop_handle()
         if self._pending:
             left = len(self._pending)
-            self.lost += left
+            self.counts["lost"] += left
             self._pending = []
             raise StoreError(f"{self!r}: {left} rows could not be stored before close; lost")
+
+    @property
+    def lost(self) -> int:
+        """Rows that could not be stored (`counts["lost"]`)."""
+        return self.counts["lost"]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"

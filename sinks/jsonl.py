@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipeline.values import plain
+from pipeline.core.values import plain
 from sinks.file import BufferedFileSink
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.node import Columns, Record
-from sinks._rows import batch_rows
+from pipeline.core.columns import Columns, batch_rows
+from pipeline.core.node import Record
 from sinks.base import Sink
 
 

@@ -22,9 +22,9 @@ from math import isfinite
 from pathlib import Path
 from typing import Any
 
-from pipeline import lifecycle
-from pipeline.node import Record
-from pipeline.values import plain, to_float
+from pipeline.core import lifecycle
+from pipeline.core.node import Record
+from pipeline.core.values import plain, to_float
 from sinks.base import Sink
 
 INSTALL_HINT = "pip install 'rlpipe[neptune]'"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.node import Columns, Record
+from pipeline.core.columns import Columns, batch_length
+from pipeline.core.node import Record
 from sinks.base import Sink
 
 
@@ -17,13 +18,7 @@ class NullSink(Sink):
         self.count += 1
 
     def write_batch(self, columns: Columns) -> None:
-        lengths = {len(column) for column in columns.values()}
-        if len(lengths) > 1:
-            raise ValueError(
-                "write_batch needs columns of equal length, got "
-                f"{ {key: len(column) for key, column in columns.items()} }"
-            )
-        self.count += lengths.pop() if lengths else 0
+        self.count += batch_length(columns)
 
     def __repr__(self) -> str:
         return f"NullSink({self.count} records)"

@@ -6,8 +6,8 @@ import math
 import sys
 from typing import Any, TextIO
 
-from pipeline.node import Record
-from pipeline.values import plain
+from pipeline.core.node import Record
+from pipeline.core.values import plain
 from sinks.base import Sink
 
 

@@ -30,7 +30,7 @@ from filters import (
     TimeFilter,
 )
 from pipeline import Node, Pipeline
-from pipeline.node import iter_rows
+from pipeline.core.columns import iter_rows
 from sinks import CsvSink, JsonlSink, MemorySink, NullSink
 from tests.conftest import FakeClock
 

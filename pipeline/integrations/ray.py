@@ -67,7 +67,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.node import ClosedError, Columns, Node, Record
+from pipeline.core.columns import Columns
+from pipeline.core.node import ClosedError, Node, Record
 from sinks.base import Sink
 
 __all__ = ["Hub", "HubSender", "HubStatus", "StreamStatus"]

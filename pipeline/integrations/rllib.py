@@ -31,8 +31,8 @@ from typing import Any
 
 import tree
 
-from pipeline.node import Node
-from pipeline.values import to_float
+from pipeline.core.node import Node
+from pipeline.core.values import to_float
 
 try:
     from ray.tune.logger import LoggerCallback
@@ -100,7 +100,7 @@ def flatten_result(
     - Mappings are descended (with dm-tree); a path's parts are joined with `sep`. Keys that
       are not strings are named by their text. The order is dm-tree's: sorted by key.
     - A leaf that is a real number becomes a Python float: bool, int, float, numpy scalars,
-      and 0-d numpy arrays or tensors (`pipeline.values.to_float`). NaN and inf are kept.
+      and 0-d numpy arrays or tensors (`pipeline.core.values.to_float`). NaN and inf are kept.
     - Every other leaf is dropped and listed in `FlatResult.dropped` (key -> value): strings,
       None, lists and tuples (a histogram is not a scalar; its elements are not descended),
       arrays with elements, and other objects.

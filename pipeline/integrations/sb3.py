@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Iterable
 from typing import Any
 
-from pipeline.node import Node
+from pipeline.core.node import Node
 
 try:
     from stable_baselines3.common.logger import (

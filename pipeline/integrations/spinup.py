@@ -39,8 +39,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from pipeline.node import ClosedError, Node
-from pipeline.values import plain
+from pipeline.core.node import ClosedError, Node
+from pipeline.core.values import plain
 
 __all__ = ["EpochLogger", "colorize", "convert_json", "statistics_scalar"]
 

@@ -8,7 +8,7 @@ import pytest
 
 from filters import AsyncNode
 from pipeline import ClosedError, Pipeline
-from pipeline.node import Record
+from pipeline.core.node import Record
 from sinks import MemorySink
 
 

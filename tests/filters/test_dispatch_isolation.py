@@ -6,7 +6,7 @@ import pytest
 
 from filters import Dispatcher
 from pipeline import Pipeline
-from pipeline.node import Record
+from pipeline.core.node import Record
 from sinks import MemorySink
 from sinks.base import Sink
 

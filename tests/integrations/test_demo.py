@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.demo import (
+from pipeline.cli.demo import (
     GymnasiumEnvironment,
     TabularQActor,
     cartpole_discretizer,
@@ -104,7 +104,7 @@ def test_without_the_neptune_client_the_demo_runs_and_says_how_to_install_it(
     code = (
         "import sys\n"
         "sys.modules['neptune'] = None\n"  # what Python does for a package that is absent
-        "from pipeline.demo import main\n"
+        "from pipeline.cli.demo import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
     result = subprocess.run(

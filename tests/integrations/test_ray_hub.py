@@ -20,8 +20,8 @@ import pytest
 import ray
 
 from pipeline import Pipeline
+from pipeline.core.node import Record
 from pipeline.integrations.ray import Hub, HubCore, HubSender
-from pipeline.node import Record
 from sinks import CsvSink, MemorySink
 from sinks.base import Sink
 from tests.integrations.local_ray import local_ray
@@ -371,7 +371,7 @@ def test_a_hub_checks_its_arguments_and_reports_a_failing_factory(ray_cluster: N
 
 
 def test_a_closed_sender_and_a_closed_hub_refuse_records(ray_cluster: None) -> None:
-    from pipeline.node import ClosedError
+    from pipeline.core.node import ClosedError
 
     hub = Hub(central)
     sender = hub.sender()

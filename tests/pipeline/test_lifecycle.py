@@ -99,7 +99,8 @@ def test_the_last_aggregate_window_is_flushed_on_exit_and_signals(
 ORDER = textwrap.dedent(
     """
     import atexit
-    from pipeline import Pipeline, lifecycle
+    from pipeline import Pipeline
+    from pipeline.core import lifecycle
     from sinks.base import Sink
 
     class Announcing(Sink):

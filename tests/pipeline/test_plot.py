@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 
 from pipeline import Pipeline
 from pipeline.cli import main as rlpipe
-from pipeline.plot import (
+from pipeline.cli.plot import (
     default_x,
     ema,
     figure,
@@ -32,7 +32,7 @@ from pipeline.plot import (
     split_name,
     step_rank,
 )
-from pipeline.tail import DelimitedFollower
+from pipeline.cli.tail import DelimitedFollower
 from sinks import CsvSink, JsonlSink
 
 RETURNS = [12.0, 20.0, 9.0, 35.0, 50.0, 41.0, 80.0, 120.0, 95.0, 200.0, 180.0, 260.0]
@@ -184,14 +184,14 @@ def test_out_and_dpi_choose_the_file_and_its_size(tmp_path: Path) -> None:
     ],
 )
 def test_x_is_the_most_step_like_column(columns: list[str], expected: str | None) -> None:
-    from pipeline.plot import Table
+    from pipeline.cli.plot import Table
 
     table = Table(Path("t.csv"), {c: np.arange(3.0) for c in columns}, 3)
     assert default_x(table) == expected
 
 
 def test_x_is_a_column_that_counts_up_before_a_per_iteration_count() -> None:
-    from pipeline.plot import Table
+    from pipeline.cli.plot import Table
 
     # RLlib: the steps sampled in each iteration (constant) sort before the lifetime total
     columns = {

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.progress import is_terminal, progress
+from pipeline.cli.progress import is_terminal, progress
 
 
 @pytest.fixture

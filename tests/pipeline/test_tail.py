@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main as rlpipe
-from pipeline.tail import DelimitedFollower, JsonlFollower, Tail, follow, format_value, main
+from pipeline.cli.tail import DelimitedFollower, JsonlFollower, Tail, follow, format_value, main
 from sinks import CsvSink, JsonlSink
 
 

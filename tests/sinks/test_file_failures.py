@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from pipeline import Pipeline
-from pipeline.isolation import StoreError
+from pipeline.core.isolation import StoreError
 from sinks import CsvSink, JsonlSink, MemorySink
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from pipeline import Pipeline
-from pipeline.node import ClosedError
+from pipeline.core.node import ClosedError
 from sinks.memory import MemorySink
 from sinks.neptune import NeptuneSink, NeptuneSinkWarning
 

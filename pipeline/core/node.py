@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
+from pipeline.core.columns import Columns, iter_rows
+from pipeline.core.counts import Counts
+
 Record = Mapping[str, Any]
 """One set of metrics written at once: metric name -> value."""
-
-Columns = Mapping[str, Any]
-"""A batch of records as columns: metric name -> sequence (or 1-d array) of values."""
 
 
 class ClosedError(RuntimeError):
@@ -36,13 +36,16 @@ class Node:
     Acme expects a logger.
 
     Subclasses override `write` (and `write_batch` where a column-wise path pays), and the
-    node-local hooks `on_flush` and `on_close`; they send records on with `self.emit(record)`.
+    node-local hooks `on_flush` and `on_close`; they send records on with `self.emit(record)`
+    and batches with `self.emit_batch(columns)`. What a node does not pass on as written
+    (dropped by design, skipped, lost) is counted in its `counts`, one view for every node.
     """
 
     def __init__(self) -> None:
         self._children: list[Node] = []
         self.closed = False
         self.emit: Callable[[Record], None] = self._emit_nowhere
+        self.counts = Counts(type(self).__name__)
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -83,6 +86,14 @@ class Node:
                     write(record)
 
             self.emit = fan_out
+
+    def emit_batch(self, columns: Columns) -> None:
+        """Sends a batch to each child, as `emit` sends a record."""
+        children = self._children
+        if not children:
+            self._emit_nowhere(columns)
+        for child in children:
+            child.write_batch(columns)
 
     def _emit_nowhere(self, record: Record) -> None:
         raise RuntimeError(
@@ -188,16 +199,3 @@ class Node:
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
-
-def iter_rows(columns: Columns) -> Iterator[dict[str, Any]]:
-    """The rows of a column batch, in order; all columns must have the same length."""
-    if not columns:
-        return
-    keys = list(columns)
-    lengths = {key: len(columns[key]) for key in keys}
-    length = lengths[keys[0]]
-    if any(n != length for n in lengths.values()):
-        raise ValueError(f"write_batch needs columns of equal length, got {lengths}")
-    values: list[Sequence[Any]] = [columns[key] for key in keys]
-    for i in range(length):
-        yield {key: column[i] for key, column in zip(keys, values, strict=True)}

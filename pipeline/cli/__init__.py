@@ -11,9 +11,9 @@ import pipeline
 
 # subcommand -> (module whose `main(argv) -> int` runs it, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("pipeline.demo", "run the demo: an Acme EnvironmentLoop logging through rlpipe"),
-    "plot": ("pipeline.plot", "draw learning curves from CSV/JSONL/progress.txt files or runs"),
-    "tail": ("pipeline.tail", "live view of the latest values of a running experiment"),
+    "demo": ("pipeline.cli.demo", "run the demo: an Acme EnvironmentLoop logging through rlpipe"),
+    "plot": ("pipeline.cli.plot", "draw learning curves from CSV/JSONL/progress.txt files or runs"),
+    "tail": ("pipeline.cli.tail", "live view of the latest values of a running experiment"),
 }
 
 
@@ -37,7 +37,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     status: int = module.main(args[1:])
     return status
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

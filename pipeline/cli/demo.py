@@ -46,8 +46,8 @@ except ImportError as error:  # pragma: no cover - the acme extra is installed i
         f"`rlpipe demo` needs dm-acme, dm-env and gymnasium: pip install 'rlpipe[acme]' ({error})"
     ) from error
 
-from pipeline.integrations.acme import LoggerFactory, make_logger_factory, neptune_missing_error
-from pipeline.node import Record
+from pipeline.core.node import Record
+from pipeline.presets import LoggerFactory, make_logger_factory, neptune_missing_error
 from sinks.base import Sink
 
 # -- the environment: gymnasium behind dm_env ------------------------------------------------

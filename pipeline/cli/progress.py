@@ -1,6 +1,6 @@
 """Progress bars for long work that show only on a terminal.
 
-    from pipeline.progress import progress
+    from pipeline.cli.progress import progress
 
     for episode in progress(300, "train", unit="ep"):     # 0, 1, ..., 299
         ...

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline.node import Node, Record
+from pipeline.core.node import Node, Record
 
 
 class StoreError(RuntimeError):
@@ -48,9 +48,8 @@ class Failures:
 
     @property
     def total_lost(self) -> int:
-        """Records lost here plus those the node itself reports lost (its `.lost`)."""
-        own = getattr(self.node, "lost", 0)
-        return self.lost + (own if isinstance(own, int) else 0)
+        """Records lost here plus those the node itself counted lost (`counts["lost"]`)."""
+        return self.lost + self.node.counts["lost"]
 
     def __str__(self) -> str:
         held = f", {self.queued} held for retry" if self.queued else ""

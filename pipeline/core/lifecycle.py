@@ -8,7 +8,7 @@ import threading
 import warnings
 from types import FrameType
 
-from pipeline.node import Node
+from pipeline.core.node import Node
 
 _open: dict[int, Node] = {}
 _installed = False

@@ -1,0 +1,85 @@
+"""Column batches (`write_batch`): a batch is `{key: sequence}` with one value per row.
+
+One home for what every node's batch path needs: the length check, rows, slices and the
+numeric test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+Columns = Mapping[str, Any]
+"""A batch of records as columns: metric name -> sequence (or 1-d array) of values."""
+
+
+def batch_length(columns: Columns) -> int:
+    """The number of rows of a batch (0 for no columns).
+
+    Raises ValueError when the columns are not all of the same length, naming each length.
+    """
+    if not columns:
+        return 0
+    lengths = {key: len(column) for key, column in columns.items()}
+    length = next(iter(lengths.values()))
+    if any(n != length for n in lengths.values()):
+        raise ValueError(f"write_batch needs columns of equal length, got {lengths}")
+    return length
+
+
+def iter_rows(columns: Columns) -> Iterator[dict[str, Any]]:
+    """The rows of a batch as records, in order (after checking the lengths)."""
+    length = batch_length(columns)
+    keys = list(columns)
+    values: list[Sequence[Any]] = [columns[key] for key in keys]
+    for i in range(length):
+        yield {key: column[i] for key, column in zip(keys, values, strict=True)}
+
+
+def batch_rows(columns: Columns, *, python_scalars: bool = False) -> list[dict[str, Any]]:
+    """The rows of a batch as dicts, in order, built at C speed; the values `iter_rows` gives.
+
+    With `python_scalars`, numeric numpy columns give Python bools, ints and floats instead of
+    numpy scalars (for sinks that turn values into plain Python data anyway: same output).
+    """
+    if not batch_length(columns):
+        return []
+    values = []
+    for column in columns.values():
+        if python_scalars and numeric(column) is not None:
+            values.append(column.tolist())
+        else:
+            values.append(column if isinstance(column, (list, tuple)) else list(column))
+    keys = list(columns)
+    return [dict(zip(keys, row, strict=True)) for row in zip(*values, strict=True)]
+
+
+def numeric(column: Any) -> np.ndarray | None:
+    """The column itself if it is a 1-d numpy array of bools, ints or floats, else None."""
+    if (
+        isinstance(column, np.ndarray)
+        and column.ndim == 1
+        and column.dtype.kind in "biuf"
+    ):
+        return column
+    return None
+
+
+def none_mask(column: Any, length: int) -> np.ndarray | None:
+    """A boolean mask of the rows where the column holds None, or None if it holds none."""
+    if isinstance(column, np.ndarray) and column.dtype.kind != "O":
+        return None
+    mask = np.fromiter((value is None for value in column), dtype=bool, count=length)
+    return mask if mask.any() else None
+
+
+def rows_slice(columns: Columns, start: int, stop: int) -> dict[str, Sequence[Any]]:
+    """Rows `start:stop` of a batch, as a batch."""
+    return {key: column[start:stop] for key, column in columns.items()}
+
+
+def row(columns: Columns, index: int) -> dict[str, Any]:
+    """Row `index` of a batch, as a record (the values `iter_rows` gives)."""
+    return {key: column[index] for key, column in columns.items()}

@@ -1,0 +1,66 @@
+"""Counts: what a node set aside (dropped, skipped, lost, ...), counted and warned about once."""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+
+WARNED_KEYS_LIMIT = 10_000
+"""Distinct (reason, key) pairs remembered as warned; beyond that, warnings are per reason."""
+
+
+class Counts(Counter[str]):
+    """A node's bookkeeping of what it did not pass on as written: a count per reason.
+
+    Reasons used across rlpipe: `dropped` (by design: a throttle, a full queue, a refused
+    key), `skipped` (a value that is not a finite number, passed on unchanged), `nan` (left out
+    of statistics), `overwritten` (two keys became one name), `lost` (could not be stored),
+    `errors` (raised while writing downstream). A missing reason counts 0.
+
+    `note()` counts and warns the first time a reason meets a key (or, without a key, the
+    first time the reason occurs); `by_key[reason]` holds the per-key counts of the reasons
+    noted with a key. Hot paths that need no warning may do `counts[reason] += 1`.
+    """
+
+    def __init__(self, owner: str = "") -> None:
+        super().__init__()
+        self.owner = owner
+        self.by_key: dict[str, Counter[str]] = {}
+        self._warned: set[tuple[str, str | None]] = set()
+
+    def note(
+        self,
+        reason: str,
+        message: str,
+        *,
+        key: object = None,
+        n: int = 1,
+        category: type[Warning] = RuntimeWarning,
+        stacklevel: int = 2,
+    ) -> None:
+        """Counts `n` under `reason` (and under `key`, if given); warns `message` the first
+        time this reason meets this key."""
+        self[reason] += n
+        name = None if key is None else str(key)
+        if name is not None:
+            per_key = self.by_key.get(reason)
+            if per_key is None:
+                per_key = self.by_key[reason] = Counter()
+            per_key[name] += n
+        token = (reason, name)
+        if token in self._warned:
+            return
+        if len(self._warned) >= WARNED_KEYS_LIMIT:
+            if (reason, None) in self._warned:
+                return
+            token = (reason, None)
+        self._warned.add(token)
+        once = "warned once per key" if name is not None else "warned once"
+        warnings.warn(
+            f"{self.owner}: {message} (counted in .counts[{reason!r}]; {once})",
+            category,
+            stacklevel=stacklevel + 1,
+        )
+
+    def __repr__(self) -> str:
+        return f"Counts({dict(self)!r})"

@@ -1,0 +1,37 @@
+"""Flattening nested mappings into one level of `a/b/c` keys."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def flatten(
+    record: Mapping[Any, Any],
+    sep: str = "/",
+    *,
+    prefix: str = "",
+    collisions: list[str] | None = None,
+) -> dict[str, Any]:
+    """`record` with nested mappings as one level: `{"a": {"b": 1}}` -> `{"a/b": 1}`.
+
+    Keys keep the record's order and become text (`str(key)`), joined by `sep`. Any other
+    value (a list, an array, a string, an empty mapping) is a leaf. When two paths give one
+    name (`"a/b"` and `{"a": {"b": ..}}`), the later wins and the name is appended to
+    `collisions`, if given.
+    """
+    flat: dict[str, Any] = {}
+    stack: list[tuple[str, Any]] = [(prefix, iter(record.items()))]
+    while stack:
+        path, items = stack[-1]
+        for key, value in items:
+            name = f"{path}{key}"
+            if isinstance(value, Mapping) and value:
+                stack.append((name + sep, iter(value.items())))
+                break
+            if collisions is not None and name in flat:
+                collisions.append(name)
+            flat[name] = value
+        else:
+            stack.pop()
+    return flat

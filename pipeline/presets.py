@@ -1,0 +1,289 @@
+"""Presets: the standard pipelines of an RL run, ready-made.
+
+- `make_logger(label, ...)`: the standard train / eval / learner pipeline (Acme's default
+  logger, plus smoothing or windowed aggregation, ending in terminal, CSV and Neptune sinks);
+- `make_logger_factory(...)`: a callable with Acme's logger-factory signature
+  `(label, steps_key=None, task_instance=0) -> Logger`, so all of an agent's loggers route into
+  rlpipe and share one Neptune run.
+
+Imports no framework: Acme is needed only to run the loop that writes into these loggers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+from filters import TimeFilter
+from pipeline.builder import Pipeline
+from pipeline.core.node import Node
+from sinks import CsvSink, TerminalSink
+
+
+def make_logger(
+    label: str,
+    *,
+    directory: str | os.PathLike[str] | None = "runs",
+    time_delta: float = 1.0,
+    smoothing_regex: str | None = None,
+    smoothing_coeff: float = 0.99,
+    aggregate_regex: str | None = None,
+    aggregate_every: int | None = None,
+    aggregate_seconds: float | None = None,
+    steps_key: str | None = None,
+    terminal: bool = True,
+    csv: bool = True,
+    neptune: bool | Mapping[str, Any] | Node = False,
+    prefix: str | None = None,
+    terminal_time_delta: float | None = None,
+    terminal_stream: TextIO | None = None,
+    csv_mode: str = "a",
+    extra_sinks: Sequence[Node] = (),
+) -> Pipeline:
+    """Builds the standard logger of an Acme component (an environment loop, a learner) as a
+    Pipeline: the `make_logger(experiment, prefix, time_delta, aggregate_regex,
+    smoothing_regex, smoothing_coeff)` of Neptune's Acme example, one to one, plus a CSV file.
+
+    Records flow through, in order:
+
+    1. `drop_none()`: keys whose value is None are dropped (as Acme's NoneFilter);
+    2. `smooth(smoothing_regex, smoothing_coeff)` if `smoothing_regex` is given: each matching
+       key gets `<key>_smoothed_<coeff>` next to it (warm-up EMA). It comes before the time
+       gate, so every record counts in the average, however fast records arrive;
+    3. a gate: with `aggregate_regex`, an AggregateFilter emits one record per window
+       (`<key>_mean/_std/_median/_max/_min` for matching keys, the last value of the others)
+       on `flush()` (the example's `dump()`), on `close()`, and after every `aggregate_every`
+       records and/or `aggregate_seconds` seconds if given; windows are never throttled, so
+       `time_delta` does not apply. Without `aggregate_regex`, a TimeFilter passes at most
+       one record per `time_delta` seconds, and the last held-back one on flush/close, so the
+       final state always lands (`time_delta=0` passes everything);
+    4. the leaves, each optional: `TerminalSink(label)` (throttled again to one line per
+       `terminal_time_delta` seconds if given; printed to `terminal_stream` or stdout),
+       `CsvSink(<directory>/<label>.csv, mode=csv_mode)`, a NeptuneSink, and the
+       `extra_sinks` (any nodes: a MemorySink, a progress display).
+
+    `neptune`: False for none; True or a dict of `NeptuneSink` keyword arguments (offline mode
+    by default; `prefix` and `step_key` default to this logger's `prefix` and `steps_key`); or
+    a ready Node (a NeptuneSink sharing a run, for instance) used as it is.
+    `prefix`: the namespace of this logger's keys in Neptune (`<prefix>/<key>`); defaults to
+    `label`. CSV columns and terminal keys are not prefixed: the file and the `[Label]` tag
+    already say which logger wrote them.
+    `steps_key`: the record key Neptune uses as the step of every series (e.g.
+    `"train_steps"`); None logs by arrival order.
+    """
+    if not isinstance(label, str) or not label:
+        raise ValueError(f"label must be a non-empty string, got {label!r}")
+    if isinstance(time_delta, bool) or not isinstance(time_delta, (int, float)) or time_delta < 0:
+        raise ValueError(f"time_delta must be a number >= 0 seconds, got {time_delta!r}")
+    _check_neptune(neptune)
+    leaves = _leaves(
+        label,
+        directory=directory,
+        steps_key=steps_key,
+        terminal=terminal,
+        csv=csv,
+        neptune=neptune,
+        prefix=label if prefix is None else prefix,
+        terminal_time_delta=terminal_time_delta,
+        terminal_stream=terminal_stream,
+        csv_mode=csv_mode,
+    )
+    leaves.extend(extra_sinks)
+    if not leaves:
+        raise ValueError(f"make_logger({label!r}) has no sink: enable terminal, csv or neptune")
+    logger = Pipeline(label).drop_none()
+    if smoothing_regex is not None:
+        logger.smooth(smoothing_regex, coeff=smoothing_coeff)
+    if aggregate_regex is not None:
+        logger.aggregate(aggregate_regex, every=aggregate_every, seconds=aggregate_seconds)
+    elif time_delta > 0:
+        logger.then(TimeFilter(time_delta, keep_last=True))
+    return logger.to(*leaves)
+
+
+def _leaves(
+    label: str,
+    *,
+    directory: str | os.PathLike[str] | None,
+    steps_key: str | None,
+    terminal: bool,
+    csv: bool,
+    neptune: bool | Mapping[str, Any] | Node,
+    prefix: str,
+    terminal_time_delta: float | None,
+    terminal_stream: TextIO | None,
+    csv_mode: str,
+) -> list[Node]:
+    """The sinks of `make_logger`, in the order terminal, CSV, Neptune."""
+    leaves: list[Node] = []
+    if terminal:
+        sink: Node = TerminalSink(label, stream=terminal_stream)
+        if terminal_time_delta:
+            sink = TimeFilter(terminal_time_delta, keep_last=True).connect(sink)
+        leaves.append(sink)
+    if csv:
+        if directory is None:
+            raise ValueError("csv=True needs a directory for the CSV file")
+        leaves.append(CsvSink(os.path.join(directory, f"{label}.csv"), mode=csv_mode))
+    if isinstance(neptune, Node):
+        leaves.append(neptune)
+    elif neptune is True or isinstance(neptune, Mapping):
+        options: dict[str, Any] = {"prefix": prefix, "step_key": steps_key}
+        if isinstance(neptune, Mapping):
+            options.update(neptune)
+        leaves.append(_neptune_sink(options))
+    elif neptune is not False and neptune is not None:
+        raise ValueError(
+            f"neptune must be a bool, a dict of NeptuneSink options or a Node, got {neptune!r}"
+        )
+    return leaves
+
+
+def neptune_missing_error() -> ImportError | None:
+    """The ImportError to raise when NeptuneSink would have to make a neptune 1.x run and the
+    client (the `neptune` package) is not installed; None when it is.
+
+    `import sinks.neptune` always succeeds (the client is imported only when a run is made),
+    so this asks the import system instead, without importing the client."""
+    if importlib.util.find_spec("neptune") is not None:
+        return None
+    return ImportError(
+        "Neptune logging needs the Neptune client (the `neptune` package), which is not "
+        "installed: pip install 'rlpipe[neptune]'"
+    )
+
+
+def _check_neptune(neptune: bool | Mapping[str, Any] | Node) -> None:
+    """Raises before any sink is made (a CSV file opened) if the Neptune leaf cannot be."""
+    makes_run = neptune is True or (isinstance(neptune, Mapping) and neptune.get("run") is None)
+    error = neptune_missing_error() if makes_run else None
+    if error is not None:
+        raise error
+
+
+def _neptune_sink(options: Mapping[str, Any]) -> Node:
+    from sinks.neptune import NeptuneSink  # the client itself is imported when a run is made
+
+    _check_neptune(options)
+    sink: Node = NeptuneSink(**options)
+    return sink
+
+
+# -- Acme's logger-factory signature ---------------------------------------------------------
+
+
+class LoggerFactory:
+    """Makes loggers with Acme's factory signature, `(label, steps_key=None, task_instance=0)`,
+    each one a `make_logger` pipeline; pass it where Acme takes a `logger_factory` (Acme >=
+    0.4's experiments) or call it to build an agent's `logger=` arguments.
+
+    `defaults` are `make_logger` keyword arguments for every label; `per_label` maps a label to
+    the arguments that differ for it (e.g. `{"evaluator": {"aggregate_regex": "return"}}`).
+    A `task_instance` other than 0 names the logger `<label>_<instance>` (its CSV file and
+    Neptune namespace). With Neptune on, every logger writes into one shared Neptune run.
+
+    `close()` closes every logger made so far (then the shared Neptune run); the factory is a
+    context manager that does so on exit.
+    """
+
+    def __init__(
+        self,
+        *,
+        per_label: Mapping[str, Mapping[str, Any]] | None = None,
+        **defaults: Any,
+    ) -> None:
+        unknown = set(defaults) - _MAKE_LOGGER_OPTIONS
+        if unknown:
+            raise ValueError(f"unknown make_logger options: {sorted(unknown)}")
+        for label, options in (per_label or {}).items():
+            bad = set(options) - _MAKE_LOGGER_OPTIONS
+            if bad:
+                raise ValueError(f"unknown make_logger options for {label!r}: {sorted(bad)}")
+        self.defaults = dict(defaults)
+        self.per_label = {label: dict(options) for label, options in (per_label or {}).items()}
+        self.loggers: list[Pipeline] = []
+        self._shared_neptune: Any = None
+
+    def __call__(
+        self, label: str, steps_key: str | None = None, task_instance: int = 0
+    ) -> Pipeline:
+        options = {**self.defaults, **self.per_label.get(label, {})}
+        if steps_key is not None:
+            options["steps_key"] = steps_key
+        name = label if not task_instance else f"{label}_{task_instance}"
+        neptune = options.get("neptune", False)
+        if neptune is True or isinstance(neptune, Mapping):
+            options["neptune"] = self._neptune_for(
+                name, options.get("prefix"), options.get("steps_key"), neptune
+            )
+        logger = make_logger(name, **options)
+        self.loggers.append(logger)
+        return logger
+
+    def _neptune_for(
+        self,
+        name: str,
+        prefix: str | None,
+        steps_key: str | None,
+        neptune: bool | Mapping[str, Any],
+    ) -> Node:
+        """A NeptuneSink for one logger; the first one opens the run the others write into."""
+        options: dict[str, Any] = {"prefix": name if prefix is None else prefix}
+        options["step_key"] = steps_key
+        if self._shared_neptune is None:
+            if isinstance(neptune, Mapping):
+                options.update(neptune)
+            sink = _neptune_sink(options)
+            self._shared_neptune = sink
+            return sink
+        options["run"] = self._shared_neptune.run
+        return _neptune_sink(options)
+
+    def close(self) -> None:
+        """Closes every logger this factory made, the one owning the Neptune run last."""
+        owner = [logger for logger in self.loggers if self._owns_run(logger)]
+        for logger in [logger for logger in self.loggers if logger not in owner] + owner:
+            logger.close()
+
+    def _owns_run(self, logger: Pipeline) -> bool:
+        return self._shared_neptune is not None and any(
+            node is self._shared_neptune for node in logger.nodes()
+        )
+
+    def __enter__(self) -> LoggerFactory:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+_MAKE_LOGGER_OPTIONS = frozenset(
+    {
+        "directory",
+        "time_delta",
+        "smoothing_regex",
+        "smoothing_coeff",
+        "aggregate_regex",
+        "aggregate_every",
+        "aggregate_seconds",
+        "steps_key",
+        "terminal",
+        "csv",
+        "neptune",
+        "prefix",
+        "terminal_time_delta",
+        "terminal_stream",
+        "csv_mode",
+        "extra_sinks",
+    }
+)
+
+
+def make_logger_factory(
+    *, per_label: Mapping[str, Mapping[str, Any]] | None = None, **defaults: Any
+) -> LoggerFactory:
+    """A `LoggerFactory`: `factory(label, steps_key=None, task_instance=0)` returns
+    `make_logger(label, **defaults, **per_label.get(label, {}))`."""
+    return LoggerFactory(per_label=per_label, **defaults)
