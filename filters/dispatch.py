@@ -12,7 +12,7 @@ from pipeline.core.isolation import (
     strict_from_env,
     warn_failure,
 )
-from pipeline.core.node import Node, Record
+from pipeline.core.node import Logger, Node, Record
 
 
 class Dispatcher(Node):
@@ -36,7 +36,7 @@ class Dispatcher(Node):
 
     def __init__(
         self,
-        *children: Node,
+        *children: Node | Logger,
         strict: bool | None = None,
         retry_limit: int = 10_000,
         backoff: float = 0.5,

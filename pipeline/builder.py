@@ -24,7 +24,7 @@ from filters import (
 from pipeline.core import lifecycle
 from pipeline.core.columns import Columns
 from pipeline.core.isolation import strict_from_env
-from pipeline.core.node import ClosedError, Node, Record
+from pipeline.core.node import ClosedError, Logger, Node, Record
 
 
 class Pipeline(Node):
@@ -138,8 +138,9 @@ class Pipeline(Node):
         """Appends a FlattenFilter: nested mappings become `a/b/c` keys."""
         return self.then(FlattenFilter(sep=sep))
 
-    def to(self, *targets: Node) -> Pipeline:
-        """Ends the chain with a Dispatcher fanning out to `targets`; returns the pipeline."""
+    def to(self, *targets: Node | Logger) -> Pipeline:
+        """Ends the chain with a Dispatcher fanning out to `targets` (sinks, nodes, ended
+        pipelines, or any logger with `write`, wrapped in a LoggerSink); returns the pipeline."""
         if not targets:
             raise ValueError("to() needs at least one target (a sink, a node or a pipeline)")
         for target in targets:

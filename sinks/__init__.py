@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
+from pipeline.core.logger_sink import LoggerSink
 from sinks.base import Sink
 from sinks.csv import CsvSink
 from sinks.file import BufferedFileSink
@@ -17,6 +18,7 @@ __all__ = [
     "BufferedFileSink",
     "CsvSink",
     "JsonlSink",
+    "LoggerSink",
     "MemorySink",
     "NeptuneSink",
     "NullSink",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.core.node import ClosedError, Node
+from pipeline.core.node import ClosedError, Logger, Node
 
 
 class Sink(Node):
@@ -12,7 +12,7 @@ class Sink(Node):
     flushes and releases the file or connection; writing after `close()` raises ClosedError.
     """
 
-    def connect(self, *children: Node) -> Node:
+    def connect(self, *children: Node | Logger) -> Node:
         raise TypeError(f"{type(self).__name__} is a sink: it has no children")
 
     def _check_open(self) -> None:

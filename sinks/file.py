@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import threading
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 from pipeline.core.columns import Columns, batch_rows
 from pipeline.core.isolation import StoreError
 from pipeline.core.node import Record
+from sinks import flusher
 from sinks.base import Sink
 
 
@@ -48,11 +51,12 @@ class BufferedFileSink(Sink):
     """A sink that appends one text line (or row) per record to a file.
 
     Flush policy: records are held in memory and written when `flush_every` records are
-    held, when `flush_seconds` passed since the oldest held record (checked on write), on
-    `flush()` and on `close()`. Each flush is one append of whole lines straight to the OS
-    (no hidden buffer), followed by `os.fsync` when `fsync=True`; so what was flushed
-    survives a crash of the process, and a crash never leaves half a row behind except in
-    the last line, which is cut off when the file is opened again.
+    held, when `flush_seconds` passed since the oldest held record (with no further write
+    needed: one background thread serves every file sink), on `flush()` and on `close()`.
+    Each flush is one append of whole lines straight to the OS (no hidden buffer), followed
+    by `os.fsync` when `fsync=True`; so what was flushed survives a crash of the process,
+    and a crash never leaves half a row behind except in the last line, which is cut off
+    when the file is opened again.
 
     An existing file is appended to (`mode="a"`); a last line torn by an earlier crash is
     cut off with a warning. `mode="w"` starts the file afresh. Parent folders are created.
@@ -93,7 +97,10 @@ class BufferedFileSink(Sink):
         self.fsync = fsync
         self.max_pending = max_pending
         self._clock = clock
-        self._pending: list[dict[str, Any]] = []
+        # Appended to by the writer without a lock; taken from by whoever stores, under
+        # _store_lock (the writer's thread, or the flusher's when rows are due).
+        self._pending: deque[dict[str, Any]] = deque()
+        self._store_lock = threading.Lock()
         self._oldest = 0.0
         self._retry_at = 0.0
         self._retry_delay = 0.0
@@ -110,6 +117,8 @@ class BufferedFileSink(Sink):
                     stacklevel=3,
                 )
         self._file: io.FileIO | None = None
+        if flush_seconds is not None:
+            flusher.watch(self)
 
     def write(self, data: Record) -> None:
         if self.closed:
@@ -152,25 +161,45 @@ class BufferedFileSink(Sink):
     def on_flush(self) -> None:
         if not self._pending:
             return
-        rows = self._pending
-        try:
-            self._store(rows)
-        except Exception as error:
-            self._retry_delay = min(max(1.0, self._retry_delay * 2), 60.0)
-            self._retry_at = self._clock() + self._retry_delay
-            self._bound_pending()
-            raise StoreError(
-                f"{self!r} could not store {len(rows)} rows ({type(error).__name__}: {error}); "
-                "they are kept and retried"
-            ) from error
-        self._pending = []
-        self._retry_at = self._retry_delay = 0.0
-        self.rows_written += len(rows)
+        with self._store_lock:
+            pending = self._pending
+            rows = [pending.popleft() for _ in range(len(pending))]
+            if not rows:
+                return
+            try:
+                self._store(rows)
+            except Exception as error:
+                pending.extendleft(reversed(rows))
+                self._retry_delay = min(max(1.0, self._retry_delay * 2), 60.0)
+                self._retry_at = self._clock() + self._retry_delay
+                self._bound_pending()
+                raise StoreError(
+                    f"{self!r} could not store {len(rows)} rows "
+                    f"({type(error).__name__}: {error}); they are kept and retried"
+                ) from error
+            if pending:  # rows written while these were stored
+                self._oldest = self._clock()
+            self._retry_at = self._retry_delay = 0.0
+            self.rows_written += len(rows)
+
+    def flush_due(self) -> float | None:
+        """Seconds until the held rows are due for storing (<= 0: now); None if none are."""
+        if not self._pending or self.flush_seconds is None or self.closed:
+            return None
+        now = self._clock()
+        return max(self._oldest + self.flush_seconds, self._retry_at) - now
+
+    def flush_on_time(self) -> None:
+        """Stores the held rows now (called by the flusher thread when they are due). A
+        failure keeps them for the next try, as any flush does."""
+        with contextlib.suppress(Exception):
+            self.on_flush()
 
     def _bound_pending(self) -> None:
         excess = len(self._pending) - self.max_pending
         if excess > 0:
-            del self._pending[:excess]
+            for _ in range(excess):
+                self._pending.popleft()
             self.counts.note(
                 "lost",
                 f"storage keeps failing and {self.max_pending} rows are held; the oldest are "
@@ -208,11 +237,12 @@ class BufferedFileSink(Sink):
             self._file = None
 
     def on_close(self) -> None:
+        flusher.forget(self)
         self._drop_handle()
         if self._pending:
             left = len(self._pending)
             self.counts["lost"] += left
-            self._pending = []
+            self._pending.clear()
             raise StoreError(f"{self!r}: {left} rows could not be stored before close; lost")
 
     @property

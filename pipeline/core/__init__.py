@@ -9,7 +9,8 @@ from pipeline.core import acme_logger  # noqa: F401  (every Node is an Acme Logg
 from pipeline.core.columns import Columns, batch_length, iter_rows
 from pipeline.core.counts import Counts
 from pipeline.core.keys import KeyMatcher
-from pipeline.core.node import ClosedError, Node, Record
+from pipeline.core.logger_sink import LoggerSink
+from pipeline.core.node import ClosedError, Logger, Node, Record
 from pipeline.core.values import is_finite_number, plain, to_float
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "Columns",
     "Counts",
     "KeyMatcher",
+    "Logger",
+    "LoggerSink",
     "Node",
     "Record",
     "batch_length",

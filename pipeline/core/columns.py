@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.core.values import plain
+
 Columns = Mapping[str, Any]
 """A batch of records as columns: metric name -> sequence (or 1-d array) of values."""
 
@@ -41,15 +43,16 @@ def iter_rows(columns: Columns) -> Iterator[dict[str, Any]]:
 def batch_rows(columns: Columns, *, python_scalars: bool = False) -> list[dict[str, Any]]:
     """The rows of a batch as dicts, in order, built at C speed; the values `iter_rows` gives.
 
-    With `python_scalars`, numeric numpy columns give Python bools, ints and floats instead of
-    numpy scalars (for sinks that turn values into plain Python data anyway: same output).
+    With `python_scalars`, numeric numpy columns give the Python bools, ints and floats that
+    `plain` makes of their values instead of numpy scalars (for sinks that turn values into
+    plain Python data anyway: same output).
     """
     if not batch_length(columns):
         return []
     values = []
     for column in columns.values():
         if python_scalars and numeric(column) is not None:
-            values.append(column.tolist())
+            values.append(plain(column))
         else:
             values.append(column if isinstance(column, (list, tuple)) else list(column))
     keys = list(columns)

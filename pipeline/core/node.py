@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.core.columns import Columns, iter_rows
 from pipeline.core.counts import Counts
 
 Record = Mapping[str, Any]
 """One set of metrics written at once: metric name -> value."""
+
+
+class Logger(Protocol):
+    """Anything with Acme's `Logger.write`: a leaf that `connect` wraps in a LoggerSink."""
+
+    def write(self, data: Record) -> None: ...
 
 
 class ClosedError(RuntimeError):
@@ -54,14 +60,13 @@ class Node:
         """The nodes this node sends its records to."""
         return tuple(self._children)
 
-    def connect(self, *children: Node) -> Node:
-        """Sends this node's records to `children` as well; returns `self`."""
-        for child in children:
-            if not isinstance(child, Node):
-                raise TypeError(
-                    f"{type(self).__name__} can only send records to a Node, "
-                    f"got {type(child).__name__}"
-                )
+    def connect(self, *children: Node | Logger) -> Node:
+        """Sends this node's records to `children` as well; returns `self`.
+
+        A child that is not a Node but has a `write(record)` method (an Acme logger, a
+        user's own) is wrapped in a `LoggerSink`."""
+        for target in children:
+            child = target if isinstance(target, Node) else _as_leaf(self, target)
             if child is self or self in child.nodes():
                 raise ValueError(
                     f"connecting {type(self).__name__} to {type(child).__name__} "
@@ -199,3 +204,14 @@ class Node:
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
+
+
+def _as_leaf(parent: Node, target: object) -> Node:
+    if not callable(getattr(target, "write", None)):
+        raise TypeError(
+            f"{type(parent).__name__} can only send records to a Node or a logger with a "
+            f"write(record) method, got {type(target).__name__}"
+        )
+    from pipeline.core.logger_sink import LoggerSink  # it subclasses Node: defined below it
+
+    return LoggerSink.of(target)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 
 def _int_to_float(value: int) -> float:
     try:
@@ -51,7 +53,11 @@ def to_float(value: Any) -> float | None:
 def plain(value: Any) -> Any:
     """The value as plain Python data: numpy/jax/torch scalars and 0-d arrays become Python
     scalars, arrays become nested lists, mappings and sequences are converted element-wise.
-    Anything else is returned as it is."""
+    Anything else is returned as it is.
+
+    numpy floats narrower than 64 bits become the Python float of their shortest decimal
+    text (`np.float32(0.1)` -> `0.1`, not `0.10000000149011612`): written as text, it reads
+    back to the same float32."""
     kind = type(value)
     if kind in (float, int, str, bool) or value is None:
         return value
@@ -59,6 +65,10 @@ def plain(value: Any) -> Any:
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
+    if isinstance(value, np.ndarray | np.floating) and value.dtype.kind == "f":
+        if value.dtype.itemsize < 8:
+            value = value.astype(str).astype(np.float64)
+        return value.tolist()
     tolist = getattr(value, "tolist", None)
     if tolist is not None and getattr(value, "dtype", None) is not None:
         try:

@@ -1,0 +1,63 @@
+"""Many Ray workers, one pipeline: a Hub actor owns the pipeline, workers write through senders.
+
+    import ray
+    from pipeline import Pipeline
+    from pipeline.integrations.ray import Hub
+    from sinks import CsvSink
+
+    def central() -> Pipeline:  # runs inside the hub actor: module-level, hence picklable
+        return Pipeline("hub").aggregate(r"return", every=100).to(CsvSink("runs/all.csv"))
+
+    @ray.remote
+    def rollout(log, seed: int) -> None:
+        with log:  # closing ships what is held and waits for the acks
+            for step in range(1000):
+                log.write({"step": step, "return": float(seed + step)})
+
+    hub = Hub(central)
+    ray.get([rollout.remote(hub.sender(worker=i), i) for i in range(4)])
+    hub.close()  # drains, closes the central pipeline, ends the actor
+
+`Hub(factory)` starts one Ray actor that builds `factory()` (a Pipeline, made inside the
+actor, so the factory must be picklable by Ray: a module-level function, a functools.partial,
+a lambda) and owns it. `hub.sender(**tags)` is a Node that any Ray task or actor can use: it
+adds `tags` to every record and ships records to the hub in batches, asynchronously. Records
+from every worker meet in the one central pipeline, so an aggregate there is over all workers.
+
+Guarantees (what the sender and the hub promise):
+
+- Order: records of one sender reach the central pipeline in the order they were written
+  (Ray runs the calls of one caller on a synchronous actor in submission order).
+- Exactly once while the hub lives: every batch carries the sender's stream id and a sequence
+  number; the hub applies each (stream, number) once and counts a repeat as a duplicate.
+- Bounded: a sender holds at most `batch_size` records plus `max_in_flight` batches in flight.
+  When the hub is behind and every slot is taken, `write` waits at most `write_timeout`
+  seconds for an acknowledgement; then the batch is dropped, counted in `.lost` and warned
+  about once, and the sender stops waiting (it drops, without blocking, while every slot is
+  still taken, and waits again once an ack frees a slot). `flush()` and `close()` wait at most
+  `flush_timeout` seconds for the acks.
+- Faults: when the hub actor dies for good, each sender warns once and counts in `.lost`
+  every record it could not deliver (those in flight and all later ones); nothing blocks.
+  A batch the hub cannot take (a value its process cannot unpickle) is lost alone, counted
+  and warned about; an empty batch takes its sequence number and the stream goes on.
+- Restarts: with `Hub(..., max_restarts=n)` Ray restarts a dead hub actor and re-sends the
+  calls that were in flight. The new actor rebuilds the pipeline with `factory()`, so file
+  sinks (append mode, the default) continue their files, and the senders go on unchanged.
+  What the dead actor held in memory is gone: rows its file sinks had not yet written (at most
+  `flush_every` rows or `flush_seconds` of them) and its aggregates' open windows. A batch the
+  dead actor applied but did not acknowledge is applied again (at least once across a
+  restart); every other batch is applied exactly once.
+
+Counts: `sender.written == sender.sent + sender.lost + sender.unconfirmed` once it is closed
+(`unconfirmed`: shipped but not acknowledged within `flush_timeout`). `hub.status()` lists
+every stream the hub has seen (tags, records, batches, duplicates, whether it ended).
+
+Importing this module does not import Ray; making a Hub does (`pip install 'rlpipe[ray]'`).
+"""
+
+from pipeline.integrations.ray.core import HubCore
+from pipeline.integrations.ray.hub import Hub
+from pipeline.integrations.ray.sender import HubSender
+from pipeline.integrations.ray.status import HubStatus, StreamStatus
+
+__all__ = ["Hub", "HubCore", "HubSender", "HubStatus", "StreamStatus"]

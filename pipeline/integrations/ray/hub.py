@@ -1,0 +1,185 @@
+"""The driver's handle: Hub starts the hub actor and hands out senders."""
+
+from __future__ import annotations
+
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pipeline.core.node import ClosedError, Node
+from pipeline.integrations.ray.core import remote_core
+from pipeline.integrations.ray.sender import HubSender, SenderSettings
+from pipeline.integrations.ray.status import HubStatus
+from pipeline.integrations.ray.support import first_line, import_ray
+
+__all__ = ["Hub"]
+
+
+class Hub:
+    """Starts a Ray actor that builds `factory()` and owns it; hands out senders to workers.
+
+    Arguments: `batch_size` records per batch (default 256), `max_in_flight` batches a sender
+    may have unacknowledged (8), `flush_seconds` after which a partial batch is shipped at the
+    next write (1.0; None: only by size, flush and close), `write_timeout` the longest a write
+    waits for the hub when every slot is taken (5.0 s), `flush_timeout` the longest flush and
+    close wait for acknowledgements (30.0 s), `max_restarts` how often Ray restarts a dead hub
+    actor (0), `actor_options` more `ray.remote` options for the actor (name, num_cpus,
+    resources, scheduling_strategy...), `start_timeout` how long to wait for `factory()`.
+
+    `call(fn, *args)` runs `fn(pipeline, *args)` inside the actor and returns the result (for
+    tests and inspection); `flush()` flushes the central pipeline; `status()` reports every
+    stream; `close()` closes senders made in this process, waits for the others' streams to
+    end (at most `timeout` s, and no longer than `grace` s without a new batch), closes the
+    central pipeline, ends the actor and returns the final status. The actor handle is
+    `hub.actor`.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[], Node],
+        *,
+        batch_size: int = 256,
+        max_in_flight: int = 8,
+        flush_seconds: float | None = 1.0,
+        write_timeout: float = 5.0,
+        flush_timeout: float = 30.0,
+        max_restarts: int = 0,
+        actor_options: Mapping[str, Any] | None = None,
+        start_timeout: float = 120.0,
+    ) -> None:
+        if not callable(factory):
+            raise TypeError(f"factory must be callable, got {type(factory).__name__}")
+        for name, value in (("batch_size", batch_size), ("max_in_flight", max_in_flight)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        for name, seconds in (
+            ("write_timeout", write_timeout),
+            ("flush_timeout", flush_timeout),
+            ("flush_seconds", 1.0 if flush_seconds is None else flush_seconds),
+        ):
+            if not isinstance(seconds, (int, float)) or not seconds >= 0:
+                raise ValueError(f"{name} must be a number of seconds >= 0, got {seconds!r}")
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < -1:
+            raise ValueError(f"max_restarts must be an int >= -1, got {max_restarts!r}")
+        ray = self._ray = import_ray()
+        self._settings = SenderSettings(
+            batch_size, max_in_flight, flush_seconds, float(write_timeout), float(flush_timeout)
+        )
+        options: dict[str, Any] = {
+            "max_restarts": max_restarts,
+            "max_task_retries": -1 if max_restarts else 0,
+        }
+        options.update(actor_options or {})
+        self.actor = remote_core(ray).options(**options).remote(factory)
+        self.closed = False
+        self.final: HubStatus | None = None
+        self._senders: weakref.WeakSet[HubSender] = weakref.WeakSet()
+        try:
+            ray.get(self.actor.ready.remote(), timeout=start_timeout)
+        except ray.exceptions.GetTimeoutError as error:
+            ray.kill(self.actor, no_restart=True)
+            raise TimeoutError(f"the hub's factory did not finish in {start_timeout} s") from error
+        except ray.exceptions.RayActorError as error:
+            ray.kill(self.actor, no_restart=True)
+            raise RuntimeError(f"the hub could not start: {error}") from error
+
+    def sender(self, **tags: Any) -> HubSender:
+        """A new sender (a picklable Node) that adds `tags` to every record it ships here."""
+        if self.closed:
+            raise ClosedError("the hub is closed; it hands out no more senders")
+        sender = HubSender(self.actor, tags, self._settings)
+        self._senders.add(sender)
+        return sender
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Runs `fn(pipeline, *args, **kwargs)` inside the actor; returns its (pickled) result.
+        Calls are applied in between batches, never during one."""
+        return self._ray.get(self.actor.call.remote(fn, args, kwargs))
+
+    def flush(self) -> None:
+        """Flushes the senders made in this process, then the central pipeline."""
+        for sender in list(self._senders):
+            if not sender.closed:
+                sender.flush()
+        self._ray.get(self.actor.flush.remote(), timeout=self._settings.flush_timeout)
+
+    def status(self) -> HubStatus:
+        """Every stream the hub has seen, with its counts."""
+        if self.final is not None:
+            return self.final
+        status: HubStatus = self._ray.get(self.actor.status.remote())
+        return status
+
+    def close(self, timeout: float = 30.0, grace: float = 1.0) -> HubStatus | None:
+        """Drains, closes the central pipeline and ends the actor; returns the final status
+        (None when the actor had died). Idempotent."""
+        if self.closed:
+            return self.final
+        ray = self._ray
+        for sender in list(self._senders):
+            sender.close()
+        self.closed = True
+        try:
+            self._drain(timeout, grace)
+            self.final = ray.get(self.actor.close.remote(), timeout=timeout)
+        except ray.exceptions.RayActorError as error:
+            warnings.warn(
+                f"rlpipe: the hub actor died before it was closed ({first_line(error)}); "
+                "the senders counted what they could not deliver",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None
+        finally:
+            ray.kill(self.actor, no_restart=True)
+        final = self.final
+        assert final is not None
+        for message in final.warnings:
+            warnings.warn(f"rlpipe: hub: {message}", RuntimeWarning, stacklevel=2)
+        open_streams = [s for s in final.streams.values() if not s.ended]
+        if open_streams:
+            listed = "; ".join(f"{s.tags or '{}'}: {s.records} records" for s in open_streams)
+            warnings.warn(
+                f"rlpipe: the hub closed while {len(open_streams)} senders had not closed "
+                f"(what they shipped after this is lost): {listed}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        failed = [s for s in final.streams.values() if s.failed]
+        if failed:
+            listed = "; ".join(f"{s.tags}: {s.failed} ({s.first_error})" for s in failed)
+            warnings.warn(
+                f"rlpipe: the central pipeline refused records: {listed}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return final
+
+    def _drain(self, timeout: float, grace: float) -> None:
+        """Waits until every stream the hub saw has ended, at most `timeout` seconds, and no
+        more than `grace` seconds in a row without a new batch arriving."""
+        ray = self._ray
+        deadline = time.monotonic() + timeout
+        last_batches, quiet_since = -1, time.monotonic()
+        while True:
+            status: HubStatus = ray.get(self.actor.status.remote(), timeout=timeout)
+            if all(stream.ended for stream in status.streams.values()):
+                return
+            batches = sum(stream.batches for stream in status.streams.values())
+            now = time.monotonic()
+            if batches != last_batches:
+                last_batches, quiet_since = batches, now
+            if now >= deadline or now - quiet_since >= grace:
+                return
+            time.sleep(0.05)
+
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Hub({'closed' if self.closed else 'open'})"

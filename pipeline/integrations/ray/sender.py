@@ -1,0 +1,307 @@
+"""The workers' side of a Hub: HubSender batches records and ships them to the hub actor."""
+
+from __future__ import annotations
+
+import time
+import uuid
+import warnings
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.core.columns import Columns, batch_length
+from pipeline.core.node import ClosedError, Record
+from pipeline.integrations.ray.support import first_line, import_ray, user_stacklevel
+from sinks.base import Sink
+
+__all__ = ["HubSender", "SenderSettings"]
+
+
+@dataclass(frozen=True)
+class SenderSettings:
+    """How a Hub's senders batch and wait (the Hub's arguments of the same names)."""
+
+    batch_size: int
+    max_in_flight: int
+    flush_seconds: float | None
+    write_timeout: float
+    flush_timeout: float
+
+
+class _InFlight:
+    """A batch shipped and not yet confirmed (applied, by the hub's low mark)."""
+
+    __slots__ = ("count", "entries", "ref", "seq")
+
+    def __init__(self, seq: int, entries: list[Any], count: int) -> None:
+        self.ref: Any = None  # the pending call; None once it answered
+        self.seq = seq
+        self.entries = entries
+        self.count = count
+
+
+class HubSender(Sink):
+    """A Node that ships records to a Hub's central pipeline; made by `hub.sender(**tags)`.
+
+    `write(record)` adds the sender's tags to a copy of the record (a key the record has
+    itself keeps the record's value) and holds it; a batch is shipped, without waiting for the
+    hub, when `batch_size` records are held, at the first write `flush_seconds` after the
+    oldest held one, and on `flush()`/`close()`. `write_batch(columns)` ships the columns as
+    one entry (the hub writes them with `write_batch`). `flush()` ships what is held and waits
+    (at most `flush_timeout` s) until the hub acknowledged every batch: the records were then
+    written into the central pipeline (which `hub.flush()` flushes; a sender's flush does not,
+    so that one worker cannot cut the others' aggregate windows). `close()` also tells the hub
+    this stream ended. Back-pressure and failures: see the module documentation.
+
+    Picklable: pass it to a Ray task or actor. Each copy (each process it is unpickled in)
+    is a stream of its own, with its own sequence numbers and counts. Not thread-safe: share a
+    Pipeline that ends in it between threads (`Pipeline().to(hub.sender())`), not the sender.
+
+    Counts: `written` records taken, `sent` acknowledged by the hub, `lost` dropped (hub dead,
+    closed or behind), `unconfirmed` shipped but unacknowledged when the sender closed.
+    """
+
+    def __init__(self, actor: Any, tags: Mapping[str, Any], settings: SenderSettings) -> None:
+        super().__init__()
+        self._ray = import_ray()
+        self._actor = actor
+        self.tags: dict[str, Any] = dict(tags)
+        self.counts.owner = repr(self)  # warnings name the stream by its tags
+        self._settings = settings
+        self._batch_size = settings.batch_size
+        self._flush_seconds = settings.flush_seconds
+        self.stream = uuid.uuid4().hex
+        self._entries: list[Any] = []
+        self._count = 0
+        self._deadline = float("inf")
+        self._in_flight: deque[_InFlight] = deque()
+        self._seq = 0
+        self._acked = 0
+        self._behind = False
+        self._dead = ""
+        self._warned_unacknowledged = False
+        self.written = 0
+        self.sent = 0
+        self.unconfirmed = 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_sender, (self._actor, self.tags, self._settings))
+
+    # -- taking records ---------------------------------------------------------------------
+
+    def write(self, data: Record) -> None:
+        if self.closed:
+            self._check_open()
+        self._entries.append({**self.tags, **data} if self.tags else dict(data))
+        self.written += 1
+        count = self._count = self._count + 1
+        if count >= self._batch_size:
+            self._ship()
+        elif count == 1:
+            if self._flush_seconds is not None:
+                self._deadline = time.monotonic() + self._flush_seconds
+        elif time.monotonic() >= self._deadline:
+            self._ship()
+
+    def write_batch(self, columns: Columns) -> None:
+        if self.closed:
+            self._check_open()
+        rows = batch_length(columns)
+        if rows == 0:
+            return
+        tagged = {key: [value] * rows for key, value in self.tags.items()}
+        tagged.update(columns)
+        self._entries.append((tagged, rows))
+        self.written += rows
+        count = self._count = self._count + rows
+        if count >= self._batch_size:
+            self._ship()
+        elif count == rows and self._flush_seconds is not None:
+            self._deadline = time.monotonic() + self._flush_seconds
+        elif time.monotonic() >= self._deadline:
+            self._ship()
+
+    # -- shipping ---------------------------------------------------------------------------
+
+    def _ship(self) -> None:
+        entries, count = self._entries, self._count
+        self._entries, self._count, self._deadline = [], 0, float("inf")
+        if not count:
+            return
+        limit = self._settings.max_in_flight
+        if not self._dead:
+            self._collect(0.0, limit - 1)
+            if len(self._in_flight) >= limit and not self._behind:
+                self._collect(self._settings.write_timeout, limit - 1)
+        if self._dead:
+            self._lose(count, self._dead)
+            return
+        if len(self._in_flight) >= limit:
+            self._behind = True
+            self._lose(
+                count,
+                f"the hub is behind: {limit} batches were unacknowledged for "
+                f"{self._settings.write_timeout} s",
+            )
+            return
+        self._behind = False
+        batch = _InFlight(self._seq, entries, count)
+        self._seq += 1
+        self._in_flight.append(batch)
+        self._submit(batch)
+
+    def _submit(self, batch: _InFlight) -> None:
+        batch.ref = self._actor.push.remote(
+            self.stream, batch.seq, self._acked, batch.count, batch.entries, self.tags
+        )
+
+    def _collect(self, timeout: float, target: int) -> None:
+        """Takes the hub's answers and confirms the batches it applied, waiting at most
+        `timeout` seconds for at most `target` batches to remain unconfirmed. Answered
+        batches the hub holds back (after a restart) are released with a `sync`, and sent
+        again if the hub does not have them."""
+        ray = self._ray
+        deadline = time.monotonic() + timeout
+        in_flight = self._in_flight
+        while in_flight and not self._dead:
+            pending = [batch.ref for batch in in_flight if batch.ref is not None]
+            remaining = max(0.0, deadline - time.monotonic())
+            if len(in_flight) <= target:
+                remaining = 0.0
+            if pending:
+                ready, _ = ray.wait(pending, num_returns=1, timeout=remaining)
+                if ready and len(pending) > 1:
+                    ready, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
+                done = set(ready)
+                for batch in list(in_flight):
+                    if batch.ref is not None and batch.ref in done:
+                        self._settle(batch)
+                self._confirm()
+                if not ready and remaining <= 0.0:
+                    return
+            else:
+                # Every unconfirmed batch was answered, none applied: the hub holds them
+                # behind a gap, or (restarted) lost them. Tell it what was applied; resend.
+                self._sync(remaining)
+                if not in_flight or self._dead or remaining <= 0.0:
+                    return
+                for batch in in_flight:
+                    if batch.ref is None:
+                        self._submit(batch)
+        if self._dead:
+            for batch in in_flight:
+                self._lose(batch.count, self._dead)
+            in_flight.clear()
+
+    def _settle(self, batch: _InFlight) -> None:
+        """Reads one answer from the hub."""
+        ray = self._ray
+        ref, batch.ref = batch.ref, None
+        try:
+            low = ray.get(ref)
+        except ray.exceptions.ActorUnavailableError:
+            pass  # it may or may not have run: `_collect` syncs and resends, applied once
+        except ray.exceptions.RayActorError as error:
+            self._died(f"the hub actor died ({first_line(error)})")
+        except ClosedError:
+            self._died("the hub is closed")
+        except Exception as error:
+            # The call failed without applying the batch (e.g. a value the hub's process
+            # cannot unpickle). Its records are lost; an empty batch takes its sequence number,
+            # so the hub does not hold the batches after it behind a gap forever.
+            self._lose(batch.count, f"the hub failed ({type(error).__name__}: {error})")
+            if batch.entries:
+                batch.entries, batch.count = [], 0
+                self._submit(batch)
+            else:  # even an empty batch fails: give the number up (the hub waits, then closes)
+                self._in_flight.remove(batch)
+        else:
+            self._acked = max(self._acked, int(low))
+
+    def _confirm(self) -> None:
+        in_flight, acked = self._in_flight, self._acked
+        while in_flight and in_flight[0].seq < acked:
+            self.sent += in_flight.popleft().count
+
+    def _sync(self, timeout: float) -> None:
+        ray = self._ray
+        try:
+            low = ray.get(self._actor.sync.remote(self.stream, self._acked), timeout=timeout)
+        except ray.exceptions.ActorUnavailableError:
+            time.sleep(min(timeout, 0.05))
+            return
+        except ray.exceptions.RayActorError as error:
+            self._died(f"the hub actor died ({first_line(error)})")
+            return
+        except ray.exceptions.GetTimeoutError:
+            return
+        except ClosedError:
+            self._died("the hub is closed")
+            return
+        self._acked = max(self._acked, int(low))
+        self._confirm()
+
+    def _died(self, reason: str) -> None:
+        if not self._dead:
+            self._dead = reason
+
+    def _lose(self, count: int, reason: str) -> None:
+        self.counts.note(
+            "lost",
+            f"could not send {count} records: {reason}; training goes on",
+            key=reason.split(" (")[0].split(":")[0],  # warned once per kind of failure
+            n=count,
+            stacklevel=user_stacklevel(),
+        )
+
+    # -- flush and close --------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Records shipped and not yet confirmed as applied by the hub."""
+        return sum(batch.count for batch in self._in_flight)
+
+    @property
+    def lost(self) -> int:
+        """Records dropped: the hub dead, closed or behind (`counts["lost"]`)."""
+        return self.counts["lost"]
+
+    def on_flush(self) -> None:
+        self._ship()
+        self._collect(self._settings.flush_timeout, 0)
+        if self._in_flight and not self._warned_unacknowledged:
+            self._warned_unacknowledged = True
+            warnings.warn(
+                f"rlpipe: {self!r}: {len(self._in_flight)} batches still unacknowledged after "
+                f"{self._settings.flush_timeout} s; they stay in flight",
+                RuntimeWarning,
+                stacklevel=user_stacklevel(),
+            )
+
+    def on_close(self) -> None:
+        if self._seq and not self._dead and not self._in_flight:
+            try:
+                self._ray.get(
+                    self._actor.end.remote(self.stream), timeout=self._settings.flush_timeout
+                )
+            except Exception as error:
+                self._died(f"the hub did not answer ({type(error).__name__})")
+        self.unconfirmed = self.in_flight
+        self._in_flight.clear()
+        if self.lost or self.unconfirmed:
+            warnings.warn(
+                f"rlpipe: {self!r} closed: {self.sent} records delivered, {self.lost} lost, "
+                f"{self.unconfirmed} unconfirmed" + (f" ({self._dead})" if self._dead else ""),
+                RuntimeWarning,
+                stacklevel=user_stacklevel(),
+            )
+
+    def __repr__(self) -> str:
+        tags = ", ".join(f"{key}={value!r}" for key, value in self.tags.items())
+        return f"HubSender({tags})"
+
+
+def _rebuild_sender(actor: Any, tags: dict[str, Any], settings: SenderSettings) -> HubSender:
+    """Unpickles a HubSender as a new stream to the same hub."""
+    return HubSender(actor, tags, settings)

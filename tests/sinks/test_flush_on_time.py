@@ -1,0 +1,94 @@
+"""Held rows reach the file within `flush_seconds` of being written, with no further call."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import Pipeline
+from sinks import CsvSink, JsonlSink
+from sinks.file import BufferedFileSink
+
+
+def wait_for_lines(path: Path, count: int, timeout: float) -> float:
+    """Seconds until `path` has `count` lines; fails after `timeout`."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if path.read_bytes().count(b"\n") >= count:
+            return time.monotonic() - start
+        time.sleep(0.01)
+    raise AssertionError(f"{path} did not get {count} lines within {timeout} s")
+
+
+def test_a_lone_row_is_in_the_csv_within_three_seconds_with_default_settings(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "train.csv"
+    logger = Pipeline("train", close_at_exit=False).to(CsvSink(path))
+    logger.write({"step": 1, "return": 0.5})
+    waited = wait_for_lines(path, 2, timeout=3.0)
+    assert waited >= 1.5  # held for about flush_seconds (2 s), not written at once
+    with path.open(newline="") as handle:
+        assert list(csv.DictReader(handle)) == [{"step": "1", "return": "0.5"}]
+    logger.close()
+
+
+def test_a_run_that_goes_quiet_shows_its_last_rows(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    sink = JsonlSink(path, flush_seconds=0.2)
+    for step in range(5):
+        sink.write({"step": step})
+    wait_for_lines(path, 5, timeout=2.0)
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [
+        0, 1, 2, 3, 4,
+    ]
+    sink.close()
+
+
+@pytest.mark.parametrize("sink_class", [CsvSink, JsonlSink])
+def test_rows_written_while_the_flusher_stores_are_neither_lost_nor_doubled(
+    tmp_path: Path, sink_class: type[BufferedFileSink]
+) -> None:
+    path = tmp_path / f"rows.{sink_class.__name__}"
+    sink = sink_class(path, flush_every=1_000_000, flush_seconds=0.0005)
+    rows = 20_000
+    for step in range(rows):
+        sink.write({"step": step, "late": step} if step > rows // 2 else {"step": step})
+        if step % 1000 == 0:
+            time.sleep(0.002)  # let the flusher in mid-stream
+    sink.close()
+    if sink_class is CsvSink:
+        with path.open(newline="") as handle:
+            steps = [int(row["step"]) for row in csv.DictReader(handle)]
+    else:
+        steps = [json.loads(line)["step"] for line in path.read_text().splitlines()]
+    assert steps == list(range(rows))
+    assert sink.rows_written == rows
+
+
+def test_no_thread_is_left_once_every_file_sink_is_closed(tmp_path: Path) -> None:
+    sinks = [CsvSink(tmp_path / f"{i}.csv") for i in range(3)]
+    for sink in sinks:
+        sink.write({"a": 1})
+        sink.close()
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        if not any(thread.name == "rlpipe-flusher" for thread in threading.enumerate()):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the flusher thread outlived every file sink")
+
+
+def test_a_sink_without_flush_seconds_waits_for_flush_every_or_close(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    sink = CsvSink(path, flush_seconds=None)
+    sink.write({"a": 1})
+    time.sleep(0.7)
+    assert path.read_text() == ""
+    sink.close()
+    assert path.read_bytes() == b"a\r\n1\r\n"
