@@ -28,7 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from pipeline.cli.plot import file_format, flatten, run_files
+from pipeline.cli.runfiles import file_format, run_files
+from pipeline.core.flatten import flatten
 
 CHUNK = 1 << 22
 """At most this many bytes are read per read call (a large file is read in pieces)."""
@@ -180,7 +181,7 @@ class JsonlFollower(Follower):
 
 
 def follower(path: Path) -> Follower:
-    """The follower for a file, by its format (see `pipeline.cli.plot.file_format`)."""
+    """The follower for a file, by its format (see `pipeline.cli.runfiles.file_format`)."""
     kind = file_format(path) if path.exists() else "csv"
     if kind == "jsonl":
         return JsonlFollower(path)

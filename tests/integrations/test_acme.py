@@ -22,7 +22,7 @@ from acme.utils import loggers as acme_loggers
 
 from filters import AggregateFilter, SmoothingFilter, TimeFilter
 from pipeline import Node, Pipeline
-from pipeline.cli.demo import GymnasiumEnvironment
+from pipeline.cli.demo_agent import GymnasiumEnvironment
 from pipeline.integrations.acme import (
     LoggerFactory,
     make_logger,

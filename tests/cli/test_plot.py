@@ -21,19 +21,19 @@ from matplotlib.lines import Line2D
 
 from pipeline import Pipeline
 from pipeline.cli import main as rlpipe
-from pipeline.cli.plot import (
+from pipeline.cli.curves import (
     default_x,
     ema,
-    figure,
     load_runs,
-    main,
     moving_average,
-    read_table,
     split_name,
     step_rank,
 )
+from pipeline.cli.plot import figure, main
+from pipeline.cli.runfiles import Table, read_table
 from pipeline.cli.tail import DelimitedFollower
 from sinks import CsvSink, JsonlSink
+from tests.reference import warmup_ema
 
 RETURNS = [12.0, 20.0, 9.0, 35.0, 50.0, 41.0, 80.0, 120.0, 95.0, 200.0, 180.0, 260.0]
 
@@ -184,15 +184,11 @@ def test_out_and_dpi_choose_the_file_and_its_size(tmp_path: Path) -> None:
     ],
 )
 def test_x_is_the_most_step_like_column(columns: list[str], expected: str | None) -> None:
-    from pipeline.cli.plot import Table
-
     table = Table(Path("t.csv"), {c: np.arange(3.0) for c in columns}, 3)
     assert default_x(table) == expected
 
 
 def test_x_is_a_column_that_counts_up_before_a_per_iteration_count() -> None:
-    from pipeline.cli.plot import Table
-
     # RLlib: the steps sampled in each iteration (constant) sort before the lifetime total
     columns = {
         "env_runners/episode_return_mean": np.array([20.0, 25.0, 31.0]),
@@ -314,6 +310,14 @@ def test_ema_has_the_filters_warm_up_and_skips_missing_values() -> None:
     assert smoothed[0] == 10.0 and math.isnan(smoothed[1])
     assert smoothed[2] == pytest.approx(19.5)
     assert smoothed[3] == pytest.approx(0.905 * 30 + 0.095 * 19.5)
+
+
+def test_ema_is_the_reference_warm_up_ema_of_the_finite_values() -> None:
+    values = np.array([math.inf, *RETURNS[:6], math.nan, *RETURNS[6:]])
+    smoothed = ema(values, 0.9)
+    finite = np.isfinite(values)
+    assert np.isnan(smoothed[~finite]).all()
+    assert smoothed[finite].tolist() == pytest.approx(warmup_ema(RETURNS, 0.9), rel=1e-12)
 
 
 def test_window_is_a_trailing_mean_over_finite_values() -> None:

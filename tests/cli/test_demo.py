@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -12,21 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.cli.demo import (
-    GymnasiumEnvironment,
-    TabularQActor,
-    cartpole_discretizer,
-    main,
-    parse_args,
-)
+from pipeline.cli import main as rlpipe
+from pipeline.cli.demo import main, parse_args, plot_command, summary
+from pipeline.cli.demo_agent import GymnasiumEnvironment, TabularQActor, cartpole_discretizer
+from sinks import CsvSink
 from tests.reference import warmup_ema
 
 
 def column(path: Path, key: str) -> list[float]:
     with path.open(encoding="utf-8", newline="") as handle:
         return [float(row[key]) for row in csv.DictReader(handle)]
-
-
 
 
 def test_demo_learns_and_the_csv_shows_the_smoothed_return_rising(
@@ -63,6 +59,7 @@ def test_demo_learns_and_the_csv_shows_the_smoothed_return_rising(
     assert "[Train]" in out and "[Eval]" in out  # periodic lines when not on a terminal
     assert f"{run_dir / 'train.csv'}  (150 episodes)" in out
     assert f"{run_dir / 'eval.csv'}  (6 evaluation rounds)" in out
+    assert out.rstrip().endswith(f"rlpipe plot {run_dir}")
 
 
 @pytest.mark.slow
@@ -83,6 +80,7 @@ def test_rlpipe_demo_command_writes_csv_and_an_offline_neptune_run(tmp_path: Pat
     assert f"{run_dir / 'train.csv'}  (40 episodes)" in result.stdout
     assert f"{run_dir / '.neptune'}  (offline Neptune run" in result.stdout
     assert f"neptune sync --path {run_dir} --project" in result.stdout
+    assert f"{run_dir / 'curves.png'}): rlpipe plot {run_dir}\n" in result.stdout
     assert len(column(tmp_path / run_dir / "train.csv", "episode_return")) == 40
     assert len(column(tmp_path / run_dir / "eval.csv", "episode_return_mean")) == 2
 
@@ -126,6 +124,28 @@ def test_without_the_neptune_client_the_demo_runs_and_says_how_to_install_it(
     assert sorted(path.name for path in run_dir.iterdir()) == ["eval.csv", "train.csv"]
     assert len(column(run_dir / "train.csv", "episode_return")) == 4
     assert "offline Neptune run" not in result.stdout
+
+
+def test_the_summary_ends_with_the_plot_command_that_draws_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "a run"  # a space: the command quotes the folder
+    with CsvSink(run_dir / "train.csv") as train, CsvSink(run_dir / "eval.csv") as evaluate:
+        for episode in range(1, 5):
+            smoothed = {"episode_return_smoothed_0.9": 9.0 + episode}
+            train.write({"episode_return": 10.0 * episode, **smoothed, "steps": 20 * episode})
+        evaluate.write({"episode_return_mean": 30.0, "train_steps": 80})
+    text = summary(str(run_dir), "episode_return_smoothed_0.9", neptune=False)
+    last = text.splitlines()[-1]
+    command = plot_command(str(run_dir))
+    assert last == f"to draw the learning curves ({run_dir / 'curves.png'}): {command}"
+    assert f"{run_dir / 'train.csv'}  (4 episodes)" in text
+
+    program, subcommand, *arguments = shlex.split(command)  # what a shell runs
+    assert (program, subcommand, arguments) == ("rlpipe", "plot", [str(run_dir)])
+    assert rlpipe([subcommand, *arguments]) == 0
+    assert (run_dir / "curves.png").is_file()
+    assert "(2 panels, 1 run)" in capsys.readouterr().out
 
 
 def test_environment_adapter_follows_dm_env() -> None:

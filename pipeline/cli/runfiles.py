@@ -1,0 +1,168 @@
+"""Reading the files a run writes: CSV (CsvSink, SB3's progress.csv), JSON Lines (JsonlSink) and
+Spinning Up's tab-separated `progress.txt`, shared by `rlpipe plot` and `rlpipe tail`.
+
+A run folder is the data files directly inside it. Only complete lines are read: a line still
+being written (no line break yet) is left out. Nested JSON objects are flattened with `/`
+(`pipeline.core.flatten`); cells are numbers when their text or JSON value is one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.core.flatten import flatten
+from pipeline.core.values import to_float
+
+DATA_SUFFIXES = (".csv", ".jsonl", ".ndjson")
+"""The suffixes of the data files in a run folder (besides Spinning Up's `progress.txt`)."""
+
+SPINUP_NAME = "progress.txt"
+
+
+@dataclass
+class Table:
+    """One file's numeric columns, in file order; NaN marks a missing or non-numeric cell."""
+
+    path: Path
+    columns: dict[str, np.ndarray]
+    rows: int
+
+    @property
+    def label(self) -> str:
+        """The file's name without its suffix ("train" for train.csv)."""
+        return self.path.name.split(".")[0] if self.path.name != SPINUP_NAME else "progress"
+
+
+def is_data_file(path: Path) -> bool:
+    """Whether `path` names a file `rlpipe plot`/`tail` read in a run folder."""
+    return not path.name.startswith(".") and (
+        path.suffix.lower() in DATA_SUFFIXES or path.name == SPINUP_NAME
+    )
+
+
+def run_files(folder: Path) -> list[Path]:
+    """The data files directly inside `folder`: `train.*` first, then the others by name;
+    hidden files (such as CsvSink's temporary `.train.csv.rewrite`) are skipped."""
+    files = (p for p in folder.iterdir() if p.is_file() and is_data_file(p))
+    return sorted(files, key=lambda p: (p.name.split(".")[0] != "train", p.name))
+
+
+def file_format(path: Path) -> str:
+    """The file's format, "csv", "tsv" or "jsonl": by suffix, else by its first line."""
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".txt", ".tsv"):
+        return "tsv"
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        first = handle.readline()
+    if first.lstrip().startswith("{"):
+        return "jsonl"
+    return "tsv" if "\t" in first else "csv"
+
+
+def complete_text(path: Path) -> str:
+    """The file's text up to its last line break: a line still being written is left out.
+    A UTF-8 byte-order mark (spreadsheet programs write one) is dropped."""
+    text = path.read_bytes().decode("utf-8-sig", errors="replace")
+    end = text.rfind("\n")
+    return text[: end + 1] if end >= 0 else ""
+
+
+def cell_number(cell: Any) -> float:
+    """The number a cell holds: a text cell parsed as a number ("12", "1e3", "nan"), any other
+    value (a JSON number or boolean) as `pipeline.core.values.to_float` takes it; NaN when the
+    cell is empty, missing or not a number."""
+    if isinstance(cell, str):
+        try:
+            return float(cell)
+        except ValueError:
+            return math.nan
+    number = to_float(cell)
+    return math.nan if number is None else number
+
+
+def _number_column(cells: Sequence[Any]) -> np.ndarray:
+    try:  # the fast path: every cell is a number or a number's text
+        column = np.asarray(cells, dtype=np.float64)
+        if column.ndim == 1:  # not JSON lists of one length, which numpy would stack
+            return column
+    except (ValueError, TypeError, OverflowError):
+        pass
+    return np.fromiter((cell_number(c) for c in cells), dtype=np.float64, count=len(cells))
+
+
+def read_delimited(text: str, delimiter: str) -> tuple[list[str], list[list[str]]]:
+    """The header and the rows of CSV (or tab-separated) text; empty lines are skipped."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = [name.strip() for name in next(reader, [])]
+    rows = [row for row in reader if row]
+    return header, rows
+
+
+def read_table(path: str | os.PathLike[str]) -> Table:
+    """Reads a CSV, JSONL or Spinning Up progress.txt file into numeric columns.
+
+    A torn last line, blank lines and JSON lines that do not parse are skipped. A CSV row with
+    fewer cells than the header leaves the rest missing. Columns with no number at all are
+    dropped (text, JSON lists)."""
+    path = Path(path)
+    text = complete_text(path)
+    kind = file_format(path)
+    names: list[str]
+    cells: dict[str, Sequence[Any]]
+    if kind == "jsonl":
+        records = []
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, Mapping):
+                records.append(flatten(value))
+        names = list(dict.fromkeys(key for record in records for key in record))
+        cells = {name: [record.get(name) for record in records] for name in names}
+        count = len(records)
+    else:
+        header, rows = read_delimited(text, "\t" if kind == "tsv" else ",")
+        names = list(dict.fromkeys(header))
+        width = len(header)
+        if any(len(row) != width for row in rows):
+            rows = [row[:width] + [""] * (width - len(row)) for row in rows]
+        transposed = list(zip(*rows, strict=True)) if rows else [() for _ in header]
+        cells = {name: transposed[header.index(name)] for name in names}
+        count = len(rows)
+    columns: dict[str, np.ndarray] = {}
+    for name in names:
+        values = _number_column(cells[name])
+        if count and not np.all(np.isnan(values)):
+            columns[name] = values
+    return Table(path, columns, count)
+
+
+__all__ = [
+    "DATA_SUFFIXES",
+    "SPINUP_NAME",
+    "Table",
+    "cell_number",
+    "complete_text",
+    "file_format",
+    "is_data_file",
+    "read_delimited",
+    "read_table",
+    "run_files",
+]
