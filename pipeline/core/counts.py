@@ -37,9 +37,10 @@ class Counts(Counter[str]):
         n: int = 1,
         category: type[Warning] = RuntimeWarning,
         stacklevel: int = 2,
+        warn: bool = True,
     ) -> None:
         """Counts `n` under `reason` (and under `key`, if given); warns `message` the first
-        time this reason meets this key."""
+        time this reason meets this key, unless `warn` is False (expected by design)."""
         self[reason] += n
         name = None if key is None else str(key)
         if name is not None:
@@ -47,6 +48,8 @@ class Counts(Counter[str]):
             if per_key is None:
                 per_key = self.by_key[reason] = Counter()
             per_key[name] += n
+        if not warn:
+            return
         token = (reason, name)
         if token in self._warned:
             return

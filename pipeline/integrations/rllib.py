@@ -16,8 +16,8 @@
     tuner.fit()
 
 `PipelineCallback` is a real `ray.tune.logger.LoggerCallback`. The flattening rule is in
-`flatten_result`, which needs no Ray. Importing this module imports Ray Tune
-(`pip install 'rlpipe[rllib]'`); `pipeline` itself never imports it.
+`flatten_result` (on `pipeline.core.flatten`), which needs no Ray. Importing this module
+imports Ray Tune (`pip install 'rlpipe[rllib]'`); `pipeline` itself never imports it.
 
 Pass RLlib algorithms to Tune as classes: Ray 2.60's name registry behind `tune.Tuner("PPO")`
 imports every algorithm, DreamerV3's Pillow included, which `ray[rllib]` does not install.
@@ -25,12 +25,11 @@ imports every algorithm, DreamerV3's Pillow included, which `ray[rllib]` does no
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import tree
-
+from pipeline.core.counts import Counts
+from pipeline.core.flatten import flatten
 from pipeline.core.node import Node
 from pipeline.core.values import to_float
 
@@ -52,38 +51,21 @@ TUNE_TEXT_FIELDS = frozenset(
 """Fields Tune adds to every result that are not numbers: dropped without a warning."""
 
 
-class _Opaque:
-    """A sequence (list, tuple, namedtuple) kept whole so that dm-tree does not descend it."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-def _opaque_sequences(node: Any) -> Any:
-    """dm-tree traverse function: descend mappings only (with string keys); wrap any other
-    nested structure as one opaque leaf."""
-    if isinstance(node, Mapping):
-        if all(isinstance(key, str) for key in node):
-            return None  # descend as it is
-        # dm-tree needs sortable keys: name every key by its text, then descend
-        return tree.traverse(
-            _opaque_sequences, {str(key): value for key, value in node.items()}, top_down=True
-        )
-    if tree.is_nested(node):
-        return _Opaque(node)
-    return None
-
-
 class FlatResult:
-    """A result flattened by `flatten_result`: its numbers, and the keys it dropped."""
+    """A result flattened by `flatten_result`: its numbers, the keys it dropped, and the
+    names two paths of the result both gave."""
 
-    __slots__ = ("dropped", "numbers")
+    __slots__ = ("collisions", "dropped", "numbers")
 
-    def __init__(self, numbers: dict[str, float], dropped: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        numbers: dict[str, float],
+        dropped: dict[str, Any],
+        collisions: list[str] | None = None,
+    ) -> None:
         self.numbers = numbers
         self.dropped = dropped
+        self.collisions: list[str] = [] if collisions is None else collisions
 
 
 def flatten_result(
@@ -97,36 +79,38 @@ def flatten_result(
 
     The rule:
 
-    - Mappings are descended (with dm-tree); a path's parts are joined with `sep`. Keys that
-      are not strings are named by their text. The order is dm-tree's: sorted by key.
+    - Mappings are descended (`pipeline.core.flatten.flatten`); a path's parts are joined
+      with `sep`. Keys that are not strings are named by their text. The order is the
+      result's own: keys come out in the order they were put in, depth first.
     - A leaf that is a real number becomes a Python float: bool, int, float, numpy scalars,
       and 0-d numpy arrays or tensors (`pipeline.core.values.to_float`). NaN and inf are kept.
     - Every other leaf is dropped and listed in `FlatResult.dropped` (key -> value): strings,
       None, lists and tuples (a histogram is not a scalar; its elements are not descended),
-      arrays with elements, and other objects.
+      arrays with elements, and other objects. An empty mapping holds nothing: it is
+      neither kept nor dropped.
+    - Two paths that give one name (a literal `"a/b"` key and `{"a": {"b": ...}}`): the later
+      in the result's order wins, and the name is listed in `FlatResult.collisions`.
     - `keep`: when given, only keys equal to one of these prefixes or under one (`prefix` +
       `sep` + ...) are looked at; `exclude` (default: Tune's `config`, the trial's
       hyperparameters, constant over a trial) removes keys the same way, after `keep`.
-      Keys removed by `keep`/`exclude` are not listed as dropped: they were not asked for.
+      Keys removed by `keep`/`exclude` are neither dropped nor collisions: they were not
+      asked for.
     """
     keeps = None if keep is None else tuple(_as_prefixes(keep, "keep"))
     excludes = tuple(_as_prefixes(exclude, "exclude"))
-    flat = tree.flatten_with_path(tree.traverse(_opaque_sequences, dict(result), top_down=True))
+    met_twice: list[str] = []
     numbers: dict[str, float] = {}
     dropped: dict[str, Any] = {}
-    for path, leaf in flat:
-        key = sep.join(str(part) for part in path)
-        if keeps is not None and not _under(key, keeps, sep):
+    for key, leaf in flatten(result, sep, collisions=met_twice).items():
+        if not _wanted(key, keeps, excludes, sep):
             continue
-        if excludes and _under(key, excludes, sep):
-            continue
-        value = leaf.value if isinstance(leaf, _Opaque) else leaf
-        number = None if isinstance(leaf, _Opaque) else to_float(leaf)
-        if number is None:
-            dropped[key] = value
-        else:
+        number = to_float(leaf)
+        if number is not None:
             numbers[key] = number
-    return FlatResult(numbers, dropped)
+        elif not (isinstance(leaf, Mapping) and not leaf):
+            dropped[key] = leaf
+    collisions = [key for key in met_twice if _wanted(key, keeps, excludes, sep)]
+    return FlatResult(numbers, dropped, collisions)
 
 
 def _as_prefixes(prefixes: Iterable[str], name: str) -> list[str]:
@@ -134,6 +118,12 @@ def _as_prefixes(prefixes: Iterable[str], name: str) -> list[str]:
     if not all(isinstance(item, str) and item for item in items):
         raise ValueError(f"{name} must be non-empty strings (key prefixes), got {items!r}")
     return items
+
+
+def _wanted(key: str, keeps: tuple[str, ...] | None, excludes: tuple[str, ...], sep: str) -> bool:
+    if keeps is not None and not _under(key, keeps, sep):
+        return False
+    return not (excludes and _under(key, excludes, sep))
 
 
 def _under(key: str, prefixes: tuple[str, ...], sep: str) -> bool:
@@ -151,8 +141,11 @@ class PipelineCallback(LoggerCallback):
       is the result's own `training_iteration`, not the `iteration` Tune passes to callbacks
       (Tune's global loop counter, shared by all trials). A result without it (Tune always
       sets it) gets the count of results the trial reported.
-    - Dropped leaves are counted per key in `dropped`; each key not among Tune's own text
-      fields (`TUNE_TEXT_FIELDS`) is warned about once.
+    - Dropped leaves are counted in `counts` (reason "dropped", per key in
+      `counts.by_key["dropped"]`; `dropped` is that per-key view as a dict); each key not
+      among Tune's own text fields (`TUNE_TEXT_FIELDS`) is warned about once. A name two
+      paths of a result both gave (see `flatten_result`) is counted under "overwritten" and
+      warned about once.
     - The trial's pipeline is closed when the trial ends, completed or failed, and any still
       open at the end of the experiment are closed then.
     """
@@ -173,9 +166,14 @@ class PipelineCallback(LoggerCallback):
         self.keep = None if keep is None else tuple(_as_prefixes(keep, "keep"))
         self.exclude = tuple(_as_prefixes(exclude, "exclude"))
         self.sep = sep
-        self.dropped: dict[str, int] = {}
+        self.counts = Counts("rlpipe PipelineCallback")
         self._pipelines: dict[Any, Node] = {}
         self._results: dict[Any, int] = {}
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Results' leaves that were not numbers, counted per key."""
+        return dict(self.counts.by_key.get("dropped", {}))
 
     def pipeline_for(self, trial: Any) -> Node:
         """The open pipeline of `trial`, made by the factory if it has none yet."""
@@ -205,18 +203,25 @@ class PipelineCallback(LoggerCallback):
         record.update(numbers)
         for key in flat.dropped:
             self._note_dropped(key)
+        for key in flat.collisions:
+            self.counts.note(
+                "overwritten",
+                f"two entries of a Tune result flatten to the key {key!r} (a key holding "
+                f"{self.sep!r} and a nested mapping, or keys of the same text); the later "
+                "value is logged",
+                key=key,
+            )
         self.pipeline_for(trial).write(record)
 
     def _note_dropped(self, key: str) -> None:
-        seen = self.dropped.get(key, 0)
-        self.dropped[key] = seen + 1
-        if seen == 0 and key not in TUNE_TEXT_FIELDS:
-            warnings.warn(
-                f"rlpipe: Tune result key {key!r} is not a number; it is not logged "
-                "(see pipeline.integrations.rllib.flatten_result for the rule)",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        self.counts.note(
+            "dropped",
+            f"Tune result key {key!r} is not a number; it is not logged "
+            "(see pipeline.integrations.rllib.flatten_result for the rule)",
+            key=key,
+            stacklevel=3,
+            warn=key not in TUNE_TEXT_FIELDS,  # Tune's own text fields: text by design
+        )
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
         pipeline = self._pipelines.pop(trial, None)

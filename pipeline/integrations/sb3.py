@@ -22,11 +22,12 @@ itself never imports it.
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
+from pipeline.core.counts import Counts
 from pipeline.core.node import Node
+from pipeline.core.values import shown
 
 try:
     from stable_baselines3.common.logger import (
@@ -64,11 +65,15 @@ class PipelineWriter(KVWriter):
 
     - Every key SB3 dumps reaches the pipeline once per dump, in SB3's order, with its value
       as recorded (numbers stay numbers: ints, floats, numpy scalars), except keys whose
-      `exclude=` names one of `formats` (SB3's per-format exclusion rule, applied with this
-      writer's format names; see `DEFAULT_FORMATS`).
+      `exclude=` names one of `formats`. The test is SB3's own (`filter_excluded_keys`):
+      a key is excluded when `name in excluded` for one of this writer's format names, with
+      `excluded` a tuple of names (`record(..., exclude=("pipeline", "json"))`) or one name
+      (`exclude="pipeline"`); see `DEFAULT_FORMATS`.
     - The dump's step (`num_timesteps` for SB3's algorithms) is written under `step_key`,
       first in the record. If a recorded key has the same name and a different value, the
-      step wins and a warning says so once.
+      step wins; the clash is counted in `counts["overwritten"]` and warned about once.
+    - A dump that leaves this writer no key (all excluded, or none recorded) writes nothing,
+      as SB3's own formats do.
     - A `Video`, `Figure`, `Image` or `HParam` that is not excluded raises SB3's own
       `FormatUnsupportedError`, as SB3's CSV and JSON formats do: exclude it with
       `exclude="pipeline"` (or "csv") when recording it. Nothing is dropped silently.
@@ -91,12 +96,12 @@ class PipelineWriter(KVWriter):
         if not isinstance(step_key, str) or not step_key:
             raise ValueError(f"step_key must be a non-empty string, got {step_key!r}")
         names = (formats,) if isinstance(formats, str) else tuple(formats)
-        if not all(isinstance(name, str) for name in names):
-            raise ValueError(f"formats must be strings, got {names!r}")
+        if not all(isinstance(name, str) and name for name in names):
+            raise ValueError(f"formats must be non-empty strings, got {names!r}")
         self.pipeline = pipeline
         self.step_key = step_key
         self.formats = frozenset(names)
-        self._warned_step_clash = False
+        self.counts = Counts("rlpipe PipelineWriter")
 
     def write(
         self,
@@ -107,25 +112,28 @@ class PipelineWriter(KVWriter):
         """Writes one SB3 dump to the pipeline as `{step_key: step, **kept key_values}`."""
         record: dict[str, Any] = {self.step_key: step}
         formats = self.formats
+        kept = 0
         for key, value in key_values.items():
             excluded = key_excluded.get(key)
-            if excluded is not None and not formats.isdisjoint(excluded):
+            # SB3's rule: `excluded` is a tuple of format names or a bare name, tested by `in`
+            if excluded is not None and any(name in excluded for name in formats):
                 continue
+            kept += 1
             for kind, description in _UNSUPPORTED:
                 if isinstance(value, kind):
                     raise FormatUnsupportedError(sorted(formats), description)
             if key == self.step_key:
-                if value != step and not self._warned_step_clash:
-                    self._warned_step_clash = True
-                    warnings.warn(
-                        f"rlpipe: SB3 recorded {key!r}={value!r}, the name of the step key; "
+                if value != step:
+                    self.counts.note(
+                        "overwritten",
+                        f"SB3 recorded {key!r}={shown(value)}, the name of the step key; "
                         f"the step ({step}) is written under it instead",
-                        RuntimeWarning,
-                        stacklevel=2,
+                        key=key,
                     )
                 continue
             record[key] = value
-        self.pipeline.write(record)
+        if kept:
+            self.pipeline.write(record)
 
     def flush(self) -> None:
         """Flushes the pipeline (its aggregates emit, its sinks write out)."""

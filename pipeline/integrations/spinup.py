@@ -26,7 +26,6 @@ and files for one process, without them.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import json
 import os
 import tempfile
@@ -35,12 +34,13 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from pipeline.core.node import ClosedError, Node
 from pipeline.core.values import plain
+from sinks.csv import CsvSink
 
 __all__ = ["EpochLogger", "colorize", "convert_json", "statistics_scalar"]
 
@@ -123,9 +123,17 @@ class EpochLogger:
       `average_only=True`; `log_tabular(key, val)` logs one value as it is. Stored arrays
       are flattened and pooled with the scalars.
     - `dump_tabular()` prints the epoch's table, appends the row to the tab-separated
-      `output_dir/output_fname` (flushed), and writes the row to `pipeline` (if given) as
-      one record `{column: value}`, numpy scalars as Python numbers. The pipeline is not
-      flushed per epoch: its nodes and sinks keep their own policies.
+      `output_dir/output_fname`, and writes the row to `pipeline` (if given) as one record
+      `{column: value}`, numpy scalars as Python numbers. The row is in the file when
+      `dump_tabular` returns; if storing it fails, the epoch still ends (the record still
+      reaches the pipeline), the file's sink keeps the row and retries it, and the error
+      is raised. The pipeline is not flushed per epoch: its nodes and sinks keep their
+      own policies.
+    - The progress file is written by `output_file`, a `CsvSink` with `delimiter="\\t"`
+      (Spinning Up's attribute name; here a sink, not a file object). Cells are the values'
+      `str()`, as Spinning Up writes them (numpy's float32 digits); rows end in "\\r\\n"
+      and a cell holding a tab or a line break is quoted. `pandas.read_table` reads it, as
+      Spinning Up's `plot.py` does.
     - `save_config(config)` writes `config.json` (with `exp_name`) and prints it.
 
     Columns: Spinning Up fixes them at the first `dump_tabular` and fails on a key new in a
@@ -135,8 +143,8 @@ class EpochLogger:
     - a key missing from a later epoch leaves its `progress.txt` cell empty and its table
       value blank (as Spinning Up does) and is simply absent from that epoch's record;
     - a key new in a later epoch is added as a column at the end: `progress.txt` is
-      rewritten with the wider header (atomically, earlier rows get an empty cell), a
-      warning names the key once, and the record carries it.
+      rewritten with the wider header (atomically, by the CsvSink; earlier rows get an
+      empty cell), a warning names the key once, and the record carries it.
 
     Errors replace Spinning Up's asserts: logging a key twice in an epoch is a ValueError;
     `log_tabular(key)` for a key never stored is a KeyError; a key stored in earlier epochs
@@ -168,7 +176,9 @@ class EpochLogger:
         else:
             os.makedirs(self.output_dir)
         self.output_path = Path(self.output_dir, output_fname)
-        self.output_file: IO[str] | None = self.output_path.open("w", encoding="utf-8")
+        self.output_file = CsvSink(
+            self.output_path, mode="w", delimiter="\t", flush_every=1, flush_seconds=None
+        )
         atexit.register(self._close_file)
         print(colorize(f"Logging data to {self.output_path}", "green", bold=True))
         self.exp_name = exp_name
@@ -213,16 +223,16 @@ class EpochLogger:
             shown = f"{float(value):8.3g}" if hasattr(value, "__float__") else value
             print(f"| {key:>{key_width}} | {shown!s:>15} |")
         print(line)
-        if self.output_file is not None:
-            if self.first_row:
-                self.output_file.write("\t".join(self.log_headers) + "\n")
-            cells = (str(row.get(key, "")) for key in self.log_headers)
-            self.output_file.write("\t".join(cells) + "\n")
-            self.output_file.flush()
-        if self.pipeline is not None and row:
-            self.pipeline.write({key: plain(row[key]) for key in self.log_headers if key in row})
-        self.log_current_row = {}
-        self.first_row = False
+        logged = [key for key in self.log_headers if key in row]
+        try:
+            if self.log_headers:
+                # Spinning Up's cells: str() of each value as logged; a missing key is empty
+                self.output_file.write({key: str(row[key]) for key in logged})
+        finally:  # a row the sink could not store yet is kept and retried by it: go on
+            if self.pipeline is not None and row:
+                self.pipeline.write({key: plain(row[key]) for key in logged})
+            self.log_current_row = {}
+            self.first_row = False
 
     # -- Spinning Up's EpochLogger ----------------------------------------------------------
 
@@ -284,8 +294,8 @@ class EpochLogger:
         self.log_current_row[key] = value
 
     def _add_column(self, key: str) -> None:
-        """Adds a column after the first row: rewrites the progress file with the wider
-        header, earlier rows padded with an empty cell."""
+        """Adds a column after the first row; the progress file widens when the row is
+        stored."""
         warnings.warn(
             f"rlpipe: column {key!r} first logged after the first epoch; it is added at the "
             f"end and {self.output_path.name} is rewritten with it (earlier rows empty)",
@@ -293,27 +303,11 @@ class EpochLogger:
             stacklevel=4,
         )
         self.log_headers.append(key)
-        if self.output_file is None:
-            return
-        self.output_file.close()
-        lines = self.output_path.read_text(encoding="utf-8").splitlines()
-        body = [line + "\t" for line in lines[1:]]
-        temporary = self.output_path.with_name(f".{self.output_path.name}.rewrite")
-        try:
-            temporary.write_text(
-                "".join(line + "\n" for line in ["\t".join(self.log_headers), *body]),
-                encoding="utf-8",
-            )
-            os.replace(temporary, self.output_path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
-            self.output_file = self.output_path.open("a", encoding="utf-8")
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def _close_file(self) -> None:
-        if self.output_file is not None and not self.output_file.closed:
+        if not self.output_file.closed:
             self.output_file.close()
 
     def close(self) -> None:

@@ -75,6 +75,37 @@ def test_keys_that_are_not_strings_are_named_by_their_text() -> None:
     assert flat.numbers == {"policies/0/loss": 1.0, "policies/main/loss": 2.0}
 
 
+def test_keys_keep_the_results_order_and_may_mix_types() -> None:
+    result = {"zeta": 1.0, "alpha": {2: 2.0, "b": 3.0, 1: 4.0}, ("t", 1): 5.0, "mid": 6.0}
+
+    flat = flatten_result(result)
+
+    assert list(flat.numbers) == ["zeta", "alpha/2", "alpha/b", "alpha/1", "('t', 1)", "mid"]
+    assert flat.collisions == []
+
+
+def test_two_paths_giving_one_name_are_reported_and_the_later_wins() -> None:
+    result = {
+        "a/b": 1.0,
+        "a": {"b": 2.0, "c": 3.0},
+        7: 4.0,
+        "7": 5.0,
+        "config/x": 0,
+        "config": {"x": 1},
+    }
+
+    flat = flatten_result(result)
+
+    assert flat.numbers == {"a/b": 2.0, "a/c": 3.0, "7": 5.0}
+    assert flat.collisions == ["a/b", "7"]  # config/x is excluded: not asked for
+
+
+def test_an_empty_mapping_holds_nothing_to_drop() -> None:
+    flat = flatten_result({"info": {}, "x": {"learner": {}}, "y": 1})
+
+    assert flat.numbers == {"y": 1.0} and flat.dropped == {}
+
+
 def test_config_is_excluded_by_default_and_keep_selects_prefixes() -> None:
     result = {
         "config": {"lr": 0.1},
@@ -194,6 +225,26 @@ def test_dropped_keys_are_counted_and_warned_about_once_except_tunes_text_fields
     messages = [str(warning.message) for warning in caught if "rlpipe" in str(warning.message)]
     assert len(messages) == 1 and "'tag'" in messages[0]
     assert callback.dropped == {"date": 2, "hostname": 2, "tag": 2}
+    assert callback.counts["dropped"] == 6
+
+
+def test_colliding_keys_are_counted_and_warned_about_once() -> None:
+    pipelines = Pipelines()
+    callback = PipelineCallback(pipelines)
+    trial = make_trial("c")
+    result = {"training_iteration": 1, "r/mean": 1.0, "r": {"mean": 2.0}}
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        callback.on_trial_result(1, [], trial, result)
+        callback.on_trial_result(2, [], trial, {**result, "training_iteration": 2})
+
+    messages = [str(w.message) for w in caught if "'r/mean'" in str(w.message)]
+    assert len(messages) == 1 and messages[0].startswith("rlpipe")
+    assert callback.counts["overwritten"] == 2
+    assert callback.counts.by_key["overwritten"] == {"r/mean": 2}
+    assert pipelines.sinks["train_c"].column("r/mean") == [2.0, 2.0]
+    assert callback.dropped == {}
 
 
 def test_callback_arguments_are_checked() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,13 @@ import pytest
 import torch
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import FormatUnsupportedError, KVWriter, Video, configure
+from stable_baselines3.common.logger import (
+    FormatUnsupportedError,
+    KVWriter,
+    Logger,
+    Video,
+    configure,
+)
 
 from pipeline import ClosedError, Pipeline
 from pipeline.integrations.sb3 import PipelineWriter, attach
@@ -99,6 +106,53 @@ def test_writer_formats_choose_which_exclusions_apply() -> None:
     assert sink.records == [{"timesteps": 3, "a": 1}]
 
 
+def test_sb3_loggers_exclude_as_a_bare_name_or_a_tuple_of_names() -> None:
+    sink = MemorySink()
+    logger = Logger(folder=None, output_formats=[PipelineWriter(Pipeline().to(sink))])
+
+    logger.record("kept", 1.0)
+    logger.record("bare", 2.0, exclude="pipeline")
+    logger.record("bare_csv", 3.0, exclude="csv")
+    logger.record("tuple", 4.0, exclude=("pipeline",))
+    logger.record("tuple_of_others", 5.0, exclude=("stdout", "tensorboard"))
+    logger.record_mean("mean", 6.0, exclude="pipeline")
+    logger.record_mean("mean_kept", 7.0, exclude=("json",))
+    logger.dump(step=10)
+
+    assert sink.records == [
+        {"timesteps": 10, "kept": 1.0, "tuple_of_others": 5.0, "mean_kept": 7.0}
+    ]
+
+
+@pytest.mark.parametrize("exclude", ["pipeline", ("pipeline",), ("json", "pipeline"), "csv"])
+def test_a_dump_with_every_key_excluded_writes_nothing(exclude: str | tuple[str, ...]) -> None:
+    sink = MemorySink()
+    logger = Logger(folder=None, output_formats=[PipelineWriter(Pipeline().to(sink))])
+
+    logger.record("a", 1.0, exclude=exclude)
+    logger.record("b", 2.0, exclude=exclude)
+    logger.dump(step=1)
+    logger.dump(step=2)  # nothing recorded
+    logger.record("a", 3.0)
+    logger.dump(step=3)
+
+    assert sink.records == [{"timesteps": 3, "a": 3.0}]
+
+
+@pytest.mark.parametrize("name", ["pipeline", "csv", "stdout"])
+def test_a_key_excluded_by_one_bare_format_name_as_in_sb3s_tests(name: str) -> None:
+    # SB3's tests/test_logger.py::test_exclude_keys: key_excluded=dict(some_tag=(_format)),
+    # a bare string, excludes some_tag from the format of that name and leaves nothing
+    sink = MemorySink()
+    writer = PipelineWriter(Pipeline().to(sink), formats=(name,))
+
+    writer.write({"some_tag": 42}, key_excluded={"some_tag": name})
+    writer.write({"some_tag": 42}, key_excluded={"some_tag": None})  # SB3's "not excluded"
+    writer.write({"some_tag": 43}, key_excluded={"some_tag": ()})
+
+    assert sink.records == [{"timesteps": 0, "some_tag": 42}, {"timesteps": 0, "some_tag": 43}]
+
+
 def test_writer_refuses_a_video_it_would_have_to_drop() -> None:
     writer = PipelineWriter(Pipeline().to(MemorySink()))
     video = Video(torch.zeros(1, 2, 3, 4, 4), fps=4)
@@ -119,6 +173,10 @@ def test_step_wins_over_a_recorded_key_of_the_same_name_with_a_warning() -> None
     writer.write({"step": 20}, {}, step=20)  # the same value: no clash
 
     assert sink.records == [{"step": 10, "x": 1.0}, {"step": 20}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        writer.write({"step": 8}, {}, step=30)  # warned once: counted, not warned again
+    assert writer.counts["overwritten"] == 2
 
 
 def test_writer_close_closes_the_pipeline() -> None:

@@ -101,9 +101,9 @@ def test_a_spinning_up_loop_logs_numpys_statistics_to_file_table_and_pipeline(
     rows = read_progress(tmp_path / "run" / "progress.txt")
     assert list(rows[0]) == COLUMNS
     integers = {"Epoch", "TotalEnvInteracts"}
-    # progress.txt holds numpy's float32 digits; the records hold the same float32 values
+    # progress.txt holds numpy's float32 digits; the records hold those short decimals
     assert memory.records == [
-        {key: int(row[key]) if key in integers else float(np.float32(row[key])) for key in COLUMNS}
+        {key: int(row[key]) if key in integers else float(row[key]) for key in COLUMNS}
         for row in rows
     ]
     for epoch, (record, raw) in enumerate(zip(memory.records, stored, strict=True)):
@@ -113,8 +113,8 @@ def test_a_spinning_up_loop_logs_numpys_statistics_to_file_table_and_pipeline(
             assert record[f"Average{name}"] == pytest.approx(np.mean(x), rel=1e-6)
             assert record[f"Std{name}"] == pytest.approx(np.std(x), rel=1e-5)  # population
             assert record[f"Std{name}"] != pytest.approx(np.std(x, ddof=1), rel=1e-5)
-            assert record[f"Max{name}"] == float(np.float32(np.max(x)))
-            assert record[f"Min{name}"] == float(np.float32(np.min(x)))
+            assert record[f"Max{name}"] == float(str(np.float32(np.max(x))))
+            assert record[f"Min{name}"] == float(str(np.float32(np.min(x))))
         assert record["EpLen"] == pytest.approx(np.mean(raw["EpLen"]), rel=1e-6)
         assert "StdEpLen" not in record
     # the values are Spinning Up's float32 numbers, written as numpy prints them
@@ -126,6 +126,23 @@ def test_a_spinning_up_loop_logs_numpys_statistics_to_file_table_and_pipeline(
     # the table printed for the last epoch is Spinning Up's, character for character
     last_row = list(memory.records[-1].items())
     assert capsys.readouterr().out.endswith(spinning_up_table(last_row))
+
+
+def test_spinning_ups_plot_reads_progress_txt_with_pandas_read_table(tmp_path: Path) -> None:
+    memory = MemorySink()
+    logger = EpochLogger(output_dir=tmp_path, pipeline=Pipeline().to(memory))
+    run_epochs(logger, np.random.default_rng(1))
+    logger.close()
+
+    table = pd.read_table(tmp_path / "progress.txt")  # as spinup/utils/plot.py reads it
+
+    assert list(table.columns) == COLUMNS and len(table) == 3
+    assert table["Epoch"].tolist() == [0, 1, 2]
+    assert table["TotalEnvInteracts"].tolist() == memory.column("TotalEnvInteracts")
+    for key in set(COLUMNS) - {"Epoch", "TotalEnvInteracts"}:
+        assert [np.float32(value) for value in table[key]] == [
+            np.float32(value) for value in memory.column(key)
+        ]
 
 
 def test_statistics_are_spinning_ups_float32_population_statistics() -> None:
