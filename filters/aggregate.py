@@ -14,7 +14,7 @@ from pipeline.core.columns import Columns, batch_length, numeric
 from pipeline.core.keys import KeyMatcher
 from pipeline.core.names import stat_name
 from pipeline.core.node import Node, Record
-from pipeline.core.values import to_float
+from pipeline.core.values import IMMUTABLE_TYPES, shown, snapshot, to_float
 
 _PLANS_LIMIT = 1024
 """Key tuples whose plan is cached per window."""
@@ -108,7 +108,7 @@ class AggregateFilter(Node):
             for key in others:
                 value = data[key]
                 if value is not None:
-                    last[key] = value
+                    last[key] = value if type(value) in IMMUTABLE_TYPES else snapshot(value)
         writes = self._writes = self._writes + 1
         if writes == 1 and self.seconds is not None:
             self._window_start = self._clock()
@@ -131,7 +131,7 @@ class AggregateFilter(Node):
             else:
                 if key not in order:
                     order[key] = None
-                self._last[key] = value
+                self._last[key] = snapshot(value)
         if len(self._plans) >= _PLANS_LIMIT or any(key not in order for key in data):
             return
         numbers = []
@@ -212,7 +212,7 @@ class AggregateFilter(Node):
             else:
                 value = _last_value(part)
                 if value is not None:
-                    self._last[key] = value
+                    self._last[key] = snapshot(value)
 
     def _add_column(self, key: str, part: Any) -> None:
         values = numeric(part)
@@ -239,10 +239,10 @@ class AggregateFilter(Node):
         last = self._last
         if key not in last and key not in self._order:
             self._order[key] = None
-        last[key] = value
+        last[key] = snapshot(value)
         self.counts.note(
             "skipped",
-            f"{key!r} = {value!r} is not a real number; its last value is passed on as it is "
+            f"{key!r} = {shown(value)} is not a real number; its last value is passed on as it is "
             "instead of statistics",
             key=key,
             category=UserWarning,

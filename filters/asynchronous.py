@@ -6,8 +6,9 @@ import threading
 from collections import deque
 from typing import Any
 
-from pipeline.core.columns import Columns
+from pipeline.core.columns import Columns, batch_length
 from pipeline.core.node import ClosedError, Node, Record
+from pipeline.core.values import snapshot, snapshot_record
 
 
 class _Batch:
@@ -46,10 +47,11 @@ class AsyncNode(Node):
         self._thread: threading.Thread | None = None
 
     def write(self, data: Record) -> None:
-        self._put(data)
+        self._put(snapshot_record(data))
 
     def write_batch(self, columns: Columns) -> None:
-        self._put(_Batch(columns))
+        batch_length(columns)  # unequal columns are the caller's error: raise here
+        self._put(_Batch({key: snapshot(column) for key, column in columns.items()}))
 
     def _put(self, item: Any) -> None:
         if self._error is not None:
@@ -62,11 +64,12 @@ class AsyncNode(Node):
             queue = self._queue
             if len(queue) >= self.maxsize:
                 if self.policy == "drop_oldest":
-                    queue.popleft()
+                    oldest = queue.popleft()
                     self.counts.note(
                         "dropped",
                         "queue full, dropping the oldest records (use policy='block' to lose "
                         "nothing)",
+                        n=batch_length(oldest.columns) if type(oldest) is _Batch else 1,
                         stacklevel=3,
                     )
                 else:

@@ -80,10 +80,13 @@ class Dispatcher(Node):
         for child in self._children:
             try:
                 child.write_batch(columns)
+            except StoreError as error:  # the child holds every row and retries itself
+                self._failed(child.write, {}, error)
             except Exception as error:
                 if self.strict:
                     raise
-                # Rows of the batch the child did take may be delivered twice: nothing is lost.
+                # Row by row, so a record the child cannot take is lost alone. A child whose
+                # write_batch failed after taking some rows gets those twice: nothing is lost.
                 rows = iter_rows(columns)
                 first = next(rows, None)
                 if first is not None:

@@ -11,7 +11,7 @@ from pipeline.core.columns import Columns, batch_length, numeric, rows_slice
 from pipeline.core.keys import KeyMatcher
 from pipeline.core.names import ema_step, smoothed_name, warmup_ema
 from pipeline.core.node import Node, Record
-from pipeline.core.values import to_float
+from pipeline.core.values import shown, to_float
 
 _PLANS_LIMIT = 4096
 """Key sets whose plan is cached; beyond that the cache starts afresh (bounded memory)."""
@@ -177,7 +177,7 @@ class SmoothingFilter(Node):
         if value is not None:
             self.counts.note(
                 "skipped",
-                f"{key!r} = {value!r} is not a finite number; it is passed on unsmoothed and "
+                f"{key!r} = {shown(value)} is not a finite number; it is passed on unsmoothed and "
                 "the moving average is left as it was",
                 key=key,
                 category=UserWarning,

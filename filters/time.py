@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from pipeline.core.columns import Columns, batch_length, row
 from pipeline.core.node import Node, Record
+from pipeline.core.values import snapshot_record
 
 
 class TimeFilter(Node):
@@ -47,7 +48,7 @@ class TimeFilter(Node):
         else:
             self.counts["dropped"] += 1
             if self.keep_last:
-                self._held = data
+                self._held = snapshot_record(data)
 
     def write_batch(self, columns: Columns) -> None:
         """A batch arrives at one instant (the clock is read once): its first row passes if

@@ -25,6 +25,7 @@ from pipeline.core import lifecycle
 from pipeline.core.columns import Columns
 from pipeline.core.isolation import strict_from_env
 from pipeline.core.node import ClosedError, Logger, Node, Record
+from pipeline.core.values import shown
 
 
 class Pipeline(Node):
@@ -163,12 +164,18 @@ class Pipeline(Node):
     def write(self, data: Record) -> None:
         if not self._ended or self.closed:
             self._refuse()
+        if type(data) is not dict and not isinstance(data, Mapping):
+            raise TypeError(f"write takes a mapping of metric names to values, got {shown(data)}")
         with self._lock:
             self.emit(data)
 
     def write_batch(self, columns: Columns) -> None:
         if not self._ended or self.closed:
             self._refuse()
+        if not isinstance(columns, Mapping):
+            raise TypeError(
+                f"write_batch takes a mapping of metric names to columns, got {shown(columns)}"
+            )
         with self._lock:
             self._children[0].write_batch(columns)
 
@@ -188,6 +195,9 @@ class Pipeline(Node):
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+    def on_close(self) -> None:
+        lifecycle.forget(self)  # also when closed as part of an outer pipeline
 
     def report_errors(self, errors: list[Exception]) -> None:
         if self.strict:

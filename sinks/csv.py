@@ -7,11 +7,17 @@ import csv
 import io
 import json
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
-from pipeline.core.values import plain
-from sinks.file import BufferedFileSink
+from pipeline.core.values import jsonable, plain
+from sinks.file import BufferedFileSink, repair_torn_tail
+
+# CsvSink writes cells of any size; reading them back (a header rewrite, a resume) must not
+# stop at the csv module's default 128 KiB field limit. The limit is process-wide.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 def csv_cell(value: Any) -> Any:
@@ -45,6 +51,12 @@ class CsvSink(BufferedFileSink):
     Rows end in "\\r\\n" (RFC 4180), so cells holding line breaks are quoted and read back
     whole. Cells: see `csv_cell`. Output is read back by `csv.DictReader` and `pandas.read_csv`.
     Flush policy and crash repair: see BufferedFileSink.
+
+    `delimiter` (one character, `","` by default) separates cells in every row the sink
+    writes or reads: the header read when appending to an existing file, new rows, and the
+    rewrite under a wider header. `delimiter="\\t"` writes a tab-separated file, as Spinning
+    Up's `progress.txt`, read back by `csv.DictReader(..., delimiter="\\t")` and
+    `pandas.read_table`; a cell that holds the delimiter is quoted.
     """
 
     def __init__(
@@ -57,7 +69,14 @@ class CsvSink(BufferedFileSink):
         fsync: bool = False,
         max_pending: int = 1_000_000,
         fieldnames: Sequence[str] = (),
+        delimiter: str = ",",
     ) -> None:
+        if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
+            raise ValueError(
+                "delimiter must be one character other than a quote or a line break, "
+                f"got {delimiter!r}"
+            )
+        self.delimiter = delimiter
         super().__init__(
             path,
             mode=mode,
@@ -68,6 +87,7 @@ class CsvSink(BufferedFileSink):
         )
         self.fieldnames: list[str] = self._read_header()
         self._has_header = bool(self.fieldnames)
+        self._headless = 0  # rows with no keys held back until the file has a column
         for name in fieldnames:
             if name not in self.fieldnames:
                 self.fieldnames.append(str(name))
@@ -75,41 +95,93 @@ class CsvSink(BufferedFileSink):
     def _read_header(self) -> list[str]:
         if not self.path.is_file():  # a device such as /dev/full has no header to read
             return []
-        with self.path.open(encoding="utf-8", newline="") as handle:
-            return next(csv.reader(handle), [])
+        with self.path.open(encoding="utf-8-sig", newline="") as handle:  # a BOM is no name
+            return next(csv.reader(handle, delimiter=self.delimiter), [])
+
+    def _repair_tail(self) -> int:
+        """Cuts off a torn last line and a last row torn inside a quoted cell."""
+        return repair_torn_tail(self.path) + _cut_open_quote(self.path, self.delimiter)
 
     def _store(self, rows: list[dict[str, Any]]) -> None:
         fields = list(self.fieldnames)
         known = set(fields)
+        renamed = False
         for row in rows:
             for key in row:
                 if key not in known:
+                    if type(key) is not str:
+                        renamed = True
                     name = str(key)
-                    known.add(name)
-                    fields.append(name)
+                    if name not in known:
+                        known.add(name)
+                        fields.append(name)
+        if renamed:
+            rows = [self._named(row) for row in rows]
+        if not fields:  # no column yet: these rows are written once there is a header
+            self._headless += len(rows)
+            return
         widened = len(fields) > len(self.fieldnames)
         if widened and self._has_header:
             self._rewrite_with_header(fields, rows)
         else:
             text = io.StringIO()
-            writer = csv.writer(text, lineterminator="\r\n")
+            writer = csv.writer(text, delimiter=self.delimiter, lineterminator="\r\n")
             if not self._has_header:
                 writer.writerow(fields)
+                writer.writerows([""] * len(fields) for _ in range(self._headless))
             writer.writerows([csv_cell(row.get(name)) for name in fields] for row in rows)
             self._append(text.getvalue())
         self.fieldnames = fields
         self._has_header = True
+        self._headless = 0
+
+    def on_close(self) -> None:
+        if self._headless:
+            self.counts.note(
+                "dropped",
+                "records with no keys cannot be CSV rows in a file that never got a column",
+                n=self._headless,
+                category=UserWarning,
+            )
+        super().on_close()
+
+    def _as_text(self, value: Any) -> Any:
+        value = jsonable(value)
+        return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+    def _writable(self, value: Any) -> bool:
+        try:
+            str(csv_cell(value))
+        except Exception:
+            return False
+        return True
+
+    def _named(self, row: dict[Any, Any]) -> dict[str, Any]:
+        """The row with every key as text; of two keys with one text, the later wins."""
+        named: dict[str, Any] = {}
+        for key, value in row.items():
+            name = str(key)
+            if name in named:
+                self.counts.note(
+                    "overwritten",
+                    f"keys {name!r} of different types share one CSV column; the later wins",
+                    key=name,
+                    category=UserWarning,
+                    stacklevel=7,
+                )
+            named[name] = value
+        return named
 
     def _rewrite_with_header(self, fields: list[str], rows: list[dict[str, Any]]) -> None:
         self._drop_handle()
         temporary = self.path.with_name(f".{self.path.name}.rewrite")
         try:
-            with self.path.open(encoding="utf-8", newline="") as old, temporary.open(
+            with self.path.open(encoding="utf-8-sig", newline="") as old, temporary.open(
                 "w", encoding="utf-8", newline=""
             ) as new:
-                reader = csv.reader(old)
+                reader = csv.reader(old, delimiter=self.delimiter)
                 next(reader, None)
-                writer = csv.writer(new, lineterminator="\r\n")
+                writer = csv.writer(new, delimiter=self.delimiter, lineterminator="\r\n")
                 writer.writerow(fields)
                 padding = len(fields)
                 writer.writerows(row + [""] * (padding - len(row)) for row in reader)
@@ -120,3 +192,40 @@ class CsvSink(BufferedFileSink):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()
+
+
+def _cut_open_quote(path: Path, delimiter: str) -> int:
+    """Truncates a CSV file after its last complete row when the file ends inside a quoted
+    cell (a crash in the middle of a multi-line cell); returns the bytes removed."""
+    if not path.is_file() or not _has_quote(path):
+        return 0
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        consumed = 0
+        complete = 0
+
+        def lines() -> Iterator[str]:
+            nonlocal consumed
+            for line in handle:
+                consumed += len(line)
+                yield line.decode("utf-8", errors="replace")
+
+        reader = csv.reader(lines(), delimiter=delimiter, strict=True)
+        while True:
+            try:
+                next(reader)
+            except StopIteration:
+                break
+            except csv.Error:  # unexpected end of data: the last row is torn
+                break
+            complete = consumed
+    if complete < size and consumed == size:
+        with path.open("rb+") as torn:
+            torn.truncate(complete)
+        return size - complete
+    return 0
+
+
+def _has_quote(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return any(b'"' in block for block in iter(lambda: handle.read(1 << 20), b""))

@@ -13,9 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.core import lifecycle
 from pipeline.core.columns import Columns, batch_rows
 from pipeline.core.isolation import StoreError
 from pipeline.core.node import Record
+from pipeline.core.values import snapshot_record, text
 from sinks import flusher
 from sinks.base import Sink
 
@@ -45,6 +47,18 @@ def repair_torn_tail(path: Path) -> int:
             keep = 0
         handle.truncate(keep)
     return size - keep
+
+
+class _PartlyStored(OSError):
+    """Storage failed after `stored` of the rows were written."""
+
+    def __init__(self, stored: int, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror)
+        self.stored = stored
+        self.__cause__ = error
+
+    def __str__(self) -> str:
+        return str(self.__cause__)
 
 
 class BufferedFileSink(Sink):
@@ -109,7 +123,7 @@ class BufferedFileSink(Sink):
         if mode == "w" or not self.path.exists():
             self.path.write_bytes(b"")
         elif self.path.is_file():
-            removed = repair_torn_tail(self.path)
+            removed = self._repair_tail()
             if removed:
                 warnings.warn(
                     f"{type(self).__name__}: {self.path} ended in a torn line ({removed} bytes, "
@@ -119,6 +133,11 @@ class BufferedFileSink(Sink):
         self._file: io.FileIO | None = None
         if flush_seconds is not None:
             flusher.watch(self)
+        lifecycle.track(self)  # closed at exit or on SIGTERM if still open, alone or in a graph
+
+    def _repair_tail(self) -> int:
+        """Cuts off what a crash left of a last row; returns the number of bytes removed."""
+        return repair_torn_tail(self.path)
 
     def write(self, data: Record) -> None:
         if self.closed:
@@ -126,7 +145,7 @@ class BufferedFileSink(Sink):
         pending = self._pending
         if not pending:
             self._oldest = self._clock() if self.flush_seconds is not None else 0.0
-        pending.append(dict(data))
+        pending.append(snapshot_record(data))
         if len(pending) >= self.flush_every or (
             self.flush_seconds is not None and self._clock() - self._oldest >= self.flush_seconds
         ):
@@ -142,6 +161,7 @@ class BufferedFileSink(Sink):
             self._check_open()
         rows = batch_rows(columns, python_scalars=True)
         index, length = 0, len(rows)
+        failure: StoreError | None = None
         while index < length:
             pending = self._pending
             if not pending:
@@ -153,10 +173,15 @@ class BufferedFileSink(Sink):
                 self.flush_seconds is not None
                 and self._clock() - self._oldest >= self.flush_seconds
             ):
-                if self._retry_at and self._clock() < self._retry_at:
+                if failure is not None or (self._retry_at and self._clock() < self._retry_at):
                     self._bound_pending()
                     continue
-                self.on_flush()
+                try:
+                    self.on_flush()
+                except StoreError as error:
+                    failure = error  # every row of the batch is held all the same
+        if failure is not None:
+            raise failure
 
     def on_flush(self) -> None:
         if not self._pending:
@@ -167,8 +192,12 @@ class BufferedFileSink(Sink):
             if not rows:
                 return
             try:
-                self._store(rows)
-            except Exception as error:
+                stored = self._store_each_value(rows)
+            except OSError as error:  # storage is down: keep every row not yet stored
+                if isinstance(error, _PartlyStored):
+                    self.rows_written += error.stored
+                    rows = rows[error.stored :]
+                    error = error.__cause__  # type: ignore[assignment]
                 pending.extendleft(reversed(rows))
                 self._retry_delay = min(max(1.0, self._retry_delay * 2), 60.0)
                 self._retry_at = self._clock() + self._retry_delay
@@ -180,7 +209,47 @@ class BufferedFileSink(Sink):
             if pending:  # rows written while these were stored
                 self._oldest = self._clock()
             self._retry_at = self._retry_delay = 0.0
-            self.rows_written += len(rows)
+            self.rows_written += stored
+
+    def _store_each_value(self, rows: list[dict[str, Any]]) -> int:
+        """Stores `rows`; returns how many were stored. Only an OSError means storage is
+        down. Any other error is about a value that cannot be written as it is: the rows are
+        then stored one by one, a row that fails again is stored with each value the sink
+        cannot write (`_writable`) in its text form (`_as_text`), and a row that fails even so
+        is counted lost alone."""
+        try:
+            self._store(rows)
+            return len(rows)
+        except OSError:
+            raise
+        except Exception:
+            pass
+        stored = 0
+        for index, row in enumerate(rows):
+            try:
+                as_text = {
+                    key: value if self._writable(value) else self._as_text(value)
+                    for key, value in row.items()
+                }
+                for attempt in (row, as_text):
+                    try:
+                        self._store([attempt])
+                        stored += 1
+                        break
+                    except OSError:
+                        raise
+                    except Exception as error:
+                        problem = error
+                else:
+                    self.counts.note(
+                        "lost",
+                        f"a row could not be written even as text ({type(problem).__name__}: "
+                        f"{problem}); the other rows are",
+                        stacklevel=5,
+                    )
+            except OSError as error:
+                raise _PartlyStored(index, error) from error
+        return stored
 
     def flush_due(self) -> float | None:
         """Seconds until the held rows are due for storing (<= 0: now); None if none are."""
@@ -212,6 +281,14 @@ class BufferedFileSink(Sink):
         """Writes `rows` to the file (all of them, or none: see `_append`)."""
         raise NotImplementedError
 
+    def _writable(self, value: Any) -> bool:
+        """Whether `_store` can write `value` as it is (else it is written as `_as_text`)."""
+        return False
+
+    def _as_text(self, value: Any) -> Any:
+        """What a value `_store` cannot write is written as: its text, by default."""
+        return text(value)
+
     def _append(self, text: str) -> None:
         """Appends `text` to the file with no user-space buffer; on failure, truncates the
         file back to its size before the append and re-raises."""
@@ -238,6 +315,7 @@ class BufferedFileSink(Sink):
 
     def on_close(self) -> None:
         flusher.forget(self)
+        lifecycle.forget(self)
         self._drop_handle()
         if self._pending:
             left = len(self._pending)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipeline.core.values import plain
+from pipeline.core.values import jsonable, plain
 from sinks.file import BufferedFileSink
 
 
@@ -17,6 +17,16 @@ class JsonlSink(BufferedFileSink):
     that Python's `json` and pandas read back (strict JSON has no form for them). Any other
     object is written as its `str()`. Flush policy and crash repair: see BufferedFileSink.
     """
+
+    def _as_text(self, value: Any) -> Any:
+        return jsonable(value)
+
+    def _writable(self, value: Any) -> bool:
+        try:
+            json.dumps(plain(value), default=str)
+        except Exception:
+            return False
+        return True
 
     def _store(self, rows: list[dict[str, Any]]) -> None:
         dumps = json.dumps

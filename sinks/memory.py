@@ -6,6 +6,7 @@ from typing import Any
 
 from pipeline.core.columns import Columns, batch_rows
 from pipeline.core.node import Record
+from pipeline.core.values import snapshot_record
 from sinks.base import Sink
 
 
@@ -24,7 +25,7 @@ class MemorySink(Sink):
     def write(self, data: Record) -> None:
         if self.closed:
             self._check_open()
-        self.records.append(dict(data))
+        self.records.append(snapshot_record(data))
 
     def write_batch(self, columns: Columns) -> None:
         if self.closed:

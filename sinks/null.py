@@ -15,9 +15,13 @@ class NullSink(Sink):
         self.count = 0
 
     def write(self, data: Record) -> None:
+        if self.closed:
+            self._check_open()
         self.count += 1
 
     def write_batch(self, columns: Columns) -> None:
+        if self.closed:
+            self._check_open()
         self.count += batch_length(columns)
 
     def __repr__(self) -> str:

@@ -5,7 +5,10 @@ the exit lifecycle, metric-name contracts, the EMA step and flattening. Nothing 
 a filter, a sink, the builder or a framework.
 """
 
-from pipeline.core import acme_logger  # noqa: F401  (every Node is an Acme Logger)
+from pipeline.core import (
+    acme_logger,  # noqa: F401  (every Node is an Acme Logger)
+    lifecycle,  # noqa: F401  (SIGTERM closes what is open)
+)
 from pipeline.core.columns import Columns, batch_length, iter_rows
 from pipeline.core.counts import Counts
 from pipeline.core.keys import KeyMatcher

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.values import plain
+from pipeline.core.values import plain, snapshot
 
 Columns = Mapping[str, Any]
 """A batch of records as columns: metric name -> sequence (or 1-d array) of values."""
@@ -41,7 +41,8 @@ def iter_rows(columns: Columns) -> Iterator[dict[str, Any]]:
 
 
 def batch_rows(columns: Columns, *, python_scalars: bool = False) -> list[dict[str, Any]]:
-    """The rows of a batch as dicts, in order, built at C speed; the values `iter_rows` gives.
+    """The rows of a batch as dicts, in order, built at C speed; the values `iter_rows` gives,
+    as snapshots (`pipeline.core.values.snapshot`): the caller may reuse its buffers.
 
     With `python_scalars`, numeric numpy columns give the Python bools, ints and floats that
     `plain` makes of their values instead of numpy scalars (for sinks that turn values into
@@ -53,8 +54,10 @@ def batch_rows(columns: Columns, *, python_scalars: bool = False) -> list[dict[s
     for column in columns.values():
         if python_scalars and numeric(column) is not None:
             values.append(plain(column))
+        elif numeric(column) is not None:
+            values.append(list(column))  # numpy scalars: copies already
         else:
-            values.append(column if isinstance(column, (list, tuple)) else list(column))
+            values.append(list(map(snapshot, column)))
     keys = list(columns)
     return [dict(zip(keys, row, strict=True)) for row in zip(*values, strict=True)]
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.core.node import Node, Record
+from pipeline.core.values import snapshot_record
 
 
 class StoreError(RuntimeError):
@@ -99,7 +100,7 @@ class RetryingWriter:
         if len(self.queue) >= self.limit:
             self.queue.popleft()
             self.failures.lost += 1
-        self.queue.append(record)
+        self.queue.append(snapshot_record(record))
         self.failures.queued = len(self.queue)
 
     def retry(self) -> bool:

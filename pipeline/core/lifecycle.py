@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import os
 import signal
 import threading
 import warnings
@@ -16,21 +17,36 @@ _lock = threading.Lock()
 
 
 def track(node: Node) -> None:
-    """Keeps `node` (a Pipeline) to be closed at exit if it is still open then."""
+    """Keeps `node` (a Pipeline, or a sink holding data) to be closed at interpreter exit or
+    on SIGTERM if it is still open then."""
     global _installed
     with _lock:
         _open[id(node)] = node
-        if _installed:
-            return
+        first = not _installed
         _installed = True
-    atexit.register(close_all)
-    # Only take over SIGTERM where nobody else handles it: its default kills the process
-    # without running atexit, which would lose every buffered row.
-    if (
-        threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    ):
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    if first:
+        atexit.register(close_all)
+    take_sigterm()
+
+
+def take_sigterm() -> bool:
+    """Installs rlpipe's SIGTERM handler if nobody else handles SIGTERM (it is SIG_DFL) and
+    this is the main thread (the only one that may); returns whether it is installed.
+
+    SIGTERM's default kills the process without running atexit, which would lose every held
+    row. The handler exits through `SystemExit(143)` (so open nodes are closed) while any
+    tracked node is open, and otherwise does what the default does. It is installed when
+    rlpipe's core is first imported on the main thread, so a pipeline made later on another
+    thread is covered too."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    current = signal.getsignal(signal.SIGTERM)
+    if current is _on_sigterm:
+        return True
+    if current is not signal.SIG_DFL:
+        return False
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    return True
 
 
 def close_before_exit_handlers_so_far() -> None:
@@ -71,5 +87,13 @@ def close_all() -> None:
                           stacklevel=1)
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    with _lock:
+        anything_open = any(not node.closed for node in _open.values())
+    if anything_open:
+        raise SystemExit(128 + signum)
+    signal.signal(signum, signal.SIG_DFL)  # nothing to close: die as the default would
+    os.kill(os.getpid(), signum)
+
+
+take_sigterm()

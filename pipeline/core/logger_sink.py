@@ -6,6 +6,7 @@ import weakref
 from typing import Any
 
 from pipeline.core.node import ClosedError, Logger, Node, Record
+from pipeline.core.values import snapshot_record
 
 
 class LoggerSink(Node):
@@ -13,8 +14,9 @@ class LoggerSink(Node):
     `write(record)` method (an Acme logger such as `InMemoryLogger` or `TFSummaryLogger`, a
     user's own), calling its `flush()` and `close()` too when it has them.
 
-    The logger receives a copy of each record as a plain dict, so one that keeps what it
-    receives keeps what was written. It sits behind the same failure isolation as any sink.
+    The logger receives a snapshot of each record as a plain dict (`snapshot_record`), so one
+    that keeps what it receives keeps what was written. It sits behind the same failure
+    isolation as any sink.
     `Node.connect` (and so `Pipeline.to`) wraps such a logger automatically, once per logger,
     so the same logger under two branches is one leaf (a join).
     """
@@ -43,7 +45,7 @@ class LoggerSink(Node):
     def write(self, data: Record) -> None:
         if self.closed:
             raise ClosedError(f"{self!r} is closed; it takes no more records")
-        self._write(dict(data))
+        self._write(snapshot_record(data))
 
     def on_flush(self) -> None:
         flush = getattr(self.logger, "flush", None)

@@ -49,6 +49,7 @@ class Node:
 
     def __init__(self) -> None:
         self._children: list[Node] = []
+        self._parents: list[Node] = []
         self.closed = False
         self.emit: Callable[[Record], None] = self._emit_nowhere
         self.counts = Counts(type(self).__name__)
@@ -74,6 +75,7 @@ class Node:
                 )
             if child not in self._children:
                 self._children.append(child)
+                child._parents.append(self)
         self._rewire()
         return self
 
@@ -156,10 +158,19 @@ class Node:
         self.report_errors(errors)
 
     def close(self) -> None:
-        """Flushes, then releases this node and every node below it; safe to call twice."""
+        """Flushes, then releases this node and every node below it; safe to call twice.
+
+        A node below that another open node still feeds (a sink shared with a second
+        pipeline) is only flushed: it closes when the last node feeding it closes."""
         errors: list[Exception] = []
         for node in self.nodes():
             if node.closed:
+                continue
+            if node is not self and any(not parent.closed for parent in node._parents):
+                try:
+                    node.on_flush()
+                except Exception as error:
+                    errors.append(error)
                 continue
             flush_error: Exception | None = None
             try:

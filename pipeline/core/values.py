@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import decimal
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -88,3 +90,81 @@ def is_finite_number(value: Any) -> bool:
     """True for a real number scalar that is neither NaN nor infinite."""
     number = to_float(value)
     return number is not None and math.isfinite(number)
+
+
+IMMUTABLE_TYPES = frozenset({float, int, str, bool, bytes, type(None)})
+"""Value types a caller cannot change in place: held as they are."""
+
+
+def snapshot(value: Any) -> Any:
+    """A copy of `value` that later changes by the caller cannot reach: numpy arrays are
+    copied, lists, tuples and dicts are copied element-wise; scalars and other objects are
+    returned as they are. For a node that holds a record past `write`."""
+    kind = type(value)
+    if kind in IMMUTABLE_TYPES:
+        return value
+    if kind is dict:
+        return {key: snapshot(item) for key, item in value.items()}
+    if kind is np.ndarray:
+        return value.copy()
+    if kind is list:
+        return [snapshot(item) for item in value]
+    if kind is tuple:
+        return tuple(snapshot(item) for item in value)
+    return value
+
+
+def snapshot_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A dict copy of a record whose values the caller can no longer change (see
+    `snapshot`); costs a dict copy when every value is a scalar."""
+    out = dict(record)
+    if not IMMUTABLE_TYPES.issuperset(map(type, out.values())):
+        for key, value in out.items():
+            if type(value) not in IMMUTABLE_TYPES:
+                out[key] = snapshot(value)
+    return out
+
+
+def text(value: Any) -> str:
+    """`str(value)`, for any value, never raising: an int beyond Python's digit limit gives
+    its exact digits all the same; an object whose `__str__` raises gives its `repr`, or
+    `<unprintable TYPE>` if that raises too."""
+    try:
+        return str(value)
+    except ValueError:
+        if isinstance(value, int):
+            return str(decimal.Decimal(value))
+    except Exception:
+        pass
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters, for messages; never raises."""
+    try:
+        text_ = repr(value)
+    except Exception:
+        text_ = text(value)
+    return text_ if len(text_) <= limit else text_[: limit - 3] + "..."
+
+
+_DIGIT_BITS = 14_000
+"""Ints with more bits than this may be beyond Python's int-to-text digit limit (4300)."""
+
+
+def jsonable(value: Any) -> Any:
+    """`plain(value)` in a form `json.dumps` always takes: keys as text, and what JSON cannot
+    hold as it is (an int too long for Python to print, an object) as its `text`."""
+    value = plain(value)
+    if isinstance(value, dict):
+        return {text(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [jsonable(item) for item in value]
+    if isinstance(value, bool) or value is None or isinstance(value, (float, str)):
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() < _DIGIT_BITS else text(value)
+    return text(value)

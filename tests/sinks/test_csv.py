@@ -125,3 +125,65 @@ def test_parent_folders_are_created(tmp_path: Path) -> None:
 def test_bad_arguments_are_value_errors(tmp_path: Path, options: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         CsvSink(tmp_path / "x.csv", **options)  # type: ignore[arg-type]
+
+
+# -- delimiter: tab-separated files (Spinning Up's progress.txt) ---------------------------
+
+
+def read_tabs(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def test_a_tab_delimited_file_reads_back_with_csv_and_pandas(tmp_path: Path) -> None:
+    path = tmp_path / "progress.txt"
+    with CsvSink(path, delimiter="\t") as sink:
+        sink.write({"Epoch": 0, "AverageEpRet": 1.5, "Note": "a\tb, c"})
+        sink.write({"Epoch": 1, "AverageEpRet": -2.25, "Note": "plain"})
+
+    assert path.read_text().splitlines()[:2] == ["Epoch\tAverageEpRet\tNote", '0\t1.5\t"a\tb, c"']
+    assert read_tabs(path) == [
+        {"Epoch": "0", "AverageEpRet": "1.5", "Note": "a\tb, c"},
+        {"Epoch": "1", "AverageEpRet": "-2.25", "Note": "plain"},
+    ]
+    table = pd.read_table(path)
+    assert list(table.columns) == ["Epoch", "AverageEpRet", "Note"]
+    assert table["Epoch"].tolist() == [0, 1] and table["AverageEpRet"].tolist() == [1.5, -2.25]
+    assert table["Note"].tolist() == ["a\tb, c", "plain"]
+
+
+def test_a_late_key_widens_a_tab_delimited_file(tmp_path: Path) -> None:
+    path = tmp_path / "progress.txt"
+    with CsvSink(path, delimiter="\t", flush_every=1, flush_seconds=None) as sink:
+        sink.write({"Epoch": 0, "Loss": 0.5})
+        sink.write({"Epoch": 1, "Loss": 0.25, "KL": 0.125})
+
+    assert path.read_text().splitlines() == ["Epoch\tLoss\tKL", "0\t0.5\t", "1\t0.25\t0.125"]
+    table = pd.read_table(path)
+    assert list(table.columns) == ["Epoch", "Loss", "KL"]
+    assert math.isnan(table["KL"][0]) and table["KL"][1] == 0.125
+    assert not list(tmp_path.glob(".*rewrite"))
+
+
+def test_resuming_a_tab_delimited_file_keeps_its_header(tmp_path: Path) -> None:
+    path = tmp_path / "progress.txt"
+    with CsvSink(path, delimiter="\t") as sink:
+        sink.write({"a": 1, "b": 2})
+    path.write_text(path.read_text() + "3\t")  # a row torn by a crash
+    with pytest.warns(UserWarning, match="torn line"), CsvSink(path, delimiter="\t") as sink:
+        assert sink.fieldnames == ["a", "b"]
+        sink.write({"b": 4, "a": 3})
+        sink.write({"c": 5})
+
+    assert read_tabs(path) == [
+        {"a": "1", "b": "2", "c": ""},
+        {"a": "3", "b": "4", "c": ""},
+        {"a": "", "b": "", "c": "5"},
+    ]
+    assert list(pd.read_table(path).columns) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("delimiter", ["", ",,", '"', "\n", "\r", 9])
+def test_a_delimiter_must_be_one_character(tmp_path: Path, delimiter: object) -> None:
+    with pytest.raises(ValueError, match="delimiter"):
+        CsvSink(tmp_path / "x.csv", delimiter=delimiter)  # type: ignore[arg-type]

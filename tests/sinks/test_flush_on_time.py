@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import threading
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -72,16 +74,24 @@ def test_rows_written_while_the_flusher_stores_are_neither_lost_nor_doubled(
 
 
 def test_no_thread_is_left_once_every_file_sink_is_closed(tmp_path: Path) -> None:
-    sinks = [CsvSink(tmp_path / f"{i}.csv") for i in range(3)]
-    for sink in sinks:
-        sink.write({"a": 1})
-        sink.close()
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        if not any(thread.name == "rlpipe-flusher" for thread in threading.enumerate()):
-            return
-        time.sleep(0.05)
-    raise AssertionError("the flusher thread outlived every file sink")
+    code = textwrap.dedent(
+        f"""
+        import threading, time
+        from sinks import CsvSink
+        sinks = [CsvSink({str(tmp_path)!r} + f"/{{i}}.csv") for i in range(3)]
+        for sink in sinks:
+            sink.write({{"a": 1}})
+        print(sum(t.name == "rlpipe-flusher" for t in threading.enumerate()))
+        for sink in sinks:
+            sink.close()
+        time.sleep(1.0)
+        print(sum(t.name == "rlpipe-flusher" for t in threading.enumerate()))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.split() == ["1", "0"]
 
 
 def test_a_sink_without_flush_seconds_waits_for_flush_every_or_close(tmp_path: Path) -> None:
