@@ -124,8 +124,7 @@ class Dispatcher(Node):
             max_backoff=self.max_backoff,
             on_recovered=self._recovered,
         )
-        retrying.queue.append(data)
-        failures.queued = 1
+        retrying.hold(data)
         self._retrying[id(child)] = retrying
         self._rewire()
 

@@ -8,7 +8,7 @@ from pipeline.core.node import Node, Record
 
 class EveryNFilter(Node):
     """Passes the 1st, (n+1)-th, (2n+1)-th ... record; the others are dropped by design and
-    counted in `.dropped`. `n=1` passes everything."""
+    counted in `counts["dropped"]`. `n=1` passes everything."""
 
     def __init__(self, n: int) -> None:
         super().__init__()
@@ -16,7 +16,6 @@ class EveryNFilter(Node):
             raise ValueError(f"n must be an int >= 1, got {n!r}")
         self.n = n
         self._count = 0
-        self.dropped = 0
 
     def write(self, data: Record) -> None:
         count = self._count
@@ -24,7 +23,7 @@ class EveryNFilter(Node):
         if count % self.n == 0:
             self.emit(data)
         else:
-            self.dropped += 1
+            self.counts["dropped"] += 1
 
     def write_batch(self, columns: Columns) -> None:
         """The rows that row by row would pass, as one batch (a strided slice per column)."""
@@ -35,11 +34,16 @@ class EveryNFilter(Node):
         first = -self._count % n
         self._count += length
         passed = len(range(first, length, n))
-        self.dropped += length - passed
+        self.counts["dropped"] += length - passed
         if passed == length:
             self.emit_batch(columns)
         elif passed:
             self.emit_batch({key: column[first::n] for key, column in columns.items()})
+
+    @property
+    def dropped(self) -> int:
+        """Records not passed on (`counts["dropped"]`)."""
+        return self.counts["dropped"]
 
     def __repr__(self) -> str:
         return f"EveryNFilter({self.n})"

@@ -21,7 +21,7 @@ class SmoothingFilter(Node):
     """For each key matching `regex` (`re.search`), adds `<key>_smoothed_<coeff>`, an
     exponential moving average of the key's values; the original key is kept.
 
-    Default (warm-up EMA, as in the seed): c_0 = 0; s_t = (1 - c_t) x_t + c_t s_{t-1};
+    Default (warm-up EMA): c_0 = 0; s_t = (1 - c_t) x_t + c_t s_{t-1};
     c_{t+1} = 0.9 c_t + 0.1 coeff. The first smoothed value is the value itself and the
     coefficient anneals towards `coeff`.
 

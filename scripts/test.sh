@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: sets up .venv with every extra, then ruff, mypy, the import layers
-# (lint-imports) and pytest (slow integration tests included). Arguments are passed to pytest.
+# (lint-imports), the docs build (mkdocs --strict) and pytest (slow integration tests
+# included). Arguments are passed to pytest.
 source "$(dirname "$0")/env.sh" all
 echo "==> ruff"
 "$venv/bin/ruff" check .
@@ -8,5 +9,9 @@ echo "==> mypy"
 "$venv/bin/mypy"
 echo "==> import layers"
 "$venv/bin/lint-imports"
+echo "==> docs"
+site="$(mktemp -d)"
+NO_MKDOCS_2_WARNING=1 "$venv/bin/mkdocs" build --strict --quiet --site-dir "$site"
+rm -rf "$site"
 echo "==> pytest"
 "$venv/bin/pytest" -q "$@"

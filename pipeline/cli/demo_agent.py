@@ -1,12 +1,9 @@
 """The Acme side of `rlpipe demo`: gymnasium's CartPole as a dm_env environment and a tabular
 Q-learning agent as an `acme.core.Actor`.
 
-Why CartPole behind an adapter rather than bsuite's Catch: gymnasium (pure Python plus numpy,
-cloudpickle) is a far lighter install than bsuite, which pulls pandas, plotnine, statsmodels and
-scikit-image; CartPole is the environment RL users know; and a tabular agent over the pole's
-angle and angular velocity learns it in a few hundred episodes (returns from ~20 to 500).
-Acme 0.2.4's own `acme.wrappers` cannot be used: it needs chex, and its GymWrapper predates
-gymnasium 1.x's five-value `step`.
+The tabular agent looks at the pole's angle and angular velocity and learns CartPole in a
+few hundred episodes (returns from about 20 to 500). The adapter is rlpipe's own because Acme
+0.2.4's `acme.wrappers` needs chex and predates gymnasium 1.x's five-value `step`.
 """
 
 from __future__ import annotations

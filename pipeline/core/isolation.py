@@ -92,11 +92,12 @@ class RetryingWriter:
         self.queue: deque[Record] = deque()
 
     def write(self, record: Record) -> None:
-        self._enqueue(record)
+        self.hold(record)
         if self._clock() >= self._next_try:
             self.retry()
 
-    def _enqueue(self, record: Record) -> None:
+    def hold(self, record: Record) -> None:
+        """Queues a snapshot of `record` for delivery (the oldest dropped beyond `limit`)."""
         if len(self.queue) >= self.limit:
             self.queue.popleft()
             self.failures.lost += 1

@@ -26,7 +26,26 @@ def track(node: Node) -> None:
         _installed = True
     if first:
         atexit.register(close_all)
-    take_sigterm()
+    if not take_sigterm() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        _warn_no_sigterm()
+
+
+_warned_no_sigterm = False
+
+
+def _warn_no_sigterm() -> None:
+    global _warned_no_sigterm
+    if _warned_no_sigterm:
+        return
+    _warned_no_sigterm = True
+    warnings.warn(
+        "rlpipe: rlpipe was first imported off the main thread, so it could not take SIGTERM "
+        "(Python lets only the main thread set signal handlers): on SIGTERM, held rows would "
+        "be lost. Import rlpipe on the main thread, or call "
+        "pipeline.core.lifecycle.take_sigterm() there.",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 def take_sigterm() -> bool:

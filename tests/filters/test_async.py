@@ -8,6 +8,7 @@ import pytest
 
 from filters import AsyncNode
 from pipeline import ClosedError, Pipeline
+from pipeline.core.columns import Columns
 from pipeline.core.node import Record
 from sinks import MemorySink
 
@@ -24,6 +25,10 @@ class GatedSink(MemorySink):
         self.gate.wait()
         self.thread_names.add(threading.current_thread().name)
         super().write(data)
+
+    def write_batch(self, columns: Columns) -> None:
+        self.gate.wait()
+        super().write_batch(columns)
 
 
 def test_writes_return_while_the_sink_is_stuck_and_flush_drains_in_order() -> None:
@@ -94,3 +99,16 @@ def test_batches_go_through_in_order_with_rows() -> None:
 def test_bad_arguments_are_value_errors(options: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         AsyncNode(**options)  # type: ignore[arg-type]
+
+
+def test_drop_oldest_counts_the_rows_of_dropped_batches() -> None:
+    sink = GatedSink()
+    node = AsyncNode(maxsize=2, policy="drop_oldest")
+    node.connect(sink)
+    with pytest.warns(RuntimeWarning, match="dropping the oldest"):
+        for batch in range(10):
+            node.write_batch({"i": list(range(batch * 100, (batch + 1) * 100))})
+    sink.gate.set()
+    node.close()
+    assert node.dropped + len(sink.records) == 1000
+    assert node.dropped % 100 == 0 and len(sink.records) >= 200

@@ -129,3 +129,101 @@ def test_pipelines_can_be_closed_before_exit_handlers_registered_after_them() ->
         "sink closed",
         "client stopped",
     ]
+
+
+def run_until_sigterm(code: str) -> subprocess.CompletedProcess[str]:
+    """Runs `code`, which prints "ready" once set up, then sends it SIGTERM."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def test_sigterm_closes_a_pipeline_made_off_the_main_thread(tmp_path: Path) -> None:
+    result = run_until_sigterm(
+        f"""
+        import threading, time
+        from pipeline import Pipeline
+        from sinks import CsvSink
+        def build():  # e.g. an actor thread: the pipeline is made and written off main
+            global logger
+            logger = Pipeline("t").to(CsvSink({str(tmp_path / "a.csv")!r}, flush_seconds=None))
+            for step in range(100):
+                logger.write({{"step": step}})
+        thread = threading.Thread(target=build)
+        thread.start()
+        thread.join()
+        print("ready", flush=True)
+        time.sleep(60)
+        """
+    )
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr
+    assert pd.read_csv(tmp_path / "a.csv")["step"].tolist() == list(range(100))
+
+
+def test_first_used_off_the_main_thread_rlpipe_says_it_cannot_take_sigterm() -> None:
+    code = textwrap.dedent(
+        """
+        import threading, warnings
+        warnings.simplefilter("always")
+        def build():
+            from pipeline import Pipeline
+            from sinks import MemorySink
+            Pipeline("t").to(MemorySink())
+        thread = threading.Thread(target=build)
+        thread.start()
+        thread.join()
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "could not take SIGTERM" in result.stderr and "take_sigterm()" in result.stderr
+
+
+def test_a_sink_alone_is_closed_on_sigterm(tmp_path: Path) -> None:
+    result = run_until_sigterm(
+        f"""
+        import time
+        from sinks import JsonlSink
+        sink = JsonlSink({str(tmp_path / "a.jsonl")!r}, flush_seconds=None)
+        for step in range(10):
+            sink.write({{"step": step}})
+        print("ready", flush=True)
+        time.sleep(60)
+        """
+    )
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr
+    lines = (tmp_path / "a.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == list(range(10))
+
+
+def test_with_nothing_open_sigterm_does_what_its_default_does() -> None:
+    result = run_until_sigterm(
+        """
+        import time
+        import pipeline, sinks
+        print("ready", flush=True)
+        time.sleep(60)
+        """
+    )
+    assert result.returncode == -signal.SIGTERM
+
+
+def test_pipelines_closed_through_an_outer_one_leave_the_exit_registry() -> None:
+    from pipeline import Pipeline
+    from pipeline.core import lifecycle
+    from sinks import MemorySink
+
+    before = len(lifecycle._open)
+    outer = Pipeline("outer").to(*(Pipeline(f"inner{i}").to(MemorySink()) for i in range(20)))
+    assert len(lifecycle._open) >= before + 21
+    outer.close()
+    assert len(lifecycle._open) == before

@@ -11,6 +11,7 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -125,3 +126,73 @@ def test_a_file_size_limit_leaves_only_whole_rows(tmp_path: Path) -> None:
     assert [json.loads(line)["i"] for line in lines] == list(range(len(lines)))
     assert counts["jsonl"] == [len(lines), 1000 - len(lines)]
     assert os.path.getsize(tmp_path / "run.csv") <= 5000
+
+
+# -- a value that cannot be written blocks nothing ------------------------------------------
+
+
+class NoText:
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+    def __repr__(self) -> str:
+        return "<NoText>"
+
+
+def test_a_cell_over_the_csv_field_limit_then_a_late_key_loses_no_row(tmp_path: Path) -> None:
+    # The late key makes the sink read its own file back (header rewrite): that read once
+    # stopped at the csv module's 128 KiB field limit, and every later row was lost.
+    path = tmp_path / "a.csv"
+    pipe = Pipeline("p", close_at_exit=False).to(CsvSink(path, flush_every=1))
+    pipe.write({"step": 0, "hist": np.zeros(30_000)})
+    for step in range(1, 1001):
+        pipe.write({"step": step, "late": step * 2})
+    pipe.close()
+    frame = pd.read_csv(path)
+    assert frame["step"].tolist() == list(range(1001))
+    assert frame["late"].tolist()[1:] == [step * 2 for step in range(1, 1001)]
+    assert json.loads(frame["hist"][0]) == [0.0] * 30_000
+    assert pipe.failures() == []
+
+
+@pytest.mark.parametrize("sink_class", [CsvSink, JsonlSink])
+def test_unprintable_values_are_written_as_text_and_the_other_rows_as_they_are(
+    tmp_path: Path, sink_class: type[CsvSink] | type[JsonlSink]
+) -> None:
+    path = tmp_path / "rows"
+    sink = sink_class(path, flush_every=5)
+    huge = 10**5000  # beyond Python's int-to-text digit limit
+    for step in range(25):
+        record: dict[str, object] = {"step": step}
+        if step == 7:
+            record["big"] = huge
+        if step == 11:
+            record["odd"] = NoText()
+        sink.write(record)
+    sink.close()
+    if sink_class is CsvSink:
+        rows = read_rows(path)
+        cells = {(int(r["step"]), key): r[key] for r in rows for key in ("big", "odd")}
+    else:
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        cells = {(r["step"], key): r.get(key, "") for r in rows for key in ("big", "odd")}
+    assert [int(r["step"]) for r in rows] == list(range(25))
+    assert cells[7, "big"] == "1" + "0" * 5000
+    assert cells[11, "odd"] == "<NoText>"
+    assert sink.lost == 0 and sink.rows_written == 25
+
+
+def test_batches_into_a_full_disk_are_neither_doubled_nor_miscounted(small_disk: Path) -> None:
+    path = small_disk / "train.csv"
+    sink = CsvSink(path, flush_every=100, max_pending=100_000)
+    pipe = Pipeline("p", close_at_exit=False).to(sink)
+    payload = np.array(["x" * 100] * 400, dtype=object)  # 3 batches: twice the disk
+    with pytest.warns(RuntimeWarning):
+        for batch in range(3):
+            steps = np.arange(batch * 400, (batch + 1) * 400)
+            pipe.write_batch({"episode": steps, "payload": payload})
+        pipe.close()
+    episodes = [int(r["episode"]) for r in read_rows(path)]
+    assert episodes == list(range(len(episodes)))  # a whole prefix: none doubled, no tears
+    assert len(episodes) + sink.lost == 1200
+    assert f"{sink.lost} records lost" in pipe.failures()[0]
