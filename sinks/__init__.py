@@ -13,6 +13,7 @@ from sinks.terminal import TerminalSink
 
 if TYPE_CHECKING:
     from sinks.neptune import NeptuneSink
+    from sinks.remote import RemoteSink
 
 __all__ = [
     "BufferedFileSink",
@@ -22,6 +23,7 @@ __all__ = [
     "MemorySink",
     "NeptuneSink",
     "NullSink",
+    "RemoteSink",
     "Sink",
     "TerminalSink",
 ]
@@ -33,4 +35,8 @@ def __getattr__(name: str) -> Any:
         from sinks.neptune import NeptuneSink
 
         return NeptuneSink
+    if name == "RemoteSink":
+        from sinks.remote import RemoteSink
+
+        return RemoteSink
     raise AttributeError(f"module 'sinks' has no attribute {name!r}")

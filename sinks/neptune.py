@@ -7,206 +7,57 @@ the client module it comes from.
 
 from __future__ import annotations
 
-import atexit
 import math
 import numbers
 import os
-import sys
-import threading
 import time
-import warnings
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import datetime
-from math import isfinite
 from pathlib import Path
 from typing import Any
 
-from pipeline.core import lifecycle
+from pipeline.core.flatten import flatten
 from pipeline.core.node import Record
 from pipeline.core.values import plain, to_float
-from sinks.base import Sink
+from sinks import _neptune_runs
+from sinks._neptune_clients import (
+    INSTALL_HINT,
+    Backend,
+    Row,
+    Step,
+    backend_for,
+    make_classic_run,
+    make_scale_run,
+)
+from sinks.remote import RemoteSink
 
-INSTALL_HINT = "pip install 'rlpipe[neptune]'"
+__all__ = ["CONFIG_NAMESPACE", "INSTALL_HINT", "NeptuneSink", "NeptuneSinkWarning", "Row", "Step"]
+
 CONFIG_NAMESPACE = "config"
 """Where `log_config` puts the run's configuration (at the run's root, whatever the prefix)."""
 
-Step = int | float
-Row = tuple[Step, float, dict[str, float], dict[str, str]]
-"""One record as buffered: (step, unix timestamp, float series, string series), by path."""
-
-_env_lock = threading.Lock()
-
 
 class NeptuneSinkWarning(UserWarning):
-    """A value NeptuneSink could not send (warned once per key and reason, and counted)."""
+    """A value NeptuneSink could not send (warned once per key, and counted)."""
 
 
-def _import_classic() -> Any:
-    try:
-        import neptune
-    except ImportError as error:
-        raise ImportError(
-            f"NeptuneSink needs the Neptune client (the `neptune` package): {INSTALL_HINT}"
-        ) from error
-    return neptune
+def config_fields(config: Mapping[Any, Any]) -> dict[str, Any]:
+    """`{a: {b: 1}}` -> `{"config/a/b": 1}`; values that are not a bool, int, finite float or
+    str (None, lists, arrays, NaN, objects, empty mappings) become their `str()`."""
+    return {
+        path: _config_value(value)
+        for path, value in flatten(config, prefix=f"{CONFIG_NAMESPACE}/").items()
+    }
 
 
-def _import_scale() -> Any:
-    try:
-        import neptune_scale
-    except ImportError as error:
-        raise ImportError(
-            f"NeptuneSink needs the neptune-scale client for a neptune-scale run: {INSTALL_HINT}"
-        ) from error
-    return neptune_scale
+def _config_value(value: Any) -> Any:
+    value = plain(value)
+    if isinstance(value, (bool, int, str)) or (isinstance(value, float) and math.isfinite(value)):
+        return value
+    return str(value)
 
 
-class _ClassicRun:
-    """Sends rows to a neptune 1.x run: one `extend` per series per push.
-
-    The 1.x client skips NaN and +-inf in float series (with its own warning), so they are
-    not sent; steps may be any number. `flush` asks the client to write its queue to disk
-    (`wait(disk_only=True)`), never to wait for the network.
-    """
-
-    kind = "neptune"
-    accepts_non_finite = False
-    min_step: float = -math.inf
-    max_step: float = math.inf
-
-    def __init__(self, run: Any) -> None:
-        self.run = run
-
-    def send(self, rows: list[Row], failed: Any) -> None:
-        columns: dict[str, tuple[list[Any], list[Step], list[float]]] = {}
-        for step, stamp, metrics, strings in rows:
-            for series in (metrics, strings):
-                for path, value in series.items():
-                    column = columns.get(path)
-                    if column is None:
-                        column = columns[path] = ([], [], [])
-                    column[0].append(value)
-                    column[1].append(step)
-                    column[2].append(stamp)
-        run = self.run
-        for path, (values, steps, stamps) in columns.items():
-            try:
-                run[path].extend(values, steps=steps, timestamps=stamps)
-            except Exception as error:  # a client refusal must not stop the other series
-                failed(path, len(values), error)
-
-    def flush(self) -> None:
-        self.run.wait(disk_only=True)
-
-    def assign(self, values: Mapping[str, Any]) -> None:
-        for path, value in values.items():
-            self.run[path] = value
-
-    def add_tags(self, tags: list[str]) -> None:
-        self.run["sys/tags"].add(tags)
-
-    def stop(self) -> None:
-        self.run.stop()
-
-
-class _ScaleRun:
-    """Sends rows to a neptune-scale run: one `log_metrics` (and `log_string_series` when a
-    record has strings) per record. The client stores each call in its local SQLite database
-    at once (an fsync per call), which is why the sink buffers and pushes from a thread.
-
-    neptune-scale takes NaN and +-inf as float values and steps in [0, 1e12).
-    """
-
-    kind = "neptune-scale"
-    accepts_non_finite = True
-    min_step: float = 0.0
-    max_step: float = 1e12
-
-    def __init__(self, run: Any) -> None:
-        self.run = run
-
-    def send(self, rows: list[Row], failed: Any) -> None:
-        run = self.run
-        for step, stamp, metrics, strings in rows:
-            when = datetime.fromtimestamp(stamp)
-            for series, log in ((metrics, run.log_metrics), (strings, run.log_string_series)):
-                if not series:
-                    continue
-                try:
-                    log(series, step=step, timestamp=when)
-                except Exception as error:  # a client refusal must not stop the other rows
-                    for path in series:
-                        failed(path, 1, error)
-
-    def flush(self) -> None:
-        """Nothing to do: every call is already committed to the local database."""
-
-    def assign(self, values: Mapping[str, Any]) -> None:
-        self.run.log_configs(dict(values))
-
-    def add_tags(self, tags: list[str]) -> None:
-        self.run.add_tags(tags)
-
-    def stop(self) -> None:
-        self.run.close()
-
-
-_Backend = _ClassicRun | _ScaleRun
-
-
-def _backend_for(run: Any) -> _Backend:
-    """The adapter for a run made by either client, recognised without importing a client."""
-    scale = sys.modules.get("neptune_scale")
-    if scale is not None and isinstance(run, scale.Run):
-        return _ScaleRun(run)
-    classic = sys.modules.get("neptune")
-    if classic is not None and isinstance(run, getattr(classic, "Run", ())):
-        return _ClassicRun(run)
-    raise TypeError(
-        "run must be a neptune 1.x Run (neptune.init_run(...)) or a neptune_scale.Run, "
-        f"got {type(run).__module__}.{type(run).__qualname__}"
-    )
-
-
-class _RunUsers:
-    """How many open NeptuneSinks write into one run, and whether the sink that made it has
-    closed (the run is then stopped when the last of them closes)."""
-
-    def __init__(self) -> None:
-        self.open = 0
-        self.stop_when_unused = False
-
-
-_run_users: dict[int, _RunUsers] = {}
-"""By `id(run)`; an entry lives while a sink holding the run is open."""
-_run_users_lock = threading.Lock()
-
-
-def _flatten_config(config: Mapping[Any, Any], namespace: str) -> dict[str, Any]:
-    """`{a: {b: 1}}` -> `{"<namespace>/a/b": 1}`; values that are not a bool, int, finite float
-    or str (None, lists, arrays, NaN, objects) are stored as their `str()`."""
-    flat: dict[str, Any] = {}
-
-    def walk(mapping: Mapping[Any, Any], path: str) -> None:
-        for key, value in mapping.items():
-            where = f"{path}/{key}"
-            if isinstance(value, Mapping):
-                walk(value, where)
-                continue
-            value = plain(value)
-            if isinstance(value, (bool, int, str)) or (
-                isinstance(value, float) and math.isfinite(value)
-            ):
-                flat[where] = value
-            else:
-                flat[where] = str(value)
-
-    walk(config, namespace)
-    return flat
-
-
-class NeptuneSink(Sink):
+class NeptuneSink(RemoteSink[Row]):
     """Sends each record to a Neptune run as series: numbers to float series, strings to
     string series, at the record's step.
 
@@ -248,26 +99,24 @@ class NeptuneSink(Sink):
     Configuration: `config=` or `log_config(mapping)` stores single values under `config/`
     (see `log_config`).
 
-    Throughput: `write` only converts the values and appends the record to a buffer; a
-    background thread (started at the first write) pushes the buffer to the client every
-    `push_seconds`, and `flush()` / `close()` push at once (1.x: one `extend` per series;
-    scale: one `log_metrics` per record). Neither client makes a network call there (1.x
-    queues operations on disk and uploads from its own thread; neptune-scale commits to a
-    local SQLite database and syncs from its own process), so `write` never blocks on the
-    network; when more than `max_buffered` records wait, `write` pushes itself.
-    `flush()` also makes a 1.x client write its queue to disk. Buffered records are pushed at
-    interpreter exit, before the client stops its run.
+    Throughput (see RemoteSink): `write` only converts the values and holds the record; a
+    background thread (started at the first write) pushes the held records to the client
+    every `push_seconds`, and `flush()` / `close()` push at once (1.x: one `extend` per
+    series; scale: one `log_metrics` per record). Neither client makes a network call there
+    (1.x queues operations on disk and uploads from its own thread; neptune-scale commits to
+    a local SQLite database and syncs from its own process). When more than `max_buffered`
+    records are held, `write` has them pushed at once and waits for that. `flush()` also
+    makes a 1.x client write its queue to disk. A sink still open at interpreter exit or on
+    SIGTERM is closed before the client stops its run.
 
     Failures never reach the training loop: values the client refuses are counted in
-    `.dropped` (by record key) and warned about once per key and reason (NeptuneSinkWarning).
-    `write` is meant to be called from one thread at a time (a Pipeline serialises its
-    writes); pushing from the background thread is safe alongside it.
+    `.dropped` (by record key) and warned about once per key (NeptuneSinkWarning); a push
+    that fails is retried (see RemoteSink). `write` is meant to be called from one thread at
+    a time (a Pipeline serialises its writes); pushing from the background thread is safe
+    alongside it.
     """
 
-    push_seconds: float = 1.0
-    """How often the background thread pushes buffered records to the client."""
-    max_buffered: int = 100_000
-    """Records held before `write` pushes by itself (back-pressure on a slow client)."""
+    warning = NeptuneSinkWarning
 
     def __init__(
         self,
@@ -299,7 +148,7 @@ class NeptuneSink(Sink):
             self.data_dir = Path(
                 data_dir or os.environ.get("NEPTUNE_DATA_DIRECTORY") or ".neptune"
             ).absolute()
-            run = self._make_classic_run(mode, project, api_token, name, tags)
+            run = make_classic_run(self.data_dir, mode, project, api_token, name, tags)
             self.owns_run = True
         else:
             given = {
@@ -316,17 +165,13 @@ class NeptuneSink(Sink):
                     "set them on the run you pass instead"
                 )
             self.owns_run = False
-        self._backend: _Backend = _backend_for(run)
+        self._backend: Backend = backend_for(run)
         self.run: Any = run
         self.kind: str = self._backend.kind
         if tags is not None and not self.owns_run:
             self._backend.add_tags(list(tags))
-        self.dropped: Counter[str] = Counter()
-        """Values not sent, by record key (unsupported type, step, or refused by the client)."""
         self.records_written = 0
-        self._warned: set[tuple[str, str]] = set()
         self._keys: dict[str, str] = {}
-        self._rows: deque[Row] = deque()
         self._last_step: Step = 0
         self._series: dict[str, list[Any]] = {}
         """Per record key: [its series path, True for a float series (False: string), the
@@ -336,54 +181,10 @@ class NeptuneSink(Sink):
         self._finite_only = not self._backend.accepts_non_finite
         self._numeric_types: set[type] = {int, bool}
         """Types whose values `float()` converts exactly as `to_float` does."""
-        self._push_lock = threading.Lock()
-        self._account_lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._worker: threading.Thread | None = None
-        # Both clients stop a run at exit from an atexit handler registered when the run was
-        # made; pipelines still open then must be closed (and this sink pushed) before it.
-        lifecycle.close_before_exit_handlers_so_far()
-        atexit.register(self._push_at_exit)
         if config is not None:
             self.log_config(config)
-        with _run_users_lock:
-            self._users = _run_users.setdefault(id(run), _RunUsers())
-            self._users.open += 1
-
-    # -- making runs ----------------------------------------------------------------------
-
-    def _make_classic_run(
-        self,
-        mode: str | None,
-        project: str | None,
-        api_token: str | None,
-        name: str | None,
-        tags: Iterable[str] | None,
-    ) -> Any:
-        neptune = _import_classic()
-        assert self.data_dir is not None
-        # The 1.x client reads its data folder from the environment when the run starts.
-        with _env_lock:
-            saved = os.environ.get("NEPTUNE_DATA_DIRECTORY")
-            os.environ["NEPTUNE_DATA_DIRECTORY"] = str(self.data_dir)
-            try:
-                return neptune.init_run(
-                    project=project,
-                    api_token=api_token,
-                    mode=mode or os.environ.get("NEPTUNE_MODE") or "offline",
-                    name=name,
-                    tags=list(tags) if tags is not None else None,
-                    capture_stdout=False,
-                    capture_stderr=False,
-                    capture_hardware_metrics=False,
-                    git_ref=False,
-                    source_files=[],
-                )
-            finally:
-                if saved is None:
-                    del os.environ["NEPTUNE_DATA_DIRECTORY"]
-                else:
-                    os.environ["NEPTUNE_DATA_DIRECTORY"] = saved
+        self._users = _neptune_runs.join(run)
+        self._close_at_exit()
 
     @classmethod
     def scale(
@@ -409,31 +210,7 @@ class NeptuneSink(Sink):
         `$NEPTUNE_DATA_DIRECTORY`, else `./.neptune`. `name` is the run's experiment name.
         No console capture and no source tracking are started.
         """
-        neptune_scale = _import_scale()
-        mode = mode or os.environ.get("NEPTUNE_MODE") or "offline"
-        if mode not in ("async", "offline", "disabled"):
-            raise ValueError(
-                f"mode must be 'async', 'offline' or 'disabled' for neptune-scale, got {mode!r}"
-            )
-        project = project or os.environ.get("NEPTUNE_PROJECT")
-        if project is None and mode != "async":
-            project = "rlpipe/offline"
-        directory = Path(
-            data_dir
-            or os.environ.get("NEPTUNE_LOG_DIRECTORY")
-            or os.environ.get("NEPTUNE_DATA_DIRECTORY")
-            or ".neptune"
-        ).absolute()
-        run = neptune_scale.Run(
-            run_id=run_id,
-            project=project,
-            api_token=api_token,
-            mode=mode,
-            experiment_name=name,
-            log_directory=directory,
-            enable_console_log_capture=False,
-            source_tracking_config=None,
-        )
+        run, directory = make_scale_run(mode, project, api_token, data_dir, name, run_id)
         try:
             sink = cls(run, prefix=prefix, step_key=step_key, config=config, tags=tags)
         except BaseException:
@@ -444,9 +221,9 @@ class NeptuneSink(Sink):
         return sink
 
     @property
-    def pending(self) -> int:
-        """Records written but not yet pushed to the client."""
-        return len(self._rows)
+    def dropped(self) -> Counter[str]:
+        """Values not sent, by record key (unsupported type, step, or refused by the client)."""
+        return Counter(self.counts.by_key.get("dropped", {}))
 
     # -- configuration --------------------------------------------------------------------
 
@@ -455,22 +232,19 @@ class NeptuneSink(Sink):
         `config/`: nested mappings become namespaces (`{"opt": {"lr": 0.1}}` ->
         `config/opt/lr`); bools, ints, finite floats and strings are kept as they are
         (numpy/torch scalars first become Python ones); anything else (None, lists, arrays,
-        NaN) is stored as its `str()`. Logging again overwrites the fields given."""
+        NaN, an empty mapping) is stored as its `str()`. Logging again overwrites the fields
+        given."""
         if not isinstance(config, Mapping):
             raise ValueError(f"config must be a mapping, got {type(config).__name__}")
         self._check_open()
-        flat = _flatten_config(config, CONFIG_NAMESPACE)
-        if flat:
-            with self._push_lock:
-                self._backend.assign(flat)
+        fields = config_fields(config)
+        if fields:
+            with self._client_lock:
+                self._backend.assign(fields)
 
-    # -- the hot path ---------------------------------------------------------------------
+    # -- the hot path: a record to a row --------------------------------------------------
 
-    def write(self, data: Record) -> None:
-        """Converts the record's values and buffers them; never calls the client (unless
-        more than `max_buffered` records wait)."""
-        if self.closed:
-            self._check_open()
+    def _row(self, data: Record) -> Row:
         step = self.records_written if self.step_key is None else self._step_of(data)
         metrics: dict[str, float] = {}
         strings: dict[str, str] = {}
@@ -500,8 +274,8 @@ class NeptuneSink(Sink):
                         continue
                     value = number
                     target = metrics
-                if finite_only and target is metrics and not isfinite(value):
-                    self._drop(key, "non-finite", f"{self.kind} runs cannot store NaN or infinity")
+                if finite_only and target is metrics and not math.isfinite(value):
+                    self._drop(key, f"{self.kind} runs cannot store NaN or infinity")
                     continue
                 is_float = target is metrics
                 state = series.get(key)
@@ -510,7 +284,6 @@ class NeptuneSink(Sink):
                 elif state[1] is not is_float:
                     self._drop(
                         key,
-                        "kind",
                         f"the series is a {'float' if state[1] else 'string'} series; "
                         "values of the other kind are not sent",
                     )
@@ -518,7 +291,6 @@ class NeptuneSink(Sink):
                 elif step <= state[2]:
                     self._drop(
                         key,
-                        "step order",
                         f"step {step} is not above the series' last step {state[2]}; Neptune "
                         "needs strictly increasing steps per series",
                     )
@@ -531,16 +303,11 @@ class NeptuneSink(Sink):
                 if value is not None:
                     self._drop(
                         str(key),
-                        "step range",
                         f"step {step} is outside what {self.kind} runs take "
                         f"({self._low} <= step < {self._high})",
                     )
-        self._rows.append((step, time.time(), metrics, strings))
         self.records_written += 1
-        if self._worker is None:
-            self._start_worker()
-        if len(self._rows) > self.max_buffered:
-            self._push_quietly()
+        return (step, time.time(), metrics, strings)
 
     def _number(self, key: str, value: Any) -> float | None:
         """A value of a type not seen before (or not cached) as a float, or None (dropped,
@@ -550,7 +317,6 @@ class NeptuneSink(Sink):
         if number is None:
             self._drop(
                 key,
-                "type",
                 f"a {type(value).__name__} is not a number or a string; its values are not "
                 "sent (flatten or aggregate it upstream)",
                 stacklevel=5,
@@ -568,10 +334,11 @@ class NeptuneSink(Sink):
             return raw
         number = to_float(raw) if raw is not None else None
         if number is None or not math.isfinite(number):
-            self._warn_once(
-                step_key,
-                "missing step",
+            self._note(
+                "skipped",
                 f"records without a numeric {step_key!r} are logged at the last step seen",
+                key=step_key,
+                stacklevel=4,
             )
             return self._last_step
         step: Step = int(number) if number.is_integer() and abs(number) < 2**53 else number
@@ -584,107 +351,29 @@ class NeptuneSink(Sink):
         self._keys[path] = name
         return path
 
-    # -- pushing to the client ------------------------------------------------------------
+    # -- the client (RemoteSink's hooks) --------------------------------------------------
 
-    def _push(self) -> None:
-        """Sends every buffered record to the client, in order (one pusher at a time)."""
-        with self._push_lock:
-            rows = self._rows
-            if not rows:
-                return
-            popleft = rows.popleft
-            batch = [popleft() for _ in range(len(rows))]
-            self._backend.send(batch, self._refused)
+    def _send(self, rows: list[Row]) -> None:
+        self._backend.send(rows, self._refused)
 
     def _refused(self, path: str, count: int, error: Exception) -> None:
         self._drop(
             self._keys.get(path, path),
-            f"client:{type(error).__name__}",
             f"the Neptune client refused {path!r}: {error}",
             count,
         )
 
-    def _push_quietly(self) -> None:
-        """Pushes; an unexpected failure is warned about instead of reaching the caller."""
-        try:
-            self._push()
-        except Exception as error:
-            self._warn_once("", f"push:{type(error).__name__}", f"pushing failed: {error!r}")
-
-    def _start_worker(self) -> None:
-        worker = threading.Thread(target=self._work, name="rlpipe-neptune-push", daemon=True)
-        self._worker = worker
-        worker.start()
-
-    def _work(self) -> None:
-        while not self._stopping.wait(self.push_seconds):
-            self._push_quietly()
-
-    def _stop_worker(self) -> None:
-        self._stopping.set()
-        worker = self._worker
-        if worker is not None and worker is not threading.current_thread():
-            worker.join()
-
-    def _push_at_exit(self) -> None:
-        if self.closed:
-            return
-        self._stop_worker()
-        self._push_quietly()
-        try:
-            self._backend.flush()
-        except Exception as error:
-            self._warn_once("", "exit", f"saving the run at exit failed: {error!r}")
-
-    # -- the other calls ------------------------------------------------------------------
-
-    def on_flush(self) -> None:
-        self._push()
+    def _flush_client(self) -> None:
         self._backend.flush()
 
-    def on_close(self) -> None:
-        atexit.unregister(self._push_at_exit)
-        self._stop_worker()
-        try:
-            self._push()
-        finally:
-            if self._release_run():
-                self._backend.stop()
+    def _close_client(self) -> None:
+        if _neptune_runs.leave(self.run, self._users, made_it=self.owns_run):
+            self._backend.stop()
 
-    def _release_run(self) -> bool:
-        """Counts this sink out of its run's users; True when the run is to be stopped now:
-        its maker has closed and no other sink on it is open."""
-        with _run_users_lock:
-            users = self._users
-            users.open -= 1
-            if self.owns_run:
-                users.stop_when_unused = True
-            if users.open > 0:
-                return False
-            if _run_users.get(id(self.run)) is users:
-                del _run_users[id(self.run)]
-            return users.stop_when_unused
-
-    # -- accounting -----------------------------------------------------------------------
-
-    def _drop(self, key: str, reason: str, why: str, count: int = 1, stacklevel: int = 4) -> None:
-        with self._account_lock:
-            self.dropped[key] += count
-        self._warn_once(key, reason, why, stacklevel)
-
-    def _warn_once(self, key: str, reason: str, why: str, stacklevel: int = 4) -> None:
-        """Warns once per (key, reason); `stacklevel` 4 names the caller of `write` when
-        called from a method that `write` calls."""
-        with self._account_lock:
-            if (key, reason) in self._warned:
-                return
-            self._warned.add((key, reason))
-        where = f" for key {key!r}" if key else ""
-        warnings.warn(
-            f"NeptuneSink{where}: {why} (warned once{where})",
-            NeptuneSinkWarning,
-            stacklevel=stacklevel,
-        )
+    def _drop(self, key: str, why: str, count: int = 1, stacklevel: int = 4) -> None:
+        """Counts `count` values of `key` not sent; warns once per key. `stacklevel` 4 names
+        the caller of `write` when called from `_row`."""
+        self._note("dropped", f"key {key!r}: {why}", key=key, n=count, stacklevel=stacklevel)
 
     def __repr__(self) -> str:
         return f"NeptuneSink({self.kind}, prefix={self.prefix!r}, step_key={self.step_key!r})"

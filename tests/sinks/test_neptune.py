@@ -390,6 +390,7 @@ def test_arrays_and_objects_are_not_sent_warned_once_per_key_and_counted(tmp_pat
     )
     assert warned_keys == ["fn", "info", "obs"]  # one warning each, not one per write
     assert sink.dropped == {"obs": 3, "info": 3, "fn": 3}
+    assert sink.counts["dropped"] == 9  # `.dropped` is counts' per-key view
     data = read_classic(tmp_path)
     assert set(data.series) == {"x"}
     assert data.values("x") == [0.0, 1.0, 2.0]
@@ -488,6 +489,7 @@ def test_log_config_records_single_values_under_config(tmp_path: Path) -> None:
         "double_q": True,
         "net": {"layers": [64, 64], "activation": "relu"},
         "seed": None,
+        "wrappers": {},
     }
     sink = NeptuneSink(data_dir=tmp_path, config=config)
     sink.log_config({"extra": {"note": "second call adds fields"}})
@@ -501,6 +503,7 @@ def test_log_config_records_single_values_under_config(tmp_path: Path) -> None:
     assert fields["config/net/layers"] == "[64, 64]"
     assert fields["config/net/activation"] == "relu"
     assert fields["config/seed"] == "None"
+    assert fields["config/wrappers"] == "{}"  # an empty mapping is a value, as in flatten()
     assert fields["config/extra/note"] == "second call adds fields"
 
 
@@ -533,29 +536,50 @@ def test_the_background_thread_pushes_without_a_flush(tmp_path: Path) -> None:
     assert read_classic(tmp_path).series["x"] == [(0, 1.0)]
 
 
-def test_more_than_max_buffered_records_push_from_write(tmp_path: Path) -> None:
+def test_more_than_max_buffered_records_are_pushed_by_the_thread_before_write_returns(
+    tmp_path: Path,
+) -> None:
     sink = NeptuneSink(data_dir=tmp_path)
     sink.push_seconds = 3600.0
     sink.max_buffered = 3
     for i in range(4):
         sink.write({"x": float(i)})
-    assert sink.pending == 0
+    assert sink.pending == 0  # the fourth write waited for the thread to take the records
+    assert sink.counts["lost"] == 0
     sink.close()
+    assert read_classic(tmp_path).values("x") == [0.0, 1.0, 2.0, 3.0]
 
 
-def test_records_buffered_at_interpreter_exit_reach_the_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["exit", "SIGTERM"])
+def test_records_buffered_at_interpreter_exit_or_sigterm_reach_the_run(
+    tmp_path: Path, how: str
+) -> None:
     code = (
-        "import sys\n"
+        "import sys, time\n"
         "from sinks.neptune import NeptuneSink\n"
         "sink = NeptuneSink(data_dir=sys.argv[1], step_key='t')\n"
         "sink.push_seconds = 3600.0\n"
         "for t in range(3):\n"
         "    sink.write({'t': t, 'x': t * 0.5})\n"
-        # no flush, no close: exit with the records still buffered
+        "print('ready', flush=True)\n"
+        # no flush, no close, no pipeline: the records are still held
+        "if sys.argv[2] == 'SIGTERM':\n"
+        "    time.sleep(60)\n"
     )
-    subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path)], cwd=REPO, capture_output=True, check=True
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path), how],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+    assert child.stdout is not None
+    while child.stdout.readline().strip() != "ready":  # the 1.x client prints its own lines
+        assert child.poll() is None, child.stderr and child.stderr.read()
+    if how == "SIGTERM":
+        child.send_signal(signal.SIGTERM)
+    _, errors = child.communicate(timeout=120)
+    assert child.returncode == (0 if how == "exit" else 128 + signal.SIGTERM), errors
     assert read_classic(tmp_path).series["x"] == [(0, 0.0), (1, 0.5), (2, 1.0)]
 
 

@@ -1,0 +1,230 @@
+"""The two Neptune clients behind NeptuneSink: making a run, and sending rows to one.
+
+Nothing here imports a client at import time: a client is imported when a run is made, and a
+run the caller made is recognised by the client module it comes from.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+INSTALL_HINT = "pip install 'rlpipe[neptune]'"
+
+Step = int | float
+Row = tuple[Step, float, dict[str, float], dict[str, str]]
+"""One record as held: (step, unix timestamp, float series, string series), by path."""
+
+Refused = Callable[[str, int, Exception], None]
+"""Told (path, number of values, error) when the client refuses a series' values."""
+
+_env_lock = threading.Lock()
+
+
+def import_classic() -> Any:
+    """The neptune 1.x client module, or an ImportError naming the extra."""
+    try:
+        import neptune
+    except ImportError as error:
+        raise ImportError(
+            f"NeptuneSink needs the Neptune client (the `neptune` package): {INSTALL_HINT}"
+        ) from error
+    return neptune
+
+
+def import_scale() -> Any:
+    """The neptune-scale client module, or an ImportError naming the extra."""
+    try:
+        import neptune_scale
+    except ImportError as error:
+        raise ImportError(
+            f"NeptuneSink needs the neptune-scale client for a neptune-scale run: {INSTALL_HINT}"
+        ) from error
+    return neptune_scale
+
+
+def make_classic_run(
+    data_dir: Path,
+    mode: str | None,
+    project: str | None,
+    api_token: str | None,
+    name: str | None,
+    tags: Iterable[str] | None,
+) -> Any:
+    """A neptune 1.x run writing under `data_dir`, in `mode` (default `$NEPTUNE_MODE`, else
+    offline), with no stdout/stderr/hardware monitoring, git or source-file capture. The
+    environment is left as it was."""
+    neptune = import_classic()
+    # The 1.x client reads its data folder from the environment when the run starts.
+    with _env_lock:
+        saved = os.environ.get("NEPTUNE_DATA_DIRECTORY")
+        os.environ["NEPTUNE_DATA_DIRECTORY"] = str(data_dir)
+        try:
+            return neptune.init_run(
+                project=project,
+                api_token=api_token,
+                mode=mode or os.environ.get("NEPTUNE_MODE") or "offline",
+                name=name,
+                tags=list(tags) if tags is not None else None,
+                capture_stdout=False,
+                capture_stderr=False,
+                capture_hardware_metrics=False,
+                git_ref=False,
+                source_files=[],
+            )
+        finally:
+            if saved is None:
+                del os.environ["NEPTUNE_DATA_DIRECTORY"]
+            else:
+                os.environ["NEPTUNE_DATA_DIRECTORY"] = saved
+
+
+def make_scale_run(
+    mode: str | None,
+    project: str | None,
+    api_token: str | None,
+    data_dir: str | os.PathLike[str] | None,
+    name: str | None,
+    run_id: str | None,
+) -> tuple[Any, Path]:
+    """A neptune-scale run and the folder of its database (see `NeptuneSink.scale` for the
+    defaults); a ValueError for a mode neptune-scale does not know."""
+    neptune_scale = import_scale()
+    mode = mode or os.environ.get("NEPTUNE_MODE") or "offline"
+    if mode not in ("async", "offline", "disabled"):
+        raise ValueError(
+            f"mode must be 'async', 'offline' or 'disabled' for neptune-scale, got {mode!r}"
+        )
+    project = project or os.environ.get("NEPTUNE_PROJECT")
+    if project is None and mode != "async":
+        project = "rlpipe/offline"
+    directory = Path(
+        data_dir
+        or os.environ.get("NEPTUNE_LOG_DIRECTORY")
+        or os.environ.get("NEPTUNE_DATA_DIRECTORY")
+        or ".neptune"
+    ).absolute()
+    run = neptune_scale.Run(
+        run_id=run_id,
+        project=project,
+        api_token=api_token,
+        mode=mode,
+        experiment_name=name,
+        log_directory=directory,
+        enable_console_log_capture=False,
+        source_tracking_config=None,
+    )
+    return run, directory
+
+
+class ClassicRun:
+    """Sends rows to a neptune 1.x run: one `extend` per series per push.
+
+    The 1.x client skips NaN and +-inf in float series (with its own warning), so they are
+    not sent; steps may be any number. `flush` asks the client to write its queue to disk
+    (`wait(disk_only=True)`), never to wait for the network.
+    """
+
+    kind = "neptune"
+    accepts_non_finite = False
+    min_step: float = -math.inf
+    max_step: float = math.inf
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+
+    def send(self, rows: list[Row], refused: Refused) -> None:
+        columns: dict[str, tuple[list[Any], list[Step], list[float]]] = {}
+        for step, stamp, metrics, strings in rows:
+            for series in (metrics, strings):
+                for path, value in series.items():
+                    column = columns.get(path)
+                    if column is None:
+                        column = columns[path] = ([], [], [])
+                    column[0].append(value)
+                    column[1].append(step)
+                    column[2].append(stamp)
+        run = self.run
+        for path, (values, steps, stamps) in columns.items():
+            try:
+                run[path].extend(values, steps=steps, timestamps=stamps)
+            except Exception as error:  # a client refusal must not stop the other series
+                refused(path, len(values), error)
+
+    def flush(self) -> None:
+        self.run.wait(disk_only=True)
+
+    def assign(self, values: Mapping[str, Any]) -> None:
+        for path, value in values.items():
+            self.run[path] = value
+
+    def add_tags(self, tags: list[str]) -> None:
+        self.run["sys/tags"].add(tags)
+
+    def stop(self) -> None:
+        self.run.stop()
+
+
+class ScaleRun:
+    """Sends rows to a neptune-scale run: one `log_metrics` (and `log_string_series` when a
+    record has strings) per record. The client stores each call in its local SQLite database
+    at once (an fsync per call), which is why the sink holds rows and pushes from a thread.
+
+    neptune-scale takes NaN and +-inf as float values and steps in [0, 1e12).
+    """
+
+    kind = "neptune-scale"
+    accepts_non_finite = True
+    min_step: float = 0.0
+    max_step: float = 1e12
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+
+    def send(self, rows: list[Row], refused: Refused) -> None:
+        run = self.run
+        for step, stamp, metrics, strings in rows:
+            when = datetime.fromtimestamp(stamp)
+            for series, log in ((metrics, run.log_metrics), (strings, run.log_string_series)):
+                if not series:
+                    continue
+                try:
+                    log(series, step=step, timestamp=when)
+                except Exception as error:  # a client refusal must not stop the other rows
+                    for path in series:
+                        refused(path, 1, error)
+
+    def flush(self) -> None:
+        """Nothing to do: every call is already committed to the local database."""
+
+    def assign(self, values: Mapping[str, Any]) -> None:
+        self.run.log_configs(dict(values))
+
+    def add_tags(self, tags: list[str]) -> None:
+        self.run.add_tags(tags)
+
+    def stop(self) -> None:
+        self.run.close()
+
+
+Backend = ClassicRun | ScaleRun
+
+
+def backend_for(run: Any) -> Backend:
+    """The adapter for a run made by either client, recognised without importing a client."""
+    scale = sys.modules.get("neptune_scale")
+    if scale is not None and isinstance(run, scale.Run):
+        return ScaleRun(run)
+    classic = sys.modules.get("neptune")
+    if classic is not None and isinstance(run, getattr(classic, "Run", ())):
+        return ClassicRun(run)
+    raise TypeError(
+        "run must be a neptune 1.x Run (neptune.init_run(...)) or a neptune_scale.Run, "
+        f"got {type(run).__module__}.{type(run).__qualname__}"
+    )

@@ -1,0 +1,267 @@
+"""RemoteSink: the base of sinks that send records to a tracking service's client."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Generic, TypeVar
+
+from pipeline.core import lifecycle
+from pipeline.core.isolation import StoreError
+from pipeline.core.node import Record
+from sinks.base import Sink
+
+RowT = TypeVar("RowT")
+"""What a subclass holds per record: whatever its `_send` takes."""
+
+
+class RemoteSink(Sink, Generic[RowT]):
+    """A sink whose client (Neptune, MLflow, W&B, TensorBoard, ...) is called from a background
+    thread, never from `write`, so a slow or failing service never slows or breaks the loop.
+
+    Guarantees:
+
+    - `write(record)` turns the record into a row (`_row`, on the caller's thread) and holds
+      it; it never calls the client. A background thread, started by the first write, pushes
+      the held rows every `push_seconds`, and at once when more than `max_buffered` are held.
+    - A push is all or retry: the held rows go to `_send` as one list, in order. If `_send`
+      raises, all of them are held again, ahead of the rows written since, and sent again by
+      the next push (the thread retries after `push_seconds`, doubling up to
+      `max_retry_seconds`; `flush()` retries at once): nothing lost, nothing sent twice. The
+      failure is counted in `counts["errors"]` and warned once per error type.
+    - At most `max_buffered` rows are held. Beyond that, while the client takes rows, `write`
+      waits for the thread to take them (a slow client slows the caller; nothing is lost);
+      while the client is failing, the oldest rows are dropped, counted in `counts["lost"]`
+      and warned once.
+    - `flush()` pushes every held row, then calls `_flush_client()`; if the push fails it
+      raises StoreError and the rows stay held.
+    - `close()` flushes, stops the thread, pushes what is left and calls `_close_client()`
+      once, even when that push failed (the rows it could not push are then counted in
+      `counts["lost"]` and reported by a StoreError).
+    - Once the subclass called `_close_at_exit()`, the sink is closed at interpreter exit and
+      on SIGTERM if it is still open then (pipeline.core.lifecycle), before the exit handlers
+      registered until then, such as a client's own handler that stops its run.
+
+    For subclass authors:
+
+    - `_row(record) -> row` (required): the row to hold for a record, taken on the caller's
+      thread. Convert and copy here (values may be mutated after `write` returns); never call
+      the client. Count and warn about what is not kept with `self._note(...)`.
+    - `_send(rows)` (required): send the rows, in order, from the push thread (or from
+      `flush`/`close`). Send all or raise: a raise means none is sent and all are resent, so
+      it must not leave part of them sent (or resending it must be harmless). A value the
+      client refuses for good is the subclass's to count (`self._note("dropped", ...)`), not a
+      reason to raise.
+    - `_flush_client()` (optional): make the client persist what it was sent (`flush()`).
+    - `_close_client()` (optional): release the client; called once, by `close()`.
+    - Make the client in `__init__` (after `super().__init__()`), then call
+      `self._close_at_exit()` last.
+    - Call the client from other methods (e.g. to log a configuration) only inside
+      `with self._client_lock:`; the hooks above are already called inside it.
+    - Set `warning` to the sink's warning category.
+    """
+
+    push_seconds: float = 1.0
+    """How often the background thread pushes the held rows to the client."""
+    max_buffered: int = 100_000
+    """Rows held before `write` has them pushed at once (and waits, or drops while failing)."""
+    max_retry_seconds: float = 60.0
+    """The longest wait between two tries of a failing push by the background thread."""
+    warning: type[Warning] = RuntimeWarning
+    """The category of the warnings this sink gives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._held: deque[RowT] = deque()
+        self._room = threading.Condition(threading.Lock())
+        """Guards taking rows out of `_held`; notified when the thread took them."""
+        self._client_lock = threading.Lock()
+        self._counts_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._failing = False
+
+    # -- the hooks ------------------------------------------------------------------------
+
+    def _row(self, data: Record) -> RowT:
+        """The row to hold for `data` (see the class docstring)."""
+        raise NotImplementedError
+
+    def _send(self, rows: list[RowT]) -> None:
+        """Sends `rows` to the client, all or none (see the class docstring)."""
+        raise NotImplementedError
+
+    def _flush_client(self) -> None:
+        """Makes the client persist what it was sent. Default: nothing to do."""
+
+    def _close_client(self) -> None:
+        """Releases the client. Default: nothing to release."""
+
+    # -- the hot path ---------------------------------------------------------------------
+
+    def write(self, data: Record) -> None:
+        """Holds the record as a row; never calls the client."""
+        if self.closed:
+            self._check_open()
+        held = self._held
+        held.append(self._row(data))
+        if self._worker is None:
+            self._start_worker()
+        if len(held) > self.max_buffered:
+            self._make_room()
+
+    @property
+    def pending(self) -> int:
+        """Rows written but not yet pushed to the client."""
+        return len(self._held)
+
+    def _make_room(self) -> None:
+        held, room = self._held, self._room
+        with room:
+            if not self._failing:  # while it fails, the thread retries at its own pace
+                self._wake.set()
+            while len(held) > self.max_buffered and not self._failing and self._pushing():
+                room.wait(1.0)
+            excess = len(held) - self.max_buffered
+            for _ in range(excess):
+                held.popleft()
+        if excess > 0:
+            self._lose(excess, stacklevel=4)
+
+    def _lose(self, excess: int, stacklevel: int) -> None:
+        self._note(
+            "lost",
+            f"the client is failing and {self.max_buffered} rows are held; the oldest are "
+            "dropped",
+            n=excess,
+            stacklevel=stacklevel,
+        )
+
+    # -- pushing --------------------------------------------------------------------------
+
+    def _push(self) -> None:
+        """Sends every held row to the client, in order; if that fails, holds them again
+        (ahead of newer rows) and raises."""
+        with self._client_lock:
+            with self._room:
+                held = self._held
+                rows = [held.popleft() for _ in range(len(held))]
+                self._room.notify_all()
+            if not rows:
+                return
+            try:
+                self._send(rows)
+            except Exception as error:
+                self._failing = True
+                self._hold_again(rows)
+                self._note(
+                    "errors",
+                    f"pushing to the client failed ({type(error).__name__}: {error}); the rows "
+                    "are kept and retried",
+                    key=type(error).__name__,
+                    stacklevel=3,
+                )
+                raise
+            self._failing = False
+
+    def _hold_again(self, rows: list[RowT]) -> None:
+        with self._room:
+            held = self._held
+            held.extendleft(reversed(rows))
+            excess = len(held) - self.max_buffered
+            for _ in range(excess):
+                held.popleft()
+            self._room.notify_all()
+        if excess > 0:
+            self._lose(excess, stacklevel=4)
+
+    def _start_worker(self) -> None:
+        name = f"rlpipe-push-{type(self).__name__}"
+        worker = threading.Thread(target=self._work, name=name, daemon=True)
+        self._worker = worker
+        worker.start()
+
+    def _work(self) -> None:
+        retry_in = 0.0
+        while True:
+            self._wake.wait(retry_in or self.push_seconds)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self._push()
+            except Exception:  # counted and warned by _push; retried after a back-off
+                retry_in = min(max(2 * retry_in, self.push_seconds), self.max_retry_seconds)
+            else:
+                retry_in = 0.0
+
+    def _pushing(self) -> bool:
+        worker = self._worker
+        return worker is not None and worker.is_alive() and not self._stopping.is_set()
+
+    def _stop_worker(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join()
+        with self._room:
+            self._room.notify_all()
+
+    # -- the other calls ------------------------------------------------------------------
+
+    def on_flush(self) -> None:
+        try:
+            self._push()
+        except Exception as error:
+            raise StoreError(
+                f"{self!r} could not push its rows ({type(error).__name__}: {error}); "
+                f"{self.pending} rows are kept and retried"
+            ) from error
+        with self._client_lock:
+            self._flush_client()
+
+    def on_close(self) -> None:
+        lifecycle.forget(self)
+        self._stop_worker()
+        try:
+            self._push()
+        except Exception as error:
+            with self._room:
+                left = len(self._held)
+                self._held.clear()
+            with self._counts_lock:
+                self.counts["lost"] += left
+            raise StoreError(
+                f"{self!r}: {left} rows could not be pushed before close; lost"
+            ) from error
+        finally:
+            with self._client_lock:
+                self._close_client()
+
+    def _close_at_exit(self) -> None:
+        """Has this sink closed at interpreter exit and on SIGTERM if it is still open then,
+        before every exit handler registered so far (a client's own handler, registered when
+        its run was made, would stop the run first). Call it once the client exists."""
+        lifecycle.track(self)
+        lifecycle.close_before_exit_handlers_so_far()
+
+    # -- accounting -----------------------------------------------------------------------
+
+    def _note(
+        self,
+        reason: str,
+        message: str,
+        *,
+        key: object = None,
+        n: int = 1,
+        stacklevel: int = 2,
+    ) -> None:
+        """`self.counts.note(...)` in this sink's `warning` category, safe to call from the
+        caller's thread and the push thread at once; `stacklevel` as for `counts.note`, from
+        the caller of this method."""
+        with self._counts_lock:
+            self.counts.note(
+                reason, message, key=key, n=n, category=self.warning, stacklevel=stacklevel + 1
+            )
