@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.columns import Columns, batch_length, numeric
-from pipeline.core.keys import KeyMatcher
+from pipeline.core.keys import CACHE_LIMIT, KeyMatcher
 from pipeline.core.names import stat_name
 from pipeline.core.node import Node, Record
 from pipeline.core.values import IMMUTABLE_TYPES, shown, snapshot, to_float
@@ -275,6 +275,8 @@ class AggregateFilter(Node):
             if column is not None:
                 names = self._names.get(key)
                 if names is None:
+                    if len(self._names) >= CACHE_LIMIT:
+                        self._names.clear()
                     names = self._names[key] = tuple(stat_name(key, stat) for stat in self.stats)
                 if len(column):
                     values = np.frombuffer(column, dtype=np.float64)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pipeline.core.columns import Columns, batch_length
 from pipeline.core.flatten import flatten
-from pipeline.core.keys import KeyMatcher
+from pipeline.core.keys import CACHE_LIMIT, KeyMatcher
 from pipeline.core.node import Node, Record
 
 
@@ -85,6 +85,8 @@ class PrefixKeys(Node):
         for key, value in data.items():
             name = names.get(key)
             if name is None:
+                if len(names) >= CACHE_LIMIT:
+                    names.clear()
                 name = names[key] = f"{self.prefix}{self.sep}{key}"
             out[name] = value
         self.emit(out)
@@ -96,6 +98,8 @@ class PrefixKeys(Node):
             for key, column in columns.items():
                 name = names.get(key)
                 if name is None:
+                    if len(names) >= CACHE_LIMIT:
+                        names.clear()
                     name = names[key] = f"{self.prefix}{self.sep}{key}"
                 out[name] = column
             self.emit_batch(out)

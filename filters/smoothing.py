@@ -46,7 +46,6 @@ class SmoothingFilter(Node):
         self.bias_correction = bias_correction
         # key -> [smoothed value, warm-up coefficient c_t or coeff^t]; NaN smoothed = no value yet
         self._state: dict[str, list[float]] = {}
-        self._names: dict[str, str] = {}
         # key tuple of a record -> its matching keys with their output names and states
         self._plans: dict[tuple[str, ...], tuple[tuple[str, str, list[float]], ...]] = {}
         self._keys: tuple[str, ...] | None = None  # the last record's key tuple, and its plan
@@ -64,8 +63,7 @@ class SmoothingFilter(Node):
         state = self._state.get(key)
         if state is None:
             state = self._state[key] = [math.nan, 0.0 if not self.bias_correction else 1.0]
-            self._names[key] = smoothed_name(key, self.coeff)
-        return self._names[key], state
+        return smoothed_name(key, self.coeff), state
 
     def write(self, data: Record) -> None:
         keys = tuple(data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 
@@ -149,7 +150,17 @@ class Pipeline(Node):
                 raise ValueError(
                     f"target {target!r} does not end in sinks: end it with .to(...) first"
                 )
-        self.then(Dispatcher(*targets, strict=self.strict))
+        tail = self._tail
+        dispatcher = Dispatcher(*targets, strict=self.strict)
+        self.then(dispatcher)
+        try:
+            _check_threads(self)
+        except ValueError:
+            tail.disconnect(dispatcher)
+            for target in dispatcher.children:
+                dispatcher.disconnect(target)
+            self._tail = tail
+            raise
         self._ended = True
         if self._close_at_exit:
             lifecycle.track(self)
@@ -249,3 +260,54 @@ class Pipeline(Node):
         walk(self, 0, set())
         return "\n".join(lines)
 
+
+
+_contexts: weakref.WeakKeyDictionary[Node, dict[int, tuple[weakref.ref[Pipeline], str]]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Per node: the thread it is written from, by each open top-level pipeline whose graph holds
+it ("caller", or the AsyncNode whose thread writes it)."""
+
+
+def _check_threads(root: Pipeline) -> None:
+    """Refuses a graph in which one node would be written from two threads: below an
+    AsyncNode and also directly, or below two AsyncNodes (nodes do not lock; a pipeline's lock
+    covers only its caller's thread). Pipelines written by the same caller may share nodes."""
+    seen: dict[int, tuple[Node, str]] = {}
+    inner: set[int] = set()
+    stack: list[tuple[Node, str]] = [(root, "caller")]
+    while stack:
+        node, context = stack.pop()
+        known = seen.get(id(node))
+        if known is not None:
+            if known[1] != context:
+                raise ValueError(_two_threads(node, known[1], context))
+            continue
+        seen[id(node)] = (node, context)
+        if isinstance(node, Pipeline) and node is not root:
+            inner.add(id(node))
+        below = repr(node) if isinstance(node, AsyncNode) else context
+        stack.extend((child, below) for child in node.children)
+    marks = []
+    for node, context in seen.values():
+        by_root: dict[int, tuple[weakref.ref[Pipeline], str]] = {}
+        for other, (ref, theirs) in _contexts.get(node, {}).items():
+            owner = ref()
+            if other in inner or owner is None or owner.closed or owner is root:
+                continue
+            if theirs != context:
+                raise ValueError(_two_threads(node, theirs, context))
+            by_root[other] = (ref, theirs)
+        by_root[id(root)] = (weakref.ref(root), context)
+        marks.append((node, by_root))
+    _contexts.update(marks)
+
+
+def _two_threads(node: Node, first: str, second: str) -> str:
+    def where(context: str) -> str:
+        return "directly" if context == "caller" else f"by the thread of {context}"
+
+    return (
+        f"{node!r} would be written from two threads ({where(first)} and {where(second)}); "
+        "nodes do not lock: give each branch its own sink, or put .async_() before the fan-out"
+    )

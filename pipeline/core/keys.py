@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import re
 
+CACHE_LIMIT = 65_536
+"""Entries a per-key cache holds before it starts afresh: memory stays bounded however many
+distinct keys a run writes."""
+
 
 class KeyMatcher:
     """Tells whether a metric name matches a regex (`re.search`), caching the answer per name.
 
-    The regex is compiled once; each distinct key is searched once, so the hot path costs a
-    dict lookup.
+    The regex is compiled once; each distinct key is searched once (while at most
+    `CACHE_LIMIT` answers are kept), so the hot path costs a dict lookup.
     """
 
     __slots__ = ("_cache", "pattern", "regex")
@@ -27,6 +31,8 @@ class KeyMatcher:
         try:
             return self._cache[key]
         except KeyError:
+            if len(self._cache) >= CACHE_LIMIT:
+                self._cache.clear()
             matched = self._cache[key] = self.pattern.search(str(key)) is not None
             return matched
 

@@ -17,8 +17,8 @@ _lock = threading.Lock()
 
 
 def track(node: Node) -> None:
-    """Keeps `node` (a Pipeline, or a sink holding data) to be closed at interpreter exit or
-    on SIGTERM if it is still open then."""
+    """Keeps `node` (a Pipeline, or a sink holding rows: a file sink, a RemoteSink) to be
+    closed at interpreter exit or on SIGTERM if it is still open then."""
     global _installed
     with _lock:
         _open[id(node)] = node

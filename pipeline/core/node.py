@@ -79,6 +79,13 @@ class Node:
         self._rewire()
         return self
 
+    def disconnect(self, child: Node) -> None:
+        """Stops sending this node's records to `child`."""
+        if child in self._children:
+            self._children.remove(child)
+            child._parents.remove(self)
+            self._rewire()
+
     def _rewire(self) -> None:
         children = tuple(self._children)
         if not children:

@@ -29,7 +29,7 @@ def to_float(value: Any) -> float | None:
         return value  # type: ignore[no-any-return,unused-ignore]
     if kind is int or kind is bool:
         return _int_to_float(value)
-    if isinstance(value, (str, bytes)) or value is None:
+    if isinstance(value, (str, bytes)) or value is None or value is np.ma.masked:
         return None
     if isinstance(value, int):
         return _int_to_float(value)
@@ -46,8 +46,10 @@ def to_float(value: Any) -> float | None:
         if item is None:
             return None
         try:
-            return to_float(item())
-        except (TypeError, ValueError, RuntimeError):
+            scalar = item()
+            # numpy's longdouble (and similar) has no Python type: item() returns itself
+            return float(scalar) if type(scalar) is kind else to_float(scalar)
+        except (TypeError, ValueError, RuntimeError, OverflowError):
             return None
     return None
 
@@ -63,6 +65,8 @@ def plain(value: Any) -> Any:
     kind = type(value)
     if kind in (float, int, str, bool) or value is None:
         return value
+    if value is np.ma.masked:
+        return None
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
