@@ -12,8 +12,11 @@ from sinks.null import NullSink
 from sinks.terminal import TerminalSink
 
 if TYPE_CHECKING:
+    from sinks.mlflow import MlflowSink
     from sinks.neptune import NeptuneSink
     from sinks.remote import RemoteSink
+    from sinks.tensorboard import TensorBoardSink
+    from sinks.wandb import WandbSink
 
 __all__ = [
     "BufferedFileSink",
@@ -21,22 +24,33 @@ __all__ = [
     "JsonlSink",
     "LoggerSink",
     "MemorySink",
+    "MlflowSink",
     "NeptuneSink",
     "NullSink",
     "RemoteSink",
     "Sink",
+    "TensorBoardSink",
     "TerminalSink",
+    "WandbSink",
 ]
+
+# Sinks for tracking services load on first use: `import sinks` imports no client library
+# (each client itself is imported only when a sink makes its run or writer).
+_LAZY = {
+    "MlflowSink": "sinks.mlflow",
+    "NeptuneSink": "sinks.neptune",
+    "RemoteSink": "sinks.remote",
+    "TensorBoardSink": "sinks.tensorboard",
+    "WandbSink": "sinks.wandb",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # NeptuneSink's module is light, but keep `import sinks` free of it until asked for.
-    if name == "NeptuneSink":
-        from sinks.neptune import NeptuneSink
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sinks' has no attribute {name!r}")
+    from importlib import import_module
 
-        return NeptuneSink
-    if name == "RemoteSink":
-        from sinks.remote import RemoteSink
-
-        return RemoteSink
-    raise AttributeError(f"module 'sinks' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
