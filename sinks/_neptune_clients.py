@@ -15,9 +15,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sinks.steps import Step
+
 INSTALL_HINT = "pip install 'rlpipe[neptune]'"
 
-Step = int | float
 Row = tuple[Step, float, dict[str, float], dict[str, str]]
 """One record as held: (step, unix timestamp, float series, string series), by path."""
 

@@ -24,12 +24,12 @@ from sinks._neptune_clients import (
     INSTALL_HINT,
     Backend,
     Row,
-    Step,
     backend_for,
     make_classic_run,
     make_scale_run,
 )
 from sinks.remote import RemoteSink
+from sinks.steps import Step, Steps
 
 __all__ = ["CONFIG_NAMESPACE", "INSTALL_HINT", "NeptuneSink", "NeptuneSinkWarning", "Row", "Step"]
 
@@ -135,8 +135,7 @@ class NeptuneSink(RemoteSink[Row]):
         super().__init__()
         if not isinstance(prefix, str):
             raise ValueError(f"prefix must be a string, got {type(prefix).__name__}")
-        if step_key is not None and not isinstance(step_key, str):
-            raise ValueError(f"step_key must be a string or None, got {type(step_key).__name__}")
+        self._steps = Steps(step_key, self._note)
         if config is not None and not isinstance(config, Mapping):
             raise ValueError(f"config must be a mapping, got {type(config).__name__}")
         if isinstance(tags, str):
@@ -170,9 +169,7 @@ class NeptuneSink(RemoteSink[Row]):
         self.kind: str = self._backend.kind
         if tags is not None and not self.owns_run:
             self._backend.add_tags(list(tags))
-        self.records_written = 0
         self._keys: dict[str, str] = {}
-        self._last_step: Step = 0
         self._series: dict[str, list[Any]] = {}
         """Per record key: [its series path, True for a float series (False: string), the
         last step sent]."""
@@ -245,7 +242,7 @@ class NeptuneSink(RemoteSink[Row]):
     # -- the hot path: a record to a row --------------------------------------------------
 
     def _row(self, data: Record) -> Row:
-        step = self.records_written if self.step_key is None else self._step_of(data)
+        step = self._steps.of(data)
         metrics: dict[str, float] = {}
         strings: dict[str, str] = {}
         if self._low <= step < self._high:
@@ -306,7 +303,6 @@ class NeptuneSink(RemoteSink[Row]):
                         f"step {step} is outside what {self.kind} runs take "
                         f"({self._low} <= step < {self._high})",
                     )
-        self.records_written += 1
         return (step, time.time(), metrics, strings)
 
     def _number(self, key: str, value: Any) -> float | None:
@@ -324,26 +320,6 @@ class NeptuneSink(RemoteSink[Row]):
         elif isinstance(value, numbers.Real):
             self._numeric_types.add(type(value))
         return number
-
-    def _step_of(self, data: Record) -> Step:
-        step_key = self.step_key
-        assert step_key is not None
-        raw = data.get(step_key)
-        if type(raw) is int:
-            self._last_step = raw
-            return raw
-        number = to_float(raw) if raw is not None else None
-        if number is None or not math.isfinite(number):
-            self._note(
-                "skipped",
-                f"records without a numeric {step_key!r} are logged at the last step seen",
-                key=step_key,
-                stacklevel=4,
-            )
-            return self._last_step
-        step: Step = int(number) if number.is_integer() and abs(number) < 2**53 else number
-        self._last_step = step
-        return step
 
     def _path_of(self, key: Any) -> str:
         name = str(key)
@@ -374,6 +350,11 @@ class NeptuneSink(RemoteSink[Row]):
         """Counts `count` values of `key` not sent; warns once per key. `stacklevel` 4 names
         the caller of `write` when called from `_row`."""
         self._note("dropped", f"key {key!r}: {why}", key=key, n=count, stacklevel=stacklevel)
+
+    @property
+    def records_written(self) -> int:
+        """Records taken by `write` (each one a step when there is no `step_key`)."""
+        return self._steps.taken
 
     def __repr__(self) -> str:
         return f"NeptuneSink({self.kind}, prefix={self.prefix!r}, step_key={self.step_key!r})"
