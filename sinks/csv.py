@@ -19,6 +19,9 @@ from sinks.file import BufferedFileSink, repair_torn_tail
 # stop at the csv module's default 128 KiB field limit. The limit is process-wide.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
+NUL_REFUSED = sys.version_info < (3, 11)
+"""Python 3.10's csv module can neither write nor read a NUL character."""
+
 
 def csv_cell(value: Any) -> Any:
     """The text a CSV cell holds for `value`: floats at full precision (`nan`, `inf` as such),
@@ -103,6 +106,8 @@ class CsvSink(BufferedFileSink):
         return repair_torn_tail(self.path) + _cut_open_quote(self.path, self.delimiter)
 
     def _store(self, rows: list[dict[str, Any]]) -> None:
+        if NUL_REFUSED:
+            rows = [self._without_nul(row) for row in rows]
         fields = list(self.fieldnames)
         known = set(fields)
         renamed = False
@@ -155,6 +160,23 @@ class CsvSink(BufferedFileSink):
         except Exception:
             return False
         return True
+
+    def _without_nul(self, row: dict[Any, Any]) -> dict[Any, Any]:
+        """The row with NUL characters in its text keys and values replaced by U+FFFD, which
+        Python 3.10's csv module can write (counted in counts["changed"], warned once)."""
+        if not any("\x00" in item for pair in row.items() for item in pair if type(item) is str):
+            return row
+        self.counts.note(
+            "changed",
+            "Python 3.10's csv module cannot write NUL; it is written as U+FFFD",
+            category=UserWarning,
+            stacklevel=7,
+        )
+
+        def clean(item: Any) -> Any:
+            return item.replace("\x00", "\ufffd") if type(item) is str else item
+
+        return {clean(key): clean(value) for key, value in row.items()}
 
     def _named(self, row: dict[Any, Any]) -> dict[str, Any]:
         """The row with every key as text; of two keys with one text, the later wins."""

@@ -21,6 +21,7 @@ from hypothesis.extra import numpy as hnp
 
 from pipeline import Pipeline
 from sinks import CsvSink, JsonlSink, MemorySink, NullSink, TerminalSink
+from sinks.csv import NUL_REFUSED
 
 
 class NoFloat:
@@ -162,6 +163,11 @@ def test_hostile_records_through_every_node_and_sink(stream: list[dict[str, Any]
             for record, row in zip(stream, cells, strict=True):
                 by_name = dict(zip(header, row, strict=True))
                 for key, value in record.items():
+                    if NUL_REFUSED:  # Python 3.10 writes NUL as U+FFFD (documented, counted)
+                        key, value = (
+                            item.replace("\x00", "\ufffd") if isinstance(item, str) else item
+                            for item in (key, value)
+                        )
                     assert same_cell(value, by_name[key]), (key, value, by_name[key])
             # A one-column row holding only an empty cell is written as `""` (RFC 4180);
             # pandas would take that line for a blank one and skip it by default.

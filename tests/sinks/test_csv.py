@@ -187,3 +187,19 @@ def test_resuming_a_tab_delimited_file_keeps_its_header(tmp_path: Path) -> None:
 def test_a_delimiter_must_be_one_character(tmp_path: Path, delimiter: object) -> None:
     with pytest.raises(ValueError, match="delimiter"):
         CsvSink(tmp_path / "x.csv", delimiter=delimiter)  # type: ignore[arg-type]
+
+
+def test_a_nul_in_keys_and_values_reads_back_or_is_replaced_and_counted(tmp_path: Path) -> None:
+    from sinks.csv import NUL_REFUSED
+
+    path = tmp_path / "nul.csv"
+    sink = CsvSink(path)
+    if NUL_REFUSED:
+        with pytest.warns(UserWarning, match="cannot write NUL"):
+            sink.write({"a\x00": "b\x00c"})
+            sink.close()
+        assert read(path) == [{"a\ufffd": "b\ufffdc"}] and sink.counts["changed"] == 1
+    else:
+        sink.write({"a\x00": "b\x00c"})
+        sink.close()
+        assert read(path) == [{"a\x00": "b\x00c"}] and sink.counts["changed"] == 0
