@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pipeline.core.columns import Columns, batch_length
-from pipeline.core.node import Node, Record
+from pipeline.core.fusion import Transform
+from pipeline.core.node import Record
 
 
-class EveryNFilter(Node):
+class EveryNFilter(Transform):
     """Passes the 1st, (n+1)-th, (2n+1)-th ... record; the others are dropped by design and
     counted in `counts["dropped"]`. `n=1` passes everything."""
 
@@ -17,13 +18,16 @@ class EveryNFilter(Node):
         self.n = n
         self._count = 0
 
-    def write(self, data: Record) -> None:
+    def transform(self, data: Record) -> Record | None:
         count = self._count
         self._count = count + 1
         if count % self.n == 0:
-            self.emit(data)
-        else:
-            self.counts["dropped"] += 1
+            return data
+        self.counts["dropped"] += 1
+        return None
+
+    def passes_all(self) -> bool:
+        return self.n == 1
 
     def write_batch(self, columns: Columns) -> None:
         """The rows that row by row would pass, as one batch (a strided slice per column)."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from pipeline.core.columns import Columns, batch_length
 from pipeline.core.flatten import flatten
+from pipeline.core.fusion import Transform
 from pipeline.core.keys import CACHE_LIMIT, KeyMatcher
 from pipeline.core.node import Node, Record
 
@@ -20,16 +21,18 @@ def _emit_columns(node: Node, columns: Columns, length: int) -> None:
             node.emit({})
 
 
-class KeepKeys(Node):
+class KeepKeys(Transform):
     """Passes on only the keys matching `regex` (`re.search`); the others are dropped by design."""
 
     def __init__(self, regex: str) -> None:
         super().__init__()
         self.match = KeyMatcher(regex)
 
-    def write(self, data: Record) -> None:
+    drops = False
+
+    def transform(self, data: Record) -> Record:
         match = self.match
-        self.emit({key: value for key, value in data.items() if match(key)})
+        return {key: value for key, value in data.items() if match(key)}
 
     def write_batch(self, columns: Columns) -> None:
         length = batch_length(columns)
@@ -42,20 +45,21 @@ class KeepKeys(Node):
         return f"KeepKeys({self.match.regex!r})"
 
 
-class DropKeys(Node):
+class DropKeys(Transform):
     """Removes the keys matching `regex` (`re.search`); a record without any passes as it is."""
 
     def __init__(self, regex: str) -> None:
         super().__init__()
         self.match = KeyMatcher(regex)
 
-    def write(self, data: Record) -> None:
+    drops = False
+
+    def transform(self, data: Record) -> Record:
         match = self.match
         for key in data:
             if match(key):
-                self.emit({k: v for k, v in data.items() if not match(k)})
-                return
-        self.emit(data)
+                return {k: v for k, v in data.items() if not match(k)}
+        return data
 
     def write_batch(self, columns: Columns) -> None:
         length = batch_length(columns)
@@ -68,7 +72,7 @@ class DropKeys(Node):
         return f"DropKeys({self.match.regex!r})"
 
 
-class PrefixKeys(Node):
+class PrefixKeys(Transform):
     """Renames every key to `<prefix><sep><key>`, e.g. `train/episode_return`."""
 
     def __init__(self, prefix: str, sep: str = "/") -> None:
@@ -79,7 +83,9 @@ class PrefixKeys(Node):
         self.sep = sep
         self._names: dict[str, str] = {}
 
-    def write(self, data: Record) -> None:
+    drops = False
+
+    def transform(self, data: Record) -> Record:
         names = self._names
         out = {}
         for key, value in data.items():
@@ -89,7 +95,7 @@ class PrefixKeys(Node):
                     names.clear()
                 name = names[key] = f"{self.prefix}{self.sep}{key}"
             out[name] = value
-        self.emit(out)
+        return out
 
     def write_batch(self, columns: Columns) -> None:
         if batch_length(columns):
@@ -108,7 +114,7 @@ class PrefixKeys(Node):
         return f"PrefixKeys({self.prefix!r})"
 
 
-class RenameKeys(Node):
+class RenameKeys(Transform):
     """Renames the keys named in `mapping`; other keys pass unchanged.
 
     If two keys end up with the same name, the one later in the record wins; the overwrite is
@@ -122,7 +128,9 @@ class RenameKeys(Node):
             raise ValueError("mapping must map old key names to new key names (strings)")
         self.mapping = dict(mapping)
 
-    def write(self, data: Record) -> None:
+    drops = False
+
+    def transform(self, data: Record) -> Record:
         mapping = self.mapping
         out: dict[str, Any] = {}
         for key, value in data.items():
@@ -130,7 +138,7 @@ class RenameKeys(Node):
             if name in out:
                 _overwritten(self, name)
             out[name] = value
-        self.emit(out)
+        return out
 
     def write_batch(self, columns: Columns) -> None:
         length = batch_length(columns)
@@ -153,7 +161,7 @@ class RenameKeys(Node):
         return f"RenameKeys({self.mapping!r})"
 
 
-class FlattenFilter(Node):
+class FlattenFilter(Transform):
     """Flattens nested mappings to `a/b/c` keys (any `sep`; see `pipeline.core.flatten`);
     other values are leaves, lists and arrays included. A record without nested mappings
     passes as it is.
@@ -167,16 +175,17 @@ class FlattenFilter(Node):
             raise ValueError(f"sep must be a non-empty string, got {sep!r}")
         self.sep = sep
 
-    def write(self, data: Record) -> None:
+    drops = False
+
+    def transform(self, data: Record) -> Record:
         for value in data.values():
             if isinstance(value, Mapping):
                 collisions: list[str] = []
                 out = flatten(data, self.sep, collisions=collisions)
                 for name in collisions:
                     _overwritten(self, name)
-                self.emit(out)
-                return
-        self.emit(data)
+                return out
+        return data
 
     def write_batch(self, columns: Columns) -> None:
         """A batch without nested mappings passes as it is; one with them goes row by row."""

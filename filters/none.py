@@ -5,22 +5,24 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.core.columns import Columns, batch_length, none_mask
-from pipeline.core.node import Node, Record
+from pipeline.core.fusion import Transform
+from pipeline.core.node import Record
 
 
-class NoneFilter(Node):
+class NoneFilter(Transform):
     """Removes every key whose value is None; a record with no None passes as it is (no copy).
 
     A record whose every value is None becomes an empty record, which is still passed on, so
     downstream counts of writes stay true.
     """
 
-    def write(self, data: Record) -> None:
+    drops = False
+
+    def transform(self, data: Record) -> Record:
         for value in data.values():
             if value is None:
-                self.emit({key: v for key, v in data.items() if v is not None})
-                return
-        self.emit(data)
+                return {key: v for key, v in data.items() if v is not None}
+        return data
 
     def write_batch(self, columns: Columns) -> None:
         """Numeric numpy columns cannot hold None and pass as they are; a batch whose other

@@ -8,16 +8,17 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.columns import Columns, batch_length, numeric, rows_slice
+from pipeline.core.fusion import Transform
 from pipeline.core.keys import KeyMatcher
 from pipeline.core.names import ema_step, smoothed_name, warmup_ema
-from pipeline.core.node import Node, Record
+from pipeline.core.node import Record
 from pipeline.core.values import shown, to_float
 
 _PLANS_LIMIT = 4096
 """Key sets whose plan is cached; beyond that the cache starts afresh (bounded memory)."""
 
 
-class SmoothingFilter(Node):
+class SmoothingFilter(Transform):
     """For each key matching `regex` (`re.search`), adds `<key>_smoothed_<coeff>`, an
     exponential moving average of the key's values; the original key is kept.
 
@@ -65,7 +66,9 @@ class SmoothingFilter(Node):
             state = self._state[key] = [math.nan, 0.0 if not self.bias_correction else 1.0]
         return smoothed_name(key, self.coeff), state
 
-    def write(self, data: Record) -> None:
+    drops = False
+
+    def transform(self, data: Record) -> Record:
         keys = tuple(data)
         if keys == self._keys:
             plan = self._last_plan
@@ -74,16 +77,14 @@ class SmoothingFilter(Node):
             plan = self._plan(keys) if cached is None else cached
             self._keys, self._last_plan = keys, plan
         if not plan:
-            self.emit(data)
-            return
+            return data
         out = dict(data)
         if self.bias_correction:
             for key, name, state in plan:
                 smoothed = self._debiased(key, data[key], state)
                 if smoothed == smoothed:
                     out[name] = smoothed
-            self.emit(out)
-            return
+            return out
         for key, name, state in plan:
             x = data[key]
             if type(x) is not float:
@@ -95,7 +96,7 @@ class SmoothingFilter(Node):
             smoothed = state[0]
             if smoothed == smoothed:
                 out[name] = smoothed
-        self.emit(out)
+        return out
 
     def _debiased(self, key: str, value: Any, state: list[float]) -> float:
         x = value if type(value) is float else to_float(value)

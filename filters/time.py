@@ -6,11 +6,12 @@ import time
 from collections.abc import Callable
 
 from pipeline.core.columns import Columns, batch_length, row
-from pipeline.core.node import Node, Record
+from pipeline.core.fusion import Transform
+from pipeline.core.node import Record
 from pipeline.core.values import snapshot_record
 
 
-class TimeFilter(Node):
+class TimeFilter(Transform):
     """Passes a record only if `time_delta` seconds passed (monotonic clock) since the last
     record it passed; the first record always passes. `time_delta=0` passes everything.
 
@@ -36,19 +37,21 @@ class TimeFilter(Node):
         self._last = -float("inf")
         self._held: Record | None = None
 
-    def write(self, data: Record) -> None:
+    def transform(self, data: Record) -> Record | None:
         if not self.time_delta:
-            self.emit(data)
-            return
+            return data
         now = self._clock()
         if now - self._last >= self.time_delta:
             self._last = now
             self._held = None
-            self.emit(data)
-        else:
-            self.counts["dropped"] += 1
-            if self.keep_last:
-                self._held = snapshot_record(data)
+            return data
+        self.counts["dropped"] += 1
+        if self.keep_last:
+            self._held = snapshot_record(data)
+        return None
+
+    def passes_all(self) -> bool:
+        return not self.time_delta
 
     def write_batch(self, columns: Columns) -> None:
         """A batch arrives at one instant (the clock is read once): its first row passes if

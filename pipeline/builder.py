@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import warnings
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 
 from filters import (
@@ -24,6 +24,7 @@ from filters import (
 )
 from pipeline.core import lifecycle
 from pipeline.core.columns import Columns
+from pipeline.core.fusion import Transform, fuse
 from pipeline.core.isolation import strict_from_env
 from pipeline.core.node import ClosedError, Logger, Node, Record
 from pipeline.core.values import shown
@@ -68,12 +69,14 @@ class Pipeline(Node):
             raise ValueError(f"name must be a string, got {type(name).__name__}")
         self.name = name
         self.strict = strict_from_env() if strict is None else strict
-        self._lock: AbstractContextManager[object] = (
-            threading.RLock() if thread_safe else nullcontext()
-        )
+        lock = threading.RLock() if thread_safe else None
+        self._lock: AbstractContextManager[object] = lock or nullcontext()
+        self._acquire: Callable[[], object] = lock.acquire if lock else _nothing
+        self._release: Callable[[], object] = lock.release if lock else _nothing
         self._close_at_exit = close_at_exit
         self._tail: Node = self
         self._ended = False
+        self._fused: list[Transform] = []
 
     # -- building -------------------------------------------------------------------------
 
@@ -162,6 +165,7 @@ class Pipeline(Node):
             self._tail = tail
             raise
         self._ended = True
+        self.emit, self._fused = fuse(self)
         if self._close_at_exit:
             lifecycle.track(self)
         return self
@@ -177,8 +181,11 @@ class Pipeline(Node):
             self._refuse()
         if type(data) is not dict and not isinstance(data, Mapping):
             raise TypeError(f"write takes a mapping of metric names to values, got {shown(data)}")
-        with self._lock:
+        self._acquire()  # cheaper than `with` on the hot path
+        try:
             self.emit(data)
+        finally:
+            self._release()
 
     def write_batch(self, columns: Columns) -> None:
         if not self._ended or self.closed:
@@ -206,6 +213,11 @@ class Pipeline(Node):
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+    def _changed(self) -> None:
+        if self._ended:  # a node below was connected anew: fuse the chain again
+            self.emit, self._fused = fuse(self)
+        super()._changed()
 
     def on_close(self) -> None:
         lifecycle.forget(self)  # also when closed as part of an outer pipeline
@@ -244,13 +256,16 @@ class Pipeline(Node):
         return self
 
     def describe(self) -> str:
-        """A one-line-per-node text of the graph, in data-flow order, with each node's counts."""
+        """A one-line-per-node text of the graph, in data-flow order, with each node's counts;
+        the nodes of this pipeline's fused run (crossed in one call) are marked `[fused]`."""
         lines: list[str] = []
+        fused = {id(node) for node in self._fused}
 
         def walk(node: Node, depth: int, seen: set[int]) -> None:
             mark = " (join, shown above)" if id(node) in seen else ""
             counts = {reason: n for reason, n in node.counts.items() if n}
-            lines.append("  " * depth + repr(node) + (f"  {counts}" if counts else "") + mark)
+            text = repr(node) + (" [fused]" if id(node) in fused else "")
+            lines.append("  " * depth + text + (f"  {counts}" if counts else "") + mark)
             if mark:
                 return
             seen.add(id(node))
@@ -260,6 +275,10 @@ class Pipeline(Node):
         walk(self, 0, set())
         return "\n".join(lines)
 
+
+
+def _nothing() -> None:
+    """The lock calls of a pipeline that is not thread-safe."""
 
 
 _contexts: weakref.WeakKeyDictionary[Node, dict[int, tuple[weakref.ref[Pipeline], str]]] = (

@@ -86,6 +86,12 @@ class Node:
             child._parents.remove(self)
             self._rewire()
 
+    def _changed(self) -> None:
+        """Called when this node or one below it is connected anew; tells the parents (a
+        Pipeline rebuilds its fused function)."""
+        for parent in self._parents:
+            parent._changed()
+
     def _rewire(self) -> None:
         children = tuple(self._children)
         if not children:
@@ -100,6 +106,7 @@ class Node:
                     write(record)
 
             self.emit = fan_out
+        self._changed()
 
     def emit_batch(self, columns: Columns) -> None:
         """Sends a batch to each child, as `emit` sends a record."""

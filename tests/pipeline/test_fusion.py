@@ -1,0 +1,155 @@
+"""Fusion: a pipeline crosses its run of record-to-record nodes in one call, with exactly the
+records, counts and files that the same nodes give when each calls the next."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from filters import (
+    AggregateFilter,
+    DropKeys,
+    EveryNFilter,
+    FlattenFilter,
+    KeepKeys,
+    NoneFilter,
+    PrefixKeys,
+    RenameKeys,
+    SmoothingFilter,
+    TimeFilter,
+)
+from pipeline import Node, Pipeline
+from pipeline.core.fusion import fuse
+from sinks import CsvSink, MemorySink
+from tests.conftest import FakeClock
+
+Make = Callable[[FakeClock], Node]
+
+STEPS: dict[str, Make] = {
+    "none": lambda clock: NoneFilter(),
+    "smooth": lambda clock: SmoothingFilter("r|x", coeff=0.9),
+    "smooth_debiased": lambda clock: SmoothingFilter("r", coeff=0.5, bias_correction=True),
+    "throttle0": lambda clock: TimeFilter(0),
+    "throttle": lambda clock: TimeFilter(2.0, keep_last=True, clock=clock),
+    "every1": lambda clock: EveryNFilter(1),
+    "every3": lambda clock: EveryNFilter(3),
+    "keep": lambda clock: KeepKeys("r|s|a"),
+    "drop": lambda clock: DropKeys("^x$"),
+    "prefix": lambda clock: PrefixKeys("train"),
+    "rename": lambda clock: RenameKeys({"s": "r", "a": "b"}),
+    "flatten": lambda clock: FlattenFilter(),
+    "aggregate": lambda clock: AggregateFilter("r", every=4),
+}
+
+values = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True, width=32),
+    st.integers(-5, 5),
+    st.text(max_size=2),
+    st.dictionaries(st.sampled_from("rs"), st.floats(-1, 1), max_size=2),
+)
+records = st.lists(
+    st.dictionaries(st.sampled_from(["r", "s", "a", "x", "b"]), values, max_size=5),
+    min_size=1,
+    max_size=30,
+)
+chains = st.lists(st.sampled_from(sorted(STEPS)), min_size=1, max_size=6)
+
+
+def run(chain: list[str], stream: list[dict[str, Any]], fused: bool, folder: Path) -> Any:
+    """Writes `stream` through `chain` (a Pipeline, fused; or the same nodes connected by hand,
+    each calling the next), then closes; returns the records, the counts and the CSV bytes."""
+    clock = FakeClock()
+    nodes = [STEPS[name](clock) for name in chain]
+    memory, csv = MemorySink(), CsvSink(folder / f"{fused}.csv")
+    if fused:
+        pipe = Pipeline(close_at_exit=False)
+        for node in nodes:
+            pipe.then(node)
+        pipe.to(memory, csv)
+        head: Node = pipe
+    else:
+        for upper, lower in zip(nodes, nodes[1:], strict=False):
+            upper.connect(lower)
+        nodes[-1].connect(memory, csv)
+        head = nodes[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for index, record in enumerate(stream):
+            clock.advance(0.7)
+            head.write(record)
+            if index % 7 == 6:
+                head.flush()
+        head.close()
+    counts = [dict(node.counts) for node in nodes]
+    return memory.records, counts, (folder / f"{fused}.csv").read_bytes()
+
+
+def same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+@settings(max_examples=150, deadline=None)
+@given(chain=chains, stream=records)
+def test_a_fused_chain_gives_the_records_counts_and_file_of_the_unfused_one(
+    tmp_path_factory: Any, chain: list[str], stream: list[dict[str, Any]]
+) -> None:
+    folder = tmp_path_factory.mktemp("fusion")
+    fused = run(chain, stream, True, folder)
+    unfused = run(chain, stream, False, folder)
+    assert same(fused[0], unfused[0])
+    assert fused[1] == unfused[1]
+    assert fused[2] == unfused[2]
+
+
+def test_the_train_chain_is_one_fused_run_and_describe_says_so() -> None:
+    pipe = Pipeline("train", close_at_exit=False).drop_none().smooth("return").throttle(0)
+    pipe.to(MemorySink())
+    fused = [line for line in pipe.describe().splitlines() if "[fused]" in line]
+    assert [line.split("(")[0].strip() for line in fused] == [
+        "NoneFilter",
+        "SmoothingFilter",
+        "TimeFilter",
+    ]
+    _, run_nodes = fuse(pipe)
+    assert [type(node).__name__ for node in run_nodes] == [
+        "NoneFilter",
+        "SmoothingFilter",
+        "TimeFilter",
+    ]
+
+
+def test_a_node_connected_after_the_chain_ended_still_gets_its_records() -> None:
+    first, later = MemorySink(), MemorySink()
+    smooth = SmoothingFilter("r", coeff=0.5)
+    pipe = Pipeline(close_at_exit=False).then(NoneFilter()).then(smooth).to(first)
+    pipe.write({"r": 1.0})
+    smooth.connect(later)  # the fused run ended at smooth's single child; now it fans out
+    pipe.write({"r": 3.0})
+    pipe.close()
+    assert [r["r"] for r in first.records] == [1.0, 3.0]
+    assert [r["r"] for r in later.records] == [3.0]
+
+
+def test_a_join_below_the_run_is_not_fused_into_it() -> None:
+    shared = NoneFilter().connect(MemorySink())
+    a = Pipeline("a", close_at_exit=False).prefix("a").to(shared)
+    b = Pipeline("b", close_at_exit=False).prefix("b").to(shared)
+    a.write({"x": 1, "y": None})
+    b.write({"x": 2})
+    assert [record for record in shared.children[0].records] == [  # type: ignore[attr-defined]
+        {"a/x": 1},
+        {"b/x": 2},
+    ]
