@@ -9,7 +9,7 @@
     logger = Pipeline("sb3").smooth(r"rollout/ep_rew_mean").to(CsvSink("runs/ppo.csv"))
     attach(model, logger)            # SB3's own outputs (stdout, TensorBoard, ...) stay
     model.learn(total_timesteps=5_000)
-    logger.close()
+    logger.close()                   # the pipeline's owner closes it (not the model's logger)
 
 `PipelineWriter` is a real `stable_baselines3.common.logger.KVWriter`: SB3's `Logger.dump(step)`
 hands it every key recorded since the last dump, and it writes them to the pipeline as one
@@ -26,8 +26,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from pipeline.core.counts import Counts
-from pipeline.core.node import Node
-from pipeline.core.values import shown
+from pipeline.core.node import ClosedError, Node
+from pipeline.core.values import shown, to_float
 
 try:
     from stable_baselines3.common.logger import (
@@ -70,16 +70,24 @@ class PipelineWriter(KVWriter):
       `excluded` a tuple of names (`record(..., exclude=("pipeline", "json"))`) or one name
       (`exclude="pipeline"`); see `DEFAULT_FORMATS`.
     - The dump's step (`num_timesteps` for SB3's algorithms) is written under `step_key`,
-      first in the record. If a recorded key has the same name and a different value, the
-      step wins; the clash is counted in `counts["overwritten"]` and warned about once.
+      first in the record. A recorded key of the same name is dropped when it holds the step
+      itself (a number equal to it); any other value (another number, a string, an array
+      such as `np.array([1, 2])`) clashes with the step: the step wins, and the clash is
+      counted in `counts["overwritten"]` and warned about once.
     - A dump that leaves this writer no key (all excluded, or none recorded) writes nothing,
       as SB3's own formats do.
     - A `Video`, `Figure`, `Image` or `HParam` that is not excluded raises SB3's own
       `FormatUnsupportedError`, as SB3's CSV and JSON formats do: exclude it with
       `exclude="pipeline"` (or "csv") when recording it. Nothing is dropped silently.
     - The writer does not flush the pipeline on each dump: the pipeline's nodes and sinks
-      keep their own policies (so `.aggregate(every=10)` aggregates 10 dumps). `close()`
-      (called by SB3's `Logger.close()`) closes the pipeline; `flush()` flushes it.
+      keep their own policies (so `.aggregate(every=10)` aggregates 10 dumps). `flush()`
+      flushes it.
+    - Ownership: the pipeline belongs to whoever made it, and may be shared by several
+      writers (two models logging into one file). `close()` (called by SB3's
+      `Logger.close()`) ends this writer: it flushes the pipeline and leaves it open for the
+      others; the owner closes the pipeline (`pipeline.close()`, or at interpreter exit).
+      With `close_pipeline=True` the writer owns the pipeline and `close()` closes it. A
+      closed writer refuses further dumps with `ClosedError`; `close()` is idempotent.
     """
 
     def __init__(
@@ -88,6 +96,7 @@ class PipelineWriter(KVWriter):
         step_key: str = "timesteps",
         *,
         formats: Iterable[str] = DEFAULT_FORMATS,
+        close_pipeline: bool = False,
     ) -> None:
         if not isinstance(pipeline, Node):
             raise ValueError(
@@ -98,9 +107,13 @@ class PipelineWriter(KVWriter):
         names = (formats,) if isinstance(formats, str) else tuple(formats)
         if not all(isinstance(name, str) and name for name in names):
             raise ValueError(f"formats must be non-empty strings, got {names!r}")
+        if not isinstance(close_pipeline, bool):
+            raise ValueError(f"close_pipeline must be a bool, got {close_pipeline!r}")
         self.pipeline = pipeline
         self.step_key = step_key
         self.formats = frozenset(names)
+        self.close_pipeline = close_pipeline
+        self.closed = False
         self.counts = Counts("rlpipe PipelineWriter")
 
     def write(
@@ -110,6 +123,8 @@ class PipelineWriter(KVWriter):
         step: int = 0,
     ) -> None:
         """Writes one SB3 dump to the pipeline as `{step_key: step, **kept key_values}`."""
+        if self.closed:
+            raise ClosedError(f"{self!r} is closed; it writes no more dumps")
         record: dict[str, Any] = {self.step_key: step}
         formats = self.formats
         kept = 0
@@ -123,7 +138,7 @@ class PipelineWriter(KVWriter):
                 if isinstance(value, kind):
                     raise FormatUnsupportedError(sorted(formats), description)
             if key == self.step_key:
-                if value != step:
+                if not _is_step(value, step):
                     self.counts.note(
                         "overwritten",
                         f"SB3 recorded {key!r}={shown(value)}, the name of the step key; "
@@ -140,14 +155,30 @@ class PipelineWriter(KVWriter):
         self.pipeline.flush()
 
     def close(self) -> None:
-        """Closes the pipeline; safe to call twice."""
-        self.pipeline.close()
+        """Ends this writer: flushes the pipeline, or closes it if the writer owns it
+        (`close_pipeline=True`); safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.close_pipeline:
+            self.pipeline.close()
+        elif not self.pipeline.closed:
+            self.pipeline.flush()
 
     def __repr__(self) -> str:
         return f"PipelineWriter({self.pipeline!r}, step_key={self.step_key!r})"
 
 
-def attach(model: Any, pipeline: Node, step_key: str = "timesteps") -> PipelineWriter:
+def _is_step(value: Any, step: int) -> bool:
+    """True when `value` is a number equal to `step`; False for anything else (a string, an
+    array of several values), without ever asking an array for its truth value."""
+    number = to_float(value)
+    return number is not None and number == to_float(step)
+
+
+def attach(
+    model: Any, pipeline: Node, step_key: str = "timesteps", *, close_pipeline: bool = False
+) -> PipelineWriter:
     """Adds a `PipelineWriter` to `model`'s SB3 logger, next to SB3's own outputs; returns it.
 
     - If the model already has a custom logger (`model.set_logger(...)`), the writer is
@@ -160,14 +191,16 @@ def attach(model: Any, pipeline: Node, step_key: str = "timesteps") -> PipelineW
       run folder) instead of making a new one.
 
     The writer is not saved with the model (`model.save` leaves loggers out): call `attach`
-    again after `PPO.load(...)`.
+    again after `PPO.load(...)`. One pipeline may be attached to several models: closing a
+    model's logger flushes the pipeline and leaves it open; close it yourself when every
+    model is done (`close_pipeline=True` hands that to the model's logger instead).
     """
     from stable_baselines3.common.base_class import BaseAlgorithm
     from stable_baselines3.common.utils import configure_logger
 
     if not isinstance(model, BaseAlgorithm):
         raise ValueError(f"model must be a Stable-Baselines3 algorithm, got {type(model).__name__}")
-    writer = PipelineWriter(pipeline, step_key=step_key)
+    writer = PipelineWriter(pipeline, step_key=step_key, close_pipeline=close_pipeline)
     if not getattr(model, "_custom_logger", False):
         parameter = inspect.signature(model.learn).parameters.get("tb_log_name")
         tb_log_name = type(model).__name__ if parameter is None else parameter.default

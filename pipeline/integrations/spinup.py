@@ -129,6 +129,13 @@ class EpochLogger:
       reaches the pipeline), the file's sink keeps the row and retries it, and the error
       is raised. The pipeline is not flushed per epoch: its nodes and sinks keep their
       own policies.
+    - Every `dump_tabular()` is one row of the progress file. An epoch that logged nothing
+      is a row of empty cells (Spinning Up writes the same once it has a header) and writes
+      no record to the pipeline. Before any column was logged there is no header to write
+      it under (Spinning Up would write an empty header line, and fail at the next epoch):
+      its row is held and written, empty, under the header the first epoch with a column
+      writes, so the file reads back with `pandas.read_table` with every column in place.
+      A run that never logs a column leaves the file empty (the sink warns at close).
     - The progress file is written by `output_file`, a `CsvSink` with `delimiter="\\t"`
       (Spinning Up's attribute name; here a sink, not a file object). Cells are the values'
       `str()`, as Spinning Up writes them (numpy's float32 digits); rows end in "\\r\\n"
@@ -137,8 +144,9 @@ class EpochLogger:
     - `save_config(config)` writes `config.json` (with `exp_name`) and prints it.
 
     Columns: Spinning Up fixes them at the first `dump_tabular` and fails on a key new in a
-    later epoch. Here (unless `strict_columns=True`, which keeps Spinning Up's error as a
-    ValueError) nothing is lost:
+    later epoch. Here they are fixed at the first `dump_tabular` that has a column, and
+    (unless `strict_columns=True`, which keeps Spinning Up's error as a ValueError) nothing
+    is lost:
 
     - a key missing from a later epoch leaves its `progress.txt` cell empty and its table
       value blank (as Spinning Up does) and is simply absent from that epoch's record;
@@ -225,14 +233,14 @@ class EpochLogger:
         print(line)
         logged = [key for key in self.log_headers if key in row]
         try:
-            if self.log_headers:
-                # Spinning Up's cells: str() of each value as logged; a missing key is empty
-                self.output_file.write({key: str(row[key]) for key in logged})
+            # Spinning Up's cells: str() of each value as logged; a missing key is empty. An
+            # empty row before the file has a column is held by the sink until it has one.
+            self.output_file.write({key: str(row[key]) for key in logged})
         finally:  # a row the sink could not store yet is kept and retried by it: go on
             if self.pipeline is not None and row:
                 self.pipeline.write({key: plain(row[key]) for key in logged})
             self.log_current_row = {}
-            self.first_row = False
+            self.first_row = not self.log_headers  # fixed by the first row with a column
 
     # -- Spinning Up's EpochLogger ----------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import functools
 import pickle
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -355,6 +356,44 @@ def test_a_batch_the_hub_cannot_take_is_lost_alone_and_the_stream_goes_on(
     assert status is not None
     (stream_status,) = status.streams.values()
     assert (stream_status.records, stream_status.duplicates, stream_status.ended) == (18, 0, True)
+
+
+def test_a_record_that_cannot_be_pickled_is_lost_alone_and_the_stream_goes_on(
+    ray_cluster: None,
+) -> None:
+    """A lock in a record fails the Ray call that ships its batch. The sender then pickles
+    the batch's records one by one: the records holding a lock (and only those: one row of a
+    column batch) are counted lost and warned about once; the rest of each batch and every
+    later batch reach the hub in order, at once; write, flush and close never raise."""
+    hub = Hub(central, batch_size=4, max_in_flight=2, flush_timeout=10.0)
+    sender = hub.sender(worker=0)
+    with pytest.warns(RuntimeWarning, match="a record cannot be pickled") as caught:
+        for step in range(20):
+            lock = {"lock": threading.Lock()} if step in (5, 13) else {}
+            sender.write({"step": step, **lock})
+        sender.write_batch(
+            {"step": [20, 21, 22], "x": np.array([0.5, 1.5, 2.5]), "y": [1, threading.Lock(), 3]}
+        )
+        sender.flush()
+    assert [str(w.message) for w in caught if "pickled" in str(w.message)] == [
+        "HubSender(worker=0): could not send 1 records: a record cannot be pickled (TypeError: "
+        "cannot pickle '_thread.lock' object); training goes on "
+        "(counted in .counts['lost']; warned once per key)"
+    ]
+    assert (sender.written, sender.sent, sender.lost, sender.in_flight) == (23, 20, 3, 0)
+    received = hub.call(all_records)  # after the sender's flush: nothing held behind a gap
+    assert [r["step"] for r in received] == [*range(5), *range(6, 13), *range(14, 20), 20, 22]
+    assert received[-2:] == [
+        {"worker": 0, "step": 20, "x": 0.5, "y": 1},
+        {"worker": 0, "step": 22, "x": 2.5, "y": 3},
+    ]
+    with pytest.warns(RuntimeWarning, match="20 records delivered, 3 lost, 0 unconfirmed"):
+        sender.close()
+    status = hub.close()
+    assert status is not None
+    (stream_status,) = status.streams.values()
+    assert (stream_status.records, stream_status.held, stream_status.ended) == (20, 0, True)
+    assert (stream_status.duplicates, stream_status.failed) == (0, 0)
 
 
 def test_a_hub_checks_its_arguments_and_reports_a_failing_factory(ray_cluster: None) -> None:

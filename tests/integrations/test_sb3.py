@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from stable_baselines3 import A2C, PPO
@@ -48,6 +49,23 @@ class RecordsWithExclusions(BaseCallback):
         self.logger.record("custom/no_csv", steps, exclude="csv")
         self.logger.record("custom/no_pipeline", steps, exclude="pipeline")
         self.logger.record("custom/no_tensorboard", steps, exclude="tensorboard")
+
+
+class RecordsAnArrayUnderTheStepKey(BaseCallback):
+    """Records `timesteps`, the writer's step key, holding an array, at every rollout end."""
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.logger.record("timesteps", np.array([1, 2]))
+
+
+def small_ppo(seed: int) -> PPO:
+    """A PPO that dumps every 64 steps and trains one quick epoch per rollout."""
+    return PPO(
+        "MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, n_epochs=1, seed=seed, device="cpu"
+    )
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -179,10 +197,58 @@ def test_step_wins_over_a_recorded_key_of_the_same_name_with_a_warning() -> None
     assert writer.counts["overwritten"] == 2
 
 
-def test_writer_close_closes_the_pipeline() -> None:
+@pytest.mark.parametrize(
+    "value", [np.array([1, 2]), np.array([[10]]), [10, 10], "10", None, {"step": 10}]
+)
+def test_a_value_under_the_step_key_that_is_not_the_step_clashes_without_raising(
+    value: Any,
+) -> None:
+    sink = MemorySink()
+    writer = PipelineWriter(Pipeline().to(sink), step_key="step")
+
+    with pytest.warns(RuntimeWarning, match="the name of the step key"):
+        writer.write({"step": value, "x": 1.0}, {}, step=10)
+
+    assert sink.records == [{"step": 10, "x": 1.0}]
+    assert writer.counts["overwritten"] == 1
+
+
+@pytest.mark.parametrize("value", [10, 10.0, np.int64(10), np.float32(10.0), np.array(10)])
+def test_a_number_equal_to_the_step_under_the_step_key_is_the_step(value: Any) -> None:
+    sink = MemorySink()
+    writer = PipelineWriter(Pipeline().to(sink), step_key="step")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        writer.write({"step": value, "x": 1.0}, {}, step=10)
+
+    assert sink.records == [{"step": 10, "x": 1.0}]
+    assert writer.counts["overwritten"] == 0
+
+
+def test_writer_close_flushes_a_pipeline_it_does_not_own_and_leaves_it_open() -> None:
+    sink = MemorySink()
+    pipeline = Pipeline().aggregate(r"x", every=100).to(sink)
+    writer = PipelineWriter(pipeline)
+    writer.write({"x": 1.0}, {}, step=1)
+    writer.write({"x": 3.0}, {}, step=2)
+
+    writer.close()
+    writer.close()
+
+    assert not pipeline.closed and not sink.closed
+    assert [record["x_mean"] for record in sink.records] == [2.0]  # the window was flushed
+    with pytest.raises(ClosedError, match="PipelineWriter"):
+        writer.write({"x": 1.0}, {}, step=3)
+    pipeline.write({"x": 5.0})  # the owner still writes, and closes it
+    pipeline.close()
+    assert sink.closed and [record["x_mean"] for record in sink.records] == [2.0, 5.0]
+
+
+def test_writer_close_closes_a_pipeline_it_owns() -> None:
     sink = MemorySink()
     pipeline = Pipeline().to(sink)
-    writer = PipelineWriter(pipeline)
+    writer = PipelineWriter(pipeline, close_pipeline=True)
 
     writer.close()
     writer.close()
@@ -198,6 +264,7 @@ def test_writer_close_closes_the_pipeline() -> None:
         ({"pipeline": "not a pipeline"}, "pipeline"),
         ({"step_key": ""}, "step_key"),
         ({"formats": (1,)}, "formats"),
+        ({"close_pipeline": "yes"}, "close_pipeline"),
     ],
 )
 def test_writer_arguments_are_validated(arguments: dict[str, Any], message: str) -> None:
@@ -268,3 +335,41 @@ def test_attach_keeps_sb3s_default_stdout_output(
     assert sink.column("time/total_timesteps") == [500, 1000]
     assert sink.column("train/n_updates") == [99, 199]
     assert all(math.isfinite(value) for value in sink.column("train/value_loss"))
+
+
+@pytest.mark.slow
+def test_ppo_learns_when_a_callback_records_an_array_under_the_step_key(tmp_path: Path) -> None:
+    model = small_ppo(seed=2)
+    pipeline = Pipeline("ppo").to(CsvSink(tmp_path / "rlpipe.csv"))
+    writer = attach(model, pipeline)
+
+    with pytest.warns(RuntimeWarning, match=r"'timesteps'=array\(\[1, 2\]\)") as caught:
+        model.learn(total_timesteps=192, callback=RecordsAnArrayUnderTheStepKey())
+    pipeline.close()
+
+    rows = read_csv(tmp_path / "rlpipe.csv")
+    assert [row["timesteps"] for row in rows] == ["64", "128", "192"]  # the step, every dump
+    assert [row["time/total_timesteps"] for row in rows] == ["64", "128", "192"]
+    assert writer.counts["overwritten"] == 3
+    assert sum("step key" in str(warning.message) for warning in caught) == 1  # warned once
+
+
+@pytest.mark.slow
+def test_closing_one_models_logger_leaves_a_shared_pipeline_to_the_other(tmp_path: Path) -> None:
+    memory = MemorySink()
+    pipeline = Pipeline("shared").to(CsvSink(tmp_path / "shared.csv", flush_every=1000), memory)
+    first, second = small_ppo(seed=3), small_ppo(seed=4)
+    attach(first, pipeline)
+    attach(second, pipeline)
+
+    first.learn(total_timesteps=128)
+    first.logger.close()  # the first model is done: its writer flushes the shared pipeline
+    assert [row["timesteps"] for row in read_csv(tmp_path / "shared.csv")] == ["64", "128"]
+    second.learn(total_timesteps=192)  # before: ClosedError at its first dump
+    assert not pipeline.closed
+    pipeline.close()  # the owner closes it
+
+    rows = read_csv(tmp_path / "shared.csv")
+    assert [row["timesteps"] for row in rows] == ["64", "128", "64", "128", "192"]
+    assert memory.column("timesteps") == [64, 128, 64, 128, 192]
+    assert memory.closed

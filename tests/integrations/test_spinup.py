@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,56 @@ def test_a_key_new_in_a_later_epoch_widens_the_file_and_warns(tmp_path: Path) ->
         "AverageKL": pytest.approx(0.2),
         "StdKL": pytest.approx(0.1),
     }
+
+
+def test_an_empty_first_epoch_is_a_row_of_empty_cells_under_the_first_header(
+    tmp_path: Path,
+) -> None:
+    """Spinning Up's `dump_tabular` with nothing logged writes an empty header line, and the
+    next epoch's keys then fail as new. Here the first epoch with a column fixes the columns;
+    an epoch with nothing logged is a row of empty cells, before the header or after it."""
+    memory = MemorySink()
+    logger = EpochLogger(output_dir=tmp_path, pipeline=Pipeline().to(memory), strict_columns=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no column is "first logged after the first epoch"
+        logger.dump_tabular()  # nothing logged yet
+        for epoch in (1, 2):
+            logger.store(EpRet=10.0 * epoch)
+            logger.store(EpRet=10.0 * epoch + 4.0)
+            logger.log_tabular("Epoch", epoch)
+            logger.log_tabular("EpRet", with_min_and_max=True)
+            logger.dump_tabular()
+        logger.dump_tabular()  # nothing logged, after the header
+        logger.close()
+
+    columns = ["Epoch", "AverageEpRet", "StdEpRet", "MaxEpRet", "MinEpRet"]
+    assert (tmp_path / "progress.txt").read_text().splitlines() == [
+        "\t".join(columns),
+        "\t\t\t\t",
+        "1\t12.0\t2.0\t14.0\t10.0",
+        "2\t22.0\t2.0\t24.0\t20.0",
+        "\t\t\t\t",
+    ]
+    table = pd.read_table(tmp_path / "progress.txt")  # as spinup/utils/plot.py reads it
+    assert list(table.columns) == columns and len(table) == 4
+    assert table.iloc[[0, 3]].isna().all(axis=None)
+    assert table.iloc[1:3].to_dict("records") == memory.records
+    assert memory.records == [
+        {"Epoch": 1, "AverageEpRet": 12.0, "StdEpRet": 2.0, "MaxEpRet": 14.0, "MinEpRet": 10.0},
+        {"Epoch": 2, "AverageEpRet": 22.0, "StdEpRet": 2.0, "MaxEpRet": 24.0, "MinEpRet": 20.0},
+    ]
+
+
+def test_a_run_that_logs_no_column_leaves_progress_txt_empty_and_says_so(tmp_path: Path) -> None:
+    logger = EpochLogger(output_dir=tmp_path)
+    logger.dump_tabular()
+    logger.dump_tabular()
+
+    with pytest.warns(UserWarning, match="never got a column"):
+        logger.close()
+
+    assert (tmp_path / "progress.txt").read_text() == ""
+    assert logger.output_file.counts["dropped"] == 2
 
 
 def test_strict_columns_keeps_spinning_ups_rule(tmp_path: Path) -> None:

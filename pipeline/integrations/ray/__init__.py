@@ -38,8 +38,12 @@ Guarantees (what the sender and the hub promise):
   `flush_timeout` seconds for the acks.
 - Faults: when the hub actor dies for good, each sender warns once and counts in `.lost`
   every record it could not deliver (those in flight and all later ones); nothing blocks.
-  A batch the hub cannot take (a value its process cannot unpickle) is lost alone, counted
-  and warned about; an empty batch takes its sequence number and the stream goes on.
+  A record that cannot be pickled (a lock, an open file) fails the Ray call shipping its
+  batch; the sender then pickles the batch's records one by one and ships those that pickle:
+  only the bad record is lost, counted and warned about once, and `write`, `flush` and
+  `close` never raise for it. A batch the hub cannot take (a value its process cannot
+  unpickle) is lost alone, counted and warned about; an empty batch takes its sequence
+  number and the stream goes on.
 - Restarts: with `Hub(..., max_restarts=n)` Ray restarts a dead hub actor and re-sends the
   calls that were in flight. The new actor rebuilds the pipeline with `factory()`, so file
   sinks (append mode, the default) continue their files, and the senders go on unchanged.

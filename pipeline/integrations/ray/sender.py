@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline.core.columns import Columns, batch_length
 from pipeline.core.node import ClosedError, Record
+from pipeline.integrations.ray.pickling import picklable_part
 from pipeline.integrations.ray.support import first_line, import_ray, user_stacklevel
 from sinks.base import Sink
 
@@ -58,8 +59,13 @@ class HubSender(Sink):
     is a stream of its own, with its own sequence numbers and counts. Not thread-safe: share a
     Pipeline that ends in it between threads (`Pipeline().to(hub.sender())`), not the sender.
 
+    A record that cannot be pickled (a lock, an open file) is found when its batch is shipped:
+    it alone is left out, counted in `lost` and warned about once; the rest of its batch and
+    every later batch go on. `write`, `flush` and `close` never raise for it.
+
     Counts: `written` records taken, `sent` acknowledged by the hub, `lost` dropped (hub dead,
-    closed or behind), `unconfirmed` shipped but unacknowledged when the sender closed.
+    closed or behind, or not picklable), `unconfirmed` shipped but unacknowledged when the
+    sender closed.
     """
 
     def __init__(self, actor: Any, tags: Mapping[str, Any], settings: SenderSettings) -> None:
@@ -152,9 +158,36 @@ class HubSender(Sink):
         self._submit(batch)
 
     def _submit(self, batch: _InFlight) -> None:
-        batch.ref = self._actor.push.remote(
+        try:
+            batch.ref = self._push(batch)
+        except Exception as error:  # Ray could not serialize the batch (nothing was sent)
+            self._submit_what_pickles(batch, error)
+
+    def _push(self, batch: _InFlight) -> Any:
+        return self._actor.push.remote(
             self.stream, batch.seq, self._acked, batch.count, batch.entries, self.tags
         )
+
+    def _submit_what_pickles(self, batch: _InFlight, error: Exception) -> None:
+        """Ships `batch` without its records that cannot be pickled; they are counted lost
+        (warned once). Should Ray still refuse it, the batch goes empty: its sequence number
+        is delivered all the same, so the hub holds no later batch behind a gap."""
+        found = picklable_part(batch.entries, self._ray.cloudpickle.dumps)
+        if found.left_out:
+            self._lose(found.left_out, f"a record cannot be pickled ({found.error})")
+            batch.entries, batch.count = found.entries, batch.count - found.left_out
+            try:
+                batch.ref = self._push(batch)
+                return
+            except Exception as again:
+                error = again
+        if batch.count:
+            self._lose(batch.count, f"the batch cannot be shipped ({first_line(error)})")
+        batch.entries, batch.count = [], 0
+        try:
+            batch.ref = self._push(batch)
+        except Exception as last:  # even an empty batch: the hub cannot be called at all
+            self._died(f"the hub cannot be called ({type(last).__name__}: {first_line(last)})")
 
     def _collect(self, timeout: float, target: int) -> None:
         """Takes the hub's answers and confirms the batches it applied, waiting at most
@@ -264,7 +297,8 @@ class HubSender(Sink):
 
     @property
     def lost(self) -> int:
-        """Records dropped: the hub dead, closed or behind (`counts["lost"]`)."""
+        """Records dropped: the hub dead, closed or behind, or not picklable
+        (`counts["lost"]`)."""
         return self.counts["lost"]
 
     def on_flush(self) -> None:
