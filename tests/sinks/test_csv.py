@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline import ClosedError
 from sinks import CsvSink
@@ -203,3 +206,28 @@ def test_a_nul_in_keys_and_values_reads_back_or_is_replaced_and_counted(tmp_path
         sink.write({"a\x00": "b\x00c"})
         sink.close()
         assert read(path) == [{"a\x00": "b\x00c"}] and sink.counts["changed"] == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(
+        st.dictionaries(
+            st.sampled_from(["a", "b", "c"]),
+            st.one_of(st.none(), st.booleans(), st.integers(), st.floats()),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    delimiter=st.sampled_from([",", "\t", ";"]),
+)
+def test_rows_of_numbers_are_the_text_the_csv_module_writes(
+    rows: list[dict[str, object]], delimiter: str
+) -> None:
+    from sinks.csv import _number_lines
+
+    fields = ["a", "b", "c"]
+    expected = io.StringIO()
+    csv.writer(expected, delimiter=delimiter, lineterminator="\r\n").writerows(
+        [row.get(name) for name in fields] for row in rows
+    )
+    assert _number_lines(rows, fields, delimiter) == expected.getvalue()
