@@ -266,6 +266,29 @@ class AggregateFilter(Node):
         if self._writes:
             self._emit_window()
 
+    def node_state(self) -> dict[str, Any]:
+        state = super().node_state()
+        state["window"] = {
+            "columns": {key: np.frombuffer(column, dtype=np.float64).copy()
+                        for key, column in self._columns.items()},
+            "last": dict(self._last),
+            "order": list(self._order),
+            "writes": self._writes,
+            "age": self._clock() - self._window_start if self._writes else 0.0,
+        }
+        return state
+
+    def load_node_state(self, state: dict[str, Any]) -> None:
+        super().load_node_state(state)
+        window = state["window"]
+        self._reset()
+        self._columns = {key: array("d", values.tobytes()) for key, values in
+                         window["columns"].items()}
+        self._last = dict(window["last"])
+        self._order = dict.fromkeys(window["order"])
+        self._writes = window["writes"]
+        self._window_start = self._clock() - window["age"]
+
     def _emit_window(self) -> None:
         columns, last, order = self._columns, self._last, self._order
         self._reset()

@@ -42,6 +42,7 @@ class AsyncNode(Node):
         self._queue: deque[Any] = deque()
         self._ready = threading.Condition(threading.Lock())
         self._busy = False
+        self._paused = False
         self._stopping = False
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -86,7 +87,7 @@ class AsyncNode(Node):
         queue, ready = self._queue, self._ready
         while True:
             with ready:
-                while not queue and not self._stopping:
+                while (not queue or self._paused) and not self._stopping:
                     ready.wait()
                 if not queue:
                     return
@@ -106,6 +107,35 @@ class AsyncNode(Node):
                 with ready:
                     self._busy = False
                     ready.notify_all()
+
+    def pause(self) -> None:
+        """Holds the background thread once it has written its current record, so that the
+        queue and the nodes below stand still (for a checkpoint); `resume()` lets it go."""
+        with self._ready:
+            self._paused = True
+            while self._busy:
+                self._ready.wait()
+
+    def resume(self) -> None:
+        with self._ready:
+            self._paused = False
+            self._ready.notify_all()
+
+    def node_state(self) -> dict[str, Any]:
+        """Adds the records still queued; take it while paused (Pipeline.state_dict does), so
+        that no record is both queued here and written below."""
+        state = super().node_state()
+        with self._ready:
+            state["queued"] = [
+                ("batch", item.columns) if type(item) is _Batch else ("record", item)
+                for item in self._queue
+            ]
+        return state
+
+    def load_node_state(self, state: dict[str, Any]) -> None:
+        super().load_node_state(state)
+        for kind, item in state["queued"]:
+            self._put(_Batch(item) if kind == "batch" else item)
 
     @property
     def dropped(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from pipeline.core.columns import Columns, iter_rows
 from pipeline.core.isolation import (
@@ -116,6 +117,10 @@ class Dispatcher(Node):
         if not isinstance(error, OSError):
             failures.lost += 1
             return
+        self._retry(child, failures).hold(data)
+
+    def _retry(self, child: Node, failures: Failures) -> RetryingWriter:
+        """Puts `child` behind a retry queue (from now on its records are queued)."""
         retrying = RetryingWriter(
             child,
             failures,
@@ -124,9 +129,9 @@ class Dispatcher(Node):
             max_backoff=self.max_backoff,
             on_recovered=self._recovered,
         )
-        retrying.hold(data)
         self._retrying[id(child)] = retrying
         self._rewire()
+        return retrying
 
     def _recovered(self, retrying: RetryingWriter) -> None:
         self._retrying.pop(id(retrying.child), None)
@@ -135,6 +140,37 @@ class Dispatcher(Node):
     def on_flush(self) -> None:
         for retrying in list(self._retrying.values()):
             retrying.retry()
+
+    def node_state(self) -> dict[str, Any]:
+        """Adds, per failing child (by its position), its failure counts and the records
+        queued for it."""
+        state = super().node_state()
+        state["failing"] = {
+            index: {
+                "errors": failures.errors,
+                "lost": failures.lost,
+                "first_error": failures.first_error,
+                "last_error": failures.last_error,
+                "queued": list(self._retrying[id(child)].queue)
+                if id(child) in self._retrying
+                else None,
+            }
+            for index, child in enumerate(self._children)
+            if (failures := self.failures.get(id(child))) is not None
+        }
+        return state
+
+    def load_node_state(self, state: dict[str, Any]) -> None:
+        super().load_node_state(state)
+        for index, saved in state["failing"].items():
+            child = self._children[index]
+            failures = self.failures[id(child)] = Failures(child)
+            failures.errors, failures.lost = saved["errors"], saved["lost"]
+            failures.first_error, failures.last_error = saved["first_error"], saved["last_error"]
+            if saved["queued"] is not None:
+                retrying = self._retry(child, failures)
+                for record in saved["queued"]:
+                    retrying.hold(record)
 
     def on_close(self) -> None:
         for retrying in list(self._retrying.values()):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pipeline.core.columns import Columns, batch_length
 from pipeline.core.fusion import Transform
 from pipeline.core.node import Record
@@ -43,6 +45,15 @@ class EveryNFilter(Transform):
             self.emit_batch(columns)
         elif passed:
             self.emit_batch({key: column[first::n] for key, column in columns.items()})
+
+    def node_state(self) -> dict[str, Any]:
+        state = super().node_state()
+        state["count"] = self._count
+        return state
+
+    def load_node_state(self, state: dict[str, Any]) -> None:
+        super().load_node_state(state)
+        self._count = state["count"]
 
     @property
     def dropped(self) -> int:

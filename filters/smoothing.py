@@ -172,6 +172,17 @@ class SmoothingFilter(Transform):
             first = next((index for index, s in enumerate(out) if s == s), -1)
         return np.array(out, dtype=np.float64), (first if first >= 0 else len(values))
 
+    def node_state(self) -> dict[str, Any]:
+        state = super().node_state()
+        state["ema"] = {key: list(values) for key, values in self._state.items()}
+        return state
+
+    def load_node_state(self, state: dict[str, Any]) -> None:
+        super().load_node_state(state)
+        self._state = {key: list(values) for key, values in state["ema"].items()}
+        self._plans.clear()  # plans hold the old state lists
+        self._keys, self._last_plan = None, ()
+
     def _skip(self, key: str, value: object, stacklevel: int = 3) -> None:
         if value is not None:
             self.counts.note(

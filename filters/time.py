@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from pipeline.core.columns import Columns, batch_length, row
 from pipeline.core.fusion import Transform
@@ -52,6 +53,17 @@ class TimeFilter(Transform):
 
     def passes_all(self) -> bool:
         return not self.time_delta
+
+    def node_state(self) -> dict[str, Any]:
+        state = super().node_state()
+        state["since_last"] = self._clock() - self._last  # elapsed time survives a new clock
+        state["held"] = self._held
+        return state
+
+    def load_node_state(self, state: dict[str, Any]) -> None:
+        super().load_node_state(state)
+        self._last = self._clock() - state["since_last"]
+        self._held = state["held"]
 
     def write_batch(self, columns: Columns) -> None:
         """A batch arrives at one instant (the clock is read once): its first row passes if

@@ -7,6 +7,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 from filters import (
     AggregateFilter,
@@ -213,6 +214,18 @@ class Pipeline(Node):
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state of every node of this pipeline's graph (see `Node.state_dict`), taken
+        under the pipeline's lock: `torch.save({"model": ..., "logging": p.state_dict()})`."""
+        with self._lock:
+            return super().state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a `state_dict()` into this freshly built pipeline (see
+        `Node.load_state_dict`): file sinks cut their files back to the checkpoint."""
+        with self._lock:
+            super().load_state_dict(state)
 
     def _changed(self) -> None:
         if self._ended:  # a node below was connected anew: fuse the chain again

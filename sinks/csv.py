@@ -124,6 +124,9 @@ class CsvSink(BufferedFileSink):
         self.fieldnames: list[str] = self._read_header()
         self._has_header = bool(self.fieldnames)
         self._headless = 0  # rows with no keys held back until the file has a column
+        self._rows_before: int | None = None  # counted at the first checkpoint
+        self._saved_header: list[str] | None = None
+        self._saved_rows_in_file = 0
         for name in fieldnames:
             if name not in self.fieldnames:
                 self.fieldnames.append(str(name))
@@ -176,6 +179,57 @@ class CsvSink(BufferedFileSink):
         self.fieldnames = fields
         self._has_header = True
         self._headless = 0
+
+    def node_state(self) -> dict[str, Any]:
+        state = super().node_state()
+        with self._store_lock:
+            if self._rows_before is None:  # rows the file held before this sink wrote any
+                self._rows_before = self._count_rows() - self.rows_written
+            state["csv"] = {
+                "fieldnames": list(self.fieldnames),
+                "has_header": self._has_header,
+                "headless": self._headless,
+                "rows_in_file": self._rows_before + state["file"]["rows"],
+            }
+        return state
+
+    def _count_rows(self) -> int:
+        if not self.path.is_file():
+            return 0
+        with self.path.open(encoding="utf-8-sig", newline="") as handle:
+            return max(sum(1 for _ in csv.reader(handle, delimiter=self.delimiter)) - 1, 0)
+
+    def load_node_state(self, state: dict[str, Any]) -> None:
+        saved = state["csv"]
+        self._saved_header = saved["fieldnames"] if saved["has_header"] else None
+        self._saved_rows_in_file = saved["rows_in_file"]
+        super().load_node_state(state)
+        self._rows_before = saved["rows_in_file"] - state["file"]["rows"]
+        self.fieldnames = list(saved["fieldnames"])
+        self._has_header = saved["has_header"]
+        self._headless = saved["headless"]
+
+    def _cut_back(self, saved: dict[str, Any]) -> None:
+        """As a file sink's, unless a key that came after the checkpoint widened the header
+        (the file was rewritten): then the checkpoint's rows are kept under its header."""
+        header = self._saved_header
+        if header is None or self._read_header() == header or (
+            self.path.stat().st_size < saved["bytes"]  # not rewritten: refused below
+        ):
+            super()._cut_back(saved)
+            return
+        with self.path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle, delimiter=self.delimiter)
+            now = next(reader, [])
+            kept = zip(range(self._saved_rows_in_file), reader, strict=False)
+            rows = [dict(zip(now, row, strict=False)) for _, row in kept]
+        text = io.StringIO()
+        writer = csv.writer(text, delimiter=self.delimiter, lineterminator="\r\n")
+        writer.writerow(header)
+        writer.writerows([row.get(name, "") for name in header] for row in rows)
+        temporary = self.path.with_name(f".{self.path.name}.rewrite")
+        temporary.write_text(text.getvalue(), encoding="utf-8", newline="")
+        os.replace(temporary, self.path)
 
     def on_close(self) -> None:
         if self._headless:

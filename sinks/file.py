@@ -251,6 +251,42 @@ class BufferedFileSink(Sink):
                 raise _PartlyStored(index, error) from error
         return stored
 
+    def node_state(self) -> dict[str, Any]:
+        """Adds the file's durable position (bytes and rows on disk) and the rows held."""
+        state = super().node_state()
+        with self._store_lock:
+            state["file"] = {
+                "bytes": self.path.stat().st_size if self.path.is_file() else 0,
+                "rows": self.rows_written,
+                "held": list(self._pending),
+                "held_for": self._clock() - self._oldest if self._pending else 0.0,
+            }
+        return state
+
+    def load_node_state(self, state: dict[str, Any]) -> None:
+        """Cuts the file back to its checkpointed position (rows written after the
+        checkpoint go) and holds again the rows that were held."""
+        super().load_node_state(state)
+        saved = state["file"]
+        with self._store_lock:
+            self._drop_handle()
+            if self.path.is_file():
+                self._cut_back(saved)
+            self.rows_written = saved["rows"]
+            self._pending.clear()
+            self._pending.extend(saved["held"])
+            self._oldest = self._clock() - saved["held_for"]
+
+    def _cut_back(self, saved: dict[str, Any]) -> None:
+        size = self.path.stat().st_size
+        if size < saved["bytes"]:
+            raise ValueError(
+                f"{self.path} holds {size} bytes, fewer than the {saved['bytes']} it held at "
+                "the checkpoint: it is not the file this state was taken from"
+            )
+        with self.path.open("rb+") as handle:
+            handle.truncate(saved["bytes"])
+
     def flush_due(self) -> float | None:
         """Seconds until the held rows are due for storing (<= 0: now); None if none are."""
         if not self._pending or self.flush_seconds is None or self.closed:

@@ -32,6 +32,15 @@ class MemorySink(Sink):
             self._check_open()
         self.records.extend(batch_rows(columns))
 
+    def node_state(self) -> dict[str, Any]:
+        state = super().node_state()
+        state["records"] = list(self.records)
+        return state
+
+    def load_node_state(self, state: dict[str, Any]) -> None:
+        super().load_node_state(state)
+        self.records = list(state["records"])
+
     def on_flush(self) -> None:
         self.flushes += 1
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pipeline.core.columns import Columns, batch_length
 from pipeline.core.node import Record
 from sinks.base import Sink
@@ -23,6 +25,15 @@ class NullSink(Sink):
         if self.closed:
             self._check_open()
         self.count += batch_length(columns)
+
+    def node_state(self) -> dict[str, Any]:
+        state = super().node_state()
+        state["count"] = self.count
+        return state
+
+    def load_node_state(self, state: dict[str, Any]) -> None:
+        super().load_node_state(state)
+        self.count = state["count"]
 
     def __repr__(self) -> str:
         return f"NullSink({self.count} records)"

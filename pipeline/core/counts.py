@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
+from typing import Any
 
 WARNED_KEYS_LIMIT = 10_000
 """Distinct (reason, key) pairs remembered as warned; beyond that, warnings are per reason."""
@@ -65,6 +66,21 @@ class Counts(Counter[str]):
             category,
             stacklevel=stacklevel + 1,
         )
+
+    def state(self) -> dict[str, Any]:
+        """The counts as plain data (for a checkpoint)."""
+        return {
+            "counts": dict(self),
+            "by_key": {reason: dict(keys) for reason, keys in self.by_key.items()},
+            "warned": sorted(self._warned, key=repr),
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Takes the counts back from `state()`: a restarted run warns no second time."""
+        self.clear()
+        self.update(state["counts"])
+        self.by_key = {reason: Counter(keys) for reason, keys in state["by_key"].items()}
+        self._warned = {(reason, key) for reason, key in state["warned"]}
 
     def __repr__(self) -> str:
         return f"Counts({dict(self)!r})"

@@ -13,6 +13,10 @@ Record = Mapping[str, Any]
 """One set of metrics written at once: metric name -> value."""
 
 
+STATE_VERSION = 1
+"""The version of `Node.state_dict()`'s layout."""
+
+
 class Logger(Protocol):
     """Anything with Acme's `Logger.write`: a leaf that `connect` wraps in a LoggerSink."""
 
@@ -213,6 +217,67 @@ class Node:
     def on_close(self) -> None:
         """Node-local release of resources, after the final `on_flush`. Default: none."""
 
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state of this node and every node below it, as plain picklable data (dicts,
+        lists, numbers, numpy arrays): what the graph needs to go on after a restart exactly
+        as if there had been none. Taking it flushes nothing and emits nothing: a checkpoint
+        changes no output. Nodes with a thread of their own are held still meanwhile."""
+        nodes = self.nodes()
+        for node in nodes:
+            node.pause()
+        try:
+            return {
+                "rlpipe_state": STATE_VERSION,
+                "graph": [_signature(node) for node in nodes],
+                "nodes": [node.node_state() for node in nodes],
+            }
+        finally:
+            for node in nodes:
+                node.resume()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a `state_dict()` into this freshly built graph, which must be the same
+        graph (the same nodes, built the same way, in the same places); one that differs is
+        refused with a ValueError naming the first difference, before anything changes."""
+        if not isinstance(state, dict) or state.get("rlpipe_state") != STATE_VERSION:
+            raise ValueError(
+                f"not an rlpipe state of version {STATE_VERSION} (from state_dict()): "
+                f"{_shown_keys(state)}"
+            )
+        nodes = self.nodes()
+        graph = [_signature(node) for node in nodes]
+        for index, (ours, theirs) in enumerate(zip(graph, state["graph"], strict=False)):
+            if ours != theirs:
+                raise ValueError(
+                    f"the state is of another graph: node {index} is {theirs[0]} with "
+                    f"{theirs[1]} children in the state, {ours[0]} with {ours[1]} here "
+                    f"({nodes[index]!r})"
+                )
+        if len(graph) != len(state["graph"]):
+            raise ValueError(
+                f"the state is of another graph: {len(state['graph'])} nodes in the state, "
+                f"{len(graph)} here"
+            )
+        for node, node_state in zip(nodes, state["nodes"], strict=True):
+            node.load_node_state(node_state)
+
+    def node_state(self) -> dict[str, Any]:
+        """This node's own part of `state_dict()`; subclasses add theirs to the base's
+        (its counts)."""
+        return {"counts": self.counts.state()}
+
+    def load_node_state(self, state: dict[str, Any]) -> None:
+        """Takes back this node's own part of a state (see `load_state_dict`)."""
+        self.counts.load(state["counts"])
+
+    def pause(self) -> None:
+        """Holds still a thread of this node's own, for a checkpoint. Default: it has none."""
+
+    def resume(self) -> None:
+        """Lets the thread `pause` held go on."""
+
     # -- conveniences ---------------------------------------------------------------------
 
     def __enter__(self) -> Node:
@@ -240,3 +305,13 @@ def _as_leaf(parent: Node, target: object) -> Node:
     from pipeline.core.logger_sink import LoggerSink  # it subclasses Node: defined below it
 
     return LoggerSink.of(target)
+
+
+def _signature(node: Node) -> tuple[str, int]:
+    return type(node).__qualname__, len(node._children)
+
+
+def _shown_keys(state: object) -> str:
+    if isinstance(state, dict):
+        return f"a dict with keys {sorted(map(str, state))[:5]}"
+    return f"a {type(state).__name__}"
