@@ -1,0 +1,429 @@
+"""MlflowSink: records to an MLflow run as metrics, by default in a local SQLite store.
+
+Importing this module does not import MLflow: it is imported when a sink is made
+(`pip install 'rlpipe[mlflow]'`). The sink uses an `MlflowClient` only, never the fluent API,
+so several sinks and runs coexist and mlflow's active-run stack is left alone.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pipeline.core.flatten import flatten
+from pipeline.core.keys import CACHE_LIMIT
+from pipeline.core.node import Record
+from pipeline.core.values import plain, text, to_float
+from sinks.remote import RemoteSink
+from sinks.steps import Step, Steps
+
+__all__ = ["DEFAULT_TRACKING_URI", "INSTALL_HINT", "MlflowSink", "MlflowSinkWarning", "Row"]
+
+INSTALL_HINT = "pip install 'rlpipe[mlflow]'"
+DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
+"""The store without `tracking_uri` or `$MLFLOW_TRACKING_URI`: a SQLite file under `./runs`
+(browse it with `mlflow ui --backend-store-uri sqlite:///runs/mlflow.db`)."""
+DEFAULT_EXPERIMENT = "rlpipe"
+METRICS_PER_CALL, PARAMS_PER_CALL = 1000, 100
+"""MLflow's limits per `log_batch` call."""
+STEP_RANGE = (-(2**63), 2**63)
+"""MLflow steps are 64-bit integers."""
+_REFUSED = "INVALID_PARAMETER_VALUE"
+"""The error code of a value MLflow refuses for good (sending it again would not help)."""
+_import_lock = threading.Lock()
+
+Row = tuple[int, int, dict[str, float]]
+"""One record as held: (step, unix time in milliseconds, {metric name: value})."""
+
+
+class MlflowSinkWarning(UserWarning):
+    """A value MlflowSink could not send (warned once per key, and counted)."""
+
+
+def import_mlflow() -> Any:
+    """The `mlflow` module, or an ImportError naming the extra.
+
+    rlpipe logs locally and touches no network by default: when mlflow is first imported
+    here and neither `$MLFLOW_DISABLE_TELEMETRY` nor `$DO_NOT_TRACK` is set, MLflow's usage
+    telemetry (which writes an id under `~/.config` and sends events) stays off for the
+    process. The environment is left as it was."""
+    with _import_lock:
+        quiet = "mlflow" not in sys.modules and not (
+            {"MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"} & os.environ.keys()
+        )
+        if quiet:
+            os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+        try:
+            import mlflow.entities
+            import mlflow.exceptions
+            import mlflow.tracking
+        except ImportError as error:
+            raise ImportError(f"MlflowSink needs MLflow (mlflow-skinny): {INSTALL_HINT}") from error
+        finally:
+            if quiet:
+                del os.environ["MLFLOW_DISABLE_TELEMETRY"]
+    return mlflow
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """`uri`, else `$MLFLOW_TRACKING_URI`, else DEFAULT_TRACKING_URI; a relative SQLite path
+    is made absolute (from the current folder) and its folder is made, so that a later
+    `chdir` does not move the store."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    scheme = "sqlite:///"
+    if uri.startswith(scheme):
+        path, mark, query = uri[len(scheme) :].partition("?")
+        if path and path != ":memory:":
+            file = Path(path).absolute()
+            file.parent.mkdir(parents=True, exist_ok=True)
+            uri = f"{scheme}{file.as_posix()}{mark}{query}"
+    return uri
+
+
+def _name_check(mlflow: Any) -> Callable[[str], None]:
+    """MLflow's own check of a metric name (characters, path form, length), raising its
+    MlflowException; none if this MLflow lacks it (a refusal is then found out on sending)."""
+    try:
+        from mlflow.utils.validation import _validate_metric
+    except ImportError:
+        return lambda name: None
+    return lambda name: _validate_metric(name, 0.0, 0, 0)
+
+
+class MlflowSink(RemoteSink[Row]):
+    """Sends each record to an MLflow run as metrics at the record's step, with `log_batch`.
+
+    The run: with `run_id`, the sink logs into that run and never ends it. Without it, the
+    sink makes a run (named `run_name`, with `tags`) in `experiment` (default
+    `$MLFLOW_EXPERIMENT_NAME`, else "rlpipe"; made if missing) and ends it FINISHED on
+    `close()`; a sink still open at interpreter exit or on SIGTERM is closed then, so its run
+    ends FINISHED too (a SIGKILL leaves it RUNNING). MLflow takes values into a finished run,
+    so other sinks given its `run_id` may outlive the maker. `.run_id`, `.client` (an
+    `MlflowClient`, for artifacts, say) and `.experiment_id` are the sink's.
+
+    The store: `tracking_uri`, else `$MLFLOW_TRACKING_URI`, else `sqlite:///runs/mlflow.db`
+    (no server). A relative SQLite path is resolved against the current folder when the sink
+    is made (its folder made too): a later `chdir` does not move it. Experiments the sink
+    makes in the default store keep artifacts in `runs/artifacts`.
+
+    Keys: a record's key `k` is the metric `prefix/k` (or `k`). MLflow takes names of
+    letters, digits, `_ - . / :` and spaces, up to 250 characters, that are normalised paths
+    (no leading, trailing or doubled `/`, no `.` or `..` part). A key it refuses is not
+    renamed (two keys could become one metric): its values are dropped, warned once per key
+    and counted in `.dropped`; the other keys are sent. (A name a server refuses all the
+    same is found out by sending that batch again name by name, and dropped the same way.)
+
+    Values: float, int, bool, numpy scalars and 0-d arrays, jax/torch scalars are sent as
+    floats. NaN reads back as NaN; MLflow's SQL stores keep +-inf (and ints beyond float
+    range) as +-1.7976931348623157e308. None is skipped (there is no value). Text, arrays,
+    lists, dicts and objects are not sent (MLflow metrics are numbers: log text with
+    `log_config`, flatten or aggregate arrays upstream): warned once per key and counted in
+    `.dropped`.
+
+    Steps: with `step_key`, a record's step is its value of `step_key` (itself sent too); a
+    record without a usable one is logged at the last step seen (0 before any), with one
+    warning. Without it, the step is the record's index in this sink (0, 1, ...). MLflow
+    steps are int64: a fractional step is floored (warned once, counted in
+    `.counts["rounded"]`); the values of a record whose step is beyond int64 are dropped.
+    A value's timestamp is the time `write` took it.
+
+    Throughput (see RemoteSink): `write` only converts the values and holds the record; a
+    background thread (started at the first write) sends the held records every
+    `push_seconds`, 1000 metrics per `log_batch` call, and `flush()` / `close()` at once. A
+    failed push (a server down, a locked database) is retried from the call it stopped at,
+    so no call's metrics are sent twice; failures never reach the training loop.
+    """
+
+    warning = MlflowSinkWarning
+
+    def __init__(
+        self,
+        *,
+        tracking_uri: str | None = None,
+        experiment: str | None = None,
+        run_id: str | None = None,
+        step_key: str | None = None,
+        prefix: str = "",
+        run_name: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        strings = {"tracking_uri": tracking_uri, "experiment": experiment, "run_id": run_id}
+        for argument, value in {**strings, "run_name": run_name, "prefix": prefix}.items():
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{argument} must be a string, got {type(value).__name__}")
+        for argument, mapping in (("tags", tags), ("config", config)):
+            if mapping is not None and not isinstance(mapping, Mapping):
+                raise ValueError(f"{argument} must be a mapping, got {type(mapping).__name__}")
+        if run_id is not None and (experiment is not None or run_name is not None):
+            raise ValueError("experiment and run_name only apply when MlflowSink makes its run")
+        self._steps = Steps(step_key, self._note)
+        self.step_key = step_key
+        self.prefix = prefix.strip("/")
+        mlflow = import_mlflow()
+        self._entities = mlflow.entities
+        self._error: type[Exception] = mlflow.exceptions.MlflowException
+        self._check_name = _name_check(mlflow)
+        if self.prefix and (refusal := self._refusal(self.prefix)):
+            raise ValueError(f"prefix {prefix!r} is not a name MLflow takes: {refusal}")
+        given_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        self.tracking_uri = resolve_tracking_uri(given_uri)
+        self.client: Any = mlflow.tracking.MlflowClient(tracking_uri=self.tracking_uri)
+        run_tags = {str(key): text(plain(value)) for key, value in (tags or {}).items()}
+        self.owns_run = run_id is None
+        if run_id is None:
+            name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+            self.experiment_id = self._experiment_id(name, default_store=not given_uri)
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=run_tags)
+        else:
+            run = self._existing_run(run_id)
+            self.experiment_id = run.info.experiment_id
+            if run_tags:
+                tag_list = [self._entities.RunTag(k, v) for k, v in run_tags.items()]
+                self.client.log_batch(run_id, tags=tag_list, synchronous=True)
+        self.run_id: str = run.info.run_id
+        self._names: dict[Any, str] = {}
+        """Per record key: its metric name, or "" if MLflow refuses it (`_why` says why)."""
+        self._why: dict[Any, str] = {}
+        self._keys: dict[str, str] = {}
+        """Per metric name: the record key it comes from (for messages)."""
+        self._numeric_types: set[type] = {int, bool}
+        """Types whose values `float()` converts exactly as `to_float` does."""
+        self._resume: tuple[Row | None, int] = (None, 0)
+        """(first row of a push cut short, metrics of that push sent): where a retry starts."""
+        try:
+            self.log_config(config or {})
+        except BaseException:
+            self._close_client()
+            raise
+        self._close_at_exit()
+
+    def _experiment_id(self, name: str, *, default_store: bool) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is None:
+            location = Path("runs", "artifacts").absolute().as_uri() if default_store else None
+            try:
+                return str(self.client.create_experiment(name, artifact_location=location))
+            except self._error:  # made meanwhile by another process?
+                found = self.client.get_experiment_by_name(name)
+                if found is None:
+                    raise
+        if found.lifecycle_stage != "active":
+            raise ValueError(f"experiment {name!r} is deleted; restore it or name another one")
+        return str(found.experiment_id)
+
+    def _existing_run(self, run_id: str) -> Any:
+        try:
+            run = self.client.get_run(run_id)
+        except self._error as error:
+            if getattr(error, "error_code", None) not in (_REFUSED, "RESOURCE_DOES_NOT_EXIST"):
+                raise
+            raise ValueError(f"run_id {run_id!r}: {getattr(error, 'message', error)}") from error
+        if run.info.lifecycle_stage != "active":
+            raise ValueError(f"run_id {run_id!r} is a deleted run; restore it or make another")
+        return run
+
+    @property
+    def dropped(self) -> Counter[str]:
+        """Values not sent, by record key (`config/<name>` for params not logged)."""
+        return Counter(self.counts.by_key.get("dropped", {}))
+
+    @property
+    def records_written(self) -> int:
+        """Records taken by `write` (each one a step when there is no `step_key`)."""
+        return self._steps.taken
+
+    # -- configuration --------------------------------------------------------------------
+
+    def log_config(self, config: Mapping[str, Any]) -> None:
+        """Logs the run's configuration as MLflow params, at once (not by the push thread):
+        nested mappings become `/`-joined names (`{"opt": {"lr": 0.1}}` -> `opt/lr`; the
+        prefix does not apply) and values their text (`0.1`, `[64, 64]`, `None`; numpy and
+        torch scalars as Python ones); MLflow cuts values past 6000 characters.
+
+        MLflow params cannot change: a param the run holds with the same value is left as it
+        is (logging the same configuration again, as a resumed run does, is harmless); one
+        with another value is not logged, nor is a name MLflow refuses: each is warned once
+        and counted in `.dropped` as `config/<name>`."""
+        if not isinstance(config, Mapping):
+            raise ValueError(f"config must be a mapping, got {type(config).__name__}")
+        self._check_open()
+        twice: list[str] = []
+        flat = flatten(config, collisions=twice)
+        fields = {name: text(plain(value)) for name, value in flat.items()}
+        for name in twice:
+            why = f"config name {name!r} is given twice (nested and '/'-joined); the last is kept"
+            self._note("overwritten", why, key=f"config/{name}")
+        if not fields:
+            return
+        with self._client_lock:
+            held = self.client.get_run(self.run_id).data.params
+            new = []
+            for name, value in fields.items():
+                old = held.get(name)
+                if old is None:
+                    new.append(self._entities.Param(name, value))
+                elif old != value and old != value[: len(old)]:  # (MLflow cut a long value)
+                    why = f"the run holds {old!r}; MLflow params cannot change"
+                    self._refuse_param(name, why, stacklevel=3)
+            for start in range(0, len(new), PARAMS_PER_CALL):
+                self._log("params", new[start : start + PARAMS_PER_CALL], self._refuse_param)
+
+    def _refuse_param(self, name: str, why: str, count: int = 1, stacklevel: int = 4) -> None:
+        """Counts a param not logged; warns once per name. `stacklevel` 4 names the caller of
+        `log_config` when called from `_log`."""
+        message = f"param {name!r} not logged: {why}"
+        self._note("dropped", message, key=f"config/{name}", n=count, stacklevel=stacklevel)
+
+    # -- the hot path: a record to a row --------------------------------------------------
+
+    def _row(self, data: Record) -> Row:
+        raw = self._steps.of(data)
+        if type(raw) is int and STEP_RANGE[0] <= raw < STEP_RANGE[1]:
+            step: int | None = raw
+        else:
+            step = self._whole_step(raw, data)
+        metrics: dict[str, float] = {}
+        if step is not None:
+            names = self._names
+            numeric = self._numeric_types
+            for key, value in data.items():
+                kind = type(value)
+                if kind is not float:
+                    if kind in numeric:
+                        try:
+                            value = float(value)
+                        except OverflowError:  # an int beyond float range
+                            value = to_float(value)
+                    elif value is None:
+                        continue
+                    else:
+                        value = self._number(key, value)
+                        if value is None:
+                            continue
+                name = names.get(key)
+                if not name:
+                    if name is None:
+                        name = self._name_of(key)
+                    if not name:
+                        self._drop(key, self._why.get(key, "MLflow refuses the name"))
+                        continue
+                metrics[name] = value
+        return (step or 0, time.time_ns() // 1_000_000, metrics)
+
+    def _whole_step(self, step: Step, data: Record) -> int | None:
+        """The int64 step MLflow takes for `step`: floored (warned once) if fractional; None
+        (the record's values dropped) if beyond int64."""
+        if isinstance(step, float) and not step.is_integer():
+            why = f"MLflow steps are integers: fractional steps such as {step} are floored"
+            self._note("rounded", why, key=self.step_key, stacklevel=4)
+        step = math.floor(step)
+        if STEP_RANGE[0] <= step < STEP_RANGE[1]:
+            return step
+        for key, value in data.items():
+            if value is not None:
+                self._drop(key, f"step {step} is beyond MLflow's int64 steps", stacklevel=5)
+        return None
+
+    def _number(self, key: str, value: Any) -> float | None:
+        """A value of a type not seen before (or not cached) as a float, or None (dropped,
+        counted, warned). Real-number scalar types (numpy's) are remembered so that their
+        next values take the fast path; arrays and tensors are not (their shape varies)."""
+        number = to_float(value)
+        if number is None:
+            what = "text" if isinstance(value, str) else f"a {type(value).__name__}"
+            why = f"{what} is not a number, and MLflow metrics are numbers: not sent"
+            self._drop(key, why, stacklevel=5)
+        elif isinstance(value, numbers.Real):
+            self._numeric_types.add(type(value))
+        return number
+
+    def _name_of(self, key: Any) -> str:
+        """The metric name of a record key, or "" if MLflow refuses it; cached."""
+        if len(self._names) >= CACHE_LIMIT:
+            self._names.clear()
+            self._keys.clear()
+            self._why.clear()
+        key_text = str(key)
+        name = f"{self.prefix}/{key_text}" if self.prefix else key_text
+        refusal = self._refusal(name)
+        if refusal is not None:
+            self._refuse(key, f"MLflow refuses the name {name!r}: {refusal}")
+            return ""
+        self._names[key] = name
+        self._keys[name] = key_text
+        return name
+
+    def _refusal(self, name: str) -> str | None:
+        """Why MLflow refuses the metric name `name`, or None."""
+        try:
+            self._check_name(name)
+        except self._error as error:
+            return str(getattr(error, "message", error))
+        return None
+
+    def _refuse(self, key: Any, why: str) -> None:
+        self._why[key], self._names[key] = why, ""
+
+    def _refuse_metric(self, name: str, why: str, count: int) -> None:
+        key = self._keys.get(name, name)
+        self._refuse(key, f"MLflow refused {name!r}: {why}")
+        self._drop(key, f"MLflow refused {name!r}: {why}", count, stacklevel=3)
+
+    # -- the client (RemoteSink's hooks) --------------------------------------------------
+
+    def _send(self, rows: list[Row]) -> None:
+        Metric = self._entities.Metric
+        metrics = [
+            Metric(name, value, timestamp, step)
+            for step, timestamp, values in rows
+            for name, value in values.items()
+        ]
+        first, sent = self._resume
+        for start in range(sent if first is rows[0] else 0, len(metrics), METRICS_PER_CALL):
+            self._resume = (rows[0], start)
+            self._log("metrics", metrics[start : start + METRICS_PER_CALL], self._refuse_metric)
+        self._resume = (None, 0)
+
+    def _log(self, field: str, items: list[Any], refused: Callable[[str, str, int], None]) -> None:
+        """`log_batch(field=items)`; if MLflow refuses that batch, sends it again one name at
+        a time and tells `refused(name, why, count)` the names it refuses. Other errors
+        raise."""
+        try:
+            self.client.log_batch(self.run_id, **{field: items}, synchronous=True)
+            return
+        except self._error as error:
+            if getattr(error, "error_code", None) != _REFUSED:
+                raise
+        by_name: dict[str, list[Any]] = {}
+        for item in items:
+            by_name.setdefault(item.key, []).append(item)
+        for name, group in by_name.items():
+            try:
+                self.client.log_batch(self.run_id, **{field: group}, synchronous=True)
+            except self._error as error:
+                if getattr(error, "error_code", None) != _REFUSED:
+                    raise
+                refused(name, str(getattr(error, "message", error)), len(group))
+
+    def _close_client(self) -> None:
+        if self.owns_run:
+            self.client.set_terminated(self.run_id, "FINISHED")
+
+    def _drop(self, key: Any, why: str, count: int = 1, stacklevel: int = 4) -> None:
+        """Counts `count` values of `key` not sent; warns once per key. `stacklevel` 4 names
+        the caller of `write` when called from `_row`."""
+        self._note("dropped", f"key {key!r}: {why}", key=key, n=count, stacklevel=stacklevel)
+
+    def __repr__(self) -> str:
+        run_id = getattr(self, "run_id", None)
+        return f"MlflowSink(run_id={run_id!r}, prefix={self.prefix!r}, step_key={self.step_key!r})"

@@ -1,0 +1,361 @@
+"""TensorBoardSink: records to TensorBoard event files, written by tensorboard's own writer.
+
+Importing this module does not import tensorboard: it is imported when a sink is made
+(`pip install 'rlpipe[tensorboard]'`). Neither TensorFlow, torch nor tensorboardX is needed:
+events are written by `tensorboard.summary.writer.event_file_writer.EventFileWriter`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+import os
+import time
+from collections import Counter
+from types import SimpleNamespace
+from typing import Any
+
+from pipeline.core.node import Record
+from pipeline.core.values import shown, text, to_float
+from sinks.remote import RemoteSink
+from sinks.steps import Step, Steps
+
+__all__ = ["INSTALL_HINT", "Row", "TensorBoardSink", "TensorBoardSinkWarning"]
+
+INSTALL_HINT = "pip install 'rlpipe[tensorboard]'"
+
+Row = tuple[int, float, dict[str, float], dict[str, str] | None]
+"""One record as held: (step, wall time, scalars by tag, texts by tag or None)."""
+
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest finite float32: TensorBoard stores scalars as float32."""
+
+_INT64 = 2**63
+"""Event steps are int64: -2**63 <= step < 2**63."""
+
+
+class TensorBoardSinkWarning(UserWarning):
+    """A value TensorBoardSink could not write as given (warned once per key, and counted)."""
+
+
+def _client() -> SimpleNamespace:
+    """The parts of tensorboard the sink uses, or an ImportError naming the extra."""
+    try:
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.compat.proto.tensor_pb2 import TensorProto
+        from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+        from tensorboard.compat.proto.types_pb2 import DT_STRING
+        from tensorboard.plugins.text.metadata import create_summary_metadata
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    except ImportError as error:
+        raise ImportError(
+            f"TensorBoardSink needs TensorBoard (the `tensorboard` package): {INSTALL_HINT}"
+        ) from error
+    return SimpleNamespace(
+        Event=Event,
+        SessionLog=SessionLog,
+        Summary=Summary,
+        Value=Summary.Value,
+        TensorProto=TensorProto,
+        scalar_shape=TensorShapeProto(),
+        DT_STRING=DT_STRING,
+        text_metadata=create_summary_metadata(display_name=None, description=None),
+        EventFileWriter=EventFileWriter,
+    )
+
+
+class TensorBoardSink(RemoteSink[Row]):
+    """Writes each record to a TensorBoard event file in `logdir` as one event: its numbers
+    as scalars, its strings as text, at the record's step.
+
+    The file: a new `events.out.tfevents.*` file in `logdir` (made if needed), written by
+    tensorboard's `EventFileWriter`; several sinks (or runs) may share a folder. A relative
+    `logdir` is taken from the current folder when the sink is made; a URL (`s3://...`) is
+    given to tensorboard's file layer as it is.
+
+    Keys: a record's key `k` becomes the tag `prefix/k` (or `k` without a prefix). Values:
+
+    - float, int, bool, numpy scalars and 0-d arrays, jax/torch scalars -> scalars
+      (`simple_value`, as `SummaryWriter.add_scalar` writes them), which TensorBoard stores
+      as float32: read back at float32 precision. NaN and +-inf are stored and read back as
+      they are. A finite value beyond float32's range (an int beyond float range included)
+      is stored as +-inf, warned once per key and counted in `counts["overflow"]`.
+    - str -> a text summary (TensorBoard's Text tab), at the same step, in the same event.
+    - None -> skipped (not a loss: there is no value).
+    - anything else (arrays with elements, lists, dicts, bytes, objects) -> not written;
+      warned once per key and counted in `.dropped` (use `Pipeline.flatten()` or
+      `.aggregate()` upstream).
+    - A tag keeps the kind of its first value (TensorBoard shows a tag in one tab): a string
+      under a key that held numbers, or a number under one that held strings, is dropped,
+      warned once per key and counted in `.dropped`.
+
+    Steps: with `step_key`, a record's step is its value of `step_key` (0 is a step), which
+    is also written as a scalar; a record without a usable one is written at the last step
+    seen (0 before any), warned once and counted in `counts["skipped"]`. Without `step_key`,
+    the step is the record's index in this sink (0, 1, 2, ...). TensorBoard's steps are
+    int64: a step that is not an integer is written at its floor (warned once, counted in
+    `counts["rounded"]`); the values of a record whose step lies beyond int64 are dropped,
+    counted in `.dropped`. Each event's wall time is the time `write` took its record.
+
+    One event per record: a record's scalars and texts go into one `Summary` at its step,
+    never one event per scalar.
+
+    Throughput (see RemoteSink): `write` only converts the values and holds the record; a
+    background thread (started at the first write) turns the held records into events and
+    hands them to the writer every `flush_seconds` (default 2 s, as the file sinks), then
+    flushes it, so a record reaches the file about `flush_seconds` after `write`; `flush()`
+    and `close()` do it at once. A sink still open at interpreter exit or on SIGTERM is
+    closed (its records written) then.
+
+    Failures never reach the training loop: a push that fails (the folder removed, the disk
+    full) is counted in `counts["errors"]`, warned once per error type and retried (see
+    RemoteSink) into a new event file, since tensorboard's writer stops for good at its first
+    error. Events of the failed push that reached the old file before the error are then
+    written twice (same tag, step and value).
+
+    `purge_step`: when resuming from a checkpoint, pass the step it was taken at. As with
+    `SummaryWriter(purge_step=...)`, the new file starts with a `SessionLog.START` event at
+    that step, and TensorBoard's loader (`EventAccumulator`; `tensorboard --load_fast=false`)
+    then drops the events of earlier files in `logdir` at that step or later, so the steps
+    written again after the resume are not shown twice.
+
+    `write` is meant to be called from one thread at a time (a Pipeline serialises its
+    writes); pushing from the background thread is safe alongside it.
+    """
+
+    warning = TensorBoardSinkWarning
+
+    def __init__(
+        self,
+        logdir: str | os.PathLike[str],
+        *,
+        step_key: str | None = None,
+        prefix: str = "",
+        flush_seconds: float = 2.0,
+        purge_step: int | None = None,
+    ) -> None:
+        super().__init__()
+        path = os.fspath(logdir) if isinstance(logdir, (str, os.PathLike)) else None
+        if not isinstance(path, str) or not path:
+            raise ValueError(f"logdir must be a folder path, got {shown(logdir)}")
+        if not isinstance(prefix, str):
+            raise ValueError(f"prefix must be a string, got {type(prefix).__name__}")
+        if (
+            isinstance(flush_seconds, bool)
+            or not isinstance(flush_seconds, (int, float))
+            or not 0 < flush_seconds < math.inf
+        ):
+            raise ValueError(f"flush_seconds must be a number > 0, got {shown(flush_seconds)}")
+        if purge_step is not None and (
+            type(purge_step) is not int or not -_INT64 <= purge_step < _INT64
+        ):
+            raise ValueError(
+                f"purge_step must be an int (an int64) or None, got {shown(purge_step)}"
+            )
+        self._steps = Steps(step_key, self._note)
+        self.step_key = step_key
+        self.prefix = prefix.strip("/")
+        self.flush_seconds = float(flush_seconds)
+        self.push_seconds = self.flush_seconds
+        self.purge_step = purge_step
+        self.logdir: str = path if "://" in path else os.path.abspath(path)
+        """The folder the event files are in (absolute), or the URL given."""
+        self._tb = _client()
+        self._scalar_tags: dict[Any, str] = {}
+        self._text_tags: dict[Any, str] = {}
+        self._numeric_types: set[type] = {int, bool}
+        """Types whose values `float()` converts exactly as `to_float` does."""
+        self._writer: Any = self._open_writer(purge_step)
+        self._close_at_exit()
+
+    def _open_writer(self, purge_step: int | None = None) -> Any:
+        """A new event file in `logdir`, started with a purge at `purge_step` if given."""
+        tb = self._tb
+        writer = tb.EventFileWriter(self.logdir, flush_secs=self.flush_seconds)
+        if purge_step is not None:  # what SummaryWriter(purge_step=...) writes
+            now = time.time()
+            writer.add_event(tb.Event(step=purge_step, wall_time=now, file_version="brain.Event:2"))
+            start = tb.SessionLog(status=tb.SessionLog.START)
+            writer.add_event(tb.Event(step=purge_step, wall_time=now, session_log=start))
+            writer.flush()
+        return writer
+
+    @property
+    def dropped(self) -> Counter[str]:
+        """Values not written, by record key (unsupported type, other kind, or step)."""
+        return Counter(self.counts.by_key.get("dropped", {}))
+
+    @property
+    def records_written(self) -> int:
+        """Records taken by `write` (each one a step when there is no `step_key`)."""
+        return self._steps.taken
+
+    # -- the hot path: a record to a row --------------------------------------------------
+
+    def _row(self, data: Record) -> Row:
+        taken = self._steps.of(data)
+        if type(taken) is int and -_INT64 <= taken < _INT64:
+            step: int = taken
+        else:
+            converted = self._event_step(taken, data)
+            if converted is None:
+                return (0, 0.0, {}, None)
+            step = converted
+        wall_time = time.time()
+        scalars: dict[str, float] = {}
+        texts: dict[str, str] | None = None
+        scalar_tags = self._scalar_tags
+        numeric = self._numeric_types
+        for key, value in data.items():
+            kind = type(value)
+            if kind is float:
+                number = value
+            elif kind in numeric:
+                try:
+                    number = float(value)
+                except OverflowError:  # an int beyond float range
+                    number = self._overflow(key, value)
+            elif kind is str:
+                tag = self._text_tags.get(key)
+                if tag is None and (tag := self._claim(key, as_text=True)) is None:
+                    continue
+                if texts is None:
+                    texts = {}
+                texts[tag] = value
+                continue
+            elif value is None:
+                continue
+            else:
+                as_float = self._number(key, value)
+                if as_float is None:
+                    continue
+                number = as_float
+            if not -FLOAT32_MAX <= number <= FLOAT32_MAX and math.isfinite(number):
+                self._overflow(key, number)
+            tag = scalar_tags.get(key)
+            if tag is None and (tag := self._claim(key, as_text=False)) is None:
+                continue
+            scalars[tag] = number
+        return (step, wall_time, scalars, texts)
+
+    def _event_step(self, step: Step, data: Record) -> int | None:
+        """`step` as an int64 event step (a float's floor, warned and counted), or None when
+        it is beyond int64: the record's values are then dropped and counted."""
+        whole = step if type(step) is int else math.floor(step)
+        if whole != step:
+            self._note(
+                "rounded",
+                f"TensorBoard steps are integers; a step of {self.step_key!r} that is not one "
+                f"({step!r}) is written at its floor ({whole})",
+                key=self.step_key,
+                stacklevel=4,
+            )
+        if -_INT64 <= whole < _INT64:
+            return whole
+        for key, value in data.items():
+            if value is not None:
+                self._drop(key, f"step {shown(step, 40)} is beyond TensorBoard's int64 steps", 5)
+        return None
+
+    def _number(self, key: Any, value: Any) -> float | None:
+        """A value of a type not seen before as a float, or None (dropped, counted, warned).
+        Real-number scalar types (numpy's) are remembered so that their next values take
+        the fast path; arrays and tensors are not (their shape varies)."""
+        number = to_float(value)
+        if number is None:
+            self._drop(
+                key,
+                f"a {type(value).__name__} is not a number or a string; its values are not "
+                "written (flatten or aggregate it upstream)",
+                stacklevel=5,
+            )
+        elif isinstance(value, numbers.Real):
+            self._numeric_types.add(type(value))
+        return number
+
+    def _overflow(self, key: Any, value: float | int) -> float:
+        """Notes a finite value beyond float32's range; returns the +-inf it is stored as."""
+        self._note(
+            "overflow",
+            f"key {text(key)!r}: {shown(value, 40)} is beyond float32's range (TensorBoard's "
+            "scalars); written as infinity",
+            key=key,
+            stacklevel=4,
+        )
+        return math.inf if value > 0 else -math.inf
+
+    def _claim(self, key: Any, *, as_text: bool) -> str | None:
+        """The tag of `key` for values of this kind (text or scalar), made on first use; None
+        (dropped, counted, warned) if the key holds values of the other kind."""
+        mine, other = (
+            (self._text_tags, self._scalar_tags)
+            if as_text
+            else (self._scalar_tags, self._text_tags)
+        )
+        if key in other:
+            held, given = ("numbers", "strings") if as_text else ("text", "numbers")
+            self._drop(
+                key,
+                f"the tag holds {held}; {given} under it are not written (a TensorBoard tag "
+                "has one kind)",
+                stacklevel=5,
+            )
+            return None
+        name = _name(key)
+        tag = mine[key] = f"{self.prefix}/{name}" if self.prefix else name
+        return tag
+
+    def _drop(self, key: Any, why: str, stacklevel: int = 4) -> None:
+        """Counts a value of `key` not written; warns once per key. `stacklevel` 4 names the
+        caller of `write` when called from `_row`."""
+        self._note("dropped", f"key {_name(key)!r}: {why}", key=key, stacklevel=stacklevel)
+
+    # -- the client (RemoteSink's hooks) --------------------------------------------------
+
+    def _send(self, rows: list[Row]) -> None:
+        writer = self._writer
+        if writer is None:  # the last one failed: tensorboard's writer does not recover
+            writer = self._writer = self._open_writer()
+        tb = self._tb
+        event, summary, value = tb.Event, tb.Summary, tb.Value
+        try:
+            for step, wall_time, scalars, texts in rows:
+                if not scalars and not texts:
+                    continue
+                values = [value(tag=tag, simple_value=number) for tag, number in scalars.items()]
+                if texts:
+                    values.extend(self._text_value(tag, string) for tag, string in texts.items())
+                writer.add_event(
+                    event(wall_time=wall_time, step=step, summary=summary(value=values))
+                )
+            writer.flush()
+        except Exception:
+            self._writer = None
+            with contextlib.suppress(Exception):
+                writer.close()
+            raise
+
+    def _text_value(self, tag: str, string: str) -> Any:
+        tb = self._tb
+        tensor = tb.TensorProto(
+            dtype=tb.DT_STRING,
+            tensor_shape=tb.scalar_shape,
+            string_val=[string.encode("utf-8", "backslashreplace")],
+        )
+        return tb.Value(tag=tag, metadata=tb.text_metadata, tensor=tensor)
+
+    def _close_client(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"TensorBoardSink({self.logdir!r}, prefix={self.prefix!r}, step_key={self.step_key!r})"
+        )
+
+
+def _name(key: Any) -> str:
+    return key if type(key) is str else text(key)
