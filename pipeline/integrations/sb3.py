@@ -22,7 +22,7 @@ itself never imports it.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pipeline.core.counts import Counts
@@ -177,7 +177,12 @@ def _is_step(value: Any, step: int) -> bool:
 
 
 def attach(
-    model: Any, pipeline: Node, step_key: str = "timesteps", *, close_pipeline: bool = False
+    model: Any,
+    pipeline: Node,
+    step_key: str = "timesteps",
+    *,
+    close_pipeline: bool = False,
+    state: Mapping[str, Any] | None = None,
 ) -> PipelineWriter:
     """Adds a `PipelineWriter` to `model`'s SB3 logger, next to SB3's own outputs; returns it.
 
@@ -194,12 +199,18 @@ def attach(
     again after `PPO.load(...)`. One pipeline may be attached to several models: closing a
     model's logger flushes the pipeline and leaves it open; close it yourself when every
     model is done (`close_pipeline=True` hands that to the model's logger instead).
+
+    Resuming: save `pipeline.state_dict()` next to `model.save(...)`; after `PPO.load(...)`,
+    pass it as `state=` with a pipeline built as before: the pipeline goes on from the
+    checkpoint (its files cut back to it, its moving averages and windows restored).
     """
     from stable_baselines3.common.base_class import BaseAlgorithm
     from stable_baselines3.common.utils import configure_logger
 
     if not isinstance(model, BaseAlgorithm):
         raise ValueError(f"model must be a Stable-Baselines3 algorithm, got {type(model).__name__}")
+    if state is not None:
+        pipeline.load_state_dict(dict(state))
     writer = PipelineWriter(pipeline, step_key=step_key, close_pipeline=close_pipeline)
     if not getattr(model, "_custom_logger", False):
         parameter = inspect.signature(model.learn).parameters.get("tb_log_name")

@@ -169,6 +169,7 @@ class EpochLogger:
         pipeline: Node | None = None,
         *,
         strict_columns: bool = False,
+        state: Mapping[str, Any] | None = None,
     ) -> None:
         if pipeline is not None and not isinstance(pipeline, Node):
             raise ValueError(
@@ -185,7 +186,11 @@ class EpochLogger:
             os.makedirs(self.output_dir)
         self.output_path = Path(self.output_dir, output_fname)
         self.output_file = CsvSink(
-            self.output_path, mode="w", delimiter="\t", flush_every=1, flush_seconds=None
+            self.output_path,
+            mode="w" if state is None else "a",
+            delimiter="\t",
+            flush_every=1,
+            flush_seconds=None,
         )
         atexit.register(self._close_file)
         print(colorize(f"Logging data to {self.output_path}", "green", bold=True))
@@ -197,6 +202,39 @@ class EpochLogger:
         self.log_current_row: dict[str, Any] = {}
         self.epoch_dict: dict[str, list[Any]] = {}
         self.closed = False
+        if state is not None:
+            self._load_state_dict(state)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a restarted run needs to go on as if it had not stopped: progress.txt's
+        position, the columns, what was stored or logged in the epoch under way, and the
+        pipeline's state. Pass it back as `EpochLogger(..., state=...)` (same output_dir):
+        progress.txt is cut back to the checkpoint and appended to."""
+        return {
+            "progress": self.output_file.node_state(),
+            "log_headers": list(self.log_headers),
+            "first_row": self.first_row,
+            "epoch": {key: list(values) for key, values in self.epoch_dict.items()},
+            "row": dict(self.log_current_row),
+            "pipeline": None if self.pipeline is None else self.pipeline.state_dict(),
+        }
+
+    def _load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if (state["pipeline"] is None) != (self.pipeline is None):
+            raise ValueError(
+                "state: the checkpointed EpochLogger "
+                f"{'had no' if state['pipeline'] is None else 'had a'} pipeline; this one "
+                f"{'has' if self.pipeline is not None else 'has none'}"
+            )
+        self.output_file.load_node_state(state["progress"])
+        self.log_headers = list(state["log_headers"])
+        self.first_row = state["first_row"]
+        self.epoch_dict = {key: list(values) for key, values in state["epoch"].items()}
+        self.log_current_row = dict(state["row"])
+        if self.pipeline is not None:
+            self.pipeline.load_state_dict(state["pipeline"])
 
     # -- Spinning Up's Logger ---------------------------------------------------------------
 

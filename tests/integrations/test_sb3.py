@@ -26,6 +26,7 @@ from stable_baselines3.common.logger import (
 from pipeline import ClosedError, Pipeline
 from pipeline.integrations.sb3 import PipelineWriter, attach
 from sinks import CsvSink, MemorySink
+from tests.reference import warmup_ema
 
 
 @pytest.fixture(autouse=True)
@@ -373,3 +374,37 @@ def test_closing_one_models_logger_leaves_a_shared_pipeline_to_the_other(tmp_pat
     assert [row["timesteps"] for row in rows] == ["64", "128", "64", "128", "192"]
     assert memory.column("timesteps") == [64, 128, 64, 128, 192]
     assert memory.closed
+
+
+@pytest.mark.slow
+def test_a_resumed_ppo_run_continues_the_csv_from_its_checkpoint(tmp_path: Path) -> None:
+    def logged(state: Any = None) -> Pipeline:
+        return (
+            Pipeline("ppo", close_at_exit=False)
+            .smooth("rollout/ep_rew_mean", coeff=0.9)
+            .to(CsvSink(tmp_path / "ppo.csv", flush_every=1, flush_seconds=None))
+        )
+
+    model = small_ppo(seed=0)
+    pipe = logged()
+    attach(model, pipe)
+    model.learn(total_timesteps=192)  # three dumps: 64, 128, 192
+    model.save(tmp_path / "model")
+    checkpoint = pipe.state_dict()
+    model.learn(total_timesteps=128, reset_num_timesteps=False)  # 256, 320: then preempted
+    assert [int(r["timesteps"]) for r in read_csv(tmp_path / "ppo.csv")] == [
+        64, 128, 192, 256, 320,
+    ]
+
+    again = PPO.load(tmp_path / "model", env=model.get_env(), device="cpu")
+    resumed = logged()
+    attach(again, resumed, state=checkpoint)
+    again.learn(total_timesteps=128, reset_num_timesteps=False)
+    resumed.close()
+    rows = read_csv(tmp_path / "ppo.csv")
+    assert [int(r["timesteps"]) for r in rows] == [64, 128, 192, 256, 320]
+    name = "rollout/ep_rew_mean_smoothed_0.9"
+    smoothed = [float(r[name]) for r in rows if r.get(name)]
+    means = [float(r["rollout/ep_rew_mean"]) for r in rows if r.get("rollout/ep_rew_mean")]
+    # the moving average went on from the checkpoint's: no restart at the raw value
+    assert smoothed == pytest.approx(warmup_ema(means, 0.9))

@@ -358,3 +358,49 @@ def test_close_closes_the_pipeline_once_and_works_as_a_context_manager(tmp_path:
     with pytest.raises(ClosedError):
         logger.dump_tabular()
     assert memory.column("AverageEpRet_smoothed_0.5") == pytest.approx([10.0, 19.5])
+
+
+def epochs(logger: EpochLogger, start: int, stop: int, then: Any = None) -> None:
+    """Epochs `start`..`stop-1` of a deterministic Spinning Up-style loop; `then(epoch)` runs
+    after each epoch's dump (a checkpoint, say). A key appears from epoch 6 on."""
+    for epoch in range(start, stop):
+        for step in range(5):
+            logger.store(EpRet=float(epoch * 10 + step), VVals=np.float32(step / 4))
+        logger.log_tabular("Epoch", epoch)
+        logger.log_tabular("EpRet", with_min_and_max=True)
+        logger.log_tabular("VVals", average_only=True)
+        if epoch >= 6:
+            logger.log_tabular("LossPi", 1.0 / (epoch + 1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            logger.dump_tabular()
+        if then is not None:
+            then(epoch)
+
+
+def test_a_restarted_epoch_logger_writes_what_an_uninterrupted_one_writes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def make(folder: Path, state: Any = None) -> tuple[EpochLogger, MemorySink]:
+        memory = MemorySink()
+        pipe = Pipeline("vpg", close_at_exit=False).smooth("AverageEpRet", 0.9).to(memory)
+        return EpochLogger(folder, pipeline=pipe, state=state), memory
+
+    whole, whole_records = make(tmp_path / "whole")
+    epochs(whole, 0, 10)
+    whole.close()
+
+    saved: dict[str, Any] = {}
+    first, _ = make(tmp_path / "run")
+    epochs(first, 0, 8, lambda epoch: saved.update({epoch: first.state_dict()}))
+    # the machine goes away after epoch 7; the last checkpoint kept is epoch 4's
+    again, records = make(tmp_path / "run", state=saved[4])
+    epochs(again, 5, 10)
+    again.close()
+    capsys.readouterr()
+
+    assert (tmp_path / "run" / "progress.txt").read_bytes() == (
+        tmp_path / "whole" / "progress.txt"
+    ).read_bytes()
+    # the MemorySink's records came back with the state: epochs 0-4, then 5-9 anew
+    assert records.records == whole_records.records
