@@ -1,13 +1,23 @@
-"""The `rlpipe` command: `rlpipe --version`, `rlpipe demo`, `rlpipe plot`, `rlpipe tail`."""
+"""The `rlpipe` command: `rlpipe --version`, `rlpipe demo`, `rlpipe plot`, `rlpipe tail`.
+
+Every subcommand runs under `pipeline.cli.errors.guard`: an error is one line on stderr
+starting with `rlpipe <subcommand>: ` and a non-zero exit status (2: bad arguments or input;
+1: a missing extra, named with its `pip install 'rlpipe[...]'`, or anything else; 130: Ctrl-C),
+never a traceback. Set the environment variable `RLPIPE_DEBUG=1` to get the traceback of an
+unexpected error instead. Text the command prints that it cannot encode for stdout is written
+as backslash escapes.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import sys
 from collections.abc import Sequence
 
 import pipeline
+from pipeline.cli.errors import DEBUG_HELP, guard
 
 # subcommand -> (module whose `main(argv) -> int` runs it, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -27,13 +37,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("command", nargs="?", choices=sorted(SUBCOMMANDS), help="subcommand")
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     epilog = "\n".join(f"  {name:<6} {text}" for name, (_, text) in SUBCOMMANDS.items())
-    parser.epilog = "subcommands:\n" + epilog
+    parser.epilog = "subcommands:\n" + epilog + "\n\n" + DEBUG_HELP
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parsed = parser.parse_args(args[:1] if args and not args[0].startswith("-") else args)
     if parsed.command is None:
         parser.print_help()
         return 2
     module_name, _ = SUBCOMMANDS[parsed.command]
-    module = importlib.import_module(module_name)
-    status: int = module.main(args[1:])
-    return status
+    _escape_what_stdout_cannot_encode()
+
+    def run() -> int:
+        status: int = importlib.import_module(module_name).main(args[1:])
+        return status
+
+    return guard(f"rlpipe {parsed.command}", run)
+
+
+def _escape_what_stdout_cannot_encode() -> None:
+    """Lets stdout write any text (a path holding undecodable bytes, a column name on an
+    ASCII terminal) as backslash escapes rather than fail, as stderr already does."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.cli.runfiles import Table, is_data_file, read_table, run_files
+from pipeline.cli.runfiles import NO_RUN_FILES, Table, is_data_file, read_table, run_files
 from pipeline.core.names import split_smoothed, split_stat, warmup_ema
 
 DEFAULT_Y = r"(?i)return|EpRet|ep_rew"
@@ -313,7 +313,7 @@ def load_runs(paths: Sequence[str | os.PathLike[str]]) -> list[Run]:
             )
             visible = [d for d in subfolders if not any(part.startswith(".") for part in d.parts)]
             if not visible:
-                raise FileNotFoundError(f"{path}: no .csv, .jsonl or progress.txt file in it")
+                raise FileNotFoundError(f"{path}: {NO_RUN_FILES}")
             found.extend((d, run_files(d)) for d in visible)
         else:
             raise FileNotFoundError(f"{path}: no such file or folder")

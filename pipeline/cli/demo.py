@@ -33,6 +33,7 @@ import numpy as np
 
 # first: it names the acme extra when Acme, dm_env or gymnasium is missing
 from pipeline.cli.demo_agent import GymnasiumEnvironment, TabularQActor, cartpole_discretizer
+from pipeline.cli.errors import DEBUG_HELP
 from pipeline.cli.plot import default_output
 from pipeline.cli.runfiles import read_table
 from pipeline.core.names import smoothed_name, stat_name
@@ -90,6 +91,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         prog="rlpipe demo",
         description="Q-learning on CartPole in an Acme EnvironmentLoop, logged through rlpipe "
         "to the terminal, CSV files and an offline Neptune run.",
+        epilog=DEBUG_HELP,
     )
     parser.add_argument("--episodes", type=int, default=300, help="train episodes (300)")
     parser.add_argument(

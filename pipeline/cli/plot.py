@@ -18,8 +18,14 @@ treats seeds), and draws one panel per metric:
 Defaults: x is the most step-like column (environment steps before iterations/epochs before
 episodes, training counters before evaluation ones; else the row index); y is every metric whose
 name contains `return` (or Spinning Up's `EpRet`, SB3's `ep_rew`). Cells that are empty, missing,
-not numbers, NaN or infinite are skipped, never fatal; a line torn by a writer that is still
-running is ignored. Figures are built with matplotlib's Agg canvas (headless, no pyplot state).
+not numbers, NaN or infinite are skipped, never fatal, and so are numbers beyond +-1e300, which
+matplotlib cannot lay out an axis for; a line torn by a writer that is still running is ignored.
+Names are drawn as they are: escape sequences escaped, `$` not read as math, cut to 80
+characters. Figures are built with matplotlib's Agg canvas (headless, no pyplot state).
+
+Errors (`pipeline.cli.errors`) are one line on stderr: bad input (a missing or unreadable
+path, a folder without run files, nothing to plot) exit status 2; matplotlib missing (checked
+before any file is read) or a picture that cannot be written, status 1.
 
 The files are read by `pipeline.cli.runfiles`; the curves, as data, come from
 `pipeline.cli.curves`; this module draws them and runs the command.
@@ -34,13 +40,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from pipeline.cli.curves import BAND_MODES, DEFAULT_Y, Curve, load_runs, make_curves
+from pipeline.cli.errors import DEBUG_HELP, FAILED, describe, fail, printable
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 INSTALL_HINT = "pip install 'rlpipe[plot]'"
+
+PROG = "rlpipe plot"
+
+AXIS_LIMIT = 1e300
+"""Values beyond +-AXIS_LIMIT are not drawn: matplotlib cannot lay out an axis around them."""
+
+LABEL_LIMIT = 80
+"""Names in the picture are cut to this many characters."""
+
+MAX_PIXELS = 2**16 - 1
+"""Agg draws at most this many pixels each way; a figure of many panels is squeezed to fit."""
 
 
 # -- drawing ---------------------------------------------------------------------------------
@@ -54,11 +74,25 @@ def _matplotlib() -> Any:
     return matplotlib
 
 
+def _label(name: str) -> str:
+    """A name as matplotlib draws it as it is: `printable`, cut, `$` escaped (not math)."""
+    return printable(name, LABEL_LIMIT).replace("$", r"\$")
+
+
+def _drawable(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The points (one per index across `arrays`) with every value within +-AXIS_LIMIT."""
+    keep = np.ones(len(arrays[0]), dtype=bool)
+    for values in arrays:
+        keep &= np.abs(values) <= AXIS_LIMIT
+    return tuple(values[keep] for values in arrays)
+
+
 def draw(curves: Sequence[Curve], *, title: str | None = None, dpi: float = 100) -> Figure:
     """A Figure with one panel per metric and, in each, one curve per run.
 
     Artists carry gids for inspection: "curve:<run>" (the bold Line2D), "raw:<run>" (the faint
-    Line2D) and "band:<run>" (the band's PolyCollection); each Axes' gid is its panel name."""
+    Line2D) and "band:<run>" (the band's PolyCollection); each Axes' gid is its panel name.
+    Texts are `_label`s; points beyond +-AXIS_LIMIT are left out."""
     _matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -66,7 +100,8 @@ def draw(curves: Sequence[Curve], *, title: str | None = None, dpi: float = 100)
     panels = list(dict.fromkeys(c.panel for c in curves))
     runs = list(dict.fromkeys(c.run for c in curves))
     several = len(runs) > 1
-    figure = Figure(figsize=(8.0, max(3.2, 3.0 * len(panels))), dpi=dpi, layout="constrained")
+    height = min(max(3.2, 3.0 * len(panels)), MAX_PIXELS / dpi)
+    figure = Figure(figsize=(8.0, height), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
     axes: list[Axes] = list(figure.subplots(len(panels), 1, squeeze=False)[:, 0]) if panels else []
     for ax, panel in zip(axes, panels, strict=True):
@@ -74,13 +109,14 @@ def draw(curves: Sequence[Curve], *, title: str | None = None, dpi: float = 100)
         chosen = [c for c in curves if c.panel == panel]
         for curve in chosen:
             _draw_curve(ax, curve, f"C{runs.index(curve.run) % 10}", several)
-        ax.set_title(panel)
-        ax.set_xlabel(" / ".join(dict.fromkeys(c.x_key for c in chosen)))
-        ax.set_ylabel(panel.split(": ", 1)[-1])
+        ax.set_title(_label(panel))
+        ax.set_xlabel(_label(" / ".join(dict.fromkeys(c.x_key for c in chosen))))
+        ax.set_ylabel(_label(panel.split(": ", 1)[-1]))
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="best", fontsize="small", frameon=False)
+        if ax.get_legend_handles_labels()[0]:  # not when every label starts with "_"
+            ax.legend(loc="best", fontsize="small", frameon=False)
     if title:
-        figure.suptitle(title)
+        figure.suptitle(_label(title))
     return figure
 
 
@@ -88,10 +124,11 @@ def _draw_curve(ax: Axes, curve: Curve, color: str, several: bool) -> None:
     if curve.band_x is not None and curve.band_keys is not None:
         band_label = "mean ± std" if curve.band_kind == "std" else "min..max"
         if curve.band_low is not None and curve.band_high is not None:
+            x, low, high = _drawable(curve.band_x, curve.band_low, curve.band_high)
             band = ax.fill_between(
-                curve.band_x,
-                curve.band_low,
-                curve.band_high,
+                x,
+                low,
+                high,
                 color=color,
                 alpha=0.2,
                 linewidth=0,
@@ -100,22 +137,20 @@ def _draw_curve(ax: Axes, curve: Curve, color: str, several: bool) -> None:
             band.set_gid(f"band:{curve.run}")
     if curve.raw_x is not None and curve.raw is not None:
         (raw,) = ax.plot(
-            curve.raw_x,
-            curve.raw,
+            *_drawable(curve.raw_x, curve.raw),
             color=color,
             alpha=0.3,
             linewidth=0.8,
-            label="_nolegend_" if several else curve.raw_key,
+            label="_nolegend_" if several else _label(curve.raw_key or ""),
         )
         raw.set_gid(f"raw:{curve.run}")
     (line,) = ax.plot(
-        curve.x,
-        curve.y,
+        *_drawable(curve.x, curve.y),
         color=color,
         linewidth=2.0,
         marker="o" if len(curve.x) <= 30 else None,
         markersize=3,
-        label=curve.run if several else curve.y_key,
+        label=_label(curve.run if several else curve.y_key),
     )
     line.set_gid(f"curve:{curve.run}")
 
@@ -156,9 +191,10 @@ def default_output(paths: Sequence[str | os.PathLike[str]]) -> Path:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """The options of `rlpipe plot`."""
     parser = argparse.ArgumentParser(
-        prog="rlpipe plot",
+        prog=PROG,
         description="Draw learning curves (PNG) from CSV/JSONL files, Spinning Up progress.txt "
         "files or run folders written by rlpipe's sinks. Several runs: one line per run.",
+        epilog=DEBUG_HELP,
     )
     parser.add_argument("paths", nargs="+", metavar="RUN_OR_FILE", help="files or run folders")
     parser.add_argument(
@@ -190,39 +226,46 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--out", default=None, metavar="FILE.png", help="the PNG to write (default: next to input)"
     )
     parser.add_argument("--title", default=None, help="the figure's title")
-    parser.add_argument("--dpi", type=float, default=100.0, help="resolution (100)")
+    parser.add_argument("--dpi", type=float, default=100.0, help="resolution (100, at most 1000)")
     args = parser.parse_args(list(argv))
     if args.smooth is not None and not 0 <= args.smooth < 1:
         parser.error("--smooth must be in [0, 1)")
     if args.window is not None and args.window < 1:
         parser.error("--window must be >= 1")
+    if not 0 < args.dpi <= 1000:
+        parser.error("--dpi must be in (0, 1000]")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs `rlpipe plot`; returns the exit status (0 written, 2 nothing to plot / bad input)."""
+    """Runs `rlpipe plot`; returns the exit status: 0 written; 2 bad input or nothing to plot;
+    1 a picture that cannot be written (one line on stderr). Raises ImportError (naming the
+    extra) without matplotlib."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    _matplotlib()
     try:
         runs = load_runs(args.paths)
         curves = make_curves(
             runs, x=args.x, y=args.y, smooth=args.smooth, window=args.window, band=args.band
         )
-    except (OSError, ValueError) as error:
-        print(f"rlpipe plot: {error}", file=sys.stderr)
-        return 2
+    except OSError as error:
+        return fail(PROG, describe(error))
+    except ValueError as error:
+        return fail(PROG, str(error))
     if not curves:
         available = sorted({c for run in runs for t in run.tables for c in t.columns})
         wanted = " ".join(args.y) if args.y else f"the default {DEFAULT_Y!r}"
-        print(
-            f"rlpipe plot: nothing to plot: no numeric column matches {wanted}; "
-            f"columns: {', '.join(available) or '(none)'}",
-            file=sys.stderr,
+        columns = ", ".join(printable(c, LABEL_LIMIT) for c in available) or "(none)"
+        return fail(
+            PROG, f"nothing to plot: no numeric column matches {wanted}; columns: {columns}"
         )
-        return 2
     out = Path(args.out) if args.out else default_output(args.paths)
     fig = draw(curves, title=args.title, dpi=args.dpi)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out)
+    except OSError as error:
+        return fail(PROG, f"cannot write {out}: {error.strerror or error}", FAILED)
     panels = len(dict.fromkeys(c.panel for c in curves))
     runs_drawn = len(dict.fromkeys(c.run for c in curves))
     print(

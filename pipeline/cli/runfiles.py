@@ -4,6 +4,11 @@ Spinning Up's tab-separated `progress.txt`, shared by `rlpipe plot` and `rlpipe 
 A run folder is the data files directly inside it. Only complete lines are read: a line still
 being written (no line break yet) is left out. Nested JSON objects are flattened with `/`
 (`pipeline.core.flatten`); cells are numbers when their text or JSON value is one.
+
+Any bytes are read without an error: text that is not UTF-8 is decoded with U+FFFD in place of
+the bad bytes, a line that is not a JSON object or a CSV row the csv module cannot parse is
+skipped, and cells of any size are read (CsvSink writes cells beyond the csv module's default
+128 KiB field limit: `csv_rows` raises that process-wide limit, as `sinks.csv` does).
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import io
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +33,12 @@ DATA_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 """The suffixes of the data files in a run folder (besides Spinning Up's `progress.txt`)."""
 
 SPINUP_NAME = "progress.txt"
+
+NO_RUN_FILES = "no .csv, .jsonl or progress.txt file in it"
+"""What is said of a folder holding no data file (nor a sub-folder that has some)."""
+
+FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
+"""The csv field size limit while reading: the largest the csv module takes."""
 
 
 @dataclass
@@ -104,36 +116,58 @@ def _number_column(cells: Sequence[Any]) -> np.ndarray:
     return np.fromiter((cell_number(c) for c in cells), dtype=np.float64, count=len(cells))
 
 
-def read_delimited(text: str, delimiter: str) -> tuple[list[str], list[list[str]]]:
-    """The header and the rows of CSV (or tab-separated) text; empty lines are skipped."""
+def csv_rows(text: str, delimiter: str = ",") -> Iterator[list[str]]:
+    """The rows of CSV (or tab-separated) text, as the csv module reads a file: a row ends at
+    a line break outside quotes (`\\n`, `\\r\\n` or a lone `\\r`); an empty line is an empty
+    row. Cells of any size are read; a row the csv module cannot parse (before Python 3.11: a
+    NUL character) is skipped."""
+    if csv.field_size_limit() < FIELD_LIMIT:
+        csv.field_size_limit(FIELD_LIMIT)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = [name.strip() for name in next(reader, [])]
-    rows = [row for row in reader if row]
-    return header, rows
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error:  # the reader starts afresh on the next line
+            continue
+        yield row
+
+
+def read_delimited(text: str, delimiter: str) -> tuple[list[str], list[list[str]]]:
+    """The header and the rows of CSV (or tab-separated) text (`csv_rows`); empty lines
+    after the header are skipped."""
+    rows = csv_rows(text, delimiter)
+    header = [name.strip() for name in next(rows, [])]
+    return header, [row for row in rows if row]
+
+
+def json_record(line: str | bytes) -> dict[str, Any] | None:
+    """The record a JSON Lines line holds, flattened with "/" (`pipeline.core.flatten`); None
+    when the line is not a JSON object: blank, an array or a number, text that does not parse,
+    bytes that are not UTF-8, or nesting too deep for Python's parser."""
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return flatten(value) if isinstance(value, Mapping) else None
 
 
 def read_table(path: str | os.PathLike[str]) -> Table:
     """Reads a CSV, JSONL or Spinning Up progress.txt file into numeric columns.
 
-    A torn last line, blank lines and JSON lines that do not parse are skipped. A CSV row with
-    fewer cells than the header leaves the rest missing. Columns with no number at all are
-    dropped (text, JSON lists)."""
+    A torn last line, blank lines and lines that are not JSON objects (`json_record`) are
+    skipped. A CSV row with fewer cells than the header leaves the rest missing; cells beyond
+    the header are dropped. Columns with no number at all are dropped (text, JSON lists).
+    Raises OSError when the file cannot be read."""
     path = Path(path)
     text = complete_text(path)
     kind = file_format(path)
     names: list[str]
     cells: dict[str, Sequence[Any]]
     if kind == "jsonl":
-        records = []
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, Mapping):
-                records.append(flatten(value))
+        # split at line feeds only: a JSON string may hold U+2028 and other line breaks
+        records = [r for line in text.split("\n") if (r := json_record(line)) is not None]
         names = list(dict.fromkeys(key for record in records for key in record))
         cells = {name: [record.get(name) for record in records] for name in names}
         count = len(records)
@@ -156,12 +190,16 @@ def read_table(path: str | os.PathLike[str]) -> Table:
 
 __all__ = [
     "DATA_SUFFIXES",
+    "FIELD_LIMIT",
+    "NO_RUN_FILES",
     "SPINUP_NAME",
     "Table",
     "cell_number",
     "complete_text",
+    "csv_rows",
     "file_format",
     "is_data_file",
+    "json_record",
     "read_delimited",
     "read_table",
     "run_files",

@@ -12,12 +12,17 @@ truncated is read again from its start.
 On a terminal the view is redrawn in place every `--interval` seconds; otherwise (a pipe, a log
 file) a new view is printed each time a file changed. Ctrl-C stops it cleanly (exit status 0).
 `--once` prints one view and exits; `--max-updates N` and `--timeout SECONDS` bound a run.
+
+Any bytes are shown without an error (see `pipeline.cli.runfiles`): text that is not UTF-8 with
+U+FFFD in place of the bad bytes, rows that cannot be parsed skipped, and keys and values with
+line breaks or escape sequences escaped (`\\n`, `\\x1b`). A path that does not exist, a folder
+without run files (with `--once`) or a file that cannot be read is one line on stderr and exit
+status 2 (`pipeline.cli.errors`).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -28,8 +33,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from pipeline.cli.runfiles import file_format, run_files
-from pipeline.core.flatten import flatten
+from pipeline.cli.errors import DEBUG_HELP, describe, fail, printable
+from pipeline.cli.runfiles import NO_RUN_FILES, csv_rows, file_format, json_record, run_files
+
+PROG = "rlpipe tail"
 
 CHUNK = 1 << 22
 """At most this many bytes are read per read call (a large file is read in pieces)."""
@@ -41,7 +48,7 @@ class Follower:
     `poll()` reads the complete rows appended since the last call and returns whether anything
     changed. After `poll()`: `keys` (first-seen order), `latest` (key -> the text of its last
     non-empty value), `last_keys` (the keys the last row set), `rows`, `mtime`. A missing file
-    is no error: it has no rows until it appears."""
+    is no error: it has no rows until it appears; a file that cannot be read raises OSError."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -74,7 +81,11 @@ class Follower:
             self.mtime = stat.st_mtime
         if stat.st_size == self._offset:
             return changed
-        with self.path.open("rb") as handle:
+        try:
+            handle = self.path.open("rb")
+        except FileNotFoundError:  # removed since `stat`
+            return changed
+        with handle:
             handle.seek(self._offset)
             pending = b""
             while True:
@@ -150,33 +161,26 @@ class DelimitedFollower(Follower):
 
     def _row(self, raw: bytes) -> None:
         text = raw.decode("utf-8" if self._header else "utf-8-sig", errors="replace")
-        cells = next(csv.reader([text], delimiter=self.delimiter), [])
-        if self._header is None:
-            self._header = [cell.strip() for cell in cells]
-            self._header_bytes = raw
-            return
-        if not cells:
-            return
-        self._take(dict(zip(self._header, (cell.strip() for cell in cells), strict=False)))
+        for cells in csv_rows(text, self.delimiter):  # several when a lone CR ends a row
+            if self._header is None:
+                self._header = [cell.strip() for cell in cells]
+                self._header_bytes = raw
+            elif cells:
+                self._take(dict(zip(self._header, (cell.strip() for cell in cells), strict=False)))
 
 
 class JsonlFollower(Follower):
     """Follows a JSON Lines file; nested objects are flattened with "/"; lines that are not
-    JSON objects are skipped."""
+    JSON objects are skipped (`pipeline.cli.runfiles.json_record`)."""
 
     def _consume(self, data: bytes) -> int:
         end = data.rfind(b"\n")
         if end < 0:
             return 0
-        for line in data[: end + 1].splitlines():
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, Mapping):
-                self._take(flatten(record))
+        for line in data[:end].split(b"\n"):
+            record = json_record(line)
+            if record is not None:
+                self._take(record)
         return end + 1
 
 
@@ -222,10 +226,11 @@ class Tail:
 
     def render(self, now: float | None = None, width: int = 100) -> str:
         """The view: per file, a title line (rows, time since it changed) and the latest value
-        of each (selected) key; a key marked `~` was not in the file's latest row."""
+        of each (selected) key; a key marked `~` was not in the file's latest row. Names, keys
+        and values are `printable`."""
         now = time.time() if now is None else now
         if not self.followers:
-            return f"waiting for {self.path} ..."
+            return f"waiting for {printable(str(self.path))} ..."
         blocks = []
         order = self.files()
         for path in [p for p in order if p in self.followers] + [
@@ -234,13 +239,14 @@ class Tail:
             one = self.followers[path]
             name = path.relative_to(self.path) if path != self.path else path.name
             age = "" if one.mtime is None else f", updated {_age(now - one.mtime)} ago"
-            lines = [f"{name}: {one.rows} row{'s' * (one.rows != 1)}{age}"]
+            lines = [f"{printable(str(name))}: {one.rows} row{'s' * (one.rows != 1)}{age}"]
             keys = [k for k in one.keys if self.pattern is None or self.pattern.search(k)]
-            pad = min(max((len(k) for k in keys), default=0), 48)
+            shown = {key: printable(key, width) for key in keys}
+            pad = min(max((len(k) for k in shown.values()), default=0), 48)
             for key in keys:
                 mark = " " if key in one.last_keys else "~"
-                value = format_value(one.latest[key])
-                lines.append(f" {mark}{key:<{pad}}  {value}"[:width])
+                value = printable(format_value(one.latest[key]), width)
+                lines.append(f" {mark}{shown[key]:<{pad}}  {value}"[:width])
             blocks.append("\n".join(lines))
         return "\n\n".join(blocks)
 
@@ -313,9 +319,10 @@ def _isatty(stream: TextIO) -> bool:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """The options of `rlpipe tail`."""
     parser = argparse.ArgumentParser(
-        prog="rlpipe tail",
+        prog=PROG,
         description="Live view of the latest values in a CSV/JSONL/progress.txt file or a run "
         "folder, refreshed as the files grow. Ctrl-C stops it.",
+        epilog=DEBUG_HELP,
     )
     parser.add_argument("path", metavar="RUN_OR_FILE", help="a file or a run folder")
     parser.add_argument(
@@ -345,14 +352,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs `rlpipe tail`; returns the exit status (0, also on Ctrl-C; 2 when `--once` finds
-    nothing to show)."""
+    """Runs `rlpipe tail`; returns the exit status: 0, also on Ctrl-C; 2 (with one line on
+    stderr) when `--once` finds no file to show or a file cannot be read."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     tail = Tail(args.path, args.keys)
-    if args.once and not Path(args.path).exists():
-        print(f"rlpipe tail: {args.path}: no such file or folder", file=sys.stderr)
-        return 2
     try:
+        if args.once and not tail.files():
+            reason = NO_RUN_FILES if tail.path.exists() else "no such file or folder"
+            return fail(PROG, f"{args.path}: {reason}")
         follow(
             tail,
             sys.stdout,
@@ -365,6 +372,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _isatty(sys.stdout):
             sys.stdout.write("\n")
         sys.stdout.flush()
+    except BrokenPipeError:  # stdout closed: not the input's fault
+        raise
+    except OSError as error:  # a file or folder that cannot be read
+        return fail(PROG, describe(error))
     return 0
 
 
