@@ -1,0 +1,394 @@
+"""WandbSink: records to a Weights & Biases run, offline by default (`wandb sync` uploads it).
+
+Importing this module does not import wandb: it is imported when a sink makes its run
+(`pip install 'rlpipe[wandb]'`), and a run the caller made is recognised by the module its
+class comes from.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import threading
+import time
+import weakref
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pipeline.core.node import Record
+from pipeline.core.values import jsonable, to_float
+from sinks import _neptune_runs
+from sinks._neptune_runs import RunUsers
+from sinks.remote import RemoteSink
+from sinks.steps import Step, Steps
+
+__all__ = ["INSTALL_HINT", "RESERVED", "Row", "WandbSink", "WandbSinkWarning"]
+
+INSTALL_HINT = "pip install 'rlpipe[wandb]'"
+
+MODES = ("offline", "online", "disabled", "shared")
+"""The modes `wandb.init` takes."""
+
+RESERVED = frozenset({"_step", "_runtime", "_timestamp"})
+"""Names W&B fills in itself in every history row: a record's value under one is not sent."""
+
+Row = tuple[Step, float, dict[str, Any]]
+"""One record as held: (step, unix time of the write, values by logged name). Once its values
+are in the run (or dropped), the dict is emptied, so a push retried after a failure skips it."""
+
+
+class RunStep:
+    """Where a W&B run is, as the sinks writing into it know it: the step of its open row
+    (that of its next `log`) and the names logged at it."""
+
+    __slots__ = ("logged", "step")
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.logged: set[str] = set()
+
+    def move_to(self, step: int) -> None:
+        self.step = step
+        self.logged = set()
+
+
+_run_steps: weakref.WeakKeyDictionary[RunUsers, RunStep] = weakref.WeakKeyDictionary()
+"""Per run (by its users, alive while a sink on it is open): its RunStep, shared by the sinks
+that write into it."""
+_log_lock = threading.Lock()
+"""Held while a sink compares its rows with its run's step and logs them: sinks that share a
+run (each pushing from its own thread) see each other's steps."""
+
+
+class WandbSinkWarning(UserWarning):
+    """A value WandbSink could not send (warned once per key, and counted)."""
+
+
+def import_wandb() -> Any:
+    """The wandb module, or an ImportError naming the extra."""
+    try:
+        import wandb
+    except ImportError as error:
+        raise ImportError(f"WandbSink needs the `wandb` package: {INSTALL_HINT}") from error
+    return wandb
+
+
+class WandbSink(RemoteSink[Row]):
+    """Sends each record to a W&B run as one history row: numbers as floats, strings as
+    strings, at the record's step.
+
+    The run: pass one made by `wandb.init(...)` as `run`; the sink then never finishes it.
+    Without `run`, the sink makes one with `wandb.init(project=..., mode=..., dir=...,
+    name=..., tags=..., reinit="create_new")` (several runs, and several sinks, can live in one
+    process; the run does not become `wandb.run`), without console capture, system metrics,
+    system metadata, code, git or requirements capture, and finishes it on `close()` (or,
+    while other WandbSinks given the same run are still open, when the last of them closes).
+    `mode`: `$WANDB_MODE`, else `"offline"` (no account, no network). `dir`: `$WANDB_DIR`,
+    else `./runs`; W&B keeps the run in `<dir>/wandb/offline-run-<time>-<id>/`, exposed as
+    `.run_dir`, and `wandb sync <run_dir>` uploads it later. (W&B's own service also writes
+    its debug logs under `$WANDB_CACHE_DIR`, by default `~/.cache/wandb`.) The run is `.run`.
+
+    Keys: a record's key `k` is logged as `prefix/k` (or `k` without a prefix); W&B groups
+    charts by the part before the first `/`. Values:
+
+    - float, int, bool, numpy scalars and 0-d arrays, jax/torch scalars -> floats (NaN and
+      +-inf included: W&B stores them; an int beyond float range becomes +-inf).
+    - str -> strings (W&B keeps them in the run's history and summary; charts skip them).
+      None -> skipped (not a loss: there is no value).
+    - anything else (arrays with elements, lists, dicts, objects), and a value under a name
+      W&B fills in itself (`_step`, `_runtime`, `_timestamp`) -> not sent; warned once per
+      key and counted in `.dropped` (use `Pipeline.flatten()` or `.aggregate()` upstream).
+
+    Steps: with `step_key`, a record's step is its value of `step_key` (0 is a step; it is
+    logged as a value too); a record without a usable one is logged at the last step seen
+    (0 before any), with one warning. Without `step_key`, the step is the record's index in
+    this sink (0, 1, 2, ...). W&B keeps one step per run that only grows, one value per name
+    per step, and ignores (with no error) a value logged below the run's current step, so
+    the sink never sends one: a value whose step is below the run's step (a step that went
+    back, or one another sink on the same run already passed), or whose name already has a
+    value at that step, or whose step is not a whole number, is dropped, warned once per key
+    and counted, never raised. Records at the same step are merged into one row (the first
+    value of each name kept; the step key's own value, the same in each, is not counted).
+    A run passed in is taken at its step then (`run.step`); what the caller logs into it
+    directly afterwards is not seen by the sink, so do that only at steps the sink has not
+    passed, or through the sink. W&B writes a step's row once a later step is logged or the
+    run finishes.
+
+    Configuration: `config=` or `log_config(mapping)` updates `run.config` (nested mappings
+    stay nested, as W&B shows them; see `log_config`).
+
+    Throughput (see RemoteSink): `write` only converts the values and holds the record; a
+    background thread (started at the first write) pushes the held records every
+    `push_seconds` with one `run.log(values, step=step)` per step, and `flush()` / `close()`
+    push at once. `run.log` hands the row to W&B's own service process, which writes the
+    run's `.wandb` file (W&B waits for it at interpreter exit). A sink still open at
+    interpreter exit or on SIGTERM is closed before W&B shuts its service down.
+
+    Failures never reach the training loop: values W&B cannot take are counted in `.dropped`
+    (by record key) and warned about once per key (WandbSinkWarning); a push that fails is
+    retried (see RemoteSink). `write` is meant to be called from one thread at a time (a
+    Pipeline serialises its writes); pushing from the background thread is safe alongside it.
+    """
+
+    warning = WandbSinkWarning
+
+    def __init__(
+        self,
+        *,
+        project: str | None = None,
+        run: Any = None,
+        mode: str | None = None,
+        dir: str | os.PathLike[str] | None = None,
+        step_key: str | None = None,
+        prefix: str = "",
+        name: str | None = None,
+        tags: Iterable[str] | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(prefix, str):
+            raise ValueError(f"prefix must be a string, got {type(prefix).__name__}")
+        self._steps = Steps(step_key, self._note)
+        if config is not None and not isinstance(config, Mapping):
+            raise ValueError(f"config must be a mapping, got {type(config).__name__}")
+        if isinstance(tags, str):
+            raise ValueError("tags must be a collection of strings, not one string")
+        if mode is not None and mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+        self.prefix = prefix.strip("/")
+        self.step_key = step_key
+        if run is None:
+            run = _make_run(project, mode, dir, name, tags)
+            self.owns_run = True
+        else:
+            given = {"project": project, "mode": mode, "dir": dir, "name": name, "tags": tags}
+            extra = [key for key, value in given.items() if value is not None]
+            if extra:
+                raise ValueError(
+                    f"{', '.join(extra)} only apply when WandbSink makes its run; "
+                    "set them in the wandb.init(...) of the run you pass instead"
+                )
+            if not type(run).__module__.startswith("wandb.") or not callable(
+                getattr(run, "log", None)
+            ):
+                raise TypeError(
+                    "run must be a W&B run (wandb.init(...)), got "
+                    f"{type(run).__module__}.{type(run).__qualname__}"
+                )
+            if getattr(run, "_is_finished", False):  # wandb's own check (see `_step_of`)
+                raise ValueError("run is finished; pass a run that is still open")
+            self.owns_run = False
+        self.run: Any = run
+        self.mode: str = str(getattr(run.settings, "mode", "offline"))
+        self.run_dir: Path | None = (
+            Path(run.settings.sync_dir).absolute() if self.mode != "disabled" else None
+        )
+        """The run's folder (`wandb sync <run_dir>` uploads an offline run); None when
+        disabled."""
+        self._names: dict[str, str] = {}
+        """Record key -> logged name, for keys that are not reserved."""
+        self._keys: dict[str, str] = {}
+        """Logged name -> record key, for `.dropped`."""
+        self._step_name = self._name_of(step_key) if step_key is not None else None
+        self._numeric_types: set[type] = {int, bool}
+        """Types whose values `float()` converts exactly as `to_float` does."""
+        if config is not None:
+            self.log_config(config)
+        self._users = _neptune_runs.join(run)
+        self._at = _step_of(run, self._users, self.owns_run)
+        self._close_at_exit()
+
+    @property
+    def dropped(self) -> Counter[str]:
+        """Values not sent, by record key (unsupported type, reserved name, or step)."""
+        return Counter(self.counts.by_key.get("dropped", {}))
+
+    @property
+    def records_written(self) -> int:
+        """Records taken by `write` (each one a step when there is no `step_key`)."""
+        return self._steps.taken
+
+    # -- configuration --------------------------------------------------------------------
+
+    def log_config(self, config: Mapping[str, Any]) -> None:
+        """Updates the run's configuration (`run.config.update(..., allow_val_change=True)`):
+        nested dicts stay nested (W&B shows `net.layers`); numpy/torch scalars become Python
+        numbers and arrays lists; an object JSON cannot hold becomes its text. Logging again
+        overwrites the keys given."""
+        if not isinstance(config, Mapping):
+            raise ValueError(f"config must be a mapping, got {type(config).__name__}")
+        self._check_open()
+        values = jsonable(dict(config))
+        if values:
+            with self._client_lock:
+                self.run.config.update(values, allow_val_change=True)
+
+    # -- the hot path: a record to a row --------------------------------------------------
+
+    def _row(self, data: Record) -> Row:
+        step = self._steps.of(data)
+        values: dict[str, Any] = {}
+        if type(step) is not int:
+            for key, value in data.items():
+                if value is not None:
+                    self._drop(str(key), f"W&B steps are whole numbers; step {step} is not")
+            return (step, 0.0, values)
+        names = self._names
+        numeric = self._numeric_types
+        for key, value in data.items():
+            kind = type(value)
+            if kind is float or kind is str:
+                pass
+            elif kind in numeric:
+                try:
+                    value = float(value)
+                except OverflowError:  # an int beyond float range
+                    value = to_float(value)
+            elif value is None:
+                continue
+            else:
+                value = self._number(key, value)
+                if value is None:
+                    continue
+            name = names.get(key)
+            if name is None:
+                name = self._name_of(key)
+                if name in RESERVED:
+                    self._drop(str(key), f"W&B fills in {name!r} itself; the value is not sent")
+                    continue
+                names[key] = name
+            values[name] = value
+        return (step, time.time(), values)
+
+    def _number(self, key: str, value: Any) -> float | None:
+        """A value of a type not seen before (or not cached) as a float, or None (dropped,
+        counted, warned). Real-number scalar types (numpy's) are remembered so that their
+        next values take the fast path; arrays and tensors are not (their shape varies)."""
+        number = to_float(value)
+        if number is None:
+            self._drop(
+                str(key),
+                f"a {type(value).__name__} is not a number or a string; its values are not "
+                "sent (flatten or aggregate it upstream)",
+                stacklevel=5,
+            )
+        elif isinstance(value, numbers.Real):
+            self._numeric_types.add(type(value))
+        return number
+
+    def _name_of(self, key: Any) -> str:
+        name = str(key)
+        name = f"{self.prefix}/{name}" if self.prefix else name
+        self._keys[name] = str(key)
+        return name
+
+    # -- the client (RemoteSink's hooks) --------------------------------------------------
+
+    def _send(self, rows: list[Row]) -> None:
+        """Logs the rows, one `run.log` per step, leaving out (and counting) what W&B would
+        ignore or overwrite. A row is emptied once logged; if `run.log` raises, the rows not
+        yet logged keep their values and are sent by the retry."""
+        at = self._at
+        with _log_lock:
+            group: dict[str, Any] = {}
+            members: list[dict[str, Any]] = []
+            for step, stamp, values in rows:
+                if not values:
+                    continue
+                if step > at.step:
+                    if group:
+                        self._log(group, members)
+                        group, members = {}, []
+                    at.move_to(int(step))
+                elif step < at.step:
+                    for name in values:
+                        self._drop(
+                            self._keys.get(name, name),
+                            f"step {step} is below the run's step {at.step}; W&B would "
+                            "ignore it (steps must not go back)",
+                        )
+                    values.clear()
+                    continue
+                for name in [name for name in values if name in at.logged or name in group]:
+                    value = values.pop(name)
+                    if name != self._step_name or value != step:
+                        self._drop(
+                            self._keys.get(name, name),
+                            f"it already has a value at step {step}; W&B keeps one per step",
+                        )
+                group.update(values)
+                group["_timestamp"] = stamp
+                members.append(values)
+            if group:
+                self._log(group, members)
+
+    def _log(self, group: dict[str, Any], members: list[dict[str, Any]]) -> None:
+        """Logs one step's values; on success, empties the rows they came from."""
+        at = self._at
+        self.run.log(group, step=at.step)
+        at.logged.update(group)
+        for values in members:
+            values.clear()
+
+    def _close_client(self) -> None:
+        if _neptune_runs.leave(self.run, self._users, made_it=self.owns_run):
+            self.run.finish()
+
+    def _drop(self, key: str, why: str, count: int = 1, stacklevel: int = 4) -> None:
+        """Counts `count` values of `key` not sent; warns once per key. `stacklevel` 4 names
+        the caller of `write` when called from `_row`."""
+        self._note("dropped", f"key {key!r}: {why}", key=key, n=count, stacklevel=stacklevel)
+
+    def __repr__(self) -> str:
+        return f"WandbSink({self.mode}, prefix={self.prefix!r}, step_key={self.step_key!r})"
+
+
+def _make_run(
+    project: str | None,
+    mode: str | None,
+    dir: str | os.PathLike[str] | None,
+    name: str | None,
+    tags: Iterable[str] | None,
+) -> Any:
+    """A new W&B run (see WandbSink for the defaults), in a folder that now exists."""
+    wandb = import_wandb()
+    directory = Path(dir if dir is not None else os.environ.get("WANDB_DIR") or "runs")
+    directory = directory.absolute()
+    directory.mkdir(parents=True, exist_ok=True)
+    settings = wandb.Settings(
+        console="off",
+        x_disable_stats=True,
+        x_disable_meta=True,
+        save_code=False,
+        disable_git=True,
+        x_save_requirements=False,
+    )
+    return wandb.init(
+        project=project,
+        mode=mode or os.environ.get("WANDB_MODE") or "offline",
+        dir=str(directory),
+        name=name,
+        tags=list(tags) if tags is not None else None,
+        reinit="create_new",
+        settings=settings,
+    )
+
+
+def _step_of(run: Any, users: RunUsers, made: bool) -> RunStep:
+    """The RunStep of `run`, shared by the sinks on it; a new one starts where the run is
+    (0 for a run a sink just made). Asking a finished run would wait 30 s for nothing."""
+    with _log_lock:
+        at = _run_steps.get(users)
+        if at is None:
+            at = _run_steps[users] = RunStep(0 if made else _current_step(run))
+        return at
+
+
+def _current_step(run: Any) -> int:
+    """The step of the run's next `log` (0 for a "shared" mode run, which cannot tell)."""
+    try:
+        return int(run.step)
+    except Exception:
+        return 0
