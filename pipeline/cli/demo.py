@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import shlex
 import sys
@@ -112,6 +113,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--no-neptune", action="store_true", help="do not log to Neptune")
     parser.add_argument(
+        "--tensorboard",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write TensorBoard event files under <run>/tensorboard (default: when the "
+        "tensorboard extra is installed)",
+    )
+    parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar, even on a terminal"
     )
     args = parser.parse_args(list(argv))
@@ -135,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bar = _progress_bar(args)
     stream: TextIO | None = _TqdmStream(type(bar)) if bar is not None else None  # type: ignore[assignment]
     neptune = _neptune_options(args, run_dir)
+    tensorboard = _tensorboard_dir(args, run_dir)
     smoothed = smoothed_name(RETURN, args.smoothing)
     factory = make_logger_factory(
         directory=run_dir,
@@ -147,12 +156,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "smoothing_coeff": args.smoothing,
                 "time_delta": 0.0,
                 "terminal_time_delta": 0.5,
-                "extra_sinks": [ProgressSink(bar, {smoothed: "return"})] if bar else [],
+                "extra_sinks": [
+                    *([ProgressSink(bar, {smoothed: "return"})] if bar else []),
+                    *_tensorboard_sinks(tensorboard, "train", "steps"),
+                ],
             },
             "eval": {
                 "aggregate_regex": "return",
                 "aggregate_every": args.eval_episodes,
-                "extra_sinks": [ProgressSink(bar, {EVAL_RETURN: "eval"})] if bar else [],
+                "extra_sinks": [
+                    *([ProgressSink(bar, {EVAL_RETURN: "eval"})] if bar else []),
+                    *_tensorboard_sinks(tensorboard, "eval", "train_steps"),
+                ],
             },
         },
     )
@@ -170,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bar.close()
     elapsed = time.monotonic() - started
     print(f"done: {train_episodes} train episodes in {elapsed:.1f} s", flush=True)
-    print(summary(run_dir, smoothed, neptune), flush=True)
+    print(summary(run_dir, smoothed, neptune, tensorboard), flush=True)
     return 0
 
 
@@ -253,7 +268,34 @@ def _neptune_options(args: argparse.Namespace, run_dir: str) -> dict[str, Any] |
     }
 
 
-def summary(run_dir: str, smoothed: str, neptune: dict[str, Any] | bool) -> str:
+def _tensorboard_dir(args: argparse.Namespace, run_dir: str) -> str | None:
+    """Where the TensorBoard event files go, or None: with --tensorboard, or by default when
+    the tensorboard extra is installed (said on stderr when asked for and missing)."""
+    installed = importlib.util.find_spec("tensorboard") is not None
+    if args.tensorboard is False or (args.tensorboard is None and not installed):
+        return None
+    if not installed:
+        print(
+            "rlpipe demo: TensorBoard logging skipped: the tensorboard package is not "
+            "installed: pip install 'rlpipe[tensorboard]'",
+            file=sys.stderr,
+        )
+        return None
+    return os.path.join(run_dir, "tensorboard")
+
+
+def _tensorboard_sinks(folder: str | None, label: str, step_key: str) -> list[Sink]:
+    """A TensorBoardSink for one logger, or none."""
+    if folder is None:
+        return []
+    from sinks.tensorboard import TensorBoardSink
+
+    return [TensorBoardSink(os.path.join(folder, label), step_key=step_key)]
+
+
+def summary(
+    run_dir: str, smoothed: str, neptune: dict[str, Any] | bool, tensorboard: str | None = None
+) -> str:
     """Where everything was written, with the learning curve's start and end read back from
     the CSV files, and the `rlpipe plot` command that draws the run."""
     lines = ["written:"]
@@ -271,6 +313,11 @@ def summary(run_dir: str, smoothed: str, neptune: dict[str, Any] | bool) -> str:
         lines.append(
             f"  {neptune['data_dir']}  (offline Neptune run; to upload it: "
             f"neptune sync --path {run_dir} --project <workspace/project>)"
+        )
+    if tensorboard is not None:
+        lines.append(
+            f"  {tensorboard}  (TensorBoard event files; to look at them: "
+            f"tensorboard --logdir {shlex.quote(tensorboard)})"
         )
     lines.append(
         f"to draw the learning curves ({default_output([run_dir])}): {plot_command(run_dir)}"
