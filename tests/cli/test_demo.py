@@ -59,7 +59,23 @@ def test_demo_learns_and_the_csv_shows_the_smoothed_return_rising(
     assert "[Train]" in out and "[Eval]" in out  # periodic lines when not on a terminal
     assert f"{run_dir / 'train.csv'}  (150 episodes)" in out
     assert f"{run_dir / 'eval.csv'}  (6 evaluation rounds)" in out
+    assert f"tensorboard --logdir {run_dir / 'tensorboard'}" in out
     assert out.rstrip().endswith(f"rlpipe plot {run_dir}")
+
+    # TensorBoard (written by default: the extra is installed) has the same curves
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def scalars(folder: Path, tag: str) -> list[tuple[int, float]]:
+        events = EventAccumulator(str(folder), size_guidance={"scalars": 0}).Reload()
+        return [(event.step, event.value) for event in events.Scalars(tag)]
+
+    steps = column(run_dir / "train.csv", "steps")
+    train = scalars(run_dir / "tensorboard" / "train", "episode_return_smoothed_0.99")
+    assert [step for step, _ in train] == [int(step) for step in steps]
+    assert [value for _, value in train] == pytest.approx(smoothed, rel=1e-6)  # float32
+    evaluation = scalars(run_dir / "tensorboard" / "eval", "episode_return_mean")
+    assert [step for step, _ in evaluation] == [int(step) for step in train_steps]
+    assert [value for _, value in evaluation] == pytest.approx(eval_mean, rel=1e-6)
 
 
 @pytest.mark.slow
