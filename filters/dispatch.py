@@ -67,6 +67,20 @@ class Dispatcher(Node):
             for child in self._children
         )
 
+    def inlined_write(self) -> tuple[list[str], dict[str, object]] | None:
+        """Each child's write in its own try, as `write` does it, without the loop."""
+        lines: list[str] = []
+        names: dict[str, object] = {"dispatch_failed": self._failed}
+        for index, write in enumerate(self._writers):
+            names[f"w{index}"] = write
+            lines += [
+                "try:",
+                f"    w{index}(data)",
+                "except Exception as error:",
+                f"    dispatch_failed(w{index}, data, error)",
+            ]
+        return lines, names
+
     def write(self, data: Record) -> None:
         for write in self._writers:
             try:

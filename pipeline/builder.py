@@ -166,7 +166,7 @@ class Pipeline(Node):
             self._tail = tail
             raise
         self._ended = True
-        self.emit, self._fused = fuse(self)
+        self._fuse()
         if self._close_at_exit:
             lifecycle.track(self)
         return self
@@ -178,15 +178,29 @@ class Pipeline(Node):
     # -- the three calls ------------------------------------------------------------------
 
     def write(self, data: Record) -> None:
+        # Until the chain is ended (and again once closed): the hot path is _fuse's writer.
         if not self._ended or self.closed:
             self._refuse()
-        if type(data) is not dict and not isinstance(data, Mapping):
-            raise TypeError(f"write takes a mapping of metric names to values, got {shown(data)}")
-        self._acquire()  # cheaper than `with` on the hot path
-        try:
+        _check_record(data)
+        with self._lock:
             self.emit(data)
-        finally:
-            self._release()
+
+    def _fuse(self) -> None:
+        """Fuses the chain and installs, as this pipeline's `write`, one function that checks
+        the record, takes the lock and runs the fused chain (no attribute lookups)."""
+        self.emit, self._fused = fuse(self)
+        emit, acquire, release = self.emit, self._acquire, self._release
+
+        def write(data: Record) -> None:
+            if type(data) is not dict:
+                _check_record(data)
+            acquire()
+            try:
+                emit(data)
+            finally:
+                release()
+
+        self.write = write  # type: ignore[method-assign]
 
     def write_batch(self, columns: Columns) -> None:
         if not self._ended or self.closed:
@@ -229,10 +243,11 @@ class Pipeline(Node):
 
     def _changed(self) -> None:
         if self._ended:  # a node below was connected anew: fuse the chain again
-            self.emit, self._fused = fuse(self)
+            self._fuse()
         super()._changed()
 
     def on_close(self) -> None:
+        self.__dict__.pop("write", None)  # the class's write refuses records from now on
         lifecycle.forget(self)  # also when closed as part of an outer pipeline
 
     def report_errors(self, errors: list[Exception]) -> None:
@@ -288,6 +303,11 @@ class Pipeline(Node):
         walk(self, 0, set())
         return "\n".join(lines)
 
+
+
+def _check_record(data: object) -> None:
+    if not isinstance(data, Mapping):
+        raise TypeError(f"write takes a mapping of metric names to values, got {shown(data)}")
 
 
 def _nothing() -> None:

@@ -62,7 +62,13 @@ def fuse(head: Node) -> tuple[Callable[[Record], None], list[Transform]]:
         if step.drops:
             lines.append("    if data is None:")
             lines.append("        return")
-    lines.append("    end(data)")
+    inlined = node._children[0].inlined_write() if len(node._children) == 1 else None
+    if inlined is None:
+        lines.append("    end(data)")
+    else:
+        body, names = inlined
+        lines.extend(f"    {line}" for line in body)
+        namespace.update(names)
     exec("\n".join(lines), namespace)  # one straight-line function: no loop, no emit
     fused: Callable[[Record], None] = namespace["fused"]  # type: ignore[assignment]
     return fused, run

@@ -272,6 +272,12 @@ class Node:
         """Takes back this node's own part of a state (see `load_state_dict`)."""
         self.counts.load(state["counts"])
 
+    def inlined_write(self) -> tuple[list[str], dict[str, object]] | None:
+        """Python statements (and the names they use) that do what `write(data)` does, for
+        `fuse` to put in place of the call; None (the default) to be called as usual. Valid
+        until the node is connected anew (which re-fuses)."""
+        return None
+
     def pause(self) -> None:
         """Holds still a thread of this node's own, for a checkpoint. Default: it has none."""
 
