@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
-from pipeline.core.logger_sink import LoggerSink
+from pipeline.core.node import LoggerSink
 from sinks.base import Sink
 from sinks.csv import CsvSink
 from sinks.file import BufferedFileSink

@@ -12,8 +12,7 @@ from pipeline.core import (
 from pipeline.core.columns import Columns, batch_length, iter_rows
 from pipeline.core.counts import Counts
 from pipeline.core.keys import KeyMatcher
-from pipeline.core.logger_sink import LoggerSink
-from pipeline.core.node import ClosedError, Logger, Node, Record
+from pipeline.core.node import ClosedError, Logger, LoggerSink, Node, Record
 from pipeline.core.values import is_finite_number, plain, to_float
 
 __all__ = [

@@ -1,13 +1,16 @@
-"""The Node: one step of a metrics graph (a filter, a sink, or a whole pipeline)."""
+"""The Node: one step of a metrics graph (a filter, a sink, or a whole pipeline); and
+LoggerSink, which makes any logger with `write` a leaf of it."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Protocol
 
 from pipeline.core.columns import Columns, iter_rows
 from pipeline.core.counts import Counts
+from pipeline.core.values import snapshot_record
 
 Record = Mapping[str, Any]
 """One set of metrics written at once: metric name -> value."""
@@ -308,8 +311,6 @@ def _as_leaf(parent: Node, target: object) -> Node:
             f"{type(parent).__name__} can only send records to a Node or a logger with a "
             f"write(record) method, got {type(target).__name__}"
         )
-    from pipeline.core.logger_sink import LoggerSink  # it subclasses Node: defined below it
-
     return LoggerSink.of(target)
 
 
@@ -321,3 +322,58 @@ def _shown_keys(state: object) -> str:
     if isinstance(state, dict):
         return f"a dict with keys {sorted(map(str, state))[:5]}"
     return f"a {type(state).__name__}"
+
+
+class LoggerSink(Node):
+    """A leaf that hands each record to a logger that is not a Node: any object with a
+    `write(record)` method (an Acme logger such as `InMemoryLogger` or `TFSummaryLogger`, a
+    user's own), calling its `flush()` and `close()` too when it has them.
+
+    The logger receives a snapshot of each record as a plain dict (`snapshot_record`), so one
+    that keeps what it receives keeps what was written. It sits behind the same failure
+    isolation as any sink.
+    `Node.connect` (and so `Pipeline.to`) wraps such a logger automatically, once per logger,
+    so the same logger under two branches is one leaf (a join).
+    """
+
+    def __init__(self, logger: Any) -> None:
+        super().__init__()
+        if isinstance(logger, Node) or not callable(getattr(logger, "write", None)):
+            raise TypeError(
+                f"LoggerSink takes a logger with a write(record) method that is not a Node, "
+                f"got {type(logger).__name__}"
+            )
+        self.logger = logger
+        self._write = logger.write
+
+    @classmethod
+    def of(cls, logger: Any) -> LoggerSink:
+        """The one LoggerSink of `logger` (made on first use)."""
+        sink = _sinks.get(id(logger))
+        if sink is None or sink.logger is not logger:
+            sink = _sinks[id(logger)] = cls(logger)
+        return sink
+
+    def connect(self, *children: Node | Logger) -> Node:
+        raise TypeError(f"{self!r} is a leaf: it has no children")
+
+    def write(self, data: Record) -> None:
+        if self.closed:
+            raise ClosedError(f"{self!r} is closed; it takes no more records")
+        self._write(snapshot_record(data))
+
+    def on_flush(self) -> None:
+        flush = getattr(self.logger, "flush", None)
+        if callable(flush):
+            flush()
+
+    def on_close(self) -> None:
+        close = getattr(self.logger, "close", None)
+        if callable(close):
+            close()
+
+    def __repr__(self) -> str:
+        return f"LoggerSink({type(self.logger).__name__})"
+
+
+_sinks: weakref.WeakValueDictionary[int, LoggerSink] = weakref.WeakValueDictionary()
