@@ -180,9 +180,20 @@ class LoggerFactory:
     0.4's experiments) or call it to build an agent's `logger=` arguments.
 
     `defaults` are `make_logger` keyword arguments for every label; `per_label` maps a label to
-    the arguments that differ for it (e.g. `{"evaluator": {"aggregate_regex": "return"}}`).
-    A `task_instance` other than 0 names the logger `<label>_<instance>` (its CSV file and
-    Neptune namespace). With Neptune on, every logger writes into one shared Neptune run.
+    the arguments that differ for it (e.g. `{"evaluator": {"aggregate_regex": "return"}}`); a
+    per-label `neptune` dict is merged over the default one. A `task_instance` other than 0
+    names the logger `<label>_<instance>` (its CSV file and Neptune namespace).
+
+    One logger per name: asking again for a name with the same arguments returns the logger
+    made the first time (two loggers of one name would write one CSV file and one Neptune
+    namespace); asking for it with other arguments (another `steps_key`, or `("actor_1")`
+    after `("actor", task_instance=1)`) is a ValueError.
+
+    With Neptune on, every logger writes into one shared Neptune run, made by the first
+    logger with Neptune; each logger's own NeptuneSink options (`prefix`, `step_key`,
+    `config`, `tags`) hold for it. The options that make the run (`run`, `mode`, `project`,
+    `api_token`, `data_dir`, `name`) are the first logger's; a later logger asking for other
+    ones is a ValueError.
 
     `close()` closes every logger made so far (then the shared Neptune run); the factory is a
     context manager that does so on exit.
@@ -204,23 +215,48 @@ class LoggerFactory:
         self.defaults = dict(defaults)
         self.per_label = {label: dict(options) for label, options in (per_label or {}).items()}
         self.loggers: list[Pipeline] = []
+        self._made: dict[str, tuple[tuple[str, str | None, int], Pipeline]] = {}
+        """By logger name: the arguments it was asked with, and the logger."""
         self._shared_neptune: Any = None
+        self._run_options: dict[str, Any] = {}
+        """The options the shared Neptune run was made with."""
 
     def __call__(
         self, label: str, steps_key: str | None = None, task_instance: int = 0
     ) -> Pipeline:
-        options = {**self.defaults, **self.per_label.get(label, {})}
+        name = label if not task_instance else f"{label}_{task_instance}"
+        asked = (label, steps_key, task_instance)
+        made = self._made.get(name)
+        if made is not None:
+            if made[0] != asked:
+                raise ValueError(
+                    f"factory{_call(*asked)} names the logger {name!r}, already made by "
+                    f"factory{_call(*made[0])}; a second logger of that name would write the "
+                    "same CSV file and Neptune series"
+                )
+            return made[1]
+        options = self._options(label)
         if steps_key is not None:
             options["steps_key"] = steps_key
-        name = label if not task_instance else f"{label}_{task_instance}"
         neptune = options.get("neptune", False)
         if neptune is True or isinstance(neptune, Mapping):
             options["neptune"] = self._neptune_for(
                 name, options.get("prefix"), options.get("steps_key"), neptune
             )
         logger = make_logger(name, **options)
+        self._made[name] = (asked, logger)
         self.loggers.append(logger)
         return logger
+
+    def _options(self, label: str) -> dict[str, Any]:
+        """The `make_logger` options of `label`: its own over the defaults, a per-label
+        `neptune` dict merged over the default one."""
+        own = self.per_label.get(label, {})
+        options = {**self.defaults, **own}
+        default, neptune = self.defaults.get("neptune"), own.get("neptune")
+        if isinstance(neptune, Mapping) and (default is True or isinstance(default, Mapping)):
+            options["neptune"] = {**(default if isinstance(default, Mapping) else {}), **neptune}
+        return options
 
     def _neptune_for(
         self,
@@ -229,15 +265,24 @@ class LoggerFactory:
         steps_key: str | None,
         neptune: bool | Mapping[str, Any],
     ) -> Node:
-        """A NeptuneSink for one logger; the first one opens the run the others write into."""
+        """A NeptuneSink for one logger, with its own options; the first one makes the run
+        the others write into."""
         options: dict[str, Any] = {"prefix": name if prefix is None else prefix}
         options["step_key"] = steps_key
+        if isinstance(neptune, Mapping):
+            options.update(neptune)
+        run_options = {key: options.pop(key) for key in _RUN_OPTIONS if key in options}
         if self._shared_neptune is None:
-            if isinstance(neptune, Mapping):
-                options.update(neptune)
-            sink = _neptune_sink(options)
+            sink = _neptune_sink({**options, **run_options})
             self._shared_neptune = sink
+            self._run_options = run_options
             return sink
+        if _comparable(run_options) != _comparable(self._run_options):
+            raise ValueError(
+                f"the loggers of a factory share one Neptune run, made with "
+                f"{_shown(self._run_options)}; {name!r} asks for {_shown(run_options)}: give "
+                f"the run's options ({', '.join(_RUN_OPTIONS)}) once, in the default `neptune`"
+            )
         options["run"] = self._shared_neptune.run
         return _neptune_sink(options)
 
@@ -281,9 +326,42 @@ _MAKE_LOGGER_OPTIONS = frozenset(
 )
 
 
+_RUN_OPTIONS = ("run", "mode", "project", "api_token", "data_dir", "name")
+"""NeptuneSink options that make (or name) its run, not the sink's own."""
+
+
+def _comparable(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Run options as compared: paths as strings, a run by identity."""
+    comparable = dict(options)
+    if "run" in comparable:
+        comparable["run"] = f"<run at {id(comparable['run']):#x}>"
+    if isinstance(comparable.get("data_dir"), os.PathLike):
+        comparable["data_dir"] = os.fspath(comparable["data_dir"])
+    return comparable
+
+
+def _shown(options: Mapping[str, Any]) -> str:
+    """Run options as an error message shows them: no API token."""
+    shown = _comparable(options)
+    if "api_token" in shown:
+        shown["api_token"] = "<hidden>"
+    return ", ".join(f"{key}={value!r}" for key, value in shown.items()) or "no options"
+
+
+def _call(label: str, steps_key: str | None, task_instance: int) -> str:
+    """`(label, steps_key=..., task_instance=...)` as a call's arguments, defaults left out."""
+    arguments = [repr(label)]
+    if steps_key is not None:
+        arguments.append(f"steps_key={steps_key!r}")
+    if task_instance:
+        arguments.append(f"task_instance={task_instance!r}")
+    return f"({', '.join(arguments)})"
+
+
 def make_logger_factory(
     *, per_label: Mapping[str, Mapping[str, Any]] | None = None, **defaults: Any
 ) -> LoggerFactory:
     """A `LoggerFactory`: `factory(label, steps_key=None, task_instance=0)` returns
-    `make_logger(label, **defaults, **per_label.get(label, {}))`."""
+    `make_logger(label, **defaults, **per_label.get(label, {}))`, the same logger for the
+    same arguments."""
     return LoggerFactory(per_label=per_label, **defaults)

@@ -28,6 +28,14 @@ Refused = Callable[[str, int, Exception], None]
 _env_lock = threading.Lock()
 
 
+def neptune_path(*parts: object) -> str:
+    """The path Neptune stores a field at, given the parts it is made of: their `str()`s
+    joined by `/`, split at every `/` and joined again without the empty parts, as the 1.x
+    client does (`neptune.internal.utils.paths`): `("train", "a//b/")` -> `"train/a/b"`,
+    `("", "/lead")` -> `"lead"`, `(1,)` -> `"1"`. `""` when nothing is left: no field."""
+    return "/".join(part for part in "/".join(map(str, parts)).split("/") if part)
+
+
 def import_classic() -> Any:
     """The neptune 1.x client module, or an ImportError naming the extra."""
     try:

@@ -1,7 +1,10 @@
-"""Neptune runs shared by several NeptuneSinks: who may stop a run, and when.
+"""Neptune runs shared by several NeptuneSinks: who writes each series, who may stop a run,
+and when.
 
 A run a sink made is stopped when that sink has closed and no other open sink writes into it,
 so that none of them writes into a stopped run. A run the caller made is never stopped here.
+Each series path of a run is written by the first sink that claimed it, so that two sinks
+(the same prefix on one run) never interleave their steps in one series.
 """
 
 from __future__ import annotations
@@ -11,12 +14,19 @@ from typing import Any
 
 
 class RunUsers:
-    """How many open sinks write into one run, and whether the sink that made it has closed
-    (the run is then stopped when the last of them closes)."""
+    """How many open sinks write into one run, whether the sink that made it has closed (the
+    run is then stopped when the last of them closes), and which sink writes each series."""
 
     def __init__(self) -> None:
         self.open = 0
         self.stop_when_unused = False
+        self.writers: dict[str, object] = {}
+        """Series path -> the sink that claimed it, while any sink on the run is open."""
+
+    def claim(self, path: str, sink: object) -> object:
+        """The sink that writes the series at `path`: `sink` if it is the first to claim it."""
+        with _lock:
+            return self.writers.setdefault(path, sink)
 
 
 _users: dict[int, RunUsers] = {}

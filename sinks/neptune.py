@@ -27,7 +27,9 @@ from sinks._neptune_clients import (
     backend_for,
     make_classic_run,
     make_scale_run,
+    neptune_path,
 )
+from sinks._neptune_series import KeySeries
 from sinks.remote import RemoteSink
 from sinks.steps import Step, Steps
 
@@ -75,12 +77,18 @@ class NeptuneSink(RemoteSink[Row]):
     The run is `.run`; `.kind` is `"neptune"` or `"neptune-scale"`.
 
     Keys: a record's key `k` lands at `prefix/k` (or `k` without a prefix); a `/` in a key
-    nests it further. Values:
+    nests it further. Paths are normalised as the 1.x client does, for both clients: empty
+    parts are left out (`a//b`, `a/b/` and `/a/b` are all `a/b`; a key `1` is `1`). A series
+    has one writer: the first key to reach its path, in this sink or in any sink on the same
+    run (two sinks with one prefix). A later key landing on a taken path (`"a//b"` after
+    `"a/b"`, `1` after `"1"`), or on no path at all (`""`, `"/"`), is not sent: warned once
+    per key and counted in `.dropped`, never merged into another key's series. Values:
 
     - float, int, bool, numpy scalars and 0-d arrays, jax/torch scalars -> float series.
     - NaN and +-inf: sent to a neptune-scale run (it stores them); a neptune 1.x run cannot
       store them (its client skips them), so they are dropped and counted.
-    - str -> string series. None -> skipped (not a loss: there is no value).
+    - str and its subclasses (numpy.str_, a str enum: their text) -> string series.
+    - None -> skipped (not a loss: there is no value).
     - anything else (arrays with elements, lists, dicts, objects) -> not sent; warned once per
       key and counted in `.dropped` (use `Pipeline.flatten()` or `.aggregate()` upstream).
 
@@ -140,7 +148,7 @@ class NeptuneSink(RemoteSink[Row]):
             raise ValueError(f"config must be a mapping, got {type(config).__name__}")
         if isinstance(tags, str):
             raise ValueError("tags must be a collection of strings, not one string")
-        self.prefix = prefix.strip("/")
+        self.prefix = neptune_path(prefix)
         self.step_key = step_key
         self.data_dir: Path | None = None
         if run is None:
@@ -169,10 +177,6 @@ class NeptuneSink(RemoteSink[Row]):
         self.kind: str = self._backend.kind
         if tags is not None and not self.owns_run:
             self._backend.add_tags(list(tags))
-        self._keys: dict[str, str] = {}
-        self._series: dict[str, list[Any]] = {}
-        """Per record key: [its series path, True for a float series (False: string), the
-        last step sent]."""
         self._low = self._backend.min_step
         self._high = self._backend.max_step
         self._finite_only = not self._backend.accepts_non_finite
@@ -181,6 +185,7 @@ class NeptuneSink(RemoteSink[Row]):
         if config is not None:
             self.log_config(config)
         self._users = _neptune_runs.join(run)
+        self._keys = KeySeries(self.prefix, self, self._users)
         self._close_at_exit()
 
     @classmethod
@@ -248,7 +253,7 @@ class NeptuneSink(RemoteSink[Row]):
         if self._low <= step < self._high:
             # The values Neptune will take: per series one kind (float or string) and
             # strictly increasing steps; finite floats where the client needs them.
-            series = self._series
+            series = self._keys.by_key
             numeric = self._numeric_types
             finite_only = self._finite_only
             for key, value in data.items():
@@ -265,6 +270,9 @@ class NeptuneSink(RemoteSink[Row]):
                     target = metrics
                 elif value is None:
                     continue
+                elif isinstance(value, str):  # numpy.str_, a str enum: its text, not str()
+                    value = str.__str__(value)
+                    target = strings
                 else:
                     number = self._number(key, value)
                     if number is None:
@@ -277,23 +285,24 @@ class NeptuneSink(RemoteSink[Row]):
                 is_float = target is metrics
                 state = series.get(key)
                 if state is None:
-                    state = series[key] = [self._path_of(key), is_float, step]
-                elif state[1] is not is_float:
+                    state = self._keys.new(key, is_float)
+                if state[1] is not is_float:
                     self._drop(
                         key,
-                        f"the series is a {'float' if state[1] else 'string'} series; "
+                        state[2]
+                        if state[0] is None
+                        else f"the series is a {'float' if state[1] else 'string'} series; "
                         "values of the other kind are not sent",
                     )
                     continue
-                elif step <= state[2]:
+                if step <= state[2]:
                     self._drop(
                         key,
                         f"step {step} is not above the series' last step {state[2]}; Neptune "
                         "needs strictly increasing steps per series",
                     )
                     continue
-                else:
-                    state[2] = step
+                state[2] = step
                 target[state[0]] = value
         else:
             for key, value in data.items():
@@ -321,12 +330,6 @@ class NeptuneSink(RemoteSink[Row]):
             self._numeric_types.add(type(value))
         return number
 
-    def _path_of(self, key: Any) -> str:
-        name = str(key)
-        path = f"{self.prefix}/{name}" if self.prefix else name
-        self._keys[path] = name
-        return path
-
     # -- the client (RemoteSink's hooks) --------------------------------------------------
 
     def _send(self, rows: list[Row]) -> None:
@@ -334,7 +337,7 @@ class NeptuneSink(RemoteSink[Row]):
 
     def _refused(self, path: str, count: int, error: Exception) -> None:
         self._drop(
-            self._keys.get(path, path),
+            self._keys.key_of(path),
             f"the Neptune client refused {path!r}: {error}",
             count,
         )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections import deque
-from typing import Generic, TypeVar
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any, Generic, TypeVar
 
 from pipeline.core import lifecycle
 from pipeline.core.isolation import StoreError
@@ -28,7 +32,11 @@ class RemoteSink(Sink, Generic[RowT]):
       raises, all of them are held again, ahead of the rows written since, and sent again by
       the next push (the thread retries after `push_seconds`, doubling up to
       `max_retry_seconds`; `flush()` retries at once): nothing lost, nothing sent twice. The
-      failure is counted in `counts["errors"]` and warned once per error type.
+      failure is counted in `counts["errors"]` and warned once per error type. Ctrl-C or
+      SIGTERM never cut a push in two: on the main thread (the only one Python interrupts),
+      SIGINT and SIGTERM that arrive during a push are handled once it is over. A push that
+      raises KeyboardInterrupt or SystemExit all the same holds its rows again, uncounted,
+      for the close that follows (at exit, if nothing else closes the sink).
     - At most `max_buffered` rows are held. Beyond that, while the client takes rows, `write`
       waits for the thread to take them (a slow client slows the caller; nothing is lost);
       while the client is failing, the oldest rows are dropped, counted in `counts["lost"]`
@@ -141,16 +149,19 @@ class RemoteSink(Sink, Generic[RowT]):
     # -- pushing --------------------------------------------------------------------------
 
     def _push(self) -> None:
-        """Sends every held row to the client, in order; if that fails, holds them again
-        (ahead of newer rows) and raises."""
-        with self._client_lock:
-            with self._room:
-                held = self._held
-                rows = [held.popleft() for _ in range(len(held))]
-                self._room.notify_all()
-            if not rows:
-                return
+        """Sends every held row to the client, in order; if that fails or is interrupted
+        (KeyboardInterrupt, SystemExit on SIGTERM), holds them again (ahead of newer rows)
+        and raises."""
+        with self._client_lock, _signals_held():
+            held = self._held
+            rows: list[RowT] = []
             try:
+                with self._room:
+                    rows = list(held)  # one call: an interruption lands before or after it
+                    held.clear()
+                    self._room.notify_all()
+                if not rows:
+                    return
                 self._send(rows)
             except Exception as error:
                 self._failing = True
@@ -162,6 +173,10 @@ class RemoteSink(Sink, Generic[RowT]):
                     key=type(error).__name__,
                     stacklevel=3,
                 )
+                raise
+            except BaseException:  # interrupted, not failed: hold the rows for the close
+                if rows and not (held and held[0] is rows[0]):  # they were taken out
+                    self._hold_again(rows)
                 raise
             self._failing = False
 
@@ -265,3 +280,47 @@ class RemoteSink(Sink, Generic[RowT]):
             self.counts.note(
                 reason, message, key=key, n=n, category=self.warning, stacklevel=stacklevel + 1
             )
+
+
+_HELD_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name)
+)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """On the main thread, the only one whose Python code a signal interrupts: SIGINT and
+    SIGTERM arriving inside the block are handled, by the handlers they had, when it ends;
+    the same signal a second time is handled at once (a push that hangs can still be
+    stopped). Only handlers set from Python are held: the default SIGTERM runs no code.
+    Elsewhere, nothing to do."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved: dict[int, Any] = {}
+    arrived: list[int] = []
+
+    def restore() -> None:
+        while saved:
+            signum, handler = saved.popitem()
+            signal.signal(signum, handler)
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        if signum not in arrived:
+            arrived.append(signum)
+            return
+        handler = saved.get(signum)
+        restore()
+        arrived.clear()
+        if callable(handler):
+            handler(signum, frame)
+
+    try:
+        for signum in _HELD_SIGNALS:
+            if callable(signal.getsignal(signum)):
+                saved[signum] = signal.signal(signum, hold)
+        yield
+    finally:
+        restore()
+        for signum in arrived:
+            signal.raise_signal(signum)

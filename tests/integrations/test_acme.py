@@ -475,3 +475,92 @@ def test_factory_loggers_left_open_deliver_everything_to_neptune_at_exit(
     assert series["eval/episode_return_mean"] == [(5, 30.0)]
     assert series["eval/episode_return_max"] == [(5, 50.0)]
     assert len(read_csv(tmp_path / "eval.csv")) == 1
+
+
+# -- the factory: one logger per label, every label's options -------------------------------
+
+
+def test_the_same_label_twice_is_the_same_logger_writing_one_csv_file(tmp_path: Path) -> None:
+    factory = make_logger_factory(directory=tmp_path, time_delta=0, terminal=False)
+    evaluator = factory("evaluator")
+    assert factory("evaluator") is evaluator
+    assert factory("evaluator", None, 0) is evaluator  # Acme passes task_instance=0
+    actor = factory("actor", "actor_steps", 1)
+    assert factory(label="actor", steps_key="actor_steps", task_instance=1) is actor
+
+    run_loop(evaluator, episodes=3)
+    run_loop(factory("evaluator"), episodes=2, seed=1)
+    factory.close()
+    assert factory.loggers == [evaluator, actor]
+
+    text = (tmp_path / "evaluator.csv").read_text(encoding="utf-8")
+    assert text.count("episode_length") == 1  # one header
+    rows = read_csv(tmp_path / "evaluator.csv")
+    assert len(rows) == 5
+    assert all(set(row) == ACME_KEYS and all(row.values()) for row in rows)
+    assert [row["episodes"] for row in rows] == ["1", "2", "3", "1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "message"),
+    [
+        (("evaluator",), ("evaluator", "steps"), "steps_key='steps'"),
+        (("actor", None, 1), ("actor_1",), r"factory\('actor_1'"),
+    ],
+)
+def test_a_second_request_for_a_name_with_other_arguments_is_a_clear_error(
+    tmp_path: Path, first: tuple[Any, ...], second: tuple[Any, ...], message: str
+) -> None:
+    with make_logger_factory(directory=tmp_path, terminal=False) as factory:
+        factory(*first)
+        with pytest.raises(ValueError, match=message):
+            factory(*second)
+        assert len(factory.loggers) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("eval_first", [False, True], ids=["train-first", "eval-first"])
+def test_per_label_neptune_options_hold_for_every_logger_of_the_factory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, eval_first: bool
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a run made in the wrong place would land here
+    with make_logger_factory(
+        directory=tmp_path,
+        time_delta=0,
+        terminal=False,
+        neptune={"data_dir": tmp_path / "neptune", "name": "shared"},
+        per_label={"eval": {"neptune": {"step_key": "eval_steps", "prefix": "evaluation"}}},
+    ) as factory:
+        if eval_first:
+            evaluation = factory("eval")
+            train = factory("train", steps_key="steps")
+        else:
+            train = factory("train", steps_key="steps")
+            evaluation = factory("eval")
+        for steps in (1, 2, 3):
+            train.write({"steps": steps, "r": float(steps)})
+        for steps in (100, 200):
+            evaluation.write({"eval_steps": steps, "r": steps / 10})
+    assert not (tmp_path / ".neptune").exists()
+    assert len(list((tmp_path / "neptune").glob("offline/*"))) == 1
+    series = neptune_series(tmp_path / "neptune")
+    assert series["train/r"] == [(1, 1.0), (2, 2.0), (3, 3.0)]
+    assert series["train/steps"] == [(1, 1.0), (2, 2.0), (3, 3.0)]
+    assert series["evaluation/r"] == [(100, 10.0), (200, 20.0)]
+    assert series["evaluation/eval_steps"] == [(100, 100.0), (200, 200.0)]
+    assert set(series) == {"train/r", "train/steps", "evaluation/r", "evaluation/eval_steps"}
+
+
+@pytest.mark.slow
+def test_per_label_run_options_that_differ_from_the_shared_runs_are_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    with make_logger_factory(
+        directory=tmp_path,
+        terminal=False,
+        neptune={"data_dir": tmp_path / "neptune"},
+        per_label={"eval": {"neptune": {"name": "another run"}}},
+    ) as factory:
+        factory("train")
+        with pytest.raises(ValueError, match=r"one Neptune run.*'eval'.*name"):
+            factory("eval")

@@ -9,6 +9,7 @@ OperationsRepository.
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import os
@@ -117,6 +118,18 @@ def read_scale(data_dir: Path) -> RunData:
             if path == "sys/tags":
                 data.tags.update(change.string.values)
     return data
+
+
+def make_sink(client: str, tmp_path: Path, **options: Any) -> NeptuneSink:
+    """A sink on a new offline run of `client` ("neptune" or "neptune-scale") in tmp_path."""
+    if client == "neptune":
+        return NeptuneSink(data_dir=tmp_path, **options)
+    return NeptuneSink.scale(data_dir=tmp_path, **options)
+
+
+def read_run(client: str, tmp_path: Path) -> RunData:
+    """The one run of `client` in tmp_path."""
+    return read_classic(tmp_path) if client == "neptune" else read_scale(tmp_path)
 
 
 def same(a: Any, b: Any) -> bool:
@@ -481,6 +494,109 @@ def test_keys_land_under_the_prefix(tmp_path: Path) -> None:
     assert set(read_classic(tmp_path).series) == {"train/return", "train/loss/actor"}
 
 
+class Phase(str, enum.Enum):
+    WARMUP = "warmup"
+
+
+def test_str_subclasses_are_strings_in_write_and_in_write_batch(tmp_path: Path) -> None:
+    sink = NeptuneSink(data_dir=tmp_path, step_key="t")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NeptuneSinkWarning)
+        sink.write({"t": 0, "phase": np.str_("start"), "enum": Phase.WARMUP})
+        sink.write_batch(
+            {
+                "t": np.array([1, 2]),
+                "phase": np.array(["warmup", "train"]),  # a numpy string column
+                "x": np.array([0.5, 1.5]),
+            }
+        )
+    sink.close()
+
+    data = read_classic(tmp_path)
+    assert data.series["phase"] == [(0, "start"), (1, "warmup"), (2, "train")]
+    assert data.series["enum"] == [(0, "warmup")]  # its text, not str(): "Phase.WARMUP"
+    assert data.series["x"] == [(1, 0.5), (2, 1.5)]
+    assert not sink.dropped
+
+
+@pytest.mark.parametrize("client", ["neptune", "neptune-scale"])
+def test_keys_that_land_at_one_path_never_share_its_series(tmp_path: Path, client: str) -> None:
+    # The 1.x client stores "a//b", "a/b/" and "/a/b" all at "a/b"; the keys 1 and "1" both
+    # land at "1". The first key to reach a path writes its series; the others are refused.
+    sink = make_sink(client, tmp_path)
+    with pytest.warns(NeptuneSinkWarning) as caught:
+        for i in range(3):
+            sink.write(
+                {
+                    "a/b": float(i),
+                    "a//b": 10.0 + i,
+                    "q": 20.0 + i,
+                    "q/": 30.0 + i,
+                    "/lead": 40.0 + i,
+                    "lead": 50.0 + i,
+                    1: 60.0 + i,
+                    "1": 70.0 + i,
+                }
+            )
+    sink.close()
+
+    data = read_run(client, tmp_path)
+    assert data.series == {
+        "a/b": [(0, 0.0), (1, 1.0), (2, 2.0)],
+        "q": [(0, 20.0), (1, 21.0), (2, 22.0)],
+        "lead": [(0, 40.0), (1, 41.0), (2, 42.0)],
+        "1": [(0, 60.0), (1, 61.0), (2, 62.0)],
+    }
+    assert sink.dropped == {"a//b": 3, "q/": 3, "lead": 3, "1": 3}
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 4  # once per refused key
+    assert "key 'a//b': Neptune stores it at 'a/b', already written by key 'a/b'" in messages[0]
+    assert "key '1': Neptune stores it at '1', already written by key 1;" in messages[3]
+
+
+def test_a_key_that_names_no_path_is_refused_and_the_prefix_is_normalised(
+    tmp_path: Path,
+) -> None:
+    unprefixed = NeptuneSink(data_dir=tmp_path, step_key="t")
+    prefixed = NeptuneSink(unprefixed.run, prefix="/train//", step_key="t")
+    assert prefixed.prefix == "train"
+    with pytest.warns(NeptuneSinkWarning, match="names no Neptune path"):
+        for t in range(2):
+            unprefixed.write({"t": t, "": 1.0, "/": 2.0, "ok": 3.0})
+            prefixed.write({"t": t, "x//y": 4.0})
+    prefixed.close()
+    unprefixed.close()
+
+    data = read_classic(tmp_path)
+    assert set(data.series) == {"t", "ok", "train/t", "train/x/y"}
+    assert data.series["train/x/y"] == [(0, 4.0), (1, 4.0)]
+    assert unprefixed.dropped == {"": 2, "/": 2}
+    assert not prefixed.dropped
+
+
+@pytest.mark.parametrize("client", ["neptune", "neptune-scale"])
+def test_two_sinks_with_one_prefix_on_one_run_never_interleave_a_series(
+    tmp_path: Path, client: str
+) -> None:
+    first = make_sink(client, tmp_path, prefix="train")
+    second = NeptuneSink(first.run, prefix="train/")  # the same namespace
+    taken = "'train/x', already written by NeptuneSink.* on this run"
+    with pytest.warns(NeptuneSinkWarning, match=taken):
+        for i in range(3):
+            first.write({"x": float(i)})
+            second.write({"x": 10.0 + i, "y": 20.0 + i})
+    second.close()
+    first.close()
+
+    data = read_run(client, tmp_path)
+    assert data.series == {
+        "train/x": [(0, 0.0), (1, 1.0), (2, 2.0)],
+        "train/y": [(0, 20.0), (1, 21.0), (2, 22.0)],
+    }
+    assert not first.dropped
+    assert second.dropped == {"x": 3}
+
+
 def test_log_config_records_single_values_under_config(tmp_path: Path) -> None:
     config = {
         "lr": np.float32(0.5),
@@ -550,37 +666,98 @@ def test_more_than_max_buffered_records_are_pushed_by_the_thread_before_write_re
     assert read_classic(tmp_path).values("x") == [0.0, 1.0, 2.0, 3.0]
 
 
-@pytest.mark.parametrize("how", ["exit", "SIGTERM"])
-def test_records_buffered_at_interpreter_exit_or_sigterm_reach_the_run(
-    tmp_path: Path, how: str
-) -> None:
-    code = (
-        "import sys, time\n"
-        "from sinks.neptune import NeptuneSink\n"
-        "sink = NeptuneSink(data_dir=sys.argv[1], step_key='t')\n"
-        "sink.push_seconds = 3600.0\n"
-        "for t in range(3):\n"
-        "    sink.write({'t': t, 'x': t * 0.5})\n"
-        "print('ready', flush=True)\n"
-        # no flush, no close, no pipeline: the records are still held
-        "if sys.argv[2] == 'SIGTERM':\n"
-        "    time.sleep(60)\n"
-    )
+def start_child(code: str, *arguments: str) -> subprocess.Popen[str]:
+    """Runs `code` in a fresh interpreter from the repository; returns once it printed
+    "ready" (the 1.x client prints its own lines before that)."""
     child = subprocess.Popen(
-        [sys.executable, "-c", code, str(tmp_path), how],
+        [sys.executable, "-c", code, *arguments],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     assert child.stdout is not None
-    while child.stdout.readline().strip() != "ready":  # the 1.x client prints its own lines
+    while child.stdout.readline().strip() != "ready":
         assert child.poll() is None, child.stderr and child.stderr.read()
+    return child
+
+
+ALONE = """
+import sys, time
+from sinks.neptune import NeptuneSink
+sink = NeptuneSink(data_dir=sys.argv[1], step_key="t")
+sink.max_buffered = 64  # the thread pushes while the loop writes; the last rows stay held
+for t in range(1000):
+    sink.write({"t": t, "x": t * 0.5})
+print("ready", flush=True)
+# no flush, no close, no pipeline
+if sys.argv[2] == "SIGTERM":
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("how", ["exit", "SIGTERM"])
+def test_a_sink_alone_delivers_every_record_at_interpreter_exit_or_on_sigterm(
+    tmp_path: Path, how: str
+) -> None:
+    child = start_child(ALONE, str(tmp_path), how)
     if how == "SIGTERM":
         child.send_signal(signal.SIGTERM)
     _, errors = child.communicate(timeout=120)
     assert child.returncode == (0 if how == "exit" else 128 + signal.SIGTERM), errors
-    assert read_classic(tmp_path).series["x"] == [(0, 0.0), (1, 0.5), (2, 1.0)]
+    assert "NeptuneSinkWarning" not in errors and "RuntimeWarning" not in errors
+    data = read_classic(tmp_path)
+    assert data.series["x"] == [(t, t * 0.5) for t in range(1000)]
+    assert data.series["t"] == [(t, float(t)) for t in range(1000)]
+
+
+INTERRUPTED_PUSH = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+from sinks.neptune import NeptuneSink
+data_dir, client, name = sys.argv[1:]
+make = NeptuneSink.scale if client == "neptune-scale" else NeptuneSink
+sink = make(data_dir=data_dir, step_key="t")
+sink.push_seconds = 3600.0  # only the flush below pushes, on the main thread
+for t in range(200):
+    sink.write({"t": t, "a": t * 0.5, "b": -t, "s": f"v{t}"})
+if client == "neptune-scale":
+    from neptune_scale import Run as Client
+    method = "log_metrics"  # called once per record
+else:
+    from neptune.handler import Handler as Client
+    method = "extend"  # called once per series
+send = getattr(Client, method)
+def send_then_signal(*args, **kwargs):
+    setattr(Client, method, send)
+    send(*args, **kwargs)  # the real client takes the first call of the push...
+    os.kill(os.getpid(), getattr(signal, name))  # ...and the signal arrives before the next
+setattr(Client, method, send_then_signal)
+print("ready", flush=True)
+sink.flush()
+print("the signal did not stop the program")
+"""
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("client", ["neptune", "neptune-scale"])
+def test_a_signal_during_a_push_loses_nothing_and_sends_nothing_twice(
+    tmp_path: Path, client: str, name: str
+) -> None:
+    child = start_child(INTERRUPTED_PUSH, str(tmp_path), client, name)
+    out, errors = child.communicate(timeout=120)
+    if name == "SIGTERM":
+        assert child.returncode == 128 + signal.SIGTERM, errors
+    else:  # Ctrl-C: KeyboardInterrupt, then Python ends itself by SIGINT
+        assert child.returncode == -signal.SIGINT, errors
+        assert "KeyboardInterrupt" in errors
+    assert "did not stop" not in out
+    assert "NeptuneSinkWarning" not in errors and "RuntimeWarning" not in errors
+    data = read_run(client, tmp_path)
+    assert data.series["a"] == [(t, t * 0.5) for t in range(200)]
+    assert data.series["b"] == [(t, float(-t)) for t in range(200)]
+    assert data.series["s"] == [(t, f"v{t}") for t in range(200)]
+    assert data.series["t"] == [(t, float(t)) for t in range(200)]
 
 
 LEFT_OPEN = """

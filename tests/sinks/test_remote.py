@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +226,98 @@ def test_close_with_a_failing_client_counts_the_rows_lost_and_still_closes_it() 
     assert sink.counts["lost"] == 2
     assert client.calls.count("close") == 1 and client.calls[-1] == "close"
     assert sink.closed
+
+
+# -- interruptions: Ctrl-C, SIGTERM ------------------------------------------------------
+
+
+class InterruptedClient(ListClient):
+    """A ListClient whose next `log` calls first run `interrupt()` (each call takes one)."""
+
+    def __init__(self, *interrupts: Callable[[], None]) -> None:
+        super().__init__()
+        self.interrupts = list(interrupts)
+
+    def log(self, rows: list[dict[str, Any]]) -> None:
+        if self.interrupts:
+            self.interrupts.pop(0)()
+        super().log(rows)
+
+
+def raise_(error: BaseException) -> Callable[[], None]:
+    def interrupt() -> None:
+        raise error
+
+    return interrupt
+
+
+@pytest.fixture
+def python_ctrl_c() -> Iterator[None]:
+    """SIGINT handled by Python's own handler (KeyboardInterrupt), whatever a framework
+    imported earlier in this process set."""
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, saved)
+
+
+def ctrl_c(times: int) -> Callable[[], None]:
+    def interrupt() -> None:
+        for _ in range(times):
+            signal.raise_signal(signal.SIGINT)  # Python's handler: KeyboardInterrupt
+            time.sleep(0.01)  # time for the handler to run, inside the push
+
+    return interrupt
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), SystemExit(143)], ids=type)
+def test_a_push_that_raises_an_interruption_holds_its_rows_for_the_close(
+    error: BaseException,
+) -> None:
+    client = InterruptedClient(raise_(error))
+    sink = make_sink(client)
+    for record in records(3):
+        sink.write(record)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an interruption is not a failure: no warning
+        with pytest.raises(type(error)):
+            sink.flush()
+    assert sink.pending == 3 and client.rows == []
+    assert sink.counts["errors"] == 0
+    sink.write({"i": 3})
+    sink.close()
+    assert client.rows == records(4)  # in order, once each
+    assert sink.counts["lost"] == 0
+
+
+@pytest.mark.usefixtures("python_ctrl_c")
+def test_ctrl_c_during_a_push_stops_the_program_once_the_push_is_over() -> None:
+    client = InterruptedClient(ctrl_c(times=1))
+    sink = make_sink(client)
+    for record in records(3):
+        sink.write(record)
+    with pytest.raises(KeyboardInterrupt):
+        sink.flush()
+    assert client.rows == records(3) and sink.pending == 0  # the push went through whole
+    assert client.calls == ["send"]  # the flush stopped before the client's own flush
+    sink.close()
+    assert client.rows == records(3)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.usefixtures("python_ctrl_c")
+def test_a_second_ctrl_c_interrupts_a_push_at_once_and_its_rows_are_held_again() -> None:
+    client = InterruptedClient(ctrl_c(times=2))  # a push that hangs: the user insists
+    sink = make_sink(client)
+    for record in records(3):
+        sink.write(record)
+    with pytest.raises(KeyboardInterrupt):
+        sink.flush()
+    assert client.rows == [] and sink.pending == 3
+    sink.close()
+    assert client.rows == records(3)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 # -- exit -----------------------------------------------------------------------------------
