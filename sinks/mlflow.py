@@ -8,12 +8,10 @@ so several sinks and runs coexist and mlflow's active-run stack is left alone.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -144,6 +142,8 @@ class MlflowSink(RemoteSink[Row]):
 
     warning = MlflowSinkWarning
 
+    not_a_number = "{kind} is not a number, and MLflow metrics are numbers: not sent"
+
     def __init__(
         self,
         *,
@@ -196,7 +196,6 @@ class MlflowSink(RemoteSink[Row]):
         self._why: dict[Any, str] = {}
         self._keys: dict[str, str] = {}
         """Per metric name: the record key it comes from (for messages)."""
-        self._numeric_types: set[type] = {int, bool}
         """Types whose values `float()` converts exactly as `to_float` does."""
         self._resume: tuple[Row | None, int] = (None, 0)
         """(first row of a push cut short, metrics of that push sent): where a retry starts."""
@@ -231,11 +230,6 @@ class MlflowSink(RemoteSink[Row]):
         if run.info.lifecycle_stage != "active":
             raise ValueError(f"run_id {run_id!r} is a deleted run; restore it or make another")
         return run
-
-    @property
-    def dropped(self) -> Counter[str]:
-        """Values not sent, by record key (`config/<name>` for params not logged)."""
-        return Counter(self.counts.by_key.get("dropped", {}))
 
     @property
     def records_written(self) -> int:
@@ -334,18 +328,6 @@ class MlflowSink(RemoteSink[Row]):
                 self._drop(key, f"step {step} is beyond MLflow's int64 steps", stacklevel=5)
         return None
 
-    def _number(self, key: str, value: Any) -> float | None:
-        """A value of a type not seen before (or not cached) as a float, or None (dropped,
-        counted, warned). Real-number scalar types (numpy's) are remembered so that their
-        next values take the fast path; arrays and tensors are not (their shape varies)."""
-        number = to_float(value)
-        if number is None:
-            what = "text" if isinstance(value, str) else f"a {type(value).__name__}"
-            why = f"{what} is not a number, and MLflow metrics are numbers: not sent"
-            self._drop(key, why, stacklevel=5)
-        elif isinstance(value, numbers.Real):
-            self._numeric_types.add(type(value))
-        return number
 
     def _name_of(self, key: Any) -> str:
         """The metric name of a record key, or "" if MLflow refuses it; cached."""
@@ -418,11 +400,6 @@ class MlflowSink(RemoteSink[Row]):
     def _close_client(self) -> None:
         if self.owns_run:
             self.client.set_terminated(self.run_id, "FINISHED")
-
-    def _drop(self, key: Any, why: str, count: int = 1, stacklevel: int = 4) -> None:
-        """Counts `count` values of `key` not sent; warns once per key. `stacklevel` 4 names
-        the caller of `write` when called from `_row`."""
-        self._note("dropped", f"key {key!r}: {why}", key=key, n=count, stacklevel=stacklevel)
 
     def __repr__(self) -> str:
         run_id = getattr(self, "run_id", None)

@@ -8,10 +8,8 @@ the client module it comes from.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import time
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -180,7 +178,6 @@ class NeptuneSink(RemoteSink[Row]):
         self._low = self._backend.min_step
         self._high = self._backend.max_step
         self._finite_only = not self._backend.accepts_non_finite
-        self._numeric_types: set[type] = {int, bool}
         """Types whose values `float()` converts exactly as `to_float` does."""
         if config is not None:
             self.log_config(config)
@@ -221,11 +218,6 @@ class NeptuneSink(RemoteSink[Row]):
         sink.owns_run = True
         sink.data_dir = directory
         return sink
-
-    @property
-    def dropped(self) -> Counter[str]:
-        """Values not sent, by record key (unsupported type, step, or refused by the client)."""
-        return Counter(self.counts.by_key.get("dropped", {}))
 
     # -- configuration --------------------------------------------------------------------
 
@@ -314,21 +306,6 @@ class NeptuneSink(RemoteSink[Row]):
                     )
         return (step, time.time(), metrics, strings)
 
-    def _number(self, key: str, value: Any) -> float | None:
-        """A value of a type not seen before (or not cached) as a float, or None (dropped,
-        counted, warned). Real-number scalar types (numpy's) are remembered so that their
-        next values take the fast path; arrays and tensors are not (their shape varies)."""
-        number = to_float(value)
-        if number is None:
-            self._drop(
-                key,
-                f"a {type(value).__name__} is not a number or a string; its values are not "
-                "sent (flatten or aggregate it upstream)",
-                stacklevel=5,
-            )
-        elif isinstance(value, numbers.Real):
-            self._numeric_types.add(type(value))
-        return number
 
     # -- the client (RemoteSink's hooks) --------------------------------------------------
 
@@ -348,11 +325,6 @@ class NeptuneSink(RemoteSink[Row]):
     def _close_client(self) -> None:
         if _neptune_runs.leave(self.run, self._users, made_it=self.owns_run):
             self._backend.stop()
-
-    def _drop(self, key: str, why: str, count: int = 1, stacklevel: int = 4) -> None:
-        """Counts `count` values of `key` not sent; warns once per key. `stacklevel` 4 names
-        the caller of `write` when called from `_row`."""
-        self._note("dropped", f"key {key!r}: {why}", key=key, n=count, stacklevel=stacklevel)
 
     @property
     def records_written(self) -> int:

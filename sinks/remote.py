@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numbers
 import signal
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -13,6 +14,7 @@ from typing import Any, Generic, TypeVar
 from pipeline.core import lifecycle
 from pipeline.core.isolation import StoreError
 from pipeline.core.node import Record
+from pipeline.core.values import text, to_float
 from sinks.base import Sink
 
 RowT = TypeVar("RowT")
@@ -89,6 +91,8 @@ class RemoteSink(Sink, Generic[RowT]):
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
         self._failing = False
+        self._numeric_types: set[type] = {int, bool}
+        """Types whose values `_row` may turn into floats with `float()` (see `_number`)."""
 
     # -- the hooks ------------------------------------------------------------------------
 
@@ -105,6 +109,38 @@ class RemoteSink(Sink, Generic[RowT]):
 
     def _close_client(self) -> None:
         """Releases the client. Default: nothing to release."""
+
+    # -- values -------------------------------------------------------------------------
+
+    not_a_number = (
+        "{kind} is not a number or a string; its values are not sent (flatten or aggregate "
+        "it upstream)"
+    )
+    """Why a value `_number` cannot take is dropped ({kind}: `text` or `a <type name>`)."""
+
+    def _number(self, key: Any, value: Any) -> float | None:
+        """A value of a type not seen before (or not cached) as a float, or None (dropped,
+        counted, warned once per key). Real-number scalar types (numpy's) join
+        `_numeric_types`, so their next values take `_row`'s fast path; arrays and tensors
+        do not (their shape varies)."""
+        number = to_float(value)
+        if number is None:
+            kind = "text" if isinstance(value, str) else f"a {type(value).__name__}"
+            self._drop(key, self.not_a_number.format(kind=kind), stacklevel=5)
+        elif isinstance(value, numbers.Real):
+            self._numeric_types.add(type(value))
+        return number
+
+    def _drop(self, key: Any, why: str, count: int = 1, stacklevel: int = 4) -> None:
+        """Counts `count` values of `key` not sent, in `counts["dropped"]` (per key in
+        `dropped`); warns once per key. `stacklevel` 4 names the caller of `write` when
+        called from `_row`."""
+        self._note("dropped", f"key {text(key)!r}: {why}", key=key, n=count, stacklevel=stacklevel)
+
+    @property
+    def dropped(self) -> Counter[str]:
+        """Values not sent, per key: `counts.by_key["dropped"]`."""
+        return Counter(self.counts.by_key.get("dropped", {}))
 
     # -- the hot path ---------------------------------------------------------------------
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import os
 import time
-from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
 from pipeline.core.node import Record
-from pipeline.core.values import shown, text, to_float
+from pipeline.core.values import shown, text
 from sinks.remote import RemoteSink
 from sinks.steps import Step, Steps
 
@@ -165,7 +163,6 @@ class TensorBoardSink(RemoteSink[Row]):
         self._tb = _client()
         self._scalar_tags: dict[Any, str] = {}
         self._text_tags: dict[Any, str] = {}
-        self._numeric_types: set[type] = {int, bool}
         """Types whose values `float()` converts exactly as `to_float` does."""
         self._writer: Any = self._open_writer(purge_step)
         self._close_at_exit()
@@ -181,11 +178,6 @@ class TensorBoardSink(RemoteSink[Row]):
             writer.add_event(tb.Event(step=purge_step, wall_time=now, session_log=start))
             writer.flush()
         return writer
-
-    @property
-    def dropped(self) -> Counter[str]:
-        """Values not written, by record key (unsupported type, other kind, or step)."""
-        return Counter(self.counts.by_key.get("dropped", {}))
 
     @property
     def records_written(self) -> int:
@@ -256,24 +248,10 @@ class TensorBoardSink(RemoteSink[Row]):
             return whole
         for key, value in data.items():
             if value is not None:
-                self._drop(key, f"step {shown(step, 40)} is beyond TensorBoard's int64 steps", 5)
+                why = f"step {shown(step, 40)} is beyond TensorBoard's int64 steps"
+                self._drop(key, why, stacklevel=5)
         return None
 
-    def _number(self, key: Any, value: Any) -> float | None:
-        """A value of a type not seen before as a float, or None (dropped, counted, warned).
-        Real-number scalar types (numpy's) are remembered so that their next values take
-        the fast path; arrays and tensors are not (their shape varies)."""
-        number = to_float(value)
-        if number is None:
-            self._drop(
-                key,
-                f"a {type(value).__name__} is not a number or a string; its values are not "
-                "written (flatten or aggregate it upstream)",
-                stacklevel=5,
-            )
-        elif isinstance(value, numbers.Real):
-            self._numeric_types.add(type(value))
-        return number
 
     def _overflow(self, key: Any, value: float | int) -> float:
         """Notes a finite value beyond float32's range; returns the +-inf it is stored as."""
@@ -306,11 +284,6 @@ class TensorBoardSink(RemoteSink[Row]):
         name = _name(key)
         tag = mine[key] = f"{self.prefix}/{name}" if self.prefix else name
         return tag
-
-    def _drop(self, key: Any, why: str, stacklevel: int = 4) -> None:
-        """Counts a value of `key` not written; warns once per key. `stacklevel` 4 names the
-        caller of `write` when called from `_row`."""
-        self._note("dropped", f"key {_name(key)!r}: {why}", key=key, stacklevel=stacklevel)
 
     # -- the client (RemoteSink's hooks) --------------------------------------------------
 

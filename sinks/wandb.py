@@ -7,12 +7,10 @@ class comes from.
 
 from __future__ import annotations
 
-import numbers
 import os
 import threading
 import time
 import weakref
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -192,18 +190,12 @@ class WandbSink(RemoteSink[Row]):
         self._keys: dict[str, str] = {}
         """Logged name -> record key, for `.dropped`."""
         self._step_name = self._name_of(step_key) if step_key is not None else None
-        self._numeric_types: set[type] = {int, bool}
         """Types whose values `float()` converts exactly as `to_float` does."""
         if config is not None:
             self.log_config(config)
         self._users = _neptune_runs.join(run)
         self._at = _step_of(run, self._users, self.owns_run)
         self._close_at_exit()
-
-    @property
-    def dropped(self) -> Counter[str]:
-        """Values not sent, by record key (unsupported type, reserved name, or step)."""
-        return Counter(self.counts.by_key.get("dropped", {}))
 
     @property
     def records_written(self) -> int:
@@ -262,21 +254,6 @@ class WandbSink(RemoteSink[Row]):
             values[name] = value
         return (step, time.time(), values)
 
-    def _number(self, key: str, value: Any) -> float | None:
-        """A value of a type not seen before (or not cached) as a float, or None (dropped,
-        counted, warned). Real-number scalar types (numpy's) are remembered so that their
-        next values take the fast path; arrays and tensors are not (their shape varies)."""
-        number = to_float(value)
-        if number is None:
-            self._drop(
-                str(key),
-                f"a {type(value).__name__} is not a number or a string; its values are not "
-                "sent (flatten or aggregate it upstream)",
-                stacklevel=5,
-            )
-        elif isinstance(value, numbers.Real):
-            self._numeric_types.add(type(value))
-        return number
 
     def _name_of(self, key: Any) -> str:
         name = str(key)
@@ -335,11 +312,6 @@ class WandbSink(RemoteSink[Row]):
     def _close_client(self) -> None:
         if _neptune_runs.leave(self.run, self._users, made_it=self.owns_run):
             self.run.finish()
-
-    def _drop(self, key: str, why: str, count: int = 1, stacklevel: int = 4) -> None:
-        """Counts `count` values of `key` not sent; warns once per key. `stacklevel` 4 names
-        the caller of `write` when called from `_row`."""
-        self._note("dropped", f"key {key!r}: {why}", key=key, n=count, stacklevel=stacklevel)
 
     def __repr__(self) -> str:
         return f"WandbSink({self.mode}, prefix={self.prefix!r}, step_key={self.step_key!r})"
