@@ -28,7 +28,8 @@ __all__ = ["DEFAULT_TRACKING_URI", "INSTALL_HINT", "MlflowSink", "MlflowSinkWarn
 INSTALL_HINT = "pip install 'rlpipe[mlflow]'"
 DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
 """The store without `tracking_uri` or `$MLFLOW_TRACKING_URI`: a SQLite file under `./runs`
-(browse it with `mlflow ui --backend-store-uri sqlite:///runs/mlflow.db`)."""
+(browse it with `mlflow ui --backend-store-uri sqlite:///runs/mlflow.db`, from the full
+`mlflow` package)."""
 DEFAULT_EXPERIMENT = "rlpipe"
 METRICS_PER_CALL, PARAMS_PER_CALL = 1000, 100
 """MLflow's limits per `log_batch` call."""

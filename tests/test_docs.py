@@ -27,8 +27,9 @@ NOT_RUN = re.compile(r"<!--\s*not-run:\s*\S.*-->")
 FENCE = re.compile(r"^(?P<indent> *)(?P<fence>```+|~~~+)\s*(?P<info>[^\s`]*)")
 FRAMEWORKS = re.compile(
     r"^\s*(?:import|from)\s+(?:acme|stable_baselines3|ray|neptune|neptune_scale"
+    r"|tensorboard|mlflow|wandb"
     r"|pipeline\.integrations\.(?:sb3|rllib|ray)|pipeline\.cli\.demo)\b"
-    r"|NeptuneSink|neptune=",
+    r"|NeptuneSink|TensorBoardSink|MlflowSink|WandbSink|neptune=",
     re.MULTILINE,
 )
 FAST_TIMEOUT = 180.0
@@ -97,7 +98,17 @@ def run_block(block: Block, cwd: Path) -> subprocess.CompletedProcess[str]:
     script = cwd / "example.py"
     script.write_text(block.source, encoding="utf-8")
     env = dict(os.environ)
-    for name in ("NEPTUNE_MODE", "NEPTUNE_PROJECT", "NEPTUNE_API_TOKEN", "RLPIPE_STRICT"):
+    for name in (
+        "NEPTUNE_MODE",
+        "NEPTUNE_PROJECT",
+        "NEPTUNE_API_TOKEN",
+        "WANDB_MODE",
+        "WANDB_DIR",
+        "WANDB_API_KEY",
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_EXPERIMENT_NAME",
+        "RLPIPE_STRICT",
+    ):
         env.pop(name, None)
     env["MPLBACKEND"] = "Agg"
     timeout = SLOW_TIMEOUT if FRAMEWORKS.search(block.source) else FAST_TIMEOUT

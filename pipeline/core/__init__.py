@@ -11,6 +11,7 @@ from pipeline.core import (
 )
 from pipeline.core.columns import Columns, batch_length, iter_rows
 from pipeline.core.counts import Counts
+from pipeline.core.fusion import Transform
 from pipeline.core.keys import KeyMatcher
 from pipeline.core.node import ClosedError, Logger, LoggerSink, Node, Record
 from pipeline.core.values import is_finite_number, plain, to_float
@@ -24,6 +25,7 @@ __all__ = [
     "LoggerSink",
     "Node",
     "Record",
+    "Transform",
     "batch_length",
     "is_finite_number",
     "iter_rows",
