@@ -16,6 +16,7 @@ from pipeline.core.isolation import StoreError
 from pipeline.core.node import Record
 from pipeline.core.values import text, to_float
 from sinks.base import Sink
+from sinks.steps import Steps
 
 RowT = TypeVar("RowT")
 """What a subclass holds per record: whatever its `_send` takes."""
@@ -109,6 +110,31 @@ class RemoteSink(Sink, Generic[RowT]):
 
     def _close_client(self) -> None:
         """Releases the client. Default: nothing to release."""
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    _steps: Steps
+    """The steps of the records this sink takes (subclasses make it in `__init__`)."""
+
+    def node_state(self) -> dict[str, Any]:
+        """Adds the rows held (not yet sent) and where the steps are. What was sent is in the
+        service's run; a restored sink sends the held rows and goes on counting steps from
+        the checkpoint, into the run it was given or made (see each sink for how to continue
+        the same run)."""
+        with self._counts_lock:
+            state = super().node_state()
+        with self._room:
+            state["held"] = list(self._held)
+        state["steps"] = self._steps.state()
+        return state
+
+    def load_node_state(self, state: dict[str, Any]) -> None:
+        super().load_node_state(state)
+        self._steps.load(state["steps"])
+        with self._room:
+            self._held.extend(state["held"])
+        if self._held and self._worker is None:
+            self._start_worker()
 
     # -- values -------------------------------------------------------------------------
 

@@ -32,6 +32,19 @@ class Steps:
         self._last: Step = 0
         self._note = note
 
+    def state(self) -> dict[str, Any]:
+        """Where the steps are (for a checkpoint)."""
+        return {"taken": self.taken, "last": self._last}
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Goes on from `state()`: the next record gets the step it would have had."""
+        self.taken, self._last = state["taken"], state["last"]
+
+    @property
+    def last(self) -> Step:
+        """The last step given (0 before any)."""
+        return self._last
+
     def of(self, data: Record) -> Step:
         """The step of `data`, the next record taken."""
         index = self.taken

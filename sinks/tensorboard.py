@@ -319,6 +319,23 @@ class TensorBoardSink(RemoteSink[Row]):
         )
         return tb.Value(tag=tag, metadata=tb.text_metadata, tensor=tensor)
 
+    def load_node_state(self, state: dict[str, Any]) -> None:
+        """As any tracking sink's, and the events of the same logdir from steps past the
+        checkpoint (written before the crash) are purged, as `purge_step` does: from the
+        first step the checkpoint did not have on disk."""
+        super().load_node_state(state)
+        held = state["held"]
+        if held:
+            purge = held[0][0]
+        elif state["steps"]["taken"]:
+            purge = math.floor(self._steps.last) + 1
+        else:
+            purge = 0
+        with self._client_lock:
+            if self._writer is not None:
+                self._writer.close()
+            self._writer = self._open_writer(purge)
+
     def _close_client(self) -> None:
         writer, self._writer = self._writer, None
         if writer is not None:

@@ -18,7 +18,7 @@ TRAINING = textwrap.dedent(
     import math, os, pickle, signal, sys
     from pathlib import Path
     from pipeline import Pipeline
-    from sinks import CsvSink, JsonlSink
+    from sinks import CsvSink, JsonlSink, TensorBoardSink
 
     folder, mode, kill_at = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     checkpoint = folder / "checkpoint.pkl"
@@ -30,6 +30,7 @@ TRAINING = textwrap.dedent(
         .to(
             CsvSink(folder / "train.csv", flush_every=7),
             JsonlSink(folder / "train.jsonl", flush_every=5),
+            TensorBoardSink(folder / "tensorboard", step_key="episode"),
             Pipeline("eval").aggregate("return", every=10).to(CsvSink(folder / "eval.csv")),
         )
     )
@@ -82,3 +83,14 @@ def test_a_run_killed_and_resumed_writes_what_an_uninterrupted_run_writes(
 
     for name in ("train.csv", "train.jsonl", "eval.csv"):
         assert (resumed / name).read_bytes() == (whole / name).read_bytes(), name
+    # TensorBoard: the events from steps past the checkpoint that the killed run wrote are
+    # purged on resume; what TensorBoard reads is the uninterrupted run's curves
+    for tag in ("return", "return_smoothed_0.95", "loss"):
+        assert scalars(resumed / "tensorboard", tag) == scalars(whole / "tensorboard", tag), tag
+
+
+def scalars(folder: Path, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0}).Reload()
+    return [(event.step, event.value) for event in events.Scalars(tag)]
