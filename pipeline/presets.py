@@ -41,6 +41,7 @@ def make_logger(
     terminal_stream: TextIO | None = None,
     csv_mode: str = "a",
     extra_sinks: Sequence[Node] = (),
+    state: Mapping[str, Any] | None = None,
 ) -> Pipeline:
     """Builds the standard logger of an Acme component (an environment loop, a learner) as a
     Pipeline: the `make_logger(experiment, prefix, time_delta, aggregate_regex,
@@ -72,6 +73,9 @@ def make_logger(
     already say which logger wrote them.
     `steps_key`: the record key Neptune uses as the step of every series (e.g.
     `"train_steps"`); None logs by arrival order.
+    `state`: a `state_dict()` of this logger taken before a restart (saved with the agent's
+    checkpoint): the logger goes on from it, its CSV cut back to the checkpoint (keep
+    `csv_mode="a"`).
     """
     if not isinstance(label, str) or not label:
         raise ValueError(f"label must be a non-empty string, got {label!r}")
@@ -100,7 +104,10 @@ def make_logger(
         logger.aggregate(aggregate_regex, every=aggregate_every, seconds=aggregate_seconds)
     elif time_delta > 0:
         logger.then(TimeFilter(time_delta, keep_last=True))
-    return logger.to(*leaves)
+    logger.to(*leaves)
+    if state is not None:
+        logger.load_state_dict(dict(state))
+    return logger
 
 
 def _leaves(
@@ -197,12 +204,17 @@ class LoggerFactory:
 
     `close()` closes every logger made so far (then the shared Neptune run); the factory is a
     context manager that does so on exit.
+
+    Resuming: `state_dict()` holds every logger's state by name; a factory made with
+    `state=` that state (and `csv_mode="a"`, the default) restores each logger as it makes
+    it, so an agent rebuilt after a restart logs on from the checkpoint.
     """
 
     def __init__(
         self,
         *,
         per_label: Mapping[str, Mapping[str, Any]] | None = None,
+        state: Mapping[str, Mapping[str, Any]] | None = None,
         **defaults: Any,
     ) -> None:
         unknown = set(defaults) - _MAKE_LOGGER_OPTIONS
@@ -220,6 +232,8 @@ class LoggerFactory:
         self._shared_neptune: Any = None
         self._run_options: dict[str, Any] = {}
         """The options the shared Neptune run was made with."""
+        self._states = dict(state or {})
+        """By logger name: the state to restore it to when it is made."""
 
     def __call__(
         self, label: str, steps_key: str | None = None, task_instance: int = 0
@@ -243,7 +257,7 @@ class LoggerFactory:
             options["neptune"] = self._neptune_for(
                 name, options.get("prefix"), options.get("steps_key"), neptune
             )
-        logger = make_logger(name, **options)
+        logger = make_logger(name, **options, state=self._states.pop(name, None))
         self._made[name] = (asked, logger)
         self.loggers.append(logger)
         return logger
@@ -285,6 +299,13 @@ class LoggerFactory:
             )
         options["run"] = self._shared_neptune.run
         return _neptune_sink(options)
+
+    def state_dict(self) -> dict[str, dict[str, Any]]:
+        """Every logger's `state_dict()`, by name (states given at construction for loggers
+        not made yet are kept as they are)."""
+        states = {name: dict(state) for name, state in self._states.items()}
+        states.update((name, logger.state_dict()) for name, (_, logger) in self._made.items())
+        return states
 
     def close(self) -> None:
         """Closes every logger this factory made, the one owning the Neptune run last."""
@@ -359,9 +380,12 @@ def _call(label: str, steps_key: str | None, task_instance: int) -> str:
 
 
 def make_logger_factory(
-    *, per_label: Mapping[str, Mapping[str, Any]] | None = None, **defaults: Any
+    *,
+    per_label: Mapping[str, Mapping[str, Any]] | None = None,
+    state: Mapping[str, Mapping[str, Any]] | None = None,
+    **defaults: Any,
 ) -> LoggerFactory:
     """A `LoggerFactory`: `factory(label, steps_key=None, task_instance=0)` returns
     `make_logger(label, **defaults, **per_label.get(label, {}))`, the same logger for the
-    same arguments."""
-    return LoggerFactory(per_label=per_label, **defaults)
+    same arguments; with `state` (a factory's `state_dict()`), each logger restored to it."""
+    return LoggerFactory(per_label=per_label, state=state, **defaults)

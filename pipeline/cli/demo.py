@@ -24,6 +24,7 @@ import argparse
 import importlib
 import importlib.util
 import os
+import pickle
 import shlex
 import sys
 import time
@@ -122,12 +123,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar, even on a terminal"
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from the run's last checkpoint (written after every evaluation round), "
+        "after Ctrl-C, SIGTERM or a crash: needs --run-name",
+    )
     args = parser.parse_args(list(argv))
     for name in ("episodes", "eval_every", "eval_episodes"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if not 0 <= args.smoothing < 1:
         parser.error("--smoothing must be in [0, 1)")
+    if args.resume and args.run_name is None:
+        parser.error("--resume needs the --run-name of the run to go on with")
     if args.run_name is None:
         args.run_name = time.strftime("demo-%Y%m%d-%H%M%S")
     if not args.run_name or os.sep in args.run_name or args.run_name in (".", ".."):
@@ -142,12 +151,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.makedirs(run_dir, exist_ok=True)
     bar = _progress_bar(args)
     stream: TextIO | None = _TqdmStream(type(bar)) if bar is not None else None  # type: ignore[assignment]
+    checkpoint = _load_checkpoint(run_dir) if args.resume else None
     neptune = _neptune_options(args, run_dir)
     tensorboard = _tensorboard_dir(args, run_dir)
     smoothed = smoothed_name(RETURN, args.smoothing)
     factory = make_logger_factory(
+        state=None if checkpoint is None else checkpoint["logging"],
         directory=run_dir,
-        csv_mode="w",
+        csv_mode="w" if checkpoint is None else "a",
         neptune=neptune,
         terminal_stream=stream,
         per_label={
@@ -178,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     started = time.monotonic()
     try:
-        train_episodes = run(args, factory, bar)
+        train_episodes = run(args, factory, bar, checkpoint, run_dir)
     finally:
         factory.close()
         if bar is not None:
@@ -189,8 +200,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def run(args: argparse.Namespace, factory: LoggerFactory, bar: Any) -> int:
-    """Trains and evaluates; returns the number of train episodes run."""
+CHECKPOINT = "checkpoint.pkl"
+"""The file in the run folder that `--resume` goes on from."""
+
+
+def _load_checkpoint(run_dir: str) -> dict[str, Any]:
+    path = os.path.join(run_dir, CHECKPOINT)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no checkpoint to resume from (none was written yet)")
+    with open(path, "rb") as handle:
+        state: dict[str, Any] = pickle.load(handle)  # the demo's own file
+    return state
+
+
+def _save_checkpoint(run_dir: str, state: dict[str, Any]) -> None:
+    """Writes the checkpoint atomically: a crash leaves the previous one whole."""
+    path = os.path.join(run_dir, CHECKPOINT)
+    with open(path + ".tmp", "wb") as handle:
+        pickle.dump(state, handle)
+    os.replace(path + ".tmp", path)
+
+
+def run(
+    args: argparse.Namespace,
+    factory: LoggerFactory,
+    bar: Any,
+    checkpoint: dict[str, Any] | None = None,
+    run_dir: str | None = None,
+) -> int:
+    """Trains and evaluates from `checkpoint` (or the start), writing a checkpoint to
+    `run_dir` after every evaluation round; returns the number of train episodes done."""
     import acme
     import gymnasium
     from acme.utils import counting
@@ -213,8 +252,14 @@ def run(args: argparse.Namespace, factory: LoggerFactory, bar: Any) -> int:
         logger=factory("eval", steps_key="train_steps"),
         should_update=False,
     )
+    done = 0
+    if checkpoint is not None:
+        done = checkpoint["episodes"]
+        actor.restore(checkpoint["actor"])
+        counter.restore(checkpoint["counter"])
+        if bar is not None:
+            bar.update(done)
     try:
-        done = 0
         while done < args.episodes:
             chunk = min(args.eval_every, args.episodes - done)
             for _ in range(chunk):
@@ -223,6 +268,16 @@ def run(args: argparse.Namespace, factory: LoggerFactory, bar: Any) -> int:
                     bar.update(1)
             done += chunk
             eval_loop.run(num_episodes=args.eval_episodes)
+            if run_dir is not None:
+                _save_checkpoint(
+                    run_dir,
+                    {
+                        "episodes": done,
+                        "actor": actor.save(),
+                        "counter": counter.save(),
+                        "logging": factory.state_dict(),
+                    },
+                )
         return done
     finally:
         train_env.close()

@@ -179,6 +179,17 @@ class TabularQActor(acme.core.Actor):
         )
         self._state = next_state
 
+    def save(self) -> dict[str, Any]:
+        """The actor's state (Acme's Saveable): Q-table, episode count, random state."""
+        return {"q": self.q.copy(), "episodes": self.episodes, "rng": self._rng.bit_generator.state}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Goes on from `save()`'s state (the Q-table is updated in place: greedy actors
+        made by `evaluation_actor` keep reading it)."""
+        self.q[...] = state["q"]
+        self.episodes = state["episodes"]
+        self._rng.bit_generator.state = state["rng"]
+
     def update(self, wait: bool = False) -> None:
         if self._transition is None:
             return

@@ -201,3 +201,35 @@ def test_demo_options_are_checked() -> None:
     with pytest.raises(SystemExit):
         parse_args(["--run-name", "a/b"])
     assert parse_args([]).run_name.startswith("demo-")
+
+
+def test_a_resumed_demo_goes_on_from_its_checkpoint_without_a_seam(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["--eval-every", "25", "--eval-episodes", "3", "--out", str(tmp_path)]
+    common += ["--run-name", "run", "--no-neptune", "--no-tensorboard"]
+    run_dir = tmp_path / "run"
+    assert main(["--episodes", "50", *common]) == 0  # checkpoint after episode 50
+    kept = (run_dir / "checkpoint.pkl").read_bytes()
+    assert main(["--episodes", "60", "--resume", *common]) == 0
+    assert len(column(run_dir / "train.csv", "episodes")) == 60
+    # the machine went away after episode 60 was logged, before its checkpoint was written
+    (run_dir / "checkpoint.pkl").write_bytes(kept)
+    assert main(["--episodes", "100", "--resume", *common]) == 0
+    capsys.readouterr()
+
+    episodes = column(run_dir / "train.csv", "episodes")
+    assert episodes == list(range(1, 101))  # episodes 51-60 of the first run were cut
+    steps = column(run_dir / "train.csv", "steps")
+    assert steps == sorted(steps) and len(set(steps)) == 100
+    returns = column(run_dir / "train.csv", "episode_return")
+    smoothed = column(run_dir / "train.csv", "episode_return_smoothed_0.99")
+    assert smoothed == pytest.approx(warmup_ema(returns, 0.99))  # one curve, no restart
+    assert column(run_dir / "eval.csv", "train_episodes") == [25, 50, 75, 100]
+
+
+def test_resume_needs_a_run_name_and_a_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--resume"])
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        main(["--resume", "--run-name", "none", "--out", str(tmp_path), "--no-neptune"])
