@@ -137,7 +137,10 @@ def test_without_the_neptune_client_the_demo_runs_and_says_how_to_install_it(
     assert "pip install 'rlpipe[neptune]'" in result.stderr
     assert "neptune-client" not in result.stderr
     run_dir = tmp_path / "runs" / "bare"
-    assert sorted(path.name for path in run_dir.iterdir()) == ["eval.csv", "train.csv"]
+    # no Neptune folder: the CSV files, the checkpoint and the TensorBoard files only
+    assert sorted(path.name for path in run_dir.iterdir()) == [
+        "checkpoint.pkl", "eval.csv", "tensorboard", "train.csv",
+    ]
     assert len(column(run_dir / "train.csv", "episode_return")) == 4
     assert "offline Neptune run" not in result.stdout
 
