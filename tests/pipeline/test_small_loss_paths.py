@@ -50,7 +50,8 @@ def read(path: Path) -> list[dict[str, str]]:
 
 
 def test_keys_of_other_types_share_one_csv_column_each(tmp_path: Path) -> None:
-    with pytest.warns(UserWarning, match="share one CSV column"), CsvSink(tmp_path / "a.csv") as sink:
+    sink = CsvSink(tmp_path / "a.csv")
+    with pytest.warns(UserWarning, match="share one CSV column"), sink:
         sink.write({1: "int", "x": 0})
         sink.write({"1": "text", 2.5: "float"})
         sink.write({1: "first", "1": "second"})
