@@ -3,6 +3,7 @@ records, counts and files that the same nodes give when each calls the next."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Callable
@@ -75,7 +76,7 @@ def run(chain: list[str], stream: list[dict[str, Any]], fused: bool, folder: Pat
         pipe.to(memory, csv)
         head: Node = pipe
     else:
-        for upper, lower in zip(nodes, nodes[1:], strict=False):
+        for upper, lower in itertools.pairwise(nodes):
             upper.connect(lower)
         nodes[-1].connect(memory, csv)
         head = nodes[0]
