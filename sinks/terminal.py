@@ -6,6 +6,7 @@ import math
 import sys
 from typing import Any, TextIO
 
+from pipeline.core.keys import CACHE_LIMIT
 from pipeline.core.node import Record
 from pipeline.core.values import plain
 from sinks.base import Sink
@@ -65,6 +66,7 @@ class TerminalSink(Sink):
         self.precision = precision
         self.humanize_keys = humanize_keys
         self._prefix = f"[{humanize(label) if humanize_keys else label}] " if label else ""
+        self._layouts: dict[tuple[Any, ...], tuple[tuple[Any, str], ...]] = {}
 
     def write(self, data: Record) -> None:
         if self.closed:
@@ -76,12 +78,18 @@ class TerminalSink(Sink):
 
     def format_line(self, data: Record) -> str:
         """The one-line form of a record."""
-        name = humanize if self.humanize_keys else str
-        fields = " | ".join(
-            f"{name(str(key))} = {format_value(data[key], self.precision)}"
-            for key in sorted(data, key=str)
+        keys = tuple(data)
+        layout = self._layouts.get(keys)
+        if layout is None:  # the sorted keys and their names, once per key set
+            if len(self._layouts) >= CACHE_LIMIT:
+                self._layouts.clear()
+            name = humanize if self.humanize_keys else str
+            order = sorted(data, key=str)
+            layout = self._layouts[keys] = tuple((key, f"{name(str(key))} = ") for key in order)
+        precision = self.precision
+        return self._prefix + " | ".join(
+            shown + format_value(data[key], precision) for key, shown in layout
         )
-        return self._prefix + fields
 
     def format_table(self, data: Record) -> str:
         """The boxed table form of a record."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import decimal
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,13 @@ def _int_to_float(value: int) -> float:
         return float(value)
     except OverflowError:
         return math.inf if value > 0 else -math.inf
+
+
+def _is_masked(value: Any) -> bool:
+    """Whether `value` is numpy's masked constant (no value); numpy.ma is not imported for
+    it (a one-off import of tens of milliseconds on the first write)."""
+    ma = sys.modules.get("numpy.ma")
+    return ma is not None and value is ma.masked
 
 
 def to_float(value: Any) -> float | None:
@@ -29,7 +37,7 @@ def to_float(value: Any) -> float | None:
         return value  # type: ignore[no-any-return,unused-ignore]
     if kind is int or kind is bool:
         return _int_to_float(value)
-    if isinstance(value, (str, bytes)) or value is None or value is np.ma.masked:
+    if isinstance(value, (str, bytes)) or value is None or _is_masked(value):
         return None
     if isinstance(value, int):
         return _int_to_float(value)
@@ -65,7 +73,7 @@ def plain(value: Any) -> Any:
     kind = type(value)
     if kind in (float, int, str, bool) or value is None:
         return value
-    if value is np.ma.masked:
+    if _is_masked(value):
         return None
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
