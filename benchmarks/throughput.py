@@ -1,6 +1,8 @@
-"""Throughput and memory of rlpipe's chains against the same chains built from Acme's loggers.
+"""Throughput and memory of rlpipe's chains against the same chains built from Acme's loggers
+and against their pure-Python bound.
 
-    python benchmarks/throughput.py [--records 100000] [--repeat 5] [--quick] [--json PATH]
+    python benchmarks/throughput.py [--records 100000] [--repeat 5] [--quick] [--only adg]
+                                    [--json PATH]
 
 Every scenario runs, in this process and on one seeded stream shaped like an Acme
 EnvironmentLoop's output plus learner losses (7 keys, ints and floats, an occasional None):
@@ -9,21 +11,35 @@ EnvironmentLoop's output plus learner losses (7 keys, ints and floats, an occasi
 - acme: the equivalent chain built from `acme.utils.loggers` (NoneFilter, TimeFilter,
   Dispatcher, CSVLogger, TerminalLogger; smoothing and aggregation written in their style,
   see benchmarks/acme_baseline.py);
+- bound: the scenario's work written by hand as one pure-Python function with no graph, for
+  this stream (benchmarks/bounds.py): drop the None keys, smooth `episode_return`, throttle,
+  aggregate (lists of floats, numpy at the flush), format CSV rows and terminal lines, and
+  hand the result to the same leaf. It is the bound of a pure-Python pipeline: what rlpipe
+  pays above it is the cost of the graph and of its generality (one call per node, the
+  pipeline's lock, plans looked up per key tuple, the dispatcher's isolation, copies that
+  protect against callers mutating their records, keys matched rather than known);
 - floor: a bare `NullSink().write` per record (`write_batch` per batch for the batched
-  scenarios): the least a pipeline can cost.
+  scenarios): the least a pipeline can cost;
+- rows (batched scenarios g-i only): rlpipe's row-by-row form of the same chain, so the
+  batched speed-up is a ratio of one run.
 
 Each is timed `--repeat` times, interleaved, and the median is reported: records/s, ns per
 record, speed-up over acme (acme time / rlpipe time), cost over the floor (rlpipe time /
-floor time) and peak traced memory (tracemalloc, in a separate untimed run). Scenario (a)'s
-output is checked to be identical to the Acme-built chain's, record for record. The results
-go to benchmarks/results/throughput-<time>.json (or `--json PATH`).
+floor time), distance to the bound (rlpipe time / bound time) and peak traced memory
+(tracemalloc, in a separate untimed run). In the same run, every bound's output is checked
+to equal rlpipe's (records, key order and values; files byte for byte), and rlpipe's output to
+equal the Acme-built chain's where both write the same thing (the train chain record for
+record, the aggregates, the CSV files' parsed rows). The results go to
+benchmarks/results/throughput-<time>.json (or `--json PATH`).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import functools
 import gc
+import io
 import json
 import os
 import platform
@@ -42,8 +58,8 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 import numpy as np
 
-from benchmarks import stream
-from filters import AggregateFilter
+from benchmarks import bounds, stream
+from filters import AggregateFilter, TimeFilter
 from pipeline import Pipeline
 from pipeline.cli.progress import Progress, progress
 from pipeline.core.node import Node
@@ -52,7 +68,12 @@ from sinks import CsvSink, MemorySink, NullSink, TerminalSink
 BATCH = 4096
 """Rows per batch in the batched scenarios (a vectorized environment's worth of episodes)."""
 
+VARIANTS = ("floor", "rlpipe", "bound", "acme", "rows")
+"""The variants timed per scenario, in the order each repeat runs them ("rows" only for the
+batched scenarios)."""
+
 Feed = Callable[[], None]
+Build = Callable[[Path], "Chain"]
 
 
 @dataclass
@@ -69,9 +90,15 @@ class Scenario:
 
     key: str
     title: str
-    rlpipe: Callable[[Path], Chain]
-    acme: Callable[[Path], Chain]
-    batched: bool = False
+    rlpipe: Build
+    acme: Build
+    bound: Build
+    rows: Build | None = None
+    """The row-by-row rlpipe chain a batched scenario is compared with."""
+
+    @property
+    def batched(self) -> bool:
+        return self.rows is not None
 
 
 @dataclass
@@ -85,8 +112,10 @@ class Result:
     rlpipe_s: float
     acme_s: float
     floor_s: float
+    bound_s: float
     rlpipe_peak_bytes: int
     acme_peak_bytes: int
+    rows_s: float | None = None
     times_s: dict[str, list[float]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -99,12 +128,25 @@ class Result:
         return self.rlpipe_s / self.records * 1e9
 
     @property
+    def bound_ns_per_record(self) -> float:
+        return self.bound_s / self.records * 1e9
+
+    @property
     def speedup(self) -> float:
         return self.acme_s / self.rlpipe_s
 
     @property
     def over_floor(self) -> float:
         return self.rlpipe_s / self.floor_s
+
+    @property
+    def over_bound(self) -> float:
+        return self.rlpipe_s / self.bound_s
+
+    @property
+    def over_rows(self) -> float | None:
+        """rlpipe's row-by-row time over its batched time (batched scenarios)."""
+        return None if self.rows_s is None else self.rows_s / self.rlpipe_s
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -113,8 +155,12 @@ class Result:
             ns_per_record=self.ns_per_record,
             values_per_s=self.values / self.rlpipe_s,
             acme_records_per_s=self.records / self.acme_s,
+            bound_ns_per_record=self.bound_ns_per_record,
             speedup_over_acme=self.speedup,
             cost_over_floor=self.over_floor,
+            cost_over_bound=self.over_bound,
+            bound_speedup_over_acme=self.acme_s / self.bound_s,
+            speedup_over_rows=self.over_rows,
         )
         return data
 
@@ -136,19 +182,35 @@ def pipeline_chain(pipe: Pipeline, inputs: Sequence[Any], *, batched: bool = Fal
     return Chain(rows_feed(write, inputs, pipe.flush), pipe.close)
 
 
+def bound_chain(bound: bounds.Bound, inputs: Sequence[Any]) -> Chain:
+    return Chain(rows_feed(bound.write, inputs, bound.flush), bound.close)
+
+
 def acme_chain(logger: Any, rows: Sequence[Any], finish: Feed | None = None) -> Chain:
     flush = getattr(logger, "flush", None)
     return Chain(rows_feed(logger.write, rows, finish or flush or (lambda: None)), logger.close)
 
 
-def train_pipeline(seconds: float, *targets: Node) -> Pipeline:
-    return (
-        Pipeline("train", close_at_exit=False)
-        .drop_none()
-        .smooth("return", coeff=0.99)
-        .throttle(seconds)
-        .to(*targets)
-    )
+def train_pipeline(seconds: float, *targets: Node, clock: Callable[[], float] | None = None
+                   ) -> Pipeline:
+    pipe = Pipeline("train", close_at_exit=False).drop_none().smooth("return", coeff=0.99)
+    if clock is None:
+        pipe.throttle(seconds)
+    else:
+        pipe.then(TimeFilter(seconds, clock=clock))
+    return pipe.to(*targets)
+
+
+def eval_pipeline(every: int | None, *targets: Node) -> Pipeline:
+    return Pipeline("eval", close_at_exit=False).aggregate("return|loss", every=every).to(*targets)
+
+
+def csv_pipeline(path: Path, *, stream: Any = None, train: bool = False) -> Pipeline:
+    """CsvSink(path) alone, or (`train`) the train chain to a terminal on `stream` and it."""
+    sink = CsvSink(path, mode="w")
+    if train:
+        return train_pipeline(0.0, TerminalSink("train", stream=stream), sink)
+    return Pipeline("csv", close_at_exit=False).to(sink)
 
 
 def acme_train(seconds: float, *targets: Any) -> Any:
@@ -173,6 +235,11 @@ def acme_csv(path: Path) -> Any:
     from acme.utils.loggers import CSVLogger
 
     return CSVLogger(path.open("a"), add_uid=False)
+
+
+CSV_FIELDS = stream.KEYS
+TRAIN_CSV_FIELDS = (*stream.KEYS, bounds.SMOOTHED)
+"""The columns of the CSV files the scenarios write (the stream's first record has every key)."""
 
 
 def scenarios(rows: list[dict[str, Any]]) -> list[Scenario]:
@@ -203,95 +270,88 @@ def scenarios(rows: list[dict[str, Any]]) -> list[Scenario]:
         csv = acme_csv(work / "acme.csv")
         return Chain(rows_feed(csv.write, rows, csv.flush), csv_done(csv))
 
-    def acme_aggregate_all(work: Path) -> Chain:
-        logger = AggregatingLogger(noop(), "return|loss")
-        return acme_chain(logger, rows)
+    def acme_eval(work: Path) -> Chain:
+        return acme_chain(AggregatingLogger(noop(), "return|loss", every=1000), rows)
+
+    def rlpipe_train(work: Path) -> Chain:
+        return pipeline_chain(train_pipeline(0.0, NullSink()), rows)
+
+    def rlpipe_eval(work: Path) -> Chain:
+        return pipeline_chain(eval_pipeline(1000, NullSink()), rows)
+
+    def rlpipe_csv(work: Path) -> Chain:
+        return pipeline_chain(csv_pipeline(work / "rlpipe.csv"), rows)
 
     return [
         Scenario(
             "a",
             "train chain: drop_none > smooth > throttle(0) > dispatch > null",
-            lambda work: pipeline_chain(train_pipeline(0.0, NullSink()), rows),
+            rlpipe_train,
             lambda work: acme_chain(acme_train(0.0, noop()), rows),
+            lambda work: bound_chain(bounds.train(NullSink().write), rows),
         ),
         Scenario(
             "b",
             "train chain with throttle(1 s)",
             lambda work: pipeline_chain(train_pipeline(1.0, NullSink()), rows),
             lambda work: acme_chain(acme_train(1.0, noop()), rows),
+            lambda work: bound_chain(bounds.throttled_train(NullSink().write, 1.0), rows),
         ),
         Scenario(
             "c",
             "eval chain: aggregate('return|loss', every=1000) > null",
-            lambda work: pipeline_chain(
-                Pipeline("eval", close_at_exit=False)
-                .aggregate("return|loss", every=1000)
-                .to(NullSink()),
-                rows,
-            ),
-            lambda work: acme_chain(AggregatingLogger(noop(), "return|loss", every=1000), rows),
+            rlpipe_eval,
+            acme_eval,
+            lambda work: bound_chain(bounds.aggregate(NullSink().write, 1000), rows),
         ),
         Scenario(
             "d",
             f"aggregate all {len(rows):,} records, one flush",
-            lambda work: pipeline_chain(
-                Pipeline("eval", close_at_exit=False).aggregate("return|loss").to(NullSink()),
-                rows,
-            ),
-            acme_aggregate_all,
+            lambda work: pipeline_chain(eval_pipeline(None, NullSink()), rows),
+            lambda work: acme_chain(AggregatingLogger(noop(), "return|loss"), rows),
+            lambda work: bound_chain(bounds.aggregate(NullSink().write), rows),
         ),
         Scenario(
             "e",
             "CSV sink on disk",
-            lambda work: pipeline_chain(
-                Pipeline("csv", close_at_exit=False).to(CsvSink(work / "rlpipe.csv", mode="w")),
-                rows,
-            ),
+            rlpipe_csv,
             acme_csv_only,
+            lambda work: bound_chain(bounds.csv(work / "bound.csv", CSV_FIELDS), rows),
         ),
         Scenario(
             "f",
             "full train pipeline > terminal (/dev/null) + CSV",
             lambda work: pipeline_chain(
-                train_pipeline(
-                    0.0,
-                    TerminalSink("train", stream=devnull),
-                    CsvSink(work / "rlpipe.csv", mode="w"),
-                ),
-                rows,
+                csv_pipeline(work / "rlpipe.csv", stream=devnull, train=True), rows
             ),
             acme_full,
+            lambda work: bound_chain(
+                bounds.full(devnull, work / "bound.csv", TRAIN_CSV_FIELDS), rows
+            ),
         ),
         Scenario(
             "g",
             f"batched train chain (a), {BATCH}-row write_batch",
             lambda work: pipeline_chain(train_pipeline(0.0, NullSink()), batches, batched=True),
             lambda work: acme_chain(acme_train(0.0, noop()), rows),
-            batched=True,
+            lambda work: bound_chain(bounds.batched_train(NullSink().write_batch), batches),
+            rlpipe_train,
         ),
         Scenario(
             "h",
             f"batched eval chain (c), {BATCH}-row write_batch",
-            lambda work: pipeline_chain(
-                Pipeline("eval", close_at_exit=False)
-                .aggregate("return|loss", every=1000)
-                .to(NullSink()),
-                batches,
-                batched=True,
-            ),
-            lambda work: acme_chain(AggregatingLogger(noop(), "return|loss", every=1000), rows),
-            batched=True,
+            lambda work: pipeline_chain(eval_pipeline(1000, NullSink()), batches, batched=True),
+            acme_eval,
+            lambda work: bound_chain(bounds.batched_aggregate(NullSink().write, 1000), batches),
+            rlpipe_eval,
         ),
         Scenario(
             "i",
             f"batched CSV sink (e), {BATCH}-row write_batch",
-            lambda work: pipeline_chain(
-                Pipeline("csv", close_at_exit=False).to(CsvSink(work / "rlpipe.csv", mode="w")),
-                batches,
-                batched=True,
-            ),
+            lambda work: pipeline_chain(csv_pipeline(work / "rlpipe.csv"), batches, batched=True),
             acme_csv_only,
-            batched=True,
+            lambda work: bound_chain(bounds.batched_csv(work / "bound.csv", CSV_FIELDS), batches),
+            rlpipe_csv,
         ),
     ]
 
@@ -301,6 +361,187 @@ def floor_chain(rows: list[dict[str, Any]], batches: list[dict[str, Any]], batch
     if batched:
         return Chain(rows_feed(sink.write_batch, batches, sink.flush))
     return Chain(rows_feed(sink.write, rows, sink.flush))
+
+
+# -- checking outputs -----------------------------------------------------------------------
+
+
+def items(records: Sequence[Any]) -> list[list[tuple[str, Any]]]:
+    """Records as lists of (key, value): equal when keys, key order and values are."""
+    return [list(record.items()) for record in records]
+
+
+def same(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    """Same records, key order and values, a numpy scalar equal to the Python number it holds
+    (rlpipe's batched forms pass numpy scalars where the row forms pass Python numbers)."""
+    return len(a) == len(b) and all(
+        list(x) == list(y) and all(x[k] == y[k] and float(x[k]) == float(y[k]) for k in x)
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+def feed_rows(write: Callable[[Any], None], inputs: Sequence[Any]) -> None:
+    for item in inputs:
+        write(item)
+
+
+def parsed(path: Path) -> list[dict[str, str]]:
+    """A CSV file's rows as dicts of text (column order aside)."""
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def check_outputs(rows: list[dict[str, Any]], keys: str, work: Path) -> dict[str, Any]:
+    """For each scenario in `keys`, whether the bound's output equals rlpipe's ("bound"), and
+    where the Acme-built chain writes the same thing, whether rlpipe's equals it ("acme");
+    for the batched scenarios, whether rlpipe's batched output equals its row-by-row output
+    ("rows"). Records: keys, key order and values; files: bytes (bound, rows) or parsed rows
+    (Acme's CSVLogger sorts its columns)."""
+    from acme.utils.loggers import CSVLogger
+
+    from benchmarks.acme_baseline import AggregatingLogger, ListLogger
+
+    batches = stream.batches(rows, BATCH)
+    out: dict[str, dict[str, bool]] = {}
+
+    def run_pipe(make: Callable[[MemorySink], Pipeline], inputs: Sequence[Any],
+                 batched: bool = False) -> list[dict[str, Any]]:
+        sink = MemorySink()
+        pipe = make(sink)
+        feed_rows(pipe.write_batch if batched else pipe.write, inputs)
+        pipe.close()
+        return sink.records
+
+    def run_bound(make: Callable[[MemorySink], bounds.Bound], inputs: Sequence[Any]
+                  ) -> list[dict[str, Any]]:
+        sink = MemorySink()
+        bound = make(sink)
+        feed_rows(bound.write, inputs)
+        bound.flush()
+        bound.close()
+        return sink.records
+
+    def run_acme(logger: Any, sink: ListLogger) -> list[dict[str, Any]]:
+        feed_rows(logger.write, rows)
+        logger.close()
+        return sink.records
+
+    if "a" in keys or "g" in keys:
+        train_rows = run_pipe(lambda s: train_pipeline(0.0, s), rows)
+        theirs = ListLogger()
+        train_acme = run_acme(acme_train(0.0, theirs), theirs)
+    if "a" in keys:
+        out["a"] = {
+            "bound": items(train_rows) == items(run_bound(lambda s: bounds.train(s.write), rows)),
+            "acme": items(train_rows) == items(train_acme),
+        }
+    if "b" in keys:
+        now = [0.0]
+
+        def clock() -> float:
+            return now[0]
+
+        def ticking(write: Callable[[Any], None]) -> Callable[[Any], None]:
+            def timed_write(record: Any) -> None:
+                now[0] += 0.05  # a record every 50 ms: one in 20 passes the 1 s throttle
+                write(record)
+
+            return timed_write
+
+        sink = MemorySink()
+        pipe = train_pipeline(1.0, sink, clock=clock)
+        feed_rows(ticking(pipe.write), rows)
+        pipe.close()
+        now[0] = 0.0
+        theirs_sink = MemorySink()
+        bound = bounds.throttled_train(theirs_sink.write, 1.0, clock)
+        feed_rows(ticking(bound.write), rows)
+        out["b"] = {"bound": bool(sink.records) and items(sink.records) == items(
+            theirs_sink.records)}
+    if "c" in keys or "h" in keys:
+        eval_rows = run_pipe(lambda s: eval_pipeline(1000, s), rows)
+    if "c" in keys:
+        theirs = ListLogger()
+        out["c"] = {
+            "bound": items(eval_rows)
+            == items(run_bound(lambda s: bounds.aggregate(s.write, 1000), rows)),
+            "acme": items(eval_rows)
+            == items(run_acme(AggregatingLogger(theirs, "return|loss", every=1000), theirs)),
+        }
+    if "d" in keys:
+        theirs = ListLogger()
+        all_rows = run_pipe(lambda s: eval_pipeline(None, s), rows)
+        out["d"] = {
+            "bound": items(all_rows) == items(run_bound(lambda s: bounds.aggregate(s.write), rows)),
+            "acme": items(all_rows)
+            == items(run_acme(AggregatingLogger(theirs, "return|loss"), theirs)),
+        }
+    if "e" in keys or "i" in keys:
+        csv_path = work / "check-rlpipe.csv"
+        pipe = csv_pipeline(csv_path)
+        feed_rows(pipe.write, rows)
+        pipe.close()
+    if "e" in keys:
+        bound = bounds.csv(work / "check-bound.csv", CSV_FIELDS)
+        feed_rows(bound.write, rows)
+        bound.close()
+        logger = CSVLogger((work / "check-acme.csv").open("a"), add_uid=False)
+        feed_rows(logger.write, rows)
+        logger.close()
+        logger._file.close()
+        out["e"] = {
+            "bound": csv_path.read_bytes() == (work / "check-bound.csv").read_bytes(),
+            "acme": parsed(csv_path) == parsed(work / "check-acme.csv"),
+        }
+    if "f" in keys:
+        ours_text, theirs_text = io.StringIO(), io.StringIO()
+        pipe = csv_pipeline(work / "check-rlpipe-f.csv", stream=ours_text, train=True)
+        feed_rows(pipe.write, rows)
+        pipe.close()
+        bound = bounds.full(theirs_text, work / "check-bound-f.csv", TRAIN_CSV_FIELDS)
+        feed_rows(bound.write, rows)
+        bound.close()
+        logger = CSVLogger((work / "check-acme-f.csv").open("a"), add_uid=False)
+        full = acme_train(0.0, logger)
+        feed_rows(full.write, rows)
+        logger.close()
+        logger._file.close()
+        out["f"] = {
+            "bound": ours_text.getvalue() == theirs_text.getvalue()
+            and (work / "check-rlpipe-f.csv").read_bytes()
+            == (work / "check-bound-f.csv").read_bytes(),
+            "acme": parsed(work / "check-rlpipe-f.csv") == parsed(work / "check-acme-f.csv"),
+        }
+    if "g" in keys:
+        batched = run_pipe(lambda s: train_pipeline(0.0, s), batches, batched=True)
+        sink = MemorySink()
+        feed_rows(bounds.batched_train(sink.write_batch).write, batches)
+        out["g"] = {
+            "bound": same(batched, sink.records),
+            "rows": same(batched, train_rows),
+            "acme": same(batched, train_acme),
+        }
+    if "h" in keys:
+        batched = run_pipe(lambda s: eval_pipeline(1000, s), batches, batched=True)
+        out["h"] = {
+            "bound": same(
+                batched, run_bound(lambda s: bounds.batched_aggregate(s.write, 1000), batches)
+            ),
+            "rows": same(batched, eval_rows),
+        }
+    if "i" in keys:
+        pipe = csv_pipeline(work / "check-rlpipe-i.csv")
+        feed_rows(pipe.write_batch, batches)
+        pipe.close()
+        bound = bounds.batched_csv(work / "check-bound-i.csv", CSV_FIELDS)
+        feed_rows(bound.write, batches)
+        bound.close()
+        data = (work / "check-rlpipe-i.csv").read_bytes()
+        out["i"] = {
+            "bound": data == (work / "check-bound-i.csv").read_bytes(),
+            "rows": data == csv_path.read_bytes(),
+        }
+    return out
 
 
 # -- measuring ----------------------------------------------------------------------------
@@ -359,38 +600,6 @@ def bytes_per_buffered_value(rows: list[dict[str, Any]], node: Any) -> tuple[flo
     return (after - before) / values, values
 
 
-def check_train_output(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Scenario (a) through rlpipe (row by row and batched) and through the Acme-built chain:
-    the records reaching the sink must be the same, key order, types and values."""
-    from benchmarks.acme_baseline import ListLogger
-
-    ours, batched, theirs = MemorySink(), MemorySink(), ListLogger()
-    pipe = train_pipeline(0.0, ours)
-    for row in rows:
-        pipe.write(row)
-    pipe.close()
-    pipe = train_pipeline(0.0, batched)
-    for batch in stream.batches(rows, BATCH):
-        pipe.write_batch(batch)
-    pipe.close()
-    logger = acme_train(0.0, theirs)
-    for row in rows:
-        logger.write(row)
-
-    def same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
-        return len(a) == len(b) and all(
-            list(x) == list(y) and all(x[k] == y[k] and float(x[k]) == float(y[k]) for k in x)
-            for x, y in zip(a, b, strict=True)
-        )
-
-    return {
-        "records": len(ours.records),
-        "identical_to_acme": [list(r.items()) for r in ours.records]
-        == [list(r.items()) for r in theirs.records],
-        "batched_identical_to_acme": same(batched.records, theirs.records),
-    }
-
-
 def measure(
     scenario: Scenario,
     rows: list[dict[str, Any]],
@@ -399,11 +608,15 @@ def measure(
     work: Path,
     bar: Progress[Any] | None = None,
 ) -> Result:
-    builders = {
+    builders: dict[str, Callable[[], Chain]] = {
         "floor": lambda: floor_chain(rows, batches, scenario.batched),
         "rlpipe": lambda: scenario.rlpipe(work),
+        "bound": lambda: scenario.bound(work),
         "acme": lambda: scenario.acme(work),
     }
+    if scenario.rows is not None:
+        row_form = scenario.rows
+        builders["rows"] = lambda: row_form(work)
     times: dict[str, list[float]] = {name: [] for name in builders}
     for _ in range(repeat):
         for name, build in builders.items():
@@ -414,14 +627,17 @@ def measure(
     rlpipe_peak, acme_peak = peak_memory(builders["rlpipe"]), peak_memory(builders["acme"])
     if bar is not None:
         bar.update(2)
+    median = {name: statistics.median(runs) for name, runs in times.items()}
     return Result(
         key=scenario.key,
         title=scenario.title,
         records=len(rows),
         values=values,
-        rlpipe_s=statistics.median(times["rlpipe"]),
-        acme_s=statistics.median(times["acme"]),
-        floor_s=statistics.median(times["floor"]),
+        rlpipe_s=median["rlpipe"],
+        acme_s=median["acme"],
+        floor_s=median["floor"],
+        bound_s=median["bound"],
+        rows_s=median.get("rows"),
         rlpipe_peak_bytes=rlpipe_peak,
         acme_peak_bytes=acme_peak,
         times_s=times,
@@ -462,16 +678,27 @@ def flush_times(rows: list[dict[str, Any]], repeat: int) -> dict[str, Any]:
 def table(results: list[Result]) -> str:
     head = (
         f"{'':2} {'scenario':<60} {'records/s':>11} {'ns/rec':>8} {'x acme':>7} "
-        f"{'x floor':>8} {'peak MB':>8} {'acme MB':>8}"
+        f"{'x floor':>8} {'x bound':>8} {'bound ns':>9} {'bound x acme':>13} {'x rows':>7} "
+        f"{'peak MB':>8} {'acme MB':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
+        rows = "" if r.over_rows is None else f"{r.over_rows:.1f}"
         lines.append(
             f"{r.key:2} {r.title:<60} {r.records_per_s:>11,.0f} {r.ns_per_record:>8,.0f} "
-            f"{r.speedup:>7.1f} {r.over_floor:>8.1f} {r.rlpipe_peak_bytes / 1e6:>8.2f} "
-            f"{r.acme_peak_bytes / 1e6:>8.2f}"
+            f"{r.speedup:>7.1f} {r.over_floor:>8.1f} {r.over_bound:>8.2f} "
+            f"{r.bound_ns_per_record:>9,.0f} {r.acme_s / r.bound_s:>13.1f} {rows:>7} "
+            f"{r.rlpipe_peak_bytes / 1e6:>8.2f} {r.acme_peak_bytes / 1e6:>8.2f}"
         )
     return "\n".join(lines)
+
+
+def load() -> list[float]:
+    """The machine's 1, 5 and 15 minute load averages (empty where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return []
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -485,7 +712,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--only", default="", help="scenario letters to run, e.g. 'adg'")
     parser.add_argument("--json", type=Path, default=None, help="where to write the results")
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(given)
     if args.quick:
         args.records, args.repeat = BATCH + 500, 1
     if args.records < 1 or args.repeat < 1:
@@ -494,10 +722,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rows = stream.records(args.records)
     batches = stream.batches(rows, BATCH)
     chosen = [s for s in scenarios(rows) if not args.only or s.key in args.only]
+    keys = "".join(s.key for s in chosen)
     results: list[Result] = []
+    load_before = load()
     # A bar on stderr when it is a terminal (nothing extra otherwise): one step per timed run
     # of each variant and per memory run.
-    steps = len(chosen) * (3 * args.repeat + 2)
+    steps = sum((4 + scenario.batched) * args.repeat + 2 for scenario in chosen)
     with (
         tempfile.TemporaryDirectory(prefix="rlpipe-bench-") as folder,
         progress(total=steps, description="throughput", unit="run", leave=False) as bar,
@@ -505,11 +735,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for scenario in chosen:
             bar.set_description(f"({scenario.key}) {scenario.title[:40]}")
             results.append(measure(scenario, rows, batches, args.repeat, Path(folder), bar))
+        checks = check_outputs(rows, keys, Path(folder))
+    load_after = load()
     by_key = {r.key: r for r in results}
     for r in results:
         if r.key in "ghi":
             r.extra["values_per_s"] = r.values / r.rlpipe_s
-    checks = check_train_output(rows)
     if "d" in by_key:
         by_key["d"].extra.update(flush_times(rows, args.repeat))
     memory = {}
@@ -525,16 +756,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     print(
         f"rlpipe throughput: {args.records:,} records x {len(stream.KEYS)} keys, "
-        f"median of {args.repeat} runs; Python {platform.python_version()}, "
-        f"numpy {np.__version__}"
+        f"median of {args.repeat} interleaved runs; Python {platform.python_version()}, "
+        f"numpy {np.__version__}, {os.cpu_count()} CPUs, load average {load_before} before, "
+        f"{load_after} after"
     )
     print(table(results))
     print()
     print(
-        f"(a) output identical to the Acme-built chain: {checks['identical_to_acme']} "
-        f"({checks['records']:,} records); batched (g) identical: "
-        f"{checks['batched_identical_to_acme']}"
+        "outputs equal in this run (bound: the bound's = rlpipe's; acme: rlpipe's = the "
+        "Acme-built chain's; rows: batched = row by row):"
     )
+    for key, found in checks.items():
+        print(f"({key}) " + ", ".join(f"{name} {ok}" for name, ok in found.items()))
     for key in "ghi":
         if key in by_key:
             print(f"({key}) {by_key[key].extra['values_per_s'] / 1e6:,.1f} M values/s")
@@ -552,15 +785,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
 
     report = {
-        "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+        "command": " ".join(["python benchmarks/throughput.py", *given]),
         "records": args.records,
         "repeat": args.repeat,
         "python": platform.python_version(),
         "numpy": np.__version__,
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
+        "load_average_before": load_before,
+        "load_average_after": load_after,
         "results": [r.as_json() for r in results],
         "checks": checks,
+        "all_equal": all(all(found.values()) for found in checks.values()),
         "memory": memory,
     }
     stamp = time.strftime("%Y%m%d-%H%M%S")

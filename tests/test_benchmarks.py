@@ -1,28 +1,37 @@
-"""The benchmark scripts: every scenario runs once on a tiny stream (no timing asserted)."""
+"""The benchmark scripts: each runs in its quick mode on a tiny input (no timing asserted), and
+every output check they make in the same run holds."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from benchmarks import throughput
+from benchmarks import loop_overhead, throughput
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_every_scenario_runs_and_the_train_chain_matches_acme(tmp_path: Path) -> None:
+def test_every_scenario_runs_and_every_output_check_holds(tmp_path: Path) -> None:
     report = throughput.main(["--quick", "--json", str(tmp_path / "out.json")])
     assert json.loads((tmp_path / "out.json").read_text()) == json.loads(json.dumps(report))
     assert [r["key"] for r in report["results"]] == list("abcdefghi")
     for result in report["results"]:
         assert result["records_per_s"] > 0 and result["acme_records_per_s"] > 0
+        assert result["bound_ns_per_record"] > 0 and result["cost_over_bound"] > 0
         assert result["rlpipe_peak_bytes"] > 0
-    assert report["checks"]["identical_to_acme"] and report["checks"]["batched_identical_to_acme"]
+        assert (result["speedup_over_rows"] is not None) == (result["key"] in "ghi")
+    checks = report["checks"]
+    assert sorted(checks) == list("abcdefghi")
+    assert all(checks[key].get("bound") for key in "abcdefghi"), checks
+    assert all(checks[key]["acme"] for key in "acdefg"), checks
+    assert all(checks[key]["rows"] for key in "ghi"), checks
+    assert report["all_equal"]
     assert 0 < report["memory"]["rlpipe_bytes_per_value"] <= 16
 
 
@@ -33,13 +42,41 @@ def test_the_script_runs_as_a_command(tmp_path: Path) -> None:
          "--json", str(out)],
         capture_output=True, text=True, check=True, timeout=300,
     )
-    assert "train chain" in done.stdout and "identical to the Acme-built chain: True" in done.stdout
-    assert json.loads(out.read_text())["results"][0]["key"] == "a"
+    assert "train chain" in done.stdout and "(a) bound True, acme True" in done.stdout
+    report = json.loads(out.read_text())
+    assert report["results"][0]["key"] == "a"
+    assert report["command"] == f"python benchmarks/throughput.py --quick --only a --json {out}"
 
 
-def test_the_fused_bound_gives_the_chains_output_and_times_every_writer() -> None:
-    from benchmarks import fused_bound
+@pytest.mark.slow
+def test_sink_write_times_every_tracking_sink_and_its_tool(tmp_path: Path) -> None:
+    """In a process of its own (W&B's service reads its folders once per process), with a
+    HOME that must stay empty: the script keeps everything in its temporary folder."""
+    home = tmp_path / "home"
+    home.mkdir()
+    out = tmp_path / "sinks.json"
+    env = {**os.environ, "HOME": str(home)}
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "sink_write.py"), "--quick", "--json",
+         str(out)],
+        capture_output=True, text=True, check=True, timeout=600, env=env, cwd=tmp_path,
+    )
+    report = json.loads(out.read_text())
+    assert report["missing"] == []
+    assert [row["tool"] for row in report["rows"]] == [
+        "neptune", "neptune-scale", "tensorboard", "mlflow", "wandb"
+    ]
+    for row in report["rows"]:
+        for name in ("memory_ns", "write_ns", "write_flush_ns", "direct_ns", "direct_flush_ns"):
+            assert 0 < row[name] < float("inf"), (row["tool"], name)
+    assert list(home.iterdir()) == []
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["home", "sinks.json"]
 
-    report = fused_bound.main(["--records", "2000", "--repeat", "1"])
-    assert set(report["seconds"]) == {"rlpipe chain", "acme chain", "fused function", "floor"}
-    assert all(seconds > 0 for seconds in report["seconds"].values())
+
+@pytest.mark.slow
+def test_loop_overhead_runs_the_same_episodes_with_every_logger(tmp_path: Path) -> None:
+    report = loop_overhead.main(["--quick", "--json", str(tmp_path / "loop.json")])
+    assert [r["variant"] for r in report["results"]] == ["none", "rlpipe", "acme"]
+    assert report["checks"]["same_episodes"] and report["checks"]["same_returns_in_csv"]
+    for result in report["results"]:
+        assert result["median_loop_s"] > 0 and 0 <= result["logger_share_of_loop"] < 1

@@ -1,0 +1,370 @@
+"""The pure-Python bounds of throughput.py's scenarios: each scenario's work written by hand
+as one function (or two: write and flush), with no graph, for the benchmark's stream.
+
+A bound does what the scenario's chain does to the stream's records (drop the None keys,
+smooth `episode_return`, throttle, aggregate `return|loss`, format CSV rows and terminal
+lines) and hands the result to the same leaf (a NullSink, or a file), but knows the stream's
+keys up front: no key matching, no plans, no calls from node to node, no isolation, no lock,
+no copies beyond the one record it emits. What rlpipe pays above a bound is the cost of its
+generality and of the graph itself. throughput.py checks that each bound's output equals
+rlpipe's in the same run, record for record or byte for byte.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from benchmarks.stream import KEYS
+from sinks.terminal import format_value, humanize
+
+Record = dict[str, Any]
+Columns = dict[str, Any]
+
+RETURN = "episode_return"
+COEFF = 0.99
+SMOOTHED = f"{RETURN}_smoothed_{COEFF}"
+"""The key the train chain adds (rlpipe's `smoothed_name(RETURN, COEFF)`)."""
+STEP = 0.1 * COEFF
+"""c_{t+1} = 0.9 c_t + 0.1 coeff: the constant term, computed as rlpipe computes it."""
+
+MATCHED = ("episode_return", "critic_loss", "policy_loss")
+"""The stream's keys that `aggregate('return|loss')` turns into statistics, in stream order."""
+OTHERS = ("episode_length", "steps_per_second", "episodes", "steps")
+"""The stream's other keys (the aggregate passes their last value)."""
+STATS = ("mean", "std", "median", "max", "min")
+
+CSV_EVERY = 1000
+"""CsvSink's default `flush_every`: the bounds append to the file at the same row counts."""
+
+
+@dataclass
+class Bound:
+    """A hand-written scenario: `write` per record (or `write_batch` per batch), `flush` at
+    the end (an aggregate's window, a file's last rows), `close` to release a file."""
+
+    write: Callable[[Any], None]
+    flush: Callable[[], None] = lambda: None
+    close: Callable[[], None] = lambda: None
+
+
+# -- (a), (b): the train chain --------------------------------------------------------------
+
+
+def train(write: Callable[[Record], None]) -> Bound:
+    """drop_none > smooth('return', 0.99) > throttle(0) > sink, as one function."""
+    state = [math.nan, 0.0]  # smoothed value, warm-up coefficient c_t
+
+    def chain(data: Record) -> None:
+        if None in data.values():
+            out = {k: v for k, v in data.items() if v is not None}
+        else:
+            out = data.copy()
+        x = out[RETURN]
+        c = state[1]
+        s = state[0] = x if c == 0.0 else (1.0 - c) * x + c * state[0]
+        state[1] = 0.9 * c + STEP
+        out[SMOOTHED] = s
+        write(out)
+
+    return Bound(chain)
+
+
+def throttled_train(
+    write: Callable[[Record], None], seconds: float, clock: Callable[[], float] = time.monotonic
+) -> Bound:
+    """The train chain with throttle(`seconds`): every record moves the moving average, only
+    a record that passes the throttle is built and written."""
+    state = [math.nan, 0.0, -math.inf]  # smoothed value, c_t, time of the last record passed
+
+    def chain(data: Record) -> None:
+        x = data[RETURN]
+        c = state[1]
+        s = state[0] = x if c == 0.0 else (1.0 - c) * x + c * state[0]
+        state[1] = 0.9 * c + STEP
+        now = clock()
+        if now - state[2] < seconds:
+            return
+        state[2] = now
+        if None in data.values():
+            out = {k: v for k, v in data.items() if v is not None}
+        else:
+            out = data.copy()
+        out[SMOOTHED] = s
+        write(out)
+
+    return Bound(chain)
+
+
+# -- (c), (d): the aggregate ----------------------------------------------------------------
+
+
+def _statistics(values: list[float] | np.ndarray) -> list[float]:
+    """mean/std/median/max/min of the values that are numbers (NaN left out), with numpy."""
+    array = np.asarray(values, dtype=np.float64)  # None -> NaN
+    kept = array == array
+    if not kept.all():
+        array = array[kept]
+    return [
+        float(np.mean(array)),
+        float(np.std(array)),
+        float(np.median(array)),
+        float(np.max(array)),
+        float(np.min(array)),
+    ]
+
+
+NAMES = {key: tuple(f"{key}_{stat}" for stat in STATS) for key in MATCHED}
+"""The statistics' keys of each matching key (rlpipe's `stat_name`)."""
+
+
+def _window_record(
+    columns: dict[str, list[float]] | dict[str, np.ndarray], last: Sequence[Any]
+) -> Record:
+    """One window's record, keys in the stream's order: the statistics of each matching key
+    (left out if the window had no value of it), the last value of the others."""
+    others = dict(zip(OTHERS, last, strict=True))
+    out: Record = {}
+    for key in KEYS:
+        if key in others:
+            out[key] = others[key]
+        elif len(columns[key]):
+            out.update(zip(NAMES[key], _statistics(columns[key]), strict=True))
+    return out
+
+
+def aggregate(write: Callable[[Record], None], every: int | None = None) -> Bound:
+    """aggregate('return|loss', every) > sink: per record, each matching float appended to
+    its key's list (None skipped) and a tuple of the other keys' values kept; per window,
+    numpy's statistics of each list."""
+    others = itemgetter(*OTHERS)
+    lists: dict[str, list[float]] = {}
+    held: list[Any] = [None, 0]  # last values of the other keys, writes in the window
+    appends: list[Callable[[float], None]] = []
+
+    def reset() -> None:
+        lists.clear()
+        lists.update({key: [] for key in MATCHED})
+        appends[:] = [lists[key].append for key in MATCHED]
+        held[0], held[1] = None, 0
+
+    reset()
+
+    def flush() -> None:
+        if held[1]:
+            out = _window_record(lists, held[0])
+            reset()
+            write(out)
+
+    def write_record(data: Record) -> None:
+        returns, critic, policy = appends
+        returns(data["episode_return"])
+        critic(data["critic_loss"])
+        x = data["policy_loss"]
+        if x is not None:
+            policy(x)
+        held[0] = others(data)
+        held[1] += 1
+        if held[1] == every:
+            flush()
+
+    return Bound(write_record, flush)
+
+
+# -- (e), (f): CSV and terminal -------------------------------------------------------------
+
+
+class CsvFile:
+    """A CSV file with fixed columns, rows formatted as CsvSink formats numbers (the repr of
+    each value, an empty cell for None or a missing key, "\\r\\n" line ends) and appended
+    every CSV_EVERY rows with no user-space buffer, as CsvSink appends them."""
+
+    def __init__(self, path: Path, fields: Sequence[str]) -> None:
+        self.fields = list(fields)
+        self.lines: list[str] = []
+        self._file = io.FileIO(path, "w")
+        self._file.write((",".join(self.fields) + "\r\n").encode("utf-8"))
+
+    def row(self) -> Callable[[Record], None]:
+        """`row(record)`: formats one record and holds it (storing every CSV_EVERY rows)."""
+        fields, lines, due = self.fields, self.lines, self.store_due
+        append, join = lines.append, ",".join
+
+        def row(data: Record) -> None:
+            append(join(map(repr, map(data.get, fields))))
+            if len(lines) >= CSV_EVERY:
+                due()
+
+        return row
+
+    def store_due(self) -> None:
+        """Appends the held rows CSV_EVERY at a time, as CsvSink's writes do."""
+        lines = self.lines
+        while len(lines) >= CSV_EVERY:
+            self._append(lines[:CSV_EVERY])
+            del lines[:CSV_EVERY]
+
+    def store(self) -> None:
+        """Appends every held row (a flush)."""
+        self.store_due()
+        if self.lines:
+            self._append(self.lines[:])
+            self.lines.clear()
+
+    def _append(self, lines: list[str]) -> None:
+        lines.append("")
+        self._file.write("\r\n".join(lines).replace("None", "").encode("utf-8"))
+
+    def close(self) -> None:
+        self.store()
+        self._file.close()
+
+
+def csv(path: Path, fields: Sequence[str]) -> Bound:
+    """CsvSink(path) alone: each record a row."""
+    file = CsvFile(path, fields)
+    return Bound(file.row(), file.store, file.close)
+
+
+def terminal_line(label: str) -> Callable[[Record], str]:
+    """TerminalSink(label)'s line for a record, with sinks.terminal's own `format_value` and
+    `humanize`; each key tuple's sorted, humanized names made once."""
+    prefix = f"[{humanize(label)}] "
+    names: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+
+    def line(data: Record) -> str:
+        keys = tuple(data)
+        shown = names.get(keys)
+        if shown is None:
+            shown = names[keys] = [(key, humanize(key)) for key in sorted(keys)]
+        return prefix + " | ".join([f"{name} = {format_value(data[key])}" for key, name in shown])
+
+    return line
+
+
+def full(stream: TextIO, path: Path, fields: Sequence[str]) -> Bound:
+    """The train chain (a) ending in TerminalSink('train', stream) and CsvSink(path)."""
+    file = CsvFile(path, fields)
+    to_csv = file.row()
+    line = terminal_line("train")
+    write_text, flush_text = stream.write, stream.flush
+
+    def leaves(out: Record) -> None:
+        write_text(line(out) + "\n")
+        flush_text()
+        to_csv(out)
+
+    return Bound(train(leaves).write, file.store, file.close)
+
+
+# -- (g), (h), (i): batched -----------------------------------------------------------------
+
+
+def _none_runs(column: Any, length: int) -> list[tuple[int, int, bool]]:
+    """(start, stop, holds None) for the runs of rows where `column` is None or not."""
+    if isinstance(column, np.ndarray):
+        return [(0, length, False)]
+    nones = np.flatnonzero(np.equal(np.array(column, dtype=object), None))  # type: ignore[call-overload]
+    if not len(nones):
+        return [(0, length, False)]
+    runs: list[tuple[int, int, bool]] = []
+    start = 0
+    for index in nones.tolist():
+        if index > start:
+            runs.append((start, index, False))
+        if runs and runs[-1][2] and runs[-1][1] == index:
+            runs[-1] = (runs[-1][0], index + 1, True)
+        else:
+            runs.append((index, index + 1, True))
+        start = index + 1
+    if start < length:
+        runs.append((start, length, False))
+    return runs
+
+
+def batched_train(write_batch: Callable[[Columns], None]) -> Bound:
+    """The train chain (a) on column batches: the moving average in one loop over the return
+    column, the batch cut where `policy_loss` is None (those rows go on without it)."""
+    state = [math.nan, 0.0]
+
+    def chain(columns: Columns) -> None:
+        s, c = state
+        smoothed: list[float] = []
+        append = smoothed.append
+        for x in columns[RETURN].tolist():
+            s = x if c == 0.0 else (1.0 - c) * x + c * s
+            c = 0.9 * c + STEP
+            append(s)
+        state[0], state[1] = s, c
+        out = dict(columns)
+        out[SMOOTHED] = np.array(smoothed)
+        policy = columns["policy_loss"]
+        runs = _none_runs(policy, len(smoothed))
+        if len(runs) == 1 and not runs[0][2]:
+            write_batch(out)
+            return
+        for start, stop, none in runs:
+            part = {key: column[start:stop] for key, column in out.items()}
+            if none:
+                del part["policy_loss"]
+            write_batch(part)
+
+    return Bound(chain)
+
+
+def batched_aggregate(write: Callable[[Record], None], every: int | None = None) -> Bound:
+    """aggregate('return|loss', every) on column batches: each matching column as a float64
+    array (None as NaN), cut at the window bounds; numpy's statistics per window."""
+    chunks: dict[str, list[np.ndarray]] = {key: [] for key in MATCHED}
+    held: list[Any] = [0, ()]  # rows in the window, the last row's values of the other keys
+
+    def flush() -> None:
+        if held[0]:
+            window = {key: np.concatenate(parts) for key, parts in chunks.items()}
+            out = _window_record(window, held[1])
+            for parts in chunks.values():
+                parts.clear()
+            held[0] = 0
+            write(out)
+
+    def chain(columns: Columns) -> None:
+        arrays = [(key, np.asarray(columns[key], dtype=np.float64)) for key in MATCHED]
+        length = len(arrays[0][1])
+        start = 0
+        while start < length:
+            stop = length if every is None else min(length, start + every - held[0])
+            for key, array in arrays:
+                chunks[key].append(array[start:stop])
+            held[0] += stop - start
+            held[1] = [columns[key][stop - 1] for key in OTHERS]
+            if held[0] == every:
+                flush()
+            start = stop
+
+    return Bound(chain, flush)
+
+
+def batched_csv(path: Path, fields: Sequence[str]) -> Bound:
+    """CsvSink(path) on column batches: each column's values as Python numbers (`tolist`),
+    their reprs joined row by row."""
+    file = CsvFile(path, fields)
+    lines, due = file.lines, file.store_due
+
+    def chain(columns: Columns) -> None:
+        texts = []
+        for key in fields:
+            column = columns[key]
+            values = column.tolist() if isinstance(column, np.ndarray) else column
+            texts.append(map(repr, values))
+        lines.extend(map(",".join, zip(*texts, strict=True)))
+        due()
+
+    return Bound(chain, file.store, file.close)
