@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from pipeline.core.isolation import StoreError
 from pipeline.core.node import ClosedError
 from sinks.memory import MemorySink
 from sinks.mlflow import MlflowSink, MlflowSinkWarning, resolve_tracking_uri
+from tests.sinks.tracking import episodes
 
 pytestmark = pytest.mark.slow  # runs the real MLflow client and store
 
@@ -88,52 +88,7 @@ def same(a: list[tuple[int, float]], b: list[tuple[int, float]]) -> bool:
     )
 
 
-def episodes(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
-    """A synthetic Acme-like stream: actor_steps grows by a random episode length from 0."""
-    rng = np.random.default_rng(seed)
-    actor_steps = 0
-    for episode in range(n):
-        length = int(rng.integers(5, 50))
-        yield {
-            "actor_steps": actor_steps,
-            "episodes": episode,
-            "episode_length": length,
-            "return": float(rng.normal(10.0, 3.0)),
-            "steps_per_second": np.float32(rng.uniform(100, 200)),
-        }
-        actor_steps += length
-
-
 # -- the module, the store, the run -------------------------------------------------------
-
-
-def test_importing_the_sink_imports_no_mlflow() -> None:
-    code = (
-        "import sys, sinks, sinks.mlflow\n"
-        "from sinks.mlflow import MlflowSink\n"
-        "assert sinks.MlflowSink is MlflowSink\n"
-        "print(sorted(m for m in sys.modules if m == 'mlflow' or m.startswith('mlflow.')))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "[]"
-
-
-def test_a_missing_mlflow_is_an_import_error_naming_the_extra() -> None:
-    code = (
-        "import sys\n"
-        "sys.modules['mlflow'] = None\n"  # what Python does for a package that is absent
-        "from sinks.mlflow import MlflowSink\n"
-        "try:\n"
-        "    MlflowSink()\n"
-        "except ImportError as error:\n"
-        "    print(error)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert "pip install 'rlpipe[mlflow]'" in out.stdout
 
 
 DEFAULT_STORE = """

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from pipeline import Pipeline
 from pipeline.core.node import ClosedError
 from sinks.memory import MemorySink
 from sinks.neptune import NeptuneSink, NeptuneSinkWarning
+from tests.sinks.tracking import episodes
 
 pytestmark = pytest.mark.slow  # runs the real Neptune clients
 
@@ -139,52 +139,7 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def episodes(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
-    """A synthetic Acme-like stream: actor_steps grows by a random episode length from 0."""
-    rng = np.random.default_rng(seed)
-    actor_steps = 0
-    for episode in range(n):
-        length = int(rng.integers(5, 50))
-        yield {
-            "actor_steps": actor_steps,
-            "episodes": episode,
-            "episode_length": length,
-            "return": float(rng.normal(10.0, 3.0)),
-            "steps_per_second": np.float32(rng.uniform(100, 200)),
-        }
-        actor_steps += length
-
-
 # -- making and owning runs ---------------------------------------------------------------
-
-
-def test_importing_the_sink_imports_no_neptune_client() -> None:
-    code = (
-        "import sys, sinks, sinks.neptune\n"
-        "from sinks.neptune import NeptuneSink\n"
-        "assert sinks.NeptuneSink is NeptuneSink\n"
-        "print(sorted(m for m in ('neptune', 'neptune_scale') if m in sys.modules))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "[]"
-
-
-def test_a_missing_client_is_an_import_error_naming_the_extra() -> None:
-    code = (
-        "import sys\n"
-        "sys.modules['neptune'] = None\n"  # what Python does for a package that is absent
-        "from sinks.neptune import NeptuneSink\n"
-        "try:\n"
-        "    NeptuneSink()\n"
-        "except ImportError as error:\n"
-        "    print(error)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert "pip install 'rlpipe[neptune]'" in out.stdout
 
 
 def test_the_neptune_sync_command_that_uploads_offline_runs_starts() -> None:

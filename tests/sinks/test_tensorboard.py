@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from pipeline.core.node import ClosedError
 from pipeline.core.values import to_float
 from sinks.memory import MemorySink
 from sinks.tensorboard import TensorBoardSink, TensorBoardSinkWarning
+from tests.sinks.tracking import episodes
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -98,58 +98,7 @@ def same(a: float, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
-def episodes(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
-    """A synthetic Acme-like stream: actor_steps grows by a random episode length from 0."""
-    rng = np.random.default_rng(seed)
-    actor_steps = 0
-    for episode in range(n):
-        length = int(rng.integers(5, 50))
-        yield {
-            "actor_steps": actor_steps,
-            "episodes": episode,
-            "episode_length": length,
-            "return": float(rng.normal(10.0, 3.0)),
-            "steps_per_second": np.float32(rng.uniform(100, 200)),
-        }
-        actor_steps += length
-
-
 # -- import and arguments -----------------------------------------------------------------
-
-
-def test_importing_sinks_imports_no_tensorboard() -> None:
-    code = (
-        "import sys, sinks, sinks.tensorboard\n"
-        "from sinks.tensorboard import TensorBoardSink\n"
-        "assert sinks.TensorBoardSink is TensorBoardSink\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('tensorboard', 'tensorflow', 'torch', 'tensorboardX')))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "[]"
-
-
-def test_a_missing_tensorboard_is_an_import_error_naming_the_extra(tmp_path: Path) -> None:
-    code = (
-        "import sys\n"
-        "sys.modules['tensorboard'] = None\n"  # what Python does for a package that is absent
-        "from sinks.tensorboard import TensorBoardSink\n"
-        "try:\n"
-        "    TensorBoardSink(sys.argv[1])\n"
-        "except ImportError as error:\n"
-        "    print(error)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "pip install 'rlpipe[tensorboard]'" in out.stdout
-    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ from pipeline import Pipeline
 from pipeline.core.node import ClosedError
 from sinks.memory import MemorySink
 from sinks.wandb import WandbSink, WandbSinkWarning
+from tests.sinks.tracking import episodes
 
 REPO = Path(__file__).resolve().parents[2]
 WANDB_DIRS = ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR")
@@ -181,52 +182,7 @@ def run_dirs(root: Path) -> list[Path]:
     return sorted(root.glob("wandb/offline-run-*"))
 
 
-def episodes(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
-    """A synthetic Acme-like stream: actor_steps grows by a random episode length from 0."""
-    rng = np.random.default_rng(seed)
-    actor_steps = 0
-    for episode in range(n):
-        length = int(rng.integers(5, 50))
-        yield {
-            "actor_steps": actor_steps,
-            "episodes": episode,
-            "episode_length": length,
-            "return": float(rng.normal(10.0, 3.0)),
-            "steps_per_second": np.float32(rng.uniform(100, 200)),
-        }
-        actor_steps += length
-
-
 # -- importing, arguments -------------------------------------------------------------------
-
-
-def test_importing_sinks_and_the_sink_module_imports_no_wandb() -> None:
-    code = (
-        "import sys, sinks, sinks.wandb\n"
-        "from sinks.wandb import WandbSink\n"
-        "assert sinks.WandbSink is WandbSink\n"
-        "print('wandb' in sys.modules)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "False"
-
-
-def test_a_missing_wandb_is_an_import_error_naming_the_extra() -> None:
-    code = (
-        "import sys\n"
-        "sys.modules['wandb'] = None\n"  # what Python does for a package that is absent
-        "from sinks.wandb import WandbSink\n"
-        "try:\n"
-        "    WandbSink()\n"
-        "except ImportError as error:\n"
-        "    print(error)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert "pip install 'rlpipe[wandb]'" in out.stdout
 
 
 @pytest.mark.parametrize(
