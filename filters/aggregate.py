@@ -266,6 +266,9 @@ class AggregateFilter(Node):
         if self._writes:
             self._emit_window()
 
+    def fresh(self) -> bool:
+        return not (self._writes or self._order)
+
     def node_state(self) -> dict[str, Any]:
         state = super().node_state()
         state["window"] = {

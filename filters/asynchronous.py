@@ -132,10 +132,15 @@ class AsyncNode(Node):
             ]
         return state
 
+    def fresh(self) -> bool:
+        return self._thread is None and not self._queue
+
     def load_node_state(self, state: dict[str, Any]) -> None:
+        """Queues the records again; the thread starts with the next write or flush, once
+        the whole graph is restored (the nodes below are restored after this one)."""
         super().load_node_state(state)
         for kind, item in state["queued"]:
-            self._put(_Batch(item) if kind == "batch" else item)
+            self._queue.append(_Batch(item) if kind == "batch" else item)
 
     @property
     def dropped(self) -> int:
@@ -158,6 +163,8 @@ class AsyncNode(Node):
         raise RuntimeError(f"{self!r}: writing downstream failed in the background") from error
 
     def on_flush(self) -> None:
+        if self._thread is None and self._queue:  # records restored from a state
+            self._start()
         if self._thread is not None:
             self.drain()
         if self._error is not None:

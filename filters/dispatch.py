@@ -61,11 +61,11 @@ class Dispatcher(Node):
             self.connect(*children)
 
     def _rewire(self) -> None:
-        super()._rewire()
-        self._writers = tuple(
+        self._writers = tuple(  # first: rewiring tells the parents, which may read them
             self._retrying[id(child)].write if id(child) in self._retrying else child.write
             for child in self._children
         )
+        super()._rewire()
 
     def inlined_write(self) -> tuple[list[str], dict[str, object]] | None:
         """Each child's write in its own try, as `write` does it, without the loop."""

@@ -46,6 +46,9 @@ class EveryNFilter(Transform):
         elif passed:
             self.emit_batch({key: column[first::n] for key, column in columns.items()})
 
+    def fresh(self) -> bool:
+        return not self._count
+
     def node_state(self) -> dict[str, Any]:
         state = super().node_state()
         state["count"] = self._count

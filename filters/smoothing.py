@@ -172,6 +172,9 @@ class SmoothingFilter(Transform):
             first = next((index for index, s in enumerate(out) if s == s), -1)
         return np.array(out, dtype=np.float64), (first if first >= 0 else len(values))
 
+    def fresh(self) -> bool:
+        return not self._state
+
     def node_state(self) -> dict[str, Any]:
         state = super().node_state()
         state["ema"] = {key: list(values) for key, values in self._state.items()}

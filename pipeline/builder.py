@@ -201,6 +201,13 @@ class Pipeline(Node):
                 release()
 
         self.write = write  # type: ignore[method-assign]
+        self._rewire_parents()
+
+    def _rewire_parents(self) -> None:
+        """Nodes that feed this pipeline hold its `write` (a Dispatcher's writers, a fused
+        function): give them the current one."""
+        for parent in self._parents:
+            parent._rewire()
 
     def write_batch(self, columns: Columns) -> None:
         if not self._ended or self.closed:
@@ -248,6 +255,7 @@ class Pipeline(Node):
 
     def on_close(self) -> None:
         self.__dict__.pop("write", None)  # the class's write refuses records from now on
+        self._rewire_parents()
         lifecycle.forget(self)  # also when closed as part of an outer pipeline
 
     def report_errors(self, errors: list[Exception]) -> None:

@@ -183,13 +183,15 @@ class CsvSink(BufferedFileSink):
     def node_state(self) -> dict[str, Any]:
         state = super().node_state()
         with self._store_lock:
+            # rows_written counts rows with no keys held back for want of a header (headless)
+            on_disk = state["file"]["rows"] - self._headless
             if self._rows_before is None:  # rows the file held before this sink wrote any
-                self._rows_before = self._count_rows() - self.rows_written
+                self._rows_before = self._count_rows() - on_disk
             state["csv"] = {
                 "fieldnames": list(self.fieldnames),
                 "has_header": self._has_header,
                 "headless": self._headless,
-                "rows_in_file": self._rows_before + state["file"]["rows"],
+                "rows_in_file": self._rows_before + on_disk,
             }
         return state
 
@@ -204,7 +206,7 @@ class CsvSink(BufferedFileSink):
         self._saved_header = saved["fieldnames"] if saved["has_header"] else None
         self._saved_rows_in_file = saved["rows_in_file"]
         super().load_node_state(state)
-        self._rows_before = saved["rows_in_file"] - state["file"]["rows"]
+        self._rows_before = saved["rows_in_file"] - (state["file"]["rows"] - saved["headless"])
         self.fieldnames = list(saved["fieldnames"])
         self._has_header = saved["has_header"]
         self._headless = saved["headless"]

@@ -263,6 +263,9 @@ class BufferedFileSink(Sink):
             }
         return state
 
+    def fresh(self) -> bool:
+        return not (self.rows_written or self._pending)
+
     def load_node_state(self, state: dict[str, Any]) -> None:
         """Cuts the file back to its checkpointed position (rows written after the
         checkpoint go) and holds again the rows that were held."""
@@ -352,6 +355,11 @@ class BufferedFileSink(Sink):
     def on_close(self) -> None:
         flusher.forget(self)
         lifecycle.forget(self)
+        with self._store_lock:  # a store by the flusher thread ends first ...
+            pass
+        if self._pending:  # ... and what it could not store gets one more try
+            with contextlib.suppress(StoreError):
+                self.on_flush()
         self._drop_handle()
         if self._pending:
             left = len(self._pending)

@@ -32,6 +32,12 @@ class MemorySink(Sink):
             self._check_open()
         self.records.extend(batch_rows(columns))
 
+    def state_key(self) -> str:
+        return "MemorySink()"
+
+    def fresh(self) -> bool:
+        return not self.records
+
     def node_state(self) -> dict[str, Any]:
         state = super().node_state()
         state["records"] = list(self.records)

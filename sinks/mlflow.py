@@ -402,6 +402,9 @@ class MlflowSink(RemoteSink[Row]):
         if self.owns_run:
             self.client.set_terminated(self.run_id, "FINISHED")
 
+    def state_key(self) -> str:
+        return f"MlflowSink(prefix={self.prefix!r}, step_key={self.step_key!r})"  # not the run
+
     def __repr__(self) -> str:
         run_id = getattr(self, "run_id", None)
         return f"MlflowSink(run_id={run_id!r}, prefix={self.prefix!r}, step_key={self.step_key!r})"

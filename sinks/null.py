@@ -26,6 +26,12 @@ class NullSink(Sink):
             self._check_open()
         self.count += batch_length(columns)
 
+    def state_key(self) -> str:
+        return "NullSink()"
+
+    def fresh(self) -> bool:
+        return not self.count
+
     def node_state(self) -> dict[str, Any]:
         state = super().node_state()
         state["count"] = self.count

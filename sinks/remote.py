@@ -128,6 +128,9 @@ class RemoteSink(Sink, Generic[RowT]):
         state["steps"] = self._steps.state()
         return state
 
+    def fresh(self) -> bool:
+        return not self._steps.taken
+
     def load_node_state(self, state: dict[str, Any]) -> None:
         super().load_node_state(state)
         self._steps.load(state["steps"])

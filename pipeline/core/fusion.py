@@ -38,16 +38,21 @@ def fuse(head: Node) -> tuple[Callable[[Record], None], list[Transform]]:
     """A function that does what `head.emit` does, with the run of Transforms below `head`
     (each the only child of its single parent) fused into it, and the nodes of that run.
 
-    The run ends at the first node that is not a Transform or has another parent, or at a
-    Transform with no or several children; the function then calls that node's `write` (or the
-    last Transform's own `emit`, which fans out or refuses). The result is only valid until a
-    node of the run is connected again: rebuild it then (see `Node._changed`).
+    The run ends at the first node that is not a Transform (or overrides `write`) or has
+    another parent, or at a Transform with no or several children; the function then calls
+    that node's `write` (or the last Transform's own `emit`, which fans out or refuses). The
+    result is only valid until a node of the run is connected again: rebuild it then (see
+    `Node._changed`).
     """
     run: list[Transform] = []
     node = head
     while len(node._children) == 1:
         child = node._children[0]
-        if not isinstance(child, Transform) or len(child._parents) != 1:
+        if (
+            not isinstance(child, Transform)
+            or type(child).write is not Transform.write  # its own write: call it
+            or len(child._parents) != 1
+        ):
             break
         run.append(child)
         node = child

@@ -252,19 +252,34 @@ class Node:
         nodes = self.nodes()
         graph = [_signature(node) for node in nodes]
         for index, (ours, theirs) in enumerate(zip(graph, state["graph"], strict=False)):
-            if ours != theirs:
+            if list(ours) != list(theirs):
                 raise ValueError(
-                    f"the state is of another graph: node {index} is {theirs[0]} with "
-                    f"{theirs[1]} children in the state, {ours[0]} with {ours[1]} here "
-                    f"({nodes[index]!r})"
+                    f"the state is of another graph: node {index} is {theirs[2]} with "
+                    f"{theirs[1]} children in the state, {ours[2]} with {ours[1]} here"
                 )
         if len(graph) != len(state["graph"]):
             raise ValueError(
                 f"the state is of another graph: {len(state['graph'])} nodes in the state, "
                 f"{len(graph)} here"
             )
+        used = [node for node in nodes if not node.fresh()]
+        if used:
+            raise ValueError(
+                f"{used[0]!r} was written to already: a state is loaded into a freshly built "
+                "graph, before any record (what it holds would be lost)"
+            )
         for node, node_state in zip(nodes, state["nodes"], strict=True):
             node.load_node_state(node_state)
+
+    def state_key(self) -> str:
+        """What tells this node from another of its class in a graph, for matching a state
+        to it: its repr (its arguments, such as a regex or a file's path) by default."""
+        return repr(self)
+
+    def fresh(self) -> bool:
+        """Whether nothing was written to this node yet (a state may be loaded into it).
+        Nodes that hold or store records say so; others cannot tell and answer True."""
+        return True
 
     def node_state(self) -> dict[str, Any]:
         """This node's own part of `state_dict()`; subclasses add theirs to the base's
@@ -314,8 +329,8 @@ def _as_leaf(parent: Node, target: object) -> Node:
     return LoggerSink.of(target)
 
 
-def _signature(node: Node) -> tuple[str, int]:
-    return type(node).__qualname__, len(node._children)
+def _signature(node: Node) -> tuple[str, int, str]:
+    return type(node).__qualname__, len(node._children), node.state_key()
 
 
 def _shown_keys(state: object) -> str:

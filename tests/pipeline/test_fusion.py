@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -154,3 +155,61 @@ def test_a_join_below_the_run_is_not_fused_into_it() -> None:
         {"a/x": 1},
         {"b/x": 2},
     ]
+
+
+class Flaky(Node):
+    """A leaf whose storage is down while `down` is set (OSError: retried, not lost)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.got: list[dict[str, Any]] = []
+
+    def write(self, data: Any) -> None:
+        if self.down:
+            raise OSError("down")
+        self.got.append(dict(data))
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_a_sink_that_goes_down_and_comes_back_gets_every_record_in_order(nested: bool) -> None:
+    sink = Flaky()
+    inner = Pipeline("inner", close_at_exit=False).drop_none().to(sink)
+    head = Pipeline("outer", close_at_exit=False).drop_none().to(inner) if nested else inner
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        head.write({"i": 0})
+        sink.down = True
+        for i in range(1, 4):
+            head.write({"i": i})
+        sink.down = False
+        for i in range(4, 6):
+            head.write({"i": i})
+        head.close()
+    assert [record["i"] for record in sink.got] == list(range(6))
+    assert "0 records lost" in " ".join(inner.failures())
+
+
+def test_an_outer_pipeline_meets_a_closed_inner_one_as_closed() -> None:
+    memory = MemorySink()
+    inner = Pipeline("inner", close_at_exit=False).smooth("x", 0.5).to(memory)
+    outer = Pipeline("outer", close_at_exit=False).to(inner)
+    outer.write({"x": 1.0})
+    inner.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        outer.write({"x": 3.0})
+    assert [record["x"] for record in memory.records] == [1.0]
+    assert "ClosedError" in outer.failures()[0]
+
+
+def test_a_transform_subclass_with_its_own_write_is_called_not_fused() -> None:
+    class Stamp(NoneFilter):
+        def write(self, data: Any) -> None:
+            self.emit({**data, "stamped": 1})
+
+    memory = MemorySink()
+    pipe = Pipeline(close_at_exit=False).then(Stamp()).then(SmoothingFilter("x")).to(memory)
+    pipe.write({"x": 1.0})
+    pipe.close()
+    assert memory.records == [{"x": 1.0, "stamped": 1, "x_smoothed_0.99": 1.0}]

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -102,3 +103,24 @@ def test_a_sink_without_flush_seconds_waits_for_flush_every_or_close(tmp_path: P
     assert path.read_text() == ""
     sink.close()
     assert path.read_bytes() == b"a\r\n1\r\n"
+
+
+def test_close_waits_for_a_store_the_flusher_thread_is_doing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    append = BufferedFileSink._append
+
+    def slow_in_the_flusher(self: BufferedFileSink, text: str) -> None:
+        if threading.current_thread().name == "rlpipe-flusher":
+            time.sleep(0.5)  # a slow disk: the flusher is mid-store when close() comes
+        append(self, text)
+
+    monkeypatch.setattr(BufferedFileSink, "_append", slow_in_the_flusher)
+    path = tmp_path / "a.jsonl"
+    sink = JsonlSink(path, flush_every=10**6, flush_seconds=0.05)
+    for step in range(3):
+        sink.write({"step": step})
+    time.sleep(0.2)  # the flusher has taken the rows
+    sink.close()
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [0, 1, 2]
+    assert sink.lost == 0
