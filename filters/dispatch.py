@@ -103,11 +103,14 @@ class Dispatcher(Node):
                 # Row by row, so a record the child cannot take is lost alone. A child whose
                 # write_batch failed after taking some rows gets those twice: nothing is lost.
                 rows = iter_rows(columns)
-                first = next(rows, None)
-                if first is not None:
-                    self._failed(child.write, first, error)
-                    for row in rows:
-                        self.write_to(child, row)
+                if isinstance(error, OSError):  # storage is down: queued, in order, retried
+                    first = next(rows, None)
+                    if first is not None:
+                        self._failed(child.write, first, error)
+                else:  # no row is known bad yet: each one is offered on its own
+                    self._noted(child, error)
+                for row in rows:
+                    self.write_to(child, row)
 
     def write_to(self, child: Node, data: Record) -> None:
         """Writes one record to one child, through the isolation rules."""
@@ -121,17 +124,22 @@ class Dispatcher(Node):
         if self.strict:
             raise error
         child = self._children[self._writers.index(write)]
-        failures = self.failures.get(id(child))
-        if failures is None:
-            failures = self.failures[id(child)] = Failures(child)
-            warn_failure(child, error, stacklevel=4)
-        failures.note(error)
+        failures = self._noted(child, error)
         if isinstance(error, StoreError):
             return
         if not isinstance(error, OSError):
             failures.lost += 1
             return
         self._retry(child, failures).hold(data)
+
+    def _noted(self, child: Node, error: Exception) -> Failures:
+        """Notes `error` against `child` (warned about the first time); its failures."""
+        failures = self.failures.get(id(child))
+        if failures is None:
+            failures = self.failures[id(child)] = Failures(child)
+            warn_failure(child, error, stacklevel=5)
+        failures.note(error)
+        return failures
 
     def _retry(self, child: Node, failures: Failures) -> RetryingWriter:
         """Puts `child` behind a retry queue (from now on its records are queued)."""
