@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import Phase, settings
 
 
 class FakeClock:
@@ -21,3 +22,10 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+# Selected by `mutmut run` ([tool.mutmut] in pyproject.toml): a property test that a mutant
+# breaks fails at once instead of spending the mutant's time limit on shrinking.
+settings.register_profile(
+    "mutation", phases=(Phase.explicit, Phase.generate), database=None, derandomize=True
+)
