@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
-import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,16 +18,25 @@ from pipeline.core.flatten import flatten
 from pipeline.core.keys import CACHE_LIMIT
 from pipeline.core.node import Record
 from pipeline.core.values import plain, text, to_float
+from sinks._mlflow_client import (
+    DEFAULT_TRACKING_URI,
+    INSTALL_HINT,
+    import_mlflow,
+    name_check,
+    resolve_tracking_uri,
+)
 from sinks.remote import RemoteSink
 from sinks.steps import Step, Steps
 
-__all__ = ["DEFAULT_TRACKING_URI", "INSTALL_HINT", "MlflowSink", "MlflowSinkWarning", "Row"]
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "INSTALL_HINT",
+    "MlflowSink",
+    "MlflowSinkWarning",
+    "Row",
+    "resolve_tracking_uri",
+]
 
-INSTALL_HINT = "pip install 'rlpipe[mlflow]'"
-DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
-"""The store without `tracking_uri` or `$MLFLOW_TRACKING_URI`: a SQLite file under `./runs`
-(browse it with `mlflow ui --backend-store-uri sqlite:///runs/mlflow.db`, from the full
-`mlflow` package)."""
 DEFAULT_EXPERIMENT = "rlpipe"
 METRICS_PER_CALL, PARAMS_PER_CALL = 1000, 100
 """MLflow's limits per `log_batch` call."""
@@ -37,7 +44,6 @@ STEP_RANGE = (-(2**63), 2**63)
 """MLflow steps are 64-bit integers."""
 _REFUSED = "INVALID_PARAMETER_VALUE"
 """The error code of a value MLflow refuses for good (sending it again would not help)."""
-_import_lock = threading.Lock()
 
 Row = tuple[int, int, dict[str, float]]
 """One record as held: (step, unix time in milliseconds, {metric name: value})."""
@@ -45,56 +51,6 @@ Row = tuple[int, int, dict[str, float]]
 
 class MlflowSinkWarning(UserWarning):
     """A value MlflowSink could not send (warned once per key, and counted)."""
-
-
-def import_mlflow() -> Any:
-    """The `mlflow` module, or an ImportError naming the extra.
-
-    rlpipe logs locally and touches no network by default: when mlflow is first imported
-    here and neither `$MLFLOW_DISABLE_TELEMETRY` nor `$DO_NOT_TRACK` is set, MLflow's usage
-    telemetry (which writes an id under `~/.config` and sends events) stays off for the
-    process. The environment is left as it was."""
-    with _import_lock:
-        quiet = "mlflow" not in sys.modules and not (
-            {"MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"} & os.environ.keys()
-        )
-        if quiet:
-            os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-        try:
-            import mlflow.entities
-            import mlflow.exceptions
-            import mlflow.tracking
-        except ImportError as error:
-            raise ImportError(f"MlflowSink needs MLflow (mlflow-skinny): {INSTALL_HINT}") from error
-        finally:
-            if quiet:
-                del os.environ["MLFLOW_DISABLE_TELEMETRY"]
-    return mlflow
-
-
-def resolve_tracking_uri(uri: str | None) -> str:
-    """`uri`, else `$MLFLOW_TRACKING_URI`, else DEFAULT_TRACKING_URI; a relative SQLite path
-    is made absolute (from the current folder) and its folder is made, so that a later
-    `chdir` does not move the store."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    scheme = "sqlite:///"
-    if uri.startswith(scheme):
-        path, mark, query = uri[len(scheme) :].partition("?")
-        if path and path != ":memory:":
-            file = Path(path).absolute()
-            file.parent.mkdir(parents=True, exist_ok=True)
-            uri = f"{scheme}{file.as_posix()}{mark}{query}"
-    return uri
-
-
-def _name_check(mlflow: Any) -> Callable[[str], None]:
-    """MLflow's own check of a metric name (characters, path form, length), raising its
-    MlflowException; none if this MLflow lacks it (a refusal is then found out on sending)."""
-    try:
-        from mlflow.utils.validation import _validate_metric
-    except ImportError:
-        return lambda name: None
-    return lambda name: _validate_metric(name, 0.0, 0, 0)
 
 
 class MlflowSink(RemoteSink[Row]):
@@ -173,7 +129,7 @@ class MlflowSink(RemoteSink[Row]):
         mlflow = import_mlflow()
         self._entities = mlflow.entities
         self._error: type[Exception] = mlflow.exceptions.MlflowException
-        self._check_name = _name_check(mlflow)
+        self._check_name = name_check(mlflow)
         if self.prefix and (refusal := self._refusal(self.prefix)):
             raise ValueError(f"prefix {prefix!r} is not a name MLflow takes: {refusal}")
         given_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
