@@ -29,7 +29,7 @@ from pipeline.core.isolation import StoreError
 from pipeline.core.node import ClosedError
 from sinks.memory import MemorySink
 from sinks.mlflow import MlflowSink, MlflowSinkWarning, resolve_tracking_uri
-from tests.sinks.tracking import episodes
+from tests.sinks.tracking import NUMBER_FLOATS, episodes, number_kinds
 
 pytestmark = pytest.mark.slow  # runs the real MLflow client and store
 
@@ -337,20 +337,10 @@ def test_property_what_is_written_is_what_the_run_holds(
 
 
 def test_every_number_kind_becomes_a_float(uri: str, client: Any) -> None:
-    import torch
-
     sink = MlflowSink(tracking_uri=uri)
     sink.write(
         {
-            "float": 0.25,
-            "int": 3,
-            "bool": True,
-            "np_float32": np.float32(1.5),
-            "np_int64": np.int64(7),
-            "np_bool": np.bool_(False),
-            "zero_d_array": np.array(2.5),
-            "torch_scalar": torch.tensor(4.5),
-            "torch_int": torch.tensor(9),
+            **number_kinds(),
             "huge_int": 10**400,
         }
     )
@@ -358,15 +348,9 @@ def test_every_number_kind_becomes_a_float(uri: str, client: Any) -> None:
     sink.close()
     got = history(client, sink.run_id)
     assert got == {
-        "float": [(0, 0.25)],
-        "int": [(0, 3.0)],
-        "bool": [(0, 1.0)],
+        **{key: [(0, value)] for key, value in NUMBER_FLOATS.items()},
         "np_float32": [(0, 1.5), (1, 0.5)],
         "np_int64": [(0, 7.0), (1, -1.0)],
-        "np_bool": [(0, 0.0)],
-        "zero_d_array": [(0, 2.5)],
-        "torch_scalar": [(0, 4.5)],
-        "torch_int": [(0, 9.0)],
         "huge_int": [(0, FLOAT_MAX)],  # +inf, as the SQL store keeps it
     }
     assert not sink.dropped

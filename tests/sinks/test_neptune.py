@@ -29,7 +29,7 @@ from pipeline import Pipeline
 from pipeline.core.node import ClosedError
 from sinks.memory import MemorySink
 from sinks.neptune import NeptuneSink, NeptuneSinkWarning
-from tests.sinks.tracking import episodes
+from tests.sinks.tracking import NUMBER_FLOATS, episodes, number_kinds
 
 pytestmark = pytest.mark.slow  # runs the real Neptune clients
 
@@ -292,40 +292,19 @@ def test_writing_after_close_raises(tmp_path: Path) -> None:
 
 
 def test_every_number_kind_becomes_a_float_series_at_its_step(tmp_path: Path) -> None:
-    import torch
-
     sink = NeptuneSink(data_dir=tmp_path, step_key="step")
     with pytest.warns(NeptuneSinkWarning, match="'huge_int': neptune runs cannot store NaN"):
         sink.write(
             {
                 "step": 0,
-                "float": 0.25,
-                "int": 3,
-                "bool": True,
-                "np_float32": np.float32(1.5),
-                "np_int64": np.int64(7),
-                "np_bool": np.bool_(False),
-                "zero_d_array": np.array(2.5),
-                "torch_scalar": torch.tensor(4.5),
-                "torch_int": torch.tensor(9),
+                **number_kinds(),
                 "huge_int": 10**400,
             }
         )
     sink.close()
 
     data = read_classic(tmp_path)
-    expected = {
-        "step": 0.0,
-        "float": 0.25,
-        "int": 3.0,
-        "bool": 1.0,
-        "np_float32": 1.5,
-        "np_int64": 7.0,
-        "np_bool": 0.0,
-        "zero_d_array": 2.5,
-        "torch_scalar": 4.5,
-        "torch_int": 9.0,
-    }
+    expected = {"step": 0.0, **NUMBER_FLOATS}
     for key, value in expected.items():
         assert data.series[key] == [(0, value)], key
     assert "huge_int" not in data.series  # +inf: a 1.x run cannot store it

@@ -39,7 +39,7 @@ from pipeline import Pipeline
 from pipeline.core.node import ClosedError
 from sinks.memory import MemorySink
 from sinks.wandb import WandbSink, WandbSinkWarning
-from tests.sinks.tracking import episodes
+from tests.sinks.tracking import NUMBER_FLOATS, episodes, number_kinds
 
 REPO = Path(__file__).resolve().parents[2]
 WANDB_DIRS = ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR")
@@ -313,23 +313,13 @@ def test_a_shared_run_is_finished_when_the_last_sink_on_it_closes() -> None:
 
 @pytest.mark.slow
 def test_numbers_become_floats_strings_stay_and_None_is_skipped_quietly() -> None:
-    import torch
-
     sink = WandbSink(step_key="step")
     with warnings.catch_warnings():
         warnings.simplefilter("error", WandbSinkWarning)
         sink.write(
             {
                 "step": 0,
-                "float": 0.25,
-                "int": 3,
-                "bool": True,
-                "np_float32": np.float32(1.5),
-                "np_int64": np.int64(7),
-                "np_bool": np.bool_(False),
-                "zero_d_array": np.array(2.5),
-                "torch_scalar": torch.tensor(4.5),
-                "torch_int": torch.tensor(9),
+                **number_kinds(),
                 "huge_int": 10**400,
                 "phase": "warmup",
                 "lr": None,
@@ -341,15 +331,7 @@ def test_numbers_become_floats_strings_stay_and_None_is_skipped_quietly() -> Non
     data = read_run(sink.run_dir)
     assert data.rows[0] == {
         "step": 0.0,
-        "float": 0.25,
-        "int": 3.0,
-        "bool": 1.0,
-        "np_float32": 1.5,
-        "np_int64": 7.0,
-        "np_bool": 0.0,
-        "zero_d_array": 2.5,
-        "torch_scalar": 4.5,
-        "torch_int": 9.0,
+        **NUMBER_FLOATS,
         "huge_int": math.inf,  # beyond float range, as to_float gives it
         "phase": "warmup",
     }

@@ -22,3 +22,34 @@ def episodes(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
             "steps_per_second": np.float32(rng.uniform(100, 200)),
         }
         actor_steps += length
+
+
+def number_kinds() -> dict[str, Any]:
+    """One value of every kind of number a training loop writes (torch's too): a record."""
+    import torch
+
+    return {
+        "float": 0.25,
+        "int": 3,
+        "bool": True,
+        "np_float32": np.float32(1.5),
+        "np_int64": np.int64(7),
+        "np_bool": np.bool_(False),
+        "zero_d_array": np.array(2.5),
+        "torch_scalar": torch.tensor(4.5),
+        "torch_int": torch.tensor(9),
+    }
+
+
+NUMBER_FLOATS = {
+    "float": 0.25,
+    "int": 3.0,
+    "bool": 1.0,
+    "np_float32": 1.5,
+    "np_int64": 7.0,
+    "np_bool": 0.0,
+    "zero_d_array": 2.5,
+    "torch_scalar": 4.5,
+    "torch_int": 9.0,
+}
+"""The float a tracking service stores for each of `number_kinds()`."""
