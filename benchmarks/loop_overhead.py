@@ -49,6 +49,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import load
+
 VARIANTS = ("none", "rlpipe", "acme")
 SEED = 0
 
@@ -185,11 +187,6 @@ def returns(path: Path) -> list[tuple[float, float]]:
         ]
 
 
-def load() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return []
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

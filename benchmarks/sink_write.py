@@ -54,6 +54,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import stream
+from benchmarks.machine import load
 from sinks.memory import MemorySink
 
 STEP_KEY = "steps"
@@ -413,11 +414,6 @@ def table(rows: Sequence[Row], memory_ns: float) -> str:
     return "\n".join(lines)
 
 
-def load() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return []
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -59,6 +59,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 import numpy as np
 
 from benchmarks import bounds, stream
+from benchmarks.machine import load
 from filters import AggregateFilter, TimeFilter
 from pipeline import Pipeline
 from pipeline.cli.progress import Progress, progress
@@ -693,12 +694,6 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def load() -> list[float]:
-    """The machine's 1, 5 and 15 minute load averages (empty where the OS has none)."""
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return []
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
