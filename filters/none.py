@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.core.columns import Columns, batch_length, none_mask
-from pipeline.core.fusion import Transform
-from pipeline.core.node import Record
+from pipeline.core.fusion import Transform, transform_of
+
+_DROP_NONE = [
+    "for none_value in data.values():",
+    "    if none_value is None:",
+    "        data = {key: value for key, value in data.items() if value is not None}",
+    "        break",
+]
+"""NoneFilter's transform, as statements a fused run inlines."""
 
 
 class NoneFilter(Transform):
@@ -18,11 +25,10 @@ class NoneFilter(Transform):
 
     drops = False
 
-    def transform(self, data: Record) -> Record:
-        for value in data.values():
-            if value is None:
-                return {key: v for key, v in data.items() if v is not None}
-        return data
+    transform = transform_of(_DROP_NONE)
+
+    def inlined_transform(self) -> list[str]:
+        return _DROP_NONE
 
     def write_batch(self, columns: Columns) -> None:
         """Numeric numpy columns cannot hold None and pass as they are; a batch whose other

@@ -10,7 +10,7 @@ import numpy as np
 from pipeline.core.columns import Columns, batch_length, numeric, rows_slice
 from pipeline.core.fusion import Transform
 from pipeline.core.keys import KeyMatcher
-from pipeline.core.names import ema_step, smoothed_name, warmup_ema
+from pipeline.core.names import smoothed_name, warmup_ema
 from pipeline.core.node import Record
 from pipeline.core.values import shown, to_float
 
@@ -44,6 +44,7 @@ class SmoothingFilter(Transform):
             raise ValueError(f"coeff must be a number in [0, 1), got {coeff!r}")
         self.match = KeyMatcher(regex)
         self.coeff = coeff
+        self._step = 0.1 * coeff  # ema_step's constant term
         self.bias_correction = bias_correction
         # key -> [smoothed value, warm-up coefficient c_t or coeff^t]; NaN smoothed = no value yet
         self._state: dict[str, list[float]] = {}
@@ -85,17 +86,20 @@ class SmoothingFilter(Transform):
                 if smoothed == smoothed:
                     out[name] = smoothed
             return out
+        step = self._step
         for key, name, state in plan:
             x = data[key]
             if type(x) is not float:
                 x = to_float(x)
             if x is None or x - x != 0:  # not a number, NaN or inf
                 self._skip(key, data[key])
-            else:
-                state[0], state[1] = ema_step(state[0], state[1], x, self.coeff)
-            smoothed = state[0]
-            if smoothed == smoothed:
-                out[name] = smoothed
+                smoothed = state[0]
+                if smoothed == smoothed:
+                    out[name] = smoothed
+                continue
+            c = state[1]  # ema_step, inline: this is the train chain's hot loop
+            out[name] = state[0] = x if c == 0.0 else (1.0 - c) * x + c * state[0]
+            state[1] = 0.9 * c + step
         return out
 
     def _debiased(self, key: str, value: Any, state: list[float]) -> float:

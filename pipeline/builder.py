@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -72,8 +72,7 @@ class Pipeline(Node):
         self.strict = strict_from_env() if strict is None else strict
         lock = threading.RLock() if thread_safe else None
         self._lock: AbstractContextManager[object] = lock or nullcontext()
-        self._acquire: Callable[[], object] = lock.acquire if lock else _nothing
-        self._release: Callable[[], object] = lock.release if lock else _nothing
+        self._thread_lock = lock
         self._close_at_exit = close_at_exit
         self._tail: Node = self
         self._ended = False
@@ -187,20 +186,10 @@ class Pipeline(Node):
 
     def _fuse(self) -> None:
         """Fuses the chain and installs, as this pipeline's `write`, one function that checks
-        the record, takes the lock and runs the fused chain (no attribute lookups)."""
-        self.emit, self._fused = fuse(self)
-        emit, acquire, release = self.emit, self._acquire, self._release
-
-        def write(data: Record) -> None:
-            if type(data) is not dict:
-                _check_record(data)
-            acquire()
-            try:
-                emit(data)
-            finally:
-                release()
-
-        self.write = write  # type: ignore[method-assign]
+        the record, takes the lock and runs the fused chain."""
+        fused = fuse(self, _check_record, self._thread_lock)
+        self.emit, self._fused = fused.emit, fused.run
+        self.write = fused.write  # type: ignore[method-assign,assignment]
         self._rewire_parents()
 
     def _rewire_parents(self) -> None:
@@ -312,14 +301,9 @@ class Pipeline(Node):
         return "\n".join(lines)
 
 
-
 def _check_record(data: object) -> None:
     if not isinstance(data, Mapping):
         raise TypeError(f"write takes a mapping of metric names to values, got {shown(data)}")
-
-
-def _nothing() -> None:
-    """The lock calls of a pipeline that is not thread-safe."""
 
 
 _contexts: weakref.WeakKeyDictionary[Node, dict[int, tuple[weakref.ref[Pipeline], str]]] = (

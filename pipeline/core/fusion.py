@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 from pipeline.core.node import Node, Record
 
@@ -28,20 +29,55 @@ class Transform(Node):
         """True when `transform` returns every record as it is (a fused run leaves it out)."""
         return False
 
+    def inlined_transform(self) -> list[str] | None:
+        """Python statements, using only builtins, that do what `data = transform(data)`
+        does (a `return` passes nothing), for `fuse` to put in place of the call; None (the
+        default) to be called as usual."""
+        return None
+
     def write(self, data: Record) -> None:
         out = self.transform(data)
         if out is not None:
             self.emit(out)
 
 
-def fuse(head: Node) -> tuple[Callable[[Record], None], list[Transform]]:
-    """A function that does what `head.emit` does, with the run of Transforms below `head`
-    (each the only child of its single parent) fused into it, and the nodes of that run.
+def transform_of(lines: list[str]) -> Any:
+    """A `transform` method made of a Transform's inlined statements (one home for both)."""
+    namespace: dict[str, object] = {}
+    body = [f"    {line}" for line in lines]
+    exec("\n".join(["def transform(self, data):", *body, "    return data"]), namespace)
+    return namespace["transform"]
+
+
+class Lock(Protocol):
+    def acquire(self) -> object: ...
+    def release(self) -> object: ...
+
+
+class Fused(NamedTuple):
+    """What `fuse` makes of the nodes below a head."""
+
+    emit: Callable[[Record], None]
+    """Does what `head.emit` does, with the run fused into it."""
+    write: Callable[[Record], None]
+    """`emit` behind the head's guard: the record's check, then the run under the lock."""
+    run: list[Transform]
+    """The fused nodes, in order."""
+
+
+def fuse(
+    head: Node,
+    check: Callable[[object], None] | None = None,
+    lock: Lock | None = None,
+) -> Fused:
+    """Fuses the run of Transforms below `head` (each the only child of its single parent)
+    into one function, and the same function guarded: a record that is not a dict goes to
+    `check` first (which raises for one it refuses), and the run is crossed holding `lock`.
 
     The run ends at the first node that is not a Transform (or overrides `write`) or has
-    another parent, or at a Transform with no or several children; the function then calls
-    that node's `write` (or the last Transform's own `emit`, which fans out or refuses). The
-    result is only valid until a node of the run is connected again: rebuild it then (see
+    another parent, or at a Transform with no or several children; the functions then call
+    that node's `write` (or the last Transform's own `emit`, which fans out or refuses). They
+    are only valid until a node of the run is connected again: rebuild them then (see
     `Node._changed`).
     """
     run: list[Transform] = []
@@ -56,24 +92,35 @@ def fuse(head: Node) -> tuple[Callable[[Record], None], list[Transform]]:
             break
         run.append(child)
         node = child
-    if not run:
-        return head.emit, run
-    steps = [step for step in run if not step.passes_all()]
-    namespace: dict[str, object] = {"end": node.emit}
-    lines = ["def fused(data):"]
-    for index, step in enumerate(steps):
+    namespace: dict[str, object] = {"end": node.emit, "check": check}
+    body: list[str] = []
+    for index, step in enumerate(step for step in run if not step.passes_all()):
+        inlined_step = step.inlined_transform()
+        if inlined_step is not None:
+            body += inlined_step
+            continue
         namespace[f"t{index}"] = step.transform
-        lines.append(f"    data = t{index}(data)")
+        body.append(f"data = t{index}(data)")
         if step.drops:
-            lines.append("    if data is None:")
-            lines.append("        return")
+            body += ["if data is None:", "    return"]
     inlined = node._children[0].inlined_write() if len(node._children) == 1 else None
     if inlined is None:
-        lines.append("    end(data)")
+        body.append("end(data)")
     else:
-        body, names = inlined
-        lines.extend(f"    {line}" for line in body)
+        lines, names = inlined
+        body += lines
         namespace.update(names)
-    exec("\n".join(lines), namespace)  # one straight-line function: no loop, no emit
-    fused: Callable[[Record], None] = namespace["fused"]  # type: ignore[assignment]
-    return fused, run
+    guarded = body
+    if lock is not None:  # acquire/release: cheaper than `with` on a lock
+        namespace["acquire"], namespace["release"] = lock.acquire, lock.release
+        indented = [f"    {line}" for line in body]
+        guarded = ["acquire()", "try:", *indented, "finally:", "    release()"]
+    if check is not None:
+        guarded = ["if type(data) is not dict:", "    check(data)", *guarded]
+    source = [
+        "def emit(data):", *(f"    {line}" for line in body),
+        "def write(data):", *(f"    {line}" for line in guarded),
+    ]
+    exec("\n".join(source), namespace)  # straight-line functions: no loop, no emit
+    emit = namespace["emit"] if run or inlined is not None else node.emit
+    return Fused(emit, namespace["write"], run)  # type: ignore[arg-type]

@@ -125,7 +125,7 @@ def test_the_train_chain_is_one_fused_run_and_describe_says_so() -> None:
         "SmoothingFilter",
         "TimeFilter",
     ]
-    _, run_nodes = fuse(pipe)
+    run_nodes = fuse(pipe).run
     assert [type(node).__name__ for node in run_nodes] == [
         "NoneFilter",
         "SmoothingFilter",
