@@ -44,7 +44,7 @@ class SmoothingFilter(Transform):
             raise ValueError(f"coeff must be a number in [0, 1), got {coeff!r}")
         self.match = KeyMatcher(regex)
         self.coeff = coeff
-        self._step = 0.1 * coeff  # ema_step's constant term
+        self._step = 0.1 * coeff  # the EMA step's constant term (see warmup_ema)
         self.bias_correction = bias_correction
         # key -> [smoothed value, warm-up coefficient c_t or coeff^t]; NaN smoothed = no value yet
         self._state: dict[str, list[float]] = {}
@@ -97,7 +97,7 @@ class SmoothingFilter(Transform):
                 if smoothed == smoothed:
                     out[name] = smoothed
                 continue
-            c = state[1]  # ema_step, inline: this is the train chain's hot loop
+            c = state[1]  # warmup_ema's step, inline: this is the train chain's hot loop
             out[name] = state[0] = x if c == 0.0 else (1.0 - c) * x + c * state[0]
             state[1] = 0.9 * c + step
         return out
@@ -154,6 +154,10 @@ class SmoothingFilter(Transform):
         """The smoothed values of a column (NaN where there is none yet) and the index of the
         first row that has one (the length if none has)."""
         array = numeric(column)
+        if not self.bias_correction and array is not None and np.isfinite(array).all():
+            numbers = array.astype(np.float64, copy=False).tolist()
+            column_out, state[0], state[1] = warmup_ema(numbers, self.coeff, state[0], state[1])
+            return np.array(column_out, dtype=np.float64), 0  # the first value is a number
         values: list[Any] = array.tolist() if array is not None else list(column)
         out: list[float] = []
         append = out.append
@@ -165,7 +169,7 @@ class SmoothingFilter(Transform):
                     first = index
                 append(smoothed)
         else:
-            numbers: list[float] = []
+            numbers = []
             for value in values:
                 x = value if type(value) is float else to_float(value)
                 if x is None or x - x != 0:  # not a number, NaN or inf

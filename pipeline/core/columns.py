@@ -7,11 +7,13 @@ numeric test.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import repeat
+from operator import is_
 from typing import Any
 
 import numpy as np
 
-from pipeline.core.values import plain, snapshot
+from pipeline.core.values import IMMUTABLE_TYPES, plain, snapshot
 
 Columns = Mapping[str, Any]
 """A batch of records as columns: metric name -> sequence (or 1-d array) of values."""
@@ -24,11 +26,11 @@ def batch_length(columns: Columns) -> int:
     """
     if not columns:
         return 0
-    lengths = {key: len(column) for key, column in columns.items()}
-    length = next(iter(lengths.values()))
-    if any(n != length for n in lengths.values()):
-        raise ValueError(f"write_batch needs columns of equal length, got {lengths}")
-    return length
+    lengths = set(map(len, columns.values()))
+    if len(lengths) > 1:
+        lengths_by_key = {key: len(column) for key, column in columns.items()}
+        raise ValueError(f"write_batch needs columns of equal length, got {lengths_by_key}")
+    return lengths.pop()
 
 
 def iter_rows(columns: Columns) -> Iterator[dict[str, Any]]:
@@ -56,6 +58,8 @@ def batch_rows(columns: Columns, *, python_scalars: bool = False) -> list[dict[s
             values.append(plain(column))
         elif numeric(column) is not None:
             values.append(list(column))  # numpy scalars: copies already
+        elif IMMUTABLE_TYPES.issuperset(map(type, column)):
+            values.append(list(column))
         else:
             values.append(list(map(snapshot, column)))
     keys = list(columns)
@@ -77,7 +81,7 @@ def none_mask(column: Any, length: int) -> np.ndarray | None:
     """A boolean mask of the rows where the column holds None, or None if it holds none."""
     if isinstance(column, np.ndarray) and column.dtype.kind != "O":
         return None
-    mask = np.fromiter((value is None for value in column), dtype=bool, count=length)
+    mask = np.fromiter(map(is_, column, repeat(None)), dtype=bool, count=length)
     return mask if mask.any() else None
 
 

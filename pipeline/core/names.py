@@ -58,26 +58,22 @@ def split_stat(name: str) -> tuple[str, str] | None:
     return None
 
 
-def ema_step(smoothed: float, c: float, x: float, coeff: float) -> tuple[float, float]:
-    """One step of the warm-up EMA: (s_t, c_{t+1}) from s_{t-1}, c_t and the value x_t.
-
-    s_t = (1 - c_t) x_t + c_t s_{t-1}; c_{t+1} = 0.9 c_t + 0.1 coeff; c_0 = 0, so the first
-    smoothed value is the value itself and the coefficient anneals towards `coeff`.
-    """
-    s = x if c == 0.0 else (1.0 - c) * x + c * smoothed
-    return s, 0.9 * c + 0.1 * coeff
-
-
 def warmup_ema(
     values: Iterable[float], coeff: float, smoothed: float = math.nan, c: float = 0.0
 ) -> tuple[list[float], float, float]:
     """The warm-up EMA over `values` from state (smoothed, c): the smoothed value after each
     value (NaN before the first finite one) and the final state. Values that are not finite
-    leave the state as it was."""
+    leave the state as it was.
+
+    s_t = (1 - c_t) x_t + c_t s_{t-1}; c_{t+1} = 0.9 c_t + 0.1 coeff; c_0 = 0, so the first
+    smoothed value is the value itself and the coefficient anneals towards `coeff`.
+    """
     out: list[float] = []
     append = out.append
+    step = 0.1 * coeff
     for x in values:
         if x - x == 0:  # finite
-            smoothed, c = ema_step(smoothed, c, x, coeff)
+            smoothed = x if c == 0.0 else (1.0 - c) * x + c * smoothed
+            c = 0.9 * c + step
         append(smoothed)
     return out, smoothed, c

@@ -83,6 +83,8 @@ def plain(value: Any) -> Any:
         if value.dtype.itemsize < 8:
             value = value.astype(str).astype(np.float64)
         return value.tolist()
+    if isinstance(value, np.ndarray | np.integer | np.bool_) and value.dtype.kind in "biu":
+        return value.tolist()  # Python ints and bools already
     tolist = getattr(value, "tolist", None)
     if tolist is not None and getattr(value, "dtype", None) is not None:
         try:
