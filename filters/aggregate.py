@@ -6,6 +6,7 @@ import math
 import time
 from array import array
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,7 @@ class AggregateFilter(Node):
             )
         self.match = KeyMatcher(regex)
         self.every = every
+        self._every: float = math.inf if every is None else every
         self.seconds = None if seconds is None else float(seconds)
         self.stats = tuple(stats)
         self._clock = clock
@@ -84,11 +86,9 @@ class AggregateFilter(Node):
         self._columns: dict[str, array[float]] = {}
         self._last: dict[str, Any] = {}
         self._order: dict[str, None] = {}
-        # key tuple of a record -> (its matching keys with their columns' appends, its other
-        # keys); only for key tuples whose every key is already in this window's order
-        self._plans: dict[
-            tuple[str, ...], tuple[tuple[tuple[str, Callable[[float], None]], ...], tuple[str, ...]]
-        ] = {}
+        # key tuple of a record -> a function that buffers such a record (see _plan_writer);
+        # only for key tuples whose every key is already in this window's order
+        self._plans: dict[tuple[str, ...], Callable[[Record], None]] = {}
         self._writes = 0
         self._window_start = 0.0
 
@@ -97,24 +97,15 @@ class AggregateFilter(Node):
         if plan is None:
             self._write_record(data)
         else:
-            numbers, others = plan
-            for key, append in numbers:
-                x = data[key]
-                if type(x) is float and x == x:
-                    append(x)
-                else:
-                    self._add(key, x)
-            last = self._last
-            for key in others:
-                value = data[key]
-                if value is not None:
-                    last[key] = value if type(value) in IMMUTABLE_TYPES else snapshot(value)
+            plan(data)
         writes = self._writes = self._writes + 1
-        if writes == 1 and self.seconds is not None:
+        if self.seconds is None:
+            if writes >= self._every:
+                self._emit_window()
+            return
+        if writes == 1:
             self._window_start = self._clock()
-        if (self.every is not None and writes >= self.every) or (
-            self.seconds is not None and self._clock() - self._window_start >= self.seconds
-        ):
+        if writes >= self._every or self._clock() - self._window_start >= self.seconds:
             self._emit_window()
 
     def _write_record(self, data: Record) -> None:
@@ -140,10 +131,14 @@ class AggregateFilter(Node):
             if not match(key):
                 others.append(key)
             elif key in columns:
-                numbers.append((key, columns[key].append))
+                numbers.append(key)
             else:
                 return
-        self._plans[tuple(data)] = (tuple(numbers), tuple(others))
+        appends = [columns[key].append for key in numbers]
+        make = _plan_writer(len(numbers), len(others))
+        self._plans[tuple(data)] = make(
+            *numbers, *appends, *others, self._last, self._add, snapshot, IMMUTABLE_TYPES
+        )
 
     def _add(self, key: str, value: Any) -> None:
         """Buffers one value of a matching key."""
@@ -316,6 +311,41 @@ class AggregateFilter(Node):
 
     def __repr__(self) -> str:
         return f"AggregateFilter({self.match.regex!r}, every={self.every}, seconds={self.seconds})"
+
+
+@lru_cache(maxsize=256)
+def _plan_writer(numbers: int, others: int) -> Callable[..., Callable[[Record], None]]:
+    """A maker of functions that buffer a record of one key tuple with `numbers` matching keys
+    and `others` other keys, one statement per key (no loop, no plan to unpack):
+    `make(*number_keys, *their_columns_appends, *other_keys, last, add, snapshot, immutable)`.
+    A float that is not NaN is appended to its column, any other value goes to `add`; an
+    other key's value that is not None becomes its last value (a snapshot if mutable)."""
+    names = [f"n{index}" for index in range(numbers)]
+    appends = [f"a{index}" for index in range(numbers)]
+    keys = [f"o{index}" for index in range(others)]
+    body = ["    def write(data):"]
+    for name, append in zip(names, appends, strict=True):
+        body += [
+            f"        x = data[{name}]",
+            "        if type(x) is float and x == x:",
+            f"            {append}(x)",
+            "        else:",
+            f"            add({name}, x)",
+        ]
+    for key in keys:
+        body += [
+            f"        value = data[{key}]",
+            "        if value is not None:",
+            f"            last[{key}] = value if type(value) in immutable else snapshot(value)",
+        ]
+    if len(body) == 1:
+        body.append("        pass")
+    parameters = ", ".join([*names, *appends, *keys, "last", "add", "snapshot", "immutable"])
+    source = "\n".join([f"def make({parameters}):", *body, "    return write"])
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)
+    make: Callable[..., Callable[[Record], None]] = namespace["make"]
+    return make
 
 
 def _first_value(part: Any) -> int | None:
