@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -30,6 +32,7 @@ from pipeline import Node, Pipeline
 from pipeline.core.fusion import fuse
 from sinks import CsvSink, MemorySink
 from tests.conftest import FakeClock
+from tests.reference import warmup_ema
 
 Make = Callable[[FakeClock], Node]
 
@@ -213,3 +216,64 @@ def test_a_transform_subclass_with_its_own_write_is_called_not_fused() -> None:
     pipe.write({"x": 1.0})
     pipe.close()
     assert memory.records == [{"x": 1.0, "stamped": 1, "x_smoothed_0.99": 1.0}]
+
+
+@settings(max_examples=60, deadline=None)
+@given(chain=chains, stream=records)
+def test_a_pipeline_without_its_lock_gives_the_records_of_one_with_it(
+    chain: list[str], stream: list[dict[str, Any]]
+) -> None:
+    outputs = []
+    for thread_safe in (True, False):
+        clock = FakeClock()
+        memory = MemorySink()
+        pipe = Pipeline(close_at_exit=False, thread_safe=thread_safe)
+        for name in chain:
+            pipe.then(STEPS[name](clock))
+        pipe.to(memory)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for record in stream:
+                clock.advance(0.7)
+                pipe.write(record)
+            pipe.close()
+        outputs.append(memory.records)
+    assert same(outputs[0], outputs[1])
+
+
+def test_the_fused_write_takes_any_mapping_and_refuses_anything_else() -> None:
+    memory = MemorySink()
+    pipe = Pipeline(close_at_exit=False).drop_none().smooth("r", 0.5).to(memory)
+    pipe.write(MappingProxyType({"r": 2.0, "x": None}))
+    with pytest.raises(TypeError, match="mapping of metric names"):
+        pipe.write([("r", 4.0)])  # type: ignore[arg-type]
+    pipe.write({"r": 4.0})
+    pipe.close()
+    first, second = warmup_ema([2.0, 4.0], 0.5)
+    assert memory.records == [
+        {"r": 2.0, "r_smoothed_0.5": first},
+        {"r": 4.0, "r_smoothed_0.5": second},
+    ]
+
+
+def test_a_strict_pipeline_whose_sink_raises_lets_go_of_its_lock() -> None:
+    class Broken(Node):
+        def write(self, data: Any) -> None:
+            raise ValueError("broken sink")
+
+    memory = MemorySink()
+    pipe = Pipeline(close_at_exit=False, strict=True).drop_none().to(Broken(), memory)
+    with pytest.raises(ValueError, match="broken sink"):
+        pipe.write({"r": 1.0})
+    finished = threading.Event()
+
+    def write_from_another_thread() -> None:
+        try:
+            pipe.write({"r": 2.0})
+        except ValueError:
+            finished.set()
+
+    other = threading.Thread(target=write_from_another_thread)
+    other.start()
+    other.join(timeout=10)
+    assert finished.is_set()  # the lock was free: the other thread's write ran (and raised)
