@@ -190,16 +190,18 @@ class CsvFile:
     def __init__(self, path: Path, fields: Sequence[str]) -> None:
         self.fields = list(fields)
         self.lines: list[str] = []
+        self.text = ",".join(["%r"] * len(self.fields)).__mod__
+        """A row's text from its values in column order: one format call."""
         self._file = io.FileIO(path, "w")
         self._file.write((",".join(self.fields) + "\r\n").encode("utf-8"))
 
     def row(self) -> Callable[[Record], None]:
         """`row(record)`: formats one record and holds it (storing every CSV_EVERY rows)."""
         fields, lines, due = self.fields, self.lines, self.store_due
-        append, join = lines.append, ",".join
+        append, text = lines.append, self.text
 
         def row(data: Record) -> None:
-            append(join(map(repr, map(data.get, fields))))
+            append(text(tuple(map(data.get, fields))))
             if len(lines) >= CSV_EVERY:
                 due()
 
@@ -354,17 +356,16 @@ def batched_aggregate(write: Callable[[Record], None], every: int | None = None)
 
 def batched_csv(path: Path, fields: Sequence[str]) -> Bound:
     """CsvSink(path) on column batches: each column's values as Python numbers (`tolist`),
-    their reprs joined row by row."""
+    each row's text in one format call."""
     file = CsvFile(path, fields)
     lines, due = file.lines, file.store_due
 
     def chain(columns: Columns) -> None:
-        texts = []
-        for key in fields:
-            column = columns[key]
-            values = column.tolist() if isinstance(column, np.ndarray) else column
-            texts.append(map(repr, values))
-        lines.extend(map(",".join, zip(*texts, strict=True)))
+        values = [
+            column.tolist() if isinstance(column, np.ndarray) else column
+            for column in map(columns.__getitem__, fields)
+        ]
+        lines.extend(map(file.text, zip(*values, strict=True)))
         due()
 
     return Bound(chain, file.store, file.close)

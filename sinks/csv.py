@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,11 @@ def _number_lines(rows: list[dict[str, Any]], fields: list[str], delimiter: str)
         return None  # a lone empty cell is written `""` by the csv module
     if not _NUMBERS.issuperset(map(type, chain.from_iterable(map(dict.values, rows)))):
         return None
-    lines = [delimiter.join(map(repr, map(row.get, fields))) for row in rows]
+    row_text = delimiter.join(["%r"] * len(fields)).__mod__
+    try:  # every row has every column (the common case): one format per row
+        lines = list(map(row_text, map(itemgetter(*fields), rows)))
+    except KeyError:
+        lines = [delimiter.join(map(repr, map(row.get, fields))) for row in rows]
     lines.append("")
     return "\r\n".join(lines).replace("None", "")
 
