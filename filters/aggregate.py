@@ -89,15 +89,22 @@ class AggregateFilter(Node):
         # key tuple of a record -> a function that buffers such a record (see _plan_writer);
         # only for key tuples whose every key is already in this window's order
         self._plans: dict[tuple[str, ...], Callable[[Record], None]] = {}
+        self._keys: tuple[str, ...] | None = None  # the last planned key tuple, and its plan
+        self._plan: Callable[[Record], None] = self._write_record
         self._writes = 0
         self._window_start = 0.0
 
     def write(self, data: Record) -> None:
-        plan = self._plans.get(tuple(data))
-        if plan is None:
-            self._write_record(data)
+        keys = tuple(data)
+        if keys == self._keys:
+            self._plan(data)
         else:
-            plan(data)
+            plan = self._plans.get(keys)
+            if plan is None:
+                self._write_record(data)
+            else:
+                self._keys, self._plan = keys, plan
+                plan(data)
         writes = self._writes = self._writes + 1
         if self.seconds is None:
             if writes >= self._every:
