@@ -13,7 +13,7 @@ _DROP_NONE = [
     "        data = {key: value for key, value in data.items() if value is not None}",
     "        break",
 ]
-"""NoneFilter's transform, as statements a fused run inlines."""
+"""NoneFilter's transform, as statements (see `transform_of`)."""
 
 
 class NoneFilter(Transform):
@@ -25,10 +25,7 @@ class NoneFilter(Transform):
 
     drops = False
 
-    transform = transform_of(_DROP_NONE)
-
-    def inlined_transform(self) -> list[str]:
-        return _DROP_NONE
+    transform = transform_of(_DROP_NONE)  # written into a fused run, not called
 
     def write_batch(self, columns: Columns) -> None:
         """Numeric numpy columns cannot hold None and pass as they are; a batch whose other

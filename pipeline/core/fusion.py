@@ -29,24 +29,23 @@ class Transform(Node):
         """True when `transform` returns every record as it is (a fused run leaves it out)."""
         return False
 
-    def inlined_transform(self) -> list[str] | None:
-        """Python statements, using only builtins, that do what `data = transform(data)`
-        does (a `return` passes nothing), for `fuse` to put in place of the call; None (the
-        default) to be called as usual."""
-        return None
-
     def write(self, data: Record) -> None:
         out = self.transform(data)
         if out is not None:
             self.emit(out)
 
 
-def transform_of(lines: list[str]) -> Any:
-    """A `transform` method made of a Transform's inlined statements (one home for both)."""
-    namespace: dict[str, object] = {}
-    body = [f"    {line}" for line in lines]
+def transform_of(statements: list[str]) -> Any:
+    """A `transform` method made of Python statements, using only builtins, that rebind
+    `data` to the record to pass on (or `return` to pass nothing). A fused run writes the
+    statements in place of the call, as long as the node's `transform` is this one (not a
+    subclass's or an instance's own)."""
+    namespace: dict[str, Any] = {}
+    body = [f"    {line}" for line in statements]
     exec("\n".join(["def transform(self, data):", *body, "    return data"]), namespace)
-    return namespace["transform"]
+    transform = namespace["transform"]
+    transform.statements = tuple(statements)
+    return transform
 
 
 class Lock(Protocol):
@@ -95,15 +94,15 @@ def fuse(
     namespace: dict[str, object] = {"end": node.emit, "check": check}
     body: list[str] = []
     for index, step in enumerate(step for step in run if not step.passes_all()):
-        inlined_step = step.inlined_transform()
-        if inlined_step is not None:
-            body += inlined_step
+        statements = getattr(step.transform, "statements", None)  # see transform_of
+        if statements is not None:
+            body += statements
             continue
         namespace[f"t{index}"] = step.transform
         body.append(f"data = t{index}(data)")
         if step.drops:
             body += ["if data is None:", "    return"]
-    inlined = node._children[0].inlined_write() if len(node._children) == 1 else None
+    inlined = _inlined_write(node._children[0]) if len(node._children) == 1 else None
     if inlined is None:
         body.append("end(data)")
     else:
@@ -124,3 +123,12 @@ def fuse(
     exec("\n".join(source), namespace)  # straight-line functions: no loop, no emit
     emit = namespace["emit"] if run or inlined is not None else node.emit
     return Fused(emit, namespace["write"], run)  # type: ignore[arg-type]
+
+
+def _inlined_write(node: Node) -> tuple[list[str], dict[str, object]] | None:
+    """`node.inlined_write()`, if the `write` it stands for is the node's own: not when a
+    subclass overrode `write` alone, nor when the instance has a `write` of its own."""
+    owner = next(kind for kind in type(node).__mro__ if "inlined_write" in vars(kind))
+    if "write" in vars(node) or type(node).write is not owner.write:  # type: ignore[attr-defined]
+        return None
+    return node.inlined_write()
