@@ -75,12 +75,21 @@ class AggregateFilter(Node):
             )
         self.match = KeyMatcher(regex)
         self.every = every
-        self._every: float = math.inf if every is None else every
         self.seconds = None if seconds is None else float(seconds)
         self.stats = tuple(stats)
         self._clock = clock
         self._names: dict[str, tuple[str, ...]] = {}
         self._reset()
+
+    @property
+    def every(self) -> int | None:
+        """Records per window (None: no count limit)."""
+        return self._every_n
+
+    @every.setter
+    def every(self, every: int | None) -> None:
+        self._every_n = every
+        self._every: float = math.inf if every is None else every  # write's one comparison
 
     def _reset(self) -> None:
         self._columns: dict[str, array[float]] = {}

@@ -44,7 +44,6 @@ class SmoothingFilter(Transform):
             raise ValueError(f"coeff must be a number in [0, 1), got {coeff!r}")
         self.match = KeyMatcher(regex)
         self.coeff = coeff
-        self._step = 0.1 * coeff  # the EMA step's constant term (see warmup_ema)
         self.bias_correction = bias_correction
         # key -> [smoothed value, warm-up coefficient c_t or coeff^t]; NaN smoothed = no value yet
         self._state: dict[str, list[float]] = {}
@@ -52,6 +51,16 @@ class SmoothingFilter(Transform):
         self._plans: dict[tuple[str, ...], tuple[tuple[str, str, list[float]], ...]] = {}
         self._keys: tuple[str, ...] | None = None  # the last record's key tuple, and its plan
         self._last_plan: tuple[tuple[str, str, list[float]], ...] = ()
+
+    @property
+    def coeff(self) -> float:
+        """The moving average's coefficient (the weight of the past)."""
+        return self._coeff
+
+    @coeff.setter
+    def coeff(self, coeff: float) -> None:
+        self._coeff = coeff
+        self._step = 0.1 * coeff  # the EMA step's constant term (see warmup_ema)
 
     def _plan(self, keys: tuple[str, ...]) -> tuple[tuple[str, str, list[float]], ...]:
         match = self.match
@@ -154,10 +163,13 @@ class SmoothingFilter(Transform):
         """The smoothed values of a column (NaN where there is none yet) and the index of the
         first row that has one (the length if none has)."""
         array = numeric(column)
-        if not self.bias_correction and array is not None and np.isfinite(array).all():
-            numbers = array.astype(np.float64, copy=False).tolist()
-            column_out, state[0], state[1] = warmup_ema(numbers, self.coeff, state[0], state[1])
-            return np.array(column_out, dtype=np.float64), 0  # the first value is a number
+        if not self.bias_correction and array is not None:
+            as_float = array.astype(np.float64, copy=False)  # as to_float: past float64, inf
+            if np.isfinite(as_float).all():
+                ema, state[0], state[1] = warmup_ema(
+                    as_float.tolist(), self.coeff, state[0], state[1]
+                )
+                return np.array(ema, dtype=np.float64), 0  # the first value is a number
         values: list[Any] = array.tolist() if array is not None else list(column)
         out: list[float] = []
         append = out.append
