@@ -238,7 +238,7 @@ class Pipeline(Node):
             super().load_state_dict(state)
 
     def _changed(self) -> None:
-        if self._ended:  # a node below was connected anew: fuse the chain again
+        if self._ended and not self.closed:  # a node below was connected anew: fuse again
             self._fuse()
         super()._changed()
 
