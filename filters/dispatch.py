@@ -55,14 +55,16 @@ class Dispatcher(Node):
         self.max_backoff = max_backoff
         self.failures: dict[int, Failures] = {}
         self._retrying: dict[int, RetryingWriter] = {}
-        self._writers: tuple[Callable[[Record], None], ...] = ()
+        # each child with what to call to write it: its write, or its retry queue's
+        self._targets: tuple[tuple[Node, Callable[[Record], None]], ...] = ()
         super().__init__()
         if children:
             self.connect(*children)
 
     def _rewire(self) -> None:
-        self._writers = tuple(  # first: rewiring tells the parents, which may read them
-            self._retrying[id(child)].write if id(child) in self._retrying else child.write
+        self._targets = tuple(  # first: rewiring tells the parents, which may read them
+            (child, self._retrying[id(child)].write if id(child) in self._retrying
+             else child.write)
             for child in self._children
         )
         super()._rewire()
@@ -71,22 +73,22 @@ class Dispatcher(Node):
         """Each child's write in its own try, as `write` does it, without the loop."""
         lines: list[str] = []
         names: dict[str, object] = {"dispatch_failed": self._failed}
-        for index, write in enumerate(self._writers):
-            names[f"w{index}"] = write
+        for index, (child, write) in enumerate(self._targets):
+            names[f"c{index}"], names[f"w{index}"] = child, write
             lines += [
                 "try:",
                 f"    w{index}(data)",
                 "except Exception as error:",
-                f"    dispatch_failed(w{index}, data, error)",
+                f"    dispatch_failed(c{index}, data, error)",
             ]
         return lines, names
 
     def write(self, data: Record) -> None:
-        for write in self._writers:
+        for child, write in self._targets:
             try:
                 write(data)
             except Exception as error:
-                self._failed(write, data, error)
+                self._failed(child, data, error)
 
     def write_batch(self, columns: Columns) -> None:
         if self._retrying:
@@ -96,7 +98,7 @@ class Dispatcher(Node):
             try:
                 child.write_batch(columns)
             except StoreError as error:  # the child holds every row and retries itself
-                self._failed(child.write, {}, error)
+                self._failed(child, {}, error)
             except Exception as error:
                 if self.strict:
                     raise
@@ -106,7 +108,7 @@ class Dispatcher(Node):
                 if isinstance(error, OSError):  # storage is down: queued, in order, retried
                     first = next(rows, None)
                     if first is not None:
-                        self._failed(child.write, first, error)
+                        self._failed(child, first, error)
                 else:  # no row is known bad yet: each one is offered on its own
                     self._noted(child, error)
                 for row in rows:
@@ -114,23 +116,24 @@ class Dispatcher(Node):
 
     def write_to(self, child: Node, data: Record) -> None:
         """Writes one record to one child, through the isolation rules."""
-        write = self._writers[self._children.index(child)]
+        write = self._targets[self._children.index(child)][1]
         try:
             write(data)
         except Exception as error:
-            self._failed(write, data, error)
+            self._failed(child, data, error)
 
-    def _failed(self, write: Callable[[Record], None], data: Record, error: Exception) -> None:
+    def _failed(self, child: Node, data: Record, error: Exception) -> None:
         if self.strict:
             raise error
-        child = self._children[self._writers.index(write)]
         failures = self._noted(child, error)
         if isinstance(error, StoreError):
             return
         if not isinstance(error, OSError):
             failures.lost += 1
             return
-        self._retry(child, failures).hold(data)
+        # Already queued when a write from inside this one (a sink writing back) failed first.
+        retrying = self._retrying.get(id(child))
+        (retrying or self._retry(child, failures)).hold(data)
 
     def _noted(self, child: Node, error: Exception) -> Failures:
         """Notes `error` against `child` (warned about the first time); its failures."""
