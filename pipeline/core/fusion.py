@@ -129,6 +129,7 @@ def _inlined_write(node: Node) -> tuple[list[str], dict[str, object]] | None:
     """`node.inlined_write()`, if the `write` it stands for is the node's own: not when a
     subclass overrode `write` alone, nor when the instance has a `write` of its own."""
     owner = next(kind for kind in type(node).__mro__ if "inlined_write" in vars(kind))
-    if "write" in vars(node) or type(node).write is not owner.write:  # type: ignore[attr-defined]
+    # Not vars(node): making an instance's __dict__ slows every attribute read of it after.
+    if getattr(node.write, "__func__", None) is not owner.write:  # type: ignore[attr-defined]
         return None
     return node.inlined_write()
