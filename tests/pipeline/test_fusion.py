@@ -3,8 +3,10 @@ records, counts and files that the same nodes give when each calls the next."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -277,3 +279,28 @@ def test_a_strict_pipeline_whose_sink_raises_lets_go_of_its_lock() -> None:
     other.start()
     other.join(timeout=10)
     assert finished.is_set()  # the lock was free: the other thread's write ran (and raised)
+
+
+def _has_own_dict(node: Node) -> bool:
+    """Whether CPython made a real __dict__ for `node` (its attributes are then read through
+    the dict, more slowly); seen as the dict among the objects the node refers to."""
+    return any(isinstance(item, dict) and "counts" in item for item in gc.get_referents(node))
+
+
+@pytest.mark.skipif(
+    not (3, 11) <= sys.version_info[:2] < (3, 13),
+    reason="only CPython 3.11 and 3.12 keep attributes outside a dict and show when one is made",
+)
+def test_building_and_writing_a_pipeline_leaves_its_nodes_without_an_instance_dict(
+    tmp_path: Path,
+) -> None:
+    pipes = [
+        Pipeline(close_at_exit=False).drop_none().smooth("r").throttle(0).to(MemorySink()),
+        Pipeline(close_at_exit=False).aggregate("r", every=2).to(CsvSink(tmp_path / "a.csv")),
+        Pipeline(close_at_exit=False).to(MemorySink(), CsvSink(tmp_path / "b.csv")),
+    ]
+    for pipe in pipes:
+        for value in (1.0, None, 2.0):
+            pipe.write({"r": value, "s": 1})
+        assert [node for node in pipe.nodes() if _has_own_dict(node)] == []
+        pipe.close()
