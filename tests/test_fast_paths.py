@@ -257,21 +257,6 @@ def test_a_failing_first_sink_does_not_keep_the_record_from_the_second(chain: st
     pipe.close()
 
 
-def test_a_sink_whose_storage_is_down_gets_every_record_in_order_without_filters() -> None:
-    flaky, memory = Flaky(), MemorySink()
-    pipe = Pipeline(close_at_exit=False).to(flaky, memory)
-    pipe.write({"i": 0})
-    flaky.down = True
-    for i in range(1, 4):
-        pipe.write({"i": i})
-    flaky.down = False
-    for i in range(4, 6):
-        pipe.write({"i": i})
-    pipe.close()
-    assert [record["i"] for record in flaky.records] == list(range(6))
-    assert [record["i"] for record in memory.records] == list(range(6))
-
-
 @pytest.mark.parametrize("chain", sorted(CHAINS))
 @pytest.mark.parametrize("thread_safe", [True, False])
 def test_a_sink_may_write_back_into_its_own_pipeline(chain: str, thread_safe: bool) -> None:
@@ -623,6 +608,18 @@ def numeric_batches(draw: st.DrawFn) -> tuple[str, list[np.ndarray]]:
     return dtype, arrays
 
 
+def smoothing_into(
+    sink: Node, feed: str, coeff: float, bias_correction: bool
+) -> tuple[Node, SmoothingFilter]:
+    """What a test writes to (a fused pipeline for "fused", else the filter itself) and the
+    SmoothingFilter, which sends to `sink`."""
+    smoother = SmoothingFilter("r", coeff, bias_correction=bias_correction)
+    if feed == "fused":
+        return Pipeline(close_at_exit=False).then(smoother).to(sink), smoother
+    smoother.connect(sink)
+    return smoother, smoother
+
+
 @settings(max_examples=80, deadline=None)
 @given(batches=numeric_batches(), coeff=st.sampled_from([0.0, 0.5, 0.9, 0.99]),
        bias_correction=st.booleans())
@@ -636,14 +633,7 @@ def test_smoothing_numeric_numpy_columns_by_batch_equals_rows_and_the_reference(
     outputs = []
     for feed in ("rows", "batch", "fused"):
         sink = MemorySink()
-        node: Node
-        if feed == "fused":
-            node = Pipeline(close_at_exit=False).smooth(
-                "r", coeff, bias_correction=bias_correction
-            ).to(sink)
-        else:
-            node = SmoothingFilter("r", coeff, bias_correction=bias_correction)
-            node.connect(sink)
+        node, _ = smoothing_into(sink, feed, coeff, bias_correction)
         for array in arrays:
             if feed == "batch":
                 node.write_batch({"r": array, "step": np.arange(len(array))})
@@ -675,15 +665,7 @@ def test_smoothing_mixed_columns_counts_the_same_skips_by_batch_as_by_rows(
     outputs = []
     for feed in ("rows", "batch", "fused"):
         sink = MemorySink()
-        node: Node
-        if feed == "fused":
-            node = Pipeline(close_at_exit=False).smooth(
-                "r", 0.9, bias_correction=bias_correction
-            ).to(sink)
-            smoother = node.steps[0]
-        else:
-            node = smoother = SmoothingFilter("r", 0.9, bias_correction=bias_correction)
-            node.connect(sink)
+        node, smoother = smoothing_into(sink, feed, 0.9, bias_correction)
         for column in values:
             if feed == "batch":
                 node.write_batch({"r": column})

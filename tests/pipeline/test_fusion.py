@@ -176,10 +176,14 @@ class Flaky(Node):
         self.got.append(dict(data))
 
 
+@pytest.mark.parametrize("filters", [True, False], ids=["drop_none", "no filters"])
 @pytest.mark.parametrize("nested", [False, True])
-def test_a_sink_that_goes_down_and_comes_back_gets_every_record_in_order(nested: bool) -> None:
+def test_a_sink_that_goes_down_and_comes_back_gets_every_record_in_order(
+    nested: bool, filters: bool
+) -> None:
     sink = Flaky()
-    inner = Pipeline("inner", close_at_exit=False).drop_none().to(sink)
+    inner = Pipeline("inner", close_at_exit=False)
+    inner = (inner.drop_none() if filters else inner).to(sink)
     head = Pipeline("outer", close_at_exit=False).drop_none().to(inner) if nested else inner
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
