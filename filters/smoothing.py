@@ -131,14 +131,14 @@ class SmoothingFilter(Transform):
         length = batch_length(columns)
         if not length:
             return
-        match = self.match
+        keys = tuple(columns)
+        plan = self._plans.get(keys)
+        if plan is None:
+            plan = self._plan(keys)
         out: dict[str, Any] = dict(columns)
         starts: list[tuple[int, str]] = []  # (first row with a smoothed value, output name)
-        for key, column in columns.items():
-            if not match(key):
-                continue
-            name, state = self._key_state(key)
-            smoothed, first = self._smooth_column(key, column, state)
+        for key, name, state in plan:
+            smoothed, first = self._smooth_column(key, columns[key], state)
             if first < length:
                 out[name] = smoothed
                 starts.append((first, name))
