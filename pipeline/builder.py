@@ -188,7 +188,7 @@ class Pipeline(Node):
         """Fuses the chain and installs, as this pipeline's `write`, one function that checks
         the record, takes the lock and runs the fused chain."""
         fused = fuse(self, _check_record, self._thread_lock)
-        self.emit, self._fused = fused.emit, fused.run
+        self._fused = fused.run
         self.write = fused.write  # type: ignore[method-assign,assignment]
         self._rewire_parents()
 

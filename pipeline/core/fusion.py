@@ -56,10 +56,9 @@ class Lock(Protocol):
 class Fused(NamedTuple):
     """What `fuse` makes of the nodes below a head."""
 
-    emit: Callable[[Record], None]
-    """Does what `head.emit` does, with the run fused into it."""
     write: Callable[[Record], None]
-    """`emit` behind the head's guard: the record's check, then the run under the lock."""
+    """Does what `head.emit` does, with the run fused into it, behind the head's guard: the
+    record's check, then the run under the lock."""
     run: list[Transform]
     """The fused nodes, in order."""
 
@@ -70,13 +69,14 @@ def fuse(
     lock: Lock | None = None,
 ) -> Fused:
     """Fuses the run of Transforms below `head` (each the only child of its single parent)
-    into one function, and the same function guarded: a record that is not a dict goes to
-    `check` first (which raises for one it refuses), and the run is crossed holding `lock`.
+    into one function that does what `head.emit` does, guarded: a record that is not a dict
+    goes to `check` first (which raises for one it refuses), and the run is crossed holding
+    `lock`.
 
     The run ends at the first node that is not a Transform (or overrides `write`) or has
-    another parent, or at a Transform with no or several children; the functions then call
-    that node's `write` (or the last Transform's own `emit`, which fans out or refuses). They
-    are only valid until a node of the run is connected again: rebuild them then (see
+    another parent, or at a Transform with no or several children; the function then calls
+    that node's `write` (or the last Transform's own `emit`, which fans out or refuses). It is
+    only valid until a node of the run is connected again: rebuild it then (see
     `Node._changed`).
     """
     run: list[Transform] = []
@@ -116,13 +116,9 @@ def fuse(
         guarded = ["acquire()", "try:", *indented, "finally:", "    release()"]
     if check is not None:
         guarded = ["if type(data) is not dict:", "    check(data)", *guarded]
-    source = [
-        "def emit(data):", *(f"    {line}" for line in body),
-        "def write(data):", *(f"    {line}" for line in guarded),
-    ]
-    exec("\n".join(source), namespace)  # straight-line functions: no loop, no emit
-    emit = namespace["emit"] if run or inlined is not None else node.emit
-    return Fused(emit, namespace["write"], run)  # type: ignore[arg-type]
+    source = ["def write(data):", *(f"    {line}" for line in guarded)]
+    exec("\n".join(source), namespace)  # one straight-line function: no loop, no emit
+    return Fused(namespace["write"], run)  # type: ignore[arg-type]
 
 
 def _inlined_write(node: Node) -> tuple[list[str], dict[str, object]] | None:

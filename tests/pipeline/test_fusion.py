@@ -308,3 +308,17 @@ def test_building_and_writing_a_pipeline_leaves_its_nodes_without_an_instance_di
             pipe.write({"r": value, "s": 1})
         assert [node for node in pipe.nodes() if _has_own_dict(node)] == []
         pipe.close()
+
+
+def test_a_node_whose_write_is_set_on_the_instance_is_called_as_set() -> None:
+    class Tap(Node):
+        def __init__(self, into: list[dict[str, Any]]) -> None:
+            super().__init__()
+            self.write = into.append  # type: ignore[method-assign,assignment]
+
+    got: list[dict[str, Any]] = []
+    pipe = Pipeline(close_at_exit=False).drop_none().then(Tap(got)).to(MemorySink())
+    pipe.write({"r": 1.0, "x": None})
+    pipe.write({"r": 2.0})
+    pipe.close()
+    assert got == [{"r": 1.0}, {"r": 2.0}]
