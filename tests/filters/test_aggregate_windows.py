@@ -31,6 +31,23 @@ def test_a_batch_exactly_seconds_after_the_window_began_closes_it_with_its_first
     assert sink.records[1:] == [{"x_mean": 4.0, "x_count": 1}]
 
 
+def test_a_window_with_a_count_and_a_time_limit_closes_at_whichever_comes_first(
+    clock: FakeClock,
+) -> None:
+    node = AggregateFilter("x", every=3, seconds=10.0, stats=("mean", "count"), clock=clock)
+    sink = MemorySink()
+    node.connect(sink)
+    for x in (1.0, 2.0, 3.0):  # three records within the time: the count closes the window
+        node.write({"x": x})
+    assert sink.records == [{"x_mean": 2.0, "x_count": 3}]
+    node.write({"x": 5.0})
+    clock.advance(10.0)
+    node.write({"x": 7.0})  # two records, ten seconds: the time closes it
+    assert sink.records[1:] == [{"x_mean": 6.0, "x_count": 2}]
+    node.write_batch({"x": [1.0, 2.0, 3.0]})  # by batch as by rows
+    assert sink.records[2:] == [{"x_mean": 2.0, "x_count": 3}]
+
+
 def test_a_restored_window_keeps_its_age(clock: FakeClock) -> None:
     node, _ = aggregate(clock)
     node.write({"x": 1.0})

@@ -91,3 +91,44 @@ def test_a_batch_a_child_refuses_is_offered_row_by_row_and_only_bad_rows_are_los
         dispatcher.write_batch({"v": ["a", "bad", "c"]})
     assert child.column("v") == ["a", "c"]  # the first row too: the batch's error was not its
     assert dispatcher.failures[id(child)].lost == 1
+
+
+class StorageDown(MemorySink):
+    """Its storage is down (OSError on every write and batch) while `down` is set."""
+
+    down = True
+
+    def write(self, data: Record) -> None:
+        if self.down:
+            raise OSError("disk unavailable")
+        super().write(data)
+
+    def write_batch(self, columns: Columns) -> None:
+        if self.down:
+            raise OSError("disk unavailable")
+        super().write_batch(columns)
+
+
+def test_a_batch_refused_because_storage_is_down_reaches_the_child_whole_once_it_is_back() -> None:
+    child, other = StorageDown(), MemorySink()
+    node = Dispatcher(child, other, backoff=1e3, max_backoff=1e3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        node.write_batch({"i": [0, 1, 2]})
+    assert [r["i"] for r in other.records] == [0, 1, 2]
+    child.down = False
+    node.flush()
+    assert [r["i"] for r in child.records] == [0, 1, 2]
+    (failures,) = node.failures.values()
+    assert failures.lost == 0
+
+
+def test_the_state_of_a_dispatcher_whose_child_lost_records_holds_no_queue_for_it() -> None:
+    child = Down({0}, ValueError("cannot take it"))
+    node = Dispatcher(child, MemorySink())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        node.write({"i": 0})
+    node.write({"i": 1})
+    (saved,) = node.state_dict()["nodes"][0]["failing"].values()
+    assert saved["lost"] == 1 and saved["queued"] is None
