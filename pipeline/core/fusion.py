@@ -14,7 +14,8 @@ class Transform(Node):
     nothing. `write` is `transform` then `emit`.
 
     A run of Transforms, each the only child of the one before, is fused by `fuse` into one
-    function, so a record crosses the run with one call per node and no `emit` between them.
+    function, so a record crosses the run with at most one call per node (none for a
+    `transform` made by `transform_of`) and no `emit` between them.
     The nodes keep their classes, state, counts, `write_batch`, flush and close.
     """
 
@@ -39,7 +40,9 @@ def transform_of(statements: list[str]) -> Any:
     """A `transform` method made of Python statements, using only builtins, that rebind
     `data` to the record to pass on (or `return` to pass nothing). A fused run writes the
     statements in place of the call, as long as the node's `transform` is this one (not a
-    subclass's or an instance's own)."""
+    subclass's or an instance's own); so the statements' own names must not be the fused
+    function's (`end`, `check`, `acquire`, `release`, `dispatch_failed`, or a letter and
+    digits such as `t0`)."""
     namespace: dict[str, Any] = {}
     body = [f"    {line}" for line in statements]
     exec("\n".join(["def transform(self, data):", *body, "    return data"]), namespace)
@@ -49,6 +52,8 @@ def transform_of(statements: list[str]) -> Any:
 
 
 class Lock(Protocol):
+    """What `fuse` needs of a lock (`threading.Lock` and `RLock` have it)."""
+
     def acquire(self) -> object: ...
     def release(self) -> object: ...
 
