@@ -9,6 +9,7 @@ import pandas as pd
 
 from pipeline import Pipeline
 from sinks import CsvSink, MemorySink
+from tests.reference import warmup_ema
 
 
 def test_threads_sharing_a_pipeline_lose_and_duplicate_nothing(tmp_path: Path) -> None:
@@ -38,3 +39,5 @@ def test_threads_sharing_a_pipeline_lose_and_duplicate_nothing(tmp_path: Path) -
     assert frame.groupby("worker")["return"].apply(list).tolist() == [
         [float(i) for i in range(per_thread)]
     ] * threads
+    # one record at a time: the file's smoothed column is the EMA of its returns, in its order
+    assert frame["return_smoothed_0.99"].tolist() == warmup_ema(frame["return"].tolist(), 0.99)
