@@ -72,10 +72,13 @@ def _number_lines(rows: list[dict[str, Any]], fields: list[str], delimiter: str)
     if not _NUMBERS.issuperset(map(type, chain.from_iterable(map(dict.values, rows)))):
         return None
     row_text = delimiter.join(["%r"] * len(fields)).__mod__
-    try:  # every row has every column (the common case): one format per row
-        lines = list(map(row_text, map(itemgetter(*fields), rows)))
-    except KeyError:
-        lines = [delimiter.join(map(repr, map(row.get, fields))) for row in rows]
+    cells = itemgetter(*fields)
+    width = len(fields)  # a row's keys are among the fields: as many keys, every field
+    lines = [
+        row_text(cells(row)) if len(row) == width
+        else delimiter.join(map(repr, map(row.get, fields)))
+        for row in rows
+    ]
     lines.append("")
     return "\r\n".join(lines).replace("None", "")
 
