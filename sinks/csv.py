@@ -64,9 +64,10 @@ def _cells(rows: list[dict[str, Any]], fields: list[str]) -> list[list[Any]]:
 
 
 def _number_lines(rows: list[dict[str, Any]], fields: list[str], delimiter: str) -> str | None:
-    """The CSV text of `rows` when every value is a number, bool or None: the same text the
-    csv module writes (repr of each value, None or a missing key as an empty cell), built at
-    C speed; None when some value needs the csv module (text to quote, other objects)."""
+    """The CSV text of `rows` (whose keys are all among `fields`) when every value is a
+    number, bool or None: the same text the csv module writes (repr of each value, None or a
+    missing key as an empty cell), built at C speed; None when some value needs the csv
+    module (text to quote, other objects)."""
     if len(fields) < 2 or delimiter not in _PLAIN_DELIMITERS:
         return None  # a lone empty cell is written `""` by the csv module
     if not _NUMBERS.issuperset(map(type, chain.from_iterable(map(dict.values, rows)))):
