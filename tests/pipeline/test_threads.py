@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import threading
 from pathlib import Path
 
@@ -40,4 +41,7 @@ def test_threads_sharing_a_pipeline_lose_and_duplicate_nothing(tmp_path: Path) -
         [float(i) for i in range(per_thread)]
     ] * threads
     # one record at a time: the file's smoothed column is the EMA of its returns, in its order
-    assert frame["return_smoothed_0.99"].tolist() == warmup_ema(frame["return"].tolist(), 0.99)
+    with (tmp_path / "raw.csv").open(newline="") as file:  # floats read back exactly
+        rows = list(csv.DictReader(file))
+    returns = [float(row["return"]) for row in rows]
+    assert [float(row["return_smoothed_0.99"]) for row in rows] == warmup_ema(returns, 0.99)
