@@ -5,6 +5,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import Phase, settings
 
+from pipeline.core.columns import Columns
+from pipeline.core.node import Record
+from sinks import MemorySink
+
 
 class FakeClock:
     """A monotonic clock the test moves by hand."""
@@ -17,6 +21,25 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class StorageDown(MemorySink):
+    """A MemorySink whose storage is down while `down` is set: every write and batch raises
+    OSError (a Dispatcher queues its records and retries them)."""
+
+    def __init__(self, down: bool = False) -> None:
+        super().__init__()
+        self.down = down
+
+    def write(self, data: Record) -> None:
+        if self.down:
+            raise OSError("storage down")
+        super().write(data)
+
+    def write_batch(self, columns: Columns) -> None:
+        if self.down:
+            raise OSError("storage down")
+        super().write_batch(columns)
 
 
 @pytest.fixture

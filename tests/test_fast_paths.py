@@ -28,7 +28,7 @@ from pipeline.core.fusion import Transform
 from pipeline.core.names import smoothed_name, stat_name
 from pipeline.core.values import plain
 from sinks import CsvSink, JsonlSink, MemorySink
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, StorageDown
 from tests.reference import warmup_ema
 
 # Warnings (a failing sink, a skipped value) are what these tests provoke, not what they test.
@@ -60,19 +60,6 @@ class Broken(Node):
     def write(self, data: Any) -> None:
         self.calls += 1
         raise self.error
-
-
-class Flaky(MemorySink):
-    """A MemorySink whose storage is down (OSError: queued and retried) while `down` is set."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.down = False
-
-    def write(self, data: Any) -> None:
-        if self.down:
-            raise OSError("storage down")
-        super().write(data)
 
 
 class Same(Transform):
@@ -361,7 +348,7 @@ def test_a_step_that_fans_out_after_the_chain_ended_sends_each_later_record_to_b
 
 @pytest.mark.parametrize("chain", sorted(CHAINS))
 def test_a_pipeline_whose_sink_recovered_while_closing_still_refuses_records(chain: str) -> None:
-    flaky = Flaky()
+    flaky = StorageDown()
     pipe = CHAINS[chain](Pipeline(close_at_exit=False)).to(flaky)
     flaky.down = True
     pipe.write({"i": 0})
@@ -384,7 +371,7 @@ def test_connecting_a_node_below_a_closed_pipeline_does_not_reopen_its_write() -
 
 @pytest.mark.parametrize("chain", ["no filters (dispatcher inlined)", "drop_none"])
 def test_a_write_back_that_puts_a_sink_behind_its_retry_queue_loses_nothing(chain: str) -> None:
-    flaky = Flaky()
+    flaky = StorageDown()
 
     class Echo(Node):
         pipe: Pipeline

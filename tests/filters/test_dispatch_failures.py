@@ -10,6 +10,7 @@ from filters import Dispatcher
 from pipeline.core.columns import Columns
 from pipeline.core.node import Record
 from sinks import MemorySink
+from tests.conftest import StorageDown
 
 
 class Down(MemorySink):
@@ -93,24 +94,8 @@ def test_a_batch_a_child_refuses_is_offered_row_by_row_and_only_bad_rows_are_los
     assert dispatcher.failures[id(child)].lost == 1
 
 
-class StorageDown(MemorySink):
-    """Its storage is down (OSError on every write and batch) while `down` is set."""
-
-    down = True
-
-    def write(self, data: Record) -> None:
-        if self.down:
-            raise OSError("disk unavailable")
-        super().write(data)
-
-    def write_batch(self, columns: Columns) -> None:
-        if self.down:
-            raise OSError("disk unavailable")
-        super().write_batch(columns)
-
-
 def test_a_batch_refused_because_storage_is_down_reaches_the_child_whole_once_it_is_back() -> None:
-    child, other = StorageDown(), MemorySink()
+    child, other = StorageDown(down=True), MemorySink()
     node = Dispatcher(child, other, backoff=1e3, max_backoff=1e3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

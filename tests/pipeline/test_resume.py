@@ -24,7 +24,7 @@ from filters import (
 from pipeline import Pipeline
 from pipeline.core import lifecycle
 from sinks import CsvSink, JsonlSink, MemorySink, NullSink, flusher
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, StorageDown
 
 values = st.one_of(st.none(), st.floats(-10, 10), st.integers(-3, 3), st.just(math.nan))
 records = st.lists(
@@ -192,27 +192,15 @@ def test_records_queued_by_an_async_node_are_in_the_state_once() -> None:
     assert again.column("i") == list(range(5000))
 
 
-class Flaky(MemorySink):
-    """A sink whose storage is down while `down` is set."""
-
-    down = False
-
-    def write(self, data: Any) -> None:
-        if self.down:
-            raise OSError("down")
-        super().write(data)
-
-
 def test_records_queued_for_a_failing_sink_are_in_the_state() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        broken = Flaky()
-        broken.down = True
+        broken = StorageDown(down=True)
         pipe = Pipeline(close_at_exit=False).to(broken)
         for i in range(3):
             pipe.write({"i": i})
         state = pipe.state_dict()
-        up = Flaky()
+        up = StorageDown()
         restored = Pipeline(close_at_exit=False).to(up)
         restored.load_state_dict(state)
         restored.close()
