@@ -63,7 +63,9 @@ def _cells(rows: list[dict[str, Any]], fields: list[str]) -> list[list[Any]]:
     return [[csv_cell(row.get(name)) for name in fields] for row in rows]
 
 
-def _number_lines(rows: list[dict[str, Any]], fields: list[str], delimiter: str) -> str | None:
+def _number_lines(
+    rows: list[dict[str, Any]], fields: list[str], delimiter: str, line_end: str
+) -> str | None:
     """The CSV text of `rows` (whose keys are all among `fields`) when every value is a
     number, bool or None: the same text the csv module writes (repr of each value, None or a
     missing key as an empty cell), built at C speed; None when some value needs the csv
@@ -81,7 +83,7 @@ def _number_lines(rows: list[dict[str, Any]], fields: list[str], delimiter: str)
         for row in rows
     ]
     lines.append("")
-    return "\r\n".join(lines).replace("None", "")
+    return line_end.join(lines).replace("None", "")
 
 
 class CsvSink(BufferedFileSink):
@@ -90,12 +92,14 @@ class CsvSink(BufferedFileSink):
     Columns are in first-seen order. A key that first appears late (in row 500, say) adds a
     column: the file is rewritten with the wider header into a temporary file that replaces
     the old one atomically (`os.replace`), so a crash leaves either file whole. Rows without
-    a key leave its cell empty. Opening an existing file appends to it and keeps its columns
-    (`mode="w"` starts afresh); `fieldnames` fixes the first columns' order up front.
+    a key leave its cell empty. A new sink starts a new file (`mode="w"`, the default: see
+    BufferedFileSink); `mode="a"` appends to an existing file and keeps its columns.
+    `fieldnames` fixes the first columns' order up front.
 
-    Rows end in "\\r\\n" (RFC 4180), so cells holding line breaks are quoted and read back
-    whole. Cells: see `csv_cell`. Output is read back by `csv.DictReader` and `pandas.read_csv`.
-    Flush policy and crash repair: see BufferedFileSink.
+    Rows end in `lineterminator`: "\\r\\n" by default (RFC 4180), or "\\n" (Unix text, as
+    Spinning Up's `progress.txt`); either way cells holding line breaks are quoted and read
+    back whole. Cells: see `csv_cell`. Output is read back by `csv.DictReader` and
+    `pandas.read_csv`. Flush policy, crash repair, one writer per file: see BufferedFileSink.
 
     `delimiter` (one character, `","` by default) separates cells in every row the sink
     writes or reads: the header read when appending to an existing file, new rows, and the
@@ -108,20 +112,26 @@ class CsvSink(BufferedFileSink):
         self,
         path: str | os.PathLike[str],
         *,
-        mode: str = "a",
+        mode: str = "w",
         flush_every: int = 1000,
         flush_seconds: float | None = 2.0,
         fsync: bool = False,
         max_pending: int = 1_000_000,
         fieldnames: Sequence[str] = (),
         delimiter: str = ",",
+        lineterminator: str = "\r\n",
     ) -> None:
         if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
             raise ValueError(
                 "delimiter must be one character other than a quote or a line break, "
                 f"got {delimiter!r}"
             )
+        if lineterminator not in ("\r\n", "\n"):
+            raise ValueError(
+                f"lineterminator must be '\\r\\n' or '\\n', got {lineterminator!r}"
+            )
         self.delimiter = delimiter
+        self.lineterminator = lineterminator
         super().__init__(
             path,
             mode=mode,
@@ -130,12 +140,16 @@ class CsvSink(BufferedFileSink):
             fsync=fsync,
             max_pending=max_pending,
         )
-        self.fieldnames: list[str] = self._read_header()
+        try:
+            self.fieldnames: list[str] = [] if self._replace_first else self._read_header()
+        except BaseException:
+            self._abandon()
+            raise
         self._has_header = bool(self.fieldnames)
         self._headless = 0  # rows with no keys held back until the file has a column
         self._rows_before: int | None = None  # counted at the first checkpoint
-        self._saved_header: list[str] | None = None
-        self._saved_rows_in_file = 0
+        # the checkpoint's header (None: no header yet) and rows, while a state is loaded
+        self._saved: tuple[list[str] | None, int] = (None, 0)
         for name in fieldnames:
             if name not in self.fieldnames:
                 self.fieldnames.append(str(name))
@@ -175,11 +189,11 @@ class CsvSink(BufferedFileSink):
             self._rewrite_with_header(fields, rows)
         else:
             text = io.StringIO()
-            writer = csv.writer(text, delimiter=self.delimiter, lineterminator="\r\n")
+            writer = csv.writer(text, delimiter=self.delimiter, lineterminator=self.lineterminator)
             if not self._has_header:
                 writer.writerow(fields)
                 writer.writerows([""] * len(fields) for _ in range(self._headless))
-            numbers = _number_lines(rows, fields, self.delimiter)
+            numbers = _number_lines(rows, fields, self.delimiter, self.lineterminator)
             if numbers is None:
                 writer.writerows(_cells(rows, fields))
             else:
@@ -189,31 +203,32 @@ class CsvSink(BufferedFileSink):
         self._has_header = True
         self._headless = 0
 
-    def node_state(self) -> dict[str, Any]:
-        state = super().node_state()
-        with self._store_lock:
-            # rows_written counts rows with no keys held back for want of a header (headless)
-            on_disk = state["file"]["rows"] - self._headless
-            if self._rows_before is None:  # rows the file held before this sink wrote any
-                self._rows_before = self._count_rows() - on_disk
-            state["csv"] = {
-                "fieldnames": list(self.fieldnames),
-                "has_header": self._has_header,
-                "headless": self._headless,
-                "rows_in_file": self._rows_before + on_disk,
-            }
-        return state
+    def _add_state(self, state: dict[str, Any]) -> None:
+        """Adds the columns and the rows the file holds (under the store lock, with the
+        file's part: a store in between would tear the checkpoint)."""
+        # rows_written counts rows with no keys held back for want of a header (headless)
+        on_disk = state["file"]["rows"] - self._headless
+        if self._rows_before is None:  # rows the file held before this sink wrote any
+            self._rows_before = self._count_rows() - on_disk
+        state["csv"] = {
+            "fieldnames": list(self.fieldnames),
+            "has_header": self._has_header,
+            "headless": self._headless,
+            "rows_in_file": self._rows_before + on_disk,
+        }
 
     def _count_rows(self) -> int:
-        if not self.path.is_file():
+        if not self._size():
             return 0
         with self.path.open(encoding="utf-8-sig", newline="") as handle:
             return max(sum(1 for _ in csv.reader(handle, delimiter=self.delimiter)) - 1, 0)
 
     def load_node_state(self, state: dict[str, Any]) -> None:
+        if self._restored is not None:  # a shared sink's second state: the base checks it
+            super().load_node_state(state)
+            return
         saved = state["csv"]
-        self._saved_header = saved["fieldnames"] if saved["has_header"] else None
-        self._saved_rows_in_file = saved["rows_in_file"]
+        self._saved = (saved["fieldnames"] if saved["has_header"] else None, saved["rows_in_file"])
         super().load_node_state(state)
         self._rows_before = saved["rows_in_file"] - (state["file"]["rows"] - saved["headless"])
         self.fieldnames = list(saved["fieldnames"])
@@ -223,7 +238,7 @@ class CsvSink(BufferedFileSink):
     def _cut_back(self, saved: dict[str, Any]) -> None:
         """As a file sink's, unless a key that came after the checkpoint widened the header
         (the file was rewritten): then the checkpoint's rows are kept under its header."""
-        header = self._saved_header
+        header, rows_in_file = self._saved
         if header is None or self._read_header() == header or (
             self.path.stat().st_size < saved["bytes"]  # not rewritten: refused below
         ):
@@ -232,15 +247,15 @@ class CsvSink(BufferedFileSink):
         with self.path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle, delimiter=self.delimiter)
             now = next(reader, [])
-            kept = zip(range(self._saved_rows_in_file), reader, strict=False)
+            kept = zip(range(rows_in_file), reader, strict=False)
             rows = [dict(zip(now, row, strict=False)) for _, row in kept]
         text = io.StringIO()
-        writer = csv.writer(text, delimiter=self.delimiter, lineterminator="\r\n")
+        writer = csv.writer(text, delimiter=self.delimiter, lineterminator=self.lineterminator)
         writer.writerow(header)
         writer.writerows([row.get(name, "") for name in header] for row in rows)
         temporary = self.path.with_name(f".{self.path.name}.rewrite")
         temporary.write_text(text.getvalue(), encoding="utf-8", newline="")
-        os.replace(temporary, self.path)
+        self._replace_with(temporary)
 
     def on_close(self) -> None:
         if self._headless:
@@ -305,14 +320,16 @@ class CsvSink(BufferedFileSink):
             ) as new:
                 reader = csv.reader(old, delimiter=self.delimiter)
                 next(reader, None)
-                writer = csv.writer(new, delimiter=self.delimiter, lineterminator="\r\n")
+                writer = csv.writer(
+                    new, delimiter=self.delimiter, lineterminator=self.lineterminator
+                )
                 writer.writerow(fields)
                 padding = len(fields)
                 writer.writerows(row + [""] * (padding - len(row)) for row in reader)
                 writer.writerows(_cells(rows, fields))
                 new.flush()
                 os.fsync(new.fileno())
-            os.replace(temporary, self.path)
+            self._replace_with(temporary)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 import warnings
+import weakref
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 from pipeline.core import lifecycle
 from pipeline.core.columns import Columns, batch_rows
-from pipeline.core.isolation import StoreError
+from pipeline.core.isolation import Failures, StoreError, warn_failure
 from pipeline.core.node import Record
 from pipeline.core.values import snapshot_record, text
 from sinks import flusher
@@ -49,6 +50,48 @@ def repair_torn_tail(path: Path) -> int:
     return size - keep
 
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; the one-writer rule holds within a process
+    fcntl = None  # type: ignore[assignment]
+
+
+class FileBusyError(RuntimeError):
+    """Raised when a file sink is made on a file that another open writer writes: one open
+    writer per file (two would interleave their rows and headers)."""
+
+
+_writers: dict[str, weakref.ref[BufferedFileSink]] = {}
+_writers_lock = threading.Lock()
+
+
+def _lock(path: Path) -> int | None:
+    """An open descriptor of `path` holding an exclusive advisory lock on it (`flock`),
+    creating the file if there is none; FileBusyError if another writer holds the lock."""
+    for _ in range(100):
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+        if fcntl is None:
+            return fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FileBusyError(
+                f"{path} is open in another writer (another process, or a sink on another "
+                "name of the same file): one open writer per file. Close that one first, or "
+                "write to another file"
+            ) from None
+        except OSError:  # a file system without locks: nothing to hold
+            return fd
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # replaced meanwhile (a writer rewrote it): lock the file it is now
+    raise FileBusyError(f"{path} keeps being replaced by another writer")
+
+
 class _PartlyStored(OSError):
     """Storage failed after `stored` of the rows were written."""
 
@@ -70,10 +113,20 @@ class BufferedFileSink(Sink):
     Each flush is one append of whole lines straight to the OS (no hidden buffer), followed
     by `os.fsync` when `fsync=True`; so what was flushed survives a crash of the process,
     and a crash never leaves half a row behind except in the last line, which is cut off
-    when the file is opened again.
+    when the file is opened again. A SIGTERM or Ctrl-C that comes while rows are stored
+    acts once they are stored (and the rows still held are stored as the process exits).
 
-    An existing file is appended to (`mode="a"`); a last line torn by an earlier crash is
-    cut off with a warning. `mode="w"` starts the file afresh. Parent folders are created.
+    Runs never mix in one file. `mode="w"` (the default) starts the file afresh: an existing
+    file is replaced when the sink first stores a row (or closes), with a warning naming it
+    if it was not empty; loading a state (`load_state_dict`) before the first write resumes
+    the run the state is of instead (the file is cut back to the checkpoint and appended
+    to). `mode="a"` appends to an existing file; a last line torn by an earlier crash is
+    cut off with a warning. Parent folders are created.
+
+    One open writer per file: a second file sink on the same file (by any name: a symlink,
+    `..`) while the first is open is refused with FileBusyError, in the same process and,
+    through an advisory lock (`flock`, where the platform has it), in another one. Closing
+    the sink releases the file.
 
     When storing fails (disk full, file too large, permission lost), the partial append is
     truncated away, the rows stay held (at most `max_pending`; beyond that the oldest are
@@ -81,13 +134,14 @@ class BufferedFileSink(Sink):
     (1 s doubling to 60 s) or at the next explicit `flush()`; the failure is raised as a
     StoreError, which tells a Dispatcher that the record was kept. Rows still held when
     `close()` fails to store them are counted in `counts["lost"]` and reported by the error.
+    `storage_failures` sums the failures up (a Pipeline's `failures()` lists it).
     """
 
     def __init__(
         self,
         path: str | os.PathLike[str],
         *,
-        mode: str = "a",
+        mode: str = "w",
         flush_every: int = 1000,
         flush_seconds: float | None = 2.0,
         fsync: bool = False,
@@ -96,7 +150,7 @@ class BufferedFileSink(Sink):
     ) -> None:
         super().__init__()
         if mode not in ("a", "w"):
-            raise ValueError(f"mode must be 'a' (append) or 'w' (overwrite), got {mode!r}")
+            raise ValueError(f"mode must be 'w' (a new file) or 'a' (append), got {mode!r}")
         if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
             raise ValueError(f"flush_every must be an int >= 1, got {flush_every!r}")
         if flush_seconds is not None and (
@@ -105,7 +159,14 @@ class BufferedFileSink(Sink):
             raise ValueError(f"flush_seconds must be a number >= 0 or None, got {flush_seconds!r}")
         if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
             raise ValueError(f"max_pending must be an int >= 1, got {max_pending!r}")
+        if isinstance(path, type) or not isinstance(path, (str, os.PathLike)) or not str(path):
+            raise ValueError(f"path must be a file's path, got {path!r}")
         self.path = Path(path)
+        if self.path.is_dir():
+            raise ValueError(
+                f"path {str(path)!r} is a directory; a {type(self).__name__} writes one file: "
+                f"give a file's path, such as {str(self.path / 'train.csv')!r}"
+            )
         self.flush_every = flush_every
         self.flush_seconds = flush_seconds
         self.fsync = fsync
@@ -119,21 +180,105 @@ class BufferedFileSink(Sink):
         self._retry_at = 0.0
         self._retry_delay = 0.0
         self.rows_written = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if mode == "w" or not self.path.exists():
-            self.path.write_bytes(b"")
-        elif self.path.is_file():
-            removed = self._repair_tail()
-            if removed:
-                warnings.warn(
-                    f"{type(self).__name__}: {self.path} ended in a torn line ({removed} bytes, "
-                    "left by a crash); it was cut off before appending",
-                    stacklevel=3,
-                )
+        self._restored: int | None = None  # records taken, as of the state loaded
+        self._storage = Failures(self)
         self._file: io.FileIO | None = None
+        # this sink's key in _writers and its descriptor holding the file's lock, once claimed
+        self._claimed: tuple[str, int | None] | None = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._claim()
+        try:
+            self._replace_first = mode == "w" and self._size() > 0
+            if mode == "a" and self._claimed is not None:
+                removed = self._repair_tail()
+                if removed:
+                    warnings.warn(
+                        f"{type(self).__name__}: {self.path} ended in a torn line ({removed} "
+                        "bytes, left by a crash); it was cut off before appending",
+                        stacklevel=3,
+                    )
+        except BaseException:
+            self._release()
+            raise
         if flush_seconds is not None:
             flusher.watch(self)
         lifecycle.track(self)  # closed at exit or on SIGTERM if still open, alone or in a graph
+
+    def _claim(self) -> None:
+        """Makes this sink the one open writer of its file (creating it if there is none);
+        FileBusyError if another open sink or another process writes it. A device or pipe
+        (`/dev/null`) is not claimed: it is no file of one run."""
+        if self.path.exists() and not self.path.is_file():
+            return
+        key = os.path.normcase(os.path.realpath(self.path))
+        with _writers_lock:
+            owner = _writers.get(key)
+            first = owner() if owner is not None else None
+            if first is not None and not first.closed:
+                raise FileBusyError(
+                    f"{str(self.path)!r} is already open in {first!r} (one open writer per "
+                    "file): close that sink first (its pipeline's close(), or the end of "
+                    "its `with` block), or write to another file"
+                )
+            self._claimed = key, _lock(self.path)
+            _writers[key] = weakref.ref(self)
+
+    def _abandon(self) -> None:
+        """Undoes what `__init__` set up, for a subclass whose own setup failed."""
+        flusher.forget(self)
+        lifecycle.forget(self)
+        self._release()
+
+    def _release(self) -> None:
+        """Lets another writer open the file."""
+        with _writers_lock:
+            if self._claimed is None:
+                return
+            key, fd = self._claimed
+            self._claimed = None
+            owner = _writers.get(key)
+            if owner is not None and owner() in (self, None):
+                del _writers[key]
+            if fd is not None:
+                os.close(fd)  # releases the lock
+
+    def _size(self) -> int:
+        """The file's size on disk, as this sink's run sees it (0 until a file that is to be
+        replaced is replaced)."""
+        if getattr(self, "_replace_first", False) or not self.path.is_file():
+            return 0
+        return self.path.stat().st_size
+
+    def _start_afresh(self) -> None:
+        """Replaces the earlier run's file (mode="w"), once: at the first store or close."""
+        size = self.path.stat().st_size if self.path.is_file() else 0
+        if size:
+            os.truncate(self.path, 0)
+        self._replace_first = False
+        if not size:
+            return
+        warnings.warn(
+            f"{type(self).__name__}: {self.path} held {size} bytes written before this sink "
+            "was made; they are replaced (mode='w', the default). To append to a file, pass "
+            "mode='a'; to resume a run, load its state (load_state_dict) before writing",
+            UserWarning,
+            stacklevel=2,
+        )
+
+    def _replace_with(self, temporary: Path) -> None:
+        """Puts the file `temporary` in place of the sink's file atomically, keeping the
+        one-writer lock (the new file is locked before it takes the name)."""
+        claimed = self._claimed
+        fd = _lock(temporary) if claimed is not None and claimed[1] is not None else None
+        try:
+            os.replace(temporary, self.path)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            raise
+        if claimed is not None and fd is not None:
+            self._claimed = claimed[0], fd
+            os.close(claimed[1])  # type: ignore[arg-type]
 
     def _repair_tail(self) -> int:
         """Cuts off what a crash left of a last row; returns the number of bytes removed."""
@@ -186,30 +331,41 @@ class BufferedFileSink(Sink):
     def on_flush(self) -> None:
         if not self._pending:
             return
-        with self._store_lock:
-            pending = self._pending
-            rows = [pending.popleft() for _ in range(len(pending))]
-            if not rows:
-                return
-            try:
-                stored = self._store_each_value(rows)
-            except OSError as error:  # storage is down: keep every row not yet stored
-                if isinstance(error, _PartlyStored):
-                    self.rows_written += error.stored
-                    rows = rows[error.stored :]
-                    error = error.__cause__  # type: ignore[assignment]
-                pending.extendleft(reversed(rows))
-                self._retry_delay = min(max(1.0, self._retry_delay * 2), 60.0)
-                self._retry_at = self._clock() + self._retry_delay
-                self._bound_pending()
-                raise StoreError(
-                    f"{self!r} could not store {len(rows)} rows "
-                    f"({type(error).__name__}: {error}); they are kept and retried"
-                ) from error
-            if pending:  # rows written while these were stored
-                self._oldest = self._clock()
-            self._retry_at = self._retry_delay = 0.0
-            self.rows_written += stored
+        # Rows taken off `_pending` and their storing noted must go together: a SIGTERM or
+        # Ctrl-C in between would lose them or store them twice.
+        with lifecycle.signals_deferred(), self._store_lock:
+            self._store_pending()
+
+    def _store_pending(self) -> None:
+        """Stores the held rows (under the store lock)."""
+        pending = self._pending
+        rows = [pending.popleft() for _ in range(len(pending))]
+        if not rows:
+            return
+        try:
+            if self._replace_first:
+                self._start_afresh()
+            stored = self._store_each_value(rows)
+        except OSError as error:  # storage is down: keep every row not yet stored
+            if isinstance(error, _PartlyStored):
+                self.rows_written += error.stored
+                rows = rows[error.stored :]
+                error = error.__cause__  # type: ignore[assignment]
+            pending.extendleft(reversed(rows))
+            self._retry_delay = min(max(1.0, self._retry_delay * 2), 60.0)
+            self._retry_at = self._clock() + self._retry_delay
+            self._bound_pending()
+            self._storage.note(error)
+            self._storage.queued = len(pending)
+            raise StoreError(
+                f"{self!r} could not store {len(rows)} rows "
+                f"({type(error).__name__}: {error}); they are kept and retried"
+            ) from error
+        if pending:  # rows written while these were stored
+            self._oldest = self._clock()
+        self._retry_at = self._retry_delay = 0.0
+        self._storage.queued = 0
+        self.rows_written += stored
 
     def _store_each_value(self, rows: list[dict[str, Any]]) -> int:
         """Stores `rows`; returns how many were stored. Only an OSError means storage is
@@ -252,33 +408,61 @@ class BufferedFileSink(Sink):
         return stored
 
     def node_state(self) -> dict[str, Any]:
-        """Adds the file's durable position (bytes and rows on disk) and the rows held."""
-        state = super().node_state()
+        """Adds the file's durable position (bytes and rows on disk) and the rows held, all
+        taken in one hold of the store lock, so no store by the flusher falls in between."""
         with self._store_lock:
+            state = super().node_state()
             state["file"] = {
-                "bytes": self.path.stat().st_size if self.path.is_file() else 0,
+                "bytes": self._size(),
                 "rows": self.rows_written,
                 "held": list(self._pending),
                 "held_for": self._clock() - self._oldest if self._pending else 0.0,
             }
+            self._add_state(state)
         return state
 
+    def _add_state(self, state: dict[str, Any]) -> None:
+        """Adds a subclass's part to `node_state`'s (called under the store lock)."""
+
+    def _taken(self) -> int:
+        """Records this sink took: stored, held, or counted lost (a store moves a record
+        from held to stored, a drop from held to lost: neither changes the sum)."""
+        return self.rows_written + len(self._pending) + self.counts["lost"]
+
     def fresh(self) -> bool:
-        return not (self.rows_written or self._pending)
+        """Nothing written yet, or nothing since a state was loaded (a sink shared by two
+        pipelines takes the state of each: they are of one checkpoint)."""
+        return self._taken() == (self._restored or 0)
 
     def load_node_state(self, state: dict[str, Any]) -> None:
         """Cuts the file back to its checkpointed position (rows written after the
-        checkpoint go) and holds again the rows that were held."""
-        super().load_node_state(state)
+        checkpoint go) and holds again the rows that were held; the file is appended to from
+        there (a new file is not started, whatever the mode).
+
+        A sink shared by two pipelines gets the state twice, once from each pipeline's: the
+        second, of the same checkpoint, changes nothing; one of another moment (records
+        reached the sink between the two `state_dict()` calls) is refused with a ValueError."""
         saved = state["file"]
+        taken = saved["rows"] + len(saved["held"]) + state["counts"]["counts"].get("lost", 0)
+        if self._restored is not None:
+            if taken != self._restored:
+                raise ValueError(
+                    f"{self!r} is shared by pipelines whose states were taken at different "
+                    f"moments ({self._restored} and {taken} records had reached it): take "
+                    "the states of pipelines that share a sink with no write in between"
+                )
+            return
+        super().load_node_state(state)
         with self._store_lock:
             self._drop_handle()
+            self._replace_first = False
             if self.path.is_file():
                 self._cut_back(saved)
             self.rows_written = saved["rows"]
             self._pending.clear()
             self._pending.extend(saved["held"])
             self._oldest = self._clock() - saved["held_for"]
+            self._restored = taken
 
     def _cut_back(self, saved: dict[str, Any]) -> None:
         size = self.path.stat().st_size
@@ -299,9 +483,20 @@ class BufferedFileSink(Sink):
 
     def flush_on_time(self) -> None:
         """Stores the held rows now (called by the flusher thread when they are due). A
-        failure keeps them for the next try, as any flush does."""
-        with contextlib.suppress(Exception):
+        failure keeps them for the next try, as any flush does, and is warned about once
+        (no caller is there to raise it to)."""
+        try:
             self.on_flush()
+        except Exception as error:
+            if self._storage.errors == 1:  # the first failure, and no write met it
+                warn_failure(self, error, stacklevel=2)
+
+    @property
+    def storage_failures(self) -> Failures | None:
+        """What storing cost so far: the storage errors met, the rows held for retry while
+        storage fails, the rows lost (`counts["lost"]`); None while nothing failed."""
+        storage = self._storage
+        return storage if storage.errors or self.counts["lost"] else None
 
     def _bound_pending(self) -> None:
         excess = len(self._pending) - self.max_pending
@@ -355,17 +550,25 @@ class BufferedFileSink(Sink):
     def on_close(self) -> None:
         flusher.forget(self)
         lifecycle.forget(self)
-        with self._store_lock:  # a store by the flusher thread ends first ...
-            pass
-        if self._pending:  # ... and what it could not store gets one more try
-            with contextlib.suppress(StoreError):
-                self.on_flush()
-        self._drop_handle()
-        if self._pending:
-            left = len(self._pending)
-            self.counts["lost"] += left
-            self._pending.clear()
-            raise StoreError(f"{self!r}: {left} rows could not be stored before close; lost")
+        try:
+            with self._store_lock:  # a store by the flusher thread ends first ...
+                if self._replace_first:  # a new run that stored nothing: still a new file
+                    with contextlib.suppress(OSError):
+                        self._start_afresh()
+            if self._pending:  # ... and what it could not store gets one more try
+                with contextlib.suppress(StoreError):
+                    self.on_flush()
+            self._drop_handle()
+            if self._pending:
+                left = len(self._pending)
+                self.counts["lost"] += left
+                self._storage.queued = 0
+                self._pending.clear()
+                raise StoreError(
+                    f"{self!r}: {left} rows could not be stored before close; lost"
+                )
+        finally:
+            self._release()
 
     @property
     def lost(self) -> int:

@@ -393,6 +393,7 @@ def test_a_restarted_epoch_logger_writes_what_an_uninterrupted_one_writes(
     saved: dict[str, Any] = {}
     first, _ = make(tmp_path / "run")
     epochs(first, 0, 8, lambda epoch: saved.update({epoch: first.state_dict()}))
+    first.close()  # (every row is in progress.txt already: as if the machine went away)
     # the machine goes away after epoch 7; the last checkpoint kept is epoch 4's
     again, records = make(tmp_path / "run", state=saved[4])
     epochs(again, 5, 10)

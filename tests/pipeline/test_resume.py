@@ -24,6 +24,7 @@ from filters import (
 from pipeline import Pipeline
 from pipeline.core import lifecycle
 from sinks import CsvSink, JsonlSink, MemorySink, NullSink, flusher
+from sinks.file import BufferedFileSink
 from tests.conftest import FakeClock, StorageDown
 
 values = st.one_of(st.none(), st.floats(-10, 10), st.integers(-3, 3), st.just(math.nan))
@@ -70,6 +71,8 @@ def crash(pipe: Pipeline) -> None:
     for node in pipe.nodes():
         lifecycle.forget(node)
         flusher.forget(node)  # type: ignore[arg-type]
+        if isinstance(node, BufferedFileSink):
+            node._release()  # a killed process's file locks go with it
         node.closed = True
 
 

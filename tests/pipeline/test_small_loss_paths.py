@@ -66,7 +66,7 @@ def test_an_empty_first_record_then_a_resume_gives_a_usable_header(tmp_path: Pat
     with CsvSink(path) as sink:
         sink.write({})
         sink.write({"a": 1})
-    with CsvSink(path) as sink:
+    with CsvSink(path, mode="a") as sink:
         sink.write({"a": 2, "b": 3})
     assert read(path) == [{"a": "", "b": ""}, {"a": "1", "b": ""}, {"a": "2", "b": "3"}]
 
@@ -76,7 +76,7 @@ def test_a_header_with_a_byte_order_mark_is_resumed_without_a_duplicate_column(
 ) -> None:
     path = tmp_path / "excel.csv"
     path.write_bytes("\ufeffa,b\r\n1,2\r\n".encode())
-    with CsvSink(path) as sink:
+    with CsvSink(path, mode="a") as sink:
         sink.write({"a": 3, "b": 4})
     assert read(path) == [{"a": "1", "b": "2"}, {"a": "3", "b": "4"}]
 

@@ -43,7 +43,7 @@ def test_reopening_appends_and_keeps_the_columns(tmp_path: Path) -> None:
     path = tmp_path / "run.csv"
     with CsvSink(path) as sink:
         sink.write({"a": 1, "b": 2})
-    with CsvSink(path) as sink:
+    with CsvSink(path, mode="a") as sink:
         sink.write({"b": 3, "c": 4})
     frame = pd.read_csv(path)
     assert list(frame.columns) == ["a", "b", "c"]
@@ -54,7 +54,7 @@ def test_mode_w_starts_afresh(tmp_path: Path) -> None:
     path = tmp_path / "run.csv"
     with CsvSink(path) as sink:
         sink.write({"a": 1})
-    with CsvSink(path, mode="w") as sink:
+    with pytest.warns(UserWarning, match="replaced"), CsvSink(path, mode="w") as sink:
         sink.write({"b": 2})
     assert read(path) == [{"b": "2"}]
 
@@ -62,7 +62,7 @@ def test_mode_w_starts_afresh(tmp_path: Path) -> None:
 def test_a_torn_last_line_from_a_crash_is_cut_off_on_resume(tmp_path: Path) -> None:
     path = tmp_path / "run.csv"
     path.write_text("a,b\n1,2\n3,")
-    with pytest.warns(UserWarning, match="torn line"), CsvSink(path) as sink:
+    with pytest.warns(UserWarning, match="torn line"), CsvSink(path, mode="a") as sink:
         sink.write({"a": 5, "b": 6})
     assert read(path) == [{"a": "1", "b": "2"}, {"a": "5", "b": "6"}]
 
@@ -173,7 +173,9 @@ def test_resuming_a_tab_delimited_file_keeps_its_header(tmp_path: Path) -> None:
     with CsvSink(path, delimiter="\t") as sink:
         sink.write({"a": 1, "b": 2})
     path.write_text(path.read_text() + "3\t")  # a row torn by a crash
-    with pytest.warns(UserWarning, match="torn line"), CsvSink(path, delimiter="\t") as sink:
+    with pytest.warns(UserWarning, match="torn line"), CsvSink(
+        path, mode="a", delimiter="\t"
+    ) as sink:
         assert sink.fieldnames == ["a", "b"]
         sink.write({"b": 4, "a": 3})
         sink.write({"c": 5})
@@ -230,4 +232,4 @@ def test_rows_of_numbers_are_the_text_the_csv_module_writes(
     csv.writer(expected, delimiter=delimiter, lineterminator="\r\n").writerows(
         [row.get(name) for name in fields] for row in rows
     )
-    assert _number_lines(rows, fields, delimiter) == expected.getvalue()
+    assert _number_lines(rows, fields, delimiter, "\r\n") == expected.getvalue()

@@ -13,7 +13,7 @@ from sinks import CsvSink
 def append_after_repair(path: Path, delimiter: str = ",") -> list[str]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sink = CsvSink(path, delimiter=delimiter)
+        sink = CsvSink(path, mode="a", delimiter=delimiter)
         sink.write({"a": 2, "t": "y"})
         sink.close()
     return [str(w.message) for w in caught]

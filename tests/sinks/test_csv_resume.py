@@ -20,13 +20,15 @@ ROWS: list[dict[str, Any]] = [
 CHECKPOINT_AT = 2
 
 
-def open_sink(path: Path) -> CsvSink:
-    return CsvSink(path, flush_every=1, flush_seconds=None, delimiter=";")
+def open_sink(path: Path, mode: str = "w") -> CsvSink:
+    return CsvSink(path, mode=mode, flush_every=1, flush_seconds=None, delimiter=";")
 
 
 def run(path: Path) -> dict[str, Any]:
-    """Writes ROWS, taking a checkpoint before row CHECKPOINT_AT; returns it."""
-    sink = open_sink(path)
+    """Appends ROWS to the file, taking a checkpoint before row CHECKPOINT_AT; returns it.
+    (The resumed sink is made with the default mode: a state loaded before the first write
+    resumes.)"""
+    sink = open_sink(path, mode="a")
     state: dict[str, Any] = {}
     for index, row in enumerate(ROWS):
         if index == CHECKPOINT_AT:

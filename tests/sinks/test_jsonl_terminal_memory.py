@@ -28,7 +28,7 @@ def test_jsonl_writes_one_object_per_record_with_plain_values(tmp_path: Path) ->
 def test_jsonl_resume_cuts_a_torn_line(tmp_path: Path) -> None:
     path = tmp_path / "run.jsonl"
     path.write_text('{"a": 1}\n{"a": 2')
-    with pytest.warns(UserWarning, match="torn"), JsonlSink(path) as sink:
+    with pytest.warns(UserWarning, match="torn"), JsonlSink(path, mode="a") as sink:
         sink.write({"a": 3})
     assert [json.loads(line)["a"] for line in path.read_text().splitlines()] == [1, 3]
 
