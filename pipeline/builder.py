@@ -256,13 +256,26 @@ class Pipeline(Node):
             )
 
     def failures(self) -> list[str]:
-        """One line per failing child in this graph: errors, records lost, first error."""
-        return [
-            str(failures)
-            for node in self.nodes()
-            if isinstance(node, Dispatcher)
-            for failures in node.failures.values()
-        ]
+        """One line per failing child in this graph: errors, records lost (and held for
+        retry), first error. A sink whose own storage failed or lost rows (`storage_failures`:
+        a flush on time, a close) is listed too, with what its storage costs."""
+        lines: dict[int, str] = {}
+        for node in self.nodes():  # a Dispatcher comes before its children
+            if isinstance(node, Dispatcher):
+                for failures in node.failures.values():
+                    lines[id(failures.node)] = str(failures)
+            storage = getattr(node, "storage_failures", None)
+            if storage is not None:  # what the sink knows of its storage is the whole story,
+                # unless records it refused were lost before reaching it
+                refused = any(
+                    failures.lost
+                    for parent in node._parents
+                    if isinstance(parent, Dispatcher)
+                    and (failures := parent.failures.get(id(node))) is not None
+                )
+                own = str(storage)
+                lines[id(node)] = f"{lines[id(node)]}; {own}" if refused else own
+        return list(lines.values())
 
     def _refuse(self) -> None:
         if self.closed:

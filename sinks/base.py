@@ -15,6 +15,25 @@ class Sink(Node):
     def connect(self, *children: Node | Logger) -> Node:
         raise TypeError(f"{type(self).__name__} is a sink: it has no children")
 
+    _restored: int | None = None
+    """Records the sink had taken at the checkpoint of the state loaded into it, if any."""
+
+    def _restore_once(self, taken: int) -> bool:
+        """For `load_node_state`: whether this sink was restored already, from a state of
+        the same checkpoint (then there is nothing to do). A sink shared by two pipelines
+        gets a state from each; `taken` is the records it had taken in this one. A state of
+        another moment is refused (ValueError)."""
+        if self._restored is None:
+            self._restored = taken
+            return False
+        if taken != self._restored:
+            raise ValueError(
+                f"{self!r} is shared by pipelines whose states were taken at different "
+                f"moments ({self._restored} and {taken} records had reached it): take the "
+                "states of pipelines that share a sink with no write in between"
+            )
+        return True
+
     def _check_open(self) -> None:
         if self.closed:
             raise ClosedError(f"{self!r} is closed; it takes no more records")

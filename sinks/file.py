@@ -180,7 +180,7 @@ class BufferedFileSink(Sink):
         self._retry_at = 0.0
         self._retry_delay = 0.0
         self.rows_written = 0
-        self._restored: int | None = None  # records taken, as of the state loaded
+        self._restored = None  # records taken, as of the state loaded (see Sink)
         self._storage = Failures(self)
         self._file: io.FileIO | None = None
         # this sink's key in _writers and its descriptor holding the file's lock, once claimed
@@ -397,6 +397,7 @@ class BufferedFileSink(Sink):
                     except Exception as error:
                         problem = error
                 else:
+                    self._storage.note(problem)
                     self.counts.note(
                         "lost",
                         f"a row could not be written even as text ({type(problem).__name__}: "
@@ -444,13 +445,7 @@ class BufferedFileSink(Sink):
         reached the sink between the two `state_dict()` calls) is refused with a ValueError."""
         saved = state["file"]
         taken = saved["rows"] + len(saved["held"]) + state["counts"]["counts"].get("lost", 0)
-        if self._restored is not None:
-            if taken != self._restored:
-                raise ValueError(
-                    f"{self!r} is shared by pipelines whose states were taken at different "
-                    f"moments ({self._restored} and {taken} records had reached it): take "
-                    "the states of pipelines that share a sink with no write in between"
-                )
+        if self._restore_once(taken):
             return
         super().load_node_state(state)
         with self._store_lock:
@@ -462,7 +457,6 @@ class BufferedFileSink(Sink):
             self._pending.clear()
             self._pending.extend(saved["held"])
             self._oldest = self._clock() - saved["held_for"]
-            self._restored = taken
 
     def _cut_back(self, saved: dict[str, Any]) -> None:
         size = self.path.stat().st_size

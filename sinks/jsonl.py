@@ -3,10 +3,46 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
+
+import numpy as np
 
 from pipeline.core.values import jsonable, plain
 from sinks.file import BufferedFileSink
+
+
+class _BeyondFloat(Exception):
+    """A longdouble that no float64 holds: its row is written by `_exact_text`."""
+
+
+def _number(value: Any) -> Any:
+    """`json.dumps`'s `default`: what JSON has no type for. A `np.longdouble` (scalar, 0-d
+    array or array element) becomes the float64 nearest to it, a JSON number; one beyond
+    float64's range (which float64 would make infinite or zero) raises _BeyondFloat; any
+    other object becomes its `str()`."""
+    if isinstance(value, np.floating):
+        with np.errstate(over="ignore", under="ignore"):
+            number = float(value)
+        if (math.isinf(number) or number == 0.0) and np.isfinite(value) and value != 0:
+            raise _BeyondFloat
+        return number
+    return str(value)
+
+
+def _exact_text(value: Any) -> str:
+    """The JSON text of a plain value, a longdouble written with all its digits as a JSON
+    number (for the rare row that holds one beyond float64's range)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(
+            f"{json.dumps(key)}: {_exact_text(item)}" for key, item in value.items()
+        ) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_exact_text, value)) + "]"
+    try:
+        return json.dumps(value, default=_number)
+    except _BeyondFloat:
+        return np.format_float_scientific(value, unique=True, trim="0")
 
 
 class JsonlSink(BufferedFileSink):
@@ -15,7 +51,19 @@ class JsonlSink(BufferedFileSink):
     numpy/jax/torch scalars become JSON numbers, arrays become (nested) lists, nested
     mappings stay objects. NaN and infinities are written as the `NaN`/`Infinity` literals
     that Python's `json` and pandas read back (strict JSON has no form for them). Any other
-    object is written as its `str()`. Flush policy and crash repair: see BufferedFileSink.
+    object is written as its `str()`. Flush policy, crash repair, one writer per file: see
+    BufferedFileSink.
+
+    `np.longdouble` values (scalars, 0-d arrays, array elements) are numbers too: the
+    float64 nearest to them. One beyond float64's range (`np.longdouble("1e4000")`, which
+    float64 would make infinite, or `1e-4000`, zero) is written with all its digits as a
+    JSON number, which `json.loads(line, parse_float=decimal.Decimal)` reads back exactly
+    (plain `json.loads` reads it as infinity or zero); it is counted in `counts["changed"]`
+    and warned about once.
+
+    Keys are written as text. Two keys of one record with the same text (`1` and `"1"`)
+    cannot both be JSON keys: the first is written, the later is refused, counted in
+    `counts["dropped"]` under its key and warned about once.
     """
 
     def _as_text(self, value: Any) -> Any:
@@ -23,16 +71,57 @@ class JsonlSink(BufferedFileSink):
 
     def _writable(self, value: Any) -> bool:
         try:
-            json.dumps(plain(value), default=str)
+            json.dumps(plain(value), default=_number)
+        except _BeyondFloat:
+            return True
         except Exception:
             return False
         return True
 
     def _store(self, rows: list[dict[str, Any]]) -> None:
         dumps = json.dumps
-        self._append(
-            "".join(
-                dumps({str(key): plain(value) for key, value in row.items()}, default=str) + "\n"
-                for row in rows
-            )
-        )
+        lines = []
+        notes: list[tuple[str, str | None]] = []  # counted once the rows are stored
+        for row in rows:
+            line = {str(key): plain(value) for key, value in row.items()}
+            if len(line) < len(row):
+                line = self._named(row, notes)
+            try:
+                lines.append(dumps(line, default=_number))
+            except _BeyondFloat:
+                notes.append(("changed", None))
+                lines.append(_exact_text(line))
+        lines.append("")
+        self._append("\n".join(lines))
+        for reason, key in notes:
+            if reason == "changed":
+                self.counts.note(
+                    "changed",
+                    "a longdouble beyond float64's range is written with all its digits as a "
+                    "JSON number (json.loads reads it as infinity or zero; "
+                    "parse_float=decimal.Decimal reads it exactly)",
+                    category=UserWarning,
+                    stacklevel=6,
+                )
+            else:
+                self.counts.note(
+                    "dropped",
+                    f"keys {key!r} of different types would be one JSON key; the first is "
+                    "written, the later refused",
+                    key=key,
+                    category=UserWarning,
+                    stacklevel=6,
+                )
+
+    @staticmethod
+    def _named(row: dict[Any, Any], notes: list[tuple[str, str | None]]) -> dict[str, Any]:
+        """The row with its keys as text; a key whose text an earlier key has is left out
+        and noted in `notes`."""
+        named: dict[str, Any] = {}
+        for key, value in row.items():
+            name = str(key)
+            if name in named:
+                notes.append(("dropped", name))
+            else:
+                named[name] = plain(value)
+        return named

@@ -36,7 +36,9 @@ class MemorySink(Sink):
         return "MemorySink()"
 
     def fresh(self) -> bool:
-        return not self.records
+        """Nothing written yet, or nothing since a state was loaded (a sink shared by two
+        pipelines takes the state of each)."""
+        return len(self.records) == (self._restored or 0)
 
     def node_state(self) -> dict[str, Any]:
         state = super().node_state()
@@ -44,6 +46,8 @@ class MemorySink(Sink):
         return state
 
     def load_node_state(self, state: dict[str, Any]) -> None:
+        if self._restore_once(len(state["records"])):
+            return
         super().load_node_state(state)
         self.records = list(state["records"])
 

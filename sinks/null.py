@@ -30,7 +30,8 @@ class NullSink(Sink):
         return "NullSink()"
 
     def fresh(self) -> bool:
-        return not self.count
+        """Nothing written yet, or nothing since a state was loaded (see MemorySink)."""
+        return self.count == (self._restored or 0)
 
     def node_state(self) -> dict[str, Any]:
         state = super().node_state()
@@ -38,6 +39,8 @@ class NullSink(Sink):
         return state
 
     def load_node_state(self, state: dict[str, Any]) -> None:
+        if self._restore_once(state["count"]):
+            return
         super().load_node_state(state)
         self.count = state["count"]
 

@@ -137,11 +137,24 @@ class RetryingWriter:
 
 
 def warn_failure(node: Node, error: BaseException, *, stacklevel: int = 3) -> None:
-    """The one warning a failing node gets."""
+    """The one warning a failing node gets, saying what happens to its records: a sink that
+    could not store them (StoreError) holds them and retries; a node whose storage is down
+    (OSError) gets them queued and retried; a record it refused (any other error) is lost,
+    and counted."""
+    if isinstance(error, StoreError):
+        fate = (
+            "it holds the records it could not store and retries storing them (at later "
+            "writes after a back-off, on flush and on close), and what it cannot store in "
+            "the end is counted"
+        )
+    elif isinstance(error, OSError):
+        fate = "its records are held and retried, and what it could not take is counted"
+    else:
+        fate = "the record it refused is lost (as is each one it refuses later), counted"
     warnings.warn(
         f"rlpipe: {node!r} failed ({type(error).__name__}: {error}); the other sinks and the "
-        "training loop go on, its records are held and retried, and what it could not take "
-        "is counted and reported on close (strict mode, RLPIPE_STRICT=1, raises instead)",
+        f"training loop go on, {fate} and reported on close (strict mode, RLPIPE_STRICT=1, "
+        "raises instead)",
         RuntimeWarning,
         stacklevel=stacklevel,
     )
