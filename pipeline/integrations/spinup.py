@@ -136,11 +136,14 @@ class EpochLogger:
       its row is held and written, empty, under the header the first epoch with a column
       writes, so the file reads back with `pandas.read_table` with every column in place.
       A run that never logs a column leaves the file empty (the sink warns at close).
-    - The progress file is written by `output_file`, a `CsvSink` with `delimiter="\\t"`
-      (Spinning Up's attribute name; here a sink, not a file object). Cells are the values'
-      `str()`, as Spinning Up writes them (numpy's float32 digits); rows end in "\\r\\n"
-      and a cell holding a tab or a line break is quoted. `pandas.read_table` reads it, as
-      Spinning Up's `plot.py` does.
+    - The progress file is written by `output_file`, a `CsvSink` with `delimiter="\\t"` and
+      `lineterminator="\\n"` (Spinning Up's attribute name; here a sink, not a file
+      object), byte for byte as Spinning Up writes it: a tab-separated header line, then one
+      line per epoch of the values' `str()` (numpy's float32 digits) in header order, a
+      missing key an empty cell, each line ending in "\\n". Only where Spinning Up's file
+      would not read back does it differ: a cell holding a tab, a line break or a quote is
+      quoted, and a row of one empty cell is written `""`. `pandas.read_table` reads it,
+      as Spinning Up's `plot.py` does.
     - `save_config(config)` writes `config.json` (with `exp_name`) and prints it.
 
     Columns: Spinning Up fixes them at the first `dump_tabular` and fails on a key new in a
@@ -189,6 +192,7 @@ class EpochLogger:
             self.output_path,
             mode="w" if state is None else "a",
             delimiter="\t",
+            lineterminator="\n",
             flush_every=1,
             flush_seconds=None,
         )

@@ -36,6 +36,20 @@ def spinning_up_table(row: list[tuple[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def spinning_up_progress(rows: list[list[tuple[str, Any]]]) -> bytes:
+    """The bytes Spinning Up's `Logger.dump_tabular` writes to progress.txt for these epochs
+    (`spinup/utils/logx.py`, one process): the file is opened with `open(path, 'w')`; the
+    first dump writes `"\\t".join(log_headers) + "\\n"`, and every dump writes
+    `"\\t".join(map(str, vals)) + "\\n"`, where vals are the epoch's values in header
+    order (`log_current_row.get(key, "")`: a missing key is an empty cell)."""
+    headers = [key for key, _ in rows[0]]
+    lines = ["\t".join(headers) + "\n"]
+    for row in rows:
+        values = dict(row)
+        lines.append("\t".join(map(str, (values.get(key, "") for key in headers))) + "\n")
+    return "".join(lines).encode()
+
+
 def run_epochs(logger: EpochLogger, rng: np.random.Generator) -> list[dict[str, Any]]:
     """A VPG-style loop: per epoch, episodes store EpRet/EpLen, steps store value estimates
     (arrays), one update stores losses. Returns the raw values each epoch stored."""
@@ -405,3 +419,31 @@ def test_a_restarted_epoch_logger_writes_what_an_uninterrupted_one_writes(
     ).read_bytes()
     # the MemorySink's records came back with the state: epochs 0-4, then 5-9 anew
     assert records.records == whole_records.records
+
+
+def test_progress_txt_is_byte_for_byte_what_spinning_ups_logger_writes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logged: list[list[tuple[str, Any]]] = []
+    logger = EpochLogger(output_dir=tmp_path)
+    rng = np.random.default_rng(1)
+    for epoch in range(4):
+        returns = rng.normal(10.0, 3.0, size=6)
+        for ret in returns:
+            logger.store(EpRet=ret)
+        logger.log_tabular("Epoch", epoch)
+        logger.log_tabular("EpRet", with_min_and_max=True)
+        logger.log_tabular("TotalEnvInteracts", 1000 * (epoch + 1))
+        if epoch != 2:  # a key missing from an epoch: an empty cell, as Spinning Up writes
+            logger.log_tabular("Note", f"lr {1e-3 / (epoch + 1)}")
+        mean, std, low, high = statistics_scalar(returns, with_min_and_max=True)
+        logged.append(
+            [("Epoch", epoch), ("AverageEpRet", mean), ("StdEpRet", std), ("MaxEpRet", high),
+             ("MinEpRet", low), ("TotalEnvInteracts", 1000 * (epoch + 1))]
+            + ([("Note", f"lr {1e-3 / (epoch + 1)}")] if epoch != 2 else [])
+        )
+        logger.dump_tabular()
+        assert (tmp_path / "progress.txt").read_bytes() == spinning_up_progress(logged)
+    logger.close()
+    capsys.readouterr()
+    assert b"\r" not in (tmp_path / "progress.txt").read_bytes()
