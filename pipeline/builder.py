@@ -268,10 +268,9 @@ class Pipeline(Node):
             if storage is not None:  # what the sink knows of its storage is the whole story,
                 # unless records it refused were lost before reaching it
                 refused = any(
-                    failures.lost
+                    parent.failures[id(node)].lost
                     for parent in node._parents
-                    if isinstance(parent, Dispatcher)
-                    and (failures := parent.failures.get(id(node))) is not None
+                    if isinstance(parent, Dispatcher) and id(node) in parent.failures
                 )
                 own = str(storage)
                 lines[id(node)] = f"{lines[id(node)]}; {own}" if refused else own

@@ -139,10 +139,10 @@ def signals_deferred() -> Iterator[None]:
                 signal.signal(signum, hold)
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for signum in dict.fromkeys(caught):
-            signal.raise_signal(signum)  # its own handler acts now, as it would have
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in dict.fromkeys(caught):
+            signal.raise_signal(number)  # its own handler acts now, as it would have
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
