@@ -165,8 +165,8 @@ def check(outcome: Outcome) -> None:
             f"{spec.name} lost {lost_here} records; failures() = {outcome.failures!r}"
         )
     if outcome.counted or changed:
-        name = type(node).__name__
-        assert any(name in text for text in outcome.warnings), (
+        names = (type(node).__name__, repr(node))
+        assert any(name in text for text in outcome.warnings for name in names), (
             f"{spec.name} counted {outcome.counted} records and {changed} values, "
             f"warned nothing: {outcome.warnings!r}"
         )
