@@ -150,9 +150,9 @@ def same_object(written: Any, kept: Any) -> bool:
         return len(written) == len(kept) and all(
             same_object(w, k) for w, k in zip(written, kept, strict=True)
         )
-    if isinstance(written, (float, np.floating, complex, np.complexfloating)):
-        if written != written:  # NaN
-            return bool(kept != kept)
+    numbers = (float, np.floating, complex, np.complexfloating)
+    if isinstance(written, numbers) and written != written:  # NaN
+        return bool(kept != kept)
     try:
         return bool(written == kept) or written is kept
     except Exception:

@@ -76,9 +76,11 @@ class BadKey:
 # -- keys -------------------------------------------------------------------------------------
 
 text_keys = st.one_of(
-    st.sampled_from(["x", "loss", "return", "step", "a/b", "", " ", "é", "日本", "x,y", 'q"', "\n"]),
+    st.sampled_from(
+        ["x", "loss", "return", "step", "a/b", "", " ", "é", "日本", "x,y", 'q"', "\n"]
+    ),
     st.text(min_size=0, max_size=12),
-    # A lone surrogate (a high and a low one side by side read back from JSON as one
+    # a lone surrogate (a high and a low one side by side read back from JSON as one
     # character: a case of its own in test_found.py)
     st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
     st.text(min_size=300, max_size=400),  # very long
