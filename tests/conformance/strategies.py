@@ -64,7 +64,8 @@ class BadKey:
     def __str__(self) -> str:
         raise RuntimeError("no name")
 
-    __repr__ = __str__
+    def __repr__(self) -> str:
+        return "<BadKey>"
 
     def __hash__(self) -> int:
         return 7

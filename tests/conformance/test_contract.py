@@ -48,5 +48,22 @@ def test_storage_that_fails_at_any_call_loses_nothing_uncounted(
     harness.check(harness.run(spec, stream, folder, fault=fault))
 
 
+@pytest.mark.parametrize("spec", [pytest.param(spec, id=spec.name) for spec in SINKS])
+@suite(25)
+@given(stream=strategies.streams(bad_keys=True))
+def test_a_record_the_sink_cannot_take_is_counted_and_costs_no_other(
+    spec: SinkSpec, stream: list[strategies.Op], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Records holding a key with no text (its `str()` raises): a sink that cannot name a
+    column or field after it refuses that record alone."""
+    event(f"records with a key with no text: {sum(_bad(op) for op in stream)}")
+    folder = tmp_path_factory.mktemp(spec.name.split("(")[0])
+    harness.check(harness.run(spec, stream, folder))
+
+
+def _bad(op: strategies.Op) -> bool:
+    return any(isinstance(key, strategies.BadKey) for key in op.data)
+
+
 def test_the_entry_point_for_a_users_sink_runs_the_suite(tmp_path: Path) -> None:
     harness.check_sink(SINKS[2], examples=5)
