@@ -93,14 +93,6 @@ other_keys = st.one_of(
 keys = st.one_of(text_keys, text_keys, other_keys)
 
 
-def distinct_texts(mapping: dict[Any, Any]) -> bool:
-    """Whether no two keys of `mapping` (or of a mapping nested in it) have the same text."""
-    names = [_text(key) for key in mapping]
-    if len(set(names)) < len(names):
-        return False
-    return all(distinct_texts(value) for value in mapping.values() if isinstance(value, dict))
-
-
 def _text(key: Any) -> str:
     try:
         return str(key)
@@ -200,14 +192,10 @@ def records(draw: st.DrawFn, *, bad_keys: bool = False) -> dict[Any, Any]:
         record["step"] = draw(steps)
     if bad_keys and draw(st.integers(0, 9)) == 0:
         record[BadKey()] = 1.0
-    if is_open("4") and not distinct_texts(record):
-        # keys with one text: CsvSink counts them, JsonlSink merges them silently (item 4)
-        record = {key: value for key, value in record.items() if not isinstance(key, StrSub)}
-        by_text: dict[str, Any] = {}
-        for key, value in record.items():
-            by_text.setdefault(_text(key), (key, value))
-        record = dict(by_text.values())
-        record = {k: _distinct(v) for k, v in record.items()}
+    if is_open("4"):
+        # keys with one text (1 and "1"): CsvSink counts them at the top level, but JsonlSink,
+        # nested dicts and SmoothingFilter merge them silently (item 4)
+        record = _distinct(record)
     return record
 
 
@@ -238,7 +226,8 @@ def batches(draw: st.DrawFn) -> dict[Any, Any]:
             dtype = draw(st.sampled_from(NUMERIC_DTYPES + LONG_DOUBLE))
             columns[name] = draw(hnp.arrays(dtype, length))
         else:
-            columns[name] = draw(st.lists(batch_values, min_size=length, max_size=length))
+            column = draw(st.lists(batch_values, min_size=length, max_size=length))
+            columns[name] = [_distinct(value) for value in column] if is_open("4") else column
     if not columns:
         columns["x"] = np.arange(length, dtype=np.float64)
     return columns

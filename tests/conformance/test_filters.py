@@ -5,7 +5,6 @@ write_batch (generated chains of every built-in filter, a Dispatcher and an Asyn
 from __future__ import annotations
 
 import itertools
-import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +33,7 @@ from filters import (
 from pipeline import Node, Pipeline
 from pipeline.core.columns import iter_rows
 from sinks import CsvSink, MemorySink
+from tests.conformance import strategies
 from tests.conformance.known import suite
 from tests.conftest import FakeClock
 
@@ -61,11 +61,8 @@ NODES: dict[str, Make] = {
 KEYS = ["r", "s", "a", "x", "b"]
 
 values = st.one_of(
-    st.none(),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.integers(-5, 5),
-    st.text(max_size=2),
-    st.dictionaries(st.sampled_from("rs"), st.floats(-1, 1), max_size=2),
+    strategies.values,  # any value of the suite
+    st.dictionaries(st.sampled_from("rs"), st.floats(-1, 1), max_size=2),  # for FlattenFilter
 )
 
 
@@ -74,13 +71,13 @@ def batches(draw: st.DrawFn) -> dict[str, Any]:
     length = draw(st.integers(1, 5))
     columns: dict[str, Any] = {}
     for key in draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=4, unique=True)):
-        kind = draw(st.sampled_from(["float", "int", "list"]))
-        if kind == "float":
-            columns[key] = draw(hnp.arrays(np.float64, length))
-        elif kind == "int":
-            columns[key] = draw(hnp.arrays(np.int64, length, elements=st.integers(-9, 9)))
+        if draw(st.booleans()):
+            dtype = draw(st.sampled_from(strategies.NUMERIC_DTYPES))
+            columns[key] = draw(hnp.arrays(dtype, length))
         else:
-            columns[key] = draw(st.lists(values, min_size=length, max_size=length))
+            columns[key] = draw(
+                st.lists(strategies.batch_values, min_size=length, max_size=length)
+            )
     return columns
 
 
@@ -138,8 +135,16 @@ def same(a: Any, b: Any) -> bool:
         return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, (float, np.floating)) and isinstance(b, (float, np.floating)):
-        return bool(a == b) or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        if a.shape != b.shape:
+            return False
+        if a.dtype == object or b.dtype == object:
+            return all(same(x, y) for x, y in zip(a.flat, b.flat, strict=True))
+        return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+    numbers = (float, np.floating, complex, np.complexfloating)
+    if isinstance(a, numbers) and isinstance(b, numbers):
+        return bool(a == b) or (a != a and b != b)  # NaN is NaN
     return bool(a == b) and not isinstance(a, dict) and not isinstance(b, dict)
 
 
