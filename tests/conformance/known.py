@@ -30,8 +30,15 @@ OPEN: frozenset[str] = frozenset(
         "11",  # a checkpoint catches a CsvSink half-way through a flusher store
         "one-writer",  # one open writer per file; a fresh run never appends unnoticed
         "failures",  # failures() lists storage failures too (a row a file sink lost)
+        # found by the suite beyond the list (test_found.py)
+        "found:surrogates",  # JSONL reads two lone surrogates side by side as one character
+        "found:torch",  # a torch tensor changed in place after write is stored changed
+        "found:dict-subclass",  # an OrderedDict/defaultdict value changed after write, too
+        "found:buffers",  # a bytearray, array.array or set changed after write, too
     }
-)
+) - frozenset(os.environ.get("RLPIPE_CONFORMANCE_CLOSED", "").split(","))
+"""`RLPIPE_CONFORMANCE_CLOSED=7,found:torch` runs the suite as if those items were closed (to
+try a fix before editing this list)."""
 
 
 def is_open(item: str) -> bool:
@@ -47,9 +54,12 @@ def listed(item: str, behaviour: str) -> Any:
     )
 
 
-def found(behaviour: str) -> Any:
-    """The marker of a loss the conformance suite found beyond issue 22's list."""
-    return pytest.mark.xfail(strict=True, reason=f"found by the conformance suite: {behaviour}")
+def found(item: str, behaviour: str) -> Any:
+    """The marker of a loss the conformance suite found beyond issue 22's list (`item` is
+    its key in `OPEN`, `found:...`)."""
+    return pytest.mark.xfail(
+        item in OPEN, strict=True, reason=f"found by the conformance suite: {behaviour}"
+    )
 
 
 LONG = (

@@ -67,6 +67,8 @@ def form(value: Any) -> Any:
         return [form(item) for item in value]
     if isinstance(value, (list, tuple)):
         return [form(item) for item in value]
+    if hasattr(value, "__array__") and hasattr(value, "dtype"):  # a torch or jax array
+        return form(np.asarray(value))
     if isinstance(value, dict):
         return {str(key): form(item) for key, item in value.items()}
     try:
@@ -142,6 +144,8 @@ def same_object(written: Any, kept: Any) -> bool:
         return bool(np.array_equal(written, kept, equal_nan=written.dtype.kind in "fc"))
     if type(written) is not type(kept):
         return False
+    if hasattr(written, "__array__") and hasattr(written, "dtype"):  # a torch or jax array
+        return same_object(np.asarray(written), np.asarray(kept))
     if isinstance(written, dict):
         return list(written) == list(kept) and all(
             same_object(written[key], kept[key]) for key in written

@@ -7,8 +7,11 @@ Input that meets an open item of issue 22 (`known.OPEN`) is left out while it is
 
 from __future__ import annotations
 
+import array
 import copy
+import importlib.util
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,14 +162,31 @@ def make_values(*, refusable: bool = True) -> st.SearchStrategy[Any]:
     object_items = st.one_of(st.floats(-10, 10), st.integers(-5, 5), st.none())
     if not is_open("7"):
         object_items = st.one_of(object_items, arrays([np.float64, np.int32]))
+    leaves = [scalars, leaf_arrays, object_arrays(object_items)]
+    if not is_open("found:buffers"):
+        leaves.append(st.sampled_from([bytearray(b"ab"), array.array("d", [1.0]), {1, 2}])
+                      .map(copy.copy))
+    if not is_open("found:torch") and importlib.util.find_spec("torch") is not None:
+        leaves.append(leaf_arrays.map(_tensor))
     return st.recursive(
-        st.one_of(scalars, leaf_arrays, object_arrays(object_items)),
+        st.one_of(leaves),
         lambda inner: st.one_of(
             st.lists(inner, max_size=3),
             st.dictionaries(text_keys | other_keys, inner, max_size=3),
+            *(
+                []
+                if is_open("found:dict-subclass")
+                else [st.dictionaries(text_keys, inner, max_size=3).map(OrderedDict)]
+            ),
         ),
         max_leaves=5,
     )
+
+
+def _tensor(values: np.ndarray) -> Any:
+    import torch
+
+    return torch.from_numpy(np.array(values, dtype=np.float64))
 
 
 values = make_values()
@@ -279,6 +299,13 @@ def scribble(value: Any) -> None:
         for item in value:
             scribble(item)
         value[:] = ["scribbled"] * len(value)
+    elif isinstance(value, (bytearray, array.array)):
+        for index in range(len(value)):
+            value[index] = 0
+    elif isinstance(value, set):
+        value.add("scribbled")
+    elif hasattr(value, "zero_"):  # a torch tensor
+        value.zero_()
     elif isinstance(value, np.ndarray):
         if value.dtype == object:
             for item in value.flat:
