@@ -52,3 +52,10 @@ def clock() -> FakeClock:
 settings.register_profile(
     "mutation", phases=(Phase.explicit, Phase.generate), database=None, derandomize=True
 )
+
+# The conformance suite (tests/conformance): its fast settings are the default; the long
+# profile, for nightly runs, is selected with `--hypothesis-profile=conformance-long` (or
+# RLPIPE_CONFORMANCE=long). Registered here, where pytest reads it before loading a profile.
+settings.register_profile(
+    "conformance-long", max_examples=2000, deadline=None, derandomize=False, print_blob=True
+)

@@ -111,6 +111,8 @@ def run_block(block: Block, cwd: Path) -> subprocess.CompletedProcess[str]:
     ):
         env.pop(name, None)
     env["MPLBACKEND"] = "Agg"
+    # the conformance suite's entry point (tests.conformance) is imported from the checkout
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     timeout = SLOW_TIMEOUT if FRAMEWORKS.search(block.source) else FAST_TIMEOUT
     return subprocess.run(
         [sys.executable, script.name],
@@ -230,6 +232,10 @@ def check_hub(cwd: Path, stdout: str) -> None:
     assert len(read_csv(cwd / "runs/all-actors.csv")) == 1
 
 
+def _contract_kept(stdout: str) -> None:
+    assert "NumbersSink keeps the contract" in stdout
+
+
 CHECKS: dict[str, Callable[[Path, str], None]] = {
     # a string only that example contains -> what its text says it produces
     "runs/quick/train.csv": check_quick_start,
@@ -245,6 +251,7 @@ CHECKS: dict[str, Callable[[Path, str], None]] = {
     "runs/all-actors.csv": check_hub,
     "runs/plots/curves.png": check_plot,
     "runs/tune/": check_tune,
+    "NumbersSink keeps the contract": lambda cwd, stdout: _contract_kept(stdout),
     "runs/rllib/": check_rllib,
 }
 

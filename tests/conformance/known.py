@@ -1,0 +1,86 @@
+"""The loss paths the suite knows are open today, and the settings of its property tests.
+
+`OPEN` names the items of issue 22 that are not fixed yet. While an item is open, the
+generated streams leave out the input that meets it (so that a property keeps checking
+everything else), and one specific case per item, marked `listed(item, ...)`, fails on it.
+When a fix lands: remove the item from `OPEN` (the generated streams then include that
+input again) and the `listed` marker of its case (which then passes).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+OPEN: frozenset[str] = frozenset(
+    {
+        "1",  # a signal during a file sink's store loses the rows being stored
+        "2",  # write_batch doubles rows when a sink fails partway through a batch
+        "3",  # a filter's output name overwrites a key the record holds, silently
+        "4",  # non-string keys with one text merge silently (JSONL, nested, smoothing)
+        "5",  # a kept fused `write` never reaches a node connected later
+        "6",  # TimeFilter(keep_last=True).write_batch holds a row aliasing the caller's
+        "7",  # object-dtype arrays are copied shallowly
+        "8",  # np.longdouble, 0-d and arrays of it become JSON strings in JSONL
+        "9",  # two pipelines sharing a sink cannot both be resumed
+        "10",  # AsyncNode: the write that re-raises a background error drops its record
+        "11",  # a checkpoint catches a CsvSink half-way through a flusher store
+        "one-writer",  # one open writer per file; a fresh run never appends unnoticed
+        "failures",  # failures() lists storage failures too (a row a file sink lost)
+        # found by the suite beyond the list (test_found.py)
+        "found:surrogates",  # JSONL reads two lone surrogates side by side as one character
+        "found:torch",  # a torch tensor changed in place after write is stored changed
+        "found:dict-subclass",  # an OrderedDict/defaultdict value changed after write, too
+        "found:buffers",  # a bytearray, array.array or set changed after write, too
+    }
+) - frozenset(os.environ.get("RLPIPE_CONFORMANCE_CLOSED", "").split(","))
+"""`RLPIPE_CONFORMANCE_CLOSED=7,found:torch` runs the suite as if those items were closed (to
+try a fix before editing this list)."""
+
+
+def is_open(item: str) -> bool:
+    """Whether issue 22's `item` is still open (its input is left out of generated streams)."""
+    return item in OPEN
+
+
+def listed(item: str, behaviour: str) -> Any:
+    """The marker of the case that fails today because issue 22's `item` is open: a strict
+    xfail, so the case fails (XPASS) once the fix lands and the marker must go."""
+    return pytest.mark.xfail(
+        item in OPEN, strict=True, reason=f"issue 22 item {item}: {behaviour}"
+    )
+
+
+def found(item: str, behaviour: str) -> Any:
+    """The marker of a loss the conformance suite found beyond issue 22's list (`item` is
+    its key in `OPEN`, `found:...`)."""
+    return pytest.mark.xfail(
+        item in OPEN, strict=True, reason=f"found by the conformance suite: {behaviour}"
+    )
+
+
+LONG = (
+    os.environ.get("RLPIPE_CONFORMANCE", "") == "long"
+    or settings.get_current_profile_name() == "conformance-long"
+)
+"""Whether the nightly (long) profile was asked for."""
+
+
+def suite(examples: int) -> settings:
+    """The settings of a property test: `examples` generated cases in the fast profile (the
+    test command's; derandomized, so a run is reproducible), the long profile's otherwise."""
+    if LONG:
+        return settings(
+            settings.get_profile("conformance-long"),
+            suppress_health_check=list(HealthCheck),
+        )
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )

@@ -1,0 +1,243 @@
+"""How each sink joins the conformance suite: one `SinkSpec` per sink.
+
+A spec says how to make the sink, how to read back what it stored with the tool's own
+reader, what a written record is stored as (the sink's documented normalisation), and how
+to make its storage fail. The suite then checks the contract (see `harness`) for it. A sink
+stores either rows (one per record, in order: files, memory, a logger) or points keyed by
+(key, step) (a tracking service); `kind` says which.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline import Node
+from pipeline.core.node import LoggerSink
+from sinks import CsvSink, JsonlSink, MemorySink, TerminalSink
+from tests.conformance.normalise import form, same_cell, same_json, same_object
+
+Row = dict[str, Any]
+Point = tuple[str, Any, Any]  # (key, step, value)
+
+
+@dataclass(frozen=True)
+class SinkSpec:
+    """A sink's description for the conformance suite.
+
+    - `make(folder)`: a fresh sink (or any logger with `write`) that stores under `folder`
+      (a file sink starts its file afresh);
+    - `reopen(folder)`: the same sink made again on what `make` stored, to go on from a
+      state (a file sink appending); None if it keeps nothing outside the process;
+    - `read(sink, folder)`: what it stored, read back with the tool's own reader: rows in
+      the order stored (`kind="rows"`), or (key, step, value) points (`kind="points"`);
+    - `expect(record)`: what a written record is stored as: a row (`{name: form}`), or its
+      points (`{(key, step): form}`);
+    - `same(form, read)`: whether a value read back holds the form expected;
+    - `exact_keys`: whether a stored row has exactly the record's keys (JSON, memory) or
+      may hold more columns, empty (CSV);
+    - `fail_storage(sink, down)`: makes its storage fail with an OSError from now on
+      (`down=True`) or work again; None if the suite cannot fault it;
+    - `counted(sink)`: records the sink itself counted as not stored;
+    - `node(sink)`: the graph's node for it (a logger's LoggerSink).
+    """
+
+    name: str
+    make: Callable[[Path], Any]
+    read: Callable[[Any, Path], list[Any]]
+    expect: Callable[[dict[Any, Any]], dict[Any, Any]]
+    same: Callable[[Any, Any], bool]
+    kind: str = "rows"
+    exact_keys: bool = True
+    reopen: Callable[[Path], Any] | None = None
+    fail_storage: Callable[[Any, bool], None] | None = None
+    counted: Callable[[Any], int] = field(
+        default=lambda sink: sink.counts["lost"] + sink.counts["dropped"]
+    )
+    node: Callable[[Any], Node] = field(
+        default=lambda sink: sink if isinstance(sink, Node) else LoggerSink.of(sink)
+    )
+
+    def __repr__(self) -> str:
+        return f"SinkSpec({self.name!r})"
+
+
+def name_of(key: Any) -> str:
+    """A key's text: the column or field it is stored under (`<unprintable>` for a key whose
+    text raises, which no sink can store: such a record must be counted)."""
+    try:
+        return str(key)
+    except Exception:
+        return "<unprintable>"
+
+
+def _row_form(record: dict[Any, Any]) -> Row:
+    return {name_of(key): form(value) for key, value in record.items()}
+
+
+# -- file sinks -------------------------------------------------------------------------------
+
+
+def _down(sink: Any, down: bool) -> None:
+    """Storage faults of a file sink: each append (and a header rewrite) fails with ENOSPC."""
+
+    def full(*args: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device (injected)")
+
+    for name in ("_append", "_rewrite_with_header"):
+        if down:
+            setattr(sink, name, full)
+        else:
+            sink.__dict__.pop(name, None)
+
+
+def read_csv(sink: Any, folder: Path) -> list[Row]:
+    with (folder / "out.csv").open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def read_jsonl(sink: Any, folder: Path) -> list[Row]:
+    text = (folder / "out.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.split("\n") if line]
+
+
+CSV = SinkSpec(
+    "CsvSink",
+    make=lambda folder: CsvSink(folder / "out.csv", mode="w", flush_every=3),
+    reopen=lambda folder: CsvSink(folder / "out.csv", mode="a", flush_every=3),
+    read=read_csv,
+    expect=_row_form,
+    same=same_cell,
+    exact_keys=False,
+    fail_storage=_down,
+)
+JSONL = SinkSpec(
+    "JsonlSink",
+    make=lambda folder: JsonlSink(folder / "out.jsonl", mode="w", flush_every=3),
+    reopen=lambda folder: JsonlSink(folder / "out.jsonl", mode="a", flush_every=3),
+    read=read_jsonl,
+    expect=_row_form,
+    same=same_json,
+    fail_storage=_down,
+)
+
+# -- in memory: MemorySink, a logger as a leaf ------------------------------------------------
+
+
+def _memory_down(sink: Any, down: bool) -> None:
+    def refuse(*args: Any) -> None:
+        raise OSError(errno.EIO, "storage down (injected)")
+
+    for name in ("write", "write_batch"):
+        if down:
+            setattr(sink, name, refuse)
+        else:
+            sink.__dict__.pop(name, None)
+    for parent in sink._parents:  # a Dispatcher holds its children's write
+        parent._rewire()
+
+
+MEMORY = SinkSpec(
+    "MemorySink",
+    make=lambda folder: MemorySink(),
+    read=lambda sink, folder: sink.records,
+    expect=lambda record: dict(record),
+    same=same_object,
+    fail_storage=_memory_down,
+)
+
+
+class ListLogger:
+    """A user's own logger (Acme's `Logger` interface: `write`, `close`): keeps each record
+    it receives; its storage can be made to fail."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[Any, Any]] = []
+        self.down = False
+
+    def write(self, data: dict[Any, Any]) -> None:
+        if self.down:
+            raise OSError(errno.EIO, "logger storage down (injected)")
+        self.rows.append(data)
+
+    def close(self) -> None:
+        pass
+
+
+def _logger_down(logger: Any, down: bool) -> None:
+    logger.down = down
+
+
+LOGGER = SinkSpec(
+    "LoggerSink(own logger)",
+    make=lambda folder: ListLogger(),
+    read=lambda logger, folder: logger.rows,
+    expect=lambda record: dict(record),
+    same=same_object,
+    fail_storage=_logger_down,
+    counted=lambda logger: LoggerSink.of(logger).counts["lost"],
+)
+
+
+def _acme_logger(folder: Path) -> Any:
+    from acme.utils.loggers import InMemoryLogger
+
+    return InMemoryLogger()
+
+
+ACME = SinkSpec(
+    "LoggerSink(acme InMemoryLogger)",
+    make=_acme_logger,
+    read=lambda logger, folder: logger.data,
+    expect=lambda record: dict(record),
+    same=same_object,
+    counted=lambda logger: LoggerSink.of(logger).counts["lost"],
+)
+
+# -- the terminal -----------------------------------------------------------------------------
+
+
+class Screen:
+    """A text stream that keeps each `write` call's text (TerminalSink writes one per
+    record)."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+class ScreenSink(TerminalSink):
+    """A TerminalSink printing `key = value` with the keys as written, to a `Screen`."""
+
+    def __init__(self) -> None:
+        self.screen = Screen()
+        super().__init__(stream=self.screen, humanize_keys=False)  # type: ignore[arg-type]
+
+
+def _terminal_read(sink: Any, folder: Path) -> list[dict[str, Any]]:
+    return [{"text": text} for text in sink.screen.writes]
+
+
+TERMINAL = SinkSpec(
+    "TerminalSink",
+    make=lambda folder: ScreenSink(),
+    read=_terminal_read,
+    expect=lambda record: {"text": [f"{name_of(key)} = " for key in record]},
+    same=lambda names, text: all(name in text for name in names),
+)
+"""The terminal's text is for people (precision, shortened values): what is checked is one
+line per record holding every key's name."""
+
+SINKS = [CSV, JSONL, MEMORY, LOGGER, TERMINAL]
+"""Every local sink the suite runs (Acme's InMemoryLogger joins when acme is installed)."""
