@@ -3,7 +3,7 @@
 from filters.aggregate import STATISTICS, AggregateFilter
 from filters.asynchronous import AsyncNode
 from filters.dispatch import Dispatcher
-from filters.gate import EveryNFilter
+from filters.gate import EveryNFilter, LogarithmicFilter
 from filters.keys import DropKeys, FlattenFilter, KeepKeys, PrefixKeys, RenameKeys
 from filters.none import NoneFilter
 from filters.smoothing import SmoothingFilter
@@ -18,6 +18,7 @@ __all__ = [
     "EveryNFilter",
     "FlattenFilter",
     "KeepKeys",
+    "LogarithmicFilter",
     "NoneFilter",
     "PrefixKeys",
     "RenameKeys",

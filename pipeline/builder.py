@@ -17,6 +17,7 @@ from filters import (
     EveryNFilter,
     FlattenFilter,
     KeepKeys,
+    LogarithmicFilter,
     NoneFilter,
     PrefixKeys,
     RenameKeys,
@@ -98,12 +99,23 @@ class Pipeline(Node):
         """Appends a TimeFilter: a record passes only if `seconds` passed since the last one."""
         return self.then(TimeFilter(seconds))
 
-    def every(self, n: int | None = None, *, seconds: float | None = None) -> Pipeline:
-        """Passes every `n`-th record (EveryNFilter) or, with `seconds`, throttles by time."""
-        if (n is None) == (seconds is None):
-            raise ValueError("every() takes exactly one of n or seconds")
+    def every(
+        self,
+        n: int | None = None,
+        *,
+        seconds: float | None = None,
+        logarithmic: int | None = None,
+    ) -> Pipeline:
+        """Passes every `n`-th record (EveryNFilter); with `seconds`, throttles by time
+        (TimeFilter); with `logarithmic=base`, passes records at logarithmically spaced counts
+        (LogarithmicFilter, Acme's `GatedFilter.logarithmic`: with 10, records 0-9, then every
+        10th up to 100, every 100th up to 1000, ...)."""
+        if sum(option is not None for option in (n, seconds, logarithmic)) != 1:
+            raise ValueError("every() takes exactly one of n, seconds or logarithmic")
         if seconds is not None:
             return self.then(TimeFilter(seconds))
+        if logarithmic is not None:
+            return self.then(LogarithmicFilter(logarithmic))
         assert n is not None
         return self.then(EveryNFilter(n))
 
