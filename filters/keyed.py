@@ -198,7 +198,7 @@ class KeyedFilter(Transform):
             return
         bounds = sorted({0, *(first for first, _, _ in added)})
         for start, stop in zip(bounds, [*bounds[1:], length], strict=True):
-            part = dict(rows_slice(columns, start, stop))
+            part: dict[str, Any] = dict(rows_slice(columns, start, stop))
             for first, name, column in added:
                 if first <= start:
                     part[name] = column[start - first : stop - first]
