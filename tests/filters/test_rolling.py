@@ -234,3 +234,30 @@ def test_a_window_that_is_not_a_positive_int_is_refused(window: Any) -> None:
 def test_unknown_stats_are_refused() -> None:
     with pytest.raises(ValueError, match="stats must name"):
         Pipeline("r").rolling("x", stats=("mean", "p100"))
+
+
+@pytest.mark.parametrize("window", [4095, 4096, 5000])
+def test_large_windows_order_statistics_are_exact(window: int) -> None:
+    """Both ways of keeping the order (a bisect list below 4096, a SortedList from 4096 on)
+    give numpy's values bit for bit, with repeated values and infinities."""
+    rng = np.random.default_rng(window)
+    xs = rng.integers(-50, 50, size=3 * window).astype(float)
+    xs[::211] = math.inf
+    xs[::307] = -math.inf
+    stats = ("min", "max", "median", "p1", "p50", "p99.5", "count")
+    sink = MemorySink()
+    node = RollingFilter("x", window=window, stats=stats)
+    node.connect(sink)
+    node.write_batch({"x": xs})
+    for index in range(0, len(xs), 499):
+        values = xs[max(0, index - window + 1) : index + 1]
+        got = sink.records[index]
+        with np.errstate(invalid="ignore"):
+            expected = {
+                "min": np.min(values), "max": np.max(values), "median": np.median(values),
+                "p1": np.percentile(values, 1), "p50": np.percentile(values, 50),
+                "p99.5": np.percentile(values, 99.5), "count": len(values),
+            }
+        for stat, value in expected.items():
+            found = got[f"x_last{window}_{stat}"]
+            assert found == value or (math.isnan(found) and math.isnan(value)), (index, stat)
