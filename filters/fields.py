@@ -48,13 +48,13 @@ class ConstantFields(Transform):
         length = batch_length(columns)
         if not length:
             return
-        added: dict[str, Any] = {}
+        out: dict[str, Any] = {}
         for name, value in self.fields.items():
-            if name in columns:
+            if name in columns:  # keeps its place before the record's keys, as in a row
                 kept_callers_key(self.counts, name, length)
-            else:
-                added[name] = [value] * length
-        self.emit_batch({**added, **columns})
+            out[name] = [value] * length
+        out.update(columns)
+        self.emit_batch(out)
 
     def __repr__(self) -> str:
         return f"ConstantFields({sorted(self.fields)!r})"
