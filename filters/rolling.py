@@ -209,7 +209,8 @@ class Window:
     def state(self, now: float) -> dict[str, Any]:
         outputs = self.outputs
         return {"values": list(self.values), "total": self.total, "m2": self.m2,
-                "since": self.since, "outputs": None if outputs is None else list(outputs)}
+                "peak": self.peak, "since": self.since,
+                "outputs": None if outputs is None else list(outputs)}
 
     def load(self, state: dict[str, Any]) -> None:
         """Takes back `state()`'s data: the same window and the same running sums (so the
@@ -222,6 +223,7 @@ class Window:
         self.posinf = sum(1 for x in values if x == math.inf)
         self.neginf = sum(1 for x in values if x == -math.inf)
         self.total, self.m2, self.since = state["total"], state["m2"], state["since"]
+        self.peak = state["peak"]
         outputs = state["outputs"]
         self.outputs = None if outputs is None else tuple(outputs)
 
