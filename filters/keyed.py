@@ -39,10 +39,13 @@ class KeyState(Protocol):
         ...
 
 
-Plan = tuple[tuple[str, KeyState, tuple[str, ...], tuple[str, ...]], ...]
-"""Per matching key of a key tuple: (key, its state, output names the record does not hold,
-output names it holds already); the names are in the order of the state's outputs, with
-held ones left out of the first tuple (see `KeyedFilter._put`)."""
+Step = tuple[str, KeyState, Callable[[float, float], "Outputs | None"], tuple[str, ...],
+             tuple[str, ...], str]
+Plan = tuple[Step, ...]
+"""Per matching key of a key tuple: (key, its state, the state's `push`, output names the
+record does not hold, output names it holds already, the one output name when there is one
+and the record does not hold it, else ""); the names are in the order of the state's
+outputs, with held ones blanked out of the first tuple (see `KeyedFilter._put`)."""
 
 
 class KeyedFilter(Transform):
@@ -102,11 +105,15 @@ class KeyedFilter(Transform):
             if state is None:
                 state = self._states[key] = self.new_state(key)
             names = self.names(key)
+            clashing = tuple(name for name in names if name in held)
+            single = names[0] if len(names) == 1 and not clashing else ""
             plan.append((
                 key,
                 state,
+                state.push,
                 tuple(name if name not in held else "" for name in names),
-                tuple(name for name in names if name in held),
+                clashing,
+                single,
             ))
         if len(self._plans) >= _PLANS_LIMIT:
             self._plans.clear()
@@ -125,15 +132,18 @@ class KeyedFilter(Transform):
             return data
         out = dict(data)
         now = self._clock() if self.timed else 0.0
-        for key, state, names, held in plan:
+        for key, state, push, names, held, single in plan:
             value = data[key]
             x = value if type(value) is float else to_float(value)
             if x is None or x != x:
                 self._skip(key, value)
                 outputs = state.current()
             else:
-                outputs = state.push(x, now)
+                outputs = push(x, now)
             if outputs is None:
+                continue
+            if single:
+                out[single] = outputs[0]
                 continue
             if held:
                 self._put(out, names, held, outputs)
@@ -184,7 +194,7 @@ class KeyedFilter(Transform):
             return
         now = self._clock() if self.timed else 0.0
         added: list[tuple[int, str, np.ndarray]] = []  # (first row with a value, name, column)
-        for key, state, names, held in plan:
+        for key, state, _, names, held, _ in plan:
             first, rows = self._column_outputs(key, columns[key], state, now)
             if first == length:
                 continue

@@ -52,7 +52,7 @@ class RunningSum:
         total = self.total
         added = total + x
         if added - added == 0:  # finite: keep the low-order bits the addition lost
-            if abs(total) >= abs(x):
+            if (total if total >= 0 else -total) >= (x if x >= 0 else -x):  # |total| >= |x|
                 self.compensation += (total - added) + x
             else:
                 self.compensation += (x - added) + total

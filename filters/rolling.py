@@ -263,12 +263,25 @@ class Window:
         return sorted_percentile(self.ordered, q)
 
 
+_INLINE = {
+    "mean": "(w.mean() if w.posinf or w.neginf else w.total / w.finite)",
+    "sum": "(w.sum() if w.posinf or w.neginf else w.total)",
+    "count": "len(w.values)",
+}
+"""Stats written in place of the method call when the window holds no infinity."""
+
+
 def _outputs_of(stats: tuple[str, ...]) -> Callable[[Window], Outputs]:
     """A function that gives a window's `stats` as a tuple, one expression per stat."""
     expressions = []
     for stat in stats:
         q = percentile_of(stat)
-        expressions.append(f"w.percentile({q!r})" if q is not None else f"w.{stat}()")
+        if q is not None:
+            expressions.append(f"w.percentile({q!r})")
+        elif stat in _INLINE:
+            expressions.append(_INLINE[stat])
+        else:
+            expressions.append(f"w.{stat}()")
     namespace: dict[str, Any] = {}
     exec(f"def outputs(w):\n    return ({', '.join(expressions)},)", namespace)
     outputs: Callable[[Window], Outputs] = namespace["outputs"]
