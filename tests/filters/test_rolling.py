@@ -261,3 +261,22 @@ def test_large_windows_order_statistics_are_exact(window: int) -> None:
         for stat, value in expected.items():
             found = got[f"x_last{window}_{stat}"]
             assert found == value or (math.isnan(found) and math.isnan(value)), (index, stat)
+
+
+def test_a_batch_holding_an_output_keeps_its_column_counted_per_row() -> None:
+    rows_sink, batch_sink = MemorySink(), MemorySink()
+    by_rows = RollingFilter("^x$", window=3, stats=("mean", "max"))
+    by_batch = RollingFilter("^x$", window=3, stats=("mean", "max"))
+    by_rows.connect(rows_sink)
+    by_batch.connect(batch_sink)
+    xs, mine = [None, 1.0, 2.0, 4.0], ["a", "b", "c", "d"]
+    for x, m in zip(xs, mine, strict=True):
+        by_rows.write({"x": x, "x_last3_mean": m})
+    by_batch.write_batch({"x": xs, "x_last3_mean": mine})
+    assert batch_sink.records == rows_sink.records == [
+        {"x": None, "x_last3_mean": "a"},
+        {"x": 1.0, "x_last3_mean": "b", "x_last3_max": 1.0},
+        {"x": 2.0, "x_last3_mean": "c", "x_last3_max": 2.0},
+        {"x": 4.0, "x_last3_mean": "d", "x_last3_max": 4.0},
+    ]
+    assert by_rows.counts["clash"] == by_batch.counts["clash"] == 3
