@@ -15,6 +15,8 @@ from __future__ import annotations
 import io
 import math
 import time
+from bisect import bisect_left, insort
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -369,3 +371,110 @@ def batched_csv(path: Path, fields: Sequence[str]) -> Bound:
         due()
 
     return Bound(chain, file.store, file.close)
+
+
+# -- (j), (k), (l): rolling windows and percentiles (the peers' statistics) ------------------
+
+WINDOW = 100
+"""The rolling window of (j) and (l): SB3's `stats_window_size`, RLlib's `window=100`."""
+ROLLING_MEAN = f"{RETURN}_last{WINDOW}_mean"
+"""The key (j) adds (rlpipe's `rolling_name(RETURN, WINDOW, "mean")`)."""
+QUANTILES = (5.0, 50.0, 95.0, 99.0)
+"""The percentiles of (k) and (l)."""
+ROLLING_QUANTILES = tuple(f"{RETURN}_last{WINDOW}_p{q:g}" for q in QUANTILES)
+PERCENTILE_EVERY = 1000
+"""(k)'s window: records per aggregate."""
+PERCENTILE_NAMES = {
+    key: tuple(f"{key}_p{q:g}" for q in QUANTILES) for key in MATCHED
+}
+
+
+def rolling_mean(write: Callable[[Record], None]) -> Bound:
+    """rolling('^episode_return$', window=100): a deque and a running sum, recomputed with
+    fsum once per window as rlpipe does (the stream's returns are finite)."""
+    window: deque[float] = deque()
+    state = [0.0, 0]  # running sum, values since it was recomputed
+
+    def chain(data: Record) -> None:
+        x = data[RETURN]
+        if len(window) == WINDOW:
+            state[0] -= window.popleft()
+        window.append(x)
+        state[0] += x
+        state[1] += 1
+        if state[1] >= WINDOW:
+            state[0], state[1] = math.fsum(window), 0
+        out = data.copy()
+        out[ROLLING_MEAN] = state[0] / len(window)
+        write(out)
+
+    return Bound(chain)
+
+
+def rolling_quantiles(write: Callable[[Record], None]) -> Bound:
+    """rolling('^episode_return$', window=100, stats=p5/p50/p95/p99): a deque and a sorted
+    list kept with bisect (insort and a deletion: a memmove of at most 100 pointers), each
+    percentile read from the order by numpy's linear rule."""
+    window: deque[float] = deque()
+    ordered: list[float] = []
+    fractions = [q / 100 for q in QUANTILES]
+
+    def chain(data: Record) -> None:
+        x = data[RETURN]
+        if len(window) == WINDOW:
+            del ordered[bisect_left(ordered, window.popleft())]
+        window.append(x)
+        insort(ordered, x)
+        n1 = len(ordered) - 1
+        out = data.copy()
+        for name, fraction in zip(ROLLING_QUANTILES, fractions, strict=True):
+            index = n1 * fraction
+            lower = int(index)
+            if lower >= n1:
+                out[name] = ordered[-1]
+                continue
+            a, b = ordered[lower], ordered[lower + 1]
+            gamma = index - lower
+            diff = b - a
+            out[name] = b - diff * (1.0 - gamma) if gamma >= 0.5 else a + diff * gamma
+        write(out)
+
+    return Bound(chain)
+
+
+def percentile_aggregate(write: Callable[[Record], None]) -> Bound:
+    """aggregate('return|loss', every=1000, stats=p5/p50/p95/p99): lists of floats per key,
+    `np.percentile` per key at each window's end, the others' last values."""
+    columns: dict[str, list[float]] = {key: [] for key in MATCHED}
+    appends = [(key, columns[key].append) for key in MATCHED]
+    last: dict[str, Any] = {}
+    count = [0]
+
+    def emit() -> None:
+        out: Record = {}
+        for key in MATCHED:
+            values = [v for v in columns[key] if v is not None]
+            for name, value in zip(
+                PERCENTILE_NAMES[key], np.percentile(values, QUANTILES).tolist(), strict=True
+            ):
+                out[name] = value
+            columns[key].clear()
+        for key in OTHERS:
+            out[key] = last[key]
+        count[0] = 0
+        write(out)
+
+    def chain(data: Record) -> None:
+        for key, append in appends:
+            append(data[key])
+        for key in OTHERS:
+            last[key] = data[key]
+        count[0] += 1
+        if count[0] == PERCENTILE_EVERY:
+            emit()
+
+    def flush() -> None:
+        if count[0]:
+            emit()
+
+    return Bound(chain, flush)

@@ -673,6 +673,233 @@ def flush_times(rows: list[dict[str, Any]], repeat: int) -> dict[str, Any]:
     }
 
 
+# -- the peers' statistics: rolling windows and percentiles ---------------------------------
+
+PEER_RECORDS = 20_000
+"""Records in the peer scenarios' stream (rlpipe, its bound and SB3's way)."""
+RLLIB_RECORDS = 2_000
+"""Records fed to RLlib's MetricsLogger, which costs 50-150 us per record: its time per
+record is scaled to PEER_RECORDS."""
+
+
+@dataclass
+class Peer:
+    """A peer scenario: each variant maps a leaf's `write` to a Bound-like chain (write and
+    flush); `close` says whether two variants' outputs agree (exactly or within rounding)."""
+
+    key: str
+    title: str
+    variants: dict[str, Callable[[Callable[[Any], None]], bounds.Bound]]
+    exact: tuple[str, ...] = ()
+    """The variants whose outputs must equal rlpipe's exactly (others: within 1e-9)."""
+
+
+def _pipe_bound(
+    pipe: Callable[[Node], Pipeline],
+) -> Callable[[Callable[[Any], None]], bounds.Bound]:
+    def build(write: Callable[[Any], None]) -> bounds.Bound:
+        class Leaf(Node):
+            def write(self, data: Any) -> None:
+                write(data)
+
+        built = pipe(Leaf())
+        return bounds.Bound(built.write, built.flush, built.close)
+
+    return build
+
+
+def _sb3_rolling_mean(write: Callable[[Any], None]) -> bounds.Bound:
+    """SB3's way: a `deque(maxlen=100)` (its ep_info_buffer) and its `safe_mean` (np.mean over
+    the deque), here on every record to give the same output."""
+    from collections import deque
+
+    from stable_baselines3.common.utils import safe_mean
+
+    buffer: deque[float] = deque(maxlen=bounds.WINDOW)
+
+    def chain(data: dict[str, Any]) -> None:
+        buffer.append(data[bounds.RETURN])
+        out = data.copy()
+        out[bounds.ROLLING_MEAN] = safe_mean(buffer)
+        write(out)
+
+    return bounds.Bound(chain)
+
+
+def _rllib_rolling(write: Callable[[Any], None], *, quantiles: bool) -> bounds.Bound:
+    """RLlib's way: `MetricsLogger.log_value(key, x, window=100)` (or
+    `reduce="percentiles"`), then `peek(key)`, on every record."""
+    from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
+
+    logger = MetricsLogger()
+    options: dict[str, Any] = {"window": bounds.WINDOW}
+    if quantiles:
+        options.update(reduce="percentiles", percentiles=list(bounds.QUANTILES))
+
+    def chain(data: dict[str, Any]) -> None:
+        logger.log_value(bounds.RETURN, data[bounds.RETURN], **options)
+        peeked = logger.peek(bounds.RETURN)
+        out = data.copy()
+        if quantiles:
+            for name, q in zip(bounds.ROLLING_QUANTILES, bounds.QUANTILES, strict=True):
+                out[name] = peeked[q]
+        else:
+            out[bounds.ROLLING_MEAN] = peeked
+        write(out)
+
+    return bounds.Bound(chain)
+
+
+def _rllib_percentile_aggregate(write: Callable[[Any], None]) -> bounds.Bound:
+    """RLlib's way for (k): `log_value(key, x, reduce="percentiles", window=1000)` per matching
+    value, `peek` per key at each window's end (other keys: their last value)."""
+    from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
+
+    logger = MetricsLogger()
+    options = {"reduce": "percentiles", "percentiles": list(bounds.QUANTILES),
+               "window": bounds.PERCENTILE_EVERY}
+    last: dict[str, Any] = {}
+    count = [0]
+
+    def emit() -> None:
+        out: dict[str, Any] = {}
+        for key in bounds.MATCHED:
+            peeked = logger.peek(key)
+            for name, q in zip(bounds.PERCENTILE_NAMES[key], bounds.QUANTILES, strict=True):
+                out[name] = peeked[q]
+        out.update((key, last[key]) for key in bounds.OTHERS)
+        logger.reset()
+        count[0] = 0
+        write(out)
+
+    def chain(data: dict[str, Any]) -> None:
+        for key in bounds.MATCHED:
+            value = data[key]
+            if value is not None:
+                logger.log_value(key, value, **options)
+        for key in bounds.OTHERS:
+            last[key] = data[key]
+        count[0] += 1
+        if count[0] == bounds.PERCENTILE_EVERY:
+            emit()
+
+    def flush() -> None:
+        if count[0]:
+            emit()
+
+    return bounds.Bound(chain, flush)
+
+
+def peer_scenarios() -> list[Peer]:
+    quantile_stats = tuple(f"p{q:g}" for q in bounds.QUANTILES)
+    return [
+        Peer(
+            "j",
+            "rolling mean of episode_return over the last 100, every record",
+            {
+                "rlpipe": _pipe_bound(lambda leaf: Pipeline("j").rolling(
+                    f"^{bounds.RETURN}$", window=bounds.WINDOW).to(leaf)),
+                "bound": bounds.rolling_mean,
+                "sb3": _sb3_rolling_mean,
+                "rllib": functools.partial(_rllib_rolling, quantiles=False),
+            },
+        ),
+        Peer(
+            "k",
+            "aggregate('return|loss', every=1000, stats=p5/p50/p95/p99)",
+            {
+                "rlpipe": _pipe_bound(lambda leaf: Pipeline("k").aggregate(
+                    "return|loss", every=bounds.PERCENTILE_EVERY, stats=quantile_stats).to(leaf)),
+                "bound": bounds.percentile_aggregate,
+                "rllib": _rllib_percentile_aggregate,
+            },
+            exact=("bound",),
+        ),
+        Peer(
+            "l",
+            "rolling p5/p50/p95/p99 of episode_return over the last 100, every record",
+            {
+                "rlpipe": _pipe_bound(lambda leaf: Pipeline("l").rolling(
+                    f"^{bounds.RETURN}$", window=bounds.WINDOW, stats=quantile_stats).to(leaf)),
+                "bound": bounds.rolling_quantiles,
+                "rllib": functools.partial(_rllib_rolling, quantiles=True),
+            },
+            exact=("bound",),
+        ),
+    ]
+
+
+def _agree(a: list[dict[str, Any]], b: list[dict[str, Any]], exact: bool) -> bool:
+    if len(a) != len(b) or any(x.keys() != y.keys() for x, y in zip(a, b, strict=True)):
+        return False
+    if exact:
+        return a == b
+    for x, y in zip(a, b, strict=True):
+        for key, value in x.items():
+            other = y[key]
+            if value != other and abs(value - other) > 1e-9 * max(1.0, abs(value)):
+                return False
+    return True
+
+
+def measure_peers(records: int, repeat: int, only: str = "") -> list[dict[str, Any]]:
+    """Each peer scenario's variants, timed `repeat` times interleaved (median), RLlib on
+    RLLIB_RECORDS records; outputs checked against rlpipe's in the same run."""
+    rows = stream.records(min(records, PEER_RECORDS))
+    rllib_rows = rows[: min(len(rows), RLLIB_RECORDS)]
+    out = []
+    for peer in peer_scenarios():
+        if only and peer.key not in only:
+            continue
+        times: dict[str, list[float]] = {name: [] for name in peer.variants}
+        for _ in range(repeat):
+            for name, build in peer.variants.items():
+                fed = rllib_rows if name == "rllib" else rows
+                chain = build(lambda data: None)
+                gc.collect()
+                start = time.perf_counter()
+                for row in fed:
+                    chain.write(row)
+                chain.flush()
+                times[name].append((time.perf_counter() - start) / len(fed))
+                chain.close()
+        outputs: dict[str, list[dict[str, Any]]] = {}
+        for name, build in peer.variants.items():
+            kept: list[dict[str, Any]] = []
+            chain = build(lambda data, kept=kept: kept.append(dict(data)))
+            for row in rllib_rows:
+                chain.write(row)
+            chain.flush()
+            chain.close()
+            outputs[name] = kept
+        per_record = {name: statistics.median(runs) for name, runs in times.items()}
+        out.append({
+            "key": peer.key,
+            "title": peer.title,
+            "ns_per_record": {name: t * 1e9 for name, t in per_record.items()},
+            "rlpipe_over_bound": per_record["rlpipe"] / per_record["bound"],
+            "speedup": {name: t / per_record["rlpipe"] for name, t in per_record.items()
+                        if name not in ("rlpipe", "bound")},
+            "equal": {name: _agree(outputs["rlpipe"], found, name in peer.exact)
+                      for name, found in outputs.items() if name != "rlpipe"},
+        })
+    return out
+
+
+def peer_table(peers: list[dict[str, Any]]) -> str:
+    head = (f"{'':2} {'scenario':<72} {'rlpipe ns':>10} {'bound ns':>9} {'x bound':>8} "
+            f"{'sb3 x':>6} {'rllib x':>8}")
+    lines = [head, "-" * len(head)]
+    for p in peers:
+        ns = p["ns_per_record"]
+        sb3 = f"{p['speedup']['sb3']:.1f}" if "sb3" in p["speedup"] else "-"
+        lines.append(
+            f"{p['key']:2} {p['title']:<72} {ns['rlpipe']:>10,.0f} {ns['bound']:>9,.0f} "
+            f"{p['rlpipe_over_bound']:>8.2f} {sb3:>6} {p['speedup']['rllib']:>8.1f}"
+        )
+    return "\n".join(lines)
+
+
 # -- reporting ----------------------------------------------------------------------------
 
 
@@ -705,7 +932,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help="a tiny stream, one run each: proves every scenario works",
     )
-    parser.add_argument("--only", default="", help="scenario letters to run, e.g. 'adg'")
+    parser.add_argument("--only", default="", help="scenario letters to run, e.g. 'adgj'")
     parser.add_argument("--json", type=Path, default=None, help="where to write the results")
     given = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(given)
@@ -717,6 +944,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rows = stream.records(args.records)
     batches = stream.batches(rows, BATCH)
     chosen = [s for s in scenarios(rows) if not args.only or s.key in args.only]
+    peers = measure_peers(args.records, args.repeat, args.only)
     keys = "".join(s.key for s in chosen)
     results: list[Result] = []
     load_before = load()
@@ -779,6 +1007,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"({memory['buffered_values']:,} values)"
     )
 
+    if peers:
+        print()
+        print(
+            f"peers' statistics: {min(args.records, PEER_RECORDS):,} records (RLlib: "
+            f"{min(args.records, RLLIB_RECORDS):,}), ns per record, median of {args.repeat}; "
+            "x bound: rlpipe / its bound; sb3 x, rllib x: the peer's time / rlpipe's"
+        )
+        print(peer_table(peers))
+        for p in peers:
+            print(f"({p['key']}) outputs equal to rlpipe's: "
+                  + ", ".join(f"{name} {ok}" for name, ok in p["equal"].items()))
+
     report = {
         "command": " ".join(["python benchmarks/throughput.py", *given]),
         "records": args.records,
@@ -793,6 +1033,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "checks": checks,
         "all_equal": all(all(found.values()) for found in checks.values()),
         "memory": memory,
+        "peers": peers,
     }
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = args.json or Path(__file__).resolve().parent / "results" / f"throughput-{stamp}.json"

@@ -11,7 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from filters.statistics import STATISTICS, window_statistics
+from filters.statistics import (  # noqa: F401  (filters.aggregate.STATISTICS still imports)
+    STATISTICS,
+    check_stats,
+    window_statistics,
+)
 from pipeline.core.columns import Columns, batch_length, numeric
 from pipeline.core.keys import CACHE_LIMIT, KeyMatcher
 from pipeline.core.names import stat_name
@@ -40,7 +44,10 @@ class AggregateFilter(Node):
     value (a string, an array) passes its last value under its own name instead of statistics,
     counted in `counts["skipped"]` and warned about once per key.
 
-    Available stats: mean, std (population), median, max, min, sum, count.
+    Available stats: mean, std (population), median, max, min, sum, count, and percentiles
+    `pNN` or `pNN.N` with 0 < NN < 100 (`p5`, `p95`, `p99.9`), written as `<key>_p95`: exact
+    over the window, as `np.percentile` (its default linear method). The window's values are
+    sorted once for the median and all percentiles.
     """
 
     def __init__(
@@ -58,13 +65,7 @@ class AggregateFilter(Node):
             raise ValueError(f"every must be an int >= 1 or None, got {every!r}")
         if seconds is not None and (not isinstance(seconds, (int, float)) or seconds <= 0):
             raise ValueError(f"seconds must be a number > 0 or None, got {seconds!r}")
-        if isinstance(stats, str):
-            stats = (stats,)
-        unknown = [stat for stat in stats if stat not in STATISTICS]
-        if unknown or not stats:
-            raise ValueError(
-                f"stats must name some of {sorted(STATISTICS)}, got {list(stats)!r}"
-            )
+        stats = check_stats(stats)
         self.match = KeyMatcher(regex)
         self.every = every
         self.seconds = None if seconds is None else float(seconds)

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from filters import (
     AggregateFilter,
     AsyncNode,
+    ConstantFields,
     Dispatcher,
     DropKeys,
     EveryNFilter,
     FlattenFilter,
     KeepKeys,
+    LifetimeFilter,
+    LogarithmicFilter,
     NoneFilter,
     PrefixKeys,
+    RateFilter,
     RenameKeys,
+    RollingFilter,
     SmoothingFilter,
     TimeFilter,
+    Timestamp,
 )
 from pipeline.core import lifecycle
 from pipeline.core.columns import Columns
@@ -98,12 +105,23 @@ class Pipeline(Node):
         """Appends a TimeFilter: a record passes only if `seconds` passed since the last one."""
         return self.then(TimeFilter(seconds))
 
-    def every(self, n: int | None = None, *, seconds: float | None = None) -> Pipeline:
-        """Passes every `n`-th record (EveryNFilter) or, with `seconds`, throttles by time."""
-        if (n is None) == (seconds is None):
-            raise ValueError("every() takes exactly one of n or seconds")
+    def every(
+        self,
+        n: int | None = None,
+        *,
+        seconds: float | None = None,
+        logarithmic: int | None = None,
+    ) -> Pipeline:
+        """Passes every `n`-th record (EveryNFilter); with `seconds`, throttles by time
+        (TimeFilter); with `logarithmic=base`, passes records at logarithmically spaced counts
+        (LogarithmicFilter, Acme's `GatedFilter.logarithmic`: with 10, records 0-9, then every
+        10th up to 100, every 100th up to 1000, ...)."""
+        if sum(option is not None for option in (n, seconds, logarithmic)) != 1:
+            raise ValueError("every() takes exactly one of n, seconds or logarithmic")
         if seconds is not None:
             return self.then(TimeFilter(seconds))
+        if logarithmic is not None:
+            return self.then(LogarithmicFilter(logarithmic))
         assert n is not None
         return self.then(EveryNFilter(n))
 
@@ -122,6 +140,35 @@ class Pipeline(Node):
     ) -> Pipeline:
         """Appends an AggregateFilter: windowed statistics for matching keys."""
         return self.then(AggregateFilter(regex, every=every, seconds=seconds, stats=stats))
+
+    def rolling(
+        self, regex: str, window: int = 100, stats: Sequence[str] = ("mean",)
+    ) -> Pipeline:
+        """Appends a RollingFilter: adds `<key>_last<window>_<stat>`, the statistics of each
+        matching key's last `window` values, to every record holding it."""
+        return self.then(RollingFilter(regex, window=window, stats=stats))
+
+    def lifetime(self, regex: str) -> Pipeline:
+        """Appends a LifetimeFilter: adds `<key>_lifetime`, the running sum of each matching
+        key since the run began (carried across a resume)."""
+        return self.then(LifetimeFilter(regex))
+
+    def rate(self, regex: str, *, clock: Callable[[], float] = time.monotonic) -> Pipeline:
+        """Appends a RateFilter: adds `<key>_per_second`, the change of each matching counter
+        key per second since the previous record that held it."""
+        return self.then(RateFilter(regex, clock=clock))
+
+    def constant(self, **fields: Any) -> Pipeline:
+        """Appends ConstantFields: adds `fields` (seed, environment, run name) to every
+        record; a field the record already holds keeps the record's value (counted)."""
+        return self.then(ConstantFields(fields))
+
+    def timestamp(
+        self, key: str = "wall_time", *, clock: Callable[[], float] = time.time
+    ) -> Pipeline:
+        """Appends a Timestamp: adds `key`, the wall-clock time of the write (seconds since
+        the epoch); a record that already holds `key` keeps its value (counted)."""
+        return self.then(Timestamp(key, clock=clock))
 
     def keep(self, regex: str) -> Pipeline:
         """Appends a KeepKeys filter: only keys matching `regex` go on."""

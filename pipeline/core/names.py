@@ -11,7 +11,10 @@ import re
 from collections.abc import Iterable
 
 STAT_NAMES = ("mean", "std", "median", "max", "min", "sum", "count")
-"""The statistics an aggregate can write, each as the suffix `_<stat>`."""
+"""The statistics an aggregate can write, each as the suffix `_<stat>`, besides percentiles
+(`pNN`, see `percentile_of`)."""
+
+_PERCENTILE = re.compile(r"^p(?P<q>[0-9]{1,2}(\.[0-9]+)?)$")
 
 CURVE_STATS = ("mean", "std", "median", "min", "max")
 """The statistics a reader draws as a curve and its band."""
@@ -32,6 +35,32 @@ def smoothed_name(key: str, coeff: float) -> str:
 def stat_name(key: str, stat: str) -> str:
     """The key an AggregateFilter writes statistic `stat` of `key` under."""
     return f"{key}_{stat}"
+
+
+def percentile_of(stat: str) -> float | None:
+    """The percentile `q` (0 < q < 100) that a statistic's name `pNN` or `pNN.N` stands for
+    (`p95` -> 95.0, `p99.9` -> 99.9), or None if the name is not one."""
+    match = _PERCENTILE.match(stat) if isinstance(stat, str) else None
+    if match is None:
+        return None
+    q = float(match["q"])
+    return q if 0 < q < 100 else None
+
+
+def rolling_name(key: str, window: int, stat: str) -> str:
+    """The key a RollingFilter writes statistic `stat` of the last `window` values of `key`
+    under (`episode_return_last100_mean`)."""
+    return f"{key}_last{window}_{stat}"
+
+
+def lifetime_name(key: str) -> str:
+    """The key a LifetimeFilter writes the running sum of `key` under."""
+    return f"{key}_lifetime"
+
+
+def rate_name(key: str) -> str:
+    """The key a RateFilter writes the change of `key` per second under."""
+    return f"{key}_per_second"
 
 
 def split_smoothed(name: str) -> tuple[str, float | None] | None:
