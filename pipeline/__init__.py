@@ -18,6 +18,7 @@ from pipeline.core import (
     plain,
     to_float,
 )
+from pipeline.core.media import Image, Video
 
 if TYPE_CHECKING:
     from pipeline.builder import Pipeline
@@ -29,10 +30,12 @@ __all__ = [
     "ClosedError",
     "Columns",
     "Counts",
+    "Image",
     "KeyMatcher",
     "Node",
     "Pipeline",
     "Record",
+    "Video",
     "__version__",
     "is_finite_number",
     "iter_rows",

@@ -259,6 +259,17 @@ class Pipeline(Node):
         with self._lock:
             super().flush()
 
+    def log_config(self, config: Mapping[str, Any]) -> None:
+        """Gives the run's configuration (a mapping; nested mappings become `a/b` names) to
+        every node of this pipeline's graph, each once, under the pipeline's lock: each sink
+        keeps it its own way (see docs/sinks.md, "Configuration"). Calling it again merges
+        (a changed value is counted and warned once). Refused, like `write`, before `.to()`
+        and after `close()`."""
+        if not self._ended or self.closed:
+            self._refuse()
+        with self._lock:
+            super().log_config(config)
+
     def close(self) -> None:
         with self._lock:
             already = self.closed

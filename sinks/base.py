@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from pipeline.core.node import ClosedError, Logger, Node
 
 
@@ -14,6 +17,18 @@ class Sink(Node):
 
     def connect(self, *children: Node | Logger) -> Node:
         raise TypeError(f"{type(self).__name__} is a sink: it has no children")
+
+    def on_config(self, config: Mapping[str, Any]) -> None:
+        """A graph's `log_config` reaches a sink as its own `log_config`."""
+        self.log_config(config)
+
+    def log_config(self, config: Mapping[str, Any]) -> None:
+        """Keeps the run's configuration this sink's way (a file beside a data file, a
+        tracking tool's params, ...); the graph's `log_config` calls it. The default keeps
+        nothing: a sink that has no place for a configuration leaves it out (docs/sinks.md
+        lists what each sink does with it)."""
+        if not isinstance(config, Mapping):
+            raise ValueError(f"config must be a mapping, got {type(config).__name__}")
 
     _restored: int | None = None
     """Records the sink had taken at the checkpoint of the state loaded into it, if any."""

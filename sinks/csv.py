@@ -217,6 +217,10 @@ class CsvSink(BufferedFileSink):
             "rows_in_file": self._rows_before + on_disk,
         }
 
+    def _rows_on_disk(self) -> int:
+        """The rows under the header (media files are named by row)."""
+        return self._count_rows()
+
     def _count_rows(self) -> int:
         if not self._size():
             return 0

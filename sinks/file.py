@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
+import re
+import shutil
 import threading
 import time
 import warnings
 import weakref
+import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pipeline.core import lifecycle
-from pipeline.core.columns import Columns, batch_rows
+from pipeline.core.columns import Columns, batch_rows, numeric
+from pipeline.core.config import config_text, merge_config
 from pipeline.core.isolation import Failures, StoreError, warn_failure
+from pipeline.core.media import MEDIA_SUFFIX, MEDIA_TYPES, MediaExtraMissing
 from pipeline.core.node import Record
-from pipeline.core.values import snapshot_record, text
+from pipeline.core.values import IMMUTABLE_TYPES, snapshot_record, text
 from sinks import flusher
 from sinks.base import Sink
 
@@ -135,6 +141,27 @@ class BufferedFileSink(Sink):
     StoreError, which tells a Dispatcher that the record was kept. Rows still held when
     `close()` fails to store them are counted in `counts["lost"]` and reported by the error.
     `storage_failures` sums the failures up (a Pipeline's `failures()` lists it).
+
+    Configuration: `log_config(config)` (or a graph's) keeps the run's configuration in
+    `config` and in the JSON file `config_path`, `<file name>.config.json` beside the data
+    file (`train.csv` -> `train.csv.config.json`): one object of `/`-joined names and plain
+    values (`pipeline.core.config`), rewritten atomically (a temporary file, then
+    `os.replace`) whenever a call adds or changes a value. A later call merges (a changed
+    value is kept, counted in `counts["overwritten"]` under `config/<name>` and warned
+    once). `mode="a"` and a resumed run (`load_state_dict`) start from the file's values; a
+    new run (`mode="w"`) that logs none removes an earlier run's file when it replaces the
+    data file.
+
+    Images and videos (`pipeline.Image`, `pipeline.Video` values): each is written when its
+    row is stored, to `media_dir`, the folder `<file name>.media/` beside the data file, as
+    `<key>/<row>.png` (a video: `.gif`), `<row>` the row's number in the data file from 0;
+    the row holds the file's path relative to the data file's folder
+    (`train.csv.media/frames/12.gif`). A key's characters other than letters, digits, `.`,
+    `_` and `-` become `_` in the folder name (with a short hash of the key, so two keys
+    never share a folder). Without the `media` extra (Pillow, imageio) the value is left
+    out of its row, counted in `counts["dropped"]` under its key and warned once, naming
+    the extra. A new run (`mode="w"`) removes an earlier run's media folder when it
+    replaces the data file.
     """
 
     def __init__(
@@ -186,9 +213,16 @@ class BufferedFileSink(Sink):
         # this sink's key in _writers and its descriptor holding the file's lock, once claimed
         self._claimed: tuple[str, int | None] | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.config: dict[str, Any] = {}
+        self._media_held = False  # some held row may hold an image or a video
+        self._media_names: dict[str, str] = {}
         self._claim()
         try:
             self._replace_first = mode == "w" and self._size() > 0
+            # rows in the file before this sink's (None: to be counted, when media need it)
+            self._media_base: int | None = 0 if mode == "w" or not self._size() else None
+            if mode == "a":
+                self.config = self._read_config()
             if mode == "a" and self._claimed is not None:
                 removed = self._repair_tail()
                 if removed:
@@ -250,7 +284,14 @@ class BufferedFileSink(Sink):
         return self.path.stat().st_size
 
     def _start_afresh(self) -> None:
-        """Replaces the earlier run's file (mode="w"), once: at the first store or close."""
+        """Replaces the earlier run's file (mode="w"), once: at the first store or close;
+        the earlier run's media folder goes, and its configuration file unless this run
+        logged one."""
+        if not self.config:
+            with contextlib.suppress(FileNotFoundError):
+                self.config_path.unlink()
+        if self.media_dir.is_dir():
+            shutil.rmtree(self.media_dir, ignore_errors=True)
         size = self.path.stat().st_size if self.path.is_file() else 0
         if size:
             os.truncate(self.path, 0)
@@ -290,7 +331,10 @@ class BufferedFileSink(Sink):
         pending = self._pending
         if not pending:
             self._oldest = self._clock() if self.flush_seconds is not None else 0.0
-        pending.append(snapshot_record(data))
+        row = dict(data)
+        if not IMMUTABLE_TYPES.issuperset(map(type, row.values())):
+            row = self._held_row(row)
+        pending.append(row)
         if len(pending) >= self.flush_every or (
             self.flush_seconds is not None and self._clock() - self._oldest >= self.flush_seconds
         ):
@@ -305,6 +349,8 @@ class BufferedFileSink(Sink):
         if self.closed:
             self._check_open()
         rows = batch_rows(columns, python_scalars=True)
+        if not self._media_held:
+            self._media_held = _holds_media(columns)
         index, length = 0, len(rows)
         failure: StoreError | None = None
         while index < length:
@@ -345,6 +391,8 @@ class BufferedFileSink(Sink):
         try:
             if self._replace_first:
                 self._start_afresh()
+            if self._media_held:
+                self._store_media(rows)
             stored = self._store_each_value(rows)
         except OSError as error:  # storage is down: keep every row not yet stored
             if isinstance(error, _PartlyStored):
@@ -457,6 +505,10 @@ class BufferedFileSink(Sink):
             self._pending.clear()
             self._pending.extend(saved["held"])
             self._oldest = self._clock() - saved["held_for"]
+            self._media_held = bool(saved["held"])
+            self._media_base = None  # counted again from the file, if media need it
+            if not self.config:
+                self.config = self._read_config()
 
     def _cut_back(self, saved: dict[str, Any]) -> None:
         size = self.path.stat().st_size
@@ -491,6 +543,125 @@ class BufferedFileSink(Sink):
         storage fails, the rows lost (`counts["lost"]`); None while nothing failed."""
         storage = self._storage
         return storage if storage.errors or self.counts["lost"] else None
+
+    # -- configuration and media -----------------------------------------------------------
+
+    @property
+    def config_path(self) -> Path:
+        """The run's configuration file: `<file name>.config.json` beside the data file."""
+        return self.path.with_name(self.path.name + ".config.json")
+
+    @property
+    def media_dir(self) -> Path:
+        """The folder of the run's images and videos: `<file name>.media/` beside the data
+        file."""
+        return self.path.with_name(self.path.name + ".media")
+
+    def log_config(self, config: Mapping[str, Any]) -> None:
+        """Merges the configuration into `config` and rewrites `config_path` atomically
+        when a value is new or changed (see the class's docstring)."""
+        if self.closed:
+            self._check_open()
+        with self._store_lock:  # not while a first store removes an earlier run's file
+            if merge_config(self.config, config, self.counts) or (
+                self.config and not self.config_path.exists()
+            ):
+                self._write_config()
+
+    def _write_config(self) -> None:
+        target = self.config_path
+        temporary = target.with_name(f".{target.name}.tmp")
+        try:
+            with temporary.open("w", encoding="utf-8") as handle:
+                handle.write(config_text(self.config))
+                if self.fsync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+
+    def _read_config(self) -> dict[str, Any]:
+        """The configuration file's values (none if there is no such file or it holds no
+        JSON object)."""
+        try:
+            values = json.loads(self.config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return values if isinstance(values, dict) else {}
+
+    def _held_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """`snapshot_record`'s copy of a row that holds more than scalars; notes whether it
+        holds media (the scalar path never comes here)."""
+        if not self._media_held and not MEDIA_TYPES.isdisjoint(map(type, row.values())):
+            self._media_held = True
+        return snapshot_record(row)
+
+    def _store_media(self, rows: list[dict[str, Any]]) -> None:
+        """Writes the images and videos of `rows` to files and puts each one's relative
+        path in its place (under the store lock, before the rows are stored). An OSError
+        (storage down) leaves the rows to be tried again, as any store's."""
+        base = self._media_base
+        if base is None:
+            base = self._media_base = max(self._rows_on_disk() - self.rows_written, 0)
+        first = base + self.rows_written
+        folder = self.media_dir
+        for index, row in enumerate(rows):
+            if MEDIA_TYPES.isdisjoint(map(type, row.values())):
+                continue
+            for key, value in list(row.items()):
+                kind = type(value)
+                if kind not in MEDIA_TYPES:
+                    continue
+                relative = f"{self._media_name(key)}/{first + index}{MEDIA_SUFFIX[kind]}"
+                target = folder / relative
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    value.save(target)
+                except OSError:
+                    raise
+                except MediaExtraMissing as missing:
+                    del row[key]
+                    self.counts.note(
+                        "dropped", f"{key!r}: {missing}", key=key, category=UserWarning
+                    )
+                    continue
+                except Exception as error:  # a figure that cannot be drawn, ...
+                    del row[key]
+                    self.counts.note(
+                        "lost",
+                        f"{key!r}: {value!r} could not be written ({type(error).__name__}: "
+                        f"{error})",
+                        key=key,
+                    )
+                    continue
+                row[key] = f"{folder.name}/{relative}"
+        self._media_held = False
+
+    def _media_name(self, key: Any) -> str:
+        """The folder (under `media_dir`) of a key's media: the key's `/`-parts with other
+        characters than letters, digits, `.`, `_`, `-` as `_`, and a hash of the key when
+        any changed."""
+        name = self._media_names.get(key)
+        if name is None:
+            given = str(key)
+            parts = [
+                "_" if part in ("", ".", "..") else re.sub(r"[^\w.-]", "_", part, flags=re.ASCII)
+                for part in given.split("/")
+            ]
+            name = "/".join(parts)
+            if name != given:
+                name += f"-{zlib.crc32(given.encode('utf-8', 'surrogatepass')):08x}"
+            self._media_names[key] = name
+        return name
+
+    def _rows_on_disk(self) -> int:
+        """The rows the data file holds (its lines; CsvSink: its rows under the header)."""
+        if not self._size():
+            return 0
+        with self.path.open("rb") as handle:
+            return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
 
     def _bound_pending(self) -> None:
         excess = len(self._pending) - self.max_pending
@@ -571,3 +742,11 @@ class BufferedFileSink(Sink):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
+
+
+def _holds_media(columns: Columns) -> bool:
+    """Whether a batch holds an image or a video (numeric columns cannot: not looked at)."""
+    return any(
+        numeric(column) is None and not MEDIA_TYPES.isdisjoint(map(type, column))
+        for column in columns.values()
+    )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pipeline.core.columns import Columns, batch_rows
+from pipeline.core.config import merge_config
 from pipeline.core.node import Record
 from pipeline.core.values import snapshot_record
 from sinks.base import Sink
@@ -14,13 +16,20 @@ class MemorySink(Sink):
     """Keeps a copy of every record it receives, in order, in `.records`.
 
     Records are shallow-copied into plain dicts, so later changes upstream never alter what
-    was stored. `flushes` counts the flushes it saw.
+    was stored. `flushes` counts the flushes it saw. `config` holds the run's configuration
+    given by `log_config` (one level of `/`-joined names, plain JSON values).
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.records: list[dict[str, Any]] = []
         self.flushes = 0
+        self.config: dict[str, Any] = {}
+
+    def log_config(self, config: Mapping[str, Any]) -> None:
+        """Merges the configuration into `config` (see `pipeline.core.config.merge_config`:
+        a changed value is kept, counted and warned once)."""
+        merge_config(self.config, config, self.counts)
 
     def write(self, data: Record) -> None:
         if self.closed:
@@ -43,6 +52,7 @@ class MemorySink(Sink):
     def node_state(self) -> dict[str, Any]:
         state = super().node_state()
         state["records"] = list(self.records)
+        state["config"] = dict(self.config)
         return state
 
     def load_node_state(self, state: dict[str, Any]) -> None:
@@ -50,6 +60,7 @@ class MemorySink(Sink):
             return
         super().load_node_state(state)
         self.records = list(state["records"])
+        self.config = {**state.get("config", {}), **self.config}
 
     def on_flush(self) -> None:
         self.flushes += 1

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
+from collections.abc import Mapping
 from typing import Any, TextIO
 
+from pipeline.core.config import merge_config
 from pipeline.core.keys import CACHE_LIMIT
 from pipeline.core.node import Record
 from pipeline.core.values import plain
@@ -32,6 +35,11 @@ def format_value(value: Any, precision: int = 3) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _exact(value: Any) -> str:
+    """A configuration value in full: text as it is, anything else as its JSON text."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
 def humanize(key: str) -> str:
     """`episode_return` -> `Episode Return`, as Acme's terminal logger shows keys."""
     return key.replace("_", " ").title()
@@ -44,6 +52,10 @@ class TerminalSink(Sink):
     name so the order is stable whatever order they came in (`humanize_keys=False` prints
     them as written). `mode="table"`: a boxed two-column table per record, keys grouped by
     their `prefix/` as Stable-Baselines3 prints them. Every key of a record is printed.
+
+    `log_config(config)` prints the run's configuration once, with exact values
+    (`[Label] config: lr = 0.0003 | seed = 1`, or a table under `config/`); a later call
+    prints only the names that are new or changed (see `pipeline.core.config.merge_config`).
     """
 
     def __init__(
@@ -67,6 +79,25 @@ class TerminalSink(Sink):
         self.humanize_keys = humanize_keys
         self._prefix = f"[{humanize(label) if humanize_keys else label}] " if label else ""
         self._layouts: dict[tuple[Any, ...], tuple[tuple[Any, str], ...]] = {}
+        self.config: dict[str, Any] = {}
+
+    def log_config(self, config: Mapping[str, Any]) -> None:
+        """Prints the configuration's new or changed entries (nothing if there are none)."""
+        if self.closed:
+            self._check_open()
+        changed = merge_config(self.config, config, self.counts)
+        if not changed:
+            return
+        shown = {name: _exact(value) for name, value in changed.items()}
+        if self.mode == "line":
+            text = self._prefix + "config: " + " | ".join(
+                f"{name} = {value}" for name, value in shown.items()
+            )
+        else:
+            text = self._table([(f"config/{name}", value) for name, value in shown.items()])
+        stream = self.stream or sys.stdout
+        stream.write(text + "\n")
+        stream.flush()
 
     def write(self, data: Record) -> None:
         if self.closed:
@@ -93,10 +124,14 @@ class TerminalSink(Sink):
 
     def format_table(self, data: Record) -> str:
         """The boxed table form of a record."""
+        return self._table(
+            [(str(key), format_value(data[key], self.precision)) for key in sorted(data, key=str)]
+        )
+
+    def _table(self, entries: list[tuple[str, str]]) -> str:
         rows: list[tuple[str, str]] = []
         group = None
-        for key in sorted(data, key=str):
-            text = str(key)
+        for text, value in entries:
             head, sep, tail = text.rpartition("/")
             if sep:
                 if head != group:
@@ -105,7 +140,7 @@ class TerminalSink(Sink):
                 text = "    " + tail
             else:
                 group = None
-            rows.append((text, format_value(data[key], self.precision)))
+            rows.append((text, value))
         if self.label:
             rows.insert(0, (f"[{self.label}]", ""))
         key_width = max((len(k) for k, _ in rows), default=0)

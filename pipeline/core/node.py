@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from pipeline.core.columns import Columns, iter_rows
+from pipeline.core.config import config_values
 from pipeline.core.counts import Counts
 from pipeline.core.values import snapshot_record
 
@@ -44,6 +45,8 @@ class Node:
       node once.
     - `close()` flushes, then releases resources, over the same nodes in the same order. It is
       idempotent. Writing to a closed node raises `ClosedError`.
+    - `log_config(config)` gives the run's configuration to the same nodes in the same
+      order (`on_config`); filters pass it on unchanged, sinks keep it their own way.
 
     These are the methods of Acme's `Logger` (`write`, `close`), so a node is usable wherever
     Acme expects a logger.
@@ -208,6 +211,23 @@ class Node:
             node.closed = True
         self.report_errors(errors)
 
+    def log_config(self, config: Mapping[str, Any]) -> None:
+        """Gives the run's configuration (hyperparameters, seed, settings: a mapping, nested
+        or not) to this node and every node below it, each once, parents first, as `flush`
+        goes: filters pass it on unchanged, and each sink keeps it its own way (see
+        docs/sinks.md). Calling it again merges: see `pipeline.core.config.merge_config`.
+        Closed nodes are passed over; errors are reported as `flush` reports them."""
+        if not isinstance(config, Mapping):
+            raise ValueError(f"config must be a mapping, got {type(config).__name__}")
+        errors: list[Exception] = []
+        for node in self.nodes():
+            if not node.closed:
+                try:
+                    node.on_config(config)
+                except Exception as error:  # give it to the rest, then report
+                    errors.append(error)
+        self.report_errors(errors)
+
     def report_errors(self, errors: list[Exception]) -> None:
         """Reports the errors met by `flush` or `close` after they went over every node:
         a bare node raises the first; a Pipeline warns unless it is strict."""
@@ -219,6 +239,10 @@ class Node:
 
     def on_close(self) -> None:
         """Node-local release of resources, after the final `on_flush`. Default: none."""
+
+    def on_config(self, config: Mapping[str, Any]) -> None:
+        """Node-local part of `log_config`: what this node does with the run's configuration
+        (as the caller gave it). Default: nothing (a filter passes it on unchanged)."""
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -376,6 +400,14 @@ class LoggerSink(Node):
         if self.closed:
             raise ClosedError(f"{self!r} is closed; it takes no more records")
         self._write(snapshot_record(data))
+
+    def on_config(self, config: Mapping[str, Any]) -> None:
+        """Hands the configuration to the logger's own `log_config(config)` when it has one,
+        as one level of `/`-joined names with plain JSON values
+        (`pipeline.core.config.config_values`); a logger without one is not given it."""
+        log_config = getattr(self.logger, "log_config", None)
+        if callable(log_config):
+            log_config(config_values(config)[0])
 
     def on_flush(self) -> None:
         flush = getattr(self.logger, "flush", None)

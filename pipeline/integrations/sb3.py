@@ -25,11 +25,15 @@ import inspect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
+from pipeline.core import media
 from pipeline.core.counts import Counts
 from pipeline.core.node import ClosedError, Node
 from pipeline.core.values import shown, to_float
 
 try:
+    import torch as th
     from stable_baselines3.common.logger import (
         Figure,
         FormatUnsupportedError,
@@ -48,14 +52,16 @@ __all__ = ["DEFAULT_FORMATS", "PipelineWriter", "attach"]
 DEFAULT_FORMATS: tuple[str, ...] = ("pipeline", "csv")
 """The SB3 output-format names a `PipelineWriter` answers to by default: a key recorded with
 `exclude="pipeline"` or `exclude="csv"` stays out of the pipeline, so the pipeline gets what
-SB3's own CSV file gets (videos, figures and images are usually excluded from "csv")."""
+SB3's own CSV file gets; videos, figures, images and hparams, which SB3's CSV cannot take,
+are kept out only by an exclusion naming "pipeline" (see `PipelineWriter`)."""
 
-_UNSUPPORTED: tuple[tuple[type, str], ...] = (
-    (Video, "video"),
-    (Figure, "figure"),
-    (Image, "image"),
-    (HParam, "hparam"),
-)
+_SB3_VALUES = (Video, Figure, Image, HParam, th.Tensor)
+"""SB3 value types the writer turns into rlpipe's (the others go as they are)."""
+
+_RICH = (Video, Figure, Image, HParam)
+_TEXT_FORMATS = frozenset({"stdout", "log", "json", "csv"})
+"""SB3's formats that refuse videos, figures, images and hparams: excluding one of those
+values from them (as SB3's docs do) is no reason to keep it from the pipeline."""
 
 
 class PipelineWriter(KVWriter):
@@ -76,9 +82,19 @@ class PipelineWriter(KVWriter):
       counted in `counts["overwritten"]` and warned about once.
     - A dump that leaves this writer no key (all excluded, or none recorded) writes nothing,
       as SB3's own formats do.
-    - A `Video`, `Figure`, `Image` or `HParam` that is not excluded raises SB3's own
-      `FormatUnsupportedError`, as SB3's CSV and JSON formats do: exclude it with
-      `exclude="pipeline"` (or "csv") when recording it. Nothing is dropped silently.
+    - SB3's rich values become rlpipe's, which each sink keeps its own way (docs/sinks.md):
+      an `Image` becomes a `pipeline.Image` (its `dataformats` read: `HWC`, `CHW`, `HW`,
+      `NCHW`, ...; several images side by side, left to right), a `Figure` a
+      `pipeline.Image` of the figure (drawn at once, then closed if `close=True`), a `Video`
+      (frames `(N, T, C, H, W)`, as SB3's TensorBoard format takes them) a `pipeline.Video`
+      at its fps (several videos side by side); a torch tensor becomes a numpy array (an
+      array, such as a histogram's values, goes as it is); an `HParam`'s hyperparameters go
+      to the pipeline's `log_config` (its `metric_dict`, placeholders for TensorBoard's
+      HPARAMS tab, is not written: the metrics are the recorded keys). An `Image` given as
+      a text (a Caffe2 blob name) raises SB3's own `FormatUnsupportedError`. These values
+      are kept out only by an `exclude=` naming one of `formats` other than SB3's text
+      formats ("stdout", "log", "json", "csv", which cannot take them: SB3's docs record
+      them with `exclude=("stdout", "log", "json", "csv")`), such as "pipeline".
     - The writer does not flush the pipeline on each dump: the pipeline's nodes and sinks
       keep their own policies (so `.aggregate(every=10)` aggregates 10 dumps). `flush()`
       flushes it.
@@ -112,6 +128,7 @@ class PipelineWriter(KVWriter):
         self.pipeline = pipeline
         self.step_key = step_key
         self.formats = frozenset(names)
+        self._rich_formats = self.formats - _TEXT_FORMATS
         self.close_pipeline = close_pipeline
         self.closed = False
         self.counts = Counts("rlpipe PipelineWriter")
@@ -131,12 +148,17 @@ class PipelineWriter(KVWriter):
         for key, value in key_values.items():
             excluded = key_excluded.get(key)
             # SB3's rule: `excluded` is a tuple of format names or a bare name, tested by `in`
-            if excluded is not None and any(name in excluded for name in formats):
+            if excluded is not None and any(
+                name in excluded
+                for name in (self._rich_formats if isinstance(value, _RICH) else formats)
+            ):
                 continue
             kept += 1
-            for kind, description in _UNSUPPORTED:
-                if isinstance(value, kind):
-                    raise FormatUnsupportedError(sorted(formats), description)
+            if isinstance(value, _SB3_VALUES):
+                value = self._converted(value)
+                if value is None:  # an HParam: given to log_config
+                    kept -= 1
+                    continue
             if key == self.step_key:
                 if not _is_step(value, step):
                     self.counts.note(
@@ -149,6 +171,34 @@ class PipelineWriter(KVWriter):
             record[key] = value
         if kept:
             self.pipeline.write(record)
+
+    def _converted(self, value: Any) -> Any:
+        """An SB3 rich value as rlpipe's (see the class's docstring); None for an HParam."""
+        if isinstance(value, th.Tensor):
+            return value.detach().cpu().numpy().copy()
+        if isinstance(value, HParam):
+            self.pipeline.log_config(dict(value.hparam_dict))
+            return None
+        if isinstance(value, Figure):
+            image = media.Image(value.figure)
+            if value.close:
+                image.array  # drawn now: a closed figure may not draw  # noqa: B018
+                import matplotlib.pyplot as plt
+
+                plt.close(value.figure)
+            return image
+        if isinstance(value, Image):
+            if isinstance(value.image, str):
+                raise FormatUnsupportedError(sorted(self.formats), "image given as a text")
+            return media.Image(_as_hwc(_numpy(value.image), value.dataformats))
+        frames = _numpy(value.frames)
+        if frames.ndim == 5:  # (N, T, C, H, W): the videos side by side
+            frames = np.concatenate(list(frames), axis=-1)
+        if frames.ndim != 4:
+            raise ValueError(
+                f"SB3 Video frames must be (N, T, C, H, W) or (T, C, H, W), got {frames.shape}"
+            )
+        return media.Video(frames.transpose(0, 2, 3, 1), fps=value.fps)
 
     def flush(self) -> None:
         """Flushes the pipeline (its aggregates emit, its sinks write out)."""
@@ -167,6 +217,30 @@ class PipelineWriter(KVWriter):
 
     def __repr__(self) -> str:
         return f"PipelineWriter({self.pipeline!r}, step_key={self.step_key!r})"
+
+
+def _numpy(value: Any) -> np.ndarray:
+    if isinstance(value, th.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _as_hwc(image: np.ndarray, dataformats: str) -> np.ndarray:
+    """An image laid out as `dataformats` says (letters N, C, H, W, as TensorBoard's
+    `add_image` takes them) as (H, W) or (H, W, C); several (N > 1) side by side."""
+    layout = str(dataformats).upper()
+    if sorted(layout) not in (sorted(kind) for kind in ("HW", "CHW", "NCHW", "NHW")) or (
+        len(layout) != image.ndim
+    ):
+        raise ValueError(
+            f"SB3 Image dataformats {dataformats!r} does not fit an image of shape "
+            f"{image.shape}: use letters N, C, H, W, one each, as many as the image's axes"
+        )
+    wanted = [axis for axis in "NHWC" if axis in layout]
+    image = image.transpose([layout.index(axis) for axis in wanted])
+    if "N" in layout:
+        image = np.concatenate(list(image), axis=1)
+    return image
 
 
 def _is_step(value: Any, step: int) -> bool:
