@@ -205,7 +205,6 @@ class BufferedFileSink(Sink):
         self._store_lock = threading.Lock()
         self._oldest = 0.0
         self._retry_at = 0.0
-        self._retry_delay = 0.0
         self.rows_written = 0
         self._restored = None  # records taken, as of the state loaded (see Sink)
         self._storage = Failures(self)
@@ -213,14 +212,12 @@ class BufferedFileSink(Sink):
         # this sink's key in _writers and its descriptor holding the file's lock, once claimed
         self._claimed: tuple[str, int | None] | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.config: dict[str, Any] = {}
-        self._media_held = False  # some held row may hold an image or a video
-        self._media_names: dict[str, str] = {}
+        self._beside = _Beside()
         self._claim()
         try:
             self._replace_first = mode == "w" and self._size() > 0
             # rows in the file before this sink's (None: to be counted, when media need it)
-            self._media_base: int | None = 0 if mode == "w" or not self._size() else None
+            self._beside.media_base = 0 if mode == "w" or not self._size() else None
             if mode == "a":
                 self.config = self._read_config()
             if mode == "a" and self._claimed is not None:
@@ -349,8 +346,8 @@ class BufferedFileSink(Sink):
         if self.closed:
             self._check_open()
         rows = batch_rows(columns, python_scalars=True)
-        if not self._media_held:
-            self._media_held = _holds_media(columns)
+        if not self._beside.media_held:
+            self._beside.media_held = _holds_media(columns)
         index, length = 0, len(rows)
         failure: StoreError | None = None
         while index < length:
@@ -391,7 +388,7 @@ class BufferedFileSink(Sink):
         try:
             if self._replace_first:
                 self._start_afresh()
-            if self._media_held:
+            if self._beside.media_held:
                 self._store_media(rows)
             stored = self._store_each_value(rows)
         except OSError as error:  # storage is down: keep every row not yet stored
@@ -400,8 +397,9 @@ class BufferedFileSink(Sink):
                 rows = rows[error.stored :]
                 error = error.__cause__  # type: ignore[assignment]
             pending.extendleft(reversed(rows))
-            self._retry_delay = min(max(1.0, self._retry_delay * 2), 60.0)
-            self._retry_at = self._clock() + self._retry_delay
+            aside = self._beside
+            aside.retry_delay = min(max(1.0, aside.retry_delay * 2), 60.0)
+            self._retry_at = self._clock() + aside.retry_delay
             self._bound_pending()
             self._storage.note(error)
             self._storage.queued = len(pending)
@@ -411,7 +409,7 @@ class BufferedFileSink(Sink):
             ) from error
         if pending:  # rows written while these were stored
             self._oldest = self._clock()
-        self._retry_at = self._retry_delay = 0.0
+        self._retry_at = self._beside.retry_delay = 0.0
         self._storage.queued = 0
         self.rows_written += stored
 
@@ -505,8 +503,8 @@ class BufferedFileSink(Sink):
             self._pending.clear()
             self._pending.extend(saved["held"])
             self._oldest = self._clock() - saved["held_for"]
-            self._media_held = bool(saved["held"])
-            self._media_base = None  # counted again from the file, if media need it
+            self._beside.media_held = bool(saved["held"])
+            self._beside.media_base = None  # counted again from the file, if media need it
             if not self.config:
                 self.config = self._read_config()
 
@@ -545,6 +543,16 @@ class BufferedFileSink(Sink):
         return storage if storage.errors or self.counts["lost"] else None
 
     # -- configuration and media -----------------------------------------------------------
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The run's configuration given by `log_config` (one level of `/`-joined names,
+        plain values), as `config_path` holds it."""
+        return self._beside.config
+
+    @config.setter
+    def config(self, values: dict[str, Any]) -> None:
+        self._beside.config = values
 
     @property
     def config_path(self) -> Path:
@@ -594,17 +602,18 @@ class BufferedFileSink(Sink):
     def _held_row(self, row: dict[str, Any]) -> dict[str, Any]:
         """`snapshot_record`'s copy of a row that holds more than scalars; notes whether it
         holds media (the scalar path never comes here)."""
-        if not self._media_held and not MEDIA_TYPES.isdisjoint(map(type, row.values())):
-            self._media_held = True
+        beside = self._beside
+        if not beside.media_held and not MEDIA_TYPES.isdisjoint(map(type, row.values())):
+            beside.media_held = True
         return snapshot_record(row)
 
     def _store_media(self, rows: list[dict[str, Any]]) -> None:
         """Writes the images and videos of `rows` to files and puts each one's relative
         path in its place (under the store lock, before the rows are stored). An OSError
         (storage down) leaves the rows to be tried again, as any store's."""
-        base = self._media_base
+        base = self._beside.media_base
         if base is None:
-            base = self._media_base = max(self._rows_on_disk() - self.rows_written, 0)
+            base = self._beside.media_base = max(self._rows_on_disk() - self.rows_written, 0)
         first = base + self.rows_written
         folder = self.media_dir
         for index, row in enumerate(rows):
@@ -637,13 +646,13 @@ class BufferedFileSink(Sink):
                     )
                     continue
                 row[key] = f"{folder.name}/{relative}"
-        self._media_held = False
+        self._beside.media_held = False
 
     def _media_name(self, key: Any) -> str:
         """The folder (under `media_dir`) of a key's media: the key's `/`-parts with other
         characters than letters, digits, `.`, `_`, `-` as `_`, and a hash of the key when
         any changed."""
-        name = self._media_names.get(key)
+        name = self._beside.media_names.get(key)
         if name is None:
             given = str(key)
             parts = [
@@ -653,7 +662,7 @@ class BufferedFileSink(Sink):
             name = "/".join(parts)
             if name != given:
                 name += f"-{zlib.crc32(given.encode('utf-8', 'surrogatepass')):08x}"
-            self._media_names[key] = name
+            self._beside.media_names[key] = name
         return name
 
     def _rows_on_disk(self) -> int:
@@ -750,3 +759,18 @@ def _holds_media(columns: Columns) -> bool:
         numeric(column) is None and not MEDIA_TYPES.isdisjoint(map(type, column))
         for column in columns.values()
     )
+
+
+class _Beside:
+    """What a file sink keeps off its hot path: the run's configuration, its media files'
+    bookkeeping and the storage retry's back-off (one attribute of the sink: CPython 3.11
+    keeps an object's attributes out of a dict only while they are fewer than 30)."""
+
+    __slots__ = ("config", "media_base", "media_held", "media_names", "retry_delay")
+
+    def __init__(self) -> None:
+        self.retry_delay = 0.0  # seconds before storing is tried again, after a failure
+        self.config: dict[str, Any] = {}
+        self.media_held = False  # some held row may hold an image or a video
+        self.media_base: int | None = 0  # rows the file held before this sink's (None: count)
+        self.media_names: dict[Any, str] = {}  # key -> its folder under the media folder

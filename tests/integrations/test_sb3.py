@@ -16,10 +16,8 @@ import torch
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import (
-    FormatUnsupportedError,
     KVWriter,
     Logger,
-    Video,
     configure,
 )
 
@@ -170,17 +168,6 @@ def test_a_key_excluded_by_one_bare_format_name_as_in_sb3s_tests(name: str) -> N
     writer.write({"some_tag": 43}, key_excluded={"some_tag": ()})
 
     assert sink.records == [{"timesteps": 0, "some_tag": 42}, {"timesteps": 0, "some_tag": 43}]
-
-
-def test_writer_refuses_a_video_it_would_have_to_drop() -> None:
-    writer = PipelineWriter(Pipeline().to(MemorySink()))
-    video = Video(torch.zeros(1, 2, 3, 4, 4), fps=4)
-
-    with pytest.raises(FormatUnsupportedError, match="pipeline"):
-        writer.write({"clip": video}, {"clip": ("stdout", "log", "json")}, step=0)
-
-    # excluded the way SB3's docs say, it is skipped and nothing raises
-    writer.write({"clip": video, "x": 1.0}, {"clip": ("csv",), "x": ("",)}, step=0)
 
 
 def test_step_wins_over_a_recorded_key_of_the_same_name_with_a_warning() -> None:
