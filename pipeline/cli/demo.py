@@ -239,17 +239,21 @@ def run(
     grid = cartpole_discretizer()
     actor = TabularQActor(int(train_env.action_spec().num_values), grid, grid.shape, seed=args.seed)
     counter = counting.Counter()
+    train_logger = factory("train", steps_key="steps")
+    eval_logger = factory("eval", steps_key="train_steps")
+    for logger in (train_logger, eval_logger):  # every sink keeps the run's settings
+        logger.log_config(demo_config(args))
     train_loop = acme.EnvironmentLoop(
         train_env,
         actor,
         counter=counting.Counter(counter, "train", time_delta=0.0, return_only_prefixed=True),
-        logger=factory("train", steps_key="steps"),
+        logger=train_logger,
     )
     eval_loop = acme.EnvironmentLoop(
         eval_env,
         actor.evaluation_actor(),
         counter=counting.Counter(counter, "eval", time_delta=0.0),
-        logger=factory("eval", steps_key="train_steps"),
+        logger=eval_logger,
         should_update=False,
     )
     done = 0
@@ -312,14 +316,20 @@ def _neptune_options(args: argparse.Namespace, run_dir: str) -> dict[str, Any] |
         "data_dir": os.path.join(run_dir, ".neptune"),
         "name": args.run_name,
         "tags": ["rlpipe-demo"],
-        "config": {
-            "env": "CartPole-v1",
-            "agent": "tabular Q-learning",
-            "episodes": args.episodes,
-            "eval_every": args.eval_every,
-            "eval_episodes": args.eval_episodes,
-            "seed": args.seed,
-        },
+    }
+
+
+def demo_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's settings, given to every logger's `log_config` (the CSV files' config
+    JSON beside them, the terminal, Neptune's `config/` fields)."""
+    return {
+        "env": "CartPole-v1",
+        "agent": "tabular Q-learning",
+        "episodes": args.episodes,
+        "eval_every": args.eval_every,
+        "eval_episodes": args.eval_episodes,
+        "seed": args.seed,
+        "smoothing": args.smoothing,
     }
 
 

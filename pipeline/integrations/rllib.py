@@ -146,6 +146,9 @@ class PipelineCallback(LoggerCallback):
       among Tune's own text fields (`TUNE_TEXT_FIELDS`) is warned about once. A name two
       paths of a result both gave (see `flatten_result`) is counted under "overwritten" and
       warned about once.
+    - The trial's configuration (`trial.config`, which Tune also puts in each result under
+      `config/`, left out of the records by `exclude`) goes to the pipeline's `log_config`
+      when the pipeline is made: each sink keeps it as the run's configuration.
     - The trial's pipeline is closed when the trial ends, completed or failed, and any still
       open at the end of the experiment are closed then.
     """
@@ -187,7 +190,17 @@ class PipelineCallback(LoggerCallback):
                     f"got {type(pipeline).__name__}"
                 )
             self._pipelines[trial] = pipeline
+            self._log_trial_config(trial, pipeline)
         return pipeline
+
+    @staticmethod
+    def _log_trial_config(trial: Any, pipeline: Node) -> None:
+        """Gives the trial's configuration (Tune's `config`, the hyperparameters its results
+        carry under `config/`) to the pipeline's `log_config`: the sinks keep it as the
+        run's configuration, not as metrics."""
+        config = getattr(trial, "config", None)
+        if isinstance(config, Mapping) and config:
+            pipeline.log_config(config)
 
     def log_trial_start(self, trial: Any) -> None:
         self.pipeline_for(trial)

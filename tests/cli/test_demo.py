@@ -137,10 +137,14 @@ def test_without_the_neptune_client_the_demo_runs_and_says_how_to_install_it(
     assert "pip install 'rlpipe[neptune]'" in result.stderr
     assert "neptune-client" not in result.stderr
     run_dir = tmp_path / "runs" / "bare"
-    # no Neptune folder: the CSV files, the checkpoint and the TensorBoard files only
+    # no Neptune folder: the CSV files and their configs, the checkpoint and TensorBoard's
     assert sorted(path.name for path in run_dir.iterdir()) == [
-        "checkpoint.pkl", "eval.csv", "tensorboard", "train.csv",
+        "checkpoint.pkl", "eval.csv", "eval.csv.config.json", "tensorboard", "train.csv",
+        "train.csv.config.json",
     ]
+    for name in ("train", "eval"):  # the demo's settings, through log_config
+        config = json.loads((run_dir / f"{name}.csv.config.json").read_text())
+        assert config["episodes"] == 4 and config["env"] == "CartPole-v1"
     assert len(column(run_dir / "train.csv", "episode_return")) == 4
     assert "offline Neptune run" not in result.stdout
 

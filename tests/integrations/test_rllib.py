@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import warnings
 from collections.abc import Iterator
@@ -164,6 +165,20 @@ def test_step_is_the_results_training_iteration_not_tunes_iteration() -> None:
     records = pipelines.sinks["train_t1"].records
     assert records == [{"training_iteration": i, "r/mean": 0.5} for i in (1, 2, 3)]
     assert all(type(record["training_iteration"]) is int for record in records)
+
+
+def test_the_trials_config_reaches_the_sinks_as_config_not_as_metrics() -> None:
+    pipelines = Pipelines()
+    callback = PipelineCallback(pipelines)
+    config = {"lr": 0.1, "model": {"fcnet_hiddens": [64, 64]}}
+    trial = Trial("train", config=config, stub=True, trial_id="c")
+
+    callback.on_trial_start(0, [trial], trial)
+    callback.on_trial_result(1, [trial], trial, {"training_iteration": 1, "config": config})
+
+    sink = pipelines.sinks["train_c"]
+    assert sink.config == {"lr": 0.1, "model/fcnet_hiddens": [64, 64]}
+    assert sink.records == [{"training_iteration": 1}]
 
 
 def test_a_result_without_training_iteration_is_counted() -> None:
@@ -336,6 +351,7 @@ def test_a_tune_run_sends_each_trials_flattened_results_to_its_pipeline(
             }
             for i in (1, 2, 3)
         ]
+        assert json.loads((tmp_path / f"{name}.csv.config.json").read_text()) == {"lr": lr}
         with (tmp_path / f"{name}.csv").open(newline="") as handle:
             rows = list(csv.DictReader(handle))
         assert [float(row["episode/return/mean"]) for row in rows] == [lr, 2 * lr, 3 * lr]
