@@ -24,7 +24,7 @@ from pipeline.core.config import config_text, merge_config
 from pipeline.core.isolation import Failures, StoreError, warn_failure
 from pipeline.core.media import MEDIA_SUFFIX, MEDIA_TYPES, MediaExtraMissing
 from pipeline.core.node import Record
-from pipeline.core.values import IMMUTABLE_TYPES, snapshot_record, text
+from pipeline.core.values import COPIED_TYPES, IMMUTABLE_TYPES, snapshot, text
 from sinks import flusher
 from sinks.base import Sink
 
@@ -600,12 +600,18 @@ class BufferedFileSink(Sink):
         return values if isinstance(values, dict) else {}
 
     def _held_row(self, row: dict[str, Any]) -> dict[str, Any]:
-        """`snapshot_record`'s copy of a row that holds more than scalars; notes whether it
-        holds media (the scalar path never comes here)."""
-        beside = self._beside
-        if not beside.media_held and not MEDIA_TYPES.isdisjoint(map(type, row.values())):
-            beside.media_held = True
-        return snapshot_record(row)
+        """A row (`row`, a dict made for it) that holds more than plain scalars, with its
+        values made safe from the caller as `snapshot_record` makes them; notes in the same
+        pass whether it holds media (a row of plain scalars never comes here). One look-up
+        per value type: numpy scalars, which `snapshot` returns as they are, cost less than
+        a call to it."""
+        for key, value in row.items():
+            kind = type(value)
+            if kind in COPIED_TYPES:
+                row[key] = snapshot(value)
+            elif kind in MEDIA_TYPES:  # immutable: copied when made
+                self._beside.media_held = True
+        return row
 
     def _store_media(self, rows: list[dict[str, Any]]) -> None:
         """Writes the images and videos of `rows` to files and puts each one's relative

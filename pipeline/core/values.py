@@ -110,6 +110,10 @@ IMMUTABLE_TYPES = frozenset({float, int, str, bool, bytes, type(None)})
 """Value types a caller cannot change in place: held as they are."""
 
 
+COPIED_TYPES = frozenset({dict, np.ndarray, list, tuple})
+"""The value types `snapshot` copies (exact types); it returns a value of any other as it is."""
+
+
 def snapshot(value: Any) -> Any:
     """A copy of `value` that later changes by the caller cannot reach: numpy arrays are
     copied, lists, tuples and dicts are copied element-wise; scalars and other objects are

@@ -481,3 +481,44 @@ def test_memory_and_terminal_sinks_keep_and_show_media_values() -> None:
         logger.write({"img": image, "clip": video})
     assert memory.records == [{"img": image, "clip": video}]
     assert stream.getvalue() == "Clip = Video(2x8x6x3, fps=5) | Img = Image(2x3)\n"
+
+
+@pytest.mark.slow
+def test_a_graphs_log_config_reaches_a_tracking_sink_as_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from sinks.mlflow import MlflowSink
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    sink = MlflowSink(tracking_uri=uri)
+    with Pipeline().drop_none().to(sink, MemorySink()) as logger:
+        logger.log_config({"opt": {"lr": 0.1}, "env": "CartPole-v1"})
+    params = MlflowClient(tracking_uri=uri).get_run(sink.run_id).data.params
+    assert params == {"opt/lr": "0.1", "env": "CartPole-v1"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        np.float32(1.5),
+        np.int64(3),
+        np.array(2.0)[()],
+        object(),
+        Image(np.zeros((1, 1), np.uint8)),
+        frozenset({1}),
+        b"x",
+        1.5,
+        "x",
+        None,
+    ],
+)
+def test_snapshot_copies_only_the_copied_types(value: Any) -> None:
+    # file sinks rely on it: a row's value of another type is held as it is
+    from pipeline.core.values import COPIED_TYPES, snapshot
+
+    assert type(value) not in COPIED_TYPES and snapshot(value) is value
+    for copied in ({"a": [1]}, np.arange(2), [np.arange(2)], (np.arange(2),)):
+        assert type(copied) in COPIED_TYPES and snapshot(copied) is not copied
