@@ -27,8 +27,8 @@ class AsyncNode(Node):
     `policy="drop_oldest"` drops the oldest queued record, counts it in `counts["dropped"]`
     and warns once. `flush()` and `close()` wait until the queue is drained (then flush/close
     the nodes below as usual). An error raised downstream in the thread is re-raised on the caller's
-    side, at its next `write`, `flush` or `close`, as a RuntimeError whose cause it is; the
-    thread goes on with the next records.
+    side, at its next `write`, `flush` or `close`, as a RuntimeError whose cause it is (the
+    record of that `write` is queued all the same); the thread goes on with the next records.
     """
 
     def __init__(self, maxsize: int = 10_000, policy: str = "block") -> None:
@@ -55,10 +55,13 @@ class AsyncNode(Node):
         self._put(_Batch({key: snapshot(column) for key, column in columns.items()}))
 
     def _put(self, item: Any) -> None:
-        if self._error is not None:
-            self._raise_error()
         if self.closed or self._stopping:
             raise ClosedError(f"{self!r} is closed; it takes no more records")
+        self._queue_item(item)
+        if self._error is not None:  # reported after queueing: this record is not lost
+            self._raise_error()
+
+    def _queue_item(self, item: Any) -> None:
         if self._thread is None:
             self._start()
         with self._ready:
@@ -71,7 +74,7 @@ class AsyncNode(Node):
                         "queue full, dropping the oldest records (use policy='block' to lose "
                         "nothing)",
                         n=batch_length(oldest.columns) if type(oldest) is _Batch else 1,
-                        stacklevel=3,
+                        stacklevel=4,
                     )
                 else:
                     while len(queue) >= self.maxsize:
