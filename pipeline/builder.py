@@ -94,9 +94,11 @@ class Pipeline(Node):
         """Appends a NoneFilter: keys whose value is None are dropped."""
         return self.then(NoneFilter())
 
-    def throttle(self, seconds: float) -> Pipeline:
-        """Appends a TimeFilter: a record passes only if `seconds` passed since the last one."""
-        return self.then(TimeFilter(seconds))
+    def throttle(self, seconds: float, *, keep_last: bool = False) -> Pipeline:
+        """Appends a TimeFilter: a record passes only if `seconds` passed since the last one;
+        with `keep_last=True` the last held-back record is passed on flush and close, so the
+        final values of a run always reach the sinks."""
+        return self.then(TimeFilter(seconds, keep_last=keep_last))
 
     def every(self, n: int | None = None, *, seconds: float | None = None) -> Pipeline:
         """Passes every `n`-th record (EveryNFilter) or, with `seconds`, throttles by time."""

@@ -321,12 +321,24 @@ class Node:
 
 
 def _as_leaf(parent: Node, target: object) -> Node:
+    if isinstance(target, type):
+        raise TypeError(_a_class(f"{type(parent).__name__} can only send records to", target))
     if not callable(getattr(target, "write", None)):
         raise TypeError(
             f"{type(parent).__name__} can only send records to a Node or a logger with a "
             f"write(record) method, got {type(target).__name__}"
         )
     return LoggerSink.of(target)
+
+
+def _a_class(what: str, target: type) -> str:
+    """The refusal of a class given where an instance is needed (`.to(CsvSink)`): its
+    `write` is a function of the class, which would take no record."""
+    name = target.__name__
+    return (
+        f"{what} an instance (a Node or a logger with a write(record) method), got the class "
+        f"{name} itself: pass {name}(...)"
+    )
 
 
 def _signature(node: Node) -> tuple[str, int, str]:
@@ -353,6 +365,8 @@ class LoggerSink(Node):
 
     def __init__(self, logger: Any) -> None:
         super().__init__()
+        if isinstance(logger, type):
+            raise TypeError(_a_class("LoggerSink takes", logger))
         if isinstance(logger, Node) or not callable(getattr(logger, "write", None)):
             raise TypeError(
                 f"LoggerSink takes a logger with a write(record) method that is not a Node, "
