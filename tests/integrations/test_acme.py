@@ -298,12 +298,12 @@ def test_make_logger_builds_the_documented_chain(tmp_path: Path) -> None:
         "train", directory=tmp_path, smoothing_regex="return", terminal_time_delta=2.0
     )
     kinds = [type(node).__name__ for node in logger.steps]
-    assert kinds[:3] == ["NoneFilter", "SmoothingFilter", "TimeFilter"]
-    assert "Dispatcher" in kinds
+    assert kinds[:3] == ["NoneFilter", "SmoothingFilter", "Dispatcher"]
     leaves = [node for node in logger.nodes() if not node.children]
     assert {type(node) for node in leaves} == {TerminalSink, CsvSink}
     gate = next(node for node in logger.steps if isinstance(node, TimeFilter))
-    assert gate.time_delta == 1.0 and gate.keep_last
+    assert gate.time_delta == 2.0 and gate.keep_last  # the terminal's throttle, alone
+    assert [type(node) for node in gate.children] == [TerminalSink]
     logger.close()
 
 
@@ -316,9 +316,13 @@ def test_make_logger_builds_the_documented_chain(tmp_path: Path) -> None:
         ({"csv": True, "directory": None}, "directory"),
     ],
 )
-def test_make_logger_rejects_bad_options(options: dict[str, Any], message: str) -> None:
+def test_make_logger_rejects_bad_options(
+    options: dict[str, Any], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # runs/x.csv would be made here, were it made
     with pytest.raises(ValueError, match=message):
         make_logger("x", **options)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_make_logger_rejects_an_empty_label() -> None:
