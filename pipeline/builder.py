@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import warnings
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -25,7 +25,7 @@ from filters import (
 )
 from pipeline.core import lifecycle
 from pipeline.core.columns import Columns
-from pipeline.core.fusion import Transform, fuse
+from pipeline.core.fusion import Transform, fuse, rebind, refusing
 from pipeline.core.isolation import strict_from_env
 from pipeline.core.node import ClosedError, Logger, Node, Record
 from pipeline.core.values import shown
@@ -77,6 +77,7 @@ class Pipeline(Node):
         self._tail: Node = self
         self._ended = False
         self._fused: list[Transform] = []
+        self._write: Callable[[Record], None] | None = None  # the fused write, once ended
 
     # -- building -------------------------------------------------------------------------
 
@@ -188,10 +189,18 @@ class Pipeline(Node):
 
     def _fuse(self) -> None:
         """Fuses the chain and installs, as this pipeline's `write`, one function that checks
-        the record, takes the lock and runs the fused chain."""
+        the record, takes the lock and runs the fused chain. It stays the same function
+        object from then on (fused again in place when a node is connected below, made to
+        refuse records once closed), so a `write = pipeline.write` kept by a caller always
+        writes through the current graph."""
         fused = fuse(self, _check_record, self._thread_lock)
         self._fused = fused.run
-        self.write = fused.write  # type: ignore[method-assign,assignment]
+        with self._lock:  # no write of this pipeline is half-way through the old code
+            if self._write is None:
+                self._write = fused.write
+            else:
+                rebind(self._write, fused.write)
+        self.write = self._write  # type: ignore[method-assign,assignment]
         self._rewire_parents()
 
     def _rewire_parents(self) -> None:
@@ -246,6 +255,8 @@ class Pipeline(Node):
 
     def on_close(self) -> None:
         self.__dict__.pop("write", None)  # the class's write refuses records from now on
+        if self._write is not None:  # and so does the fused one, wherever it was kept
+            rebind(self._write, refusing(self._refuse))
         self._rewire_parents()
         lifecycle.forget(self)  # also when closed as part of an outer pipeline
 

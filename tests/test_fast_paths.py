@@ -347,6 +347,30 @@ def test_a_step_that_fans_out_after_the_chain_ended_sends_each_later_record_to_b
 
 
 @pytest.mark.parametrize("chain", sorted(CHAINS))
+@pytest.mark.parametrize("thread_safe", [True, False])
+@pytest.mark.parametrize("where", ["the dispatcher", "the last step"])
+def test_a_write_kept_before_a_node_is_connected_delivers_to_it(
+    chain: str, thread_safe: bool, where: str
+) -> None:
+    first, later = MemorySink(), MemorySink()
+    pipe = CHAINS[chain](Pipeline(thread_safe=thread_safe, close_at_exit=False)).to(first)
+    write = pipe.write  # kept, as `logger=pipe.write` or a framework's callback keeps it
+    write({"i": 0})
+    below: Node = next(node for node in pipe.steps if isinstance(node, Dispatcher))
+    if where == "the last step":
+        below = below._parents[0]
+    below.connect(later)
+    write({"i": 1})
+    pipe.write({"i": 2})
+    assert [record["i"] for record in first.records] == [0, 1, 2]
+    assert [record["i"] for record in later.records] == [1, 2]
+    pipe.close()
+    with pytest.raises(ClosedError):
+        write({"i": 3})
+    assert [record["i"] for record in first.records] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("chain", sorted(CHAINS))
 def test_a_pipeline_whose_sink_recovered_while_closing_still_refuses_records(chain: str) -> None:
     flaky = StorageDown()
     pipe = CHAINS[chain](Pipeline(close_at_exit=False)).to(flaky)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import FunctionType
 from typing import Any, NamedTuple, Protocol
 
 from pipeline.core.node import Node, Record
@@ -134,3 +135,26 @@ def _inlined_write(node: Node) -> tuple[list[str], dict[str, object]] | None:
     if getattr(node.write, "__func__", None) is not owner.write:  # type: ignore[attr-defined]
         return None
     return node.inlined_write()
+
+
+def rebind(kept: Callable[[Record], None], new: Callable[[Record], None]) -> None:
+    """Makes `kept`, a function made by `fuse` (or any function without closure cells), do
+    from now on what `new` does: its globals take `new`'s names and its code becomes
+    `new`'s. Whoever holds `kept` (a `write = pipeline.write` kept before a node was
+    connected, a parent's writer) calls the current graph, at no cost per call.
+
+    Names `kept` no longer uses stay in its globals: a call of the old code still running
+    (a sink that writes back and connects a node) finds them."""
+    if not isinstance(kept, FunctionType) or not isinstance(new, FunctionType):
+        raise TypeError("rebind takes two plain functions (as fuse makes them)")
+    kept.__globals__.update(new.__globals__)
+    kept.__code__ = new.__code__
+
+
+def refusing(refuse: Callable[[], None]) -> Callable[[Record], None]:
+    """A function of one record that calls `refuse()` (which raises), made as `fuse` makes
+    its functions, so that `rebind` can put it in place of a fused write (once closed)."""
+    namespace: dict[str, object] = {"refuse": refuse}
+    exec("def write(data):\n    refuse()", namespace)
+    write: Callable[[Record], None] = namespace["write"]  # type: ignore[assignment]
+    return write
