@@ -25,7 +25,7 @@ from filters import (
 )
 from pipeline.core import lifecycle
 from pipeline.core.columns import Columns
-from pipeline.core.fusion import Transform, fuse, rebind, refusing
+from pipeline.core.fusion import Transform, fuse, make_refuse, rebind
 from pipeline.core.isolation import strict_from_env
 from pipeline.core.node import ClosedError, Logger, Node, Record
 from pipeline.core.values import shown
@@ -256,7 +256,7 @@ class Pipeline(Node):
     def on_close(self) -> None:
         self.__dict__.pop("write", None)  # the class's write refuses records from now on
         if self._write is not None:  # and so does the fused one, wherever it was kept
-            rebind(self._write, refusing(self._refuse))
+            make_refuse(self._write, self._refuse)
         self._rewire_parents()
         lifecycle.forget(self)  # also when closed as part of an outer pipeline
 

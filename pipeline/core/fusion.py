@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import FunctionType
+from types import CodeType, FunctionType
 from typing import Any, NamedTuple, Protocol
 
 from pipeline.core.node import Node, Record
@@ -151,10 +151,22 @@ def rebind(kept: Callable[[Record], None], new: Callable[[Record], None]) -> Non
     kept.__code__ = new.__code__
 
 
-def refusing(refuse: Callable[[], None]) -> Callable[[Record], None]:
-    """A function of one record that calls `refuse()` (which raises), made as `fuse` makes
-    its functions, so that `rebind` can put it in place of a fused write (once closed)."""
-    namespace: dict[str, object] = {"refuse": refuse}
+def make_refuse(kept: Callable[[Record], None], refuse: Callable[[], None]) -> None:
+    """Makes `kept`, a function made by `fuse`, call `refuse()` (which raises) from now on,
+    compiling nothing: it runs when a pipeline closes, maybe at exit, where code compiled
+    by `exec` makes Python forget a Ctrl-C (it then exits with status 1, not by SIGINT)."""
+    if not isinstance(kept, FunctionType):
+        raise TypeError("make_refuse takes a plain function (as fuse makes them)")
+    kept.__globals__["refuse"] = refuse
+    kept.__code__ = _REFUSING
+
+
+def _refusing_code() -> CodeType:
+    namespace: dict[str, Any] = {}
     exec("def write(data):\n    refuse()", namespace)
-    write: Callable[[Record], None] = namespace["write"]  # type: ignore[assignment]
-    return write
+    code: CodeType = namespace["write"].__code__
+    return code
+
+
+_REFUSING = _refusing_code()
+"""The code of a function of one record that calls `refuse()` from its globals."""
