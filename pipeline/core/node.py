@@ -38,7 +38,10 @@ class Node:
     - `write(record)` takes one record and never mutates it; a node that changes a record
       emits a new mapping. It is the hot path.
     - `write_batch(columns)` takes many records at once as columns; the result is the same as
-      writing the rows one by one, in order.
+      writing the rows one by one, in order. A node's own `write_batch` that raises has taken
+      no row of the batch, or every row when it raises a StoreError (it holds them); the
+      default one writes the rows one by one, so a Dispatcher above gives such a node the
+      rows itself, each through its isolation.
     - `flush()` makes every node reachable from this one push out what it holds (an aggregate
       emits its window, a sink writes its buffer to storage), parents before children, each
       node once.
