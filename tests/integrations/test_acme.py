@@ -270,16 +270,20 @@ def test_eval_logger_flush_emits_one_window_per_round_like_dump(tmp_path: Path) 
     assert [len(read_csv(tmp_path / "eval.csv"))] == [3]
 
 
-def test_time_gate_passes_the_first_record_and_the_last_on_close(tmp_path: Path) -> None:
-    memory = MemorySink()
+def test_the_terminal_gets_the_first_record_and_the_last_on_close_the_others_every_one(
+    tmp_path: Path,
+) -> None:
+    memory, out = MemorySink(), io.StringIO()
     logger = make_logger(
-        "learner", directory=None, csv=False, terminal=False, time_delta=3600,
+        "learner", directory=None, csv=False, time_delta=3600, terminal_stream=out,
         extra_sinks=[memory],
     )
     run_loop(logger, episodes=10)
-    assert [record["episodes"] for record in memory.records] == [1]
+    assert len(out.getvalue().splitlines()) == 1
     logger.close()
-    assert [record["episodes"] for record in memory.records] == [1, 10]
+    lines = out.getvalue().splitlines()
+    assert "| Episodes = 1 |" in lines[0] and "| Episodes = 10 |" in lines[1]
+    assert [record["episodes"] for record in memory.records] == list(range(1, 11))
 
 
 def test_terminal_lines_name_the_logger(tmp_path: Path) -> None:
