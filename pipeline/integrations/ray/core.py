@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -72,16 +73,7 @@ class HubCore:
         self.pipeline = pipeline
         self.streams: dict[str, _Stream] = {}
         self.closed = False
-        self.restarted = False
-        try:
-            import ray
-
-            with warnings.catch_warnings():  # Ray 2.60 warns about its own use of actor_id
-                warnings.simplefilter("ignore", DeprecationWarning)
-                context = ray.get_runtime_context()
-                self.restarted = bool(context.was_current_actor_reconstructed)
-        except Exception:  # not in an actor (a plain HubCore): never restarted
-            self.restarted = False
+        self.restarted = _in_a_restarted_actor()
 
     def ready(self) -> bool:
         """Answers once the pipeline is built; True if this actor is a restarted one."""
@@ -181,6 +173,22 @@ class HubCore:
                 self.pipeline.close()
         self.closed = True
         return self.status([str(warning.message) for warning in caught])
+
+
+def _in_a_restarted_actor() -> bool:
+    """True in a Ray actor that Ray restarted. Outside a Ray worker it asks Ray nothing: a
+    plain HubCore must not start Ray (`ray.get_runtime_context()` would start a local
+    instance, and its files)."""
+    ray = sys.modules.get("ray")  # an actor's process has imported Ray; a plain one may not
+    if ray is None or not ray.is_initialized():
+        return False
+    try:
+        with warnings.catch_warnings():  # Ray 2.60 warns about its own use of actor_id
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context = ray.get_runtime_context()
+            return bool(context.was_current_actor_reconstructed)
+    except Exception:  # a driver, not an actor: never restarted
+        return False
 
 
 _REMOTE_CORE: Any = None
