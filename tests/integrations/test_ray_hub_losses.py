@@ -101,9 +101,10 @@ def lazy_jsonl(path: Path) -> Pipeline:
 
 @ray.remote(num_cpus=0.25)
 class Writer:
-    """A worker process writing records `{"index": i}` through its sender (tagged worker=w)."""
+    """A worker process writing records `{"index": i}` through the sender it was given last
+    (tagged worker=w). The tests share the processes: each gives them senders of its hub."""
 
-    def __init__(self, log: HubSender) -> None:
+    def use(self, log: HubSender) -> None:
         self.log = log
 
     def pid(self) -> int:
@@ -153,19 +154,40 @@ def dead(actor: Any) -> bool:
     return False
 
 
-def start(tmp_path: Path, **options: Any) -> tuple[Hub, list[Any], Path]:
-    path = tmp_path / "hub.jsonl"
-    hub = Hub(functools.partial(lazy_jsonl, path), batch_size=BATCH, flush_seconds=None, **options)
-    writers = [Writer.remote(hub.sender(worker=w)) for w in range(WORKERS)]  # type: ignore[attr-defined]
-    return hub, writers, path
+@pytest.fixture(scope="module")
+def pool(ray_cluster: None) -> list[Any]:
+    """The writer processes, started once for the module (a killed one is replaced)."""
+    return [Writer.remote() for _ in range(WORKERS)]  # type: ignore[attr-defined]
 
 
-def test_a_dead_senders_gap_is_counted_by_the_hub(ray_cluster: None, tmp_path: Path) -> None:
+@pytest.fixture
+def start(pool: list[Any], tmp_path: Path) -> Iterator[Callable[..., tuple[Hub, list[Any], Path]]]:
+    """Starts a hub writing `tmp_path/hub.jsonl` and hands each writer a sender of it
+    (worker=w); kills the hub at the end, however the test ended."""
+    hubs: list[Hub] = []
+
+    def start(**options: Any) -> tuple[Hub, list[Any], Path]:
+        path = tmp_path / "hub.jsonl"
+        factory = functools.partial(lazy_jsonl, path)
+        hub = Hub(factory, batch_size=BATCH, flush_seconds=None, **options)
+        hubs.append(hub)
+        for w, writer in enumerate(pool):
+            if dead(writer):
+                pool[w] = Writer.remote()  # type: ignore[attr-defined]
+        ray.get([writer.use.remote(hub.sender(worker=w)) for w, writer in enumerate(pool)])
+        return hub, list(pool), path
+
+    yield start
+    for hub in hubs:
+        ray.kill(hub.actor, no_restart=True)
+
+
+def test_a_dead_senders_gap_is_counted_by_the_hub(start: Callable[..., Any]) -> None:
     """Worker 3 is killed (SIGKILL) after writing 2,000 records without a flush: what it
     shipped is stored exactly once as a prefix of its stream or counted missing by the hub;
     the hub's status, failures and a warning name the stream that never closed, with the
     number of records it reported; the other workers lose nothing."""
-    hub, writers, path = start(tmp_path)
+    hub, writers, path = start()
     n = 2000
     assert ray.get([writer.write.remote(0, n) for writer in writers]) == [n] * WORKERS
     victim = writers[-1]
@@ -199,11 +221,11 @@ def test_a_dead_senders_gap_is_counted_by_the_hub(ray_cluster: None, tmp_path: P
     assert f"{cut.written} records" in message and f"{cut.missing} missing" in message
 
 
-def test_a_hub_that_dies_loses_no_acknowledged_record(ray_cluster: None, tmp_path: Path) -> None:
+def test_a_hub_that_dies_loses_no_acknowledged_record(start: Callable[..., Any]) -> None:
     """Acknowledged means stored: after every sender's flush the hub dies for good (no
     restart); each acknowledged record is in the file once, and the records written after
     it are counted lost by their senders: written = stored + lost, per worker."""
-    hub, writers, path = start(tmp_path)
+    hub, writers, path = start()
     n, more = 1500, 30  # `more` < BATCH: held in each sender when the hub dies
     ray.get([writer.write.remote(0, n) for writer in writers])
     assert ray.get([writer.flush.remote() for writer in writers]) == [(n, n, 0, 0)] * WORKERS
@@ -221,12 +243,12 @@ def test_a_hub_that_dies_loses_no_acknowledged_record(ray_cluster: None, tmp_pat
 
 
 def test_a_restarted_hub_loses_and_doubles_nothing_acknowledged(
-    ray_cluster: None, tmp_path: Path
+    start: Callable[..., Any],
 ) -> None:
     """With max_restarts=1 the hub is killed after every sender's flush and restarted by
     Ray; the workers go on. Every record is in the file exactly once, and the hub's counts
     reconcile with the senders': records applied here + by the dead instance = written."""
-    hub, writers, path = start(tmp_path, max_restarts=1, write_timeout=60.0)
+    hub, writers, path = start(max_restarts=1, write_timeout=60.0)
     n = 1500
     ray.get([writer.write.remote(0, n) for writer in writers])
     assert ray.get([writer.flush.remote() for writer in writers]) == [(n, n, 0, 0)] * WORKERS
