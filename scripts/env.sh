@@ -36,8 +36,9 @@ else
     quiet=(-q)
   else
     echo "==> installing rlpipe[$extras] into $venv: the first time, pip downloads and installs"
-    echo "    every dependency (about 4-5 min for [all] on a 2-core machine, less for fewer"
-    echo "    extras); later runs skip this step while pyproject.toml is unchanged"
+    echo "    every dependency (on a 2-core machine about 3 min for the demo's extras, several"
+    echo "    more for [all] with torch and ray); later runs skip this step while"
+    echo "    pyproject.toml is unchanged"
     quiet=()
   fi
   rm -f "$stamp"
