@@ -55,8 +55,9 @@ Guarantees (what the sender and the hub promise):
   unpickle) is lost alone, counted and warned about; an empty batch takes its sequence
   number and the stream goes on.
 - Restarts: with `Hub(..., max_restarts=n)` Ray restarts a dead hub actor and re-sends the
-  calls that were in flight. The new actor rebuilds the pipeline with `factory()`, so file
-  sinks (append mode, the default) continue their files, and the senders go on unchanged.
+  calls that were in flight. The new actor rebuilds the pipeline with `factory()`; its file
+  sinks continue the dead actor's files (`continue_file()`, whatever their mode), and the
+  senders go on unchanged.
   Every acknowledged record was stored; the unacknowledged ones are applied by the new
   actor. Gone with the dead actor: its aggregates' open windows. A batch the dead actor
   stored but had not yet acknowledged (it died between its flush and its answer) is stored

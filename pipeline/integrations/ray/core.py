@@ -10,6 +10,7 @@ from typing import Any
 from pipeline.core.node import ClosedError, Node
 from pipeline.integrations.ray.status import HubStatus, StreamStatus
 from sinks.base import Sink
+from sinks.file import BufferedFileSink
 
 __all__ = ["HubCore", "Report", "remote_core"]
 
@@ -111,6 +112,10 @@ class HubCore:
         self.store_errors = 0
         self.first_store_error = ""
         self.restarted = _in_a_restarted_actor()
+        if self.restarted:  # the run goes on: file sinks append to what the dead hub stored
+            for sink in self.sinks:
+                if isinstance(sink, BufferedFileSink):
+                    sink.continue_file()
 
     def ready(self) -> bool:
         """Answers once the pipeline is built; True if this actor is a restarted one."""
