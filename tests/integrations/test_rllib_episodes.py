@@ -20,6 +20,7 @@ from ray import cloudpickle
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+from ray.tune.trainable import trainable
 
 from pipeline import Pipeline
 from pipeline.integrations import rllib
@@ -244,7 +245,11 @@ def ray_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 @pytest.mark.slow
-def test_ppo_episodes_equal_the_episodes_rllib_reports(ray_in_tmp: None, tmp_path: Path) -> None:
+def test_ppo_episodes_equal_the_episodes_rllib_reports(
+    ray_in_tmp: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an Algorithm outside Tune makes an empty log folder under ~/ray_results: keep it in tmp
+    monkeypatch.setattr(trainable, "DEFAULT_STORAGE_PATH", str(tmp_path / "ray_results"))
     memory = MemorySink()
     pipeline = Pipeline("episodes").to(CsvSink(tmp_path / "episodes.csv"), memory)
     config = (
