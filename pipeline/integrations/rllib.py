@@ -303,7 +303,11 @@ class EpisodeCallback(RLlibCallback, metaclass=_BoundMeta):
       that ran over several `sample()` calls is cut into chunks, and RLlib passes the earlier
       ones as `prev_episode_chunks`; summed in RLlib's own order, so the value is the one
       behind RLlib's `env_runners/episode_return_mean`, `_min` and `_max`;
-    - `episode_length`: its number of env steps (an int), over all its chunks;
+    - `episode_length`: its number of env steps (an int), over all its chunks: the last
+      chunk's env timestep (`episode.t`; `env_t` for a multi-agent episode), which counts from
+      the episode's start. RLlib's own `episode_len_*` sums the chunks' lengths instead; in
+      one process PPO's learner connector appends a bootstrap step to the earlier chunks
+      RLlib keeps, so an episode cut between iterations counts one step more there;
     - `episode_duration_s`: its wall time in seconds, over all its chunks (RLlib's
       `get_duration_s()`, behind `env_runners/episode_duration_sec_mean`);
     - `env_index`: the index of its sub-environment in the EnvRunner's vector env;
@@ -436,12 +440,14 @@ class EpisodeCallback(RLlibCallback, metaclass=_BoundMeta):
             return
         # summed as SingleAgentEnvRunner.get_metrics does: the last chunk, then the others
         episode_return = episode.get_return()
-        length = len(episode)
         duration = episode.get_duration_s()
         for chunk in prev_episode_chunks or ():
             episode_return += chunk.get_return()
-            length += len(chunk)
             duration += chunk.get_duration_s()
+        # the length is the last chunk's env timestep, not a sum of chunk lengths: in one
+        # process PPO's learner connector (AddOneTsToEpisodesAndTruncate) appends a bootstrap
+        # step (reward 0.0) to the earlier chunks RLlib keeps, so their len() is one too many
+        length = episode.env_t if hasattr(episode, "env_t") else episode.t
         worker_index = int(getattr(env_runner, "worker_index", None) or 0)
         record: dict[str, Any] = {
             "episode_return": float(episode_return),
