@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from pipeline import Pipeline
 from pipeline.integrations import rllib
 from pipeline.integrations.rllib import EpisodeCallback
 from sinks import CsvSink, MemorySink
-from tests.integrations.local_ray import local_ray
 
 
 class CountsSteps(RLlibCallback):
@@ -239,15 +238,9 @@ def test_a_bound_class_pickles_without_its_pipeline(monkeypatch: pytest.MonkeyPa
 # -- a real PPO run ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ray_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with local_ray(tmp_path_factory.mktemp("ray")):
-        yield
-
-
 @pytest.mark.slow
 def test_ppo_episodes_equal_the_episodes_rllib_reports(
-    ray_in_tmp: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ray_session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # an Algorithm outside Tune makes an empty log folder under ~/ray_results: keep it in tmp
     monkeypatch.setattr(trainable, "DEFAULT_STORAGE_PATH", str(tmp_path / "ray_results"))
