@@ -17,7 +17,7 @@ from filters.statistics import (  # noqa: F401  (filters.aggregate.STATISTICS st
     window_statistics,
 )
 from pipeline.core.columns import Columns, batch_length, numeric
-from pipeline.core.keys import CACHE_LIMIT, KeyMatcher
+from pipeline.core.keys import CACHE_LIMIT, KeyMatcher, clashes, note_clash
 from pipeline.core.names import stat_name
 from pipeline.core.node import Node, Record
 from pipeline.core.values import IMMUTABLE_TYPES, shown, snapshot, to_float
@@ -43,6 +43,12 @@ class AggregateFilter(Node):
     stats. Infinities are included (so a mean may be inf). A matching key with a non-numeric
     value (a string, an array) passes its last value under its own name instead of statistics,
     counted in `counts["skipped"]` and warned about once per key.
+
+    A statistic's name that the window's record already holds (a caller's own `x_mean`
+    passed on as it is, or the statistic of an earlier key of the same text, `1` and `"1"`)
+    keeps that value; the statistic is not written, counted in `counts["clashed"]` and warned
+    once per name (see `pipeline.core.keys.clashes`).
+
 
     Available stats: mean, std (population), median, max, min, sum, count, and percentiles
     `pNN` or `pNN.N` with 0 < NN < 100 (`p5`, `p95`, `p99.9`), written as `<key>_p95`: exact
@@ -300,23 +306,42 @@ class AggregateFilter(Node):
         columns, last, order = self._columns, self._last, self._order
         self._reset()
         out: dict[str, Any] = {}
+        # A statistic's name that the window's record holds (a key passed on as it is, or
+        # the statistic of an earlier key of the same text) keeps that value (`clashes`).
+        clashed = clashes(
+            last, [name for key in order if key in columns for name in self._stat_names(key)]
+        )
+        flags = iter(clashed) if any(clashed) else None
         for key in order:
             column = columns.get(key)
             if column is not None:
-                names = self._names.get(key)
-                if names is None:
-                    if len(self._names) >= CACHE_LIMIT:
-                        self._names.clear()
-                    names = self._names[key] = tuple(stat_name(key, stat) for stat in self.stats)
+                names = self._stat_names(key)
                 if len(column):
-                    values = np.frombuffer(column, dtype=np.float64)
-                    out.update(zip(names, window_statistics(values, self.stats), strict=True))
+                    values = window_statistics(np.frombuffer(column, dtype=np.float64),
+                                               self.stats)
                 else:
-                    for name, stat in zip(names, self.stats, strict=True):
-                        out[name] = 0 if stat == "count" else 0.0 if stat == "sum" else math.nan
+                    values = [0 if stat == "count" else 0.0 if stat == "sum" else math.nan
+                              for stat in self.stats]
+                if flags is None:
+                    out.update(zip(names, values, strict=True))
+                else:
+                    for name, value in zip(names, values, strict=True):
+                        if next(flags):
+                            note_clash(self.counts, name, stacklevel=4)
+                        else:
+                            out[name] = value
             if key in last:
                 out[key] = last[key]
         self.emit(out)
+
+    def _stat_names(self, key: str) -> tuple[str, ...]:
+        """The names of `key`'s statistics, in the order of `stats` (cached per key)."""
+        names = self._names.get(key)
+        if names is None:
+            if len(self._names) >= CACHE_LIMIT:
+                self._names.clear()
+            names = self._names[key] = tuple(stat_name(key, stat) for stat in self.stats)
+        return names
 
     def __repr__(self) -> str:
         return f"AggregateFilter({self.match.regex!r}, every={self.every}, seconds={self.seconds})"

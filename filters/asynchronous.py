@@ -7,6 +7,7 @@ from collections import deque
 from typing import Any
 
 from pipeline.core.columns import Columns, batch_length
+from pipeline.core.isolation import StoreError
 from pipeline.core.node import ClosedError, Node, Record
 from pipeline.core.values import snapshot, snapshot_record
 
@@ -27,8 +28,10 @@ class AsyncNode(Node):
     `policy="drop_oldest"` drops the oldest queued record, counts it in `counts["dropped"]`
     and warns once. `flush()` and `close()` wait until the queue is drained (then flush/close
     the nodes below as usual). An error raised downstream in the thread is re-raised on the caller's
-    side, at its next `write`, `flush` or `close`, as a RuntimeError whose cause it is; the
-    thread goes on with the next records.
+    side, at its next `write`, `flush` or `close`, as a RuntimeError whose cause it is; from
+    `write` and `write_batch` it is a StoreError (a RuntimeError), raised after their own
+    records were queued: a Dispatcher above notes the failure and neither counts those
+    records lost nor sends them again. The thread goes on with the next records.
     """
 
     def __init__(self, maxsize: int = 10_000, policy: str = "block") -> None:
@@ -55,10 +58,13 @@ class AsyncNode(Node):
         self._put(_Batch({key: snapshot(column) for key, column in columns.items()}))
 
     def _put(self, item: Any) -> None:
-        if self._error is not None:
-            self._raise_error()
         if self.closed or self._stopping:
             raise ClosedError(f"{self!r} is closed; it takes no more records")
+        self._queue_item(item)
+        if self._error is not None:  # reported after queueing: this record is not lost
+            self._raise_error(StoreError)
+
+    def _queue_item(self, item: Any) -> None:
         if self._thread is None:
             self._start()
         with self._ready:
@@ -71,7 +77,7 @@ class AsyncNode(Node):
                         "queue full, dropping the oldest records (use policy='block' to lose "
                         "nothing)",
                         n=batch_length(oldest.columns) if type(oldest) is _Batch else 1,
-                        stacklevel=3,
+                        stacklevel=4,
                     )
                 else:
                     while len(queue) >= self.maxsize:
@@ -158,9 +164,9 @@ class AsyncNode(Node):
             while self._queue or self._busy:
                 self._ready.wait()
 
-    def _raise_error(self) -> None:
+    def _raise_error(self, kind: type[RuntimeError] = RuntimeError) -> None:
         error, self._error = self._error, None
-        raise RuntimeError(f"{self!r}: writing downstream failed in the background") from error
+        raise kind(f"{self!r}: writing downstream failed in the background") from error
 
     def on_flush(self) -> None:
         if self._thread is None and self._queue:  # records restored from a state

@@ -91,10 +91,19 @@ class Dispatcher(Node):
                 self._failed(child, data, error)
 
     def write_batch(self, columns: Columns) -> None:
+        """Each child takes the batch whole through its own `write_batch`, which takes every
+        row or raises having taken none (a StoreError: it holds every row). A child without
+        a batch path of its own (a logger, a terminal) gets the rows one by one through the
+        isolation rules, as `write` gives them: one that fails part-way through the batch
+        loses or holds the rows `write` would, and gets no row twice."""
         if self._retrying:
             super().write_batch(columns)  # row by row, so queued records keep their order
             return
         for child in self._children:
+            if type(child).write_batch is Node.write_batch:
+                for row in iter_rows(columns):
+                    self.write_to(child, row)
+                continue
             try:
                 child.write_batch(columns)
             except StoreError as error:  # the child holds every row and retries itself
@@ -102,8 +111,8 @@ class Dispatcher(Node):
             except Exception as error:
                 if self.strict:
                     raise
-                # Row by row, so a record the child cannot take is lost alone. A child whose
-                # write_batch failed after taking some rows gets those twice: nothing is lost.
+                # Row by row, so a record the child cannot take is lost alone (the batch path
+                # raised having taken no row).
                 rows = iter_rows(columns)
                 if isinstance(error, OSError):  # storage is down: queued, in order, retried
                     first = next(rows, None)

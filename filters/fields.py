@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from filters.clash import kept_callers_key
 from pipeline.core.columns import Columns, batch_length
 from pipeline.core.fusion import Transform
+from pipeline.core.keys import note_clash
 from pipeline.core.node import Record
 from pipeline.core.values import snapshot
 
@@ -17,7 +17,7 @@ from pipeline.core.values import snapshot
 class ConstantFields(Transform):
     """Adds `fields` (name -> value) to every record, before the record's own keys (as Acme's
     ConstantLogger). A field the record already holds keeps the record's value: the constant
-    is not written there, counted in `counts["clash"]` and warned about once per name.
+    is not written there, counted in `counts["clashed"]` and warned about once per name.
 
     The values are copied when the node is made (`snapshot`), so changing the mapping or a
     list given as a value later changes nothing.
@@ -41,7 +41,7 @@ class ConstantFields(Transform):
         if len(out) != self._width + len(data):  # a field the record holds: its value won
             for name in self.fields:
                 if name in data:
-                    kept_callers_key(self.counts, name, stacklevel=4)
+                    note_clash(self.counts, name, stacklevel=3)
         return out
 
     def write_batch(self, columns: Columns) -> None:
@@ -51,7 +51,7 @@ class ConstantFields(Transform):
         out: dict[str, Any] = {}
         for name, value in self.fields.items():
             if name in columns:  # keeps its place before the record's keys, as in a row
-                kept_callers_key(self.counts, name, length)
+                note_clash(self.counts, name, length)
             out[name] = [value] * length
         out.update(columns)
         self.emit_batch(out)
@@ -64,7 +64,7 @@ class Timestamp(Transform):
     """Adds `key` (default `wall_time`), the wall-clock time of the write in seconds since the
     epoch (`clock`, `time.time` by default), after the record's own keys. A batch counts as
     written at one instant (one reading for all its rows). A record that already holds `key`
-    keeps its value: counted in `counts["clash"]` and warned about once."""
+    keeps its value: counted in `counts["clashed"]` and warned about once."""
 
     drops = False
 
@@ -78,7 +78,7 @@ class Timestamp(Transform):
     def transform(self, data: Record) -> Record:
         key = self.key
         if key in data:
-            kept_callers_key(self.counts, key, stacklevel=4)
+            note_clash(self.counts, key, stacklevel=3)
             return data
         out = dict(data)
         out[key] = self._clock()
@@ -89,7 +89,7 @@ class Timestamp(Transform):
         if not length:
             return
         if self.key in columns:
-            kept_callers_key(self.counts, self.key, length)
+            note_clash(self.counts, self.key, length)
             self.emit_batch(columns)
             return
         self.emit_batch({**columns, self.key: [self._clock()] * length})

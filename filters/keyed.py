@@ -9,10 +9,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from filters.clash import kept_callers_key
 from pipeline.core.columns import Columns, batch_length, rows_slice
 from pipeline.core.fusion import Transform
-from pipeline.core.keys import KeyMatcher
+from pipeline.core.keys import KeyMatcher, clashes, note_clash
 from pipeline.core.node import Record
 from pipeline.core.values import shown, to_float
 
@@ -59,7 +58,7 @@ class KeyedFilter(Transform):
     scalars count as their float value; infinities are taken as they are.
 
     An output name the record already holds keeps the record's value: the filter's value is
-    not written, and is counted in `counts["clash"]` (warned about once per name).
+    not written, and is counted in `counts["clashed"]` (warned about once per name).
 
     `write_batch` gives the records row by row would give; a timed filter (`timed = True`)
     reads its clock once per record that holds a matching key, and once per batch: a batch
@@ -96,7 +95,8 @@ class KeyedFilter(Transform):
 
     def _plan(self, keys: tuple[str, ...]) -> Plan:
         match = self.match
-        held = set(keys)
+        names_of = {key: self.names(key) for key in keys if match(key)}
+        clashed = iter(clashes(keys, [name for names in names_of.values() for name in names]))
         plan = []
         for key in keys:
             if not match(key):
@@ -104,14 +104,15 @@ class KeyedFilter(Transform):
             state = self._states.get(key)
             if state is None:
                 state = self._states[key] = self.new_state(key)
-            names = self.names(key)
-            clashing = tuple(name for name in names if name in held)
+            names = names_of[key]
+            flags = [next(clashed) for _ in names]
+            clashing = tuple(name for name, clash in zip(names, flags, strict=True) if clash)
             single = names[0] if len(names) == 1 and not clashing else ""
             plan.append((
                 key,
                 state,
                 state.push,
-                tuple(name if name not in held else "" for name in names),
+                tuple("" if clash else name for name, clash in zip(names, flags, strict=True)),
                 clashing,
                 single,
             ))
@@ -158,7 +159,7 @@ class KeyedFilter(Transform):
             if name:
                 out[name] = output
         for name in held:
-            kept_callers_key(self.counts, name, stacklevel=5)
+            note_clash(self.counts, name, stacklevel=4)
 
     def _skip(self, key: str, value: Any, n: int = 1, stacklevel: int = 4) -> None:
         if value is None:
@@ -202,7 +203,7 @@ class KeyedFilter(Transform):
                 if name:
                     added.append((first, name, np.asarray([row[index] for row in rows])))
             for name in held:
-                kept_callers_key(self.counts, name, length - first, stacklevel=4)
+                note_clash(self.counts, name, length - first, stacklevel=3)
         if all(first == 0 for first, _, _ in added):
             self.emit_batch({**columns, **{name: column for _, name, column in added}})
             return

@@ -9,7 +9,7 @@ import numpy as np
 
 from pipeline.core.columns import Columns, batch_length, numeric, rows_slice
 from pipeline.core.fusion import Transform
-from pipeline.core.keys import KeyMatcher
+from pipeline.core.keys import KeyMatcher, clashes, note_clash
 from pipeline.core.names import smoothed_name, warmup_ema
 from pipeline.core.node import Record
 from pipeline.core.values import shown, to_float
@@ -28,6 +28,11 @@ class SmoothingFilter(Transform):
 
     `bias_correction=True` gives TensorBoard's debiased EMA instead: m_t = coeff m_{t-1} +
     (1 - coeff) x_t with m_0 = 0, s_t = m_t / (1 - coeff^t).
+
+    An output name the record already holds (a caller's own `return_smoothed_0.9`, or the
+    name of two keys with one text, `1` and `"1"`) keeps the record's value (the earlier
+    key's): the moving average goes on, but its value is not written there, counted in
+    `counts["clashed"]` and warned once per name (see `pipeline.core.keys.clashes`).
 
     Each key has its own state; keys may come and go between records. A value that is not a
     finite real number (None, NaN, inf, a string, an array) leaves the state unchanged: the
@@ -62,9 +67,15 @@ class SmoothingFilter(Transform):
         self._coeff = coeff
         self._step = 0.1 * coeff  # the EMA step's constant term (see warmup_ema)
 
-    def _plan(self, keys: tuple[str, ...]) -> tuple[tuple[str, str, list[float]], ...]:
+    def _plan(self, keys: tuple[str, ...]) -> tuple[tuple[Any, Any, list[float]], ...]:
         match = self.match
         plan = tuple((key, *self._key_state(key)) for key in keys if match(key))
+        clashed = clashes(keys, [name for _, name, _ in plan])
+        if any(clashed):  # the clashing outputs go under names of their own, then away
+            plan = _Clashing(
+                (key, _Unwritten(name) if clash else name, state)
+                for (key, name, state), clash in zip(plan, clashed, strict=True)
+            )
         if len(self._plans) >= _PLANS_LIMIT:
             self._plans.clear()
         self._plans[keys] = plan
@@ -85,6 +96,8 @@ class SmoothingFilter(Transform):
         else:
             cached = self._plans.get(keys)
             plan = self._plan(keys) if cached is None else cached
+            if type(plan) is _Clashing:
+                return self._transform_clashing(keys, data, plan)
             self._keys, self._last_plan = keys, plan
         if not plan:
             return data
@@ -109,6 +122,22 @@ class SmoothingFilter(Transform):
             c = state[1]  # warmup_ema's step, inline: this is the train chain's hot loop
             out[name] = state[0] = x if c == 0.0 else (1.0 - c) * x + c * state[0]
             state[1] = 0.9 * c + step
+        return out
+
+    def _transform_clashing(
+        self, keys: tuple[str, ...], data: Record, plan: _Clashing
+    ) -> Record:
+        """`transform` for a key tuple some of whose outputs clash (see `clashes`): their
+        values go under stand-in names, taken out again and counted."""
+        self._keys, self._last_plan = keys, plan
+        try:
+            out = self.transform(data)
+        finally:
+            self._keys = None  # the next record of these keys comes back here
+        assert isinstance(out, dict)
+        for _, name, _ in plan:
+            if type(name) is _Unwritten and out.pop(name, _NONE) is not _NONE:
+                note_clash(self.counts, name.name, stacklevel=5)
         return out
 
     def _debiased(self, key: str, value: Any, state: list[float]) -> float:
@@ -140,6 +169,9 @@ class SmoothingFilter(Transform):
         for key, name, state in plan:
             smoothed, first = self._smooth_column(key, columns[key], state)
             if first < length:
+                if type(name) is _Unwritten:
+                    note_clash(self.counts, name.name, length - first)
+                    continue
                 out[name] = smoothed
                 starts.append((first, name))
         if all(first == 0 for first, _ in starts):
@@ -224,3 +256,22 @@ class SmoothingFilter(Transform):
 
     def __repr__(self) -> str:
         return f"SmoothingFilter({self.match.regex!r}, coeff={self.coeff})"
+
+
+class _Unwritten:
+    """The stand-in name of an output that clashes: a key no record holds."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"_Unwritten({self.name!r})"
+
+
+class _Clashing(tuple):
+    """A plan with some outputs under `_Unwritten` names."""
+
+
+_NONE = object()

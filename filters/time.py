@@ -86,7 +86,7 @@ class TimeFilter(Transform):
         if held:
             self.counts["dropped"] += held
             if self.keep_last:
-                self._held = row(columns, length - 1)
+                self._held = snapshot_record(row(columns, length - 1))
 
     def on_flush(self) -> None:
         held, self._held = self._held, None

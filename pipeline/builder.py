@@ -32,7 +32,7 @@ from filters import (
 )
 from pipeline.core import lifecycle
 from pipeline.core.columns import Columns
-from pipeline.core.fusion import Transform, fuse
+from pipeline.core.fusion import Transform, fuse, make_refuse, rebind
 from pipeline.core.isolation import strict_from_env
 from pipeline.core.node import ClosedError, Logger, Node, Record
 from pipeline.core.values import shown
@@ -84,6 +84,7 @@ class Pipeline(Node):
         self._tail: Node = self
         self._ended = False
         self._fused: list[Transform] = []
+        self._write: Callable[[Record], None] | None = None  # the fused write, once ended
 
     # -- building -------------------------------------------------------------------------
 
@@ -101,9 +102,11 @@ class Pipeline(Node):
         """Appends a NoneFilter: keys whose value is None are dropped."""
         return self.then(NoneFilter())
 
-    def throttle(self, seconds: float) -> Pipeline:
-        """Appends a TimeFilter: a record passes only if `seconds` passed since the last one."""
-        return self.then(TimeFilter(seconds))
+    def throttle(self, seconds: float, *, keep_last: bool = False) -> Pipeline:
+        """Appends a TimeFilter: a record passes only if `seconds` passed since the last one;
+        with `keep_last=True` the last held-back record is passed on flush and close, so the
+        final values of a run always reach the sinks."""
+        return self.then(TimeFilter(seconds, keep_last=keep_last))
 
     def every(
         self,
@@ -233,10 +236,18 @@ class Pipeline(Node):
 
     def _fuse(self) -> None:
         """Fuses the chain and installs, as this pipeline's `write`, one function that checks
-        the record, takes the lock and runs the fused chain."""
+        the record, takes the lock and runs the fused chain. It stays the same function
+        object from then on (fused again in place when a node is connected below, made to
+        refuse records once closed), so a `write = pipeline.write` kept by a caller always
+        writes through the current graph."""
         fused = fuse(self, _check_record, self._thread_lock)
         self._fused = fused.run
-        self.write = fused.write  # type: ignore[method-assign,assignment]
+        with self._lock:  # no write of this pipeline is half-way through the old code
+            if self._write is None:
+                self._write = fused.write
+            else:
+                rebind(self._write, fused.write)
+        self.write = self._write  # type: ignore[method-assign,assignment]
         self._rewire_parents()
 
     def _rewire_parents(self) -> None:
@@ -302,6 +313,8 @@ class Pipeline(Node):
 
     def on_close(self) -> None:
         self.__dict__.pop("write", None)  # the class's write refuses records from now on
+        if self._write is not None:  # and so does the fused one, wherever it was kept
+            make_refuse(self._write, self._refuse)
         self._rewire_parents()
         lifecycle.forget(self)  # also when closed as part of an outer pipeline
 

@@ -12,13 +12,14 @@ Imports no framework: Acme is needed only to run the loop that writes into these
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from filters import TimeFilter
 from pipeline.builder import Pipeline
-from pipeline.core.node import Node
+from pipeline.core.node import Logger, LoggerSink, Node
 from sinks import CsvSink, TerminalSink
 
 
@@ -40,7 +41,7 @@ def make_logger(
     terminal_time_delta: float | None = None,
     terminal_stream: TextIO | None = None,
     csv_mode: str = "a",
-    extra_sinks: Sequence[Node] = (),
+    extra_sinks: Sequence[Node | Logger] = (),
     state: Mapping[str, Any] | None = None,
 ) -> Pipeline:
     """Builds the standard logger of an Acme component (an environment loop, a learner) as a
@@ -51,19 +52,23 @@ def make_logger(
 
     1. `drop_none()`: keys whose value is None are dropped (as Acme's NoneFilter);
     2. `smooth(smoothing_regex, smoothing_coeff)` if `smoothing_regex` is given: each matching
-       key gets `<key>_smoothed_<coeff>` next to it (warm-up EMA). It comes before the time
-       gate, so every record counts in the average, however fast records arrive;
-    3. a gate: with `aggregate_regex`, an AggregateFilter emits one record per window
+       key gets `<key>_smoothed_<coeff>` next to it (warm-up EMA); every record counts in the
+       average, however fast records arrive;
+    3. with `aggregate_regex`, an AggregateFilter emits one record per window
        (`<key>_mean/_std/_median/_max/_min` for matching keys, the last value of the others)
        on `flush()` (the example's `dump()`), on `close()`, and after every `aggregate_every`
-       records and/or `aggregate_seconds` seconds if given; windows are never throttled, so
-       `time_delta` does not apply. Without `aggregate_regex`, a TimeFilter passes at most
-       one record per `time_delta` seconds, and the last held-back one on flush/close, so the
-       final state always lands (`time_delta=0` passes everything);
-    4. the leaves, each optional: `TerminalSink(label)` (throttled again to one line per
-       `terminal_time_delta` seconds if given; printed to `terminal_stream` or stdout),
-       `CsvSink(<directory>/<label>.csv, mode=csv_mode)`, a NeptuneSink, and the
-       `extra_sinks` (any nodes: a MemorySink, a progress display).
+       records and/or `aggregate_seconds` seconds if given;
+    4. the leaves, each optional: `TerminalSink(label)` (printed to `terminal_stream` or
+       stdout), `CsvSink(<directory>/<label>.csv, mode=csv_mode)`, a NeptuneSink, and the
+       `extra_sinks` (any nodes or loggers: a MemorySink, a progress display).
+
+    Only the terminal is throttled: it prints at most one line per `terminal_time_delta`
+    seconds (default: `time_delta`, or no throttle with `aggregate_regex`, whose windows are
+    never throttled), and the last held-back record on flush/close, so the final values
+    show. The CSV, Neptune and the extra sinks get every record.
+
+    Every argument is checked before anything is made: a refused one raises before the CSV
+    file (or a Neptune run) exists.
 
     `neptune`: False for none; True or a dict of `NeptuneSink` keyword arguments (offline mode
     by default; `prefix` and `step_key` default to this logger's `prefix` and `steps_key`); or
@@ -79,73 +84,70 @@ def make_logger(
     """
     if not isinstance(label, str) or not label:
         raise ValueError(f"label must be a non-empty string, got {label!r}")
-    if isinstance(time_delta, bool) or not isinstance(time_delta, (int, float)) or time_delta < 0:
-        raise ValueError(f"time_delta must be a number >= 0 seconds, got {time_delta!r}")
-    _check_neptune(neptune)
-    leaves = _leaves(
-        label,
-        directory=directory,
-        steps_key=steps_key,
-        terminal=terminal,
-        csv=csv,
-        neptune=neptune,
-        prefix=label if prefix is None else prefix,
-        terminal_time_delta=terminal_time_delta,
-        terminal_stream=terminal_stream,
-        csv_mode=csv_mode,
-    )
-    leaves.extend(extra_sinks)
-    if not leaves:
+    _check_seconds("time_delta", time_delta)
+    if terminal_time_delta is not None:
+        _check_seconds("terminal_time_delta", terminal_time_delta)
+    if csv and directory is None:
+        raise ValueError("csv=True needs a directory for the CSV file")
+    prefix = label if prefix is None else prefix
+    neptune_options = _neptune_options(neptune, prefix=prefix, steps_key=steps_key)
+    extra = [sink if isinstance(sink, Node) else LoggerSink.of(sink) for sink in extra_sinks]
+    if not (terminal or csv or neptune_options is not None or isinstance(neptune, Node) or extra):
         raise ValueError(f"make_logger({label!r}) has no sink: enable terminal, csv or neptune")
+    # The filters check their own arguments: built before the sinks, which open files.
     logger = Pipeline(label).drop_none()
     if smoothing_regex is not None:
         logger.smooth(smoothing_regex, coeff=smoothing_coeff)
     if aggregate_regex is not None:
         logger.aggregate(aggregate_regex, every=aggregate_every, seconds=aggregate_seconds)
-    elif time_delta > 0:
-        logger.then(TimeFilter(time_delta, keep_last=True))
-    logger.to(*leaves)
+    if terminal_time_delta is None:
+        terminal_time_delta = 0.0 if aggregate_regex is not None else time_delta
+    screen: Node | None = None
+    if terminal:
+        screen = TerminalSink(label, stream=terminal_stream)
+        if terminal_time_delta:
+            screen = TimeFilter(terminal_time_delta, keep_last=True).connect(screen)
+    tracker = neptune if isinstance(neptune, Node) else None
+    if neptune_options is not None:
+        tracker = _neptune_sink(neptune_options)
+    table: Node | None = None
+    if csv:  # last: its file is the only thing made that outlives a refused argument
+        assert directory is not None
+        table = CsvSink(os.path.join(directory, f"{label}.csv"), mode=csv_mode)
+    leaves = [leaf for leaf in (screen, table, tracker) if leaf is not None]
+    logger.to(*leaves, *extra)
     if state is not None:
         logger.load_state_dict(dict(state))
     return logger
 
 
-def _leaves(
-    label: str,
-    *,
-    directory: str | os.PathLike[str] | None,
-    steps_key: str | None,
-    terminal: bool,
-    csv: bool,
-    neptune: bool | Mapping[str, Any] | Node,
-    prefix: str,
-    terminal_time_delta: float | None,
-    terminal_stream: TextIO | None,
-    csv_mode: str,
-) -> list[Node]:
-    """The sinks of `make_logger`, in the order terminal, CSV, Neptune."""
-    leaves: list[Node] = []
-    if terminal:
-        sink: Node = TerminalSink(label, stream=terminal_stream)
-        if terminal_time_delta:
-            sink = TimeFilter(terminal_time_delta, keep_last=True).connect(sink)
-        leaves.append(sink)
-    if csv:
-        if directory is None:
-            raise ValueError("csv=True needs a directory for the CSV file")
-        leaves.append(CsvSink(os.path.join(directory, f"{label}.csv"), mode=csv_mode))
-    if isinstance(neptune, Node):
-        leaves.append(neptune)
-    elif neptune is True or isinstance(neptune, Mapping):
-        options: dict[str, Any] = {"prefix": prefix, "step_key": steps_key}
-        if isinstance(neptune, Mapping):
-            options.update(neptune)
-        leaves.append(_neptune_sink(options))
-    elif neptune is not False and neptune is not None:
+def _check_seconds(name: str, seconds: object) -> None:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+        raise ValueError(f"{name} must be a number >= 0 seconds, got {seconds!r}")
+
+
+def _neptune_options(
+    neptune: bool | Mapping[str, Any] | Node, *, prefix: str, steps_key: str | None
+) -> dict[str, Any] | None:
+    """The NeptuneSink options `neptune` asks for (None for no sink to make), checked
+    before anything is made: the option names, and the client when a run is to be made."""
+    if isinstance(neptune, Node) or neptune is False or neptune is None:
+        return None
+    if neptune is not True and not isinstance(neptune, Mapping):
         raise ValueError(
             f"neptune must be a bool, a dict of NeptuneSink options or a Node, got {neptune!r}"
         )
-    return leaves
+    options: dict[str, Any] = {"prefix": prefix, "step_key": steps_key}
+    if isinstance(neptune, Mapping):
+        options.update(neptune)
+    from sinks.neptune import NeptuneSink  # the client itself is imported when a run is made
+
+    try:
+        inspect.signature(NeptuneSink).bind(**options)
+    except TypeError as error:
+        raise ValueError(f"neptune: not NeptuneSink options ({error})") from None
+    _check_neptune(options)
+    return options
 
 
 def neptune_missing_error() -> ImportError | None:

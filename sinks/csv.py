@@ -150,9 +150,17 @@ class CsvSink(BufferedFileSink):
         self._rows_before: int | None = None  # counted at the first checkpoint
         # the checkpoint's header (None: no header yet) and rows, while a state is loaded
         self._saved: tuple[list[str] | None, int] = (None, 0)
+        # declared columns that a header already on disk lacks: it is widened at the next store
+        self._declared: list[str] = []
         for name in fieldnames:
-            if name not in self.fieldnames:
-                self.fieldnames.append(str(name))
+            if str(name) not in self.fieldnames:
+                (self._declared if self._has_header else self.fieldnames).append(str(name))
+
+    def _continued(self) -> None:
+        header = self._read_header()
+        declared = [name for name in self.fieldnames if name not in header]
+        self.fieldnames, self._has_header = (header, True) if header else (declared, False)
+        self._declared = declared if header else []
 
     def _read_header(self) -> list[str]:
         if not self.path.is_file():  # a device such as /dev/full has no header to read
@@ -167,7 +175,7 @@ class CsvSink(BufferedFileSink):
     def _store(self, rows: list[dict[str, Any]]) -> None:
         if NUL_REFUSED:
             rows = [self._without_nul(row) for row in rows]
-        fields = list(self.fieldnames)
+        fields = self.fieldnames + self._declared
         known = set(fields)
         renamed = False
         for row in rows:
@@ -200,6 +208,7 @@ class CsvSink(BufferedFileSink):
                 text.write(numbers)
             self._append(text.getvalue())
         self.fieldnames = fields
+        self._declared = []
         self._has_header = True
         self._headless = 0
 

@@ -476,6 +476,28 @@ class BufferedFileSink(Sink):
         from held to stored, a drop from held to lost: neither changes the sum)."""
         return self.rows_written + len(self._pending) + self.counts["lost"]
 
+    def continue_file(self) -> None:
+        """Appends to the file from here on instead of replacing it, as `mode="a"` would: for
+        a process that takes a run over, such as a restarted Ray hub rebuilding its sinks.
+        Changes nothing once the sink has stored (its own file is then being written) or when
+        it was made with `mode="a"`. A last line torn by the crash is cut off."""
+        with self._store_lock:
+            if not self._replace_first:
+                return
+            self._replace_first = False
+            removed = self._repair_tail()
+            self._continued()
+        if removed:
+            warnings.warn(
+                f"{type(self).__name__}: {self.path} ended in a torn line ({removed} bytes, "
+                "left by a crash); it was cut off before appending",
+                stacklevel=2,
+            )
+
+    def _continued(self) -> None:
+        """Called by `continue_file` (under the store lock) once the file is to be appended
+        to: a format with a header reads it here."""
+
     def fresh(self) -> bool:
         """Nothing written yet, or nothing since a state was loaded (a sink shared by two
         pipelines takes the state of each: they are of one checkpoint)."""

@@ -1,6 +1,10 @@
-"""Shared fixtures: small record streams and a fake clock for time-based nodes."""
+"""Shared fixtures: small record streams, a fake clock for time-based nodes, the test run's
+one local Ray; and each test's time bound."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import Phase, settings
@@ -45,6 +49,29 @@ class StorageDown(MemorySink):
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A local Ray on 2 CPUs (tests/integrations/local_ray.py), started at the first test that
+    needs it and shut down when the run ends; yields the folder holding its session files."""
+    from tests.integrations.local_ray import local_ray  # imports ray: only when a test needs it
+
+    base = tmp_path_factory.mktemp("ray")
+    with local_ray(base):
+        yield base
+
+
+# Each test's time bound (pytest-timeout), so that a hang fails one test instead of the run:
+# generous, since the machine may be busy; a test that runs a real framework gets more.
+# A test's own @pytest.mark.timeout wins.
+SLOW_TEST_SECONDS = 900.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_SECONDS))
 
 
 # Selected by `mutmut run` ([tool.mutmut] in pyproject.toml): a property test that a mutant

@@ -152,7 +152,10 @@ def check_quick_start(cwd: Path, stdout: str) -> None:
     assert [int(row["episodes"]) for row in evaluation] == list(range(9, 200, 10))
     assert float(evaluation[0]["episode_return_mean"]) == pytest.approx(np.mean(returns[:10]))
     assert float(evaluation[-1]["episode_return_max"]) == pytest.approx(max(returns[190:]))
-    assert stdout.count("[Train]") >= 1
+    lines = [line for line in stdout.splitlines() if line.startswith("[Train]")]
+    assert lines, "the terminal shows the train records"
+    last = train[-1]
+    assert f"Episodes = {last['episodes']}" in lines[-1], "the last episode shows (keep_last)"
 
 
 def check_own_sink(cwd: Path, stdout: str) -> None:

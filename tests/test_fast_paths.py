@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from filters import AggregateFilter, Dispatcher, NoneFilter, SmoothingFilter
+from filters import AggregateFilter, AsyncNode, Dispatcher, NoneFilter, SmoothingFilter
 from pipeline import ClosedError, Node, Pipeline
 from pipeline.core.columns import batch_length, batch_rows, iter_rows, none_mask
 from pipeline.core.fusion import Transform
@@ -344,6 +344,30 @@ def test_a_step_that_fans_out_after_the_chain_ended_sends_each_later_record_to_b
     pipe.close()
     assert memory.records == [{"i": 0}, {"i": 1}]
     assert later.records == [{"i": 1}]
+
+
+@pytest.mark.parametrize("chain", sorted(CHAINS))
+@pytest.mark.parametrize("thread_safe", [True, False])
+@pytest.mark.parametrize("where", ["the dispatcher", "the last step"])
+def test_a_write_kept_before_a_node_is_connected_delivers_to_it(
+    chain: str, thread_safe: bool, where: str
+) -> None:
+    first, later = MemorySink(), MemorySink()
+    pipe = CHAINS[chain](Pipeline(thread_safe=thread_safe, close_at_exit=False)).to(first)
+    write = pipe.write  # kept, as `logger=pipe.write` or a framework's callback keeps it
+    write({"i": 0})
+    below: Node = next(node for node in pipe.steps if isinstance(node, Dispatcher))
+    if where == "the last step":
+        below = below._parents[0]
+    below.connect(later)
+    write({"i": 1})
+    pipe.write({"i": 2})
+    assert [record["i"] for record in first.records] == [0, 1, 2]
+    assert [record["i"] for record in later.records] == [1, 2]
+    pipe.close()
+    with pytest.raises(ClosedError):
+        write({"i": 3})
+    assert [record["i"] for record in first.records] == [0, 1, 2]
 
 
 @pytest.mark.parametrize("chain", sorted(CHAINS))
@@ -855,6 +879,58 @@ def test_a_later_change_to_a_batch_does_not_reach_the_rows_a_file_sink_holds(
     _mutate(columns)
     sink.close()
     assert (tmp_path / "batch.out").read_bytes() == (tmp_path / "rows.out").read_bytes()
+
+
+def _final_observations() -> np.ndarray:
+    """gymnasium's `final_observation`: an object array holding one array per environment."""
+    return _objects([np.zeros(2), np.zeros(3), None])
+
+
+def _changed_in_place(observations: np.ndarray) -> None:
+    observations[0][:] = 7.0
+    observations[1][1] = 7.0
+
+
+@pytest.mark.parametrize("path", ["write", "write_batch", "async write", "async write_batch"])
+@pytest.mark.parametrize("sink_class", [MemorySink, CsvSink, JsonlSink])
+def test_a_later_change_inside_an_object_array_does_not_reach_what_a_sink_holds(
+    tmp_path: Path, path: str, sink_class: type[Node]
+) -> None:
+    def stored(observations: np.ndarray, mutate: bool) -> Any:
+        out = tmp_path / f"{mutate}.out"
+        sink = MemorySink() if sink_class is MemorySink else sink_class(  # type: ignore[call-arg]
+            out, flush_every=1000, flush_seconds=None
+        )
+        head: Node = sink
+        if path.startswith("async"):
+            head = AsyncNode(policy="block").connect(sink)
+            head._put = _paused_put(head)  # type: ignore[attr-defined]
+        if path.endswith("write_batch"):
+            head.write_batch({"final_observation": _objects([observations]), "step": [1]})
+        else:
+            head.write({"final_observation": observations, "step": 1})
+        if mutate:
+            _changed_in_place(observations)
+        head.close()
+        return sink.records if isinstance(sink, MemorySink) else out.read_bytes()
+
+    untouched = stored(_final_observations(), mutate=False)
+    assert same(stored(_final_observations(), mutate=True), untouched)
+
+
+def _paused_put(node: Any) -> Callable[[Any], None]:
+    """An AsyncNode's queueing, with the thread held until the record is queued (so the
+    caller's change comes before the thread writes, as under load)."""
+    put = node._put
+
+    def paused(item: Any) -> None:
+        node.pause()
+        try:
+            put(item)
+        finally:
+            node.resume()
+
+    return paused
 
 
 # -- 5. plain: numpy ints, uints and bools --------------------------------------------------

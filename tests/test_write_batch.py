@@ -36,7 +36,9 @@ from tests.conftest import FakeClock
 
 Batch = dict[str, Any]
 
-KEYS = ["r", "x_return", "loss", "steps", "tag"]
+KEYS = ["r", "x_return", "loss", "steps", "tag", "r_smoothed_0.9", "loss_min", 1, "1"]
+"""Metric names, some of which a filter's outputs clash with (a caller's own smoothed key or
+statistic; two keys of one text)."""
 values = st.one_of(
     st.none(),
     st.floats(allow_nan=True, allow_infinity=True),
@@ -142,10 +144,56 @@ def test_every_filter_gives_the_same_records_by_batch_as_by_rows(
             node.close()
         records = sink.records if name != "dispatch" else node.children[0].records  # type: ignore[attr-defined]
         counters = {c: getattr(node, c) for c in COUNTERS if hasattr(node, c)}
+        counters["clashed"] = dict(node.counts.by_key.get("clashed", {}))
         outputs.append((records, counters))
     (rows_records, rows_counters), (batch_records, batch_counters) = outputs
     assert same_records(batch_records, rows_records)
     assert batch_counters == rows_counters
+
+
+class Picky:
+    """A plain logger (no batch path) that refuses the rows `refuse` names by its n-th write
+    (ValueError: lost) and whose storage is down on the writes `down` names (OSError: held
+    and retried)."""
+
+    def __init__(self, refuse: set[int], down: set[int]) -> None:
+        self.refuse, self.down, self.calls = refuse, down, 0
+        self.rows: list[dict[str, Any]] = []
+
+    def write(self, data: dict[str, Any]) -> None:
+        self.calls += 1
+        if self.calls in self.down:
+            raise OSError("storage down for a moment")
+        if self.calls in self.refuse:
+            raise ValueError("cannot take this one")
+        self.rows.append(dict(data))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    stream=batches,
+    refuse=st.sets(st.integers(1, 40), max_size=6),
+    down=st.sets(st.integers(1, 40), max_size=4),
+)
+def test_a_dispatcher_stores_and_counts_the_same_by_batch_as_by_rows_whatever_fails(
+    stream: list[Batch], refuse: set[int], down: set[int]
+) -> None:
+    outputs = []
+    for feed in (by_rows, by_batches):
+        logger, memory = Picky(refuse, down), MemorySink()
+        node = Dispatcher(logger, memory, backoff=1e-9, max_backoff=1e-9)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            feed(node, stream, lambda: None)
+            node.close()
+        failures = [(f.total_lost, f.queued) for f in node.failures.values()]
+        outputs.append((logger.rows, memory.records, failures))
+    (rows_logged, rows_memory, rows_failures), (batch_logged, batch_memory, batch_failures) = (
+        outputs
+    )
+    assert same_records(batch_logged, rows_logged)
+    assert same_records(batch_memory, rows_memory)
+    assert batch_failures == rows_failures
 
 
 def test_aggregate_batches_are_cut_at_window_boundaries() -> None:

@@ -2,7 +2,7 @@
 
 Every subcommand runs under `pipeline.cli.errors.guard`: an error is one line on stderr
 starting with `rlpipe <subcommand>: ` and a non-zero exit status (2: bad arguments or input;
-1: a missing extra, named with its `pip install 'rlpipe[...]'`, or anything else; 130: Ctrl-C),
+1: a missing extra, named with its `pip install -e '.[...]'`, or anything else; 130: Ctrl-C),
 never a traceback. Set the environment variable `RLPIPE_DEBUG=1` to get the traceback of an
 unexpected error instead. Text the command prints that it cannot encode for stdout is written
 as backslash escapes.

@@ -19,7 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.cli.runfiles import NO_RUN_FILES, Table, is_data_file, read_table, run_files
+from pipeline.cli.runfiles import (
+    NO_RUN_FILES,
+    Table,
+    check_given_file,
+    is_data_file,
+    read_table,
+    run_files,
+)
 from pipeline.core.names import split_smoothed, split_stat, warmup_ema
 
 DEFAULT_Y = r"(?i)return|EpRet|ep_rew"
@@ -211,6 +218,7 @@ class Curve:
     x: np.ndarray
     y_key: str  # the bold curve's column, or e.g. "EMA 0.9 of episode_return"
     y: np.ndarray
+    smoothing: str | None = None  # how the bold curve is smoothed: `smoothing_note`
     raw_key: str | None = None  # the faint values under a smoothed curve
     raw_x: np.ndarray | None = None
     raw: np.ndarray | None = None
@@ -219,6 +227,19 @@ class Curve:
     band_x: np.ndarray | None = None
     band_low: np.ndarray | None = None
     band_high: np.ndarray | None = None
+
+
+def smoothing_note(*, coeff: float | None = None, window: int | None = None) -> str | None:
+    """How far a smoothed curve trails its values, for the legend: an EMA of coefficient
+    `coeff` averages about the last 1 / (1 - coeff) points (0.99: 100), a moving average the
+    last `window`; on a rising curve it lags that far behind the raw values, which must not
+    read as slow learning. None for a coefficient the name did not give."""
+    if window is not None:
+        return f"average of the last {window} points: trails the raw values"
+    if coeff is None or not 0 <= coeff < 1:
+        return None
+    points = 1 / (1 - coeff)
+    return f"EMA {coeff:g} ≈ average of the last {points:.0f} points: trails the raw values"
 
 
 def _finite(x: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -265,6 +286,12 @@ def make_curve(
     if not len(cx):
         return None
     curve = Curve(run, panel, label, cx, y_key, cy)
+    if window is not None:
+        curve.smoothing = smoothing_note(window=window)
+    elif smooth is not None:
+        curve.smoothing = smoothing_note(coeff=smooth)
+    elif raw_key is not None and (parts := split_smoothed(y_key)) is not None:
+        curve.smoothing = smoothing_note(coeff=parts[1])
     if raw is not None and raw_key is not None:
         curve.raw_key = raw_key
         curve.raw_x, curve.raw = _finite(x, raw)
@@ -295,13 +322,15 @@ def band_columns(metric: Metric, band: str) -> tuple[str, str, str] | None:
 
 
 def load_runs(paths: Sequence[str | os.PathLike[str]]) -> list[Run]:
-    """The runs the arguments name: a file is a run of one table; a folder with data files is
-    a run of all of them; a folder without is searched for sub-folders that have some, each a
-    run. Runs are named by their path relative to the arguments' common folder."""
+    """The runs the arguments name: a file is a run of one table (a file whose suffix names no
+    format rlpipe reads is refused: `check_given_file`, ValueError); a folder with data files
+    is a run of all of them; a folder without is searched for sub-folders that have some, each
+    a run. Runs are named by their path relative to the arguments' common folder."""
     found: list[tuple[Path, list[Path]]] = []
     for given in paths:
         path = Path(given)
         if path.is_file():
+            check_given_file(path)
             found.append((path, [path]))
         elif path.is_dir():
             files = run_files(path)
@@ -395,6 +424,7 @@ __all__ = [
     "moving_average",
     "run_names",
     "select_metrics",
+    "smoothing_note",
     "split_name",
     "step_rank",
 ]

@@ -16,6 +16,13 @@ The loggers come from `pipeline.integrations.acme.make_logger_factory`.
 
 The agent and its environment are in `pipeline.cli.demo_agent`. At the end the demo says what
 it wrote and the `rlpipe plot` command that draws the run's learning curves.
+
+A checkpoint (`checkpoint.pkl`: the agent, the counters and the loggers' state) is written to
+the run folder after every evaluation round. Stopped by Ctrl-C or SIGTERM, the demo says how to
+go on (`--resume --run-name NAME`), and a resumed run says where it resumes. A run folder is
+one run: a fresh run under a name that already holds one is refused unless `--overwrite` is
+given, which first removes what the earlier run wrote (CSV files, TensorBoard event files, the
+offline Neptune run, the checkpoint), so no curve mixes two runs.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import importlib.util
 import os
 import pickle
 import shlex
+import shutil
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -35,13 +44,22 @@ import numpy as np
 
 # first: it names the acme extra when Acme, dm_env or gymnasium is missing
 from pipeline.cli.demo_agent import GymnasiumEnvironment, TabularQActor, cartpole_discretizer
-from pipeline.cli.errors import DEBUG_HELP
+from pipeline.cli.errors import BAD_INPUT, DEBUG_HELP, INTERRUPTED, fail, install_hint
 from pipeline.cli.plot import default_output
 from pipeline.cli.runfiles import read_table
 from pipeline.core.names import smoothed_name, stat_name
 from pipeline.core.node import Record
 from pipeline.presets import LoggerFactory, make_logger_factory, neptune_missing_error
 from sinks.base import Sink
+
+PROG = "rlpipe demo"
+
+CHECKPOINT = "checkpoint.pkl"
+"""The file in the run folder that `--resume` goes on from."""
+
+RUN_OUTPUTS = ("train.csv", "eval.csv", CHECKPOINT, "tensorboard", ".neptune")
+"""What a run writes in its folder (what `--overwrite` removes)."""
+
 
 RETURN = "episode_return"
 """The key Acme's EnvironmentLoop writes an episode's return under."""
@@ -90,9 +108,11 @@ class ProgressSink(Sink):
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """The demo's options."""
     parser = argparse.ArgumentParser(
-        prog="rlpipe demo",
+        prog=PROG,
         description="Q-learning on CartPole in an Acme EnvironmentLoop, logged through rlpipe "
-        "to the terminal, CSV files and an offline Neptune run.",
+        "to the terminal, CSV files, TensorBoard event files and an offline Neptune run. A "
+        f"checkpoint ({CHECKPOINT}) is written after every evaluation round: --resume goes on "
+        "from it.",
         epilog=DEBUG_HELP,
     )
     parser.add_argument("--episodes", type=int, default=300, help="train episodes (300)")
@@ -106,11 +126,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--run-name",
         default=None,
-        help="this run's folder under --out (demo-<date>-<time>); its CSV files are replaced",
+        help="this run's folder under --out (demo-<date>-<time>); one that already holds a run "
+        "needs --resume or --overwrite",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
     parser.add_argument(
-        "--smoothing", type=float, default=0.99, help="EMA coefficient of the train return"
+        "--smoothing",
+        type=float,
+        default=0.99,
+        help="EMA coefficient of the train return (0.99: about the last 100 episodes)",
     )
     parser.add_argument("--no-neptune", action="store_true", help="do not log to Neptune")
     parser.add_argument(
@@ -123,11 +147,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar, even on a terminal"
     )
-    parser.add_argument(
+    run_state = parser.add_mutually_exclusive_group()
+    run_state.add_argument(
         "--resume",
         action="store_true",
-        help="go on from the run's last checkpoint (written after every evaluation round), "
-        "after Ctrl-C, SIGTERM or a crash: needs --run-name",
+        help=f"go on from the run's last checkpoint (<run>/{CHECKPOINT}, written after every "
+        "evaluation round), after Ctrl-C, SIGTERM or a crash: needs --run-name",
+    )
+    run_state.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh under a --run-name that already holds a run: first removes its CSV "
+        "files, TensorBoard event files, offline Neptune run and checkpoint",
     )
     args = parser.parse_args(list(argv))
     for name in ("episodes", "eval_every", "eval_episodes"):
@@ -145,13 +176,36 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the demo; returns the exit status."""
+    """Runs the demo; returns the exit status: 0 done; 2 (one line on stderr, nothing
+    created) for a `--resume` without a checkpoint or a fresh run under a name that holds one
+    without `--overwrite`; 130 after Ctrl-C and 143 after SIGTERM, with how to go on."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     run_dir = os.path.join(args.out, args.run_name)
+    checkpoint = None
+    if args.resume:
+        if not os.path.isfile(os.path.join(run_dir, CHECKPOINT)):
+            where = "none was written yet" if os.path.isdir(run_dir) else "no such run folder"
+            return fail(
+                PROG,
+                f"--resume: no checkpoint to go on from in {run_dir} ({where}; one is written "
+                "after every evaluation round)",
+                BAD_INPUT,
+            )
+        checkpoint = _load_checkpoint(run_dir)
+    else:
+        earlier = [name for name in RUN_OUTPUTS if os.path.lexists(os.path.join(run_dir, name))]
+        if earlier and not args.overwrite:
+            return fail(
+                PROG,
+                f"{run_dir} already holds a run ({', '.join(earlier)}): go on with it with "
+                "--resume, start it afresh with --overwrite, or choose another --run-name",
+                BAD_INPUT,
+            )
+        for name in earlier:
+            _remove(os.path.join(run_dir, name))
     os.makedirs(run_dir, exist_ok=True)
     bar = _progress_bar(args)
     stream: TextIO | None = _TqdmStream(type(bar)) if bar is not None else None  # type: ignore[assignment]
-    checkpoint = _load_checkpoint(run_dir) if args.resume else None
     neptune = _neptune_options(args, run_dir)
     tensorboard = _tensorboard_dir(args, run_dir)
     smoothed = smoothed_name(RETURN, args.smoothing)
@@ -182,33 +236,78 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
         },
     )
-    print(
-        f"rlpipe demo: tabular Q-learning on CartPole-v1, {args.episodes} train episodes, "
-        f"{args.eval_episodes} eval episodes every {args.eval_every}; writing to {run_dir}",
-        flush=True,
-    )
+    print(banner(args, run_dir, checkpoint), flush=True)
     started = time.monotonic()
     try:
         train_episodes = run(args, factory, bar, checkpoint, run_dir)
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+    except SystemExit as stop:
+        if stop.code != 128 + signal.SIGTERM:  # rlpipe's SIGTERM handler exits with 143
+            raise
+        stopped = "stopped by SIGTERM"
+    else:
+        stopped = ""
     finally:
         factory.close()
         if bar is not None:
             bar.close()
+    if stopped:
+        status = INTERRUPTED if stopped == "interrupted" else 128 + signal.SIGTERM
+        return fail(PROG, f"{stopped}; {resume_hint(args, run_dir)}", status)
     elapsed = time.monotonic() - started
     print(f"done: {train_episodes} train episodes in {elapsed:.1f} s", flush=True)
     print(summary(run_dir, smoothed, neptune, tensorboard), flush=True)
     return 0
 
 
-CHECKPOINT = "checkpoint.pkl"
-"""The file in the run folder that `--resume` goes on from."""
+def banner(args: argparse.Namespace, run_dir: str, checkpoint: dict[str, Any] | None) -> str:
+    """The first line: what runs, where it writes, and for a resumed run where it resumes."""
+    what = (
+        f"{PROG}: tabular Q-learning on CartPole-v1, {args.episodes} train episodes, "
+        f"{args.eval_episodes} eval episodes every {args.eval_every}"
+    )
+    if checkpoint is None:
+        return f"{what}; writing to {run_dir}"
+    done = checkpoint["episodes"]
+    if done >= args.episodes:
+        return (
+            f"{what}; {run_dir} already has {done} train episodes (its checkpoint): nothing to "
+            "do (raise --episodes to go on)"
+        )
+    return (
+        f"{what}; resuming {run_dir} from its checkpoint after {done} train episodes: "
+        f"episodes {done + 1}-{args.episodes} to go"
+    )
+
+
+def resume_hint(args: argparse.Namespace, run_dir: str) -> str:
+    """What to run to go on after a stop: `--resume` from the last checkpoint, or, when none
+    was written yet, the same command with `--overwrite`."""
+    options = ["--run-name", args.run_name]
+    if args.out != "runs":
+        options += ["--out", args.out]
+    for name, default in (("episodes", 300), ("eval_every", 25), ("eval_episodes", 10)):
+        if getattr(args, name) != default:
+            options += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    path = os.path.join(run_dir, CHECKPOINT)
+    if not os.path.isfile(path):
+        command = shlex.join(["rlpipe", "demo", "--overwrite", *options])
+        return f"no checkpoint was written yet (one follows every evaluation round): {command}"
+    done = _load_checkpoint(run_dir)["episodes"]
+    command = shlex.join(["rlpipe", "demo", "--resume", *options])
+    return f"to go on from the checkpoint after {done} train episodes: {command}"
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
 
 
 def _load_checkpoint(run_dir: str) -> dict[str, Any]:
-    path = os.path.join(run_dir, CHECKPOINT)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no checkpoint to resume from (none was written yet)")
-    with open(path, "rb") as handle:
+    with open(os.path.join(run_dir, CHECKPOINT), "rb") as handle:
         state: dict[str, Any] = pickle.load(handle)  # the demo's own file
     return state
 
@@ -342,7 +441,7 @@ def _tensorboard_dir(args: argparse.Namespace, run_dir: str) -> str | None:
     if not installed:
         print(
             "rlpipe demo: TensorBoard logging skipped: the tensorboard package is not "
-            "installed: pip install 'rlpipe[tensorboard]'",
+            f"installed: {install_hint('tensorboard')}",
             file=sys.stderr,
         )
         return None
@@ -403,4 +502,15 @@ def _column(path: str, key: str) -> list[float]:
     return [] if values is None else values[np.isfinite(values)].tolist()
 
 
-__all__ = ["ProgressSink", "main", "parse_args", "plot_command", "run", "summary"]
+__all__ = [
+    "CHECKPOINT",
+    "RUN_OUTPUTS",
+    "ProgressSink",
+    "banner",
+    "main",
+    "parse_args",
+    "plot_command",
+    "resume_hint",
+    "run",
+    "summary",
+]

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.cli.errors import install_hint
+
 try:
     import acme
     import dm_env
@@ -20,7 +22,7 @@ try:
     from dm_env import specs
 except ImportError as error:  # pragma: no cover - the acme extra is installed in CI
     raise ImportError(
-        f"`rlpipe demo` needs dm-acme, dm-env and gymnasium: pip install 'rlpipe[acme]' ({error})"
+        f"`rlpipe demo` needs dm-acme, dm-env and gymnasium: {install_hint('acme')} ({error})"
     ) from error
 
 # -- the environment: gymnasium behind dm_env ------------------------------------------------

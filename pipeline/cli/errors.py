@@ -4,7 +4,7 @@
   unreadable file, a folder without run files, nothing to plot) is status 2, as argparse
   gives bad arguments; an output it cannot write is status 1.
 - `guard`, which `rlpipe` runs every subcommand in, turns what is left into one line with
-  status 1: a missing extra (an ImportError whose message names `pip install 'rlpipe[...]'`),
+  status 1: a missing extra (an ImportError whose message says what to install: `install_hint`),
   an operating-system error, or a bug ("internal error: ..."). Ctrl-C is status 130.
 - With the environment variable `RLPIPE_DEBUG=1`, `guard` raises those errors with their
   traceback instead (`DEBUG_HELP`, in every command's `--help`).
@@ -41,6 +41,16 @@ INTERRUPTED = 130
 
 MESSAGE_LIMIT = 1000
 """A message is cut to this many characters."""
+
+
+def install_hint(extra: str) -> str:
+    """What to run to get a missing extra: rlpipe installs from its checkout (README), so
+    `pip install -e '.[extra]'` there; `pip install 'rlpipe[extra]'` for an installed
+    release."""
+    return (
+        f"pip install -e '.[{extra}]' in the rlpipe checkout "
+        f"(or pip install 'rlpipe[{extra}]' for a release)"
+    )
 
 
 def printable(value: str, limit: int | None = None) -> str:
@@ -111,5 +121,6 @@ __all__ = [
     "describe",
     "fail",
     "guard",
+    "install_hint",
     "printable",
 ]

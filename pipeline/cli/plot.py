@@ -23,9 +23,15 @@ matplotlib cannot lay out an axis for; a line torn by a writer that is still run
 Names are drawn as they are: escape sequences escaped, `$` not read as math, cut to 80
 characters. Figures are built with matplotlib's Agg canvas (headless, no pyplot state).
 
+The figure's title is `--title`, else the file, run folder (with its files) or runs drawn. A
+smoothed curve's legend says how far it trails the raw values (an EMA of 0.99 averages about
+the last 100 points), so that the lag does not read as slow learning.
+
 Errors (`pipeline.cli.errors`) are one line on stderr: bad input (a missing or unreadable
-path, a folder without run files, nothing to plot) exit status 2; matplotlib missing (checked
-before any file is read) or a picture that cannot be written, status 1.
+path, a file given by name that is not a run file, a folder without run files, nothing to
+plot) exit status 2; matplotlib missing (checked before any file is read) or a picture that
+cannot be written (`--out` in a folder that does not exist: the folder is not created),
+status 1.
 
 The files are read by `pipeline.cli.runfiles`; the curves, as data, come from
 `pipeline.cli.curves`; this module draws them and runs the command.
@@ -42,14 +48,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.cli.curves import BAND_MODES, DEFAULT_Y, Curve, load_runs, make_curves
-from pipeline.cli.errors import DEBUG_HELP, FAILED, describe, fail, printable
+from pipeline.cli.curves import BAND_MODES, DEFAULT_Y, Curve, Run, load_runs, make_curves
+from pipeline.cli.errors import DEBUG_HELP, FAILED, describe, fail, install_hint, printable
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-INSTALL_HINT = "pip install 'rlpipe[plot]'"
+INSTALL_HINT = install_hint("plot")
 
 PROG = "rlpipe plot"
 
@@ -58,6 +64,9 @@ AXIS_LIMIT = 1e300
 
 LABEL_LIMIT = 80
 """Names in the picture are cut to this many characters."""
+
+TITLE_LIMIT = 200
+"""The figure's title is cut to this many characters."""
 
 MAX_PIXELS = 2**16 - 1
 """Agg draws at most this many pixels each way; a figure of many panels is squeezed to fit."""
@@ -74,9 +83,9 @@ def _matplotlib() -> Any:
     return matplotlib
 
 
-def _label(name: str) -> str:
+def _label(name: str, limit: int = LABEL_LIMIT) -> str:
     """A name as matplotlib draws it as it is: `printable`, cut, `$` escaped (not math)."""
-    return printable(name, LABEL_LIMIT).replace("$", r"\$")
+    return printable(name, limit).replace("$", r"\$")
 
 
 def _drawable(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -116,7 +125,7 @@ def draw(curves: Sequence[Curve], *, title: str | None = None, dpi: float = 100)
         if ax.get_legend_handles_labels()[0]:  # not when every label starts with "_"
             ax.legend(loc="best", fontsize="small", frameon=False)
     if title:
-        figure.suptitle(_label(title))
+        figure.suptitle(_label(title, TITLE_LIMIT))
     return figure
 
 
@@ -144,13 +153,16 @@ def _draw_curve(ax: Axes, curve: Curve, color: str, several: bool) -> None:
             label="_nolegend_" if several else _label(curve.raw_key or ""),
         )
         raw.set_gid(f"raw:{curve.run}")
+    label = _label(curve.run if several else curve.y_key)
+    if curve.smoothing is not None:
+        label += f"\n({curve.smoothing})"
     (line,) = ax.plot(
         *_drawable(curve.x, curve.y),
         color=color,
         linewidth=2.0,
         marker="o" if len(curve.x) <= 30 else None,
         markersize=3,
-        label=_label(curve.run if several else curve.y_key),
+        label=label,
     )
     line.set_gid(f"curve:{curve.run}")
 
@@ -166,13 +178,25 @@ def figure(
     title: str | None = None,
 ) -> Figure:
     """The learning-curve Figure of the runs at `paths` (see the module's docstring)."""
-    curves = make_curves(load_runs(paths), x=x, y=y, smooth=smooth, window=window, band=band)
+    runs = load_runs(paths)
+    curves = make_curves(runs, x=x, y=y, smooth=smooth, window=window, band=band)
     if not curves:
         raise ValueError("nothing to plot: no column matches --y with a finite value")
-    return draw(curves, title=title)
+    return draw(curves, title=title or default_title(runs))
 
 
 # -- the command -----------------------------------------------------------------------------
+
+
+def default_title(runs: Sequence[Run]) -> str:
+    """The figure's title without `--title`: the file drawn, the run folder and its files, or
+    the runs."""
+    if len(runs) == 1:
+        files = [table.path for table in runs[0].tables]
+        if len(files) == 1:
+            return str(files[0])
+        return f"{files[0].parent} ({', '.join(f.name for f in files)})"
+    return f"{len(runs)} runs: {', '.join(run.name for run in runs)}"
 
 
 def default_output(paths: Sequence[str | os.PathLike[str]]) -> Path:
@@ -225,7 +249,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--out", default=None, metavar="FILE.png", help="the PNG to write (default: next to input)"
     )
-    parser.add_argument("--title", default=None, help="the figure's title")
+    parser.add_argument(
+        "--title", default=None, help="the figure's title (default: the files or runs drawn)"
+    )
     parser.add_argument("--dpi", type=float, default=100.0, help="resolution (100, at most 1000)")
     args = parser.parse_args(list(argv))
     if args.smooth is not None and not 0 <= args.smooth < 1:
@@ -243,6 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra) without matplotlib."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     _matplotlib()
+    if args.out is not None and not Path(args.out).parent.is_dir():
+        folder = Path(args.out).parent
+        reason = "is not a folder" if folder.exists() else "does not exist"
+        return fail(PROG, f"cannot write {args.out}: {folder} {reason}", FAILED)
     try:
         runs = load_runs(args.paths)
         curves = make_curves(
@@ -260,9 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             PROG, f"nothing to plot: no numeric column matches {wanted}; columns: {columns}"
         )
     out = Path(args.out) if args.out else default_output(args.paths)
-    fig = draw(curves, title=args.title, dpi=args.dpi)
+    fig = draw(curves, title=args.title or default_title(runs), dpi=args.dpi)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out)
     except OSError as error:
         return fail(PROG, f"cannot write {out}: {error.strerror or error}", FAILED)
@@ -275,4 +304,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["default_output", "draw", "figure", "main", "parse_args"]
+__all__ = ["default_output", "default_title", "draw", "figure", "main", "parse_args"]

@@ -37,6 +37,23 @@ SPINUP_NAME = "progress.txt"
 NO_RUN_FILES = "no .csv, .jsonl or progress.txt file in it"
 """What is said of a folder holding no data file (nor a sub-folder that has some)."""
 
+SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".tsv": "tsv",
+    ".txt": "tsv",
+}
+"""The suffixes of the files `rlpipe plot` and `rlpipe tail` read when given by name, and the
+format each names (a run folder's files: `is_data_file`)."""
+
+NOT_A_RUN_FILE = (
+    "not a run file: rlpipe reads .csv, .jsonl (.ndjson, .json), .tsv and .txt files "
+    "(such as Spinning Up's progress.txt) and run folders"
+)
+"""What is said of a file given by name whose suffix names no format rlpipe reads."""
+
 FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
 """The csv field size limit while reading: the largest the csv module takes."""
 
@@ -69,15 +86,20 @@ def run_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: (p.name.split(".")[0] != "train", p.name))
 
 
+def check_given_file(path: Path) -> None:
+    """The check `rlpipe plot` and `rlpipe tail` make of a file given by name (not of the
+    files in a run folder): raises ValueError (`NOT_A_RUN_FILE`) when its suffix names no
+    format they read, such as README.md, rather than read it as a CSV file."""
+    if path.suffix.lower() not in SUFFIX_FORMATS:
+        raise ValueError(f"{path}: {NOT_A_RUN_FILE}")
+
+
 def file_format(path: Path) -> str:
-    """The file's format, "csv", "tsv" or "jsonl": by suffix, else by its first line."""
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return "jsonl"
-    if suffix == ".csv":
-        return "csv"
-    if suffix in (".txt", ".tsv"):
-        return "tsv"
+    """The file's format, "csv", "tsv" or "jsonl": by suffix (`SUFFIX_FORMATS`), else by its
+    first line."""
+    known = SUFFIX_FORMATS.get(path.suffix.lower())
+    if known is not None:
+        return known
     with path.open(encoding="utf-8", errors="replace") as handle:
         first = handle.readline()
     if first.lstrip().startswith("{"):
@@ -191,10 +213,13 @@ def read_table(path: str | os.PathLike[str]) -> Table:
 __all__ = [
     "DATA_SUFFIXES",
     "FIELD_LIMIT",
+    "NOT_A_RUN_FILE",
     "NO_RUN_FILES",
     "SPINUP_NAME",
+    "SUFFIX_FORMATS",
     "Table",
     "cell_number",
+    "check_given_file",
     "complete_text",
     "csv_rows",
     "file_format",

@@ -15,9 +15,12 @@ file) a new view is printed each time a file changed. Ctrl-C stops it cleanly (e
 
 Any bytes are shown without an error (see `pipeline.cli.runfiles`): text that is not UTF-8 with
 U+FFFD in place of the bad bytes, rows that cannot be parsed skipped, and keys and values with
-line breaks or escape sequences escaped (`\\n`, `\\x1b`). A path that does not exist, a folder
-without run files (with `--once`) or a file that cannot be read is one line on stderr and exit
-status 2 (`pipeline.cli.errors`).
+line breaks or escape sequences escaped (`\\n`, `\\x1b`). These are one line on stderr and exit
+status 2 (`pipeline.cli.errors`): a file given by name that is not a run file (README.md: the
+check `rlpipe plot` makes, `pipeline.cli.runfiles.check_given_file`); a path that does not
+exist or a folder without run files, with `--once` or when `--timeout`/`--max-updates` ends a
+run that never found one; `--keys` matching none of the keys the files have; a file that cannot
+be read.
 """
 
 from __future__ import annotations
@@ -34,7 +37,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pipeline.cli.errors import DEBUG_HELP, describe, fail, printable
-from pipeline.cli.runfiles import NO_RUN_FILES, csv_rows, file_format, json_record, run_files
+from pipeline.cli.runfiles import (
+    NO_RUN_FILES,
+    check_given_file,
+    csv_rows,
+    file_format,
+    json_record,
+    run_files,
+)
 
 PROG = "rlpipe tail"
 
@@ -224,6 +234,16 @@ class Tail:
             changed = one.poll() or changed
         return changed
 
+    def keys(self) -> list[str]:
+        """Every key the followed files have, in first-seen order."""
+        return list(dict.fromkeys(key for one in self.followers.values() for key in one.keys))
+
+    def shown_keys(self, follower: Follower) -> list[str]:
+        """The keys of `follower` that the view shows: those `--keys` selects, or all."""
+        if self.pattern is None:
+            return follower.keys
+        return [key for key in follower.keys if self.pattern.search(key)]
+
     def render(self, now: float | None = None, width: int = 100) -> str:
         """The view: per file, a title line (rows, time since it changed) and the latest value
         of each (selected) key; a key marked `~` was not in the file's latest row. Names, keys
@@ -240,7 +260,10 @@ class Tail:
             name = path.relative_to(self.path) if path != self.path else path.name
             age = "" if one.mtime is None else f", updated {_age(now - one.mtime)} ago"
             lines = [f"{printable(str(name))}: {one.rows} row{'s' * (one.rows != 1)}{age}"]
-            keys = [k for k in one.keys if self.pattern is None or self.pattern.search(k)]
+            keys = self.shown_keys(one)
+            if one.keys and not keys:
+                pattern = self.pattern.pattern if self.pattern is not None else ""
+                lines.append(f"  (no key matches --keys {printable(pattern, width)})")
             shown = {key: printable(key, width) for key in keys}
             pad = min(max((len(k) for k in shown.values()), default=0), 48)
             for key in keys:
@@ -353,13 +376,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs `rlpipe tail`; returns the exit status: 0, also on Ctrl-C; 2 (with one line on
-    stderr) when `--once` finds no file to show or a file cannot be read."""
+    stderr) for a file given by name that is not a run file, no file to show (with `--once`,
+    or at the end of `--timeout`/`--max-updates`), `--keys` matching none of the files' keys,
+    or a file that cannot be read."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     tail = Tail(args.path, args.keys)
     try:
+        if tail.path.is_file():
+            check_given_file(tail.path)
         if args.once and not tail.files():
-            reason = NO_RUN_FILES if tail.path.exists() else "no such file or folder"
-            return fail(PROG, f"{args.path}: {reason}")
+            return fail(PROG, _nothing_to_show(tail))
         follow(
             tail,
             sys.stdout,
@@ -368,15 +394,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_updates=args.max_updates,
             timeout=args.timeout,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the user stopped it: whatever it showed is the outcome
         if _isatty(sys.stdout):
             sys.stdout.write("\n")
         sys.stdout.flush()
+        return 0
     except BrokenPipeError:  # stdout closed: not the input's fault
         raise
+    except ValueError as error:  # not a run file
+        return fail(PROG, str(error))
     except OSError as error:  # a file or folder that cannot be read
         return fail(PROG, describe(error))
+    if not tail.followers:
+        waited = "" if args.timeout is None else f" (waited {args.timeout:g} s)"
+        return fail(PROG, _nothing_to_show(tail) + waited)
+    keys = tail.keys()
+    if keys and not any(tail.shown_keys(one) for one in tail.followers.values()):
+        listed = ", ".join(printable(key, 80) for key in keys[:20])
+        more = f", ... ({len(keys)} keys)" if len(keys) > 20 else ""
+        return fail(PROG, f"--keys {args.keys!r} matches none of the keys: {listed}{more}")
     return 0
+
+
+def _nothing_to_show(tail: Tail) -> str:
+    reason = NO_RUN_FILES if tail.path.exists() else "no such file or folder"
+    return f"{tail.path}: {reason}"
 
 
 __all__ = [

@@ -15,8 +15,10 @@ class Counts(Counter[str]):
 
     Reasons used across rlpipe: `dropped` (by design: a throttle, a full queue, a refused
     key), `skipped` (a value that is not a finite number, passed on unchanged), `nan` (left out
-    of statistics), `overwritten` (two keys became one name), `changed` (stored in another
-    form than written, where the storage cannot hold it), `lost` (could not be stored),
+    of statistics), `overwritten` (two keys became one name), `clashed` (a node's output name
+    is a key the record holds, which is kept: see `pipeline.core.keys.clashes`), `changed`
+    (stored in another form than written, where the storage cannot hold it), `lost` (could
+    not be stored),
     `errors` (raised while writing downstream). A missing reason counts 0.
 
     `note()` counts and warns the first time a reason meets a key (or, without a key, the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import CodeType, FunctionType
 from typing import Any, NamedTuple, Protocol
 
 from pipeline.core.node import Node, Record
@@ -134,3 +135,38 @@ def _inlined_write(node: Node) -> tuple[list[str], dict[str, object]] | None:
     if getattr(node.write, "__func__", None) is not owner.write:  # type: ignore[attr-defined]
         return None
     return node.inlined_write()
+
+
+def rebind(kept: Callable[[Record], None], new: Callable[[Record], None]) -> None:
+    """Makes `kept`, a function made by `fuse` (or any function without closure cells), do
+    from now on what `new` does: its globals take `new`'s names and its code becomes
+    `new`'s. Whoever holds `kept` (a `write = pipeline.write` kept before a node was
+    connected, a parent's writer) calls the current graph, at no cost per call.
+
+    Names `kept` no longer uses stay in its globals: a call of the old code still running
+    (a sink that writes back and connects a node) finds them."""
+    if not isinstance(kept, FunctionType) or not isinstance(new, FunctionType):
+        raise TypeError("rebind takes two plain functions (as fuse makes them)")
+    kept.__globals__.update(new.__globals__)
+    kept.__code__ = new.__code__
+
+
+def make_refuse(kept: Callable[[Record], None], refuse: Callable[[], None]) -> None:
+    """Makes `kept`, a function made by `fuse`, call `refuse()` (which raises) from now on,
+    compiling nothing: it runs when a pipeline closes, maybe at exit, where code compiled
+    by `exec` makes Python forget a Ctrl-C (it then exits with status 1, not by SIGINT)."""
+    if not isinstance(kept, FunctionType):
+        raise TypeError("make_refuse takes a plain function (as fuse makes them)")
+    kept.__globals__["refuse"] = refuse
+    kept.__code__ = _REFUSING
+
+
+def _refusing_code() -> CodeType:
+    namespace: dict[str, Any] = {}
+    exec("def write(data):\n    refuse()", namespace)
+    code: CodeType = namespace["write"].__code__
+    return code
+
+
+_REFUSING = _refusing_code()
+"""The code of a function of one record that calls `refuse()` from its globals."""

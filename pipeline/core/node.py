@@ -39,7 +39,10 @@ class Node:
     - `write(record)` takes one record and never mutates it; a node that changes a record
       emits a new mapping. It is the hot path.
     - `write_batch(columns)` takes many records at once as columns; the result is the same as
-      writing the rows one by one, in order.
+      writing the rows one by one, in order. A node's own `write_batch` that raises has taken
+      no row of the batch, or every row when it raises a StoreError (it holds them); the
+      default one writes the rows one by one, so a Dispatcher above gives such a node the
+      rows itself, each through its isolation.
     - `flush()` makes every node reachable from this one push out what it holds (an aggregate
       emits its window, a sink writes its buffer to storage), parents before children, each
       node once.
@@ -345,12 +348,24 @@ class Node:
 
 
 def _as_leaf(parent: Node, target: object) -> Node:
+    if isinstance(target, type):
+        raise TypeError(_a_class(f"{type(parent).__name__} can only send records to", target))
     if not callable(getattr(target, "write", None)):
         raise TypeError(
             f"{type(parent).__name__} can only send records to a Node or a logger with a "
             f"write(record) method, got {type(target).__name__}"
         )
     return LoggerSink.of(target)
+
+
+def _a_class(what: str, target: type) -> str:
+    """The refusal of a class given where an instance is needed (`.to(CsvSink)`): its
+    `write` is a function of the class, which would take no record."""
+    name = target.__name__
+    return (
+        f"{what} an instance (a Node or a logger with a write(record) method), got the class "
+        f"{name} itself: pass {name}(...)"
+    )
 
 
 def _signature(node: Node) -> tuple[str, int, str]:
@@ -377,6 +392,8 @@ class LoggerSink(Node):
 
     def __init__(self, logger: Any) -> None:
         super().__init__()
+        if isinstance(logger, type):
+            raise TypeError(_a_class("LoggerSink takes", logger))
         if isinstance(logger, Node) or not callable(getattr(logger, "write", None)):
             raise TypeError(
                 f"LoggerSink takes a logger with a write(record) method that is not a Node, "

@@ -116,15 +116,23 @@ COPIED_TYPES = frozenset({dict, np.ndarray, list, tuple})
 
 def snapshot(value: Any) -> Any:
     """A copy of `value` that later changes by the caller cannot reach: numpy arrays are
-    copied, lists, tuples and dicts are copied element-wise; scalars and other objects are
-    returned as they are. For a node that holds a record past `write`."""
+    copied (an object array element-wise, so the arrays or lists it holds are copied too:
+    gymnasium's `final_observation`), lists, tuples and dicts are copied element-wise;
+    scalars and other objects are returned as they are. For a node that holds a record past
+    `write`."""
     kind = type(value)
     if kind in IMMUTABLE_TYPES:
         return value
     if kind is dict:
         return {key: snapshot(item) for key, item in value.items()}
     if kind is np.ndarray:
-        return value.copy()
+        copied = value.copy()
+        if value.dtype.kind == "O":
+            flat = copied.reshape(-1)  # a view of the copy: filled in place
+            for index, item in enumerate(flat):
+                if type(item) not in IMMUTABLE_TYPES:
+                    flat[index] = snapshot(item)
+        return copied
     if kind is list:
         return [snapshot(item) for item in value]
     if kind is tuple:

@@ -15,6 +15,13 @@
 hands it every key recorded since the last dump, and it writes them to the pipeline as one
 record, with the step under `step_key`.
 
+`EpisodeCallback` is a real `stable_baselines3.common.callbacks.BaseCallback`: it writes one
+record per finished episode, as `Monitor` (or `VecMonitor`) reports it:
+
+    episodes = Pipeline("episodes").to(CsvSink("runs/ppo/episodes.csv"))
+    model.learn(total_timesteps=5_000, callback=EpisodeCallback(episodes))
+    episodes.close()
+
 Importing this module imports Stable-Baselines3 (`pip install 'rlpipe[sb3]'`); `pipeline`
 itself never imports it.
 """
@@ -34,6 +41,7 @@ from pipeline.core.values import shown, to_float
 
 try:
     import torch as th
+    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.logger import (
         Figure,
         FormatUnsupportedError,
@@ -47,7 +55,7 @@ except ImportError as error:  # pragma: no cover - the CI installs every extra
         "pipeline.integrations.sb3 needs Stable-Baselines3: pip install 'rlpipe[sb3]'"
     ) from error
 
-__all__ = ["DEFAULT_FORMATS", "PipelineWriter", "attach"]
+__all__ = ["DEFAULT_FORMATS", "EPISODE_KEYS", "EpisodeCallback", "PipelineWriter", "attach"]
 
 DEFAULT_FORMATS: tuple[str, ...] = ("pipeline", "csv")
 """The SB3 output-format names a `PipelineWriter` answers to by default: a key recorded with
@@ -294,3 +302,98 @@ def attach(
         )
     model.logger.output_formats.append(writer)
     return writer
+
+
+EPISODE_KEYS: tuple[str, ...] = ("episode_return", "episode_length", "episode_time", "env_index")
+"""The keys `EpisodeCallback` writes after its step key, in this order."""
+
+
+class EpisodeCallback(BaseCallback):
+    """An SB3 callback that writes one record per finished episode to a pipeline.
+
+    After every vectorized step it looks at each env whose `dones[i]` is set and reads the
+    episode `Monitor` (or `VecMonitor`) put in `infos[i]["episode"]`; its record is, in order:
+
+    - `step_key` (default `"timesteps"`): the model's `num_timesteps` after that step (every
+      env's step counted, so with `n_envs` envs it grows by `n_envs` per step);
+    - `episode_return`: Monitor's `r`, the sum of the episode's rewards rounded to 6 decimals;
+    - `episode_length`: Monitor's `l`, its number of steps (an int);
+    - `episode_time`: Monitor's `t`, the wall time in seconds from the Monitor's start (its
+      creation, the `t_start` in the first line of monitor.csv) to the episode's end, rounded
+      to 6 decimals. It is not the episode's duration: that is the difference between
+      consecutive `episode_time`s of one env;
+    - `env_index`: the index of the env in the vectorized env (`infos[i]`'s `i`);
+    - then every other field Monitor put there (its `info_keywords` and `reset_keywords`),
+      under its own name.
+
+    The values are Monitor's own, unconverted: the records equal the rows Monitor writes to
+    its monitor.csv. Episodes ending in the same step give one record each, in env order.
+
+    Guarantees:
+
+    - A Monitor field named like one of the keys above clashes with it: the callback's value
+      wins, and the clash is counted in `counts["overwritten"]` and warned about once.
+    - An env that finishes an episode with no `"episode"` in its info (not wrapped in a
+      `Monitor`) has nothing to record: the episode is counted in `counts["lost"]` and
+      warned about once. Training goes on.
+    - The callback neither flushes nor closes the pipeline: the pipeline's own policies apply,
+      and whoever made it closes it (`pipeline.close()` after `learn`).
+    """
+
+    def __init__(self, pipeline: Node, step_key: str = "timesteps", verbose: int = 0) -> None:
+        if not isinstance(pipeline, Node):
+            raise ValueError(
+                f"pipeline must be an rlpipe Node or Pipeline, got {type(pipeline).__name__}"
+            )
+        if not isinstance(step_key, str) or not step_key:
+            raise ValueError(f"step_key must be a non-empty string, got {step_key!r}")
+        super().__init__(verbose)
+        self.pipeline = pipeline
+        self.step_key = step_key
+        self.counts = Counts("rlpipe EpisodeCallback")
+        self._names = frozenset((step_key, *EPISODE_KEYS))
+
+    def _on_step(self) -> bool:
+        dones = self.locals.get("dones")
+        if dones is None or not np.any(dones):
+            return True
+        infos = self.locals["infos"]
+        for index in np.flatnonzero(dones).tolist():
+            episode = infos[index].get("episode")
+            if episode is None:
+                self.counts.note(
+                    "lost",
+                    f"env {index} finished an episode without Monitor's info['episode']: "
+                    "wrap the envs in stable_baselines3.common.monitor.Monitor (make_vec_env "
+                    "does) or in a VecMonitor to have its episodes recorded",
+                )
+                continue
+            self.pipeline.write(self._record(episode, index))
+        return True
+
+    def _record(self, episode: Mapping[str, Any], index: int) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            self.step_key: self.num_timesteps,
+            "episode_return": episode["r"],
+            "episode_length": episode["l"],
+            "episode_time": episode["t"],
+            "env_index": index,
+        }
+        if len(episode) > 3:
+            for key, value in episode.items():
+                if key in ("r", "l", "t"):
+                    continue
+                if key in self._names:
+                    self.counts.note(
+                        "overwritten",
+                        f"Monitor's episode field {key!r}={shown(value)} has the name of one "
+                        "of the callback's own keys; the callback's value is written under it",
+                        key=key,
+                        stacklevel=4,
+                    )
+                    continue
+                record[key] = value
+        return record
+
+    def __repr__(self) -> str:
+        return f"EpisodeCallback({self.pipeline!r}, step_key={self.step_key!r})"

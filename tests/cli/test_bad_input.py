@@ -483,3 +483,25 @@ def test_tail_needs_no_extra(tmp_path: Path) -> None:
     path.write_text("steps,episode_return\r\n1,2\r\n")
     result = run_without("matplotlib", tmp_path, "tail", str(path), "--once")
     assert result.returncode == 0 and "episode_return  2" in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("name", ["README.md", "notes", "run.log"])
+def test_a_file_that_is_not_a_run_file_is_refused_by_both_commands(
+    tmp_path: Path, command: str, name: str
+) -> None:
+    """One check for both: a Markdown file is not read as a CSV file of 112 rows."""
+    path = tmp_path / name
+    path.write_text("# rlpipe\n\nA fast, lossless pipeline, with commas, in prose.\n" * 40)
+    outcome = run_command(command, path)
+    assert_one_line_error(outcome, command, 2, f"{name}: not a run file")
+    assert outcome.out == ""
+
+
+def test_plot_refuses_an_out_folder_that_does_not_exist_and_creates_none(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    path.write_text("steps,episode_return\r\n1,2\r\n")
+    out = tmp_path / "missing" / "deeper" / "x.png"
+    outcome = rlpipe("plot", path, "--out", out)
+    assert_one_line_error(outcome, "plot", 1, f"{out.parent} does not exist")
+    assert not (tmp_path / "missing").exists()

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -218,7 +221,13 @@ def test_a_resumed_demo_goes_on_from_its_checkpoint_without_a_seam(
     run_dir = tmp_path / "run"
     assert main(["--episodes", "50", *common]) == 0  # checkpoint after episode 50
     kept = (run_dir / "checkpoint.pkl").read_bytes()
+    capsys.readouterr()
     assert main(["--episodes", "60", "--resume", *common]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "rlpipe demo: tabular Q-learning on CartPole-v1, 60 train episodes, 3 eval episodes "
+        f"every 25; resuming {run_dir} from its checkpoint after 50 train episodes: "
+        "episodes 51-60 to go"
+    )
     assert len(column(run_dir / "train.csv", "episodes")) == 60
     # the machine went away after episode 60 was logged, before its checkpoint was written
     (run_dir / "checkpoint.pkl").write_bytes(kept)
@@ -235,8 +244,125 @@ def test_a_resumed_demo_goes_on_from_its_checkpoint_without_a_seam(
     assert column(run_dir / "eval.csv", "train_episodes") == [25, 50, 75, 100]
 
 
-def test_resume_needs_a_run_name_and_a_checkpoint(tmp_path: Path) -> None:
+def test_resume_needs_a_run_name_and_a_checkpoint_and_creates_nothing_without_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit):
         parse_args(["--resume"])
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        main(["--resume", "--run-name", "none", "--out", str(tmp_path), "--no-neptune"])
+    with pytest.raises(SystemExit):
+        parse_args(["--resume", "--overwrite", "--run-name", "x"])
+    capsys.readouterr()
+    assert main(["--resume", "--run-name", "none", "--out", str(tmp_path), "--no-neptune"]) == 2
+    assert capsys.readouterr().err == (
+        f"rlpipe demo: --resume: no checkpoint to go on from in {tmp_path / 'none'} (no such "
+        "run folder; one is written after every evaluation round)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def tensorboard_points(folder: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of every scalar point under `tag` in the event files of `folder`, as
+    TensorBoard reads them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+    events.Reload()
+    return [(event.step, event.value) for event in events.Scalars(tag)]
+
+
+@pytest.mark.slow
+def test_a_reused_run_name_is_refused_and_overwrite_starts_the_run_clean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run folder is one run: TensorBoard must not show 30 + 10 points in one run, nor the
+    folder hold two Neptune runs."""
+    common = ["--eval-every", "10", "--eval-episodes", "2", "--out", str(tmp_path)]
+    common += ["--run-name", "again", "--tensorboard"]
+    run_dir = tmp_path / "again"
+    assert main(["--episodes", "30", *common]) == 0
+    assert len(tensorboard_points(run_dir / "tensorboard" / "train", "episode_return")) == 30
+    capsys.readouterr()
+
+    before = {path: path.stat().st_mtime_ns for path in run_dir.rglob("*")}
+    assert main(["--episodes", "10", *common]) == 2
+    assert capsys.readouterr().err == (
+        f"rlpipe demo: {run_dir} already holds a run (train.csv, eval.csv, checkpoint.pkl, "
+        "tensorboard, .neptune): go on with it with --resume, start it afresh with "
+        "--overwrite, or choose another --run-name\n"
+    )
+    assert {path: path.stat().st_mtime_ns for path in run_dir.rglob("*")} == before
+
+    assert main(["--episodes", "10", "--overwrite", *common]) == 0
+    points = tensorboard_points(run_dir / "tensorboard" / "train", "episode_return")
+    assert points == [
+        (int(step), pytest.approx(value))
+        for step, value in zip(
+            column(run_dir / "train.csv", "steps"),
+            column(run_dir / "train.csv", "episode_return"),
+            strict=True,
+        )
+    ]
+    assert len(points) == 10
+    assert len(tensorboard_points(run_dir / "tensorboard" / "eval", "episode_return_mean")) == 1
+    assert len(list((run_dir / ".neptune").glob("offline/*"))) == 1  # the old run is gone
+
+
+SIGNALLED = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
+from pipeline.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("sent", "status", "says"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "stopped by SIGTERM")],
+)
+def test_a_stopped_demo_says_how_to_resume_and_the_resumed_run_says_where(
+    tmp_path: Path, sent: signal.Signals, status: int, says: str
+) -> None:
+    args = ["demo", "--episodes", "100000", "--eval-every", "5", "--eval-episodes", "1"]
+    args += ["--run-name", "long", "--no-neptune", "--no-tensorboard", "--out", str(tmp_path)]
+    child = subprocess.Popen(
+        [sys.executable, "-c", SIGNALLED, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    checkpoint = tmp_path / "long" / "checkpoint.pkl"
+    try:
+        for _ in range(6000):  # until the first checkpoint exists (at most ~60 s)
+            if checkpoint.exists() or child.poll() is not None:
+                break
+            time.sleep(0.01)
+        assert checkpoint.exists()
+        child.send_signal(sent)
+        _, errors = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == status, errors
+    last = errors.splitlines()[-1]
+    match = re.fullmatch(
+        rf"rlpipe demo: {says}; to go on from the checkpoint after (\d+) train episodes: "
+        rf"rlpipe demo --resume --run-name long --out {re.escape(str(tmp_path))} "
+        r"--episodes 100000 --eval-every 5 --eval-episodes 1",
+        last,
+    )
+    assert match is not None, errors
+    done = int(match[1])
+    assert done >= 5 and done % 5 == 0
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args[:2], str(done + 5), *args[3:], "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert resumed.stdout.splitlines()[0].endswith(
+        f"; resuming {tmp_path / 'long'} from its checkpoint after {done} train episodes: "
+        f"episodes {done + 1}-{done + 5} to go"
+    )
+    assert column(tmp_path / "long" / "train.csv", "episodes") == list(range(1, done + 6))

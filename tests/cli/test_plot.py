@@ -131,6 +131,35 @@ def test_a_demo_run_draws_the_train_curve_over_its_raw_values_and_eval_with_a_ba
     assert fig.axes[1].get_xlabel() == "train_steps" and fig.axes[0].get_xlabel() == "steps"
 
 
+def test_the_default_title_names_what_is_drawn(tmp_path: Path) -> None:
+    run = write_demo_run(tmp_path / "demo-run")
+    assert figure([run]).get_suptitle() == f"{run} (train.csv, eval.csv)"
+    assert figure([run / "eval.csv"]).get_suptitle() == str(run / "eval.csv")
+    other = write_demo_run(tmp_path / "other-run", episodes=20)
+    assert figure([run, other]).get_suptitle() == "2 runs: demo-run, other-run"
+    assert figure([run], title="mine").get_suptitle() == "mine"
+
+
+def test_the_legend_says_how_far_a_smoothed_curve_trails_the_raw_values(tmp_path: Path) -> None:
+    """A 0.99 EMA averages about 100 points: on a rising curve it sits far below the raw
+    values, which must not read as slow learning."""
+    run = write_demo_run(tmp_path / "demo-run")
+    curve = line(figure([run]), "train: episode_return", "curve:demo-run")
+    assert curve.get_label() == (
+        "episode_return_smoothed_0.99\n"
+        "(EMA 0.99 ≈ average of the last 100 points: trails the raw values)"
+    )
+    smoothed = line(figure([run / "train.csv"], smooth=0.9), "episode_return", "curve:train.csv")
+    assert smoothed.get_label() == (
+        "EMA 0.9 of episode_return\n"
+        "(EMA 0.9 ≈ average of the last 10 points: trails the raw values)"
+    )
+    windowed = line(figure([run / "train.csv"], window=5), "episode_return", "curve:train.csv")
+    assert windowed.get_label().endswith("(average of the last 5 points: trails the raw values)")
+    plain = line(figure([run / "eval.csv"]), "episode_return", "curve:eval.csv")
+    assert plain.get_label() == "episode_return_mean"
+
+
 def test_rlpipe_plot_writes_a_png_next_to_the_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -146,6 +175,7 @@ def test_rlpipe_plot_writes_a_png_next_to_the_run(
 
 def test_out_and_dpi_choose_the_file_and_its_size(tmp_path: Path) -> None:
     run = write_demo_run(tmp_path / "run")
+    (tmp_path / "pictures").mkdir()  # a folder --out names is not created (test_bad_input.py)
     out = tmp_path / "pictures" / "curve.png"
     assert main([str(run / "eval.csv"), "--out", str(out), "--dpi", "50"]) == 0
     height, width, _ = matplotlib.image.imread(out).shape
@@ -481,8 +511,11 @@ def test_a_missing_matplotlib_names_the_extra(
     path = tmp_path / "r.csv"
     path.write_text("steps,return\r\n1,2\r\n")
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # what `import` sees when absent
-    with pytest.raises(ImportError, match=r"pip install 'rlpipe\[plot\]'"):
+    with pytest.raises(ImportError) as missing:
         figure([path])
+    # rlpipe installs from its checkout (README): say that, and the release's name too
+    assert "pip install -e '.[plot]' in the rlpipe checkout" in str(missing.value)
+    assert "pip install 'rlpipe[plot]'" in str(missing.value)
 
 
 def test_command_line_options_are_checked(

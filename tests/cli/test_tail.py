@@ -148,9 +148,41 @@ def test_keys_selects_what_is_shown(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "train.csv: 1 row" in out and "episode_return  9.5" in out and "loss" not in out
 
 
+def test_keys_matching_no_key_is_an_error_not_empty_sections(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "train.csv"
+    with CsvSink(path) as sink:
+        sink.write({"steps": 5, "episode_return": 9.5})
+    assert rlpipe(["tail", str(path), "--once", "--keys", "nomatch"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "rlpipe tail: --keys 'nomatch' matches none of the keys: steps, episode_return\n"
+    )
+    assert "train.csv: 1 row" in captured.out and "(no key matches --keys nomatch)" in captured.out
+
+
+def test_keys_on_files_without_rows_yet_is_no_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "train.csv").touch()
+    assert rlpipe(["tail", str(tmp_path), "--once", "--keys", "return"]) == 0
+    assert "train.csv: 0 rows" in capsys.readouterr().out
+
+
 def test_once_on_a_missing_path_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(tmp_path / "nothing"), "--once"]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_a_timeout_that_ends_before_the_path_appears_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nothing"
+    assert main([str(missing), "--timeout", "0"]) == 2
+    captured = capsys.readouterr()
+    assert f"waiting for {missing} ..." in captured.out
+    assert captured.err == f"rlpipe tail: {missing}: no such file or folder (waited 0 s)\n"
 
 
 def test_follow_redraws_in_place_on_a_terminal(tmp_path: Path) -> None:

@@ -130,3 +130,31 @@ def test_close_emits_the_last_window() -> None:
 def test_bad_arguments_are_value_errors(options: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         AggregateFilter(**options)
+
+
+@pytest.mark.parametrize("by", ["rows", "batch"])
+def test_a_statistic_whose_name_the_record_holds_keeps_the_records_value_and_is_counted(
+    by: str,
+) -> None:
+    sink = MemorySink()
+    node = AggregateFilter("^x$", every=2, stats=("mean",)).connect(sink)
+    records = [{"x": 1.0, "x_mean": 100, "y": "a"}, {"x": 3.0, "x_mean": 100, "y": "b"}]
+    with pytest.warns(UserWarning, match="already a key of the record") as caught:
+        if by == "rows":
+            for record in records:
+                node.write(record)
+        else:
+            node.write_batch({key: [r[key] for r in records] for key in records[0]})
+    assert len(caught) == 1
+    assert sink.records == [{"x_mean": 100, "y": "b"}]
+    assert dict(node.counts.by_key["clashed"]) == {"x_mean": 1}
+
+
+def test_two_keys_of_one_text_give_one_statistic_the_earlier_keys() -> None:
+    sink = MemorySink()
+    node = AggregateFilter(".*", every=2, stats=("max",)).connect(sink)
+    with pytest.warns(UserWarning, match="'1_max' is already a key"):
+        for value in (1.0, 2.0):
+            node.write({1: value, "1": 10 * value})
+    assert sink.records == [{"1_max": 2.0}]
+    assert node.counts["clashed"] == 1

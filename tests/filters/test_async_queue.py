@@ -207,3 +207,40 @@ def test_bad_arguments_are_value_errors_naming_the_argument(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         AsyncNode(**options)  # type: ignore[arg-type]
+
+
+class RefusesOdd(MemorySink):
+    """Refuses records whose `i` is odd (a sink that cannot take one record)."""
+
+    def write(self, data: Record) -> None:
+        if data["i"] % 2:
+            raise ValueError(f"odd: {data['i']}")
+        super().write(data)
+
+
+def test_the_write_that_reports_a_background_error_still_delivers_its_own_record() -> None:
+    node = AsyncNode()
+    sink = RefusesOdd()
+    node.connect(sink)
+    node.write({"i": 0})
+    node.write({"i": 1})
+    node.drain()
+    with pytest.raises(RuntimeError, match="failed in the background") as raised:
+        node.write({"i": 2})
+    assert isinstance(raised.value.__cause__, ValueError)
+    node.write({"i": 4})
+    node.close()
+    assert [record["i"] for record in sink.records] == [0, 2, 4]
+    assert node.errors == 1
+
+
+def test_the_batch_that_reports_a_background_error_still_delivers_its_own_rows() -> None:
+    node = AsyncNode()
+    sink = RefusesOdd()
+    node.connect(sink)
+    node.write({"i": 1})
+    node.drain()
+    with pytest.raises(RuntimeError, match="failed in the background"):
+        node.write_batch({"i": [2, 4]})
+    node.close()
+    assert [record["i"] for record in sink.records] == [2, 4]

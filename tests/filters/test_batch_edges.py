@@ -15,7 +15,7 @@ from sinks import MemorySink, NullSink
 from tests.conftest import FakeClock
 
 
-def test_rows_before_the_first_smoothed_value_keep_the_inputs_own_smoothed_column() -> None:
+def test_the_inputs_own_smoothed_column_is_kept_in_every_row_by_batch_as_by_rows() -> None:
     columns = {"r": [math.nan, 1.0, 3.0], "r_smoothed_0.5": [7.0, 8.0, 9.0]}
     by_rows, by_batch = MemorySink(), MemorySink()
     row_node, batch_node = SmoothingFilter("^r$", coeff=0.5), SmoothingFilter("^r$", coeff=0.5)
@@ -26,8 +26,10 @@ def test_rows_before_the_first_smoothed_value_keep_the_inputs_own_smoothed_colum
         for i in range(3):
             row_node.write({key: column[i] for key, column in columns.items()})
         batch_node.write_batch(columns)
-    assert [r["r_smoothed_0.5"] for r in by_batch.records] == [7.0, 1.0, pytest.approx(2.9)]
-    assert [r["r_smoothed_0.5"] for r in by_rows.records] == [7.0, 1.0, pytest.approx(2.9)]
+    assert [r["r_smoothed_0.5"] for r in by_batch.records] == [7.0, 8.0, 9.0]
+    assert [r["r_smoothed_0.5"] for r in by_rows.records] == [7.0, 8.0, 9.0]
+    # the two rows that had a moving average to write, by either path
+    assert row_node.counts["clashed"] == batch_node.counts["clashed"] == 2
 
 
 @pytest.mark.parametrize("bias_correction", [False, True])

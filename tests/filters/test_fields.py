@@ -1,6 +1,6 @@
 """`constant(**fields)` adds fixed fields to every record (before the record's own keys, as
 Acme's ConstantLogger) and `timestamp(key)` the wall-clock time; a field the record already
-holds keeps the record's value, counted under "clash" and warned about once."""
+holds keeps the record's value, counted under "clashed" and warned about once."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_acmes_constant_logger_gives_the_same_records() -> None:
 def test_a_field_the_record_holds_keeps_its_value_counted_and_warned_once() -> None:
     sink = MemorySink()
     pipe = Pipeline("c").constant(seed=3).to(sink)
-    with pytest.warns(UserWarning, match="already holds 'seed'"):
+    with pytest.warns(UserWarning, match="'seed' is already a key of the record"):
         pipe.write({"seed": 9})
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once only
@@ -61,20 +61,20 @@ def test_a_field_the_record_holds_keeps_its_value_counted_and_warned_once() -> N
     pipe.close()
     assert [r["seed"] for r in sink.records] == [9, 10, 3]
     node = pipe.steps[0]
-    assert node.counts["clash"] == 2 and node.counts.by_key["clash"] == {"seed": 2}
+    assert node.counts["clashed"] == 2 and node.counts.by_key["clashed"] == {"seed": 2}
 
 
 def test_a_batch_gets_the_fields_of_its_rows() -> None:
     sink = MemorySink()
     node = ConstantFields({"seed": 3, "run": "a"})
     node.connect(sink)
-    with pytest.warns(UserWarning, match="already holds 'run'"):
+    with pytest.warns(UserWarning, match="'run' is already a key of the record"):
         node.write_batch({"x": np.arange(3), "run": ["b", "b", "c"]})
     assert sink.records == [
         {"seed": 3, "x": 0, "run": "b"}, {"seed": 3, "x": 1, "run": "b"},
         {"seed": 3, "x": 2, "run": "c"},
     ]
-    assert node.counts["clash"] == 3
+    assert node.counts["clashed"] == 3
 
 
 def test_later_changes_to_a_mutable_constant_do_not_reach_the_records() -> None:
@@ -109,12 +109,12 @@ def test_timestamp_takes_a_clock_and_a_key_rows_and_batches() -> None:
     pipe.write({"x": 1})
     clock.advance(5.0)
     pipe.write_batch({"x": [2, 3]})
-    with pytest.warns(UserWarning, match="already holds 'time'"):
+    with pytest.warns(UserWarning, match="'time' is already a key of the record"):
         pipe.write({"x": 4, "time": "mine"})
     pipe.close()
     assert sink.records == [
         {"x": 1, "time": 1000.0}, {"x": 2, "time": 1005.0}, {"x": 3, "time": 1005.0},
         {"x": 4, "time": "mine"},
     ]
-    assert pipe.steps[0].counts["clash"] == 1
+    assert pipe.steps[0].counts["clashed"] == 1
     assert repr(Timestamp()) == "Timestamp('wall_time')"

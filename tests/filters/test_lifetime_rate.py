@@ -153,9 +153,9 @@ def test_a_batch_counts_as_written_at_one_instant() -> None:
 def test_clashing_outputs_keep_the_records_value() -> None:
     sink = MemorySink()
     pipe = Pipeline("c").lifetime("^x$").to(sink)
-    with pytest.warns(UserWarning, match="already holds 'x_lifetime'"):
+    with pytest.warns(UserWarning, match="'x_lifetime' is already a key of the record"):
         pipe.write({"x": 1.0, "x_lifetime": 99})
     pipe.write({"x": 2.0})
     pipe.close()
     assert [r["x_lifetime"] for r in sink.records] == [99, 3.0]
-    assert pipe.steps[0].counts["clash"] == 1
+    assert pipe.steps[0].counts["clashed"] == 1

@@ -215,14 +215,14 @@ def test_the_default_is_sb3s_mean_over_the_last_100() -> None:
 def test_an_output_the_record_already_holds_keeps_the_records_value_counted() -> None:
     sink = MemorySink()
     pipe = Pipeline("r").rolling("^x$", window=3).to(sink)
-    with pytest.warns(UserWarning, match="already holds 'x_last3_mean'"):
+    with pytest.warns(UserWarning, match="'x_last3_mean' is already a key of the record"):
         pipe.write({"x": 1.0, "x_last3_mean": "mine"})
     pipe.write({"x": 2.0, "x_last3_mean": "mine again"})
     pipe.write({"x": 3.0})
     pipe.close()
     assert [r["x_last3_mean"] for r in sink.records] == ["mine", "mine again", 2.0]
     (node,) = [n for n in pipe.steps if isinstance(n, RollingFilter)]
-    assert node.counts["clash"] == 2
+    assert node.counts["clashed"] == 2
 
 
 @pytest.mark.parametrize("window", [0, -1, 2.5, True, "100"])
@@ -279,4 +279,4 @@ def test_a_batch_holding_an_output_keeps_its_column_counted_per_row() -> None:
         {"x": 2.0, "x_last3_mean": "c", "x_last3_max": 2.0},
         {"x": 4.0, "x_last3_mean": "d", "x_last3_max": 4.0},
     ]
-    assert by_rows.counts["clash"] == by_batch.counts["clash"] == 3
+    assert by_rows.counts["clashed"] == by_batch.counts["clashed"] == 3

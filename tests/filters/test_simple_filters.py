@@ -69,6 +69,23 @@ def test_time_filter_keep_last_emits_the_held_record_on_flush(clock: FakeClock) 
     assert [r["i"] for r in sink.records] == [0, 2] and node.dropped == 1
 
 
+@pytest.mark.parametrize("by", ["rows", "batch"])
+def test_time_filter_keep_last_holds_the_last_record_as_written(clock: FakeClock, by: str) -> None:
+    # SB3 passes its list of info dicts and reuses it: the held record must not follow it.
+    sink = MemorySink()
+    node = TimeFilter(10, keep_last=True, clock=clock).connect(sink)
+    infos = [[{"episode": {"r": 0.0}}], [{"episode": {"r": 1.0}}]]
+    if by == "rows":
+        for step, info in enumerate(infos):
+            node.write({"step": step, "infos": info})
+    else:
+        node.write_batch({"step": [0, 1], "infos": infos})
+    infos[1][0]["episode"]["r"] = 99.0
+    infos[1].append({"episode": {"r": 98.0}})
+    node.flush()
+    assert sink.records[-1] == {"step": 1, "infos": [{"episode": {"r": 1.0}}]}
+
+
 def test_every_n_passes_the_first_and_every_nth() -> None:
     records = run(EveryNFilter(3), *({"i": i} for i in range(7)))
     assert [r["i"] for r in records] == [0, 3, 6]

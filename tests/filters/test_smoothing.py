@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from filters import SmoothingFilter
+from pipeline import Pipeline
 from sinks import MemorySink
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
@@ -103,3 +104,50 @@ def test_a_record_without_matching_keys_passes_as_it_is() -> None:
 def test_coeff_outside_zero_one_is_refused(coeff: object) -> None:
     with pytest.raises(ValueError, match="coeff"):
         SmoothingFilter("r", coeff=coeff)  # type: ignore[arg-type]
+
+
+# -- an output name the record already holds -----------------------------------------------
+
+CLASHING = [
+    {"return": 1.0, "return_smoothed_0.5": 100.0, 1: 10.0, "1": 20.0},
+    {"return": 3.0, "return_smoothed_0.5": 101.0, 1: 30.0, "1": 40.0},
+]
+
+
+def _smoothed_by(path: str) -> tuple[list[dict[object, object]], dict[str, int]]:
+    sink = MemorySink()
+    node = SmoothingFilter("^return$|^1$", coeff=0.5)
+    with pytest.warns(UserWarning, match="already a key of the record") as caught:
+        if path == "fused":
+            pipe = Pipeline("t", close_at_exit=False).then(node).to(sink)
+            for record in CLASHING:
+                pipe.write(record)
+        else:
+            node.connect(sink)
+            if path == "rows":
+                for record in CLASHING:
+                    node.write(record)
+            else:
+                node.write_batch({key: [r[key] for r in CLASHING] for key in CLASHING[0]})
+    assert len(caught) == 2  # once per name
+    return sink.records, dict(node.counts.by_key["clashed"])
+
+
+@pytest.mark.parametrize("path", ["rows", "fused", "batch"])
+def test_an_output_name_the_record_holds_keeps_the_records_value_and_is_counted(
+    path: str,
+) -> None:
+    records, clashed = _smoothed_by(path)
+    assert [r["return_smoothed_0.5"] for r in records] == [100.0, 101.0]  # the caller's
+    assert [r["1_smoothed_0.5"] for r in records] == [10.0, 0.95 * 30.0 + 0.05 * 10.0]  # key 1's
+    assert [list(r) for r in records] == [[*CLASHING[0], "1_smoothed_0.5"]] * 2
+    assert clashed == {"return_smoothed_0.5": 2, "1_smoothed_0.5": 2}
+
+
+def test_the_moving_average_goes_on_while_its_output_name_is_held() -> None:
+    sink = MemorySink()
+    node = SmoothingFilter("return", coeff=0.5).connect(sink)
+    with pytest.warns(UserWarning):
+        node.write({"return": 1.0, "return_smoothed_0.5": 0.0})
+    node.write({"return": 3.0})
+    assert sink.records[1]["return_smoothed_0.5"] == 0.95 * 3.0 + 0.05 * 1.0

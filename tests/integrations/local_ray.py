@@ -1,32 +1,76 @@
-"""A real local Ray for the tests: 2 CPUs, no dashboard, nothing written to the home folder."""
+"""A real local Ray for the tests: 2 CPUs, no dashboard, nothing written to the home folder.
+
+The test run starts it once (the session fixture `ray_session` in tests/conftest.py) rather
+than once per module: each start costs seconds and, on a busy machine, may fail.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import ray
 
+# A new Ray node (2.60) is up once its raylet has registered with the GCS, and the raylet waits
+# a fixed 15 s for its dashboard agent, a Python process, to report its port, then aborts
+# (ray.init then says "The current node timed out during startup"). Neither wait can be
+# configured; on a machine whose cores are busy with other work the agent can miss it. So a
+# start that fails is tried again, after the processes it left are stopped.
+STARTS = 6
+
+
+def start(base: Path) -> None:
+    """Starts Ray with its session files under `base/session-<attempt>`."""
+    for attempt in range(1, STARTS + 1):
+        folder = base / f"session-{attempt}"
+        try:
+            ray.init(
+                num_cpus=2,
+                include_dashboard=False,
+                _temp_dir=str(folder),
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
+            return
+        except Exception as error:
+            ray.shutdown()
+            stop_processes_of(folder)  # ray.shutdown() knows nothing of a node that never came up
+            if attempt == STARTS:
+                raise
+            warnings.warn(
+                f"ray.init failed (attempt {attempt} of {STARTS}): {error}", stacklevel=1
+            )
+
+
+def stop_processes_of(folder: Path) -> None:
+    """Sends SIGKILL to this user's processes whose command line names `folder` (the Ray
+    processes a failed start left: they are given their session folder as an argument)."""
+    needle = str(folder).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError):  # gone meanwhile, or not ours
+            continue
+
 
 @contextmanager
 def local_ray(base: Path) -> Iterator[None]:
-    """Runs Ray with its session files under `base/session` and auth disabled; on exit shuts
-    it down, restores RAY_AUTH_MODE and checks that nothing Ray-named (`ray_results`
-    included) appeared in the home folder."""
+    """Runs Ray with its session files under `base` and auth disabled; on exit shuts it down,
+    restores RAY_AUTH_MODE and checks that nothing Ray-named (`ray_results` included)
+    appeared in the home folder."""
     saved = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"
     home_before = {entry.name for entry in Path.home().iterdir()}
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        _temp_dir=str(base / "session"),
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-    )
     try:
+        start(base)
         yield
     finally:
         ray.shutdown()

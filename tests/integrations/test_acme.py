@@ -270,16 +270,20 @@ def test_eval_logger_flush_emits_one_window_per_round_like_dump(tmp_path: Path) 
     assert [len(read_csv(tmp_path / "eval.csv"))] == [3]
 
 
-def test_time_gate_passes_the_first_record_and_the_last_on_close(tmp_path: Path) -> None:
-    memory = MemorySink()
+def test_the_terminal_gets_the_first_record_and_the_last_on_close_the_others_every_one(
+    tmp_path: Path,
+) -> None:
+    memory, out = MemorySink(), io.StringIO()
     logger = make_logger(
-        "learner", directory=None, csv=False, terminal=False, time_delta=3600,
+        "learner", directory=None, csv=False, time_delta=3600, terminal_stream=out,
         extra_sinks=[memory],
     )
     run_loop(logger, episodes=10)
-    assert [record["episodes"] for record in memory.records] == [1]
+    assert len(out.getvalue().splitlines()) == 1
     logger.close()
-    assert [record["episodes"] for record in memory.records] == [1, 10]
+    lines = out.getvalue().splitlines()
+    assert "| Episodes = 1 |" in lines[0] and "| Episodes = 10 |" in lines[1]
+    assert [record["episodes"] for record in memory.records] == list(range(1, 11))
 
 
 def test_terminal_lines_name_the_logger(tmp_path: Path) -> None:
@@ -298,12 +302,12 @@ def test_make_logger_builds_the_documented_chain(tmp_path: Path) -> None:
         "train", directory=tmp_path, smoothing_regex="return", terminal_time_delta=2.0
     )
     kinds = [type(node).__name__ for node in logger.steps]
-    assert kinds[:3] == ["NoneFilter", "SmoothingFilter", "TimeFilter"]
-    assert "Dispatcher" in kinds
+    assert kinds[:3] == ["NoneFilter", "SmoothingFilter", "Dispatcher"]
     leaves = [node for node in logger.nodes() if not node.children]
     assert {type(node) for node in leaves} == {TerminalSink, CsvSink}
     gate = next(node for node in logger.steps if isinstance(node, TimeFilter))
-    assert gate.time_delta == 1.0 and gate.keep_last
+    assert gate.time_delta == 2.0 and gate.keep_last  # the terminal's throttle, alone
+    assert [type(node) for node in gate.children] == [TerminalSink]
     logger.close()
 
 
@@ -316,9 +320,13 @@ def test_make_logger_builds_the_documented_chain(tmp_path: Path) -> None:
         ({"csv": True, "directory": None}, "directory"),
     ],
 )
-def test_make_logger_rejects_bad_options(options: dict[str, Any], message: str) -> None:
+def test_make_logger_rejects_bad_options(
+    options: dict[str, Any], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # runs/x.csv would be made here, were it made
     with pytest.raises(ValueError, match=message):
         make_logger("x", **options)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_make_logger_rejects_an_empty_label() -> None:

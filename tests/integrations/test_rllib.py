@@ -6,7 +6,6 @@ import csv
 import json
 import math
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from ray.tune.logger import LoggerCallback
 from pipeline import Pipeline
 from pipeline.integrations.rllib import PipelineCallback, flatten_result
 from sinks import CsvSink, MemorySink
-from tests.integrations.local_ray import local_ray
 
 # -- flatten_result: the rule, without Ray running -----------------------------------------
 
@@ -278,12 +276,10 @@ def test_callback_arguments_are_checked() -> None:
 # -- real Tune runs ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ray_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A local Ray on 2 CPUs whose session files live in a temp dir; yields a results dir."""
-    base = tmp_path_factory.mktemp("ray")
-    with local_ray(base):
-        yield base / "results"
+@pytest.fixture
+def ray_in_tmp(ray_session: Path, tmp_path: Path) -> Path:
+    """The test run's local Ray (tests/conftest.py); a results dir under tmp_path."""
+    return tmp_path / "results"
 
 
 def nested_reporter(config: dict[str, Any]) -> None:

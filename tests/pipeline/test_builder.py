@@ -18,7 +18,9 @@ from filters import (
     TimeFilter,
 )
 from pipeline import ClosedError, Node, Pipeline
-from sinks import MemorySink
+from pipeline.core import LoggerSink
+from sinks import CsvSink, MemorySink
+from tests.conftest import FakeClock
 
 
 def test_builder_order_is_data_flow_order() -> None:
@@ -137,3 +139,46 @@ def test_describe_shows_the_graph_in_flow_order() -> None:
     text = Pipeline("t").drop_none().to(MemorySink()).describe()
     assert text.splitlines()[0] == "Pipeline('t')"
     assert "NoneFilter" in text.splitlines()[1]
+
+
+@pytest.mark.parametrize(
+    ("target", "shown"),
+    [
+        (MemorySink, "the class MemorySink itself: pass MemorySink(...)"),
+        (CsvSink, "the class CsvSink itself: pass CsvSink(...)"),
+        ("runs/train.csv", "got str"),
+        (42, "got int"),
+    ],
+    ids=["MemorySink class", "CsvSink class", "a path", "an int"],
+)
+def test_a_target_that_cannot_take_records_is_refused_when_the_chain_ends(
+    target: object, shown: str
+) -> None:
+    pipe = Pipeline("t").drop_none()
+    with pytest.raises(TypeError, match="write\\(record\\)") as caught:
+        pipe.to(MemorySink(), target)  # type: ignore[arg-type]
+    assert str(caught.value).endswith(shown)
+    sink = MemorySink()
+    pipe.to(sink)  # the chain is as it was before the refused .to(...)
+    pipe.write({"a": 1})
+    assert sink.records == [{"a": 1}]
+
+
+def test_a_logger_sink_refuses_a_class() -> None:
+    with pytest.raises(TypeError, match="pass MemorySink"):
+        LoggerSink(MemorySink)
+
+
+@pytest.mark.parametrize("keep_last", [False, True])
+def test_throttle_keeps_the_last_held_back_record_for_the_flush_when_asked(
+    clock: FakeClock, keep_last: bool
+) -> None:
+    sink = MemorySink()
+    pipe = Pipeline("t").throttle(10.0, keep_last=keep_last).to(sink)
+    throttle = pipe.steps[0]
+    assert isinstance(throttle, TimeFilter) and throttle.keep_last is keep_last
+    throttle._clock = clock
+    for step in range(3):
+        pipe.write({"step": step})
+    pipe.close()
+    assert [record["step"] for record in sink.records] == ([0, 2] if keep_last else [0])

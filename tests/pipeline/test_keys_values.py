@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from pipeline import KeyMatcher, plain, to_float
+from pipeline.core.counts import Counts
+from pipeline.core.keys import clashes, note_clash
 
 
 def test_key_matcher_searches_and_caches_per_key() -> None:
@@ -42,3 +44,18 @@ def test_everything_else_is_not_a_number(value: object) -> None:
 def test_plain_turns_numpy_into_python() -> None:
     assert plain({"a": np.arange(2), "b": (np.float64(1.5),)}) == {"a": [0, 1], "b": [1.5]}
     assert type(plain(np.int32(3))) is int
+
+
+def test_an_output_name_clashes_with_a_key_of_its_text_or_an_earlier_name() -> None:
+    keys = ["x", "x_mean", 1]
+    assert clashes(keys, ["x_mean", "x_std", "1", "x_std", 2]) == (True, False, True, True, False)
+    assert clashes([], []) == ()
+
+
+def test_a_clash_is_counted_per_name_and_warned_once() -> None:
+    counts = Counts("Node")
+    with pytest.warns(UserWarning, match="'x_mean' is already a key of the record") as caught:
+        note_clash(counts, "x_mean")
+        note_clash(counts, "x_mean", 3)
+    assert len(caught) == 1
+    assert counts["clashed"] == 4 and counts.by_key["clashed"] == {"x_mean": 4}

@@ -73,6 +73,17 @@ HOLDER = textwrap.dedent(
 )
 
 
+def like_a_terminal() -> None:
+    """Run in the child before it starts: SIGINT back to its default, as in a program started
+    from a terminal (a suite run in the background, `(pytest &)`, under CI or nohup, hands its
+    children an ignored SIGINT, and Python then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def ignoring_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.mark.parametrize(
     ("how", "expected_status"),
     [("exit", 0), (signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, -signal.SIGINT)],
@@ -86,12 +97,36 @@ def test_the_last_aggregate_window_is_flushed_on_exit_and_signals(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=like_a_terminal,
     )
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "ready"
     if isinstance(how, signal.Signals):
         child.send_signal(how)
     assert child.wait(timeout=30) == expected_status
+    (row,) = pd.read_csv(tmp_path / "eval.csv").to_dict("records")
+    assert row == {"return_mean": 4.5, "return_count": 10, "steps": 9}
+
+
+def test_a_program_started_with_sigint_ignored_keeps_ignoring_it_and_sigterm_still_flushes(
+    tmp_path: Path,
+) -> None:
+    """rlpipe takes SIGTERM only: a program that ignores SIGINT (started in the background by a
+    shell, or under nohup) is not stopped by Ctrl-C because of rlpipe, and SIGTERM still closes
+    its pipelines. An ignored signal is discarded when sent, so the SIGTERM sent after it is
+    the one that ends the child."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path), "wait"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ignoring_sigint,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGINT)
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=30) == 128 + signal.SIGTERM
     (row,) = pd.read_csv(tmp_path / "eval.csv").to_dict("records")
     assert row == {"return_mean": 4.5, "return_count": 10, "steps": 9}
 

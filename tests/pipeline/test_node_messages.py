@@ -26,6 +26,15 @@ def test_a_child_without_write_is_refused_naming_both_types() -> None:
     )
 
 
+def test_a_class_given_as_a_child_is_refused_saying_to_pass_an_instance() -> None:
+    with pytest.raises(TypeError) as caught:
+        Node().connect(MemorySink)  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "Node can only send records to an instance (a Node or a logger with a write(record) "
+        "method), got the class MemorySink itself: pass MemorySink(...)"
+    )
+
+
 @pytest.mark.parametrize(
     ("state", "shown"),
     [

@@ -219,3 +219,46 @@ def test_unequal_columns_sent_straight_to_a_sink_raise_and_leave_it_working(
     sink.close()
     assert read(path) == [{"a": "1", "b": "3"}, {"a": "2", "b": "4"}]
     assert sink.storage_failures is None
+
+
+def test_a_sink_told_to_continue_its_file_appends_under_the_earlier_header(
+    tmp_path: Path,
+) -> None:
+    """`continue_file()` (a restarted Ray hub calls it on the sinks it rebuilds) makes a new
+    sink append to the file an earlier process of the same run wrote, keeping its columns;
+    after the first store it changes nothing."""
+    path = tmp_path / "run.csv"
+    with CsvSink(path) as first:
+        first.write({"step": 0, "loss": 1.5})
+    sink = CsvSink(path, fieldnames=["extra"])
+    sink.continue_file()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is replaced, so nothing is said
+        sink.write({"loss": 0.5, "step": 1})
+        sink.close()
+    assert read(path) == [
+        {"step": "0", "loss": "1.5", "extra": ""},
+        {"step": "1", "loss": "0.5", "extra": ""},
+    ]
+    with CsvSink(path, mode="a") as late:
+        late.write({"step": 2})
+        late.flush()
+        late.continue_file()  # already storing into its own file: nothing changes
+        late.write({"step": 3})
+    assert [row["step"] for row in read(path)] == ["0", "1", "2", "3"]
+
+
+def test_appending_with_a_declared_column_the_file_lacks_widens_its_header(
+    tmp_path: Path,
+) -> None:
+    """`fieldnames` naming a column the earlier header lacks: the header is rewritten with it
+    at the first store, so every cell stays under its own column."""
+    path = tmp_path / "run.csv"
+    with CsvSink(path) as first:
+        first.write({"step": 0, "loss": 1.5})
+    with CsvSink(path, mode="a", fieldnames=["extra"]) as sink:
+        sink.write({"step": 1, "loss": 0.5, "extra": 7})
+    assert read(path) == [
+        {"step": "0", "loss": "1.5", "extra": ""},
+        {"step": "1", "loss": "0.5", "extra": "7"},
+    ]

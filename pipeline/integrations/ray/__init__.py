@@ -36,8 +36,18 @@ Guarantees (what the sender and the hub promise):
   about once, and the sender stops waiting (it drops, without blocking, while every slot is
   still taken, and waits again once an ack frees a slot). `flush()` and `close()` wait at most
   `flush_timeout` seconds for the acks.
+- Acknowledged means stored: before the hub answers a call that applied records, it flushes
+  every sink of the central pipeline (a file sink: one write per batch), so a record its
+  sender counts in `.sent` is on disk even if the hub dies right after. Aggregates are not
+  flushed (their windows stay whole); what an aggregate holds is lost with the hub.
 - Faults: when the hub actor dies for good, each sender warns once and counts in `.lost`
   every record it could not deliver (those in flight and all later ones); nothing blocks.
+  When a sender's process dies, the hub knows what it shipped: every call carries the
+  sender's counts (records shipped, lost, confirmed), so at close the stream is named in
+  `status().failures` and warned about with the records it reported, those stored and those
+  shipped that never arrived (`missing`). What it wrote after its last batch that reached
+  the hub (its buffer: fewer than `batch_size` records, or `flush_seconds` of them) died
+  with its process and is unknown to anyone.
   A record that cannot be pickled (a lock, an open file) fails the Ray call shipping its
   batch; the sender then pickles the batch's records one by one and ships those that pickle:
   only the bad record is lost, counted and warned about once, and `write`, `flush` and
@@ -45,16 +55,21 @@ Guarantees (what the sender and the hub promise):
   unpickle) is lost alone, counted and warned about; an empty batch takes its sequence
   number and the stream goes on.
 - Restarts: with `Hub(..., max_restarts=n)` Ray restarts a dead hub actor and re-sends the
-  calls that were in flight. The new actor rebuilds the pipeline with `factory()`, so file
-  sinks (append mode, the default) continue their files, and the senders go on unchanged.
-  What the dead actor held in memory is gone: rows its file sinks had not yet written (at most
-  `flush_every` rows or `flush_seconds` of them) and its aggregates' open windows. A batch the
-  dead actor applied but did not acknowledge is applied again (at least once across a
-  restart); every other batch is applied exactly once.
+  calls that were in flight. The new actor rebuilds the pipeline with `factory()`; its file
+  sinks continue the dead actor's files (`continue_file()`, whatever their mode), and the
+  senders go on unchanged.
+  Every acknowledged record was stored; the unacknowledged ones are applied by the new
+  actor. Gone with the dead actor: its aggregates' open windows. A batch the dead actor
+  stored but had not yet acknowledged (it died between its flush and its answer) is stored
+  again: at least once across a restart, exactly once otherwise. The new actor learns from
+  each sender how many records the dead one applied (`earlier`), so the counts reconcile.
 
 Counts: `sender.written == sender.sent + sender.lost + sender.unconfirmed` once it is closed
 (`unconfirmed`: shipped but not acknowledged within `flush_timeout`). `hub.status()` lists
-every stream the hub has seen (tags, records, batches, duplicates, whether it ended).
+every stream the hub has seen: its tags, `written` (reported by the sender), `records`
+(applied by this actor), `earlier` (by a dead predecessor), `lost` (counted by the sender),
+`missing` (shipped, never arrived; known once the stream ended or the hub closed),
+batches, duplicates and whether it ended: `written == records + earlier + lost + missing`.
 
 Importing this module does not import Ray; making a Hub does (`pip install 'rlpipe[ray]'`).
 """

@@ -11,7 +11,7 @@ from typing import Any
 from pipeline.core.node import ClosedError, Node
 from pipeline.integrations.ray.core import remote_core
 from pipeline.integrations.ray.sender import HubSender, SenderSettings
-from pipeline.integrations.ray.status import HubStatus
+from pipeline.integrations.ray.status import HUB_LINES, HubStatus
 from pipeline.integrations.ray.support import first_line, import_ray
 
 __all__ = ["Hub"]
@@ -138,20 +138,16 @@ class Hub:
         assert final is not None
         for message in final.warnings:
             warnings.warn(f"rlpipe: hub: {message}", RuntimeWarning, stacklevel=2)
-        open_streams = [s for s in final.streams.values() if not s.ended]
-        if open_streams:
-            listed = "; ".join(f"{s.tags or '{}'}: {s.records} records" for s in open_streams)
+        # The central pipeline warned of its own failures while closing (above); these are
+        # the hub's: streams that lost or missed records, senders that never closed.
+        lines = [line for line in final.failures if line.startswith(HUB_LINES)]
+        if lines:
+            cut = sum(1 for stream in final.streams.values() if not stream.ended)
             warnings.warn(
-                f"rlpipe: the hub closed while {len(open_streams)} senders had not closed "
-                f"(what they shipped after this is lost): {listed}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        failed = [s for s in final.streams.values() if s.failed]
-        if failed:
-            listed = "; ".join(f"{s.tags}: {s.failed} ({s.first_error})" for s in failed)
-            warnings.warn(
-                f"rlpipe: the central pipeline refused records: {listed}",
+                "rlpipe: the hub closed with losses"
+                + (f" ({cut} senders had not closed)" if cut else "")
+                + f": written {final.written}, applied {final.records + final.earlier}: "
+                + "; ".join(lines),
                 RuntimeWarning,
                 stacklevel=2,
             )

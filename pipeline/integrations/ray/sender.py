@@ -84,6 +84,7 @@ class HubSender(Sink):
         self._in_flight: deque[_InFlight] = deque()
         self._seq = 0
         self._acked = 0
+        self._shipped = 0  # records that left the buffer: into a batch, or counted lost
         self._behind = False
         self._dead = ""
         self._warned_unacknowledged = False
@@ -135,6 +136,7 @@ class HubSender(Sink):
         self._entries, self._count, self._deadline = [], 0, float("inf")
         if not count:
             return
+        self._shipped += count
         limit = self._settings.max_in_flight
         if not self._dead:
             self._collect(0.0, limit - 1)
@@ -164,9 +166,22 @@ class HubSender(Sink):
             self._submit_what_pickles(batch, error)
 
     def _push(self, batch: _InFlight) -> Any:
+        self._confirm()  # `sent` then covers exactly the batches below `_acked`
         return self._actor.push.remote(
-            self.stream, batch.seq, self._acked, batch.count, batch.entries, self.tags
+            self.stream,
+            batch.seq,
+            self._acked,
+            batch.count,
+            batch.entries,
+            self.tags,
+            self._report(),
         )
+
+    def _report(self) -> tuple[int, int, int]:
+        """What the hub is told with each call (`core.Report`): records shipped or counted
+        lost, records counted lost, records confirmed. With them the hub counts what a
+        sender that dies had shipped."""
+        return (self._shipped, self.counts["lost"], self.sent)
 
     def _submit_what_pickles(self, batch: _InFlight, error: Exception) -> None:
         """Ships `batch` without its records that cannot be pickled; they are counted lost
@@ -260,7 +275,9 @@ class HubSender(Sink):
     def _sync(self, timeout: float) -> None:
         ray = self._ray
         try:
-            low = ray.get(self._actor.sync.remote(self.stream, self._acked), timeout=timeout)
+            self._confirm()
+            call = self._actor.sync.remote(self.stream, self._acked, self._report())
+            low = ray.get(call, timeout=timeout)
         except ray.exceptions.ActorUnavailableError:
             time.sleep(min(timeout, 0.05))
             return
@@ -317,7 +334,8 @@ class HubSender(Sink):
         if self._seq and not self._dead and not self._in_flight:
             try:
                 self._ray.get(
-                    self._actor.end.remote(self.stream), timeout=self._settings.flush_timeout
+                    self._actor.end.remote(self.stream, self._report()),
+                    timeout=self._settings.flush_timeout,
                 )
             except Exception as error:
                 self._died(f"the hub did not answer ({type(error).__name__})")

@@ -5,12 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["HubStatus", "StreamStatus"]
+__all__ = ["HUB_LINES", "HubStatus", "StreamStatus"]
+
+HUB_LINES = ("sender ", "hub:")
+"""How the hub's own lines in `HubStatus.failures` begin (the others are the central
+pipeline's)."""
 
 
 @dataclass(frozen=True)
 class StreamStatus:
-    """What the hub received from one sender (one stream)."""
+    """What the hub received from one sender (one stream).
+
+    `records` were applied by this hub instance, `earlier` by a dead predecessor (a
+    restarted hub); `written` is what the sender reported it shipped or counted `lost`;
+    `missing` (known once the stream ended or the hub closed) were shipped and never arrived.
+    They reconcile: `written == records + earlier + lost + missing`, `held` (batches waiting
+    behind a gap) aside.
+    """
 
     tags: dict[str, Any]
     records: int
@@ -20,12 +31,18 @@ class StreamStatus:
     ended: bool
     first_error: str = ""
     held: int = 0
+    written: int = 0
+    lost: int = 0
+    missing: int = 0
+    earlier: int = 0
 
 
 @dataclass(frozen=True)
 class HubStatus:
-    """The hub's view: every stream it saw, whether the actor was restarted, and (after
-    `close`) the warnings the central pipeline raised while closing."""
+    """The hub's view: every stream it saw, whether the actor was restarted, `failures` (one
+    line per loss the hub knows of: failing central sinks, streams that lost or missed
+    records, senders that never closed) and (after `close`) the warnings the central
+    pipeline raised while closing."""
 
     streams: dict[str, StreamStatus]
     restarted: bool
@@ -37,6 +54,26 @@ class HubStatus:
     def records(self) -> int:
         """Records applied to the central pipeline, over every stream."""
         return sum(stream.records for stream in self.streams.values())
+
+    @property
+    def written(self) -> int:
+        """Records the senders reported shipping or counting lost, over every stream."""
+        return sum(stream.written for stream in self.streams.values())
+
+    @property
+    def earlier(self) -> int:
+        """Records applied by a dead predecessor of a restarted hub, over every stream."""
+        return sum(stream.earlier for stream in self.streams.values())
+
+    @property
+    def lost(self) -> int:
+        """Records the senders counted lost, over every stream."""
+        return sum(stream.lost for stream in self.streams.values())
+
+    @property
+    def missing(self) -> int:
+        """Records shipped that never arrived (known at close), over every stream."""
+        return sum(stream.missing for stream in self.streams.values())
 
     @property
     def duplicates(self) -> int:
