@@ -9,13 +9,17 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from itertools import chain
+from itertools import chain, repeat
 from operator import itemgetter
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import numpy as np
+
+from pipeline.core.columns import Columns
 from pipeline.core.values import jsonable, plain
-from sinks.file import BufferedFileSink, repair_torn_tail
+from sinks.file import BufferedFileSink, RowBlock, fast_json, held_segments, repair_torn_tail
 
 # CsvSink writes cells of any size; reading them back (a header rewrite, a resume) must not
 # stop at the csv module's default 128 KiB field limit. The limit is process-wide.
@@ -84,6 +88,45 @@ def _number_lines(
     ]
     lines.append("")
     return line_end.join(lines).replace("None", "")
+
+
+_BOOL_CELLS = np.array([b"False", b"True"], dtype=object)
+
+
+def _unusual(values: np.ndarray) -> np.ndarray:
+    """Indexes of the float64 values whose shortest text orjson writes otherwise than `repr`
+    (NaN and infinities, which it writes as null; nonzero values below 1e-4 in magnitude,
+    which `repr` writes with an exponent: `1e-05`); every other float's text is `repr`'s."""
+    with np.errstate(invalid="ignore"):
+        usual = np.isfinite(values) & ((np.abs(values) >= 1e-4) | (values == 0))
+    return np.flatnonzero(~usual)
+
+
+def _column_cells(orjson: ModuleType, column: Any, length: int) -> list[bytes] | None:
+    """The CSV cells of a block's column as UTF-8 bytes, each the text `csv_cell` gives
+    (None: an empty cell), formatted by orjson at C speed; None when the column needs the
+    csv module (an int beyond 64 bits)."""
+    if type(column) is np.ndarray:
+        if column.dtype.kind == "b":
+            bools: list[bytes] = _BOOL_CELLS[column.view(np.uint8)].tolist()
+            return bools
+        cells: list[bytes] = orjson.dumps(column, option=orjson.OPT_SERIALIZE_NUMPY)[
+            1:-1
+        ].split(b",")
+        if column.dtype.kind == "f":
+            for index in _unusual(column).tolist():
+                cells[index] = repr(float(column[index])).encode()
+        return cells
+    try:
+        cells = orjson.dumps(column)[1:-1].split(b",")
+    except TypeError:  # an int beyond 64 bits
+        return None
+    if float in map(type, column) or None in column:
+        unusual = _unusual(np.array(column, dtype=np.float64))  # None as NaN
+        for index in unusual.tolist():
+            value = column[index]
+            cells[index] = b"" if value is None else repr(value).encode()
+    return cells
 
 
 class CsvSink(BufferedFileSink):
@@ -164,14 +207,25 @@ class CsvSink(BufferedFileSink):
         """Cuts off a torn last line and a last row torn inside a quoted cell."""
         return repair_torn_tail(self.path) + _cut_open_quote(self.path, self.delimiter)
 
-    def _store(self, rows: list[dict[str, Any]]) -> None:
+    def _columns_held(self, columns: Columns, length: int) -> RowBlock | None:
+        if fast_json() is None or self.delimiter not in _PLAIN_DELIMITERS:
+            return None
+        if NUL_REFUSED and any("\x00" in key for key in columns if type(key) is str):
+            return None
+        return self.numeric_block(columns, length)
+
+    def _store(self, rows: list[Any]) -> None:
+        segments = held_segments(rows) if self._held_blocks else [rows]
         if NUL_REFUSED:
-            rows = [self._without_nul(row) for row in rows]
+            segments = [
+                part if isinstance(part, RowBlock) else [self._without_nul(row) for row in part]
+                for part in segments
+            ]
         fields = list(self.fieldnames)
         known = set(fields)
         renamed = False
-        for row in rows:
-            for key in row:
+        for part in segments:
+            for key in part.columns if isinstance(part, RowBlock) else chain.from_iterable(part):
                 if key not in known:
                     if type(key) is not str:
                         renamed = True
@@ -180,28 +234,65 @@ class CsvSink(BufferedFileSink):
                         known.add(name)
                         fields.append(name)
         if renamed:
-            rows = [self._named(row) for row in rows]
+            segments = [
+                part if isinstance(part, RowBlock) else [self._named(row) for row in part]
+                for part in segments
+            ]
         if not fields:  # no column yet: these rows are written once there is a header
             self._headless += len(rows)
             return
+        body = b"".join([self._text(part, fields) for part in segments])
         widened = len(fields) > len(self.fieldnames)
         if widened and self._has_header:
-            self._rewrite_with_header(fields, rows)
+            self._rewrite_with_header(fields, body)
         else:
-            text = io.StringIO()
-            writer = csv.writer(text, delimiter=self.delimiter, lineterminator=self.lineterminator)
-            if not self._has_header:
+            if self._has_header:
+                self._append(body)
+            else:
+                text = io.StringIO()
+                writer = csv.writer(
+                    text, delimiter=self.delimiter, lineterminator=self.lineterminator
+                )
                 writer.writerow(fields)
                 writer.writerows([""] * len(fields) for _ in range(self._headless))
-            numbers = _number_lines(rows, fields, self.delimiter, self.lineterminator)
-            if numbers is None:
-                writer.writerows(_cells(rows, fields))
-            else:
-                text.write(numbers)
-            self._append(text.getvalue())
+                self._append(text.getvalue().encode("utf-8") + body)
         self.fieldnames = fields
         self._has_header = True
         self._headless = 0
+
+    def _text(self, part: list[dict[str, Any]] | RowBlock, fields: list[str]) -> bytes:
+        """The CSV rows of `part` (row dicts, or a block of columns) under `fields`."""
+        if isinstance(part, RowBlock):
+            block = self._block_text(part, fields)
+            if block is not None:
+                return block
+            part = part.rows()
+        numbers = _number_lines(part, fields, self.delimiter, self.lineterminator)
+        if numbers is None:
+            text = io.StringIO()
+            writer = csv.writer(text, delimiter=self.delimiter, lineterminator=self.lineterminator)
+            writer.writerows(_cells(part, fields))
+            numbers = text.getvalue()
+        return numbers.encode("utf-8")
+
+    def _block_text(self, block: RowBlock, fields: list[str]) -> bytes | None:
+        """The CSV rows of a block of numeric columns, the bytes the csv module writes for
+        its rows, built column by column at C speed (None: the rows are written as rows)."""
+        orjson = fast_json()
+        if orjson is None or len(fields) < 2:  # a lone empty cell is written `""`
+            return None
+        length, columns = block.length, block.columns
+        cells: list[Any] = []
+        for name in fields:
+            column = columns.get(name)
+            column_cells = (
+                repeat(b"", length) if column is None else _column_cells(orjson, column, length)
+            )
+            if column_cells is None:
+                return None
+            cells.append(column_cells)
+        end = self.lineterminator.encode()
+        return end.join(map(self.delimiter.encode().join, zip(*cells, strict=True))) + end
 
     def _add_state(self, state: dict[str, Any]) -> None:
         """Adds the columns and the rows the file holds (under the store lock, with the
@@ -311,7 +402,8 @@ class CsvSink(BufferedFileSink):
             named[name] = value
         return named
 
-    def _rewrite_with_header(self, fields: list[str], rows: list[dict[str, Any]]) -> None:
+    def _rewrite_with_header(self, fields: list[str], body: bytes) -> None:
+        """Rewrites the file under the wider header `fields`, then `body` (the new rows)."""
         self._drop_handle()
         temporary = self.path.with_name(f".{self.path.name}.rewrite")
         try:
@@ -326,7 +418,7 @@ class CsvSink(BufferedFileSink):
                 writer.writerow(fields)
                 padding = len(fields)
                 writer.writerows(row + [""] * (padding - len(row)) for row in reader)
-                writer.writerows(_cells(rows, fields))
+                new.write(body.decode("utf-8"))
                 new.flush()
                 os.fsync(new.fileno())
             self._replace_with(temporary)
