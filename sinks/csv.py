@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from itertools import chain, repeat
+from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 from types import ModuleType
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.columns import Columns
+from pipeline.core.columns import Columns, none_mask
 from pipeline.core.values import jsonable, plain
 from sinks.file import BufferedFileSink, RowBlock, fast_json, held_segments, repair_torn_tail
 
@@ -102,7 +102,7 @@ def _unusual(values: np.ndarray) -> np.ndarray:
     return np.flatnonzero(~usual)
 
 
-def _column_cells(orjson: ModuleType, column: Any, length: int) -> list[bytes] | None:
+def _column_cells(orjson: ModuleType, column: Any) -> list[bytes] | None:
     """The CSV cells of a block's column as UTF-8 bytes, each the text `csv_cell` gives
     (None: an empty cell), formatted by orjson at C speed; None when the column needs the
     csv module (an int beyond 64 bits)."""
@@ -127,6 +127,65 @@ def _column_cells(orjson: ModuleType, column: Any, length: int) -> list[bytes] |
             value = column[index]
             cells[index] = b"" if value is None else repr(value).encode()
     return cells
+
+
+_MERGED = {"f": np.float64, "i": np.int64, "b": np.bool_}
+"""The dtypes the pieces of one column from consecutive blocks are joined into."""
+
+
+def _kind(column: Any) -> str | None:
+    """What a block's column joins with: "f" (float64, or a list of floats with None), "i"
+    (numpy ints that int64 holds exactly), "b" (bools); None: it is formatted alone."""
+    if type(column) is not np.ndarray:
+        return "f" if float in map(type, column) or int not in map(type, column) else None
+    dtype = column.dtype
+    if dtype.kind == "u" and dtype.itemsize == 8:
+        return None
+    return "i" if dtype.kind in "iu" else dtype.kind
+
+
+def _field_cells(orjson: ModuleType, pieces: list[tuple[Any, int]]) -> list[bytes] | None:
+    """The cells of one field over consecutive blocks (`pieces`: its column in each block,
+    None where the block lacks it, and the block's length), joined into one column where
+    their kinds agree, so orjson formats it in one call."""
+    if len(pieces) == 1 and pieces[0][0] is not None:
+        return _column_cells(orjson, pieces[0][0])
+    kinds = {_kind(column) for column, _ in pieces if column is not None}
+    total = sum(length for _, length in pieces)
+    if not kinds:
+        return [b""] * total
+    if len(kinds) == 1 and None not in kinds:
+        dtype = _MERGED[kinds.pop()]  # type: ignore[index]
+        empty = np.zeros(total, dtype=bool)
+        parts: list[np.ndarray] = []
+        start = 0
+        for column, length in pieces:
+            if column is None:
+                parts.append(np.zeros(length, dtype=dtype))
+                empty[start : start + length] = True
+            elif type(column) is list:
+                parts.append(np.array(column, dtype=np.float64))  # None as NaN ...
+                mask = none_mask(column, length)
+                if mask is not None:  # ... and an empty cell
+                    empty[start : start + length] = mask
+            else:
+                parts.append(column)
+            start += length
+        cells = _column_cells(orjson, np.concatenate(parts).astype(dtype, copy=False))
+        if cells is not None:
+            for index in np.flatnonzero(empty).tolist():
+                cells[index] = b""
+        return cells
+    out: list[bytes] = []
+    for column, length in pieces:
+        if column is None:
+            out.extend([b""] * length)
+            continue
+        column_cells = _column_cells(orjson, column)
+        if column_cells is None:
+            return None
+        out.extend(column_cells)
+    return out
 
 
 class CsvSink(BufferedFileSink):
@@ -241,7 +300,16 @@ class CsvSink(BufferedFileSink):
         if not fields:  # no column yet: these rows are written once there is a header
             self._headless += len(rows)
             return
-        body = b"".join([self._text(part, fields) for part in segments])
+        groups: list[list[dict[str, Any]] | list[RowBlock]] = []
+        for part in segments:  # consecutive blocks are formatted together
+            if isinstance(part, RowBlock):
+                if groups and groups[-1] and isinstance(groups[-1][0], RowBlock):
+                    groups[-1].append(part)
+                else:
+                    groups.append([part])
+            else:
+                groups.append(part)
+        body = b"".join([self._text(group, fields) for group in groups])
         widened = len(fields) > len(self.fieldnames)
         if widened and self._has_header:
             self._rewrite_with_header(fields, body)
@@ -260,37 +328,38 @@ class CsvSink(BufferedFileSink):
         self._has_header = True
         self._headless = 0
 
-    def _text(self, part: list[dict[str, Any]] | RowBlock, fields: list[str]) -> bytes:
-        """The CSV rows of `part` (row dicts, or a block of columns) under `fields`."""
-        if isinstance(part, RowBlock):
-            block = self._block_text(part, fields)
-            if block is not None:
-                return block
-            part = part.rows()
-        numbers = _number_lines(part, fields, self.delimiter, self.lineterminator)
+    def _text(self, part: list[dict[str, Any]] | list[RowBlock], fields: list[str]) -> bytes:
+        """The CSV rows of `part` (row dicts, or consecutive blocks of columns) under
+        `fields`."""
+        if part and isinstance(part[0], RowBlock):
+            blocks: list[RowBlock] = part
+            text = self._blocks_text(blocks, fields)
+            if text is not None:
+                return text
+            part = [row for block in blocks for row in block.rows()]
+        rows: list[dict[str, Any]] = part  # type: ignore[assignment]
+        numbers = _number_lines(rows, fields, self.delimiter, self.lineterminator)
         if numbers is None:
-            text = io.StringIO()
-            writer = csv.writer(text, delimiter=self.delimiter, lineterminator=self.lineterminator)
-            writer.writerows(_cells(part, fields))
-            numbers = text.getvalue()
+            out = io.StringIO()
+            writer = csv.writer(out, delimiter=self.delimiter, lineterminator=self.lineterminator)
+            writer.writerows(_cells(rows, fields))
+            numbers = out.getvalue()
         return numbers.encode("utf-8")
 
-    def _block_text(self, block: RowBlock, fields: list[str]) -> bytes | None:
-        """The CSV rows of a block of numeric columns, the bytes the csv module writes for
-        its rows, built column by column at C speed (None: the rows are written as rows)."""
+    def _blocks_text(self, blocks: list[RowBlock], fields: list[str]) -> bytes | None:
+        """The CSV rows of consecutive blocks of numeric columns, the bytes the csv module
+        writes for their rows, built column by column at C speed (None: the rows are to be
+        written as rows)."""
         orjson = fast_json()
         if orjson is None or len(fields) < 2:  # a lone empty cell is written `""`
             return None
-        length, columns = block.length, block.columns
-        cells: list[Any] = []
+        cells: list[list[bytes]] = []
         for name in fields:
-            column = columns.get(name)
-            column_cells = (
-                repeat(b"", length) if column is None else _column_cells(orjson, column, length)
-            )
-            if column_cells is None:
+            pieces = [(block.columns.get(name), block.length) for block in blocks]
+            field_cells = _field_cells(orjson, pieces)
+            if field_cells is None:
                 return None
-            cells.append(column_cells)
+            cells.append(field_cells)
         end = self.lineterminator.encode()
         return end.join(map(self.delimiter.encode().join, zip(*cells, strict=True))) + end
 

@@ -296,7 +296,7 @@ def test_a_store_failing_half_way_through_a_block_keeps_the_blocks_last_rows(
     sink.write({"i": -1, "x": -1.0})  # the header
     sink.flush()
     appends[0] = 0
-    monkeypatch.setattr(Filling, "_block_text", refuse)
+    monkeypatch.setattr(Filling, "_blocks_text", refuse)
     with pytest.raises(StoreError):
         sink.write_batch({"i": np.arange(1499), "x": np.arange(1499) / 3})
     assert sink.rows_written == 1 + 700 and len(sink._pending) == 799
