@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.columns import Columns
+from pipeline.core.columns import Columns, none_mask
 from pipeline.core.values import jsonable, plain
 from sinks.file import BufferedFileSink, RowBlock, fast_json, held_segments
 
@@ -47,11 +47,22 @@ def _exact_text(value: Any) -> str:
         return np.format_float_scientific(value, unique=True, trim="0")
 
 
+def _non_finite(value: Any) -> bool:
+    """Whether plain data (`plain`'s) holds a NaN or an infinity anywhere."""
+    if type(value) is float:
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(map(_non_finite, value.values()))
+    if isinstance(value, list):
+        return any(map(_non_finite, value))
+    return False
+
+
 def _block_lines(orjson: ModuleType, block: RowBlock) -> tuple[list[bytes], list[int]] | None:
     """The JSON lines of a block of numeric columns, each orjson's text of its row, built
-    column by column at C speed; and the indexes of the rows holding None, NaN or an
-    infinity, whose lines are to be made as rows (`JsonlSink._line`). None: the block's
-    rows are written as rows (an int beyond 64 bits)."""
+    column by column at C speed; and the indexes of the rows holding a NaN or an infinity,
+    whose lines are to be made as rows (`JsonlSink._line`; None is orjson's null). None:
+    the block's rows are to be written as rows (an int beyond 64 bits)."""
     cells: list[list[bytes]] = []
     odd = np.zeros(block.length, dtype=bool)
     for column in block.columns.values():
@@ -67,7 +78,9 @@ def _block_lines(orjson: ModuleType, block: RowBlock) -> tuple[list[bytes], list
             values = np.array(column, dtype=np.float64) if mixed else None  # None as NaN
         cells.append(text[1:-1].split(b","))
         if values is not None:
-            odd |= ~np.isfinite(values)
+            non_finite = ~np.isfinite(values)
+            nones = None if values is column else none_mask(column, block.length)
+            odd |= non_finite if nones is None else non_finite & ~nones
     template = b"{%b}" % b",".join(
         orjson.dumps(key).replace(b"%", b"%%") + b":%b" for key in block.columns
     )
@@ -151,8 +164,8 @@ class JsonlSink(BufferedFileSink):
     def _line(
         self, row: dict[Any, Any], notes: list[tuple[str, str | None]], orjson: ModuleType | None
     ) -> bytes:
-        """A row's JSON text: orjson's (when it is on) unless orjson refuses the row or
-        writes a null (NaN and infinities would read back as None), else `json.dumps`'s."""
+        """A row's JSON text: orjson's (when it is on) unless orjson refuses the row or the
+        row holds a NaN or an infinity (which orjson writes as null), else `json.dumps`'s."""
         line = {str(key): plain(value) for key, value in row.items()}
         if len(line) < len(row):
             line = self._named(row, notes)
@@ -162,7 +175,7 @@ class JsonlSink(BufferedFileSink):
             except TypeError:  # an object, an int beyond 64 bits, a longdouble, ...
                 pass
             else:
-                if b"null" not in text:
+                if b"null" not in text or not _non_finite(line):
                     return text
         try:
             return json.dumps(line, default=_number).encode()
