@@ -913,7 +913,9 @@ def contests(rows: list[dict[str, Any]], batches: list[dict[str, Any]]) -> list[
         return Chain(feed, pipe.close)
 
     def acme_train_csv(work: Path) -> Chain:
-        logger = CSVLogger((work / "acme-s.csv").open("w"), add_uid=False)
+        path = work / "acme-s.csv"
+        path.unlink(missing_ok=True)  # the previous run's: Acme's CSVLogger appends
+        logger = CSVLogger(path.open("a"), add_uid=False)
         chain = acme_train(0.0, logger)
 
         def done() -> None:
