@@ -244,6 +244,10 @@ class BufferedFileSink(Sink):
     `storage_failures` sums the failures up (a Pipeline's `failures()` lists it).
     """
 
+    _held_blocks = False
+    """Whether a RowBlock was ever queued (set on the instance then, never reset); a class
+    default, so that a sink that only writes rows keeps its attributes out of a dict."""
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -287,7 +291,6 @@ class BufferedFileSink(Sink):
         self._retry_at = 0.0
         self._retry_delay = 0.0
         self.rows_written = 0
-        self._held_blocks = False  # whether a RowBlock was ever queued (never reset)
         self._restored = None  # records taken, as of the state loaded (see Sink)
         self._storage = Failures(self)
         self._file: io.FileIO | None = None
@@ -425,7 +428,8 @@ class BufferedFileSink(Sink):
             def held(start: int, stop: int) -> Iterable[Any]:
                 return rows[start:stop]
         else:
-            self._held_blocks = True  # set before the first block is queued (see _store)
+            if not self._held_blocks:
+                self._held_blocks = True  # set before the first block is queued (see _store)
             whole = block
 
             def held(start: int, stop: int) -> Iterable[Any]:

@@ -47,6 +47,16 @@ def _exact_text(value: Any) -> str:
         return np.format_float_scientific(value, unique=True, trim="0")
 
 
+_LINE_BREAKS = ("\x85".encode(), "\u2028".encode(), "\u2029".encode())
+"""Characters that JSON leaves as they are but `str.splitlines` takes as line breaks (json,
+which escapes all but ASCII, never writes them as they are)."""
+
+
+def _one_line(text: bytes) -> bool:
+    """Whether `text` reads as one line by any reader (`str.splitlines` too)."""
+    return text.isascii() or not any(map(text.__contains__, _LINE_BREAKS))
+
+
 def _non_finite(value: Any) -> bool:
     """Whether plain data (`plain`'s) holds a NaN or an infinity anywhere."""
     if type(value) is float:
@@ -62,7 +72,8 @@ def _block_lines(orjson: ModuleType, block: RowBlock) -> tuple[list[bytes], list
     """The JSON lines of a block of numeric columns, each orjson's text of its row, built
     column by column at C speed; and the indexes of the rows holding a NaN or an infinity,
     whose lines are to be made as rows (`JsonlSink._line`; None is orjson's null). None:
-    the block's rows are to be written as rows (an int beyond 64 bits)."""
+    the block's rows are to be written as rows (an int beyond 64 bits, a key holding a
+    character `str.splitlines` breaks at)."""
     cells: list[list[bytes]] = []
     odd = np.zeros(block.length, dtype=bool)
     for column in block.columns.values():
@@ -84,6 +95,8 @@ def _block_lines(orjson: ModuleType, block: RowBlock) -> tuple[list[bytes], list
     template = b"{%b}" % b",".join(
         orjson.dumps(key).replace(b"%", b"%%") + b":%b" for key in block.columns
     )
+    if not _one_line(template):
+        return None
     return list(map(template.__mod__, zip(*cells, strict=True))), np.flatnonzero(odd).tolist()
 
 
@@ -164,8 +177,10 @@ class JsonlSink(BufferedFileSink):
     def _line(
         self, row: dict[Any, Any], notes: list[tuple[str, str | None]], orjson: ModuleType | None
     ) -> bytes:
-        """A row's JSON text: orjson's (when it is on) unless orjson refuses the row or the
-        row holds a NaN or an infinity (which orjson writes as null), else `json.dumps`'s."""
+        """A row's JSON text: orjson's (when it is on) unless orjson refuses the row, the row
+        holds a NaN or an infinity (which orjson writes as null) or a character that
+        `str.splitlines` breaks at (U+0085, U+2028, U+2029, which orjson leaves unescaped),
+        else `json.dumps`'s."""
         line = {str(key): plain(value) for key, value in row.items()}
         if len(line) < len(row):
             line = self._named(row, notes)
@@ -175,7 +190,7 @@ class JsonlSink(BufferedFileSink):
             except TypeError:  # an object, an int beyond 64 bits, a longdouble, ...
                 pass
             else:
-                if b"null" not in text or not _non_finite(line):
+                if (b"null" not in text or not _non_finite(line)) and _one_line(text):
                     return text
         try:
             return json.dumps(line, default=_number).encode()

@@ -54,7 +54,8 @@ def fast_path(on: bool) -> Iterator[None]:
 float64s = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(
     [0.0, -0.0, 1.0, 1e-4, 9.99e-5, 1e-5, 1e-7, 1e15, 1e16, 1234567890123456.0, 5e-324, 1e308]
 )
-KEYS = ["return", "steps", "loss", "done", "lr", "x%s\"é"]
+KEYS = ["return", "steps", "loss", "done", "lr", "x%s\"é", "\x85a\u2028"]
+"""Keys of the batches: the last one holds characters `str.splitlines` breaks at."""
 
 
 @st.composite
@@ -231,6 +232,17 @@ def test_a_longdouble_beyond_float64_is_counted_on_the_fast_path_too(tmp_path: P
     assert lines[0].startswith('{"x": 1e+4000') or lines[0].startswith('{"x": 1.0e+4000')
     assert json.loads(lines[1]) == {"x": 1.0, "y": None}
     assert math.isnan(json.loads(lines[2])["x"]) and json.loads(lines[2])["y"] == 2.5
+
+
+def test_a_jsonl_line_is_one_line_for_str_splitlines(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    record = {"a\u2028": "b\x85c", "n": 1.5}
+    with JsonlSink(path) as sink:
+        sink.write(record)
+        sink.write_batch({"a\u2029": np.arange(2)})
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [
+        record, {"a\u2029": 0}, {"a\u2029": 1}
+    ]
 
 
 def test_same_text_keys_in_a_row_are_refused_and_counted_with_orjson(tmp_path: Path) -> None:
