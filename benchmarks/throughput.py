@@ -48,6 +48,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -923,6 +924,388 @@ def table(results: list[Result]) -> str:
 
 
 
+# -- peers side by side, and the column targets -----------------------------------------
+#
+# Each contest does one piece of work on the same stream with rlpipe and with each peer's own
+# logger (SB3's Logger, RLlib's MetricsLogger, TorchRL's CSVLogger, Acme's loggers), and for
+# the column targets with a hand-written bound; every variant is timed interleaved and the
+# figure is each variant's median time over rlpipe's (above 1: rlpipe is faster).
+
+PEERS_MISSING: dict[str, str] = {}
+"""Peers left out of this run, with the reason (not installed)."""
+
+
+def _peer(name: str, module: str) -> bool:
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        PEERS_MISSING[name] = f"{module} not importable ({error})"
+        return False
+    return True
+
+
+@dataclass
+class Contest:
+    """One piece of work done by rlpipe ("rlpipe") and by each other variant."""
+
+    key: str
+    title: str
+    variants: dict[str, Callable[[Path], Chain]]
+    records: int
+    check: Callable[[Path], dict[str, bool]] | None = None
+
+
+def sb3_logger(path: Path) -> Any:
+    from stable_baselines3.common.logger import CSVOutputFormat, Logger
+
+    return Logger(str(path.parent), [CSVOutputFormat(str(path))])
+
+
+def contests(rows: list[dict[str, Any]], batches: list[dict[str, Any]]) -> list[Contest]:
+    """The peer contests (p-r) and the column targets (s, t)."""
+    from acme.utils.loggers import CSVLogger
+
+    import sinks.file
+    from benchmarks.acme_baseline import AggregatingLogger
+    from sinks import JsonlSink
+
+    matched = bounds.MATCHED
+    out: list[Contest] = []
+
+    # (p) every record a CSV row on disk
+    csv_rows: dict[str, Callable[[Path], Chain]] = {
+        "rlpipe": lambda work: pipeline_chain(csv_pipeline(work / "rlpipe.csv"), rows),
+    }
+
+    def acme_rows(work: Path) -> Chain:
+        logger = acme_csv(work / "acme.csv")
+
+        def done() -> None:
+            logger.close()
+            logger._file.close()
+
+        return Chain(rows_feed(logger.write, rows, logger.flush), done)
+
+    csv_rows["acme"] = acme_rows
+    if _peer("sb3", "stable_baselines3"):
+
+        def sb3_rows(work: Path) -> Chain:
+            logger = sb3_logger(work / "sb3.csv")
+            record, dump = logger.record, logger.dump
+
+            def feed() -> None:
+                for step, row in enumerate(rows):
+                    for key, value in row.items():
+                        record(key, value)
+                    dump(step)
+
+            return Chain(feed, logger.close)
+
+        csv_rows["sb3"] = sb3_rows
+    if _peer("torchrl", "torchrl.record.loggers.csv"):
+
+        def torchrl_rows(work: Path) -> Chain:
+            from torchrl.record.loggers.csv import CSVLogger as TorchRLCSVLogger
+
+            logger = TorchRLCSVLogger("torchrl", log_dir=str(work))
+            log = logger.log_scalar
+
+            def feed() -> None:
+                for step, row in enumerate(rows):
+                    for key, value in row.items():
+                        if value is not None:  # a scalar logger: no None
+                            log(key, value, step)
+
+            def done() -> None:
+                for handle in logger.experiment.files.values():
+                    handle.close()
+
+            return Chain(feed, done)
+
+        csv_rows["torchrl"] = torchrl_rows
+    out.append(Contest("p", "every record a CSV row on disk", csv_rows, len(rows)))
+
+    # (q) an exponential moving average per key
+    ema: dict[str, Callable[[Path], Chain]] = {
+        "rlpipe": lambda work: pipeline_chain(
+            Pipeline("ema", close_at_exit=False).drop_none().smooth("return|loss", coeff=0.99)
+            .to(NullSink()), rows),
+    }
+    if _peer("rllib", "ray.rllib.utils.metrics.metrics_logger"):
+
+        def rllib_ema(work: Path) -> Chain:
+            from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
+
+            logger = MetricsLogger()
+            log = logger.log_value
+
+            def feed() -> None:
+                for row in rows:
+                    for key in matched:
+                        value = row[key]
+                        if value is not None:
+                            log(key, value, reduce="ema", ema_coeff=0.01)
+                for key in matched:
+                    logger.peek(key)
+
+            return Chain(feed)
+
+        ema["rllib"] = rllib_ema
+    ema["acme"] = lambda work: acme_chain(
+        acme_train_keys(0.0, "return|loss", noop()), rows)
+    out.append(Contest("q", "moving average of 'return|loss' per key (coeff 0.99)", ema,
+                       len(rows)))
+
+    # (r) the mean over windows of 1000 records, a CSV row per window
+    window: dict[str, Callable[[Path], Chain]] = {
+        "rlpipe": lambda work: pipeline_chain(
+            eval_pipeline(1000, CsvSink(work / "rlpipe-w.csv", mode="w")), rows),
+    }
+
+    def acme_window(work: Path) -> Chain:
+        logger = acme_csv(work / "acme-w.csv")
+        aggregate = AggregatingLogger(logger, "return|loss", every=1000)
+
+        def done() -> None:
+            aggregate.close()
+            logger._file.close()
+
+        return Chain(rows_feed(aggregate.write, rows, aggregate.flush), done)
+
+    window["acme"] = acme_window
+    if "sb3" not in PEERS_MISSING:
+
+        def sb3_window(work: Path) -> Chain:
+            logger = sb3_logger(work / "sb3-w.csv")
+            record, record_mean, dump = logger.record, logger.record_mean, logger.dump
+
+            def feed() -> None:
+                for step, row in enumerate(rows, 1):
+                    for key, value in row.items():
+                        if key in matched:
+                            if value is not None:
+                                record_mean(key, value)
+                        else:
+                            record(key, value)
+                    if step % 1000 == 0:
+                        dump(step)
+                dump(len(rows))
+
+            return Chain(feed, logger.close)
+
+        window["sb3"] = sb3_window
+    if "rllib" not in PEERS_MISSING:
+
+        def rllib_window(work: Path) -> Chain:
+            from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
+
+            logger = MetricsLogger()
+            log = logger.log_value
+
+            def feed() -> None:
+                for step, row in enumerate(rows, 1):
+                    for key, value in row.items():
+                        if key in matched:
+                            if value is not None:
+                                log(key, value, reduce="mean", window=1000)
+                        else:
+                            log(key, value, reduce="item")
+                    if step % 1000 == 0:
+                        logger.reduce()
+                logger.reduce()
+
+            return Chain(feed)
+
+        window["rllib"] = rllib_window
+    out.append(Contest(
+        "r", "windows of 1000 records to CSV (rlpipe, Acme: 5 statistics; SB3, RLlib: mean)",
+        window, len(rows)))
+
+    # (s) the batched train chain to a CSV file: rlpipe's column path, the Acme-built row
+    # chain, the numpy + orjson bound, and rlpipe with the fast extra off
+    def rlpipe_train_csv(work: Path, fast: bool = True) -> Chain:
+        pipe = train_pipeline(0.0, CsvSink(work / "rlpipe-s.csv", mode="w"))
+
+        def feed() -> None:
+            before, sinks.file.FAST = sinks.file.FAST, fast
+            try:
+                for batch in batches:
+                    pipe.write_batch(batch)
+                pipe.flush()
+            finally:
+                sinks.file.FAST = before
+
+        return Chain(feed, pipe.close)
+
+    def acme_train_csv(work: Path) -> Chain:
+        path = work / "acme-s.csv"
+        path.unlink(missing_ok=True)  # the previous run's: Acme's CSVLogger appends
+        logger = CSVLogger(path.open("a"), add_uid=False)
+        chain = acme_train(0.0, logger)
+
+        def done() -> None:
+            logger.close()
+            logger._file.close()
+
+        return Chain(rows_feed(chain.write, rows, logger.flush), done)
+
+    out.append(Contest(
+        "s", f"batched train chain (a) to a CSV file, {BATCH}-row write_batch",
+        {
+            "rlpipe": rlpipe_train_csv,
+            "acme": acme_train_csv,
+            "bound": lambda work: bound_chain(
+                bounds.columns_train_csv(work / "bound-s.csv", TRAIN_CSV_FIELDS), batches),
+            "pure": lambda work: rlpipe_train_csv(work, fast=False),
+        },
+        len(rows),
+        lambda work: {
+            "bound": (work / "rlpipe-s.csv").read_bytes() == (work / "bound-s.csv").read_bytes(),
+            "acme": parsed(work / "rlpipe-s.csv") == parsed(work / "acme-s.csv"),
+        },
+    ))
+
+    # (t) batched JSON Lines against json.dumps per row
+    def rlpipe_jsonl(work: Path, fast: bool = True, batched: bool = True) -> Chain:
+        sink = JsonlSink(work / ("rlpipe-t.jsonl" if fast else "pure-t.jsonl"), mode="w")
+        write = sink.write_batch if batched else sink.write
+
+        def feed() -> None:
+            before, sinks.file.FAST = sinks.file.FAST, fast
+            try:
+                for item in batches if batched else rows:
+                    write(item)
+                sink.flush()
+            finally:
+                sinks.file.FAST = before
+
+        return Chain(feed, sink.close)
+
+    def same_jsonl(work: Path) -> dict[str, bool]:
+        def values(name: str) -> list[Any]:
+            with (work / name).open() as handle:
+                return [json.loads(line) for line in handle]
+
+        ours = values("rlpipe-t.jsonl")
+        return {"json.dumps": ours == values("json-t.jsonl"),
+                "pure": ours == values("pure-t.jsonl")}
+
+    out.append(Contest(
+        "t", f"batched JSON Lines, {BATCH}-row write_batch",
+        {
+            "rlpipe": rlpipe_jsonl,
+            "json.dumps": lambda work: bound_chain(bounds.json_rows(work / "json-t.jsonl"), rows),
+            "rows": lambda work: rlpipe_jsonl(work, batched=False),
+            "pure": lambda work: rlpipe_jsonl(work, fast=False),
+        },
+        len(rows),
+        same_jsonl,
+    ))
+    return out
+
+
+def acme_train_keys(seconds: float, pattern: str, *targets: Any) -> Any:
+    """The Acme-built smoothing of every key matching `pattern` (after NoneFilter)."""
+    from acme.utils import loggers
+
+    from benchmarks.acme_baseline import SmoothingLogger
+
+    return loggers.NoneFilter(
+        SmoothingLogger(
+            loggers.TimeFilter(loggers.Dispatcher(list(targets)), seconds), pattern, 0.99
+        )
+    )
+
+
+def measure_contests(
+    chosen: list[Contest], repeat: int, work: Path, bar: Progress[Any] | None = None
+) -> list[dict[str, Any]]:
+    """Each contest's variants timed `repeat` times, interleaved; medians and each
+    variant's time over rlpipe's; then the contest's output checks on the last run's files."""
+    results = []
+    for contest in chosen:
+        times: dict[str, list[float]] = {name: [] for name in contest.variants}
+        for _ in range(repeat):
+            for name, build in contest.variants.items():
+                times[name].append(timed(lambda build=build: build(work)))  # type: ignore[misc]
+                if bar is not None:
+                    bar.update()
+        median = {name: statistics.median(runs) for name, runs in times.items()}
+        results.append({
+            "key": contest.key,
+            "title": contest.title,
+            "records": contest.records,
+            "ns_per_record": {name: t / contest.records * 1e9 for name, t in median.items()},
+            "x_rlpipe": {
+                name: t / median["rlpipe"] for name, t in median.items() if name != "rlpipe"
+            },
+            "times_s": times,
+            "checks": contest.check(work) if contest.check is not None else {},
+        })
+    return results
+
+
+def contest_table(results: list[dict[str, Any]]) -> str:
+    lines = []
+    for r in results:
+        ns = r["ns_per_record"]
+        figures = ", ".join(
+            f"{name} {ns[name]:,.0f} ns ({ratio:.1f}x)" for name, ratio in r["x_rlpipe"].items()
+        )
+        lines.append(f"({r['key']}) {r['title']}: rlpipe {ns['rlpipe']:,.0f} ns/record; "
+                     f"{figures}")
+    return "\n".join(lines)
+
+
+def peers_main(args: argparse.Namespace, given: list[str]) -> dict[str, Any]:
+    """`--peers`: the peer contests and the column targets, one table."""
+    rows = stream.records(args.records)
+    batches = stream.batches(rows, BATCH)
+    chosen = [c for c in contests(rows, batches) if not args.only or c.key in args.only]
+    load_before = load()
+    steps = sum(len(c.variants) for c in chosen) * args.repeat
+    with (
+        tempfile.TemporaryDirectory(prefix="rlpipe-peers-") as folder,
+        progress(total=steps, description="peers", unit="run", leave=False) as bar,
+        warnings.catch_warnings(),
+    ):
+        # each run starts its files afresh (mode="w"): the previous run's are replaced
+        warnings.filterwarnings("ignore", message=".*they are replaced", category=UserWarning)
+        results = measure_contests(chosen, args.repeat, Path(folder), bar)
+    load_after = load()
+    print(
+        f"rlpipe against peers: {args.records:,} records x {len(stream.KEYS)} keys, median of "
+        f"{args.repeat} interleaved runs; load average {load_before} before, {load_after} "
+        "after; (Nx): the variant's time over rlpipe's"
+    )
+    print(contest_table(results))
+    for r in results:
+        if r["checks"]:
+            print(f"({r['key']}) outputs equal: "
+                  + ", ".join(f"{name} {ok}" for name, ok in r["checks"].items()))
+    for name, reason in PEERS_MISSING.items():
+        print(f"left out: {name}: {reason}")
+    report = {
+        "command": " ".join(["python benchmarks/throughput.py", *given]),
+        "records": args.records,
+        "repeat": args.repeat,
+        "python": platform.python_version(),
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "contests": results,
+        "missing": dict(PEERS_MISSING),
+        "all_equal": all(all(r["checks"].values()) for r in results),
+    }
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = args.json or Path(__file__).resolve().parent / "results" / f"peers-{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    print(f"results: {path}")
+    return report
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=100_000, help="records in the stream")
@@ -934,12 +1317,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--only", default="", help="scenario letters to run, e.g. 'adgj'")
     parser.add_argument("--json", type=Path, default=None, help="where to write the results")
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="instead: rlpipe against SB3's, RLlib's, TorchRL's and Acme's loggers, and the "
+        "column targets (batched CSV and JSON Lines)",
+    )
     given = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(given)
     if args.quick:
         args.records, args.repeat = BATCH + 500, 1
     if args.records < 1 or args.repeat < 1:
         parser.error("--records and --repeat must be >= 1")
+    if args.peers:
+        return peers_main(args, given)
 
     rows = stream.records(args.records)
     batches = stream.batches(rows, BATCH)

@@ -12,10 +12,14 @@ from collections.abc import Iterator, Sequence
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import numpy as np
+
+from pipeline.core.columns import Columns, none_mask
 from pipeline.core.values import jsonable, plain
-from sinks.file import BufferedFileSink, repair_torn_tail
+from sinks.file import BufferedFileSink, RowBlock, fast_json, held_segments, repair_torn_tail
 
 # CsvSink writes cells of any size; reading them back (a header rewrite, a resume) must not
 # stop at the csv module's default 128 KiB field limit. The limit is process-wide.
@@ -84,6 +88,104 @@ def _number_lines(
     ]
     lines.append("")
     return line_end.join(lines).replace("None", "")
+
+
+_BOOL_CELLS = np.array([b"False", b"True"], dtype=object)
+
+
+def _unusual(values: np.ndarray) -> np.ndarray:
+    """Indexes of the float64 values whose shortest text orjson writes otherwise than `repr`
+    (NaN and infinities, which it writes as null; nonzero values below 1e-4 in magnitude,
+    which `repr` writes with an exponent: `1e-05`); every other float's text is `repr`'s."""
+    with np.errstate(invalid="ignore"):
+        usual = np.isfinite(values) & ((np.abs(values) >= 1e-4) | (values == 0))
+    return np.flatnonzero(~usual)
+
+
+def _column_cells(orjson: ModuleType, column: Any) -> list[bytes] | None:
+    """The CSV cells of a block's column as UTF-8 bytes, each the text `csv_cell` gives
+    (None: an empty cell), formatted by orjson at C speed; None when the column needs the
+    csv module (an int beyond 64 bits)."""
+    if type(column) is np.ndarray:
+        if column.dtype.kind == "b":
+            bools: list[bytes] = _BOOL_CELLS[column.view(np.uint8)].tolist()
+            return bools
+        cells: list[bytes] = orjson.dumps(column, option=orjson.OPT_SERIALIZE_NUMPY)[
+            1:-1
+        ].split(b",")
+        if column.dtype.kind == "f":
+            for index in _unusual(column).tolist():
+                cells[index] = repr(float(column[index])).encode()
+        return cells
+    try:
+        cells = orjson.dumps(column)[1:-1].split(b",")
+    except TypeError:  # an int beyond 64 bits
+        return None
+    if float in map(type, column) or None in column:
+        unusual = _unusual(np.array(column, dtype=np.float64))  # None as NaN
+        for index in unusual.tolist():
+            value = column[index]
+            cells[index] = b"" if value is None else repr(value).encode()
+    return cells
+
+
+_MERGED = {"f": np.float64, "i": np.int64, "b": np.bool_}
+"""The dtypes the pieces of one column from consecutive blocks are joined into."""
+
+
+def _kind(column: Any) -> str | None:
+    """What a block's column joins with: "f" (float64, or a list of floats with None), "i"
+    (numpy ints that int64 holds exactly), "b" (bools); None: it is formatted alone."""
+    if type(column) is not np.ndarray:
+        return "f" if float in map(type, column) or int not in map(type, column) else None
+    dtype = column.dtype
+    if dtype.kind == "u" and dtype.itemsize == 8:
+        return None
+    return "i" if dtype.kind in "iu" else dtype.kind
+
+
+def _field_cells(orjson: ModuleType, pieces: list[tuple[Any, int]]) -> list[bytes] | None:
+    """The cells of one field over consecutive blocks (`pieces`: its column in each block,
+    None where the block lacks it, and the block's length), joined into one column where
+    their kinds agree, so orjson formats it in one call."""
+    if len(pieces) == 1 and pieces[0][0] is not None:
+        return _column_cells(orjson, pieces[0][0])
+    kinds = {_kind(column) for column, _ in pieces if column is not None}
+    total = sum(length for _, length in pieces)
+    if not kinds:
+        return [b""] * total
+    if len(kinds) == 1 and None not in kinds:
+        dtype = _MERGED[kinds.pop()]  # type: ignore[index]
+        empty = np.zeros(total, dtype=bool)
+        parts: list[np.ndarray] = []
+        start = 0
+        for column, length in pieces:
+            if column is None:
+                parts.append(np.zeros(length, dtype=dtype))
+                empty[start : start + length] = True
+            elif type(column) is list:
+                parts.append(np.array(column, dtype=np.float64))  # None as NaN ...
+                mask = none_mask(column, length)
+                if mask is not None:  # ... and an empty cell
+                    empty[start : start + length] = mask
+            else:
+                parts.append(column)
+            start += length
+        cells = _column_cells(orjson, np.concatenate(parts).astype(dtype, copy=False))
+        if cells is not None:
+            for index in np.flatnonzero(empty).tolist():
+                cells[index] = b""
+        return cells
+    out: list[bytes] = []
+    for column, length in pieces:
+        if column is None:
+            out.extend([b""] * length)
+            continue
+        column_cells = _column_cells(orjson, column)
+        if column_cells is None:
+            return None
+        out.extend(column_cells)
+    return out
 
 
 class CsvSink(BufferedFileSink):
@@ -172,14 +274,25 @@ class CsvSink(BufferedFileSink):
         """Cuts off a torn last line and a last row torn inside a quoted cell."""
         return repair_torn_tail(self.path) + _cut_open_quote(self.path, self.delimiter)
 
-    def _store(self, rows: list[dict[str, Any]]) -> None:
+    def _columns_held(self, columns: Columns, length: int) -> RowBlock | None:
+        if fast_json() is None or self.delimiter not in _PLAIN_DELIMITERS:
+            return None
+        if NUL_REFUSED and any("\x00" in key for key in columns if type(key) is str):
+            return None
+        return self.numeric_block(columns, length)
+
+    def _store(self, rows: list[Any]) -> None:
+        segments = held_segments(rows) if self._held_blocks else [rows]
         if NUL_REFUSED:
-            rows = [self._without_nul(row) for row in rows]
+            segments = [
+                part if isinstance(part, RowBlock) else [self._without_nul(row) for row in part]
+                for part in segments
+            ]
         fields = self.fieldnames + self._declared
         known = set(fields)
         renamed = False
-        for row in rows:
-            for key in row:
+        for part in segments:
+            for key in part.columns if isinstance(part, RowBlock) else chain.from_iterable(part):
                 if key not in known:
                     if type(key) is not str:
                         renamed = True
@@ -188,29 +301,76 @@ class CsvSink(BufferedFileSink):
                         known.add(name)
                         fields.append(name)
         if renamed:
-            rows = [self._named(row) for row in rows]
+            segments = [
+                part if isinstance(part, RowBlock) else [self._named(row) for row in part]
+                for part in segments
+            ]
         if not fields:  # no column yet: these rows are written once there is a header
             self._headless += len(rows)
             return
+        groups: list[list[dict[str, Any]] | list[RowBlock]] = []
+        for part in segments:  # consecutive blocks are formatted together
+            if isinstance(part, RowBlock):
+                if groups and groups[-1] and isinstance(groups[-1][0], RowBlock):
+                    groups[-1].append(part)
+                else:
+                    groups.append([part])
+            else:
+                groups.append(part)
+        body = b"".join([self._text(group, fields) for group in groups])
         widened = len(fields) > len(self.fieldnames)
         if widened and self._has_header:
-            self._rewrite_with_header(fields, rows)
+            self._rewrite_with_header(fields, body)
         else:
-            text = io.StringIO()
-            writer = csv.writer(text, delimiter=self.delimiter, lineterminator=self.lineterminator)
-            if not self._has_header:
+            if self._has_header:
+                self._append(body)
+            else:
+                text = io.StringIO()
+                writer = csv.writer(
+                    text, delimiter=self.delimiter, lineterminator=self.lineterminator
+                )
                 writer.writerow(fields)
                 writer.writerows([""] * len(fields) for _ in range(self._headless))
-            numbers = _number_lines(rows, fields, self.delimiter, self.lineterminator)
-            if numbers is None:
-                writer.writerows(_cells(rows, fields))
-            else:
-                text.write(numbers)
-            self._append(text.getvalue())
+                self._append(text.getvalue().encode("utf-8") + body)
         self.fieldnames = fields
         self._declared = []
         self._has_header = True
         self._headless = 0
+
+    def _text(self, part: list[dict[str, Any]] | list[RowBlock], fields: list[str]) -> bytes:
+        """The CSV rows of `part` (row dicts, or consecutive blocks of columns) under
+        `fields`."""
+        if part and isinstance(part[0], RowBlock):
+            blocks: list[RowBlock] = part
+            text = self._blocks_text(blocks, fields)
+            if text is not None:
+                return text
+            part = [row for block in blocks for row in block.rows()]
+        rows: list[dict[str, Any]] = part  # type: ignore[assignment]
+        numbers = _number_lines(rows, fields, self.delimiter, self.lineterminator)
+        if numbers is None:
+            out = io.StringIO()
+            writer = csv.writer(out, delimiter=self.delimiter, lineterminator=self.lineterminator)
+            writer.writerows(_cells(rows, fields))
+            numbers = out.getvalue()
+        return numbers.encode("utf-8")
+
+    def _blocks_text(self, blocks: list[RowBlock], fields: list[str]) -> bytes | None:
+        """The CSV rows of consecutive blocks of numeric columns, the bytes the csv module
+        writes for their rows, built column by column at C speed (None: the rows are to be
+        written as rows)."""
+        orjson = fast_json()
+        if orjson is None or len(fields) < 2:  # a lone empty cell is written `""`
+            return None
+        cells: list[list[bytes]] = []
+        for name in fields:
+            pieces = [(block.columns.get(name), block.length) for block in blocks]
+            field_cells = _field_cells(orjson, pieces)
+            if field_cells is None:
+                return None
+            cells.append(field_cells)
+        end = self.lineterminator.encode()
+        return end.join(map(self.delimiter.encode().join, zip(*cells, strict=True))) + end
 
     def _add_state(self, state: dict[str, Any]) -> None:
         """Adds the columns and the rows the file holds (under the store lock, with the
@@ -324,7 +484,8 @@ class CsvSink(BufferedFileSink):
             named[name] = value
         return named
 
-    def _rewrite_with_header(self, fields: list[str], rows: list[dict[str, Any]]) -> None:
+    def _rewrite_with_header(self, fields: list[str], body: bytes) -> None:
+        """Rewrites the file under the wider header `fields`, then `body` (the new rows)."""
         self._drop_handle()
         temporary = self.path.with_name(f".{self.path.name}.rewrite")
         try:
@@ -339,7 +500,7 @@ class CsvSink(BufferedFileSink):
                 writer.writerow(fields)
                 padding = len(fields)
                 writer.writerows(row + [""] * (padding - len(row)) for row in reader)
-                writer.writerows(_cells(rows, fields))
+                new.write(body.decode("utf-8"))
                 new.flush()
                 os.fsync(new.fileno())
             self._replace_with(temporary)

@@ -14,19 +14,132 @@ import warnings
 import weakref
 import zlib
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
+from itertools import repeat
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from pipeline.core import lifecycle
-from pipeline.core.columns import Columns, batch_rows, numeric
+from pipeline.core.columns import Columns, batch_length, batch_rows, numeric
 from pipeline.core.config import config_text, merge_config
 from pipeline.core.isolation import Failures, StoreError, warn_failure
 from pipeline.core.media import MEDIA_SUFFIX, MEDIA_TYPES, MediaExtraMissing
 from pipeline.core.node import Record
-from pipeline.core.values import COPIED_TYPES, IMMUTABLE_TYPES, snapshot, text
+from pipeline.core.values import (
+    COPIED_TYPES,
+    IMMUTABLE_TYPES,
+    plain,
+    snapshot,
+    text,
+)
 from sinks import flusher
 from sinks.base import Sink
+
+FAST = True
+"""Whether file sinks use the `fast` extra (orjson) when it is installed: JSONL lines through
+`orjson.dumps`, and column batches held and formatted as columns, with no row dicts. The
+files hold the same values either way (CSV: the same bytes); False forces the pure-Python
+path."""
+
+
+@lru_cache(maxsize=1)
+def _load_orjson() -> ModuleType | None:
+    try:
+        import orjson
+    except ImportError:
+        return None
+    return orjson
+
+
+def fast_json() -> ModuleType | None:
+    """The orjson module when the fast path is on (`FAST`) and orjson is installed, else None
+    (imported on first use: importing the sinks costs nothing for it)."""
+    return _load_orjson() if FAST else None
+
+
+class RowBlock:
+    """Rows of a column batch held as columns (by a sink that stores columns: see
+    `BufferedFileSink._columns_held`).
+
+    `columns` maps each key to a 1-d numpy array of bools, ints or float64 (the copy the sink
+    took) or a list of Python values; every column has `length` values. A sink's queue holds
+    one reference to the block per row, so the queue's length stays its number of rows;
+    the references of a block are contiguous, and `count` of them stand for the block's last
+    `count` rows (rows leave the queue from its front only)."""
+
+    __slots__ = ("columns", "length")
+
+    def __init__(self, columns: dict[str, Any], length: int) -> None:
+        self.columns = columns
+        self.length = length
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The rows as dicts of Python values: those `write_batch` holds without blocks."""
+        return batch_rows(self.columns, python_scalars=True)
+
+    def part(self, start: int, stop: int) -> RowBlock:
+        """Rows `start:stop` as a block (views of the same columns)."""
+        if start == 0 and stop == self.length:
+            return self
+        return RowBlock(
+            {key: column[start:stop] for key, column in self.columns.items()}, stop - start
+        )
+
+
+def held_segments(items: list[Any]) -> list[list[dict[str, Any]] | RowBlock]:
+    """The rows taken from a sink's queue as runs: lists of row dicts, and blocks (each the
+    rows its references stand for), in order."""
+    out: list[list[dict[str, Any]] | RowBlock] = []
+    index, length = 0, len(items)
+    rows: list[dict[str, Any]] = []
+    while index < length:
+        item = items[index]
+        if type(item) is not RowBlock:
+            rows.append(item)
+            index += 1
+            continue
+        if rows:
+            out.append(rows)
+            rows = []
+        # the block's references run from `index` on, at most `item.length` of them
+        low, high = index + 1, min(index + item.length, length)
+        if items[high - 1] is not item:  # a run cut short: find its end by bisection
+            high -= 1
+            while low < high:
+                middle = (low + high) // 2
+                if items[middle] is item:
+                    low = middle + 1
+                else:
+                    high = middle
+        count = high - index
+        out.append(item.part(item.length - count, item.length))
+        index = high
+    if rows:
+        out.append(rows)
+    return out
+
+
+def held_rows(items: list[Any]) -> list[dict[str, Any]]:
+    """The rows taken from a sink's queue as row dicts, one per row (blocks expanded)."""
+    if RowBlock not in set(map(type, items)):
+        return items
+    out: list[dict[str, Any]] = []
+    for segment in held_segments(items):
+        out.extend(segment.rows() if isinstance(segment, RowBlock) else segment)
+    return out
+
+
+_LIST_KINDS = frozenset(
+    {
+        frozenset({float}), frozenset({float, type(None)}), frozenset({type(None)}),
+        frozenset({int}), frozenset({int, type(None)}),
+    }
+)
+"""The element type sets of a list column a block holds as it is: floats or ints, with None."""
 
 
 def repair_torn_tail(path: Path) -> int:
@@ -163,6 +276,10 @@ class BufferedFileSink(Sink):
     the extra. A new run (`mode="w"`) removes an earlier run's media folder when it
     replaces the data file.
     """
+
+    _held_blocks = False
+    """Whether a RowBlock was ever queued (set on the instance then, never reset); a class
+    default, so that a sink that only writes rows keeps its attributes out of a dict."""
 
     def __init__(
         self,
@@ -341,21 +458,40 @@ class BufferedFileSink(Sink):
             self.on_flush()
 
     def write_batch(self, columns: Columns) -> None:
-        """Holds the batch's rows (numeric numpy columns as Python numbers: the same file)
-        and flushes at the same row counts as row by row would."""
+        """Holds the batch's rows and flushes at the same row counts as row by row would.
+
+        With the `fast` extra (see `FAST`), a batch of numeric columns is held as columns
+        (a `RowBlock`: no row dicts) and formatted as columns when stored; otherwise its rows
+        are held as dicts (numeric numpy columns as Python numbers). The file is the same."""
         if self.closed:
             self._check_open()
-        rows = batch_rows(columns, python_scalars=True)
-        if not self._beside.media_held:
-            self._beside.media_held = _holds_media(columns)
-        index, length = 0, len(rows)
+        length = batch_length(columns)
+        if not length:
+            return
+        block = self._columns_held(columns, length)
+        if block is None:
+            rows = batch_rows(columns, python_scalars=True)
+            if not self._beside.media_held:
+                self._beside.media_held = _holds_media(columns)
+
+            def held(start: int, stop: int) -> Iterable[Any]:
+                return rows[start:stop]
+        else:
+            if not self._held_blocks:
+                self._held_blocks = True  # set before the first block is queued (see _store)
+            whole = block
+
+            def held(start: int, stop: int) -> Iterable[Any]:
+                return repeat(whole.part(start, stop), stop - start)
+
+        index = 0
         failure: StoreError | None = None
         while index < length:
             pending = self._pending
             if not pending:
                 self._oldest = self._clock() if self.flush_seconds is not None else 0.0
-            take = max(self.flush_every - len(pending), 1)
-            pending.extend(rows[index : index + take])
+            take = min(max(self.flush_every - len(pending), 1), length - index)
+            pending.extend(held(index, index + take))
             index += take
             if len(pending) >= self.flush_every or (
                 self.flush_seconds is not None
@@ -371,6 +507,38 @@ class BufferedFileSink(Sink):
         if failure is not None:
             raise failure
 
+    def _columns_held(self, columns: Columns, length: int) -> RowBlock | None:
+        """The batch as a block of columns this sink can store as columns (a copy: the caller
+        may reuse its arrays), or None to hold it as row dicts. A sink that formats blocks
+        (`_store` takes them) returns `numeric_block(...)` when its fast path is on."""
+        return None
+
+    @staticmethod
+    def numeric_block(columns: Columns, length: int) -> RowBlock | None:
+        """The batch as a block when every key is text and every column is a 1-d numpy array
+        of bools, ints or floats (narrower floats become the float64 `plain` makes of them)
+        or a list of floats or ints with None; else None. Arrays are copied."""
+        held: dict[str, Any] = {}
+        for key, column in columns.items():
+            if type(key) is not str:
+                return None
+            kind = type(column)
+            if kind is np.ndarray:
+                dtype = column.dtype
+                if column.ndim != 1 or dtype.kind not in "biuf" or not dtype.isnative:
+                    return None
+                if dtype.kind == "f" and dtype.itemsize != 8:
+                    if dtype.itemsize > 8:  # longdouble: the row path keeps its digits
+                        return None
+                    held[key] = np.array(plain(column), dtype=np.float64)
+                else:
+                    held[key] = column.copy()
+            elif kind is list and frozenset(map(type, column)) in _LIST_KINDS:
+                held[key] = list(column)
+            else:
+                return None
+        return RowBlock(held, length)
+
     def on_flush(self) -> None:
         if not self._pending:
             return
@@ -382,7 +550,7 @@ class BufferedFileSink(Sink):
     def _store_pending(self) -> None:
         """Stores the held rows (under the store lock)."""
         pending = self._pending
-        rows = [pending.popleft() for _ in range(len(pending))]
+        rows = list(map(deque.popleft, repeat(pending, len(pending))))
         if not rows:
             return
         try:
@@ -427,7 +595,7 @@ class BufferedFileSink(Sink):
         except Exception:
             pass
         stored = 0
-        for index, row in enumerate(rows):
+        for index, row in enumerate(held_rows(rows)):
             try:
                 as_text = {
                     key: value if self._writable(value) else self._as_text(value)
@@ -462,7 +630,7 @@ class BufferedFileSink(Sink):
             state["file"] = {
                 "bytes": self._size(),
                 "rows": self.rows_written,
-                "held": list(self._pending),
+                "held": held_rows(list(self._pending)),
                 "held_for": self._clock() - self._oldest if self._pending else 0.0,
             }
             self._add_state(state)
@@ -714,7 +882,9 @@ class BufferedFileSink(Sink):
             )
 
     def _store(self, rows: list[dict[str, Any]]) -> None:
-        """Writes `rows` to the file (all of them, or none: see `_append`)."""
+        """Writes `rows` to the file (all of them, or none: see `_append`). When the sink
+        holds blocks (`_columns_held`), `rows` may hold RowBlock references too (one per row:
+        `held_segments` groups them)."""
         raise NotImplementedError
 
     def _writable(self, value: Any) -> bool:
@@ -725,14 +895,14 @@ class BufferedFileSink(Sink):
         """What a value `_store` cannot write is written as: its text, by default."""
         return text(value)
 
-    def _append(self, text: str) -> None:
-        """Appends `text` to the file with no user-space buffer; on failure, truncates the
-        file back to its size before the append and re-raises."""
+    def _append(self, text: str | bytes) -> None:
+        """Appends `text` (UTF-8 bytes, or text) to the file with no user-space buffer; on
+        failure, truncates the file back to its size before the append and re-raises."""
         if self._file is None:
             self._file = io.FileIO(self.path, "a")
         handle = self._file
         start = handle.seek(0, os.SEEK_END)
-        view = memoryview(text.encode("utf-8"))
+        view = memoryview(text if isinstance(text, bytes) else text.encode("utf-8"))
         try:
             while view:
                 written = handle.write(view)

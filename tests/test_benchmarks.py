@@ -80,3 +80,23 @@ def test_loop_overhead_runs_the_same_episodes_with_every_logger(tmp_path: Path) 
     assert report["checks"]["same_episodes"] and report["checks"]["same_returns_in_csv"]
     for result in report["results"]:
         assert result["median_loop_s"] > 0 and 0 <= result["logger_share_of_loop"] < 1
+
+
+@pytest.mark.slow
+def test_the_peers_run_side_by_side_and_the_column_outputs_are_checked(tmp_path: Path) -> None:
+    """`--peers`: every contest times rlpipe and each peer that can do its work on the same
+    stream, and the column targets' files equal their references in the same run."""
+    report = throughput.main(["--peers", "--quick", "--json", str(tmp_path / "peers.json")])
+    contests = {contest["key"]: contest for contest in report["contests"]}
+    assert list(contests) == list("pqrst")
+    assert report["missing"] == {}
+    assert set(contests["p"]["x_rlpipe"]) == {"acme", "sb3", "torchrl"}
+    assert set(contests["q"]["x_rlpipe"]) == {"rllib", "acme"}
+    assert set(contests["r"]["x_rlpipe"]) == {"acme", "sb3", "rllib"}
+    assert set(contests["s"]["x_rlpipe"]) == {"acme", "bound", "pure"}
+    assert set(contests["t"]["x_rlpipe"]) == {"json.dumps", "rows", "pure"}
+    for contest in contests.values():
+        assert all(0 < ns < float("inf") for ns in contest["ns_per_record"].values())
+    assert contests["s"]["checks"] == {"bound": True, "acme": True}
+    assert contests["t"]["checks"] == {"json.dumps": True, "pure": True}
+    assert report["all_equal"]
