@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from pipeline.core.values import to_float
 from sinks.memory import MemorySink
 from sinks.tensorboard import TensorBoardSink, TensorBoardSinkWarning
 from tests.sinks.tracking import episodes
+from tests.sinks.tracking import read_tensorboard as read
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,36 +43,6 @@ tensor_util = pytest.importorskip("tensorboard.util.tensor_util")
 
 
 # -- reading event files back -------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    """What TensorBoard reads from a folder: series as (step, value) lists, by tag."""
-
-    scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-    texts: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
-    wall_times: dict[str, list[float]] = field(default_factory=dict)
-
-    def values(self, tag: str) -> list[float]:
-        return [value for _, value in self.scalars[tag]]
-
-
-def read(logdir: Path) -> Run:
-    """Reads every event file in `logdir` with TensorBoard's EventAccumulator."""
-    sizes = {event_accumulator.SCALARS: 0, event_accumulator.TENSORS: 0}  # 0: keep all
-    accumulator = event_accumulator.EventAccumulator(str(logdir), size_guidance=sizes)
-    accumulator.Reload()
-    run = Run()
-    for tag in accumulator.Tags()["scalars"]:
-        events = accumulator.Scalars(tag)
-        run.scalars[tag] = [(event.step, event.value) for event in events]
-        run.wall_times[tag] = [event.wall_time for event in events]
-    for tag in accumulator.Tags()["tensors"]:
-        run.texts[tag] = [
-            (event.step, tensor_util.make_ndarray(event.tensor_proto).item().decode())
-            for event in accumulator.Tensors(tag)
-        ]
-    return run
 
 
 def summary_events(logdir: Path) -> list[Any]:
