@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.flatten import flatten
-from pipeline.core.keys import CACHE_LIMIT
 from pipeline.core.node import Record
 from pipeline.core.values import plain, text, to_float
 from sinks._mlflow_client import (
@@ -25,7 +24,7 @@ from sinks._mlflow_client import (
     name_check,
     resolve_tracking_uri,
 )
-from sinks.remote import RemoteSink
+from sinks.remote import Names, RemoteSink
 from sinks.steps import Step, Steps
 
 __all__ = [
@@ -148,12 +147,10 @@ class MlflowSink(RemoteSink[Row]):
                 tag_list = [self._entities.RunTag(k, v) for k, v in run_tags.items()]
                 self.client.log_batch(run_id, tags=tag_list, synchronous=True)
         self.run_id: str = run.info.run_id
-        self._names: dict[Any, str] = {}
-        """Per record key: its metric name, or "" if MLflow refuses it (`_why` says why)."""
-        self._why: dict[Any, str] = {}
-        self._keys: dict[str, str] = {}
-        """Per metric name: the record key it comes from (for messages)."""
-        """Types whose values `float()` converts exactly as `to_float` does."""
+        self._names = Names(self._name_of, self._name_refusal)
+        """Each record key's metric name, decided once: one key per name."""
+        self._stamps: dict[str, tuple[int, int]] = {}
+        """Per metric name: the (step, timestamp) of its last point sent (see `_send`)."""
         self._resume: tuple[Row | None, int] = (None, 0)
         """(first row of a push cut short, metrics of that push sent): where a retry starts."""
         try:
@@ -245,7 +242,7 @@ class MlflowSink(RemoteSink[Row]):
             step = self._whole_step(raw, data)
         metrics: dict[str, float] = {}
         if step is not None:
-            names = self._names
+            names = self._names.by_key
             numeric = self._numeric_types
             for key, value in data.items():
                 kind = type(value)
@@ -262,11 +259,10 @@ class MlflowSink(RemoteSink[Row]):
                         if value is None:
                             continue
                 name = names.get(key)
-                if not name:
+                if name is None:
+                    name = self._names.new(key)
                     if name is None:
-                        name = self._name_of(key)
-                    if not name:
-                        self._drop(key, self._why.get(key, "MLflow refuses the name"))
+                        self._drop(key, self._names.why(key))
                         continue
                 metrics[name] = value
         return (step or 0, time.time_ns() // 1_000_000, metrics)
@@ -285,22 +281,14 @@ class MlflowSink(RemoteSink[Row]):
                 self._drop(key, f"step {step} is beyond MLflow's int64 steps", stacklevel=5)
         return None
 
-
     def _name_of(self, key: Any) -> str:
-        """The metric name of a record key, or "" if MLflow refuses it; cached."""
-        if len(self._names) >= CACHE_LIMIT:
-            self._names.clear()
-            self._keys.clear()
-            self._why.clear()
-        key_text = str(key)
-        name = f"{self.prefix}/{key_text}" if self.prefix else key_text
+        """The metric name of a record key."""
+        key_text = key if type(key) is str else text(key)
+        return f"{self.prefix}/{key_text}" if self.prefix else key_text
+
+    def _name_refusal(self, name: str) -> str | None:
         refusal = self._refusal(name)
-        if refusal is not None:
-            self._refuse(key, f"MLflow refuses the name {name!r}: {refusal}")
-            return ""
-        self._names[key] = name
-        self._keys[name] = key_text
-        return name
+        return None if refusal is None else f"MLflow refuses the name {name!r}: {refusal}"
 
     def _refusal(self, name: str) -> str | None:
         """Why MLflow refuses the metric name `name`, or None."""
@@ -310,23 +298,26 @@ class MlflowSink(RemoteSink[Row]):
             return str(getattr(error, "message", error))
         return None
 
-    def _refuse(self, key: Any, why: str) -> None:
-        self._why[key], self._names[key] = why, ""
-
     def _refuse_metric(self, name: str, why: str, count: int) -> None:
-        key = self._keys.get(name, name)
-        self._refuse(key, f"MLflow refused {name!r}: {why}")
-        self._drop(key, f"MLflow refused {name!r}: {why}", count, stacklevel=3)
+        why = f"MLflow refused {name!r}: {why}"
+        self._names.refuse(name, why)
+        self._drop(self._names.key_of(name), why, count, stacklevel=3)
 
     # -- the client (RemoteSink's hooks) --------------------------------------------------
 
     def _send(self, rows: list[Row]) -> None:
         Metric = self._entities.Metric
-        metrics = [
-            Metric(name, value, timestamp, step)
-            for step, timestamp, values in rows
-            for name, value in values.items()
-        ]
+        metrics = []
+        stamps = self._stamps
+        for step, timestamp, values in rows:
+            for name, value in values.items():
+                # MLflow's SQL stores keep one of two points equal in (step, timestamp, value):
+                # a point at its metric's last step gets a timestamp after the last one's.
+                last = stamps.get(name)
+                if last is not None and last[0] == step and timestamp <= last[1]:
+                    timestamp = last[1] + 1
+                stamps[name] = (step, timestamp)
+                metrics.append(Metric(name, value, timestamp, step))
         first, sent = self._resume
         for start in range(sent if first is rows[0] else 0, len(metrics), METRICS_PER_CALL):
             self._resume = (rows[0], start)

@@ -182,7 +182,10 @@ class NeptuneSink(RemoteSink[Row]):
         if config is not None:
             self.log_config(config)
         self._users = _neptune_runs.join(run)
-        self._keys = KeySeries(self.prefix, self, self._users)
+        self._keys = KeySeries(self.prefix, self, self._users, self._backend.path_refusal)
+        self._max_text = self._backend.max_text
+        self._on_grid = self._backend.kind == "neptune-scale"
+        """Whether a step that is not an int is first put on the client's grid of steps."""
         self._close_at_exit()
 
     @classmethod
@@ -240,6 +243,8 @@ class NeptuneSink(RemoteSink[Row]):
 
     def _row(self, data: Record) -> Row:
         step = self._steps.of(data)
+        if self._on_grid and type(step) is not int and self._low <= step < self._high:
+            step = self._backend.stored_step(step)  # two steps the client cannot tell apart
         metrics: dict[str, float] = {}
         strings: dict[str, str] = {}
         if self._low <= step < self._high:
@@ -253,6 +258,10 @@ class NeptuneSink(RemoteSink[Row]):
                 if kind is float:
                     target: dict[str, Any] = metrics
                 elif kind is str:
+                    if not value.isascii() or len(value) > self._max_text:
+                        value = self._string(key, value)
+                        if value is None:
+                            continue
                     target = strings
                 elif kind in numeric:
                     try:
@@ -263,7 +272,9 @@ class NeptuneSink(RemoteSink[Row]):
                 elif value is None:
                     continue
                 elif isinstance(value, str):  # numpy.str_, a str enum: its text, not str()
-                    value = str.__str__(value)
+                    value = self._string(key, value)
+                    if value is None:
+                        continue
                     target = strings
                 else:
                     number = self._number(key, value)
@@ -306,6 +317,21 @@ class NeptuneSink(RemoteSink[Row]):
                     )
         return (step, time.time(), metrics, strings)
 
+    def _string(self, key: Any, value: str) -> str | None:
+        """A text as the client stores it (see `_text`); one longer than the client keeps is
+        cut (1.x) or dropped (neptune-scale), counted and warned once per key."""
+        value = self._text(key, value)
+        if len(value) <= self._max_text:
+            return value
+        backend = self._backend
+        why = backend.text_refusal(value)
+        if why is None:
+            return value
+        if backend.cuts_text:
+            self._note("changed", f"key {key!r}: {why}", key=key, stacklevel=4)
+            return value[: backend.max_text]
+        self._drop(key, why, stacklevel=5)
+        return None
 
     # -- the client (RemoteSink's hooks) --------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline.core.node import Record
 from pipeline.core.values import shown, text
-from sinks.remote import RemoteSink
+from sinks.remote import Names, RemoteSink
 from sinks.steps import Step, Steps
 
 __all__ = ["INSTALL_HINT", "Row", "TensorBoardSink", "TensorBoardSinkWarning"]
@@ -161,9 +161,13 @@ class TensorBoardSink(RemoteSink[Row]):
         self.logdir: str = path if "://" in path else os.path.abspath(path)
         """The folder the event files are in (absolute), or the URL given."""
         self._tb = _client()
+        self._names = Names(self._tag_of)
+        """Each key's tag, decided once: one key per tag."""
         self._scalar_tags: dict[Any, str] = {}
         self._text_tags: dict[Any, str] = {}
-        """Types whose values `float()` converts exactly as `to_float` does."""
+        """The tags of the keys whose values are scalars, and texts (a tag has one kind)."""
+        self._tag_kinds: dict[str, bool] = {}
+        """Per tag: whether it holds texts."""
         self._writer: Any = self._open_writer(purge_step)
         self._close_at_exit()
 
@@ -215,9 +219,17 @@ class TensorBoardSink(RemoteSink[Row]):
                     continue
                 if texts is None:
                     texts = {}
-                texts[tag] = value
+                texts[tag] = value if value.isascii() else self._text(key, value)
                 continue
             elif value is None:
+                continue
+            elif isinstance(value, str):  # numpy.str_, a str enum: its text
+                tag = self._text_tags.get(key)
+                if tag is None and (tag := self._claim(key, as_text=True)) is None:
+                    continue
+                if texts is None:
+                    texts = {}
+                texts[tag] = self._text(key, value)
                 continue
             else:
                 as_float = self._number(key, value)
@@ -252,7 +264,6 @@ class TensorBoardSink(RemoteSink[Row]):
                 self._drop(key, why, stacklevel=5)
         return None
 
-
     def _overflow(self, key: Any, value: float | int) -> float:
         """Notes a finite value beyond float32's range; returns the +-inf it is stored as."""
         self._note(
@@ -265,14 +276,14 @@ class TensorBoardSink(RemoteSink[Row]):
         return math.inf if value > 0 else -math.inf
 
     def _claim(self, key: Any, *, as_text: bool) -> str | None:
-        """The tag of `key` for values of this kind (text or scalar), made on first use; None
-        (dropped, counted, warned) if the key holds values of the other kind."""
-        mine, other = (
-            (self._text_tags, self._scalar_tags)
-            if as_text
-            else (self._scalar_tags, self._text_tags)
-        )
-        if key in other:
+        """The tag of `key` for values of this kind (text or scalar), decided on first use;
+        None (dropped, counted, warned) if the key is refused its tag (see `Names`) or its
+        tag holds values of the other kind."""
+        tag = self._names.new(key)
+        if tag is None:
+            self._drop(key, self._names.why(key), stacklevel=5)
+            return None
+        if self._tag_kinds.setdefault(tag, as_text) is not as_text:
             held, given = ("numbers", "strings") if as_text else ("text", "numbers")
             self._drop(
                 key,
@@ -281,9 +292,13 @@ class TensorBoardSink(RemoteSink[Row]):
                 stacklevel=5,
             )
             return None
-        name = _name(key)
-        tag = mine[key] = f"{self.prefix}/{name}" if self.prefix else name
+        if type(key) is str:  # other keys (1, True, 1.0 are one dict key) ask `_names` anew
+            (self._text_tags if as_text else self._scalar_tags)[key] = tag
         return tag
+
+    def _tag_of(self, key: Any) -> str:
+        name = key if type(key) is str else text(key)
+        return f"{self.prefix}/{name}" if self.prefix else name
 
     # -- the client (RemoteSink's hooks) --------------------------------------------------
 
@@ -300,9 +315,13 @@ class TensorBoardSink(RemoteSink[Row]):
                 values = [value(tag=tag, simple_value=number) for tag, number in scalars.items()]
                 if texts:
                     values.extend(self._text_value(tag, string) for tag, string in texts.items())
-                writer.add_event(
-                    event(wall_time=wall_time, step=step, summary=summary(value=values))
-                )
+                made = event(wall_time=wall_time, step=step, summary=summary(value=values))
+                try:
+                    writer.add_event(made)  # encodes the event, then hands it to the file
+                except OSError:
+                    raise
+                except Exception:  # refused while encoding, before any of it was written
+                    writer.add_event(self._encodable(made))
             writer.flush()
         except Exception:
             self._writer = None
@@ -310,12 +329,28 @@ class TensorBoardSink(RemoteSink[Row]):
                 writer.close()
             raise
 
+    def _encodable(self, event: Any) -> Any:
+        """`event` without the values protobuf cannot encode, each dropped and counted (the
+        checks in `write` leave none that we know of: this keeps one unforeseen value from
+        stalling the sink)."""
+        tb = self._tb
+        kept = []
+        for value in event.summary.value:
+            try:
+                tb.Event(step=event.step, summary=tb.Summary(value=[value])).SerializeToString()
+            except Exception as error:
+                why = f"TensorBoard could not encode it ({type(error).__name__}: {error})"
+                self._drop(self._names.key_of(value.tag), why, stacklevel=3)
+            else:
+                kept.append(value)
+        return tb.Event(wall_time=event.wall_time, step=event.step, summary=tb.Summary(value=kept))
+
     def _text_value(self, tag: str, string: str) -> Any:
         tb = self._tb
         tensor = tb.TensorProto(
             dtype=tb.DT_STRING,
             tensor_shape=tb.scalar_shape,
-            string_val=[string.encode("utf-8", "backslashreplace")],
+            string_val=[string.encode("utf-8")],  # `write` escaped what UTF-8 cannot hold
         )
         return tb.Value(tag=tag, metadata=tb.text_metadata, tensor=tensor)
 
@@ -345,7 +380,3 @@ class TensorBoardSink(RemoteSink[Row]):
         return (
             f"TensorBoardSink({self.logdir!r}, prefix={self.prefix!r}, step_key={self.step_key!r})"
         )
-
-
-def _name(key: Any) -> str:
-    return key if type(key) is str else text(key)

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.node import Record
-from pipeline.core.values import jsonable, to_float
+from pipeline.core.values import jsonable, text, to_float
 from sinks import _neptune_runs
 from sinks._neptune_runs import RunUsers
-from sinks.remote import RemoteSink
+from sinks.remote import Names, RemoteSink
 from sinks.steps import Step, Steps
 
 __all__ = ["INSTALL_HINT", "RESERVED", "Row", "WandbSink", "WandbSinkWarning"]
@@ -29,6 +29,10 @@ INSTALL_HINT = "pip install 'rlpipe[wandb]'"
 MODES = ("offline", "online", "disabled", "shared")
 """The modes `wandb.init` takes."""
 
+_INT64 = 2**63
+"""W&B steps are int64."""
+_REFUSALS = (ValueError, TypeError, UnicodeError, OverflowError)
+"""What `run.log` raises for values it cannot encode (nothing of the call is logged then)."""
 RESERVED = frozenset({"_step", "_runtime", "_timestamp"})
 """Names W&B fills in itself in every history row: a record's value under one is not sent."""
 
@@ -185,12 +189,9 @@ class WandbSink(RemoteSink[Row]):
         )
         """The run's folder (`wandb sync <run_dir>` uploads an offline run); None when
         disabled."""
-        self._names: dict[str, str] = {}
-        """Record key -> logged name, for keys that are not reserved."""
-        self._keys: dict[str, str] = {}
-        """Logged name -> record key, for `.dropped`."""
+        self._names = Names(self._name_of, _refusal)
+        """Each record key's logged name, decided once: one key per name."""
         self._step_name = self._name_of(step_key) if step_key is not None else None
-        """Types whose values `float()` converts exactly as `to_float` does."""
         if config is not None:
             self.log_config(config)
         self._users = _neptune_runs.join(run)
@@ -222,17 +223,25 @@ class WandbSink(RemoteSink[Row]):
     def _row(self, data: Record) -> Row:
         step = self._steps.of(data)
         values: dict[str, Any] = {}
-        if type(step) is not int:
+        if type(step) is not int or not 0 <= step < _INT64:
+            why = (
+                f"W&B steps are whole numbers; step {step} is not"
+                if type(step) is not int
+                else f"step {step} is beyond W&B's steps (0 <= step < 2**63)"
+            )
             for key, value in data.items():
                 if value is not None:
-                    self._drop(str(key), f"W&B steps are whole numbers; step {step} is not")
-            return (step, 0.0, values)
-        names = self._names
+                    self._drop(key, why)
+            return (0, 0.0, values)
+        names = self._names.by_key
         numeric = self._numeric_types
         for key, value in data.items():
             kind = type(value)
-            if kind is float or kind is str:
+            if kind is float:
                 pass
+            elif kind is str:
+                if not value.isascii():
+                    value = self._text(key, value)
             elif kind in numeric:
                 try:
                     value = float(value)
@@ -240,26 +249,24 @@ class WandbSink(RemoteSink[Row]):
                     value = to_float(value)
             elif value is None:
                 continue
+            elif isinstance(value, str):  # numpy.str_, a str enum: its text
+                value = self._text(key, value)
             else:
                 value = self._number(key, value)
                 if value is None:
                     continue
             name = names.get(key)
             if name is None:
-                name = self._name_of(key)
-                if name in RESERVED:
-                    self._drop(str(key), f"W&B fills in {name!r} itself; the value is not sent")
+                name = self._names.new(key)
+                if name is None:
+                    self._drop(key, self._names.why(key))
                     continue
-                names[key] = name
             values[name] = value
         return (step, time.time(), values)
 
-
     def _name_of(self, key: Any) -> str:
-        name = str(key)
-        name = f"{self.prefix}/{name}" if self.prefix else name
-        self._keys[name] = str(key)
-        return name
+        name = key if type(key) is str else text(key)
+        return f"{self.prefix}/{name}" if self.prefix else name
 
     # -- the client (RemoteSink's hooks) --------------------------------------------------
 
@@ -282,7 +289,7 @@ class WandbSink(RemoteSink[Row]):
                 elif step < at.step:
                     for name in values:
                         self._drop(
-                            self._keys.get(name, name),
+                            self._names.key_of(name),
                             f"step {step} is below the run's step {at.step}; W&B would "
                             "ignore it (steps must not go back)",
                         )
@@ -292,7 +299,7 @@ class WandbSink(RemoteSink[Row]):
                     value = values.pop(name)
                     if name != self._step_name or value != step:
                         self._drop(
-                            self._keys.get(name, name),
+                            self._names.key_of(name),
                             f"it already has a value at step {step}; W&B keeps one per step",
                         )
                 group.update(values)
@@ -302,9 +309,22 @@ class WandbSink(RemoteSink[Row]):
                 self._log(group, members)
 
     def _log(self, group: dict[str, Any], members: list[dict[str, Any]]) -> None:
-        """Logs one step's values; on success, empties the rows they came from."""
+        """Logs one step's values; on success, empties the rows they came from. If W&B
+        refuses the values (an error while encoding them, before any is logged), logs them
+        one name at a time: those it refuses again are dropped and counted, the others
+        logged (W&B merges the calls at one step into one row)."""
         at = self._at
-        self.run.log(group, step=at.step)
+        try:
+            self.run.log(group, step=at.step)
+        except _REFUSALS:
+            stamp = group.pop("_timestamp", None)
+            for name, value in group.items():
+                one = {name: value} if stamp is None else {name: value, "_timestamp": stamp}
+                try:
+                    self.run.log(one, step=at.step)
+                except _REFUSALS as error:
+                    why = f"W&B refused it ({type(error).__name__}: {error})"
+                    self._drop(self._names.key_of(name), why, stacklevel=3)
         at.logged.update(group)
         for values in members:
             values.clear()
@@ -315,6 +335,15 @@ class WandbSink(RemoteSink[Row]):
 
     def __repr__(self) -> str:
         return f"WandbSink({self.mode}, prefix={self.prefix!r}, step_key={self.step_key!r})"
+
+
+def _refusal(name: str) -> str | None:
+    """Why W&B cannot take a value under the logged name `name`, or None."""
+    if not name:
+        return "W&B leaves out a value under an empty name"
+    if name in RESERVED:
+        return f"W&B fills in {name!r} itself; the value is not sent"
+    return None
 
 
 def _make_run(

@@ -424,8 +424,8 @@ def test_keys_that_land_at_one_path_never_share_its_series(tmp_path: Path, clien
     assert sink.dropped == {"a//b": 3, "q/": 3, "lead": 3, "1": 3}
     messages = [str(w.message) for w in caught]
     assert len(messages) == 4  # once per refused key
-    assert "key 'a//b': Neptune stores it at 'a/b', already written by key 'a/b'" in messages[0]
-    assert "key '1': Neptune stores it at '1', already written by key 1;" in messages[3]
+    assert "key 'a//b': it is stored as 'a/b', already written by key 'a/b'" in messages[0]
+    assert "key '1': it is stored as '1', already written by key 1;" in messages[3]
 
 
 def test_a_key_that_names_no_path_is_refused_and_the_prefix_is_normalised(

@@ -404,6 +404,7 @@ def test_strings_are_text_summaries_and_none_is_skipped_quietly(tmp_path: Path) 
         warnings.simplefilter("error", TensorBoardSinkWarning)
         sink.write({"step": 1, "phase": "warmup", "lr": None})
         sink.write({"step": 2, "phase": "train ✓ \n**bold**", "lr": 0.5})
+    with pytest.warns(TensorBoardSinkWarning, match="lone surrogate"):
         sink.write({"step": 3, "phase": "bad \udc80 surrogate"})
     sink.close()
 
@@ -411,10 +412,10 @@ def test_strings_are_text_summaries_and_none_is_skipped_quietly(tmp_path: Path) 
     assert run.texts["phase"] == [
         (1, "warmup"),
         (2, "train ✓ \n**bold**"),
-        (3, "bad \\udc80 surrogate"),  # a lone surrogate is not UTF-8: escaped
+        (3, "bad \\udc80 surrogate"),  # a lone surrogate is not UTF-8: escaped, counted
     ]
     assert run.scalars["lr"] == [(2, 0.5)]
-    assert not sink.counts
+    assert sink.counts == {"changed": 1}
 
 
 def test_arrays_and_objects_are_not_written_warned_once_per_key_and_counted(
