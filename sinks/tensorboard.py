@@ -166,6 +166,8 @@ class TensorBoardSink(RemoteSink[Row]):
         self._scalar_tags: dict[Any, str] = {}
         self._text_tags: dict[Any, str] = {}
         """The tags of the keys whose values are scalars, and texts (a tag has one kind)."""
+        self._tail: list[Row] = []
+        """The rows written at the last step written (for a checkpoint; see `_keep_tail`)."""
         self._tag_kinds: dict[str, bool] = {}
         """Per tag: whether it holds texts."""
         self._writer: Any = self._open_writer(purge_step)
@@ -174,6 +176,8 @@ class TensorBoardSink(RemoteSink[Row]):
     def _open_writer(self, purge_step: int | None = None) -> Any:
         """A new event file in `logdir`, started with a purge at `purge_step` if given."""
         tb = self._tb
+        if purge_step is not None:
+            self._wait_past_newest_file()
         writer = tb.EventFileWriter(self.logdir, flush_secs=self.flush_seconds)
         if purge_step is not None:  # what SummaryWriter(purge_step=...) writes
             now = time.time()
@@ -182,6 +186,23 @@ class TensorBoardSink(RemoteSink[Row]):
             writer.add_event(tb.Event(step=purge_step, wall_time=now, session_log=start))
             writer.flush()
         return writer
+
+    def _wait_past_newest_file(self) -> None:
+        """Waits, if need be (up to a second), until the second after that of the newest
+        event file in a local `logdir`: TensorBoard reads a folder's files in name order,
+        and a name starts with the second its file was made. A purge applies only to the
+        files read before it, such as a crashed run's, made in the same second."""
+        if "://" in self.logdir:
+            return
+        newest = -1
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.logdir):
+                part = name.split(".")
+                if name.startswith("events.out.tfevents.") and len(part) > 3 and part[3].isdigit():
+                    newest = max(newest, int(part[3]))
+        wait = newest + 1 - time.time()
+        if 0 < wait <= 1.5:
+            time.sleep(wait)
 
     @property
     def records_written(self) -> int:
@@ -323,6 +344,7 @@ class TensorBoardSink(RemoteSink[Row]):
                 except Exception:  # refused while encoding, before any of it was written
                     writer.add_event(self._encodable(made))
             writer.flush()
+            self._keep_tail(rows)
         except Exception:
             self._writer = None
             with contextlib.suppress(Exception):
@@ -354,22 +376,43 @@ class TensorBoardSink(RemoteSink[Row]):
         )
         return tb.Value(tag=tag, metadata=tb.text_metadata, tensor=tensor)
 
+    def _keep_tail(self, rows: list[Row]) -> None:
+        """Keeps the rows written at the last step written (see `load_node_state`)."""
+        tail = self._tail
+        for row in rows:
+            if not row[2] and not row[3]:
+                continue
+            if not tail or row[0] > tail[0][0]:
+                tail = self._tail = [row]
+            elif row[0] == tail[0][0]:
+                tail.append(row)
+
+    def _add_state(self, state: dict[str, Any]) -> None:
+        state["tail"] = list(self._tail)
+
     def load_node_state(self, state: dict[str, Any]) -> None:
-        """As any tracking sink's, and the events of the same logdir from steps past the
-        checkpoint (written before the crash) are purged, as `purge_step` does: from the
-        first step the checkpoint did not have on disk."""
-        super().load_node_state(state)
-        held = state["held"]
-        if held:
-            purge = held[0][0]
+        """As any tracking sink's (the rows held, the steps), and what the same `logdir`
+        holds past the checkpoint (written before the crash) is purged, as `purge_step` does,
+        from the last step the checkpoint had written; the rows written at that step before
+        the checkpoint (kept in it) are written again, ahead of the rows it held. The purge
+        is exact when steps do not go back."""
+        tail: list[Row] = state.get("tail", [])
+        held: list[Row] = state["held"]
+        if tail:
+            purge = tail[0][0]
+        elif held:
+            purge = min(row[0] for row in held)
         elif state["steps"]["taken"]:
-            purge = math.floor(self._steps.last) + 1
+            purge = math.floor(state["steps"]["last"]) + 1
         else:
             purge = 0
         with self._client_lock:
             if self._writer is not None:
                 self._writer.close()
             self._writer = self._open_writer(purge)
+            with self._room:
+                self._held.extend(tail)  # ahead of the held rows, which the base adds
+        super().load_node_state(state)
 
     def _close_client(self) -> None:
         writer, self._writer = self._writer, None

@@ -1,0 +1,150 @@
+"""A run resumed from a checkpoint after a crash holds the points an uninterrupted run holds.
+
+A child process writes through a Pipeline into a real tracking sink, takes a checkpoint
+(`Pipeline.state_dict()`) with one point of a step stored and another of the same step still
+held, writes and pushes two more steps, and is killed (SIGKILL: no close, no exit handler).
+A new sink in a new Pipeline loads the checkpoint and writes the records after it. Read back
+with the tool's own reader, the run equals the one an uninterrupted process leaves.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import Pipeline
+from tests.sinks.tracking import Points, read_points
+
+pytestmark = pytest.mark.slow  # child processes running the real clients
+
+REPO = Path(__file__).resolve().parents[2]
+
+RECORDS: list[dict[str, Any]] = [
+    *({"t": t, "x": 10.0 * t} for t in range(5)),
+    {"t": 5, "x": 50.0},
+    {"t": 5, "x": 51.0},  # the same step again: held when the checkpoint is taken
+    *({"t": t, "x": 10.0 * t} for t in range(6, 10)),
+]
+CHECKPOINT = 7
+"""Records written before the checkpoint: the last of them is held, the one before stored."""
+CRASH = 9
+"""Records written (and pushed) before the crash."""
+
+MAKE = {
+    "tensorboard": "TensorBoardSink(where, step_key='t')",
+    "mlflow": "MlflowSink(tracking_uri=where, step_key='t')",
+}
+
+CHILD = """
+import os, pickle, signal, sys
+from pipeline import Pipeline
+from sinks.mlflow import MlflowSink
+from sinks.tensorboard import TensorBoardSink
+from tests.sinks.test_tracking_resume import CHECKPOINT, CRASH, RECORDS
+
+make, where, state_file = sys.argv[1:4]
+sink = eval(make)
+logger = Pipeline("train").to(sink)
+for index, record in enumerate(RECORDS[:CRASH]):
+    logger.write(record)
+    if index == CHECKPOINT - 1:
+        with open(state_file, "wb") as file:
+            pickle.dump(logger.state_dict(), file)
+    else:  # the checkpoint's own record, the second at step 5, stays held
+        logger.flush()
+logger.flush()
+print(getattr(sink, "run_id", ""), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def crash(kind: str, where: str, state_file: Path) -> str:
+    """Runs the child until its SIGKILL; what it printed (an MLflow run's id)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, MAKE[kind], where, str(state_file)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    return result.stdout.strip()
+
+
+def make(kind: str, where: str) -> Any:
+    from sinks.mlflow import MlflowSink
+    from sinks.tensorboard import TensorBoardSink
+
+    return eval(
+        MAKE[kind], {"MlflowSink": MlflowSink, "TensorBoardSink": TensorBoardSink}, {"where": where}
+    )
+
+
+def uninterrupted(kind: str, where: str) -> Any:
+    """The sink of a run that writes every record with the child's pushes, and closes."""
+    sink = make(kind, where)
+    logger = Pipeline("train").to(sink)
+    for index, record in enumerate(RECORDS):
+        logger.write(record)
+        if index != CHECKPOINT - 1:
+            logger.flush()
+    logger.close()
+    return sink
+
+
+def resumed(kind: str, where: str, state_file: Path) -> Any:
+    """The sink of a run resumed from the child's checkpoint: the records after it."""
+    sink = make(kind, where)
+    logger = Pipeline("train").to(sink)
+    with state_file.open("rb") as file:
+        logger.load_state_dict(pickle.load(file))
+    for record in RECORDS[CHECKPOINT:]:
+        logger.write(record)
+        logger.flush()
+    logger.close()
+    return sink
+
+
+def x_points(points: Points) -> list[tuple[Any, Any]]:
+    return points["x"]
+
+
+EXPECTED = [(t, 10.0 * t) for t in range(5)] + [(5, 50.0), (5, 51.0)]
+EXPECTED += [(t, 10.0 * t) for t in range(6, 10)]
+
+
+def test_tensorboard_purges_exactly_what_the_checkpoint_did_not_hold(tmp_path: Path) -> None:
+    state = tmp_path / "state.pickle"
+    crash("tensorboard", str(tmp_path / "resumed"), state)
+    resumed("tensorboard", str(tmp_path / "resumed"), state)
+    uninterrupted("tensorboard", str(tmp_path / "straight"))
+    back = read_points("tensorboard", tmp_path / "resumed")
+    assert back == read_points("tensorboard", tmp_path / "straight")
+    assert x_points(back) == EXPECTED
+
+
+def test_mlflow_continues_the_same_run_with_no_second_copy_of_a_step(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    state = tmp_path / "state.pickle"
+    run_id = crash("mlflow", uri, state)
+    sink = resumed("mlflow", uri, state)
+    assert sink.run_id == run_id  # the checkpoint's run, not a second one
+    straight = uninterrupted("mlflow", uri)
+    back = read_points("mlflow", (uri, run_id))
+    assert back == read_points("mlflow", (uri, straight.run_id))
+    assert x_points(back) == EXPECTED
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    active = client.search_runs([sink.experiment_id])
+    assert sorted(run.info.run_id for run in active) == sorted([run_id, straight.run_id])
