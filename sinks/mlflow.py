@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,7 @@ METRICS_PER_CALL, PARAMS_PER_CALL = 1000, 100
 """MLflow's limits per `log_batch` call."""
 STEP_RANGE = (-(2**63), 2**63)
 """MLflow steps are 64-bit integers."""
+_KEY = attrgetter("key")
 _REFUSED = "INVALID_PARAMETER_VALUE"
 """The error code of a value MLflow refuses for good (sending it again would not help)."""
 
@@ -151,6 +155,11 @@ class MlflowSink(RemoteSink[Row]):
         """Each record key's metric name, decided once: one key per name."""
         self._stamps: dict[str, tuple[int, int]] = {}
         """Per metric name: the (step, timestamp) of its last point sent (see `_send`)."""
+        self._sent: Counter[str] = Counter()
+        """Per metric name: the points sent (for a checkpoint)."""
+        self._stored: dict[str, deque[tuple[int, float]]] = {}
+        """After a resume: per metric name, the points the run holds past the checkpoint
+        (sent before the crash), in the order sent; the resumed sink does not send them again."""
         self._resume: tuple[Row | None, int] = (None, 0)
         """(first row of a push cut short, metrics of that push sent): where a retry starts."""
         try:
@@ -306,6 +315,8 @@ class MlflowSink(RemoteSink[Row]):
     # -- the client (RemoteSink's hooks) --------------------------------------------------
 
     def _send(self, rows: list[Row]) -> None:
+        if self._stored:
+            self._leave_out_stored(rows)
         Metric = self._entities.Metric
         metrics = []
         stamps = self._stamps
@@ -323,6 +334,84 @@ class MlflowSink(RemoteSink[Row]):
             self._resume = (rows[0], start)
             self._log("metrics", metrics[start : start + METRICS_PER_CALL], self._refuse_metric)
         self._resume = (None, 0)
+        self._sent.update(map(_KEY, metrics))
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def _add_state(self, state: dict[str, Any]) -> None:
+        state["run_id"] = self.run_id
+        state["sent"] = dict(self._sent)
+
+    def load_node_state(self, state: dict[str, Any]) -> None:
+        """As any tracking sink's (the rows held, the steps), into the checkpoint's run: a
+        sink that made its own run and took nothing yet continues the checkpoint's run
+        instead (the empty run it made is deleted; the checkpoint's run is set RUNNING and
+        ended by this sink's `close()`). In the checkpoint's run, the points sent after the
+        checkpoint (before the crash) are not sent a second time: the resumed sink leaves
+        out each point the run already holds at that place (same name, step and value); a
+        point the run holds that the resumed run writes otherwise cannot be removed (MLflow
+        deletes no point): it is counted in `counts["stale"]` and warned about once."""
+        run_id = state.get("run_id")
+        with self._client_lock:
+            if run_id and run_id != self.run_id and self.owns_run and self.fresh():
+                self._continue(run_id)
+            if run_id == self.run_id:
+                self._stored = self._stored_after(state.get("sent", {}))
+            self._sent = Counter(state.get("sent", {}))
+        super().load_node_state(state)
+
+    def _continue(self, run_id: str) -> None:
+        """Logs into `run_id` instead of the run this sink made (which is deleted)."""
+        try:
+            run = self._existing_run(run_id)
+        except ValueError as error:
+            why = f"the checkpoint's run cannot be continued ({error}); logging into {self.run_id}"
+            self._note("errors", why, key="run_id", stacklevel=4)
+            return
+        self.client.delete_run(self.run_id)
+        self.run_id = run.info.run_id
+        self.experiment_id = run.info.experiment_id
+        self.client.update_run(self.run_id, status="RUNNING")
+
+    def _stored_after(self, sent: Mapping[str, int]) -> dict[str, deque[tuple[int, float]]]:
+        """Per metric name of this sink, the points of the run past the first `sent[name]`."""
+        names = self.client.get_run(self.run_id).data.metrics
+        mine = f"{self.prefix}/" if self.prefix else ""
+        stored = {}
+        for name in names:
+            if not name.startswith(mine):
+                continue
+            history = self.client.get_metric_history(self.run_id, name)
+            history.sort(key=lambda metric: (metric.timestamp, metric.step))
+            after = history[sent.get(name, 0) :]
+            if after:
+                stored[name] = deque((metric.step, metric.value) for metric in after)
+        return stored
+
+    def _leave_out_stored(self, rows: list[Row]) -> None:
+        """Takes out of `rows` the points the run holds from before a crash (see
+        `load_node_state`)."""
+        stored = self._stored
+        for step, _, values in rows:
+            for name in [name for name in values if name in stored]:
+                points = stored[name]
+                held_step, held_value = points[0]
+                value = values[name]
+                if held_step == step and _same(held_value, value):
+                    del values[name]
+                    points.popleft()
+                    if not points:
+                        del stored[name]
+                    continue
+                del stored[name]
+                self._note(
+                    "stale",
+                    f"the run holds {len(points)} points of {name!r} sent before the crash "
+                    "that the resumed run writes otherwise; MLflow cannot delete them",
+                    key=self._names.key_of(name),
+                    n=len(points),
+                    stacklevel=4,
+                )
 
     def _log(self, field: str, items: list[Any], refused: Callable[[str, str, int], None]) -> None:
         """`log_batch(field=items)`; if MLflow refuses that batch, sends it again one name at
@@ -355,3 +444,11 @@ class MlflowSink(RemoteSink[Row]):
     def __repr__(self) -> str:
         run_id = getattr(self, "run_id", None)
         return f"MlflowSink(run_id={run_id!r}, prefix={self.prefix!r}, step_key={self.step_key!r})"
+
+
+def _same(stored: float, sent: float) -> bool:
+    """Whether MLflow stores `sent` as `stored`: NaN as NaN, +-inf as the largest floats in
+    its SQL stores."""
+    if stored == sent or (stored != stored and sent != sent):
+        return True
+    return math.isinf(sent) and stored == math.copysign(sys.float_info.max, sent)
