@@ -8,6 +8,7 @@ class comes from.
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 import weakref
@@ -164,6 +165,7 @@ class WandbSink(RemoteSink[Row]):
         if run is None:
             run = _make_run(project, mode, dir, name, tags)
             self.owns_run = True
+            self._made_with = (project, mode, dir, name, tags)
         else:
             given = {"project": project, "mode": mode, "dir": dir, "name": name, "tags": tags}
             extra = [key for key, value in given.items() if value is not None]
@@ -184,9 +186,7 @@ class WandbSink(RemoteSink[Row]):
             self.owns_run = False
         self.run: Any = run
         self.mode: str = str(getattr(run.settings, "mode", "offline"))
-        self.run_dir: Path | None = (
-            Path(run.settings.sync_dir).absolute() if self.mode != "disabled" else None
-        )
+        self.run_dir: Path | None = run_folder(run)
         """The run's folder (`wandb sync <run_dir>` uploads an offline run); None when
         disabled."""
         self._names = Names(self._name_of, _refusal)
@@ -333,6 +333,53 @@ class WandbSink(RemoteSink[Row]):
         if _neptune_runs.leave(self.run, self._users, made_it=self.owns_run):
             self.run.finish()
 
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def _add_state(self, state: dict[str, Any]) -> None:
+        with _log_lock:
+            at = self._at
+            state["run"] = {"id": self.run.id, "step": at.step, "logged": sorted(at.logged)}
+
+    def load_node_state(self, state: dict[str, Any]) -> None:
+        """As any tracking sink's (the rows held, the steps), into the checkpoint's run: a
+        sink that made its own run and took nothing yet resumes the checkpoint's run by its
+        id instead (`wandb.init(id=..., resume="allow")`; the empty run it made is finished
+        and, offline, its folder removed). The run goes on from the checkpoint's step, with
+        the names the checkpoint had logged at it: online, W&B resumes at the run's own step,
+        past the steps logged before the crash, whose values are then kept and the resumed
+        sink's dropped and counted; offline, W&B does not resume (it starts a second folder
+        of the same run id)."""
+        saved = state.get("run")
+        with self._client_lock:
+            if saved and saved["id"] != self.run.id and self.owns_run and self.fresh():
+                self._resume_run(saved["id"])
+            if saved and saved["id"] == self.run.id:
+                with _log_lock:
+                    at = self._at
+                    if saved["step"] > at.step:
+                        at.move_to(saved["step"])
+                    if saved["step"] == at.step:
+                        at.logged.update(saved["logged"])
+        super().load_node_state(state)
+
+    def _resume_run(self, run_id: str) -> None:
+        """Finishes the (empty) run this sink made and resumes the run `run_id` instead."""
+        project, mode, dir, name, tags = self._made_with
+        empty, empty_dir = self.run, self.run_dir
+        resumed = _make_run(project, mode, dir, name, tags, run_id=run_id)
+        if _neptune_runs.leave(empty, self._users, made_it=True):
+            empty.finish()
+            if (
+                empty_dir is not None
+                and self.mode == "offline"
+                and empty_dir != run_folder(resumed)
+            ):
+                shutil.rmtree(empty_dir, ignore_errors=True)
+        self.run = resumed
+        self.run_dir = run_folder(resumed)
+        self._users = _neptune_runs.join(resumed)
+        self._at = _step_of(resumed, self._users, made=False)
+
     def __repr__(self) -> str:
         return f"WandbSink({self.mode}, prefix={self.prefix!r}, step_key={self.step_key!r})"
 
@@ -346,12 +393,19 @@ def _refusal(name: str) -> str | None:
     return None
 
 
+def run_folder(run: Any) -> Path | None:
+    """The folder of a W&B run (None when disabled)."""
+    mode = str(getattr(run.settings, "mode", "offline"))
+    return Path(run.settings.sync_dir).absolute() if mode != "disabled" else None
+
+
 def _make_run(
     project: str | None,
     mode: str | None,
     dir: str | os.PathLike[str] | None,
     name: str | None,
     tags: Iterable[str] | None,
+    run_id: str | None = None,
 ) -> Any:
     """A new W&B run (see WandbSink for the defaults), in a folder that now exists."""
     wandb = import_wandb()
@@ -374,6 +428,7 @@ def _make_run(
         tags=list(tags) if tags is not None else None,
         reinit="create_new",
         settings=settings,
+        **({"id": run_id, "resume": "allow"} if run_id is not None else {}),
     )
 
 

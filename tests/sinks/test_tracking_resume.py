@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from pipeline import Pipeline
-from tests.sinks.tracking import Points, read_points
+from tests.sinks.tracking import Points, read_points, read_wandb
 
 pytestmark = pytest.mark.slow  # child processes running the real clients
 
@@ -40,6 +40,7 @@ CRASH = 9
 MAKE = {
     "tensorboard": "TensorBoardSink(where, step_key='t')",
     "mlflow": "MlflowSink(tracking_uri=where, step_key='t')",
+    "wandb": "WandbSink(dir=where, step_key='t')",
 }
 
 CHILD = """
@@ -47,6 +48,7 @@ import os, pickle, signal, sys
 from pipeline import Pipeline
 from sinks.mlflow import MlflowSink
 from sinks.tensorboard import TensorBoardSink
+from sinks.wandb import WandbSink
 from tests.sinks.test_tracking_resume import CHECKPOINT, CRASH, RECORDS
 
 make, where, state_file = sys.argv[1:4]
@@ -60,7 +62,7 @@ for index, record in enumerate(RECORDS[:CRASH]):
     else:  # the checkpoint's own record, the second at step 5, stays held
         logger.flush()
 logger.flush()
-print(getattr(sink, "run_id", ""), flush=True)
+print(getattr(sink, "run_id", None) or getattr(getattr(sink, "run", None), "id", ""), flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
@@ -83,10 +85,10 @@ def crash(kind: str, where: str, state_file: Path) -> str:
 def make(kind: str, where: str) -> Any:
     from sinks.mlflow import MlflowSink
     from sinks.tensorboard import TensorBoardSink
+    from sinks.wandb import WandbSink
 
-    return eval(
-        MAKE[kind], {"MlflowSink": MlflowSink, "TensorBoardSink": TensorBoardSink}, {"where": where}
-    )
+    sinks = {"MlflowSink": MlflowSink, "TensorBoardSink": TensorBoardSink, "WandbSink": WandbSink}
+    return eval(MAKE[kind], sinks, {"where": where})
 
 
 def uninterrupted(kind: str, where: str) -> Any:
@@ -148,3 +150,36 @@ def test_mlflow_continues_the_same_run_with_no_second_copy_of_a_step(tmp_path: P
     assert client.get_run(run_id).info.status == "FINISHED"
     active = client.search_runs([sink.experiment_id])
     assert sorted(run.info.run_id for run in active) == sorted([run_id, straight.run_id])
+
+
+@pytest.fixture
+def wandb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """wandb's own folders under tmp_path, for this process and the child."""
+    for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+def test_wandb_resumes_the_checkpoints_run_by_its_id_at_its_step(
+    tmp_path: Path, wandb_home: None
+) -> None:
+    """Offline, W&B writes the resumed run into a second folder of the same run id (it does
+    not resume offline runs). That folder starts at the checkpoint's step, with what the
+    checkpoint had logged at it left out, and holds from there what an uninterrupted run
+    holds (W&B keeps one value per name per step: (5, 50.0) only)."""
+    state = tmp_path / "state.pickle"
+    run_id = crash("wandb", str(tmp_path / "resumed"), state)
+    (crashed_dir,) = (tmp_path / "resumed" / "wandb").glob("offline-run-*")
+    sink = resumed("wandb", str(tmp_path / "resumed"), state)
+    assert sink.run.id == run_id and sink.run_dir != crashed_dir
+    assert sorted((tmp_path / "resumed" / "wandb").glob("offline-run-*")) == sorted(
+        [crashed_dir, sink.run_dir]
+    )  # the empty run the new sink had made is gone
+    straight = read_wandb(uninterrupted("wandb", str(tmp_path / "straight")).run_dir)
+    after = read_wandb(sink.run_dir)
+    assert after.rows == {5: {}, **{step: row for step, row in straight.rows.items() if step > 5}}
+    assert sink.dropped == {"x": 1}  # (5, 51.0), as in the uninterrupted run
+    # What the crashed folder holds is W&B's: its service writes on its own time (on this
+    # machine, offline, it had written none of the rows logged before the SIGKILL).
