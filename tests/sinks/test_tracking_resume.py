@@ -183,3 +183,36 @@ def test_wandb_resumes_the_checkpoints_run_by_its_id_at_its_step(
     assert sink.dropped == {"x": 1}  # (5, 51.0), as in the uninterrupted run
     # What the crashed folder holds is W&B's: its service writes on its own time (on this
     # machine, offline, it had written none of the rows logged before the SIGKILL).
+
+
+def test_mlflow_counts_a_point_from_before_the_crash_that_the_resumed_run_writes_otherwise(
+    tmp_path: Path,
+) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    first = make("mlflow", uri)
+    logger = Pipeline("train").to(first)
+    for t in range(3):
+        logger.write({"t": t, "x": 10.0 * t})
+    logger.flush()
+    state = logger.state_dict()
+    logger.write({"t": 3, "x": 30.0})
+    logger.write({"t": 4, "x": 40.0})
+    logger.close()  # as a crash leaves it, but for the run's status: the points are stored
+
+    second = make("mlflow", uri)
+    logger = Pipeline("train").to(second)
+    logger.load_state_dict(state)
+    with pytest.warns(UserWarning, match="MLflow cannot delete them"):
+        logger.write({"t": 3, "x": 30.0})  # as before the crash: not sent again
+        logger.write({"t": 4, "x": 41.0})  # otherwise: sent, and the old point counted
+        logger.close()
+    assert second.run_id == first.run_id
+    assert read_points("mlflow", (uri, first.run_id))["x"] == [
+        (0, 0.0),
+        (1, 10.0),
+        (2, 20.0),
+        (3, 30.0),
+        (4, 40.0),
+        (4, 41.0),
+    ]
+    assert second.counts["stale"] == 1 and second.counts.by_key["stale"] == {"x": 1}
