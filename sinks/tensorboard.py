@@ -110,10 +110,20 @@ class TensorBoardSink(RemoteSink[Row]):
     Failures never reach the training loop: a push that fails (the folder removed, the disk
     full) is counted in `counts["errors"]`, warned once per error type and retried (see
     RemoteSink) into a new event file, since tensorboard's writer stops for good at its first
-    error. Events of the failed push that reached the old file before the error are then
-    written twice (same tag, step and value).
+    error. The old file (a local one) is first cut back to its size after the last push that
+    succeeded, so the retried events are stored once (a folder that was removed took them
+    with it; a file that cannot be cut keeps them, and they are then stored twice).
 
-    `purge_step`: when resuming from a checkpoint, pass the step it was taken at. As with
+    Refused values: a key whose tag has no UTF-8 form, or that another key's tag already
+    took (`1` after `"1"`), is not written, warned once per key and counted in `.dropped`;
+    a text holding a lone surrogate is written with it escaped, counted in
+    `counts["changed"]`. An event protobuf cannot encode is written without the values it
+    cannot, each dropped and counted: one value never holds up the others.
+
+    Resuming: `load_node_state` (a Pipeline's `load_state_dict`) purges, from the last step
+    the checkpoint had written, what the folder holds past the checkpoint, and writes that
+    step's rows again (see docs/resume.md). `purge_step`, without a state: when resuming
+    from a checkpoint, pass the step it was taken at. As with
     `SummaryWriter(purge_step=...)`, the new file starts with a `SessionLog.START` event at
     that step, and TensorBoard's loader (`EventAccumulator`; `tensorboard --load_fast=false`)
     then drops the events of earlier files in `logdir` at that step or later, so the steps
@@ -170,6 +180,9 @@ class TensorBoardSink(RemoteSink[Row]):
         """The rows written at the last step written (for a checkpoint; see `_keep_tail`)."""
         self._tag_kinds: dict[str, bool] = {}
         """Per tag: whether it holds texts."""
+        self._file: str | None = None
+        """The local file of the writer, while its size is known (`_size`)."""
+        self._size = 0
         self._writer: Any = self._open_writer(purge_step)
         self._close_at_exit()
 
@@ -184,8 +197,28 @@ class TensorBoardSink(RemoteSink[Row]):
             writer.add_event(tb.Event(step=purge_step, wall_time=now, file_version="brain.Event:2"))
             start = tb.SessionLog(status=tb.SessionLog.START)
             writer.add_event(tb.Event(step=purge_step, wall_time=now, session_log=start))
-            writer.flush()
+        writer.flush()
+        self._mark_written(writer)
         return writer
+
+    def _mark_written(self, writer: Any) -> None:
+        """Notes the size of `writer`'s file (local), all of whose events are on disk."""
+        path = getattr(writer, "_file_name", None)  # EventFileWriter's file, as it names it
+        self._file = None
+        if isinstance(path, str) and "://" not in path:
+            with contextlib.suppress(OSError):
+                self._size = os.path.getsize(path)
+                self._file = path
+
+    def _take_back(self) -> None:
+        """Cuts the file of a writer that failed back to its size at the last push that
+        succeeded: the events of the failed push, which its retry writes into a new file,
+        are then stored once (as far as the file can still be cut: a folder removed took
+        them with it)."""
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                os.truncate(self._file, self._size)
+            self._file = None
 
     def _wait_past_newest_file(self) -> None:
         """Waits, if need be (up to a second), until the second after that of the newest
@@ -349,7 +382,9 @@ class TensorBoardSink(RemoteSink[Row]):
             self._writer = None
             with contextlib.suppress(Exception):
                 writer.close()
+            self._take_back()
             raise
+        self._mark_written(writer)
 
     def _encodable(self, event: Any) -> Any:
         """`event` without the values protobuf cannot encode, each dropped and counted (the

@@ -589,3 +589,45 @@ def test_purge_step_drops_the_steps_written_before_a_resume(tmp_path: Path) -> N
     assert len(files) == 2
     steps_and_values = [(t, float(t)) for t in range(6)] + [(6, 106.0), (7, 107.0)]
     assert read(tmp_path).scalars["x"] == steps_and_values
+
+
+FILE_SIZE_LIMIT = """
+import glob, os, resource, signal, sys
+from pipeline.core.isolation import StoreError
+from sinks.tensorboard import TensorBoardSink
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+logdir = sys.argv[1]
+sink = TensorBoardSink(logdir, flush_seconds=3600)
+for t in range(10):
+    sink.write({"x": float(t)})
+sink.flush()
+(path,) = glob.glob(os.path.join(logdir, "events.out.tfevents.*"))
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(path) + 300, hard))
+for t in range(10, 30):
+    sink.write({"x": float(t)})
+try:
+    sink.flush()  # the file fills up partway through the push
+except StoreError:
+    print("failed")
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+sink.flush()  # the retry, into a new file
+sink.close()
+print(sink.counts["errors"], sink.counts["lost"])
+"""
+
+
+def test_a_push_that_fails_partway_is_written_once_by_its_retry(tmp_path: Path) -> None:
+    """A real write error (the file size limit, as a full disk) partway through a push:
+    the events of that push that reached the old file are taken out of it again, so the
+    retry writes each point once."""
+    result = subprocess.run(
+        [sys.executable, "-c", FILE_SIZE_LIMIT, str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.split() == ["failed", "1", "0"], result.stderr
+    assert read(tmp_path).scalars == {"x": [(t, float(t)) for t in range(30)]}
