@@ -76,7 +76,8 @@ class MlflowSink(RemoteSink[Row]):
     letters, digits, `_ - . / :` and spaces, up to 250 characters, that are normalised paths
     (no leading, trailing or doubled `/`, no `.` or `..` part). A key it refuses is not
     renamed (two keys could become one metric): its values are dropped, warned once per key
-    and counted in `.dropped`; the other keys are sent. (A name a server refuses all the
+    and counted in `.dropped`; the other keys are sent. So is a later key whose name another
+    key took (`1` after `"1"`: see `sinks.remote.Names`). (A name a server refuses all the
     same is found out by sending that batch again name by name, and dropped the same way.)
 
     Values: float, int, bool, numpy scalars and 0-d arrays, jax/torch scalars are sent as
@@ -91,7 +92,14 @@ class MlflowSink(RemoteSink[Row]):
     warning. Without it, the step is the record's index in this sink (0, 1, ...). MLflow
     steps are int64: a fractional step is floored (warned once, counted in
     `.counts["rounded"]`); the values of a record whose step is beyond int64 are dropped.
-    A value's timestamp is the time `write` took it.
+    A value's timestamp is the time `write` took it; a point at its metric's last step gets
+    one a millisecond after the last one's if need be, since MLflow's SQL stores keep one of
+    two points equal in step, timestamp and value (three eval returns 10, 10, 12 at one step
+    are three points).
+
+    Resuming: the state (`Pipeline.state_dict`) holds the run and the points sent per metric;
+    a restored sink continues that run and does not send again the points it got after the
+    checkpoint (see `load_node_state`).
 
     Throughput (see RemoteSink): `write` only converts the values and holds the record; a
     background thread (started at the first write) sends the held records every

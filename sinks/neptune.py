@@ -85,7 +85,10 @@ class NeptuneSink(RemoteSink[Row]):
     - float, int, bool, numpy scalars and 0-d arrays, jax/torch scalars -> float series.
     - NaN and +-inf: sent to a neptune-scale run (it stores them); a neptune 1.x run cannot
       store them (its client skips them), so they are dropped and counted.
-    - str and its subclasses (numpy.str_, a str enum: their text) -> string series.
+    - str and its subclasses (numpy.str_, a str enum: their text) -> string series; a lone
+      surrogate is sent escaped (`\\ud800`), counted in `counts["changed"]`. A 1.x run keeps
+      the first 1000 characters of a text (the rest counted in `counts["changed"]`); a
+      neptune-scale run takes texts under 1 MiB (UTF-8): a longer one is dropped, counted.
     - None -> skipped (not a loss: there is no value).
     - anything else (arrays with elements, lists, dicts, objects) -> not sent; warned once per
       key and counted in `.dropped` (use `Pipeline.flatten()` or `.aggregate()` upstream).
@@ -98,9 +101,11 @@ class NeptuneSink(RemoteSink[Row]):
     (both clients document it; the 1.x client does not check it locally, so a bad step would
     only fail later, at upload): a value whose step is not above the last step sent for its
     series is dropped, warned once per key and counted, never raised; other series of the
-    same record are unaffected. neptune-scale also needs 0 <= step < 1e12; values outside
-    are dropped the same way. (A run passed in that already holds a series is not read: its
-    old steps are unknown to the sink.)
+    same record are unaffected. neptune-scale also needs 0 <= step < 1e12 (values outside
+    are dropped the same way) and keeps steps to the microsecond: a step is compared as it
+    will be stored, so `1.0000001` after `1.0` is not above it. Its paths must be under 1024
+    bytes (UTF-8): a key with a longer one is refused like a taken path. (A run passed in
+    that already holds a series is not read: its old steps are unknown to the sink.)
 
     Configuration: `config=` or `log_config(mapping)` stores single values under `config/`
     (see `log_config`).

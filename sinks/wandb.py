@@ -94,11 +94,15 @@ class WandbSink(RemoteSink[Row]):
     its debug logs under `$WANDB_CACHE_DIR`, by default `~/.cache/wandb`.) The run is `.run`.
 
     Keys: a record's key `k` is logged as `prefix/k` (or `k` without a prefix); W&B groups
-    charts by the part before the first `/`. Values:
+    charts by the part before the first `/`. A name has one key (see `sinks.remote.Names`):
+    a later key with a taken name (`1` after `"1"`), an empty name and a name with no UTF-8
+    form are not sent, warned once per key and counted in `.dropped`. Values:
 
     - float, int, bool, numpy scalars and 0-d arrays, jax/torch scalars -> floats (NaN and
       +-inf included: W&B stores them; an int beyond float range becomes +-inf).
-    - str -> strings (W&B keeps them in the run's history and summary; charts skip them).
+    - str and its subclasses (numpy.str_, a str enum: their text) -> strings (W&B keeps them
+      in the run's history and summary; charts skip them); a lone surrogate in one is sent
+      escaped (`\\ud800`), counted in `counts["changed"]`.
       None -> skipped (not a loss: there is no value).
     - anything else (arrays with elements, lists, dicts, objects), and a value under a name
       W&B fills in itself (`_step`, `_runtime`, `_timestamp`) -> not sent; warned once per
@@ -128,6 +132,9 @@ class WandbSink(RemoteSink[Row]):
     push at once. `run.log` hands the row to W&B's own service process, which writes the
     run's `.wandb` file (W&B waits for it at interpreter exit). A sink still open at
     interpreter exit or on SIGTERM is closed before W&B shuts its service down.
+
+    Resuming: the state (`Pipeline.state_dict`) holds the run's id and step; a sink that made
+    its run and loads a state resumes that run by its id (see `load_node_state`).
 
     Failures never reach the training loop: values W&B cannot take are counted in `.dropped`
     (by record key) and warned about once per key (WandbSinkWarning); a push that fails is
