@@ -366,16 +366,16 @@ class TensorBoardSink(RemoteSink[Row]):
             for step, wall_time, scalars, texts in rows:
                 if not scalars and not texts:
                     continue
-                values = [value(tag=tag, simple_value=number) for tag, number in scalars.items()]
-                if texts:
-                    values.extend(self._text_value(tag, string) for tag, string in texts.items())
-                made = event(wall_time=wall_time, step=step, summary=summary(value=values))
                 try:
+                    values = [value(tag=t, simple_value=x) for t, x in scalars.items()]
+                    if texts:
+                        values.extend(self._text_value(t, string) for t, string in texts.items())
+                    made = event(wall_time=wall_time, step=step, summary=summary(value=values))
                     writer.add_event(made)  # encodes the event, then hands it to the file
-                except OSError:
+                except OSError:  # the file's: the writer is done for
                     raise
                 except Exception:  # refused while encoding, before any of it was written
-                    writer.add_event(self._encodable(made))
+                    writer.add_event(self._encodable(step, wall_time, scalars, texts))
             writer.flush()
             self._keep_tail(rows)
         except Exception:
@@ -386,21 +386,28 @@ class TensorBoardSink(RemoteSink[Row]):
             raise
         self._mark_written(writer)
 
-    def _encodable(self, event: Any) -> Any:
-        """`event` without the values protobuf cannot encode, each dropped and counted (the
-        checks in `write` leave none that we know of: this keeps one unforeseen value from
-        stalling the sink)."""
+    def _encodable(
+        self, step: int, wall_time: float, scalars: dict[str, float], texts: dict[str, str] | None
+    ) -> Any:
+        """The event of a row without the values protobuf cannot encode, each dropped and
+        counted (the checks in `write` leave none that we know of: this keeps one unforeseen
+        value from stalling the sink)."""
         tb = self._tb
         kept = []
-        for value in event.summary.value:
+        items = [*scalars.items(), *(texts or {}).items()]
+        for tag, given in items:
             try:
-                tb.Event(step=event.step, summary=tb.Summary(value=[value])).SerializeToString()
+                if isinstance(given, str):
+                    made = self._text_value(tag, given)
+                else:
+                    made = tb.Value(tag=tag, simple_value=given)
+                tb.Summary(value=[made]).SerializeToString()
             except Exception as error:
                 why = f"TensorBoard could not encode it ({type(error).__name__}: {error})"
-                self._drop(self._names.key_of(value.tag), why, stacklevel=3)
+                self._drop(self._names.key_of(tag), why, stacklevel=3)
             else:
-                kept.append(value)
-        return tb.Event(wall_time=event.wall_time, step=event.step, summary=tb.Summary(value=kept))
+                kept.append(made)
+        return tb.Event(wall_time=wall_time, step=step, summary=tb.Summary(value=kept))
 
     def _text_value(self, tag: str, string: str) -> Any:
         tb = self._tb
