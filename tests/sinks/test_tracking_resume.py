@@ -70,6 +70,8 @@ os.kill(os.getpid(), signal.SIGKILL)
 def crash(kind: str, where: str, state_file: Path) -> str:
     """Runs the child until its SIGKILL; what it printed (an MLflow run's id)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for name in [name for name in env if name.startswith("WANDB_SERVICE")]:
+        del env[name]  # the child starts its own W&B service, as a new process after a crash
     result = subprocess.run(
         [sys.executable, "-c", CHILD, MAKE[kind], where, str(state_file)],
         cwd=REPO,
