@@ -273,7 +273,7 @@ class TensorBoardSink(RemoteSink[Row]):
                     continue
                 if texts is None:
                     texts = {}
-                texts[tag] = value if value.isascii() else self._text(key, value)
+                texts[tag] = value  # a lone surrogate is escaped by the push (`_text_value`)
                 continue
             elif value is None:
                 continue
@@ -414,7 +414,7 @@ class TensorBoardSink(RemoteSink[Row]):
         tensor = tb.TensorProto(
             dtype=tb.DT_STRING,
             tensor_shape=tb.scalar_shape,
-            string_val=[string.encode("utf-8")],  # `write` escaped what UTF-8 cannot hold
+            string_val=[self._utf8(tag, string)],
         )
         return tb.Value(tag=tag, metadata=tb.text_metadata, tensor=tensor)
 
@@ -431,6 +431,14 @@ class TensorBoardSink(RemoteSink[Row]):
 
     def _add_state(self, state: dict[str, Any]) -> None:
         state["tail"] = list(self._tail)
+
+    def _utf8(self, tag: str, string: str) -> bytes:
+        """`string` in UTF-8; a lone surrogate (no UTF-8 form) escaped, as `_text` does, and
+        counted (checked here, on the push thread, to keep it off `write`)."""
+        try:
+            return string.encode("utf-8")
+        except UnicodeEncodeError:
+            return self._text(self._names.key_of(tag), string).encode("utf-8")
 
     def load_node_state(self, state: dict[str, Any]) -> None:
         """As any tracking sink's (the rows held, the steps), and what the same `logdir`

@@ -200,7 +200,7 @@ def test_a_lone_surrogate_in_a_text_is_stored_escaped_and_counted_as_changed(
         sink.write({"s": "a\ud800b"})
         sink.write({"s": "a\ud800b"})
         sink.write({"s": "plain é"})
-    points = closed_points(sink)
+        points = closed_points(sink)  # (TensorBoard finds it as it encodes, on the push)
     assert points["s"] == [(0, "a\\ud800b"), (1, "a\\ud800b"), (2, "plain é")]
     assert sink.counts["changed"] == 2 and sink.counts.by_key["changed"] == {"s": 2}
 
