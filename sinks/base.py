@@ -12,19 +12,6 @@ class Sink(Node):
     flushes and releases the file or connection; writing after `close()` raises ClosedError.
     """
 
-    losses: tuple[str, ...] = ("dropped", "lost", "changed")
-    """The reasons in `counts` that mean a value was not stored as written."""
-
-    def failure(self) -> str | None:
-        """One line naming this sink and what it did not store as written (its `losses`
-        counts), or None when it stored everything it took: for `Pipeline.failures()`,
-        which otherwise learns only of sinks that raised."""
-        counts = self.counts
-        parts = [f"{counts[reason]} {reason}" for reason in self.losses if counts[reason]]
-        if not parts:
-            return None
-        return f"{self!r}: {', '.join(parts)} (see .counts.by_key)"
-
     def connect(self, *children: Node | Logger) -> Node:
         raise TypeError(f"{type(self).__name__} is a sink: it has no children")
 

@@ -194,6 +194,20 @@ class RemoteSink(Sink, Generic[RowT]):
             return value.encode("utf-8", "backslashreplace").decode("utf-8")
         return value
 
+    losses: tuple[str, ...] = ("dropped", "changed", "lost", "errors")
+    """The reasons in `counts` that `storage_failures` reports."""
+
+    @property
+    def storage_failures(self) -> str | None:
+        """One line naming this sink and what it did not store as written (values dropped
+        or changed, rows lost: see `counts.by_key`) and the pushes that failed; None while
+        there is none. `Pipeline.failures()` asks each sink for it, as for the file sinks'."""
+        counts = self.counts
+        parts = [f"{counts[reason]} {reason}" for reason in self.losses if counts[reason]]
+        if not parts:
+            return None
+        return f"{self!r}: {', '.join(parts)} (per key: .counts.by_key)"
+
     @property
     def dropped(self) -> Counter[str]:
         """Values not sent, per key: `counts.by_key["dropped"]`."""

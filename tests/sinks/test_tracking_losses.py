@@ -128,7 +128,7 @@ def test_a_key_the_tool_cannot_encode_is_dropped_alone_and_later_records_arrive_
     assert written_once(points, "x", [(t, float(t)) for t in range(10)])
     assert sink.dropped == {"bad\ud800": 1}
     assert sink.counts["lost"] == 0 and sink.counts["errors"] == 0
-    failure = sink.failure()
+    failure = sink.storage_failures  # what Pipeline.failures() lists for the sink
     assert failure is not None and repr(sink) in failure and "1 dropped" in failure
 
 
@@ -149,7 +149,7 @@ def test_a_sink_that_stored_everything_reports_no_failure(make: Any) -> None:
     sink = make("tensorboard")
     sink.write({"x": 1.0})
     sink.close()
-    assert sink.failure() is None
+    assert sink.storage_failures is None
 
 
 # -- 2. keys that one tool name would merge ------------------------------------------------
