@@ -144,9 +144,28 @@ class ClassicRun:
     accepts_non_finite = False
     min_step: float = -math.inf
     max_step: float = math.inf
+    max_text = 1000
+    """The 1.x client keeps the first 1000 characters of a string series value."""
+    cuts_text = True
+    """A longer text is stored cut (True), or not stored (False)."""
 
     def __init__(self, run: Any) -> None:
         self.run = run
+
+    def path_refusal(self, path: str) -> str | None:
+        """Why the client refuses a series at `path`, or None."""
+        return None
+
+    def text_refusal(self, value: str) -> str | None:
+        """Why the client does not store `value` (longer than `max_text`) as it is."""
+        return (
+            f"neptune 1.x keeps the first {self.max_text} characters of a string series value; "
+            f"a text of {len(value)} is stored cut"
+        )
+
+    def stored_step(self, step: Step) -> Step:
+        """The step the client stores for `step`."""
+        return step
 
     def send(self, rows: list[Row], refused: Refused) -> None:
         columns: dict[str, tuple[list[Any], list[Step], list[float]]] = {}
@@ -192,9 +211,40 @@ class ScaleRun:
     accepts_non_finite = True
     min_step: float = 0.0
     max_step: float = 1e12
+    max_path_bytes = 1024
+    """Paths must be shorter than this, UTF-8 encoded (neptune-scale's MAX_ATTRIBUTE_PATH_LENGTH;
+    its client drops a longer one with a log line)."""
+    max_text = 1024 * 1024 // 4
+    """Texts up to this many characters are surely under `max_text_bytes`."""
+    max_text_bytes = 1024 * 1024
+    """String series values must be shorter than this, UTF-8 encoded
+    (MAX_STRING_SERIES_DATA_POINT_LENGTH; its client drops a longer one with a log line)."""
+    cuts_text = False
 
     def __init__(self, run: Any) -> None:
         self.run = run
+        from neptune_scale.sync.metadata_splitter import decompose_step
+
+        self._decompose_step: Callable[[Step], tuple[int, int]] = decompose_step
+
+    def path_refusal(self, path: str) -> str | None:
+        if len(path) * 4 < self.max_path_bytes or len(path.encode()) < self.max_path_bytes:
+            return None
+        return f"neptune-scale paths must be shorter than {self.max_path_bytes} bytes (UTF-8)"
+
+    def text_refusal(self, value: str) -> str | None:
+        size = len(value.encode())
+        if size < self.max_text_bytes:
+            return None
+        return (
+            f"neptune-scale string values must be shorter than {self.max_text_bytes} bytes "
+            f"(UTF-8); one of {size} is not sent"
+        )
+
+    def stored_step(self, step: Step) -> Step:
+        """The step the client stores: `step` on a grid of microseconds (whole, micro)."""
+        whole, micro = self._decompose_step(step)
+        return whole + micro / 1_000_000
 
     def send(self, rows: list[Row], refused: Refused) -> None:
         run = self.run
@@ -205,9 +255,12 @@ class ScaleRun:
                     continue
                 try:
                     log(series, step=step, timestamp=when)
-                except Exception as error:  # a client refusal must not stop the other rows
-                    for path in series:
-                        refused(path, 1, error)
+                except Exception:  # refused before any was stored: one path at a time
+                    for path, value in series.items():
+                        try:
+                            log({path: value}, step=step, timestamp=when)
+                        except Exception as error:  # the other paths go on
+                            refused(path, 1, error)
 
     def flush(self) -> None:
         """Nothing to do: every call is already committed to the local database."""

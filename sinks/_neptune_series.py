@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from sinks._neptune_clients import neptune_path
 from sinks._neptune_runs import RunUsers
+from sinks.remote import Names
 
 
 class KeySeries:
@@ -16,8 +18,9 @@ class KeySeries:
     1.x client stores `a//b`, `a/b/` and `/a/b` all at `a/b`, and the keys `1` and `"1"` both
     land at `1`. Two keys in one series would mix two streams of steps (0, 1, 2, 0, 1, 2) or
     overwrite each other's values within a record, so a path has one writer: the first key
-    that reaches it, in this sink or (for sinks sharing a run) in any sink on the run. A
-    later key whose path is taken, or whose path is empty (`""`, `"/"`), has no series.
+    that reaches it, in this sink (`Names`, shared by every tracking sink) or, for sinks
+    sharing a run, in any sink on the run. A later key whose path is taken, whose path is
+    empty (`""`, `"/"`) or one the client refuses (`check`), has no series.
 
     `by_key[key]` is the state of a string key: `[path, is_float, last_step]` for a key
     with a series (`is_float`: the kind of its first value; `last_step`: `-inf` until a
@@ -25,15 +28,26 @@ class KeySeries:
     (the hot path); `new(key, is_float)` makes the state of a key not found there.
     """
 
-    __slots__ = ("_others", "_sink", "_users", "by_key", "prefix", "writers")
+    __slots__ = ("_others", "_sink", "_users", "by_key", "names", "prefix")
 
-    def __init__(self, prefix: str, sink: object, users: RunUsers) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        sink: object,
+        users: RunUsers,
+        check: Callable[[str], str | None] | None = None,
+    ) -> None:
         self.prefix = prefix
+
+        def refusal(path: str) -> str | None:
+            if not path:
+                return "it names no Neptune path (it is empty, or only '/'); not sent"
+            return None if check is None else check(path)
+
+        self.names = Names(lambda key: neptune_path(prefix, key), refusal)
         self.by_key: dict[str, list[Any]] = {}
         self._others: dict[tuple[type, Any], list[Any]] = {}
         """Keys that are not strings, by type as well: 1, 1.0 and True are one dict key."""
-        self.writers: dict[str, Any] = {}
-        """Series path -> the record key of this sink that writes it."""
         self._sink = sink
         self._users = users
 
@@ -45,21 +59,18 @@ class KeySeries:
             known = self._others.get((type(key), key))
             if known is not None:
                 return known
-        path = neptune_path(self.prefix, key)
+        path = self.names.new(key)
         why: str | None = None
-        if not path:
-            why = "it names no Neptune path (it is empty, or only '/'); its values are not sent"
-        elif path in self.writers:
-            why = _taken(path, f"key {self.writers[path]!r}")
+        if path is None:
+            why = self.names.why(key)
         else:
             writer = self._users.claim(path, self._sink)
             if writer is not self._sink:
-                why = _taken(path, f"{writer!r} on this run")
-        if why is None:
-            self.writers[path] = key
-            state: list[Any] = [path, is_float, -math.inf]
-        else:
-            state = [None, None, why]
+                why = (
+                    f"Neptune stores it at {path!r}, already written by {writer!r} on this "
+                    "run; its values are not sent (two keys in one series would mix their steps)"
+                )
+        state: list[Any] = [path, is_float, -math.inf] if why is None else [None, None, why]
         if is_str:
             self.by_key[key] = state
         else:
@@ -68,11 +79,4 @@ class KeySeries:
 
     def key_of(self, path: str) -> Any:
         """The record key that writes the series at `path` (`path` if none does)."""
-        return self.writers.get(path, path)
-
-
-def _taken(path: str, writer: str) -> str:
-    return (
-        f"Neptune stores it at {path!r}, already written by {writer}; its values are not "
-        "sent (two keys in one series would mix their steps)"
-    )
+        return self.names.key_of(path)

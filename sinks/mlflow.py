@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.flatten import flatten
-from pipeline.core.keys import CACHE_LIMIT
 from pipeline.core.node import Record
 from pipeline.core.values import plain, text, to_float
 from sinks._mlflow_client import (
@@ -25,7 +27,7 @@ from sinks._mlflow_client import (
     name_check,
     resolve_tracking_uri,
 )
-from sinks.remote import RemoteSink
+from sinks.remote import Names, RemoteSink
 from sinks.steps import Step, Steps
 
 __all__ = [
@@ -42,6 +44,7 @@ METRICS_PER_CALL, PARAMS_PER_CALL = 1000, 100
 """MLflow's limits per `log_batch` call."""
 STEP_RANGE = (-(2**63), 2**63)
 """MLflow steps are 64-bit integers."""
+_KEY = attrgetter("key")
 _REFUSED = "INVALID_PARAMETER_VALUE"
 """The error code of a value MLflow refuses for good (sending it again would not help)."""
 
@@ -73,7 +76,8 @@ class MlflowSink(RemoteSink[Row]):
     letters, digits, `_ - . / :` and spaces, up to 250 characters, that are normalised paths
     (no leading, trailing or doubled `/`, no `.` or `..` part). A key it refuses is not
     renamed (two keys could become one metric): its values are dropped, warned once per key
-    and counted in `.dropped`; the other keys are sent. (A name a server refuses all the
+    and counted in `.dropped`; the other keys are sent. So is a later key whose name another
+    key took (`1` after `"1"`: see `sinks.remote.Names`). (A name a server refuses all the
     same is found out by sending that batch again name by name, and dropped the same way.)
 
     Values: float, int, bool, numpy scalars and 0-d arrays, jax/torch scalars are sent as
@@ -88,7 +92,14 @@ class MlflowSink(RemoteSink[Row]):
     warning. Without it, the step is the record's index in this sink (0, 1, ...). MLflow
     steps are int64: a fractional step is floored (warned once, counted in
     `.counts["rounded"]`); the values of a record whose step is beyond int64 are dropped.
-    A value's timestamp is the time `write` took it.
+    A value's timestamp is the time `write` took it; a point at its metric's last step gets
+    one a millisecond after the last one's if need be, since MLflow's SQL stores keep one of
+    two points equal in step, timestamp and value (three eval returns 10, 10, 12 at one step
+    are three points).
+
+    Resuming: the state (`Pipeline.state_dict`) holds the run and the points sent per metric;
+    a restored sink continues that run and does not send again the points it got after the
+    checkpoint (see `load_node_state`).
 
     Throughput (see RemoteSink): `write` only converts the values and holds the record; a
     background thread (started at the first write) sends the held records every
@@ -148,12 +159,15 @@ class MlflowSink(RemoteSink[Row]):
                 tag_list = [self._entities.RunTag(k, v) for k, v in run_tags.items()]
                 self.client.log_batch(run_id, tags=tag_list, synchronous=True)
         self.run_id: str = run.info.run_id
-        self._names: dict[Any, str] = {}
-        """Per record key: its metric name, or "" if MLflow refuses it (`_why` says why)."""
-        self._why: dict[Any, str] = {}
-        self._keys: dict[str, str] = {}
-        """Per metric name: the record key it comes from (for messages)."""
-        """Types whose values `float()` converts exactly as `to_float` does."""
+        self._names = Names(self._name_of, self._name_refusal)
+        """Each record key's metric name, decided once: one key per name."""
+        self._stamps: dict[str, tuple[int, int]] = {}
+        """Per metric name: the (step, timestamp) of its last point sent (see `_send`)."""
+        self._sent: Counter[str] = Counter()
+        """Per metric name: the points sent (for a checkpoint)."""
+        self._stored: dict[str, deque[tuple[int, float]]] = {}
+        """After a resume: per metric name, the points the run holds past the checkpoint
+        (sent before the crash), in the order sent; the resumed sink does not send them again."""
         self._resume: tuple[Row | None, int] = (None, 0)
         """(first row of a push cut short, metrics of that push sent): where a retry starts."""
         try:
@@ -245,7 +259,7 @@ class MlflowSink(RemoteSink[Row]):
             step = self._whole_step(raw, data)
         metrics: dict[str, float] = {}
         if step is not None:
-            names = self._names
+            names = self._names.by_key
             numeric = self._numeric_types
             for key, value in data.items():
                 kind = type(value)
@@ -262,11 +276,10 @@ class MlflowSink(RemoteSink[Row]):
                         if value is None:
                             continue
                 name = names.get(key)
-                if not name:
+                if name is None:
+                    name = self._names.new(key)
                     if name is None:
-                        name = self._name_of(key)
-                    if not name:
-                        self._drop(key, self._why.get(key, "MLflow refuses the name"))
+                        self._drop(key, self._names.why(key))
                         continue
                 metrics[name] = value
         return (step or 0, time.time_ns() // 1_000_000, metrics)
@@ -285,22 +298,14 @@ class MlflowSink(RemoteSink[Row]):
                 self._drop(key, f"step {step} is beyond MLflow's int64 steps", stacklevel=5)
         return None
 
-
     def _name_of(self, key: Any) -> str:
-        """The metric name of a record key, or "" if MLflow refuses it; cached."""
-        if len(self._names) >= CACHE_LIMIT:
-            self._names.clear()
-            self._keys.clear()
-            self._why.clear()
-        key_text = str(key)
-        name = f"{self.prefix}/{key_text}" if self.prefix else key_text
+        """The metric name of a record key."""
+        key_text = key if type(key) is str else text(key)
+        return f"{self.prefix}/{key_text}" if self.prefix else key_text
+
+    def _name_refusal(self, name: str) -> str | None:
         refusal = self._refusal(name)
-        if refusal is not None:
-            self._refuse(key, f"MLflow refuses the name {name!r}: {refusal}")
-            return ""
-        self._names[key] = name
-        self._keys[name] = key_text
-        return name
+        return None if refusal is None else f"MLflow refuses the name {name!r}: {refusal}"
 
     def _refusal(self, name: str) -> str | None:
         """Why MLflow refuses the metric name `name`, or None."""
@@ -310,28 +315,111 @@ class MlflowSink(RemoteSink[Row]):
             return str(getattr(error, "message", error))
         return None
 
-    def _refuse(self, key: Any, why: str) -> None:
-        self._why[key], self._names[key] = why, ""
-
     def _refuse_metric(self, name: str, why: str, count: int) -> None:
-        key = self._keys.get(name, name)
-        self._refuse(key, f"MLflow refused {name!r}: {why}")
-        self._drop(key, f"MLflow refused {name!r}: {why}", count, stacklevel=3)
+        why = f"MLflow refused {name!r}: {why}"
+        self._names.refuse(name, why)
+        self._drop(self._names.key_of(name), why, count, stacklevel=3)
 
     # -- the client (RemoteSink's hooks) --------------------------------------------------
 
     def _send(self, rows: list[Row]) -> None:
+        if self._stored:
+            self._leave_out_stored(rows)
         Metric = self._entities.Metric
-        metrics = [
-            Metric(name, value, timestamp, step)
-            for step, timestamp, values in rows
-            for name, value in values.items()
-        ]
+        metrics = []
+        stamps = self._stamps
+        for step, timestamp, values in rows:
+            for name, value in values.items():
+                # MLflow's SQL stores keep one of two points equal in (step, timestamp, value):
+                # a point at its metric's last step gets a timestamp after the last one's.
+                last = stamps.get(name)
+                if last is not None and last[0] == step and timestamp <= last[1]:
+                    timestamp = last[1] + 1
+                stamps[name] = (step, timestamp)
+                metrics.append(Metric(name, value, timestamp, step))
         first, sent = self._resume
         for start in range(sent if first is rows[0] else 0, len(metrics), METRICS_PER_CALL):
             self._resume = (rows[0], start)
             self._log("metrics", metrics[start : start + METRICS_PER_CALL], self._refuse_metric)
         self._resume = (None, 0)
+        self._sent.update(map(_KEY, metrics))
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def _add_state(self, state: dict[str, Any]) -> None:
+        state["run_id"] = self.run_id
+        state["sent"] = dict(self._sent)
+
+    def load_node_state(self, state: dict[str, Any]) -> None:
+        """As any tracking sink's (the rows held, the steps), into the checkpoint's run: a
+        sink that made its own run and took nothing yet continues the checkpoint's run
+        instead (the empty run it made is deleted; the checkpoint's run is set RUNNING and
+        ended by this sink's `close()`). In the checkpoint's run, the points sent after the
+        checkpoint (before the crash) are not sent a second time: the resumed sink leaves
+        out each point the run already holds at that place (same name, step and value); a
+        point the run holds that the resumed run writes otherwise cannot be removed (MLflow
+        deletes no point): it is counted in `counts["stale"]` and warned about once."""
+        run_id = state.get("run_id")
+        with self._client_lock:
+            if run_id and run_id != self.run_id and self.owns_run and self.fresh():
+                self._continue(run_id)
+            if run_id == self.run_id:
+                self._stored = self._stored_after(state.get("sent", {}))
+            self._sent = Counter(state.get("sent", {}))
+        super().load_node_state(state)
+
+    def _continue(self, run_id: str) -> None:
+        """Logs into `run_id` instead of the run this sink made (which is deleted)."""
+        try:
+            run = self._existing_run(run_id)
+        except ValueError as error:
+            why = f"the checkpoint's run cannot be continued ({error}); logging into {self.run_id}"
+            self._note("errors", why, key="run_id", stacklevel=4)
+            return
+        self.client.delete_run(self.run_id)
+        self.run_id = run.info.run_id
+        self.experiment_id = run.info.experiment_id
+        self.client.update_run(self.run_id, status="RUNNING")
+
+    def _stored_after(self, sent: Mapping[str, int]) -> dict[str, deque[tuple[int, float]]]:
+        """Per metric name of this sink, the points of the run past the first `sent[name]`."""
+        names = self.client.get_run(self.run_id).data.metrics
+        mine = f"{self.prefix}/" if self.prefix else ""
+        stored = {}
+        for name in names:
+            if not name.startswith(mine):
+                continue
+            history = self.client.get_metric_history(self.run_id, name)
+            history.sort(key=lambda metric: (metric.timestamp, metric.step))
+            after = history[sent.get(name, 0) :]
+            if after:
+                stored[name] = deque((metric.step, metric.value) for metric in after)
+        return stored
+
+    def _leave_out_stored(self, rows: list[Row]) -> None:
+        """Takes out of `rows` the points the run holds from before a crash (see
+        `load_node_state`)."""
+        stored = self._stored
+        for step, _, values in rows:
+            for name in [name for name in values if name in stored]:
+                points = stored[name]
+                held_step, held_value = points[0]
+                value = values[name]
+                if held_step == step and _same(held_value, value):
+                    del values[name]
+                    points.popleft()
+                    if not points:
+                        del stored[name]
+                    continue
+                del stored[name]
+                self._note(
+                    "stale",
+                    f"the run holds {len(points)} points of {name!r} sent before the crash "
+                    "that the resumed run writes otherwise; MLflow cannot delete them",
+                    key=self._names.key_of(name),
+                    n=len(points),
+                    stacklevel=4,
+                )
 
     def _log(self, field: str, items: list[Any], refused: Callable[[str, str, int], None]) -> None:
         """`log_batch(field=items)`; if MLflow refuses that batch, sends it again one name at
@@ -364,3 +452,11 @@ class MlflowSink(RemoteSink[Row]):
     def __repr__(self) -> str:
         run_id = getattr(self, "run_id", None)
         return f"MlflowSink(run_id={run_id!r}, prefix={self.prefix!r}, step_key={self.step_key!r})"
+
+
+def _same(stored: float, sent: float) -> bool:
+    """Whether MLflow stores `sent` as `stored`: NaN as NaN, +-inf as the largest floats in
+    its SQL stores."""
+    if stored == sent or (stored != stored and sent != sent):
+        return True
+    return math.isinf(sent) and stored == math.copysign(sys.float_info.max, sent)

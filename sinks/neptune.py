@@ -85,7 +85,10 @@ class NeptuneSink(RemoteSink[Row]):
     - float, int, bool, numpy scalars and 0-d arrays, jax/torch scalars -> float series.
     - NaN and +-inf: sent to a neptune-scale run (it stores them); a neptune 1.x run cannot
       store them (its client skips them), so they are dropped and counted.
-    - str and its subclasses (numpy.str_, a str enum: their text) -> string series.
+    - str and its subclasses (numpy.str_, a str enum: their text) -> string series; a lone
+      surrogate is sent escaped (`\\ud800`), counted in `counts["changed"]`. A 1.x run keeps
+      the first 1000 characters of a text (the rest counted in `counts["changed"]`); a
+      neptune-scale run takes texts under 1 MiB (UTF-8): a longer one is dropped, counted.
     - None -> skipped (not a loss: there is no value).
     - anything else (arrays with elements, lists, dicts, objects) -> not sent; warned once per
       key and counted in `.dropped` (use `Pipeline.flatten()` or `.aggregate()` upstream).
@@ -98,9 +101,11 @@ class NeptuneSink(RemoteSink[Row]):
     (both clients document it; the 1.x client does not check it locally, so a bad step would
     only fail later, at upload): a value whose step is not above the last step sent for its
     series is dropped, warned once per key and counted, never raised; other series of the
-    same record are unaffected. neptune-scale also needs 0 <= step < 1e12; values outside
-    are dropped the same way. (A run passed in that already holds a series is not read: its
-    old steps are unknown to the sink.)
+    same record are unaffected. neptune-scale also needs 0 <= step < 1e12 (values outside
+    are dropped the same way) and keeps steps to the microsecond: a step is compared as it
+    will be stored, so `1.0000001` after `1.0` is not above it. Its paths must be under 1024
+    bytes (UTF-8): a key with a longer one is refused like a taken path. (A run passed in
+    that already holds a series is not read: its old steps are unknown to the sink.)
 
     Configuration: `config=` or `log_config(mapping)` stores single values under `config/`
     (see `log_config`).
@@ -182,7 +187,10 @@ class NeptuneSink(RemoteSink[Row]):
         if config is not None:
             self.log_config(config)
         self._users = _neptune_runs.join(run)
-        self._keys = KeySeries(self.prefix, self, self._users)
+        self._keys = KeySeries(self.prefix, self, self._users, self._backend.path_refusal)
+        self._max_text = self._backend.max_text
+        self._on_grid = self._backend.kind == "neptune-scale"
+        """Whether a step that is not an int is first put on the client's grid of steps."""
         self._close_at_exit()
 
     @classmethod
@@ -240,6 +248,8 @@ class NeptuneSink(RemoteSink[Row]):
 
     def _row(self, data: Record) -> Row:
         step = self._steps.of(data)
+        if self._on_grid and type(step) is not int and self._low <= step < self._high:
+            step = self._backend.stored_step(step)  # two steps the client cannot tell apart
         metrics: dict[str, float] = {}
         strings: dict[str, str] = {}
         if self._low <= step < self._high:
@@ -253,6 +263,10 @@ class NeptuneSink(RemoteSink[Row]):
                 if kind is float:
                     target: dict[str, Any] = metrics
                 elif kind is str:
+                    if not value.isascii() or len(value) > self._max_text:
+                        value = self._string(key, value)
+                        if value is None:
+                            continue
                     target = strings
                 elif kind in numeric:
                     try:
@@ -263,7 +277,9 @@ class NeptuneSink(RemoteSink[Row]):
                 elif value is None:
                     continue
                 elif isinstance(value, str):  # numpy.str_, a str enum: its text, not str()
-                    value = str.__str__(value)
+                    value = self._string(key, value)
+                    if value is None:
+                        continue
                     target = strings
                 else:
                     number = self._number(key, value)
@@ -306,6 +322,21 @@ class NeptuneSink(RemoteSink[Row]):
                     )
         return (step, time.time(), metrics, strings)
 
+    def _string(self, key: Any, value: str) -> str | None:
+        """A text as the client stores it (see `_text`); one longer than the client keeps is
+        cut (1.x) or dropped (neptune-scale), counted and warned once per key."""
+        value = self._text(key, value)
+        if len(value) <= self._max_text:
+            return value
+        backend = self._backend
+        why = backend.text_refusal(value)
+        if why is None:
+            return value
+        if backend.cuts_text:
+            self._note("changed", f"key {key!r}: {why}", key=key, stacklevel=4)
+            return value[: backend.max_text]
+        self._drop(key, why, stacklevel=5)
+        return None
 
     # -- the client (RemoteSink's hooks) --------------------------------------------------
 

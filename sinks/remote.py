@@ -6,7 +6,7 @@ import numbers
 import signal
 import threading
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Generic, TypeVar
@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 from pipeline.core import lifecycle
 from pipeline.core.isolation import StoreError
 from pipeline.core.node import Record
-from pipeline.core.values import text, to_float
+from pipeline.core.values import shown, text, to_float
 from sinks.base import Sink
 from sinks.steps import Steps
 
@@ -121,12 +121,18 @@ class RemoteSink(Sink, Generic[RowT]):
         service's run; a restored sink sends the held rows and goes on counting steps from
         the checkpoint, into the run it was given or made (see each sink for how to continue
         the same run)."""
-        with self._counts_lock:
-            state = super().node_state()
-        with self._room:
-            state["held"] = list(self._held)
-        state["steps"] = self._steps.state()
+        with self._client_lock:  # a push in progress holds rows that are in neither place
+            with self._counts_lock:
+                state = super().node_state()
+            with self._room:
+                state["held"] = list(self._held)
+            state["steps"] = self._steps.state()
+            self._add_state(state)
         return state
+
+    def _add_state(self, state: dict[str, Any]) -> None:
+        """Adds what a subclass needs to go on after a restart (called while no push runs).
+        Default: nothing."""
 
     def fresh(self) -> bool:
         return not self._steps.taken
@@ -165,6 +171,42 @@ class RemoteSink(Sink, Generic[RowT]):
         `dropped`); warns once per key. `stacklevel` 4 names the caller of `write` when
         called from `_row`."""
         self._note("dropped", f"key {text(key)!r}: {why}", key=key, n=count, stacklevel=stacklevel)
+
+    def _text(self, key: Any, value: str) -> str:
+        """A string value as a tool stores it: a str subclass (numpy.str_, a str enum) as its
+        text; lone surrogates, which have no UTF-8 form, escaped as `\\ud800`, counted in
+        `counts["changed"]` and warned once per key. The hot path calls it only for str
+        subclasses and strings that are not ASCII."""
+        if type(value) is not str:
+            value = str.__str__(value)
+        if value.isascii():
+            return value
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            self._note(
+                "changed",
+                f"key {text(key)!r}: a text holding a lone surrogate (no UTF-8 form) is stored "
+                "with it escaped ('\\udXXX')",
+                key=key,
+                stacklevel=4,
+            )
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+
+    losses: tuple[str, ...] = ("dropped", "changed", "lost", "errors")
+    """The reasons in `counts` that `storage_failures` reports."""
+
+    @property
+    def storage_failures(self) -> str | None:
+        """One line naming this sink and what it did not store as written (values dropped
+        or changed, rows lost: see `counts.by_key`) and the pushes that failed; None while
+        there is none. `Pipeline.failures()` asks each sink for it, as for the file sinks'."""
+        counts = self.counts
+        parts = [f"{counts[reason]} {reason}" for reason in self.losses if counts[reason]]
+        if not parts:
+            return None
+        return f"{self!r}: {', '.join(parts)} (per key: .counts.by_key)"
 
     @property
     def dropped(self) -> Counter[str]:
@@ -205,8 +247,7 @@ class RemoteSink(Sink, Generic[RowT]):
     def _lose(self, excess: int, stacklevel: int) -> None:
         self._note(
             "lost",
-            f"the client is failing and {self.max_buffered} rows are held; the oldest are "
-            "dropped",
+            f"the client is failing and {self.max_buffered} rows are held; the oldest are dropped",
             n=excess,
             stacklevel=stacklevel,
         )
@@ -389,3 +430,92 @@ def _signals_held() -> Iterator[None]:
         restore()
         for signum in arrived:
             signal.raise_signal(signum)
+
+
+class Names:
+    """The name a tracking tool stores each record key under, decided once per key, so that
+    the hot path pays one dict lookup (`by_key.get(key)`) for a key it has seen.
+
+    A name has one key: the first that reaches it. A later key with the same name (`1` after
+    `"1"`, both named "1"; `np.str_("x")` after `"x"`) is refused: two keys under one name
+    would merge (one value kept per step, or two streams of steps in one series). So is a key
+    whose name has no UTF-8 form (a lone surrogate: no tool can encode it), and one whose
+    name `check(name)` refuses (it returns why, or None). A refused key stays refused.
+
+    `by_key` maps the string keys that have a name to it (other keys are kept apart by type:
+    `1`, `1.0` and `True` are one dict key but three names). `new(key)` decides a key not
+    found there: its name, or None (`why(key)` says why it is refused).
+    """
+
+    __slots__ = ("_check", "_keys", "_make", "_others", "_refused", "by_key", "checked")
+
+    def __init__(
+        self, make: Callable[[Any], str], check: Callable[[str], str | None] | None = None
+    ) -> None:
+        self._make = make
+        self._check = check
+        self.by_key: dict[str, str] = {}
+        self._others: dict[tuple[type, Any], str] = {}
+        self._refused: dict[Any, str] = {}
+        """Why each refused key is refused, by `_token`."""
+        self._keys: dict[str, Any] = {}
+        """Name -> the key that has it (kept while the key is refused after the fact)."""
+        self.checked = 0
+        """Keys decided so far (each once)."""
+
+    def new(self, key: Any) -> str | None:
+        """The name of `key`, decided now if it is new; None if it is refused."""
+        token = _token(key)
+        if token in self._refused:
+            return None
+        known = self.by_key.get(key) if type(key) is str else self._others.get(token)
+        if known is not None:
+            return known
+        self.checked += 1
+        name = self._make(key)
+        why: str | None = None
+        if not name.isascii():
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                why = f"its name {name!r} holds a lone surrogate, which has no UTF-8 form"
+        if why is None and self._check is not None:
+            why = self._check(name)
+        if why is None and name in self._keys:
+            why = (
+                f"it is stored as {name!r}, already written by key {shown(self._keys[name], 40)}; "
+                "its values are not sent (two keys under one name would merge)"
+            )
+        if why is not None:
+            self._refused[token] = why
+            return None
+        self._keys[name] = key
+        if type(key) is str:
+            self.by_key[key] = name
+        else:
+            self._others[token] = name
+        return name
+
+    def why(self, key: Any) -> str:
+        """Why `key` is refused."""
+        return self._refused.get(_token(key), "the tool refuses its name")
+
+    def key_of(self, name: str) -> Any:
+        """The record key whose name is `name` (`name` if none)."""
+        return self._keys.get(name, name)
+
+    def refuse(self, name: str, why: str) -> None:
+        """Refuses, from now on, the key of `name` (the tool refused it after all); the name
+        stays taken."""
+        key = self._keys.get(name, name)
+        token = _token(key)
+        self._refused[token] = why
+        if type(key) is str:
+            self.by_key.pop(key, None)
+        else:
+            self._others.pop(token, None)
+
+
+def _token(key: Any) -> Any:
+    """What tells keys apart: the key if it is a str, else (its type, the key)."""
+    return key if type(key) is str else (type(key), key)

@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline.core.node import Record
 from pipeline.core.values import shown, text
-from sinks.remote import RemoteSink
+from sinks.remote import Names, RemoteSink
 from sinks.steps import Step, Steps
 
 __all__ = ["INSTALL_HINT", "Row", "TensorBoardSink", "TensorBoardSinkWarning"]
@@ -110,10 +110,20 @@ class TensorBoardSink(RemoteSink[Row]):
     Failures never reach the training loop: a push that fails (the folder removed, the disk
     full) is counted in `counts["errors"]`, warned once per error type and retried (see
     RemoteSink) into a new event file, since tensorboard's writer stops for good at its first
-    error. Events of the failed push that reached the old file before the error are then
-    written twice (same tag, step and value).
+    error. The old file (a local one) is first cut back to its size after the last push that
+    succeeded, so the retried events are stored once (a folder that was removed took them
+    with it; a file that cannot be cut keeps them, and they are then stored twice).
 
-    `purge_step`: when resuming from a checkpoint, pass the step it was taken at. As with
+    Refused values: a key whose tag has no UTF-8 form, or that another key's tag already
+    took (`1` after `"1"`), is not written, warned once per key and counted in `.dropped`;
+    a text holding a lone surrogate is written with it escaped, counted in
+    `counts["changed"]`. An event protobuf cannot encode is written without the values it
+    cannot, each dropped and counted: one value never holds up the others.
+
+    Resuming: `load_node_state` (a Pipeline's `load_state_dict`) purges, from the last step
+    the checkpoint had written, what the folder holds past the checkpoint, and writes that
+    step's rows again (see docs/resume.md). `purge_step`, without a state: when resuming
+    from a checkpoint, pass the step it was taken at. As with
     `SummaryWriter(purge_step=...)`, the new file starts with a `SessionLog.START` event at
     that step, and TensorBoard's loader (`EventAccumulator`; `tensorboard --load_fast=false`)
     then drops the events of earlier files in `logdir` at that step or later, so the steps
@@ -161,23 +171,71 @@ class TensorBoardSink(RemoteSink[Row]):
         self.logdir: str = path if "://" in path else os.path.abspath(path)
         """The folder the event files are in (absolute), or the URL given."""
         self._tb = _client()
+        self._names = Names(self._tag_of)
+        """Each key's tag, decided once: one key per tag."""
         self._scalar_tags: dict[Any, str] = {}
         self._text_tags: dict[Any, str] = {}
-        """Types whose values `float()` converts exactly as `to_float` does."""
+        """The tags of the keys whose values are scalars, and texts (a tag has one kind)."""
+        self._tail: list[Row] = []
+        """The rows written at the last step written (for a checkpoint; see `_keep_tail`)."""
+        self._tag_kinds: dict[str, bool] = {}
+        """Per tag: whether it holds texts."""
+        self._file: str | None = None
+        """The local file of the writer, while its size is known (`_size`)."""
+        self._size = 0
         self._writer: Any = self._open_writer(purge_step)
         self._close_at_exit()
 
     def _open_writer(self, purge_step: int | None = None) -> Any:
         """A new event file in `logdir`, started with a purge at `purge_step` if given."""
         tb = self._tb
+        if purge_step is not None:
+            self._wait_past_newest_file()
         writer = tb.EventFileWriter(self.logdir, flush_secs=self.flush_seconds)
         if purge_step is not None:  # what SummaryWriter(purge_step=...) writes
             now = time.time()
             writer.add_event(tb.Event(step=purge_step, wall_time=now, file_version="brain.Event:2"))
             start = tb.SessionLog(status=tb.SessionLog.START)
             writer.add_event(tb.Event(step=purge_step, wall_time=now, session_log=start))
-            writer.flush()
+        writer.flush()
+        self._mark_written(writer)
         return writer
+
+    def _mark_written(self, writer: Any) -> None:
+        """Notes the size of `writer`'s file (local), all of whose events are on disk."""
+        path = getattr(writer, "_file_name", None)  # EventFileWriter's file, as it names it
+        self._file = None
+        if isinstance(path, str) and "://" not in path:
+            with contextlib.suppress(OSError):
+                self._size = os.path.getsize(path)
+                self._file = path
+
+    def _take_back(self) -> None:
+        """Cuts the file of a writer that failed back to its size at the last push that
+        succeeded: the events of the failed push, which its retry writes into a new file,
+        are then stored once (as far as the file can still be cut: a folder removed took
+        them with it)."""
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                os.truncate(self._file, self._size)
+            self._file = None
+
+    def _wait_past_newest_file(self) -> None:
+        """Waits, if need be (up to a second), until the second after that of the newest
+        event file in a local `logdir`: TensorBoard reads a folder's files in name order,
+        and a name starts with the second its file was made. A purge applies only to the
+        files read before it, such as a crashed run's, made in the same second."""
+        if "://" in self.logdir:
+            return
+        newest = -1
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.logdir):
+                part = name.split(".")
+                if name.startswith("events.out.tfevents.") and len(part) > 3 and part[3].isdigit():
+                    newest = max(newest, int(part[3]))
+        wait = newest + 1 - time.time()
+        if 0 < wait <= 1.5:
+            time.sleep(wait)
 
     @property
     def records_written(self) -> int:
@@ -215,9 +273,17 @@ class TensorBoardSink(RemoteSink[Row]):
                     continue
                 if texts is None:
                     texts = {}
-                texts[tag] = value
+                texts[tag] = value  # a lone surrogate is escaped by the push (`_text_value`)
                 continue
             elif value is None:
+                continue
+            elif isinstance(value, str):  # numpy.str_, a str enum: its text
+                tag = self._text_tags.get(key)
+                if tag is None and (tag := self._claim(key, as_text=True)) is None:
+                    continue
+                if texts is None:
+                    texts = {}
+                texts[tag] = self._text(key, value)
                 continue
             else:
                 as_float = self._number(key, value)
@@ -252,7 +318,6 @@ class TensorBoardSink(RemoteSink[Row]):
                 self._drop(key, why, stacklevel=5)
         return None
 
-
     def _overflow(self, key: Any, value: float | int) -> float:
         """Notes a finite value beyond float32's range; returns the +-inf it is stored as."""
         self._note(
@@ -265,14 +330,14 @@ class TensorBoardSink(RemoteSink[Row]):
         return math.inf if value > 0 else -math.inf
 
     def _claim(self, key: Any, *, as_text: bool) -> str | None:
-        """The tag of `key` for values of this kind (text or scalar), made on first use; None
-        (dropped, counted, warned) if the key holds values of the other kind."""
-        mine, other = (
-            (self._text_tags, self._scalar_tags)
-            if as_text
-            else (self._scalar_tags, self._text_tags)
-        )
-        if key in other:
+        """The tag of `key` for values of this kind (text or scalar), decided on first use;
+        None (dropped, counted, warned) if the key is refused its tag (see `Names`) or its
+        tag holds values of the other kind."""
+        tag = self._names.new(key)
+        if tag is None:
+            self._drop(key, self._names.why(key), stacklevel=5)
+            return None
+        if self._tag_kinds.setdefault(tag, as_text) is not as_text:
             held, given = ("numbers", "strings") if as_text else ("text", "numbers")
             self._drop(
                 key,
@@ -281,9 +346,13 @@ class TensorBoardSink(RemoteSink[Row]):
                 stacklevel=5,
             )
             return None
-        name = _name(key)
-        tag = mine[key] = f"{self.prefix}/{name}" if self.prefix else name
+        if type(key) is str:  # other keys (1, True, 1.0 are one dict key) ask `_names` anew
+            (self._text_tags if as_text else self._scalar_tags)[key] = tag
         return tag
+
+    def _tag_of(self, key: Any) -> str:
+        name = key if type(key) is str else text(key)
+        return f"{self.prefix}/{name}" if self.prefix else name
 
     # -- the client (RemoteSink's hooks) --------------------------------------------------
 
@@ -297,44 +366,103 @@ class TensorBoardSink(RemoteSink[Row]):
             for step, wall_time, scalars, texts in rows:
                 if not scalars and not texts:
                     continue
-                values = [value(tag=tag, simple_value=number) for tag, number in scalars.items()]
-                if texts:
-                    values.extend(self._text_value(tag, string) for tag, string in texts.items())
-                writer.add_event(
-                    event(wall_time=wall_time, step=step, summary=summary(value=values))
-                )
+                try:
+                    values = [value(tag=t, simple_value=x) for t, x in scalars.items()]
+                    if texts:
+                        values.extend(self._text_value(t, string) for t, string in texts.items())
+                    made = event(wall_time=wall_time, step=step, summary=summary(value=values))
+                    writer.add_event(made)  # encodes the event, then hands it to the file
+                except OSError:  # the file's: the writer is done for
+                    raise
+                except Exception:  # refused while encoding, before any of it was written
+                    writer.add_event(self._encodable(step, wall_time, scalars, texts))
             writer.flush()
+            self._keep_tail(rows)
         except Exception:
             self._writer = None
             with contextlib.suppress(Exception):
                 writer.close()
+            self._take_back()
             raise
+        self._mark_written(writer)
+
+    def _encodable(
+        self, step: int, wall_time: float, scalars: dict[str, float], texts: dict[str, str] | None
+    ) -> Any:
+        """The event of a row without the values protobuf cannot encode, each dropped and
+        counted (the checks in `write` leave none that we know of: this keeps one unforeseen
+        value from stalling the sink)."""
+        tb = self._tb
+        kept = []
+        items = [*scalars.items(), *(texts or {}).items()]
+        for tag, given in items:
+            try:
+                if isinstance(given, str):
+                    made = self._text_value(tag, given)
+                else:
+                    made = tb.Value(tag=tag, simple_value=given)
+                tb.Summary(value=[made]).SerializeToString()
+            except Exception as error:
+                why = f"TensorBoard could not encode it ({type(error).__name__}: {error})"
+                self._drop(self._names.key_of(tag), why, stacklevel=3)
+            else:
+                kept.append(made)
+        return tb.Event(wall_time=wall_time, step=step, summary=tb.Summary(value=kept))
 
     def _text_value(self, tag: str, string: str) -> Any:
         tb = self._tb
         tensor = tb.TensorProto(
             dtype=tb.DT_STRING,
             tensor_shape=tb.scalar_shape,
-            string_val=[string.encode("utf-8", "backslashreplace")],
+            string_val=[self._utf8(tag, string)],
         )
         return tb.Value(tag=tag, metadata=tb.text_metadata, tensor=tensor)
 
+    def _keep_tail(self, rows: list[Row]) -> None:
+        """Keeps the rows written at the last step written (see `load_node_state`)."""
+        tail = self._tail
+        for row in rows:
+            if not row[2] and not row[3]:
+                continue
+            if not tail or row[0] > tail[0][0]:
+                tail = self._tail = [row]
+            elif row[0] == tail[0][0]:
+                tail.append(row)
+
+    def _add_state(self, state: dict[str, Any]) -> None:
+        state["tail"] = list(self._tail)
+
+    def _utf8(self, tag: str, string: str) -> bytes:
+        """`string` in UTF-8; a lone surrogate (no UTF-8 form) escaped, as `_text` does, and
+        counted (checked here, on the push thread, to keep it off `write`)."""
+        try:
+            return string.encode("utf-8")
+        except UnicodeEncodeError:
+            return self._text(self._names.key_of(tag), string).encode("utf-8")
+
     def load_node_state(self, state: dict[str, Any]) -> None:
-        """As any tracking sink's, and the events of the same logdir from steps past the
-        checkpoint (written before the crash) are purged, as `purge_step` does: from the
-        first step the checkpoint did not have on disk."""
-        super().load_node_state(state)
-        held = state["held"]
-        if held:
-            purge = held[0][0]
+        """As any tracking sink's (the rows held, the steps), and what the same `logdir`
+        holds past the checkpoint (written before the crash) is purged, as `purge_step` does,
+        from the last step the checkpoint had written; the rows written at that step before
+        the checkpoint (kept in it) are written again, ahead of the rows it held. The purge
+        is exact when steps do not go back."""
+        tail: list[Row] = state.get("tail", [])
+        held: list[Row] = state["held"]
+        if tail:
+            purge = tail[0][0]
+        elif held:
+            purge = min(row[0] for row in held)
         elif state["steps"]["taken"]:
-            purge = math.floor(self._steps.last) + 1
+            purge = math.floor(state["steps"]["last"]) + 1
         else:
             purge = 0
         with self._client_lock:
             if self._writer is not None:
                 self._writer.close()
             self._writer = self._open_writer(purge)
+            with self._room:
+                self._held.extend(tail)  # ahead of the held rows, which the base adds
+        super().load_node_state(state)
 
     def _close_client(self) -> None:
         writer, self._writer = self._writer, None
@@ -345,7 +473,3 @@ class TensorBoardSink(RemoteSink[Row]):
         return (
             f"TensorBoardSink({self.logdir!r}, prefix={self.prefix!r}, step_key={self.step_key!r})"
         )
-
-
-def _name(key: Any) -> str:
-    return key if type(key) is str else text(key)

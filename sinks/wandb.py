@@ -8,6 +8,7 @@ class comes from.
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 import weakref
@@ -16,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.node import Record
-from pipeline.core.values import jsonable, to_float
+from pipeline.core.values import jsonable, text, to_float
 from sinks import _neptune_runs
 from sinks._neptune_runs import RunUsers
-from sinks.remote import RemoteSink
+from sinks.remote import Names, RemoteSink
 from sinks.steps import Step, Steps
 
 __all__ = ["INSTALL_HINT", "RESERVED", "Row", "WandbSink", "WandbSinkWarning"]
@@ -29,6 +30,10 @@ INSTALL_HINT = "pip install 'rlpipe[wandb]'"
 MODES = ("offline", "online", "disabled", "shared")
 """The modes `wandb.init` takes."""
 
+_INT64 = 2**63
+"""W&B steps are int64."""
+_REFUSALS = (ValueError, TypeError, UnicodeError, OverflowError)
+"""What `run.log` raises for values it cannot encode (nothing of the call is logged then)."""
 RESERVED = frozenset({"_step", "_runtime", "_timestamp"})
 """Names W&B fills in itself in every history row: a record's value under one is not sent."""
 
@@ -89,11 +94,15 @@ class WandbSink(RemoteSink[Row]):
     its debug logs under `$WANDB_CACHE_DIR`, by default `~/.cache/wandb`.) The run is `.run`.
 
     Keys: a record's key `k` is logged as `prefix/k` (or `k` without a prefix); W&B groups
-    charts by the part before the first `/`. Values:
+    charts by the part before the first `/`. A name has one key (see `sinks.remote.Names`):
+    a later key with a taken name (`1` after `"1"`), an empty name and a name with no UTF-8
+    form are not sent, warned once per key and counted in `.dropped`. Values:
 
     - float, int, bool, numpy scalars and 0-d arrays, jax/torch scalars -> floats (NaN and
       +-inf included: W&B stores them; an int beyond float range becomes +-inf).
-    - str -> strings (W&B keeps them in the run's history and summary; charts skip them).
+    - str and its subclasses (numpy.str_, a str enum: their text) -> strings (W&B keeps them
+      in the run's history and summary; charts skip them); a lone surrogate in one is sent
+      escaped (`\\ud800`), counted in `counts["changed"]`.
       None -> skipped (not a loss: there is no value).
     - anything else (arrays with elements, lists, dicts, objects), and a value under a name
       W&B fills in itself (`_step`, `_runtime`, `_timestamp`) -> not sent; warned once per
@@ -123,6 +132,9 @@ class WandbSink(RemoteSink[Row]):
     push at once. `run.log` hands the row to W&B's own service process, which writes the
     run's `.wandb` file (W&B waits for it at interpreter exit). A sink still open at
     interpreter exit or on SIGTERM is closed before W&B shuts its service down.
+
+    Resuming: the state (`Pipeline.state_dict`) holds the run's id and step; a sink that made
+    its run and loads a state resumes that run by its id (see `load_node_state`).
 
     Failures never reach the training loop: values W&B cannot take are counted in `.dropped`
     (by record key) and warned about once per key (WandbSinkWarning); a push that fails is
@@ -160,6 +172,7 @@ class WandbSink(RemoteSink[Row]):
         if run is None:
             run = _make_run(project, mode, dir, name, tags)
             self.owns_run = True
+            self._made_with = (project, mode, dir, name, tags)
         else:
             given = {"project": project, "mode": mode, "dir": dir, "name": name, "tags": tags}
             extra = [key for key, value in given.items() if value is not None]
@@ -180,17 +193,12 @@ class WandbSink(RemoteSink[Row]):
             self.owns_run = False
         self.run: Any = run
         self.mode: str = str(getattr(run.settings, "mode", "offline"))
-        self.run_dir: Path | None = (
-            Path(run.settings.sync_dir).absolute() if self.mode != "disabled" else None
-        )
+        self.run_dir: Path | None = run_folder(run)
         """The run's folder (`wandb sync <run_dir>` uploads an offline run); None when
         disabled."""
-        self._names: dict[str, str] = {}
-        """Record key -> logged name, for keys that are not reserved."""
-        self._keys: dict[str, str] = {}
-        """Logged name -> record key, for `.dropped`."""
+        self._names = Names(self._name_of, _refusal)
+        """Each record key's logged name, decided once: one key per name."""
         self._step_name = self._name_of(step_key) if step_key is not None else None
-        """Types whose values `float()` converts exactly as `to_float` does."""
         if config is not None:
             self.log_config(config)
         self._users = _neptune_runs.join(run)
@@ -222,17 +230,25 @@ class WandbSink(RemoteSink[Row]):
     def _row(self, data: Record) -> Row:
         step = self._steps.of(data)
         values: dict[str, Any] = {}
-        if type(step) is not int:
+        if type(step) is not int or not 0 <= step < _INT64:
+            why = (
+                f"W&B steps are whole numbers; step {step} is not"
+                if type(step) is not int
+                else f"step {step} is beyond W&B's steps (0 <= step < 2**63)"
+            )
             for key, value in data.items():
                 if value is not None:
-                    self._drop(str(key), f"W&B steps are whole numbers; step {step} is not")
-            return (step, 0.0, values)
-        names = self._names
+                    self._drop(key, why)
+            return (0, 0.0, values)
+        names = self._names.by_key
         numeric = self._numeric_types
         for key, value in data.items():
             kind = type(value)
-            if kind is float or kind is str:
+            if kind is float:
                 pass
+            elif kind is str:
+                if not value.isascii():
+                    value = self._text(key, value)
             elif kind in numeric:
                 try:
                     value = float(value)
@@ -240,26 +256,24 @@ class WandbSink(RemoteSink[Row]):
                     value = to_float(value)
             elif value is None:
                 continue
+            elif isinstance(value, str):  # numpy.str_, a str enum: its text
+                value = self._text(key, value)
             else:
                 value = self._number(key, value)
                 if value is None:
                     continue
             name = names.get(key)
             if name is None:
-                name = self._name_of(key)
-                if name in RESERVED:
-                    self._drop(str(key), f"W&B fills in {name!r} itself; the value is not sent")
+                name = self._names.new(key)
+                if name is None:
+                    self._drop(key, self._names.why(key))
                     continue
-                names[key] = name
             values[name] = value
         return (step, time.time(), values)
 
-
     def _name_of(self, key: Any) -> str:
-        name = str(key)
-        name = f"{self.prefix}/{name}" if self.prefix else name
-        self._keys[name] = str(key)
-        return name
+        name = key if type(key) is str else text(key)
+        return f"{self.prefix}/{name}" if self.prefix else name
 
     # -- the client (RemoteSink's hooks) --------------------------------------------------
 
@@ -282,7 +296,7 @@ class WandbSink(RemoteSink[Row]):
                 elif step < at.step:
                     for name in values:
                         self._drop(
-                            self._keys.get(name, name),
+                            self._names.key_of(name),
                             f"step {step} is below the run's step {at.step}; W&B would "
                             "ignore it (steps must not go back)",
                         )
@@ -292,7 +306,7 @@ class WandbSink(RemoteSink[Row]):
                     value = values.pop(name)
                     if name != self._step_name or value != step:
                         self._drop(
-                            self._keys.get(name, name),
+                            self._names.key_of(name),
                             f"it already has a value at step {step}; W&B keeps one per step",
                         )
                 group.update(values)
@@ -302,9 +316,22 @@ class WandbSink(RemoteSink[Row]):
                 self._log(group, members)
 
     def _log(self, group: dict[str, Any], members: list[dict[str, Any]]) -> None:
-        """Logs one step's values; on success, empties the rows they came from."""
+        """Logs one step's values; on success, empties the rows they came from. If W&B
+        refuses the values (an error while encoding them, before any is logged), logs them
+        one name at a time: those it refuses again are dropped and counted, the others
+        logged (W&B merges the calls at one step into one row)."""
         at = self._at
-        self.run.log(group, step=at.step)
+        try:
+            self.run.log(group, step=at.step)
+        except _REFUSALS:
+            stamp = group.pop("_timestamp", None)
+            for name, value in group.items():
+                one = {name: value} if stamp is None else {name: value, "_timestamp": stamp}
+                try:
+                    self.run.log(one, step=at.step)
+                except _REFUSALS as error:
+                    why = f"W&B refused it ({type(error).__name__}: {error})"
+                    self._drop(self._names.key_of(name), why, stacklevel=3)
         at.logged.update(group)
         for values in members:
             values.clear()
@@ -313,8 +340,70 @@ class WandbSink(RemoteSink[Row]):
         if _neptune_runs.leave(self.run, self._users, made_it=self.owns_run):
             self.run.finish()
 
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def _add_state(self, state: dict[str, Any]) -> None:
+        with _log_lock:
+            at = self._at
+            state["run"] = {"id": self.run.id, "step": at.step, "logged": sorted(at.logged)}
+
+    def load_node_state(self, state: dict[str, Any]) -> None:
+        """As any tracking sink's (the rows held, the steps), into the checkpoint's run: a
+        sink that made its own run and took nothing yet resumes the checkpoint's run by its
+        id instead (`wandb.init(id=..., resume="allow")`; the empty run it made is finished
+        and, offline, its folder removed). The run goes on from the checkpoint's step, with
+        the names the checkpoint had logged at it: online, W&B resumes at the run's own step,
+        past the steps logged before the crash, whose values are then kept and the resumed
+        sink's dropped and counted; offline, W&B does not resume (it starts a second folder
+        of the same run id)."""
+        saved = state.get("run")
+        with self._client_lock:
+            if saved and saved["id"] != self.run.id and self.owns_run and self.fresh():
+                self._resume_run(saved["id"])
+            if saved and saved["id"] == self.run.id:
+                with _log_lock:
+                    at = self._at
+                    if saved["step"] > at.step:
+                        at.move_to(saved["step"])
+                    if saved["step"] == at.step:
+                        at.logged.update(saved["logged"])
+        super().load_node_state(state)
+
+    def _resume_run(self, run_id: str) -> None:
+        """Finishes the (empty) run this sink made and resumes the run `run_id` instead."""
+        project, mode, dir, name, tags = self._made_with
+        empty, empty_dir = self.run, self.run_dir
+        resumed = _make_run(project, mode, dir, name, tags, run_id=run_id)
+        if _neptune_runs.leave(empty, self._users, made_it=True):
+            empty.finish()
+            if (
+                empty_dir is not None
+                and self.mode == "offline"
+                and empty_dir != run_folder(resumed)
+            ):
+                shutil.rmtree(empty_dir, ignore_errors=True)
+        self.run = resumed
+        self.run_dir = run_folder(resumed)
+        self._users = _neptune_runs.join(resumed)
+        self._at = _step_of(resumed, self._users, made=False)
+
     def __repr__(self) -> str:
         return f"WandbSink({self.mode}, prefix={self.prefix!r}, step_key={self.step_key!r})"
+
+
+def _refusal(name: str) -> str | None:
+    """Why W&B cannot take a value under the logged name `name`, or None."""
+    if not name:
+        return "W&B leaves out a value under an empty name"
+    if name in RESERVED:
+        return f"W&B fills in {name!r} itself; the value is not sent"
+    return None
+
+
+def run_folder(run: Any) -> Path | None:
+    """The folder of a W&B run (None when disabled)."""
+    mode = str(getattr(run.settings, "mode", "offline"))
+    return Path(run.settings.sync_dir).absolute() if mode != "disabled" else None
 
 
 def _make_run(
@@ -323,6 +412,7 @@ def _make_run(
     dir: str | os.PathLike[str] | None,
     name: str | None,
     tags: Iterable[str] | None,
+    run_id: str | None = None,
 ) -> Any:
     """A new W&B run (see WandbSink for the defaults), in a folder that now exists."""
     wandb = import_wandb()
@@ -345,6 +435,7 @@ def _make_run(
         tags=list(tags) if tags is not None else None,
         reinit="create_new",
         settings=settings,
+        **({"id": run_id, "resume": "allow"} if run_id is not None else {}),
     )
 
 

@@ -29,7 +29,7 @@ from pipeline.core.isolation import StoreError
 from pipeline.core.node import ClosedError
 from sinks.memory import MemorySink
 from sinks.mlflow import MlflowSink, MlflowSinkWarning, resolve_tracking_uri
-from tests.sinks.tracking import NUMBER_FLOATS, episodes, number_kinds
+from tests.sinks.tracking import NUMBER_FLOATS, episodes, number_kinds, read_mlflow
 
 pytestmark = pytest.mark.slow  # runs the real MLflow client and store
 
@@ -70,14 +70,7 @@ def clean_mlflow_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def history(client: Any, run_id: str) -> dict[str, list[tuple[int, float]]]:
     """Every metric of the run: (step, value) pairs in step order, as the store holds them."""
-    names = client.get_run(run_id).data.metrics
-    return {
-        name: [
-            (m.step, m.value)
-            for m in sorted(client.get_metric_history(run_id, name), key=lambda m: m.step)
-        ]
-        for name in names
-    }
+    return read_mlflow(client.tracking_uri, run_id)  # type: ignore[return-value]
 
 
 def same(a: list[tuple[int, float]], b: list[tuple[int, float]]) -> bool:

@@ -10,7 +10,6 @@ OperationsRepository.
 from __future__ import annotations
 
 import enum
-import json
 import math
 import os
 import signal
@@ -18,7 +17,6 @@ import subprocess
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,15 @@ from pipeline import Pipeline
 from pipeline.core.node import ClosedError
 from sinks.memory import MemorySink
 from sinks.neptune import NeptuneSink, NeptuneSinkWarning
-from tests.sinks.tracking import NUMBER_FLOATS, episodes, number_kinds
+from tests.sinks.tracking import (
+    NUMBER_FLOATS,
+    classic_run_dirs,
+    episodes,
+    number_kinds,
+    read_classic,
+    read_scale,
+)
+from tests.sinks.tracking import NeptuneRun as RunData
 
 pytestmark = pytest.mark.slow  # runs the real Neptune clients
 
@@ -52,72 +58,6 @@ def clean_neptune_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 # -- reading offline runs back ------------------------------------------------------------
-
-
-@dataclass
-class RunData:
-    """What an offline run holds: series as (step, value) lists, single values, tags."""
-
-    series: dict[str, list[tuple[float, Any]]] = field(default_factory=dict)
-    fields: dict[str, Any] = field(default_factory=dict)
-    tags: set[str] = field(default_factory=set)
-
-    def steps(self, path: str) -> list[float]:
-        return [step for step, _ in self.series[path]]
-
-    def values(self, path: str) -> list[Any]:
-        return [value for _, value in self.series[path]]
-
-
-def classic_run_dirs(data_dir: Path) -> list[Path]:
-    return sorted((data_dir / "offline").glob("run__*"))
-
-
-def read_classic(data_dir: Path) -> RunData:
-    """Reads the one neptune 1.x offline run under `data_dir` from its operation log."""
-    (run_dir,) = classic_run_dirs(data_dir)
-    logs = sorted(run_dir.glob("data-*.log"), key=lambda p: int(p.stem.split("-")[1]))
-    data = RunData()
-    for log in logs:
-        for line in log.read_text().splitlines():
-            op = json.loads(line)["obj"]
-            path = "/".join(op["path"])
-            if op["type"] in ("LogFloats", "LogStrings"):
-                data.series.setdefault(path, []).extend(
-                    (entry["step"], entry["value"]) for entry in op["values"]
-                )
-            elif op["type"].startswith("Assign"):
-                data.fields[path] = op["value"]
-            elif op["type"] == "AddStrings" and path == "sys/tags":
-                data.tags.update(op["values"])
-    return data
-
-
-def read_scale(data_dir: Path) -> RunData:
-    """Reads the one neptune-scale offline run under `data_dir` from its SQLite database."""
-    from neptune_scale.sync.operations_repository import OperationsRepository
-
-    (db_path,) = data_dir.glob("*/run_operations.sqlite3")
-    repository = OperationsRepository(db_path=db_path.absolute())
-    try:
-        operations = repository.get_operations(up_to_bytes=1 << 30)
-    finally:
-        repository.close(cleanup_files=False)
-    data = RunData()
-    for operation in operations:
-        snapshot = operation.operation
-        if not hasattr(snapshot, "append"):
-            continue  # the CreateRun operation
-        step = snapshot.step.whole + snapshot.step.micro / 1e6
-        for path, value in snapshot.append.items():
-            value_of = getattr(value, value.WhichOneof("value"))
-            data.series.setdefault(path, []).append((step, value_of))
-        for path, value in snapshot.assign.items():
-            data.fields[path] = getattr(value, value.WhichOneof("value"))
-        for path, change in snapshot.modify_sets.items():
-            if path == "sys/tags":
-                data.tags.update(change.string.values)
-    return data
 
 
 def make_sink(client: str, tmp_path: Path, **options: Any) -> NeptuneSink:
@@ -484,8 +424,8 @@ def test_keys_that_land_at_one_path_never_share_its_series(tmp_path: Path, clien
     assert sink.dropped == {"a//b": 3, "q/": 3, "lead": 3, "1": 3}
     messages = [str(w.message) for w in caught]
     assert len(messages) == 4  # once per refused key
-    assert "key 'a//b': Neptune stores it at 'a/b', already written by key 'a/b'" in messages[0]
-    assert "key '1': Neptune stores it at '1', already written by key 1;" in messages[3]
+    assert "key 'a//b': it is stored as 'a/b', already written by key 'a/b'" in messages[0]
+    assert "key '1': it is stored as '1', already written by key 1;" in messages[3]
 
 
 def test_a_key_that_names_no_path_is_refused_and_the_prefix_is_normalised(

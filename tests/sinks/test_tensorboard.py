@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from pipeline.core.values import to_float
 from sinks.memory import MemorySink
 from sinks.tensorboard import TensorBoardSink, TensorBoardSinkWarning
 from tests.sinks.tracking import episodes
+from tests.sinks.tracking import read_tensorboard as read
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,36 +43,6 @@ tensor_util = pytest.importorskip("tensorboard.util.tensor_util")
 
 
 # -- reading event files back -------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    """What TensorBoard reads from a folder: series as (step, value) lists, by tag."""
-
-    scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-    texts: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
-    wall_times: dict[str, list[float]] = field(default_factory=dict)
-
-    def values(self, tag: str) -> list[float]:
-        return [value for _, value in self.scalars[tag]]
-
-
-def read(logdir: Path) -> Run:
-    """Reads every event file in `logdir` with TensorBoard's EventAccumulator."""
-    sizes = {event_accumulator.SCALARS: 0, event_accumulator.TENSORS: 0}  # 0: keep all
-    accumulator = event_accumulator.EventAccumulator(str(logdir), size_guidance=sizes)
-    accumulator.Reload()
-    run = Run()
-    for tag in accumulator.Tags()["scalars"]:
-        events = accumulator.Scalars(tag)
-        run.scalars[tag] = [(event.step, event.value) for event in events]
-        run.wall_times[tag] = [event.wall_time for event in events]
-    for tag in accumulator.Tags()["tensors"]:
-        run.texts[tag] = [
-            (event.step, tensor_util.make_ndarray(event.tensor_proto).item().decode())
-            for event in accumulator.Tensors(tag)
-        ]
-    return run
 
 
 def summary_events(logdir: Path) -> list[Any]:
@@ -434,17 +404,18 @@ def test_strings_are_text_summaries_and_none_is_skipped_quietly(tmp_path: Path) 
         warnings.simplefilter("error", TensorBoardSinkWarning)
         sink.write({"step": 1, "phase": "warmup", "lr": None})
         sink.write({"step": 2, "phase": "train ✓ \n**bold**", "lr": 0.5})
+    with pytest.warns(TensorBoardSinkWarning, match="lone surrogate"):
         sink.write({"step": 3, "phase": "bad \udc80 surrogate"})
-    sink.close()
+        sink.close()  # found when the text is encoded, by the push
 
     run = read(tmp_path)
     assert run.texts["phase"] == [
         (1, "warmup"),
         (2, "train ✓ \n**bold**"),
-        (3, "bad \\udc80 surrogate"),  # a lone surrogate is not UTF-8: escaped
+        (3, "bad \\udc80 surrogate"),  # a lone surrogate is not UTF-8: escaped, counted
     ]
     assert run.scalars["lr"] == [(2, 0.5)]
-    assert not sink.counts
+    assert sink.counts == {"changed": 1}
 
 
 def test_arrays_and_objects_are_not_written_warned_once_per_key_and_counted(
@@ -618,3 +589,45 @@ def test_purge_step_drops_the_steps_written_before_a_resume(tmp_path: Path) -> N
     assert len(files) == 2
     steps_and_values = [(t, float(t)) for t in range(6)] + [(6, 106.0), (7, 107.0)]
     assert read(tmp_path).scalars["x"] == steps_and_values
+
+
+FILE_SIZE_LIMIT = """
+import glob, os, resource, signal, sys
+from pipeline.core.isolation import StoreError
+from sinks.tensorboard import TensorBoardSink
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+logdir = sys.argv[1]
+sink = TensorBoardSink(logdir, flush_seconds=3600)
+for t in range(10):
+    sink.write({"x": float(t)})
+sink.flush()
+(path,) = glob.glob(os.path.join(logdir, "events.out.tfevents.*"))
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(path) + 300, hard))
+for t in range(10, 30):
+    sink.write({"x": float(t)})
+try:
+    sink.flush()  # the file fills up partway through the push
+except StoreError:
+    print("failed")
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+sink.flush()  # the retry, into a new file
+sink.close()
+print(sink.counts["errors"], sink.counts["lost"])
+"""
+
+
+def test_a_push_that_fails_partway_is_written_once_by_its_retry(tmp_path: Path) -> None:
+    """A real write error (the file size limit, as a full disk) partway through a push:
+    the events of that push that reached the old file are taken out of it again, so the
+    retry writes each point once."""
+    result = subprocess.run(
+        [sys.executable, "-c", FILE_SIZE_LIMIT, str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.split() == ["failed", "1", "0"], result.stderr
+    assert read(tmp_path).scalars == {"x": [(t, float(t)) for t in range(30)]}

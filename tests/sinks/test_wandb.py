@@ -13,20 +13,16 @@ so `read_run` waits for the run's closing `exit` record.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
-import zlib
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +35,9 @@ from pipeline import Pipeline
 from pipeline.core.node import ClosedError
 from sinks.memory import MemorySink
 from sinks.wandb import WandbSink, WandbSinkWarning
-from tests.sinks.tracking import NUMBER_FLOATS, episodes, number_kinds
+from tests.sinks.tracking import NUMBER_FLOATS, episodes, number_kinds, wandb_file
+from tests.sinks.tracking import parse_wandb as parse_run
+from tests.sinks.tracking import read_wandb as read_run
 
 REPO = Path(__file__).resolve().parents[2]
 WANDB_DIRS = ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR")
@@ -77,105 +75,6 @@ def child_env(**changes: str | None) -> dict[str, str]:
         else:
             env[name] = value
     return env
-
-
-# -- reading a run's transaction log back ---------------------------------------------------
-
-BLOCK = 32768
-"""The log's block size: a record's 7-byte header never straddles two blocks."""
-FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
-
-
-def raw_records(data: bytes) -> Iterator[bytes]:
-    """The records of a `.wandb` file, joined from their chunks, up to the first incomplete
-    or corrupt one (a file still being written ends mid-record)."""
-    ident, magic, version = struct.unpack("<4sHB", data[:7])
-    assert (ident, magic, version) == (b":W&B", 0xBEE1, 0), "not a W&B transaction log"
-    position, pending = 7, b""
-    while True:
-        room = BLOCK - position % BLOCK
-        if room < 7:  # the block's zero trailer
-            position += room
-            continue
-        if position + 7 > len(data):
-            return
-        checksum, length, kind = struct.unpack("<IHB", data[position : position + 7])
-        chunk = data[position + 7 : position + 7 + length]
-        if kind == 0 or len(chunk) < length:
-            return
-        if zlib.crc32(chunk, zlib.crc32(bytes([kind]))) != checksum:
-            return
-        position += 7 + length
-        if kind == FULL:
-            yield chunk
-        elif kind == FIRST:
-            pending = chunk
-        elif kind == MIDDLE:
-            pending += chunk
-        elif kind == LAST:
-            yield pending + chunk
-
-
-@dataclass
-class RunData:
-    """A run's history rows by step (W&B's own `_step`, `_runtime`, `_timestamp` apart),
-    in file order, its configuration, and whether its closing record was read."""
-
-    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
-    steps: list[int] = field(default_factory=list)
-    times: dict[int, float] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    finished: bool = False
-
-    def series(self, name: str) -> list[tuple[int, Any]]:
-        """(step, value) of every row holding `name`, in step order."""
-        return [(step, row[name]) for step, row in sorted(self.rows.items()) if name in row]
-
-
-def parse_run(path: Path) -> RunData:
-    from wandb.proto.wandb_internal_pb2 import Record
-
-    data = RunData()
-    for raw in raw_records(path.read_bytes()):
-        record = Record()
-        record.ParseFromString(raw)
-        kind = record.WhichOneof("record_type")
-        if kind == "history":
-            step = record.history.step.num
-            row = {}
-            for item in record.history.item:
-                name = "/".join(item.nested_key) or item.key
-                value = json.loads(item.value_json)
-                if name == "_timestamp":
-                    data.times[step] = value
-                elif name not in ("_step", "_runtime"):
-                    row[name] = value
-            data.rows[step] = row
-            data.steps.append(step)
-        elif kind == "config":
-            for item in record.config.update:
-                name = "/".join(item.nested_key) or item.key
-                data.config[name] = json.loads(item.value_json)
-        elif kind == "exit":
-            data.finished = True
-    return data
-
-
-def wandb_file(run_dir: Path) -> Path:
-    (path,) = run_dir.glob("run-*.wandb")
-    return path
-
-
-def read_run(run_dir: Path | None, timeout: float = 60.0) -> RunData:
-    """The finished run in `run_dir`, once wandb's service has written all of it."""
-    assert run_dir is not None
-    deadline = time.monotonic() + timeout
-    while True:
-        data = parse_run(wandb_file(run_dir))
-        if data.finished:
-            return data
-        assert time.monotonic() < deadline, f"{run_dir} was not finished in {timeout} s"
-        time.sleep(0.05)
 
 
 def run_dirs(root: Path) -> list[Path]:
