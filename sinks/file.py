@@ -813,7 +813,8 @@ class BufferedFileSink(Sink):
         first = base + self.rows_written
         folder = self.media_dir
         for index, row in enumerate(rows):
-            if MEDIA_TYPES.isdisjoint(map(type, row.values())):
+            # a RowBlock (numeric columns held as they are) holds no media
+            if type(row) is not dict or MEDIA_TYPES.isdisjoint(map(type, row.values())):
                 continue
             for key, value in list(row.items()):
                 kind = type(value)
