@@ -8,13 +8,14 @@ import io
 import json
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.values import jsonable, plain
+from pipeline.core.values import BeyondFloat, exact_json, json_number, jsonable, plain
 from sinks.file import BufferedFileSink, repair_torn_tail
 
 # CsvSink writes cells of any size; reading them back (a header rewrite, a resume) must not
@@ -40,7 +41,10 @@ def csv_cell(value: Any) -> Any:
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, (list, dict)):
-        return json.dumps(value, default=str)
+        try:
+            return json.dumps(value, default=json_number)
+        except BeyondFloat:
+            return exact_json(value)
     return value
 
 
@@ -92,7 +96,9 @@ class CsvSink(BufferedFileSink):
     Columns are in first-seen order. A key that first appears late (in row 500, say) adds a
     column: the file is rewritten with the wider header into a temporary file that replaces
     the old one atomically (`os.replace`), so a crash leaves either file whole. Rows without
-    a key leave its cell empty. A new sink starts a new file (`mode="w"`, the default: see
+    a key leave its cell empty; a record with no keys (`{}`) is a row of empty cells, held
+    until the file has a column (in a file that never gets one there is no row for it: it
+    holds no value, so nothing is lost or counted; the sink says so once at close). A new sink starts a new file (`mode="w"`, the default: see
     BufferedFileSink); `mode="a"` appends to an existing file and keeps its columns.
     `fieldnames` fixes the first columns' order up front.
 
@@ -258,12 +264,13 @@ class CsvSink(BufferedFileSink):
         self._replace_with(temporary)
 
     def on_close(self) -> None:
-        if self._headless:
-            self.counts.note(
-                "dropped",
-                "records with no keys cannot be CSV rows in a file that never got a column",
-                n=self._headless,
-                category=UserWarning,
+        if self._headless:  # nothing to store, nothing lost: said, not counted
+            warnings.warn(
+                f"{self!r}: {self._headless} records with no keys were written to a file "
+                "that never got a column: a CSV file has no row for them (they hold no "
+                "value: nothing is lost)",
+                UserWarning,
+                stacklevel=2,
             )
         super().on_close()
 

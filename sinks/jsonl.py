@@ -3,53 +3,20 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
-import numpy as np
-
+from pipeline.core.values import BeyondFloat as _BeyondFloat
+from pipeline.core.values import exact_json as _exact_text
+from pipeline.core.values import json_number as _number
 from pipeline.core.values import jsonable, plain
 from sinks.file import BufferedFileSink
-
-
-class _BeyondFloat(Exception):
-    """A longdouble that no float64 holds: its row is written by `_exact_text`."""
-
-
-def _number(value: Any) -> Any:
-    """`json.dumps`'s `default`: what JSON has no type for. A `np.longdouble` (scalar, 0-d
-    array or array element) becomes the float64 nearest to it, a JSON number; one beyond
-    float64's range (which float64 would make infinite or zero) raises _BeyondFloat; any
-    other object becomes its `str()`."""
-    if isinstance(value, np.floating):
-        with np.errstate(over="ignore", under="ignore"):
-            number = float(value)
-        if (math.isinf(number) or number == 0.0) and np.isfinite(value) and value != 0:
-            raise _BeyondFloat
-        return number
-    return str(value)
-
-
-def _exact_text(value: Any) -> str:
-    """The JSON text of a plain value, a longdouble written with all its digits as a JSON
-    number (for the rare row that holds one beyond float64's range)."""
-    if isinstance(value, dict):
-        return "{" + ", ".join(
-            f"{json.dumps(key)}: {_exact_text(item)}" for key, item in value.items()
-        ) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(map(_exact_text, value)) + "]"
-    try:
-        return json.dumps(value, default=_number)
-    except _BeyondFloat:
-        return np.format_float_scientific(value, unique=True, trim="0")
 
 
 class JsonlSink(BufferedFileSink):
     """Appends each record to a JSON Lines file as one object, keys in the record's order.
 
     numpy/jax/torch scalars become JSON numbers, arrays become (nested) lists, nested
-    mappings stay objects. NaN and infinities are written as the `NaN`/`Infinity` literals
+    mappings stay objects; a record with no keys is the line `{}`. NaN and infinities are written as the `NaN`/`Infinity` literals
     that Python's `json` and pandas read back (strict JSON has no form for them). Any other
     object is written as its `str()`. Flush policy, crash repair, one writer per file: see
     BufferedFileSink.

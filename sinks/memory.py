@@ -14,7 +14,7 @@ class MemorySink(Sink):
     """Keeps a copy of every record it receives, in order, in `.records`.
 
     Records are shallow-copied into plain dicts, so later changes upstream never alter what
-    was stored. `flushes` counts the flushes it saw.
+    was stored (a record with no keys is kept as `{}`). `flushes` counts the flushes it saw.
     """
 
     def __init__(self) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import array
+import collections
+import copy
 import decimal
+import json
 import math
 import sys
 from collections.abc import Mapping
@@ -111,28 +115,73 @@ IMMUTABLE_TYPES = frozenset({float, int, str, bool, bytes, type(None)})
 
 
 def snapshot(value: Any) -> Any:
-    """A copy of `value` that later changes by the caller cannot reach: numpy arrays are
-    copied (an object array element-wise, so the arrays or lists it holds are copied too:
-    gymnasium's `final_observation`), lists, tuples and dicts are copied element-wise;
-    scalars and other objects are returned as they are. For a node that holds a record past
-    `write`."""
+    """A copy of `value` that later changes by the caller cannot reach: numpy arrays (of any
+    subclass) are copied (an object array element-wise, so the arrays or lists it holds are
+    copied too: gymnasium's `final_observation`), torch tensors cloned (detached), lists,
+    tuples and dicts (`OrderedDict`, `defaultdict`, any subclass: the same type) copied
+    element-wise, `bytearray`, `array.array`, `set` and `deque` copied; scalars and other
+    objects are returned as they are. For a node that holds a record past `write`.
+
+    The exact built-in types are checked first; the slower checks run only for other types."""
     kind = type(value)
     if kind in IMMUTABLE_TYPES:
         return value
     if kind is dict:
         return {key: snapshot(item) for key, item in value.items()}
     if kind is np.ndarray:
-        copied = value.copy()
-        if value.dtype.kind == "O":
-            flat = copied.reshape(-1)  # a view of the copy: filled in place
-            for index, item in enumerate(flat):
-                if type(item) not in IMMUTABLE_TYPES:
-                    flat[index] = snapshot(item)
-        return copied
+        return _array_copy(value)
     if kind is list:
         return [snapshot(item) for item in value]
     if kind is tuple:
         return tuple(snapshot(item) for item in value)
+    if isinstance(value, np.generic) or kind in _HELD:
+        return value
+    return _snapshot_other(value)
+
+
+def _array_copy(value: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    copied = value.copy()
+    if value.dtype.kind == "O":
+        flat = copied.reshape(-1)  # a view of the copy: filled in place
+        for index, item in enumerate(flat):
+            if type(item) not in IMMUTABLE_TYPES:
+                flat[index] = snapshot(item)
+    return copied
+
+
+_HELD: set[type] = set()
+"""Types `_snapshot_other` found to need no copy (held as they are), so that a value of one
+is held at the cost of a set lookup next time."""
+
+_COPIED = (bytearray, array.array, set, collections.deque)
+"""Mutable containers of values a caller may change in place: copied (a shallow copy: their
+items are numbers, bytes or hashable)."""
+
+
+def _snapshot_other(value: Any) -> Any:
+    """`snapshot` for a value of a type other than the exact built-in ones."""
+    try:
+        if isinstance(value, np.ndarray):  # a subclass: np.matrix, a masked array
+            return _array_copy(value)
+        if isinstance(value, dict):  # OrderedDict, defaultdict: copy.copy keeps the type
+            copied = copy.copy(value)
+            for key, item in copied.items():
+                if type(item) not in IMMUTABLE_TYPES:
+                    copied[key] = snapshot(item)
+            return copied
+        if isinstance(value, list):
+            items = copy.copy(value)
+            items[:] = [snapshot(item) for item in value]
+            return items
+        if isinstance(value, _COPIED):
+            return copy.copy(value)
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(value, torch.Tensor):
+            return value.detach().clone()
+    except Exception:  # a subclass whose copy fails: held as it is, as before
+        return value
+    if len(_HELD) < 1024:
+        _HELD.add(type(value))
     return value
 
 
@@ -177,6 +226,41 @@ _DIGIT_BITS = 14_000
 """Ints with more bits than this may be beyond Python's int-to-text digit limit (4300)."""
 
 
+class BeyondFloat(Exception):
+    """A longdouble that no float64 holds (`json_number` cannot make it a float)."""
+
+
+def json_number(value: Any) -> Any:
+    """`json.dumps`'s `default` for plain values (the one rule JSON Lines files and CSV cells
+    holding lists or mappings share): a `np.longdouble` (scalar, 0-d array or array element,
+    which `plain` leaves as it is) becomes the float64 nearest to it, a JSON number; one
+    beyond float64's range (which float64 would make infinite or zero) raises BeyondFloat;
+    any other object becomes its `text`."""
+    if isinstance(value, np.floating):
+        with np.errstate(over="ignore", under="ignore"):
+            number = float(value)
+        if (math.isinf(number) or number == 0.0) and np.isfinite(value) and value != 0:
+            raise BeyondFloat
+        return number
+    return text(value)
+
+
+def exact_json(value: Any) -> str:
+    """The JSON text of a plain value, a longdouble beyond float64's range written with all
+    its digits as a JSON number (`json.loads(..., parse_float=decimal.Decimal)` reads it
+    back exactly)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(
+            f"{json.dumps(key)}: {exact_json(item)}" for key, item in value.items()
+        ) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(exact_json, value)) + "]"
+    try:
+        return json.dumps(value, default=json_number)
+    except BeyondFloat:
+        return np.format_float_scientific(value, unique=True, trim="0")
+
+
 def jsonable(value: Any) -> Any:
     """`plain(value)` in a form `json.dumps` always takes: keys as text, and what JSON cannot
     hold as it is (an int too long for Python to print, an object) as its `text`."""
@@ -189,4 +273,9 @@ def jsonable(value: Any) -> Any:
         return value
     if isinstance(value, int):
         return value if value.bit_length() < _DIGIT_BITS else text(value)
+    if isinstance(value, np.floating):  # a longdouble: a number, as in `json_number`
+        try:
+            return json_number(value)
+        except BeyondFloat:
+            return text(value)
     return text(value)
