@@ -15,7 +15,14 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.values import BeyondFloat, exact_json, json_number, jsonable, plain
+from pipeline.core.values import (
+    BeyondFloat,
+    exact_json,
+    json_number,
+    jsonable,
+    paired_surrogates,
+    plain,
+)
 from sinks.file import BufferedFileSink, repair_torn_tail
 
 # CsvSink writes cells of any size; reading them back (a header rewrite, a resume) must not
@@ -67,6 +74,18 @@ def _cells(rows: list[dict[str, Any]], fields: list[str]) -> list[list[Any]]:
     return [[csv_cell(row.get(name)) for name in fields] for row in rows]
 
 
+def _paired_in_json(rows: list[dict[str, Any]]) -> int:
+    """How many texts in the lists and mappings of `rows` (cells written as JSON) hold lone
+    surrogates side by side (see `paired_surrogates`); 0 at once when every value is plain."""
+    if _AS_THEY_ARE.issuperset(map(type, chain.from_iterable(map(dict.values, rows)))):
+        return 0
+    return sum(
+        paired_surrogates(value)
+        for value in chain.from_iterable(map(dict.values, rows))
+        if isinstance(value, (list, tuple, dict))
+    )
+
+
 def _number_lines(
     rows: list[dict[str, Any]], fields: list[str], delimiter: str, line_end: str
 ) -> str | None:
@@ -98,9 +117,10 @@ class CsvSink(BufferedFileSink):
     the old one atomically (`os.replace`), so a crash leaves either file whole. Rows without
     a key leave its cell empty; a record with no keys (`{}`) is a row of empty cells, held
     until the file has a column (in a file that never gets one there is no row for it: it
-    holds no value, so nothing is lost or counted; the sink says so once at close). A new sink starts a new file (`mode="w"`, the default: see
-    BufferedFileSink); `mode="a"` appends to an existing file and keeps its columns.
-    `fieldnames` fixes the first columns' order up front.
+    holds no value, so nothing is lost or counted; the sink says so once at close). A new
+    sink starts a new file (`mode="w"`, the default: see BufferedFileSink); `mode="a"`
+    appends to an existing file and keeps its columns. `fieldnames` fixes the first columns'
+    order up front.
 
     Rows end in `lineterminator`: "\\r\\n" by default (RFC 4180), or "\\n" (Unix text, as
     Spinning Up's `progress.txt`); either way cells holding line breaks are quoted and read
@@ -187,6 +207,7 @@ class CsvSink(BufferedFileSink):
                         fields.append(name)
         if renamed:
             rows = [self._named(row) for row in rows]
+        paired = _paired_in_json(rows)
         if not fields:  # no column yet: these rows are written once there is a header
             self._headless += len(rows)
             return
@@ -208,6 +229,16 @@ class CsvSink(BufferedFileSink):
         self.fieldnames = fields
         self._has_header = True
         self._headless = 0
+        if paired:
+            self.counts.note(
+                "changed",
+                "a text holding a high and a low lone surrogate side by side, in a list or "
+                "mapping, reads back from the cell's JSON as one character (JSON has no form "
+                "for the two)",
+                n=paired,
+                category=UserWarning,
+                stacklevel=6,
+            )
 
     def _add_state(self, state: dict[str, Any]) -> None:
         """Adds the columns and the rows the file holds (under the store lock, with the

@@ -8,7 +8,7 @@ from typing import Any
 from pipeline.core.values import BeyondFloat as _BeyondFloat
 from pipeline.core.values import exact_json as _exact_text
 from pipeline.core.values import json_number as _number
-from pipeline.core.values import jsonable, plain
+from pipeline.core.values import jsonable, paired_surrogates, plain
 from sinks.file import BufferedFileSink
 
 
@@ -16,16 +16,21 @@ class JsonlSink(BufferedFileSink):
     """Appends each record to a JSON Lines file as one object, keys in the record's order.
 
     numpy/jax/torch scalars become JSON numbers, arrays become (nested) lists, nested
-    mappings stay objects; a record with no keys is the line `{}`. NaN and infinities are written as the `NaN`/`Infinity` literals
-    that Python's `json` and pandas read back (strict JSON has no form for them). Any other
-    object is written as its `str()`. Flush policy, crash repair, one writer per file: see
-    BufferedFileSink.
+    mappings stay objects; a record with no keys is the line `{}`. NaN and infinities are
+    written as the `NaN`/`Infinity` literals that Python's `json` and pandas read back
+    (strict JSON has no form for them). Any other object is written as its `str()`. Flush
+    policy, crash repair, one writer per file: see BufferedFileSink.
 
     `np.longdouble` values (scalars, 0-d arrays, array elements) are numbers too: the
     float64 nearest to them. One beyond float64's range (`np.longdouble("1e4000")`, which
     float64 would make infinite, or `1e-4000`, zero) is written with all its digits as a
     JSON number, which `json.loads(line, parse_float=decimal.Decimal)` reads back exactly
     (plain `json.loads` reads it as infinity or zero); it is counted in `counts["changed"]`
+    and warned about once.
+
+    A text holding a high and a low lone surrogate side by side (`"\\ud800\\udc00"`, two
+    characters) is written as JSON's escapes for them, which `json.loads` reads back as one
+    character (`"\\U00010000"`): each such key or value is counted in `counts["changed"]`
     and warned about once.
 
     Keys are written as text. Two keys of one record with the same text (`1` and `"1"`)
@@ -59,7 +64,19 @@ class JsonlSink(BufferedFileSink):
                 notes.append(("changed", None))
                 lines.append(_exact_text(line))
         lines.append("")
-        self._append("\n".join(lines))
+        text = "\n".join(lines)
+        # an escaped surrogate: an astral character (read back as written) or lone ones (rare)
+        paired = sum(map(paired_surrogates, rows)) if "\\ud" in text else 0
+        self._append(text)
+        if paired:
+            self.counts.note(
+                "changed",
+                "a text holding a high and a low lone surrogate side by side reads back from "
+                "JSON as one character (JSON has no form for the two)",
+                n=paired,
+                category=UserWarning,
+                stacklevel=6,
+            )
         for reason, key in notes:
             if reason == "changed":
                 self.counts.note(

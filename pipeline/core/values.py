@@ -8,6 +8,7 @@ import copy
 import decimal
 import json
 import math
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -259,6 +260,23 @@ def exact_json(value: Any) -> str:
         return json.dumps(value, default=json_number)
     except BeyondFloat:
         return np.format_float_scientific(value, unique=True, trim="0")
+
+
+_PAIRED = re.compile("[\ud800-\udbff][\udc00-\udfff]")
+"""A high and a low lone surrogate side by side."""
+
+
+def paired_surrogates(value: Any) -> int:
+    """How many texts (keys and values, nested ones too) of `value` hold a high and a low
+    lone surrogate side by side: JSON has no text that reads back as those two characters
+    (`json.loads` joins their escapes into one), so a JSON writer counts them as changed."""
+    if isinstance(value, str):
+        return 1 if _PAIRED.search(value) else 0
+    if isinstance(value, dict):
+        return sum(map(paired_surrogates, value)) + sum(map(paired_surrogates, value.values()))
+    if isinstance(value, (list, tuple)):
+        return sum(map(paired_surrogates, value))
+    return 0
 
 
 def jsonable(value: Any) -> Any:
