@@ -20,6 +20,7 @@ from pipeline.core.values import (
     exact_json,
     json_number,
     jsonable,
+    note_nested_clashes,
     paired_surrogates,
     plain,
 )
@@ -33,10 +34,11 @@ NUL_REFUSED = sys.version_info < (3, 11)
 """Python 3.10's csv module can neither write nor read a NUL character."""
 
 
-def csv_cell(value: Any) -> Any:
+def csv_cell(value: Any, clashed: list[str] | None = None) -> Any:
     """The text a CSV cell holds for `value`: floats at full precision (`nan`, `inf` as such),
     None as an empty cell, arrays, lists and mappings as JSON, scalars of numpy/jax/torch as
-    the Python number they hold."""
+    the Python number they hold. Nested keys with one text: see `plain` (the earlier kept,
+    the later's text put in `clashed`)."""
     kind = type(value)
     if kind is float:
         return repr(value)
@@ -44,7 +46,7 @@ def csv_cell(value: Any) -> Any:
         return value
     if value is None:
         return ""
-    value = plain(value)
+    value = plain(value, clashed)
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, (list, dict)):
@@ -65,13 +67,15 @@ _PLAIN_DELIMITERS = frozenset(",;\t| ")
 """Delimiters that no number's repr contains."""
 
 
-def _cells(rows: list[dict[str, Any]], fields: list[str]) -> list[list[Any]]:
+def _cells(
+    rows: list[dict[str, Any]], fields: list[str], clashed: list[str] | None = None
+) -> list[list[Any]]:
     """The cells of `rows` under `fields`. When every value is a plain float, int, str, bool
     or None (the common case), the csv module's own conversion is `csv_cell`'s, so the values
     go as they are, gathered at C speed."""
     if _AS_THEY_ARE.issuperset(map(type, chain.from_iterable(map(dict.values, rows)))):
         return [list(map(row.get, fields)) for row in rows]
-    return [[csv_cell(row.get(name)) for name in fields] for row in rows]
+    return [[csv_cell(row.get(name), clashed) for name in fields] for row in rows]
 
 
 def _paired_in_json(rows: list[dict[str, Any]]) -> int:
@@ -124,8 +128,10 @@ class CsvSink(BufferedFileSink):
 
     Rows end in `lineterminator`: "\\r\\n" by default (RFC 4180), or "\\n" (Unix text, as
     Spinning Up's `progress.txt`); either way cells holding line breaks are quoted and read
-    back whole. Cells: see `csv_cell`. Output is read back by `csv.DictReader` and
-    `pandas.read_csv`. Flush policy, crash repair, one writer per file: see BufferedFileSink.
+    back whole. Cells: see `csv_cell`; of two keys with one text in a nested mapping (a
+    cell's JSON), the earlier is written and the later counted in `counts["clashed"]`.
+    Output is read back by `csv.DictReader` and `pandas.read_csv`. Flush policy, crash
+    repair, one writer per file: see BufferedFileSink.
 
     `delimiter` (one character, `","` by default) separates cells in every row the sink
     writes or reads: the header read when appending to an existing file, new rows, and the
@@ -173,6 +179,7 @@ class CsvSink(BufferedFileSink):
             raise
         self._has_header = bool(self.fieldnames)
         self._headless = 0  # rows with no keys held back until the file has a column
+        self._clashed: list[str] = []  # nested keys of one text left out by a store
         self._rows_before: int | None = None  # counted at the first checkpoint
         # the checkpoint's header (None: no header yet) and rows, while a state is loaded
         self._saved: tuple[list[str] | None, int] = (None, 0)
@@ -208,6 +215,7 @@ class CsvSink(BufferedFileSink):
         if renamed:
             rows = [self._named(row) for row in rows]
         paired = _paired_in_json(rows)
+        self._clashed.clear()  # filled by the cells of this store (not of a failed one)
         if not fields:  # no column yet: these rows are written once there is a header
             self._headless += len(rows)
             return
@@ -222,13 +230,15 @@ class CsvSink(BufferedFileSink):
                 writer.writerows([""] * len(fields) for _ in range(self._headless))
             numbers = _number_lines(rows, fields, self.delimiter, self.lineterminator)
             if numbers is None:
-                writer.writerows(_cells(rows, fields))
+                writer.writerows(_cells(rows, fields, self._clashed))
             else:
                 text.write(numbers)
             self._append(text.getvalue())
         self.fieldnames = fields
         self._has_header = True
         self._headless = 0
+        if self._clashed:
+            note_nested_clashes(self.counts, self._clashed, stacklevel=6)
         if paired:
             self.counts.note(
                 "changed",
@@ -306,7 +316,9 @@ class CsvSink(BufferedFileSink):
         super().on_close()
 
     def _as_text(self, value: Any) -> Any:
-        value = jsonable(value)
+        clashed: list[str] = []
+        value = jsonable(value, clashed)
+        note_nested_clashes(self.counts, clashed)
         return json.dumps(value) if isinstance(value, (list, dict)) else value
 
     def _writable(self, value: Any) -> bool:
@@ -364,7 +376,7 @@ class CsvSink(BufferedFileSink):
                 writer.writerow(fields)
                 padding = len(fields)
                 writer.writerows(row + [""] * (padding - len(row)) for row in reader)
-                writer.writerows(_cells(rows, fields))
+                writer.writerows(_cells(rows, fields, self._clashed))
                 new.flush()
                 os.fsync(new.fileno())
             self._replace_with(temporary)

@@ -8,7 +8,7 @@ from typing import Any
 from pipeline.core.values import BeyondFloat as _BeyondFloat
 from pipeline.core.values import exact_json as _exact_text
 from pipeline.core.values import json_number as _number
-from pipeline.core.values import jsonable, paired_surrogates, plain
+from pipeline.core.values import jsonable, note_nested_clashes, paired_surrogates, plain
 from sinks.file import BufferedFileSink
 
 
@@ -35,11 +35,15 @@ class JsonlSink(BufferedFileSink):
 
     Keys are written as text. Two keys of one record with the same text (`1` and `"1"`)
     cannot both be JSON keys: the first is written, the later is refused, counted in
-    `counts["dropped"]` under its key and warned about once.
+    `counts["dropped"]` under its key and warned about once. In a nested mapping the same
+    rule keeps the earlier key; the later is counted in `counts["clashed"]` under its text.
     """
 
     def _as_text(self, value: Any) -> Any:
-        return jsonable(value)
+        clashed: list[str] = []
+        out = jsonable(value, clashed)
+        note_nested_clashes(self.counts, clashed)
+        return out
 
     def _writable(self, value: Any) -> bool:
         try:
@@ -54,10 +58,13 @@ class JsonlSink(BufferedFileSink):
         dumps = json.dumps
         lines = []
         notes: list[tuple[str, str | None]] = []  # counted once the rows are stored
+        clashed: list[str] = []  # nested keys with one text: the later ones
         for row in rows:
-            line = {str(key): plain(value) for key, value in row.items()}
+            mark = len(clashed)
+            line = {str(key): plain(value, clashed) for key, value in row.items()}
             if len(line) < len(row):
-                line = self._named(row, notes)
+                del clashed[mark:]  # noted again by _named
+                line = self._named(row, notes, clashed)
             try:
                 lines.append(dumps(line, default=_number))
             except _BeyondFloat:
@@ -68,6 +75,8 @@ class JsonlSink(BufferedFileSink):
         # an escaped surrogate: an astral character (read back as written) or lone ones (rare)
         paired = sum(map(paired_surrogates, rows)) if "\\ud" in text else 0
         self._append(text)
+        if clashed:
+            note_nested_clashes(self.counts, clashed, stacklevel=6)
         if paired:
             self.counts.note(
                 "changed",
@@ -98,7 +107,9 @@ class JsonlSink(BufferedFileSink):
                 )
 
     @staticmethod
-    def _named(row: dict[Any, Any], notes: list[tuple[str, str | None]]) -> dict[str, Any]:
+    def _named(
+        row: dict[Any, Any], notes: list[tuple[str, str | None]], clashed: list[str]
+    ) -> dict[str, Any]:
         """The row with its keys as text; a key whose text an earlier key has is left out
         and noted in `notes`."""
         named: dict[str, Any] = {}
@@ -107,5 +118,5 @@ class JsonlSink(BufferedFileSink):
             if name in named:
                 notes.append(("dropped", name))
             else:
-                named[name] = plain(value)
+                named[name] = plain(value, clashed)
         return named

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.core.counts import Counts
+
 
 def _int_to_float(value: int) -> float:
     try:
@@ -67,10 +69,14 @@ def to_float(value: Any) -> float | None:
     return None
 
 
-def plain(value: Any) -> Any:
+def plain(value: Any, clashed: list[str] | None = None) -> Any:
     """The value as plain Python data: numpy/jax/torch scalars and 0-d arrays become Python
-    scalars, arrays become nested lists, mappings and sequences are converted element-wise.
-    Anything else is returned as it is.
+    scalars, arrays become nested lists, mappings (their keys as text) and sequences are
+    converted element-wise. Anything else is returned as it is.
+
+    Two keys of a nested mapping with one text (`1` and `"1"`) are one key in plain data: the
+    earlier is kept (the rule of `pipeline.core.keys.clashes`), and the later's text is
+    appended to `clashed`, if given, for the caller to count.
 
     numpy floats narrower than 64 bits become the Python float of their shortest decimal
     text (`np.float32(0.1)` -> `0.1`, not `0.10000000149011612`): written as text, it reads
@@ -81,9 +87,15 @@ def plain(value: Any) -> Any:
     if _is_masked(value):
         return None
     if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
+        mark = 0 if clashed is None else len(clashed)
+        out = {str(k): plain(v, clashed) for k, v in value.items()}
+        if len(out) == len(value):
+            return out
+        if clashed is not None:
+            del clashed[mark:]  # noted again by _first_wins
+        return _first_wins(value, clashed)
     if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
+        return [plain(v, clashed) for v in value]
     if isinstance(value, np.ndarray | np.floating) and value.dtype.kind == "f":
         if value.dtype.itemsize < 8:
             value = value.astype(str).astype(np.float64)
@@ -93,16 +105,44 @@ def plain(value: Any) -> Any:
     tolist = getattr(value, "tolist", None)
     if tolist is not None and getattr(value, "dtype", None) is not None:
         try:
-            return plain(tolist())
+            return plain(tolist(), clashed)
         except (TypeError, ValueError, RuntimeError):
             return value
     item = getattr(value, "item", None)
     if item is not None and getattr(value, "shape", None) == ():
         try:
-            return plain(item())
+            return plain(item(), clashed)
         except (TypeError, ValueError, RuntimeError):
             return value
     return value
+
+
+def _first_wins(mapping: dict[Any, Any], clashed: list[str] | None) -> dict[str, Any]:
+    """`plain` of a mapping two of whose keys have one text: the earlier kept, the later's
+    text appended to `clashed`."""
+    out: dict[str, Any] = {}
+    for key, item in mapping.items():
+        name = str(key)
+        if name in out:
+            if clashed is not None:
+                clashed.append(name)
+        else:
+            out[name] = plain(item, clashed)
+    return out
+
+
+def note_nested_clashes(counts: Counts, clashed: list[str], *, stacklevel: int = 3) -> None:
+    """Counts the nested keys `plain` left out for an earlier key of the same text (their
+    texts in `clashed`) in `counts["clashed"]` (per name), warning once per name."""
+    for name in clashed:
+        counts.note(
+            "clashed",
+            f"a nested mapping holds two keys with the text {name!r} (as 1 and '1'), which "
+            "stored data has one key for: the earlier is written, the later is not",
+            key=name,
+            category=UserWarning,
+            stacklevel=stacklevel + 1,
+        )
 
 
 def is_finite_number(value: Any) -> bool:
@@ -279,12 +319,13 @@ def paired_surrogates(value: Any) -> int:
     return 0
 
 
-def jsonable(value: Any) -> Any:
+def jsonable(value: Any, clashed: list[str] | None = None) -> Any:
     """`plain(value)` in a form `json.dumps` always takes: keys as text, and what JSON cannot
-    hold as it is (an int too long for Python to print, an object) as its `text`."""
-    value = plain(value)
+    hold as it is (an int too long for Python to print, an object) as its `text`. Nested
+    keys with one text: see `plain` (the earlier kept, the later's text put in `clashed`)."""
+    value = plain(value, clashed)
     if isinstance(value, dict):
-        return {text(key): jsonable(item) for key, item in value.items()}
+        return {key: jsonable(item) for key, item in value.items()}  # text keys (plain)
     if isinstance(value, list):
         return [jsonable(item) for item in value]
     if isinstance(value, bool) or value is None or isinstance(value, (float, str)):
