@@ -179,7 +179,6 @@ class CsvSink(BufferedFileSink):
             raise
         self._has_header = bool(self.fieldnames)
         self._headless = 0  # rows with no keys held back until the file has a column
-        self._clashed: list[str] = []  # nested keys of one text left out by a store
         self._rows_before: int | None = None  # counted at the first checkpoint
         # the checkpoint's header (None: no header yet) and rows, while a state is loaded
         self._saved: tuple[list[str] | None, int] = (None, 0)
@@ -215,13 +214,13 @@ class CsvSink(BufferedFileSink):
         if renamed:
             rows = [self._named(row) for row in rows]
         paired = _paired_in_json(rows)
-        self._clashed.clear()  # filled by the cells of this store (not of a failed one)
+        clashed: list[str] = []  # nested keys of one text left out by the cells
         if not fields:  # no column yet: these rows are written once there is a header
             self._headless += len(rows)
             return
         widened = len(fields) > len(self.fieldnames)
         if widened and self._has_header:
-            self._rewrite_with_header(fields, rows)
+            self._rewrite_with_header(fields, rows, clashed)
         else:
             text = io.StringIO()
             writer = csv.writer(text, delimiter=self.delimiter, lineterminator=self.lineterminator)
@@ -230,15 +229,15 @@ class CsvSink(BufferedFileSink):
                 writer.writerows([""] * len(fields) for _ in range(self._headless))
             numbers = _number_lines(rows, fields, self.delimiter, self.lineterminator)
             if numbers is None:
-                writer.writerows(_cells(rows, fields, self._clashed))
+                writer.writerows(_cells(rows, fields, clashed))
             else:
                 text.write(numbers)
             self._append(text.getvalue())
         self.fieldnames = fields
         self._has_header = True
         self._headless = 0
-        if self._clashed:
-            note_nested_clashes(self.counts, self._clashed, stacklevel=6)
+        if clashed:
+            note_nested_clashes(self.counts, clashed, stacklevel=6)
         if paired:
             self.counts.note(
                 "changed",
@@ -361,7 +360,9 @@ class CsvSink(BufferedFileSink):
             named[name] = value
         return named
 
-    def _rewrite_with_header(self, fields: list[str], rows: list[dict[str, Any]]) -> None:
+    def _rewrite_with_header(
+        self, fields: list[str], rows: list[dict[str, Any]], clashed: list[str] | None = None
+    ) -> None:
         self._drop_handle()
         temporary = self.path.with_name(f".{self.path.name}.rewrite")
         try:
@@ -376,7 +377,7 @@ class CsvSink(BufferedFileSink):
                 writer.writerow(fields)
                 padding = len(fields)
                 writer.writerows(row + [""] * (padding - len(row)) for row in reader)
-                writer.writerows(_cells(rows, fields, self._clashed))
+                writer.writerows(_cells(rows, fields, clashed))
                 new.flush()
                 os.fsync(new.fileno())
             self._replace_with(temporary)

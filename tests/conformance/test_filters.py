@@ -135,7 +135,10 @@ def same(a: Any, b: Any) -> bool:
         return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+    def array(x: Any) -> bool:  # a numpy array or a torch tensor
+        return isinstance(x, np.ndarray) or type(x).__module__.startswith("torch")
+
+    if array(a) or array(b):
         a, b = np.asarray(a), np.asarray(b)
         if a.shape != b.shape:
             return False
