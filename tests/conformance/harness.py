@@ -141,6 +141,11 @@ def check(outcome: Outcome) -> None:
     for index, row in enumerate(expected):
         if position < len(stored):
             keys_match, differ = _matches(spec, row, stored[position])
+            if keys_match and differ and index + 1 < len(expected):
+                # a row that is the next record's exactly: this record was lost (counted),
+                # not stored changed (the changed budget is for the rows that were)
+                next_match, next_differ = _matches(spec, expected[index + 1], stored[position])
+                keys_match = not (next_match and not next_differ)
             if keys_match and changed + differ <= may_change:
                 changed += differ
                 position += 1
