@@ -166,8 +166,8 @@ class FlattenFilter(Transform):
     other values are leaves, lists and arrays included. A record without nested mappings
     passes as it is.
 
-    When a flattened name equals an existing key, the value met later in the record wins; the
-    overwrite is counted in `counts["overwritten"]` and warned about once per name."""
+    When a flattened name equals an existing key, the value met earlier in the record is
+    kept; the later is counted in `counts["overwritten"]` and warned about once per name."""
 
     def __init__(self, sep: str = "/") -> None:
         super().__init__()
@@ -183,7 +183,7 @@ class FlattenFilter(Transform):
                 collisions: list[str] = []
                 out = flatten(data, self.sep, collisions=collisions)
                 for name in collisions:
-                    _overwritten(self, name)
+                    _overwritten(self, name, earlier_kept=True)
                 return out
         return data
 
@@ -202,17 +202,19 @@ class FlattenFilter(Transform):
 
     @property
     def overwritten(self) -> int:
-        """Values overwritten by a later value of the same name (`counts["overwritten"]`)."""
+        """Values not written for an earlier one of the same name (`counts["overwritten"]`)."""
         return self.counts["overwritten"]
 
     def __repr__(self) -> str:
         return f"FlattenFilter({self.sep!r})"
 
 
-def _overwritten(node: Node, name: str, count: int = 1) -> None:
+def _overwritten(node: Node, name: str, count: int = 1, *, earlier_kept: bool = False) -> None:
     node.counts.note(
         "overwritten",
-        f"a value under {name!r} overwrites an earlier one of the same name; the later wins",
+        f"two values under {name!r}: the earlier is kept, the later is not written"
+        if earlier_kept
+        else f"a value under {name!r} overwrites an earlier one of the same name; the later wins",
         key=name,
         n=count,
         category=UserWarning,

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from itertools import chain
 from operator import itemgetter
@@ -18,7 +19,15 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.columns import Columns, none_mask
-from pipeline.core.values import jsonable, plain
+from pipeline.core.values import (
+    BeyondFloat,
+    exact_json,
+    json_number,
+    jsonable,
+    note_nested_clashes,
+    paired_surrogates,
+    plain,
+)
 from sinks.file import BufferedFileSink, RowBlock, fast_json, held_segments, repair_torn_tail
 
 # CsvSink writes cells of any size; reading them back (a header rewrite, a resume) must not
@@ -29,10 +38,11 @@ NUL_REFUSED = sys.version_info < (3, 11)
 """Python 3.10's csv module can neither write nor read a NUL character."""
 
 
-def csv_cell(value: Any) -> Any:
+def csv_cell(value: Any, clashed: list[str] | None = None) -> Any:
     """The text a CSV cell holds for `value`: floats at full precision (`nan`, `inf` as such),
     None as an empty cell, arrays, lists and mappings as JSON, scalars of numpy/jax/torch as
-    the Python number they hold."""
+    the Python number they hold. Nested keys with one text: see `plain` (the earlier kept,
+    the later's text put in `clashed`)."""
     kind = type(value)
     if kind is float:
         return repr(value)
@@ -40,11 +50,14 @@ def csv_cell(value: Any) -> Any:
         return value
     if value is None:
         return ""
-    value = plain(value)
+    value = plain(value, clashed)
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, (list, dict)):
-        return json.dumps(value, default=str)
+        try:
+            return json.dumps(value, default=json_number)
+        except BeyondFloat:
+            return exact_json(value)
     return value
 
 
@@ -58,13 +71,27 @@ _PLAIN_DELIMITERS = frozenset(",;\t| ")
 """Delimiters that no number's repr contains."""
 
 
-def _cells(rows: list[dict[str, Any]], fields: list[str]) -> list[list[Any]]:
+def _cells(
+    rows: list[dict[str, Any]], fields: list[str], clashed: list[str] | None = None
+) -> list[list[Any]]:
     """The cells of `rows` under `fields`. When every value is a plain float, int, str, bool
     or None (the common case), the csv module's own conversion is `csv_cell`'s, so the values
     go as they are, gathered at C speed."""
     if _AS_THEY_ARE.issuperset(map(type, chain.from_iterable(map(dict.values, rows)))):
         return [list(map(row.get, fields)) for row in rows]
-    return [[csv_cell(row.get(name)) for name in fields] for row in rows]
+    return [[csv_cell(row.get(name), clashed) for name in fields] for row in rows]
+
+
+def _paired_in_json(rows: list[dict[str, Any]]) -> int:
+    """How many texts in the lists and mappings of `rows` (cells written as JSON) hold lone
+    surrogates side by side (see `paired_surrogates`); 0 at once when every value is plain."""
+    if _AS_THEY_ARE.issuperset(map(type, chain.from_iterable(map(dict.values, rows)))):
+        return 0
+    return sum(
+        paired_surrogates(value)
+        for value in chain.from_iterable(map(dict.values, rows))
+        if isinstance(value, (list, tuple, dict))
+    )
 
 
 def _number_lines(
@@ -194,14 +221,19 @@ class CsvSink(BufferedFileSink):
     Columns are in first-seen order. A key that first appears late (in row 500, say) adds a
     column: the file is rewritten with the wider header into a temporary file that replaces
     the old one atomically (`os.replace`), so a crash leaves either file whole. Rows without
-    a key leave its cell empty. A new sink starts a new file (`mode="w"`, the default: see
-    BufferedFileSink); `mode="a"` appends to an existing file and keeps its columns.
-    `fieldnames` fixes the first columns' order up front.
+    a key leave its cell empty; a record with no keys (`{}`) is a row of empty cells, held
+    until the file has a column (in a file that never gets one there is no row for it: it
+    holds no value, so nothing is lost or counted; the sink says so once at close). A new
+    sink starts a new file (`mode="w"`, the default: see BufferedFileSink); `mode="a"`
+    appends to an existing file and keeps its columns. `fieldnames` fixes the first columns'
+    order up front.
 
     Rows end in `lineterminator`: "\\r\\n" by default (RFC 4180), or "\\n" (Unix text, as
     Spinning Up's `progress.txt`); either way cells holding line breaks are quoted and read
-    back whole. Cells: see `csv_cell`. Output is read back by `csv.DictReader` and
-    `pandas.read_csv`. Flush policy, crash repair, one writer per file: see BufferedFileSink.
+    back whole. Cells: see `csv_cell`; of two keys with one text in a nested mapping (a
+    cell's JSON), the earlier is written and the later counted in `counts["clashed"]`.
+    Output is read back by `csv.DictReader` and `pandas.read_csv`. Flush policy, crash
+    repair, one writer per file: see BufferedFileSink.
 
     `delimiter` (one character, `","` by default) separates cells in every row the sink
     writes or reads: the header read when appending to an existing file, new rows, and the
@@ -305,6 +337,8 @@ class CsvSink(BufferedFileSink):
                 part if isinstance(part, RowBlock) else [self._named(row) for row in part]
                 for part in segments
             ]
+        paired = sum(_paired_in_json(part) for part in segments if not isinstance(part, RowBlock))
+        clashed: list[str] = []  # nested keys of one text left out by the cells
         if not fields:  # no column yet: these rows are written once there is a header
             self._headless += len(rows)
             return
@@ -317,7 +351,7 @@ class CsvSink(BufferedFileSink):
                     groups.append([part])
             else:
                 groups.append(part)
-        body = b"".join([self._text(group, fields) for group in groups])
+        body = b"".join([self._text(group, fields, clashed) for group in groups])
         widened = len(fields) > len(self.fieldnames)
         if widened and self._has_header:
             self._rewrite_with_header(fields, body)
@@ -336,8 +370,22 @@ class CsvSink(BufferedFileSink):
         self._declared = []
         self._has_header = True
         self._headless = 0
+        if clashed:
+            note_nested_clashes(self.counts, clashed, stacklevel=6)
+        if paired:
+            self.counts.note(
+                "changed",
+                "a text holding a high and a low lone surrogate side by side, in a list or "
+                "mapping, reads back from the cell's JSON as one character (JSON has no form "
+                "for the two)",
+                n=paired,
+                category=UserWarning,
+                stacklevel=6,
+            )
 
-    def _text(self, part: list[dict[str, Any]] | list[RowBlock], fields: list[str]) -> bytes:
+    def _text(
+        self, part: list[dict[str, Any]] | list[RowBlock], fields: list[str], clashed: list[str]
+    ) -> bytes:
         """The CSV rows of `part` (row dicts, or consecutive blocks of columns) under
         `fields`."""
         if part and isinstance(part[0], RowBlock):
@@ -351,7 +399,7 @@ class CsvSink(BufferedFileSink):
         if numbers is None:
             out = io.StringIO()
             writer = csv.writer(out, delimiter=self.delimiter, lineterminator=self.lineterminator)
-            writer.writerows(_cells(rows, fields))
+            writer.writerows(_cells(rows, fields, clashed))
             numbers = out.getvalue()
         return numbers.encode("utf-8")
 
@@ -431,17 +479,20 @@ class CsvSink(BufferedFileSink):
         self._replace_with(temporary)
 
     def on_close(self) -> None:
-        if self._headless:
-            self.counts.note(
-                "dropped",
-                "records with no keys cannot be CSV rows in a file that never got a column",
-                n=self._headless,
-                category=UserWarning,
+        if self._headless:  # nothing to store, nothing lost: said, not counted
+            warnings.warn(
+                f"{self!r}: {self._headless} records with no keys were written to a file "
+                "that never got a column: a CSV file has no row for them (they hold no "
+                "value: nothing is lost)",
+                UserWarning,
+                stacklevel=2,
             )
         super().on_close()
 
     def _as_text(self, value: Any) -> Any:
-        value = jsonable(value)
+        clashed: list[str] = []
+        value = jsonable(value, clashed)
+        note_nested_clashes(self.counts, clashed)
         return json.dumps(value) if isinstance(value, (list, dict)) else value
 
     def _writable(self, value: Any) -> bool:

@@ -10,42 +10,11 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.columns import Columns, none_mask
-from pipeline.core.values import jsonable, plain
+from pipeline.core.values import BeyondFloat as _BeyondFloat
+from pipeline.core.values import exact_json as _exact_text
+from pipeline.core.values import json_number as _number
+from pipeline.core.values import jsonable, note_nested_clashes, paired_surrogates, plain
 from sinks.file import BufferedFileSink, RowBlock, fast_json, held_segments
-
-
-class _BeyondFloat(Exception):
-    """A longdouble that no float64 holds: its row is written by `_exact_text`."""
-
-
-def _number(value: Any) -> Any:
-    """`json.dumps`'s `default`: what JSON has no type for. A `np.longdouble` (scalar, 0-d
-    array or array element) becomes the float64 nearest to it, a JSON number; one beyond
-    float64's range (which float64 would make infinite or zero) raises _BeyondFloat; any
-    other object becomes its `str()`."""
-    if isinstance(value, np.floating):
-        with np.errstate(over="ignore", under="ignore"):
-            number = float(value)
-        if (math.isinf(number) or number == 0.0) and np.isfinite(value) and value != 0:
-            raise _BeyondFloat
-        return number
-    return str(value)
-
-
-def _exact_text(value: Any) -> str:
-    """The JSON text of a plain value, a longdouble written with all its digits as a JSON
-    number (for the rare row that holds one beyond float64's range)."""
-    if isinstance(value, dict):
-        return "{" + ", ".join(
-            f"{json.dumps(key)}: {_exact_text(item)}" for key, item in value.items()
-        ) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(map(_exact_text, value)) + "]"
-    try:
-        return json.dumps(value, default=_number)
-    except _BeyondFloat:
-        return np.format_float_scientific(value, unique=True, trim="0")
-
 
 _LINE_BREAKS = ("\x85".encode(), "\u2028".encode(), "\u2029".encode())
 """Characters that JSON leaves as they are but `str.splitlines` takes as line breaks (json,
@@ -104,10 +73,10 @@ class JsonlSink(BufferedFileSink):
     """Appends each record to a JSON Lines file as one object, keys in the record's order.
 
     numpy/jax/torch scalars become JSON numbers, arrays become (nested) lists, nested
-    mappings stay objects. NaN and infinities are written as the `NaN`/`Infinity` literals
-    that Python's `json` and pandas read back (strict JSON has no form for them). Any other
-    object is written as its `str()`. Flush policy, crash repair, one writer per file: see
-    BufferedFileSink.
+    mappings stay objects; a record with no keys is the line `{}`. NaN and infinities are
+    written as the `NaN`/`Infinity` literals that Python's `json` and pandas read back
+    (strict JSON has no form for them). Any other object is written as its `str()`. Flush
+    policy, crash repair, one writer per file: see BufferedFileSink.
 
     `np.longdouble` values (scalars, 0-d arrays, array elements) are numbers too: the
     float64 nearest to them. One beyond float64's range (`np.longdouble("1e4000")`, which
@@ -116,13 +85,22 @@ class JsonlSink(BufferedFileSink):
     (plain `json.loads` reads it as infinity or zero); it is counted in `counts["changed"]`
     and warned about once.
 
+    A text holding a high and a low lone surrogate side by side (`"\\ud800\\udc00"`, two
+    characters) is written as JSON's escapes for them, which `json.loads` reads back as one
+    character (`"\\U00010000"`): each such key or value is counted in `counts["changed"]`
+    and warned about once.
+
     Keys are written as text. Two keys of one record with the same text (`1` and `"1"`)
     cannot both be JSON keys: the first is written, the later is refused, counted in
-    `counts["dropped"]` under its key and warned about once.
+    `counts["dropped"]` under its key and warned about once. In a nested mapping the same
+    rule keeps the earlier key; the later is counted in `counts["clashed"]` under its text.
     """
 
     def _as_text(self, value: Any) -> Any:
-        return jsonable(value)
+        clashed: list[str] = []
+        out = jsonable(value, clashed)
+        note_nested_clashes(self.counts, clashed)
+        return out
 
     def _writable(self, value: Any) -> bool:
         try:
@@ -140,6 +118,7 @@ class JsonlSink(BufferedFileSink):
         orjson = fast_json()
         lines: list[bytes] = []
         notes: list[tuple[str, str | None]] = []  # counted once the rows are stored
+        clashed: list[str] = []  # nested keys with one text: the later ones
         for part in held_segments(rows) if self._held_blocks else [rows]:
             if isinstance(part, RowBlock):
                 block = None if orjson is None else _block_lines(orjson, part)
@@ -148,12 +127,30 @@ class JsonlSink(BufferedFileSink):
                     lines.extend(block[0])
                     for index in block[1]:
                         row = {key: column[index] for key, column in part.columns.items()}
-                        lines[start + index] = self._line(row, notes, orjson)
+                        lines[start + index] = self._line(row, notes, orjson, clashed)
                     continue
                 part = part.rows()
-            lines.extend([self._line(row, notes, orjson) for row in part])
+            lines.extend([self._line(row, notes, orjson, clashed) for row in part])
         lines.append(b"")
-        self._append(b"\n".join(lines))
+        text = b"\n".join(lines)
+        # an escaped surrogate: an astral character (read back as written) or lone ones (rare)
+        paired = (  # a numeric block holds no text
+            sum(paired_surrogates(row) for row in rows if type(row) is dict)
+            if b"\\ud" in text
+            else 0
+        )
+        self._append(text)
+        if clashed:
+            note_nested_clashes(self.counts, clashed, stacklevel=6)
+        if paired:
+            self.counts.note(
+                "changed",
+                "a text holding a high and a low lone surrogate side by side reads back from "
+                "JSON as one character (JSON has no form for the two)",
+                n=paired,
+                category=UserWarning,
+                stacklevel=6,
+            )
         for reason, key in notes:
             if reason == "changed":
                 self.counts.note(
@@ -175,15 +172,21 @@ class JsonlSink(BufferedFileSink):
                 )
 
     def _line(
-        self, row: dict[Any, Any], notes: list[tuple[str, str | None]], orjson: ModuleType | None
+        self,
+        row: dict[Any, Any],
+        notes: list[tuple[str, str | None]],
+        orjson: ModuleType | None,
+        clashed: list[str],
     ) -> bytes:
         """A row's JSON text: orjson's (when it is on) unless orjson refuses the row, the row
         holds a NaN or an infinity (which orjson writes as null) or a character that
         `str.splitlines` breaks at (U+0085, U+2028, U+2029, which orjson leaves unescaped),
         else `json.dumps`'s."""
-        line = {str(key): plain(value) for key, value in row.items()}
+        mark = len(clashed)
+        line = {str(key): plain(value, clashed) for key, value in row.items()}
         if len(line) < len(row):
-            line = self._named(row, notes)
+            del clashed[mark:]  # noted again by _named
+            line = self._named(row, notes, clashed)
         if orjson is not None:
             try:
                 text: bytes = orjson.dumps(line)
@@ -199,7 +202,9 @@ class JsonlSink(BufferedFileSink):
             return _exact_text(line).encode()
 
     @staticmethod
-    def _named(row: dict[Any, Any], notes: list[tuple[str, str | None]]) -> dict[str, Any]:
+    def _named(
+        row: dict[Any, Any], notes: list[tuple[str, str | None]], clashed: list[str]
+    ) -> dict[str, Any]:
         """The row with its keys as text; a key whose text an earlier key has is left out
         and noted in `notes`."""
         named: dict[str, Any] = {}
@@ -208,5 +213,5 @@ class JsonlSink(BufferedFileSink):
             if name in named:
                 notes.append(("dropped", name))
             else:
-                named[name] = plain(value)
+                named[name] = plain(value, clashed)
         return named

@@ -16,8 +16,9 @@ class MemorySink(Sink):
     """Keeps a copy of every record it receives, in order, in `.records`.
 
     Records are shallow-copied into plain dicts, so later changes upstream never alter what
-    was stored. `flushes` counts the flushes it saw. `config` holds the run's configuration
-    given by `log_config` (one level of `/`-joined names, plain JSON values).
+    was stored (a record with no keys is kept as `{}`). `flushes` counts the flushes it saw.
+    `config` holds the run's configuration given by `log_config` (one level of `/`-joined
+    names, plain JSON values).
     """
 
     def __init__(self) -> None:

@@ -226,7 +226,7 @@ class MlflowSink(RemoteSink[Row]):
         flat = flatten(config, collisions=twice)
         fields = {name: text(plain(value)) for name, value in flat.items()}
         for name in twice:
-            why = f"config name {name!r} is given twice (nested and '/'-joined); the last is kept"
+            why = f"config name {name!r} is given twice (nested and '/'-joined); the first is kept"
             self._note("overwritten", why, key=f"config/{name}")
         if not fields:
             return

@@ -51,7 +51,8 @@ class TerminalSink(Sink):
     `mode="line"`: `[Label] Episode Length = 100 | Episode Return = 12.500`, keys sorted by
     name so the order is stable whatever order they came in (`humanize_keys=False` prints
     them as written). `mode="table"`: a boxed two-column table per record, keys grouped by
-    their `prefix/` as Stable-Baselines3 prints them. Every key of a record is printed.
+    their `prefix/` as Stable-Baselines3 prints them. Every key of a record is printed; a
+    record with no keys prints its label alone (an empty table in table mode).
 
     `log_config(config)` prints the run's configuration once, with exact values
     (`[Label] config: lr = 0.0003 | seed = 1`, or a table under `config/`); a later call

@@ -155,7 +155,7 @@ def test_hostile_records_through_every_node_and_sink(stream: list[dict[str, Any]
         # the files read back, value for value
         with (out / "raw.csv").open(newline="") as handle:
             rows = list(csv.reader(handle))
-        if not any(stream):  # records with no keys and no column yet: counted, no row
+        if not any(stream):  # records with no keys and no column yet: no row, nothing lost
             assert rows == []
         else:
             header, *cells = rows

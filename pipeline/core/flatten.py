@@ -17,8 +17,9 @@ def flatten(
 
     Keys keep the record's order and become text (`str(key)`), joined by `sep`. Any other
     value (a list, an array, a string, an empty mapping) is a leaf. When two paths give one
-    name (`"a/b"` and `{"a": {"b": ..}}`), the later wins and the name is appended to
-    `collisions`, if given.
+    name (`"a/b"` and `{"a": {"b": ..}}`), the earlier in the record's order is kept and the
+    name is appended to `collisions`, if given, for the later value (the rule of
+    `pipeline.core.keys.clashes`: nothing is overwritten).
     """
     flat: dict[str, Any] = {}
     stack: list[tuple[str, Any]] = [(prefix, iter(record.items()))]
@@ -29,9 +30,10 @@ def flatten(
             if isinstance(value, Mapping) and value:
                 stack.append((name + sep, iter(value.items())))
                 break
-            if collisions is not None and name in flat:
+            if name not in flat:
+                flat[name] = value
+            elif collisions is not None:
                 collisions.append(name)
-            flat[name] = value
         else:
             stack.pop()
     return flat

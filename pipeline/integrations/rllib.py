@@ -107,8 +107,8 @@ def flatten_result(
       None, lists and tuples (a histogram is not a scalar; its elements are not descended),
       arrays with elements, and other objects. An empty mapping holds nothing: it is
       neither kept nor dropped.
-    - Two paths that give one name (a literal `"a/b"` key and `{"a": {"b": ...}}`): the later
-      in the result's order wins, and the name is listed in `FlatResult.collisions`.
+    - Two paths that give one name (a literal `"a/b"` key and `{"a": {"b": ...}}`): the earlier
+      in the result's order is kept, and the name is listed in `FlatResult.collisions`.
     - `keep`: when given, only keys equal to one of these prefixes or under one (`prefix` +
       `sep` + ...) are looked at; `exclude` (default: Tune's `config`, the trial's
       hyperparameters, constant over a trial) removes keys the same way, after `keep`.
@@ -239,8 +239,8 @@ class PipelineCallback(LoggerCallback):
             self.counts.note(
                 "overwritten",
                 f"two entries of a Tune result flatten to the key {key!r} (a key holding "
-                f"{self.sep!r} and a nested mapping, or keys of the same text); the later "
-                "value is logged",
+                f"{self.sep!r} and a nested mapping, or keys of the same text); the earlier "
+                "value is logged, the later is not",
                 key=key,
             )
         self.pipeline_for(trial).write(record)

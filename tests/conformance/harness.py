@@ -135,15 +135,25 @@ def check(outcome: Outcome) -> None:
     may_change = node.counts["changed"] + node.counts["overwritten"]
     changed = 0
     missing: list[int] = []
+    empty_missing = 0  # records with no keys not stored: nothing to store (a CSV with no
+    # column has no row for them), or lost with the rows around them (then counted)
     position = 0
     for index, row in enumerate(expected):
         if position < len(stored):
             keys_match, differ = _matches(spec, row, stored[position])
+            if keys_match and differ and index + 1 < len(expected):
+                # a row that is the next record's exactly: this record was lost (counted),
+                # not stored changed (the changed budget is for the rows that were)
+                next_match, next_differ = _matches(spec, expected[index + 1], stored[position])
+                keys_match = not (next_match and not next_differ)
             if keys_match and changed + differ <= may_change:
                 changed += differ
                 position += 1
                 continue
-        missing.append(index)
+        if row:
+            missing.append(index)
+        else:
+            empty_missing += 1
     first = (
         f"first record not stored as written: #{missing[0]} "
         f"{outcome.written[missing[0]]!r} -> expected {expected[missing[0]]!r}, "
@@ -155,7 +165,7 @@ def check(outcome: Outcome) -> None:
         f"{spec.name}: {len(stored) - position} stored rows that no record accounts for "
         f"(doubled, torn or changed): {stored[position:position + 3]!r}; {first}"
     )
-    assert len(missing) == outcome.counted, (
+    assert len(missing) <= outcome.counted <= len(missing) + empty_missing, (
         f"{spec.name}: written = stored + counted fails: {len(expected)} written, "
         f"{len(stored)} stored, {outcome.counted} counted; {first}"
     )
@@ -199,6 +209,22 @@ def _check_points(outcome: Outcome) -> None:
         f"{spec.name}: {len(expected)} points written, {len(seen)} stored, "
         f"{outcome.counted} counted"
     )
+
+
+def crash(*pipes: Pipeline) -> None:
+    """Leaves the pipelines as a killed process would: nothing more reaches their storage,
+    and their files' locks go (so that a resume in this process can open the files)."""
+    from pipeline.core import lifecycle
+    from sinks import flusher
+
+    for pipe in pipes:
+        for node in pipe.nodes():
+            lifecycle.forget(node)
+            flusher.forget(node)  # type: ignore[arg-type]
+            release = getattr(node, "_release", None)
+            if release is not None:
+                release()
+            node.closed = True
 
 
 def describe(stream: list[strategies.Op]) -> None:

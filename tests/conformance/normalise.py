@@ -69,8 +69,11 @@ def form(value: Any) -> Any:
         return [form(item) for item in value]
     if hasattr(value, "__array__") and hasattr(value, "dtype"):  # a torch or jax array
         return form(np.asarray(value))
-    if isinstance(value, dict):
-        return {str(key): form(item) for key, item in value.items()}
+    if isinstance(value, dict):  # of two keys with one text the earlier is stored
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.setdefault(str(key), form(item))
+        return out
     try:
         return Text(str(value))
     except Exception:

@@ -140,6 +140,6 @@ def test_flatten_nested_mappings_to_paths() -> None:
 
 def test_flatten_collisions_warn_and_count() -> None:
     node = FlattenFilter()
-    with pytest.warns(UserWarning, match="later wins"):
-        assert run(node, {"a/b": 1, "a": {"b": 2}}) == [{"a/b": 2}]
+    with pytest.warns(UserWarning, match="the earlier is kept"):
+        assert run(node, {"a/b": 1, "a": {"b": 2}}) == [{"a/b": 1}]
     assert node.overwritten == 1

@@ -95,7 +95,7 @@ def test_two_paths_giving_one_name_are_reported_and_the_later_wins() -> None:
 
     flat = flatten_result(result)
 
-    assert flat.numbers == {"a/b": 2.0, "a/c": 3.0, "7": 5.0}
+    assert flat.numbers == {"a/b": 1.0, "a/c": 3.0, "7": 4.0}
     assert flat.collisions == ["a/b", "7"]  # config/x is excluded: not asked for
 
 
@@ -256,7 +256,7 @@ def test_colliding_keys_are_counted_and_warned_about_once() -> None:
     assert len(messages) == 1 and messages[0].startswith("rlpipe")
     assert callback.counts["overwritten"] == 2
     assert callback.counts.by_key["overwritten"] == {"r/mean": 2}
-    assert pipelines.sinks["train_c"].column("r/mean") == [2.0, 2.0]
+    assert pipelines.sinks["train_c"].column("r/mean") == [1.0, 1.0]  # the earlier kept
     assert callback.dropped == {}
 
 
