@@ -281,20 +281,16 @@ class CsvSink(BufferedFileSink):
             raise
         self._has_header = bool(self.fieldnames)
         self._headless = 0  # rows with no keys held back until the file has a column
-        self._rows_before: int | None = None  # counted at the first checkpoint
-        # the checkpoint's header (None: no header yet) and rows, while a state is loaded
-        self._saved: tuple[list[str] | None, int] = (None, 0)
-        # declared columns that a header already on disk lacks: it is widened at the next store
-        self._declared: list[str] = []
+        self._aside = _Aside()  # what stores and checkpoints read, off the write path
         for name in fieldnames:
             if str(name) not in self.fieldnames:
-                (self._declared if self._has_header else self.fieldnames).append(str(name))
+                (self._aside.declared if self._has_header else self.fieldnames).append(str(name))
 
     def _continued(self) -> None:
         header = self._read_header()
         declared = [name for name in self.fieldnames if name not in header]
         self.fieldnames, self._has_header = (header, True) if header else (declared, False)
-        self._declared = declared if header else []
+        self._aside.declared = declared if header else []
 
     def _read_header(self) -> list[str]:
         if not self.path.is_file():  # a device such as /dev/full has no header to read
@@ -320,7 +316,7 @@ class CsvSink(BufferedFileSink):
                 part if isinstance(part, RowBlock) else [self._without_nul(row) for row in part]
                 for part in segments
             ]
-        fields = self.fieldnames + self._declared
+        fields = self.fieldnames + self._aside.declared
         known = set(fields)
         renamed = False
         for part in segments:
@@ -367,7 +363,7 @@ class CsvSink(BufferedFileSink):
                 writer.writerows([""] * len(fields) for _ in range(self._headless))
                 self._append(text.getvalue().encode("utf-8") + body)
         self.fieldnames = fields
-        self._declared = []
+        self._aside.declared = []
         self._has_header = True
         self._headless = 0
         if clashed:
@@ -425,13 +421,13 @@ class CsvSink(BufferedFileSink):
         file's part: a store in between would tear the checkpoint)."""
         # rows_written counts rows with no keys held back for want of a header (headless)
         on_disk = state["file"]["rows"] - self._headless
-        if self._rows_before is None:  # rows the file held before this sink wrote any
-            self._rows_before = self._count_rows() - on_disk
+        if self._aside.rows_before is None:  # rows the file held before this sink wrote any
+            self._aside.rows_before = self._count_rows() - on_disk
         state["csv"] = {
             "fieldnames": list(self.fieldnames),
             "has_header": self._has_header,
             "headless": self._headless,
-            "rows_in_file": self._rows_before + on_disk,
+            "rows_in_file": self._aside.rows_before + on_disk,
         }
 
     def _rows_on_disk(self) -> int:
@@ -449,9 +445,10 @@ class CsvSink(BufferedFileSink):
             super().load_node_state(state)
             return
         saved = state["csv"]
-        self._saved = (saved["fieldnames"] if saved["has_header"] else None, saved["rows_in_file"])
+        aside = self._aside
+        aside.saved = (saved["fieldnames"] if saved["has_header"] else None, saved["rows_in_file"])
         super().load_node_state(state)
-        self._rows_before = saved["rows_in_file"] - (state["file"]["rows"] - saved["headless"])
+        aside.rows_before = saved["rows_in_file"] - (state["file"]["rows"] - saved["headless"])
         self.fieldnames = list(saved["fieldnames"])
         self._has_header = saved["has_header"]
         self._headless = saved["headless"]
@@ -459,7 +456,7 @@ class CsvSink(BufferedFileSink):
     def _cut_back(self, saved: dict[str, Any]) -> None:
         """As a file sink's, unless a key that came after the checkpoint widened the header
         (the file was rewritten): then the checkpoint's rows are kept under its header."""
-        header, rows_in_file = self._saved
+        header, rows_in_file = self._aside.saved
         if header is None or self._read_header() == header or (
             self.path.stat().st_size < saved["bytes"]  # not rewritten: refused below
         ):
@@ -558,6 +555,20 @@ class CsvSink(BufferedFileSink):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()
+
+
+class _Aside:
+    """CsvSink's state that stores and checkpoints read, kept off the instance so that the
+    sink keeps CPython's compact attribute layout (its writes read attributes the faster)."""
+
+    __slots__ = ("declared", "rows_before", "saved")
+
+    def __init__(self) -> None:
+        # declared columns that a header already on disk lacks: it is widened at the next store
+        self.declared: list[str] = []
+        self.rows_before: int | None = None  # rows the file held before, counted at a checkpoint
+        # the checkpoint's header (None: no header yet) and rows, while a state is loaded
+        self.saved: tuple[list[str] | None, int] = (None, 0)
 
 
 def _cut_open_quote(path: Path, delimiter: str) -> int:

@@ -801,6 +801,8 @@ class BufferedFileSink(Sink):
                 row[key] = snapshot(value)
             elif kind in MEDIA_TYPES:  # immutable: copied when made
                 self._beside.media_held = True
+            elif kind not in IMMUTABLE_TYPES and not isinstance(value, np.generic):
+                row[key] = snapshot(value)  # a tensor, a set, a dict subclass, ...
         return row
 
     def _store_media(self, rows: list[dict[str, Any]]) -> None:

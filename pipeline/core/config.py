@@ -74,7 +74,7 @@ def _key(key: Any) -> str:
 def config_values(config: Mapping[Any, Any]) -> tuple[dict[str, Any], list[str]]:
     """A configuration as one level of `/`-joined names (`{"opt": {"lr": 0.1}}` ->
     `{"opt/lr": 0.1}`, `pipeline.core.flatten`) with every value by `convert_json`; and the
-    names two paths both gave (the later kept)."""
+    names two paths both gave (the earlier kept, as `flatten` keeps it)."""
     if not isinstance(config, Mapping):
         raise ValueError(f"config must be a mapping, got {type(config).__name__}")
     twice: list[str] = []
@@ -105,12 +105,12 @@ def merge_config(
     same value changes nothing (a resumed run logs its configuration again); one given with
     another value takes it, and the change is counted in `counts["overwritten"]` under
     `config/<name>` and warned once per name; so is a name two paths of one configuration
-    both gave (`"a/b"` and `{"a": {"b": ...}}`; the later is kept)."""
+    both gave (`"a/b"` and `{"a": {"b": ...}}`; the earlier is kept)."""
     values, twice = config_values(config)
     for name in twice:
         counts.note(
             "overwritten",
-            f"config name {name!r} is given twice (nested and '/'-joined); the later is kept",
+            f"config name {name!r} is given twice (nested and '/'-joined); the earlier is kept",
             key=CONFIG_PREFIX + name,
             category=UserWarning,
             stacklevel=stacklevel + 1,

@@ -156,7 +156,8 @@ IMMUTABLE_TYPES = frozenset({float, int, str, bool, bytes, type(None)})
 
 
 COPIED_TYPES = frozenset({dict, np.ndarray, list, tuple})
-"""The value types `snapshot` copies (exact types); it returns a value of any other as it is."""
+"""The exact types `snapshot` always copies (its fast path); other mutable values (tensors,
+subclasses, buffers, sets) it copies after slower checks."""
 
 
 def snapshot(value: Any) -> Any:

@@ -469,7 +469,7 @@ def test_an_empty_record_is_an_empty_row_or_nothing_to_store(tmp_path: Path, kin
             stored.append(sink.stream.writes)
     expected = {
         "csv": ["", 'a\n""\n1\n""\n'],  # a lone empty cell is `""` (csv module)
-        "jsonl": ["{}\n{}\n", '{}\n{"a": 1}\n{}\n'],
+        "jsonl": ["{}\n{}\n", '{}\n{"a":1}\n{}\n'],
         "memory": [[{}, {}], [{}, {"a": 1}, {}]],
         "terminal": [["[T] \n", "[T] \n"], ["[T] \n", "[T] A = 1\n", "[T] \n"]],
     }[kind]
