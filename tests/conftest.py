@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import Phase, settings
 
+from pipeline import Pipeline
 from pipeline.core.columns import Columns
 from pipeline.core.node import Record
 from sinks import MemorySink
@@ -86,3 +87,20 @@ settings.register_profile(
 settings.register_profile(
     "conformance-long", max_examples=2000, deadline=None, derandomize=False, print_blob=True
 )
+
+
+def crash(*pipes: Pipeline) -> None:
+    """Leaves the pipelines as a killed process would: nothing more reaches their storage,
+    and their files' locks go with them (so that a resume in this process can open the
+    files again)."""
+    from pipeline.core import lifecycle
+    from sinks import flusher
+
+    for pipe in pipes:
+        for node in pipe.nodes():
+            lifecycle.forget(node)
+            flusher.forget(node)  # type: ignore[arg-type]
+            release = getattr(node, "_release", None)
+            if release is not None:
+                release()
+            node.closed = True

@@ -211,21 +211,6 @@ def _check_points(outcome: Outcome) -> None:
     )
 
 
-def crash(*pipes: Pipeline) -> None:
-    """Leaves the pipelines as a killed process would: nothing more reaches their storage,
-    and their files' locks go (so that a resume in this process can open the files)."""
-    from pipeline.core import lifecycle
-    from sinks import flusher
-
-    for pipe in pipes:
-        for node in pipe.nodes():
-            lifecycle.forget(node)
-            flusher.forget(node)  # type: ignore[arg-type]
-            release = getattr(node, "_release", None)
-            if release is not None:
-                release()
-            node.closed = True
-
 
 def describe(stream: list[strategies.Op]) -> None:
     """Notes the kinds of calls of a generated stream (`--hypothesis-show-statistics`)."""

@@ -23,9 +23,8 @@ from filters import AsyncNode, SmoothingFilter, TimeFilter
 from pipeline import Node, Pipeline
 from sinks import CsvSink, JsonlSink, MemorySink, TerminalSink
 from sinks.file import BufferedFileSink
-from tests.conformance.harness import crash
 from tests.conformance.sinks import Screen
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, crash
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

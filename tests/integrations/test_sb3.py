@@ -24,6 +24,7 @@ from stable_baselines3.common.logger import (
 from pipeline import ClosedError, Pipeline
 from pipeline.integrations.sb3 import PipelineWriter, attach
 from sinks import CsvSink, MemorySink
+from tests.conftest import crash
 from tests.reference import warmup_ema
 
 
@@ -383,6 +384,7 @@ def test_a_resumed_ppo_run_continues_the_csv_from_its_checkpoint(tmp_path: Path)
         64, 128, 192, 256, 320,
     ]
 
+    crash(pipe)  # preempted: the process is gone, and its file lock with it
     again = PPO.load(tmp_path / "model", env=model.get_env(), device="cpu")
     resumed = logged()
     attach(again, resumed, state=checkpoint)

@@ -22,10 +22,8 @@ from filters import (
     TimeFilter,
 )
 from pipeline import Pipeline
-from pipeline.core import lifecycle
-from sinks import CsvSink, JsonlSink, MemorySink, NullSink, flusher
-from sinks.file import BufferedFileSink
-from tests.conftest import FakeClock, StorageDown
+from sinks import CsvSink, JsonlSink, MemorySink, NullSink
+from tests.conftest import FakeClock, StorageDown, crash
 
 values = st.one_of(st.none(), st.floats(-10, 10), st.integers(-3, 3), st.just(math.nan))
 records = st.lists(
@@ -65,15 +63,6 @@ def feed(pipe: Pipeline, clock: FakeClock, stream: list[dict[str, Any]]) -> None
             clock.advance(0.5)
             pipe.write(record)
 
-
-def crash(pipe: Pipeline) -> None:
-    """Leaves `pipe` as a killed process would: nothing more reaches its files."""
-    for node in pipe.nodes():
-        lifecycle.forget(node)
-        flusher.forget(node)  # type: ignore[arg-type]
-        if isinstance(node, BufferedFileSink):
-            node._release()  # a killed process's file locks go with it
-        node.closed = True
 
 
 def outputs(folder: Path, memory: MemorySink) -> tuple[Any, ...]:

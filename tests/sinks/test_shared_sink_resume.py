@@ -19,6 +19,7 @@ import pytest
 
 from pipeline import Pipeline
 from sinks import CsvSink, JsonlSink, MemorySink, NullSink
+from tests.conftest import crash
 
 
 def build(folder: Path) -> tuple[Pipeline, Pipeline, MemorySink]:
@@ -44,20 +45,6 @@ def episodes(train: Pipeline, evaluation: Pipeline, start: int, stop: int) -> No
         if episode % 2:
             evaluation.write({"return": -episode / 5})
 
-
-def crash(*pipes: Pipeline) -> None:
-    """Leaves the pipelines as a killed process would: nothing more reaches the files."""
-    from pipeline.core import lifecycle
-    from sinks import flusher
-
-    for pipe in pipes:
-        for node in pipe.nodes():
-            lifecycle.forget(node)
-            flusher.forget(node)  # type: ignore[arg-type]
-            release = getattr(node, "_release", None)
-            if release is not None:
-                release()  # a killed process's file locks go with it
-            node.closed = True
 
 
 def files(folder: Path) -> tuple[bytes, bytes]:
