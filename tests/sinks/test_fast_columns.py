@@ -2,7 +2,8 @@
 (orjson), JSONL rows through orjson. Specification: the CSV file is byte for byte the
 pure-Python path's, the JSONL file holds the same values (orjson's spacing), batches and rows
 give the same bytes, and every bar of the file sinks (retry without doubling, the bound on
-held rows, signals during a store, checkpoints) holds on the fast path. The pure-Python path
+held rows, checkpoints; signals during a store: test_signal_during_store.py) holds on the fast
+path. The pure-Python path
 is forced with `sinks.file.FAST = False`."""
 
 from __future__ import annotations
@@ -11,10 +12,6 @@ import contextlib
 import csv
 import json
 import math
-import signal
-import subprocess
-import sys
-import textwrap
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -362,66 +359,3 @@ def test_a_checkpoint_while_blocks_are_held_resumes_to_the_uninterrupted_file(
     by_batches(resumed, batches[3:])
     resumed.close()
     assert path.read_bytes() == whole.read_bytes()
-
-
-CHILD = textwrap.dedent(
-    """
-    import os, signal, sys
-    import numpy as np
-    from pipeline import Pipeline
-    from sinks import CsvSink
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    out, signum, step = sys.argv[1], getattr(signal, sys.argv[2]), sys.argv[3]
-
-    class SignalledCsvSink(CsvSink):
-        stores = 0
-
-        def _store(self, rows):
-            SignalledCsvSink.stores += 1
-            second = SignalledCsvSink.stores == 2
-            if second and step == "before":
-                os.kill(os.getpid(), signum)
-            super()._store(rows)
-            if second and step == "after":
-                os.kill(os.getpid(), signum)
-
-        def _append(self, text):
-            if SignalledCsvSink.stores == 2 and step == "midway":
-                half = len(text) // 2
-                super()._append(text[:half])
-                os.kill(os.getpid(), signum)
-                super()._append(text[half:])
-            else:
-                super()._append(text)
-
-    logger = Pipeline("t").to(SignalledCsvSink(out, mode="w", flush_every=1000))
-    for start in range(0, 5000, 500):
-        steps = np.arange(start, start + 500)
-        logger.write_batch({"step": steps, **{f"k{i}": steps * 0.5 + i for i in range(29)}})
-    logger.close()
-    """
-)
-
-
-@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
-@pytest.mark.parametrize("step", ["before", "midway", "after"])
-def test_a_signal_during_a_block_store_loses_and_doubles_no_row(
-    tmp_path: Path, signame: str, step: str
-) -> None:
-    out = tmp_path / "train.csv"
-    child = subprocess.run(
-        [sys.executable, "-c", CHILD, str(out), signame, step],
-        capture_output=True, text=True, timeout=120,
-    )
-    if signame == "SIGTERM":
-        assert child.returncode == 128 + signal.SIGTERM, child.stderr
-    else:
-        assert "KeyboardInterrupt" in child.stderr, child.stderr
-    with out.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert [int(row["step"]) for row in rows] == list(range(2000))
-    assert all(
-        row == {"step": str(n), **{f"k{i}": repr(n * 0.5 + i) for i in range(29)}}
-        for n, row in enumerate(rows)
-    )
