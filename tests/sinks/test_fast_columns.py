@@ -3,8 +3,7 @@
 pure-Python path's, the JSONL file holds the same values (orjson's spacing), batches and rows
 give the same bytes, and every bar of the file sinks (retry without doubling, the bound on
 held rows, checkpoints; signals during a store: test_signal_during_store.py) holds on the fast
-path. The pure-Python path
-is forced with `sinks.file.FAST = False`."""
+path. The pure-Python path is forced with `sinks.file.FAST = False`."""
 
 from __future__ import annotations
 
