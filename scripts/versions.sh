@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the core suite (pipeline, filters, sinks without framework extras; fast tests) on every
 # supported Python other than the main one that this machine has: python3.X on PATH, or a
-# pyenv version. Each gets its own virtual environment, .venv-3.X, with only rlpipe[test].
+# pyenv version. Each gets its own virtual environment, .venv-3.X, with only rlpipe[test,media].
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 main="$("${PYTHON:-python3}" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
@@ -31,7 +31,7 @@ for version in 3.10 3.11 3.12 3.13; do
   echo "==> core suite on Python $version ($python)"
   if ! (
     export PYTHON="$python" RLPIPE_VENV="$root/.venv-$version"
-    source "$root/scripts/env.sh" test
+    source "$root/scripts/env.sh" test media
     "$venv/bin/pytest" -q -m "not slow" -p no:cacheprovider "${core_suite[@]}"
   ); then
     status=1
