@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.values import text
 from sinks.steps import Step
 
 INSTALL_HINT = "pip install 'rlpipe[neptune]'"
@@ -29,11 +30,12 @@ _env_lock = threading.Lock()
 
 
 def neptune_path(*parts: object) -> str:
-    """The path Neptune stores a field at, given the parts it is made of: their `str()`s
-    joined by `/`, split at every `/` and joined again without the empty parts, as the 1.x
-    client does (`neptune.internal.utils.paths`): `("train", "a//b/")` -> `"train/a/b"`,
-    `("", "/lead")` -> `"lead"`, `(1,)` -> `"1"`. `""` when nothing is left: no field."""
-    return "/".join(part for part in "/".join(map(str, parts)).split("/") if part)
+    """The path Neptune stores a field at, given the parts it is made of: their texts (`str()`,
+    or `repr()` for one whose `str()` raises) joined by `/`, split at every `/` and joined
+    again without the empty parts, as the 1.x client does (`neptune.internal.utils.paths`):
+    `("train", "a//b/")` -> `"train/a/b"`, `("", "/lead")` -> `"lead"`, `(1,)` -> `"1"`.
+    `""` when nothing is left: no field."""
+    return "/".join(part for part in "/".join(map(text, parts)).split("/") if part)
 
 
 def import_classic() -> Any:

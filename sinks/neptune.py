@@ -316,7 +316,7 @@ class NeptuneSink(RemoteSink[Row]):
             for key, value in data.items():
                 if value is not None:
                     self._drop(
-                        str(key),
+                        key,
                         f"step {step} is outside what {self.kind} runs take "
                         f"({self._low} <= step < {self._high})",
                     )

@@ -381,7 +381,9 @@ class RemoteSink(Sink, Generic[RowT]):
     ) -> None:
         """`self.counts.note(...)` in this sink's `warning` category, safe to call from the
         caller's thread and the push thread at once; `stacklevel` as for `counts.note`, from
-        the caller of this method."""
+        the caller of this method. A key whose `str()` raises is counted under its `text`."""
+        if key is not None and type(key) is not str:
+            key = text(key)
         with self._counts_lock:
             self.counts.note(
                 reason, message, key=key, n=n, category=self.warning, stacklevel=stacklevel + 1
@@ -444,7 +446,8 @@ class Names:
 
     `by_key` maps the string keys that have a name to it (other keys are kept apart by type:
     `1`, `1.0` and `True` are one dict key but three names). `new(key)` decides a key not
-    found there: its name, or None (`why(key)` says why it is refused).
+    found there: its name, or None (`why(key)` says why it is refused). A key whose `str()`
+    raises is named by its `repr` (`pipeline.core.values.text`): its values are stored.
     """
 
     __slots__ = ("_check", "_keys", "_make", "_others", "_refused", "by_key", "checked")

@@ -20,7 +20,14 @@ from typing import Any
 from pipeline import Node
 from pipeline.core.node import LoggerSink
 from sinks import CsvSink, JsonlSink, MemorySink, TerminalSink
-from tests.conformance.normalise import form, same_cell, same_json, same_object
+from tests.conformance.normalise import (
+    FLOAT64_MAX,
+    form,
+    same_cell,
+    same_json,
+    same_object,
+    same_point,
+)
 
 Row = dict[str, Any]
 Point = tuple[str, Any, Any]  # (key, step, value)
@@ -36,8 +43,9 @@ class SinkSpec:
       state (a file sink appending); None if it keeps nothing outside the process;
     - `read(sink, folder)`: what it stored, read back with the tool's own reader: rows in
       the order stored (`kind="rows"`), or (key, step, value) points (`kind="points"`);
-    - `expect(record)`: what a written record is stored as: a row (`{name: form}`), or its
-      points (`{(key, step): form}`);
+    - `expect(record)`: what a written record is stored as: a row (`{name: form}`); for
+      points, `expect(record, index)` (`index`: the record's place among those written) gives
+      its `(name, step, form)` points;
     - `same(form, read)`: whether a value read back holds the form expected;
     - `exact_keys`: whether a stored row has exactly the record's keys (JSON, memory) or
       may hold more columns, empty (CSV);
@@ -50,7 +58,7 @@ class SinkSpec:
     name: str
     make: Callable[[Path], Any]
     read: Callable[[Any, Path], list[Any]]
-    expect: Callable[[dict[Any, Any]], dict[Any, Any]]
+    expect: Callable[..., Any]
     same: Callable[[Any, Any], bool]
     kind: str = "rows"
     exact_keys: bool = True
@@ -241,3 +249,138 @@ line per record holding every key's name."""
 
 SINKS = [CSV, JSONL, MEMORY, LOGGER, TERMINAL]
 """Every local sink the suite runs (Acme's InMemoryLogger joins when acme is installed)."""
+
+# -- tracking services: points keyed by (name, step) ------------------------------------------
+#
+# Each tracking sink runs without `step_key`, so a record's step is its index in the sink
+# (0, 1, 2, ...): every record has its own step, and each (name, step) is written once. A
+# value is a point unless it is None (no value: skipped, not a loss); a point the tool cannot
+# take (a refused name, text where it stores numbers, arrays, objects) must be counted.
+
+
+def _points(name: Callable[[Any], str]) -> Callable[[dict[Any, Any], int], list[Point]]:
+    """`expect` of a tracking sink storing each key under `name(key)` at the record's index."""
+
+    def expect(record: dict[Any, Any], index: int) -> list[Point]:
+        return [
+            (name(key), index, form(value)) for key, value in record.items() if value is not None
+        ]
+
+    return expect
+
+
+def _read_points(sink: Any, folder: Path) -> list[Point]:
+    """What a closed tracking sink stored, through `tracking.read_points` (the tool's reader),
+    as (name, step, value) triples."""
+    from tests.sinks.tracking import points_of
+
+    return [
+        (name, step, value)
+        for name, series in points_of(sink).items()
+        for step, value in series
+    ]
+
+
+def tracked_name(key: Any) -> str:
+    """The name a tracking sink stores a key under: its text, or for a key whose text raises
+    its `repr` (`sinks.remote.Names`: the value is stored, under a name the user can find)."""
+    try:
+        return str(key)
+    except Exception:
+        return repr(key)
+
+
+def neptune_path(key: Any) -> str:
+    """A key's Neptune path: its name without empty parts (`a//b`, `/a/b/` are `a/b`)."""
+    return "/".join(part for part in tracked_name(key).split("/") if part)
+
+
+def _tensorboard(folder: Path) -> Any:
+    from sinks.tensorboard import TensorBoardSink
+
+    return TensorBoardSink(folder / "tb")
+
+
+def _mlflow(folder: Path) -> Any:
+    from sinks.mlflow import MlflowSink
+
+    return MlflowSink(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+
+
+def _wandb(folder: Path) -> Any:
+    from sinks.wandb import WandbSink
+
+    return WandbSink(mode="offline", dir=folder)
+
+
+def _neptune(folder: Path) -> Any:
+    from sinks.neptune import NeptuneSink
+
+    return NeptuneSink(mode="offline", data_dir=folder / ".neptune")
+
+
+def _neptune_scale(folder: Path) -> Any:
+    from sinks.neptune import NeptuneSink
+
+    return NeptuneSink.scale(mode="offline", data_dir=folder / ".neptune")
+
+
+TENSORBOARD = SinkSpec(
+    "TensorBoardSink",
+    make=_tensorboard,
+    read=_read_points,
+    expect=_points(tracked_name),
+    same=lambda expected, read: same_point(expected, read, width=32),
+    kind="points",
+)
+"""Numbers as float32 scalars (beyond float32's range: +-inf, counted as overflow), strings
+as text, anything else dropped and counted."""
+MLFLOW = SinkSpec(
+    "MlflowSink",
+    make=_mlflow,
+    read=_read_points,
+    expect=_points(tracked_name),
+    same=lambda expected, read: same_point(expected, read, texts=False, infinite=FLOAT64_MAX),
+    kind="points",
+)
+"""Numbers as floats (+-inf and ints beyond float range as +-FLOAT64_MAX, as MLflow's SQL
+store keeps them); text and anything else dropped and counted."""
+WANDB = SinkSpec(
+    "WandbSink",
+    make=_wandb,
+    read=_read_points,
+    expect=_points(tracked_name),
+    same=same_point,
+    kind="points",
+)
+"""Numbers as floats, strings as strings; an empty name and anything else dropped, counted."""
+NEPTUNE = SinkSpec(
+    "NeptuneSink",
+    make=_neptune,
+    read=_read_points,
+    expect=_points(neptune_path),
+    same=same_point,
+    kind="points",
+)
+"""neptune 1.x: numbers as float series (NaN and +-inf dropped, counted), strings as string
+series (cut at 1000 characters, counted as changed); paths without empty parts."""
+NEPTUNE_SCALE = SinkSpec(
+    "NeptuneSink.scale",
+    make=_neptune_scale,
+    read=_read_points,
+    expect=_points(neptune_path),
+    same=same_point,
+    kind="points",
+)
+"""neptune-scale: numbers as floats (NaN and +-inf kept), strings as strings; paths without
+empty parts, under 1024 bytes."""
+
+TRACKING = [
+    (TENSORBOARD, "tensorboard"),
+    (MLFLOW, "mlflow"),
+    (WANDB, "wandb"),
+    (NEPTUNE, "neptune"),
+    (NEPTUNE_SCALE, "neptune_scale"),
+]
+"""Every tracking sink, with the client module it needs (the suite skips a sink whose client
+is not installed)."""
