@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from pipeline import Node
@@ -325,6 +326,112 @@ def _neptune_scale(folder: Path) -> Any:
     return NeptuneSink.scale(mode="offline", data_dir=folder / ".neptune")
 
 
+# Storage faults of a tracking sink: the tool's client call that stores (TensorBoard's event
+# writer, MLflow's `log_batch`, W&B's `run.log`, Neptune's `extend` / `log_metrics`) raises an
+# OSError while down; the sink holds its rows and retries. Rows a close cannot push are lost
+# (counted in `counts["lost"]`, per row): the suite counts their points.
+
+
+def _full(*args: Any, **kwargs: Any) -> Any:
+    raise OSError(errno.ENOSPC, "No space left on device (injected)")
+
+
+class _FailingWriter:
+    """TensorBoard's event writer on a full disk: every event and flush fails."""
+
+    add_event = flush = staticmethod(_full)
+
+    def close(self) -> None:
+        pass
+
+    def get_logdir(self) -> str:
+        return ""
+
+
+class _DownRun:
+    """A tracking client's run whose storing calls fail; everything else is the run's."""
+
+    def __init__(self, run: Any) -> None:
+        self.real = run
+
+    def __getitem__(self, path: str) -> Any:  # neptune 1.x: run[path].extend(...)
+        return SimpleNamespace(extend=_full)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("log_metrics", "log_string_series", "log"):
+            return _full
+        return getattr(self.real, name)
+
+
+def _count_lost_points(sink: Any) -> None:
+    """Has `sink`'s close note the points of the rows it could not push (`lost_points`)."""
+    if "on_close" in sink.__dict__:
+        return
+    close = sink.on_close
+    sink.lost_points = 0
+
+    def on_close() -> None:
+        held = [part for row in list(sink._held) for part in row if isinstance(part, dict)]
+        lost = sink.counts["lost"]
+        try:
+            close()
+        finally:
+            if sink.counts["lost"] > lost:
+                sink.lost_points += sum(len(values) for values in held)
+
+    sink.on_close = on_close
+
+
+def _tracking_down(client: Callable[[Any, bool], None]) -> Callable[[Any, bool], None]:
+    def fail_storage(sink: Any, down: bool) -> None:
+        _count_lost_points(sink)
+        with sink._client_lock:  # not while a push is under way
+            client(sink, down)
+
+    return fail_storage
+
+
+def _tensorboard_down(sink: Any, down: bool) -> None:
+    if down:
+        tb = sink.__dict__.setdefault("real_tb", sink._tb)
+        failing = {"EventFileWriter": lambda *args, **kwargs: _FailingWriter()}
+        sink._tb = SimpleNamespace(**{**vars(tb), **failing})
+        if sink._writer is not None:
+            sink._writer.add_event = _full
+    else:
+        sink._tb = sink.__dict__.get("real_tb", sink._tb)
+        if sink._writer is not None:
+            sink._writer.__dict__.pop("add_event", None)
+
+
+def _mlflow_down(sink: Any, down: bool) -> None:
+    if down:
+        sink.client.log_batch = _full
+    else:
+        sink.client.__dict__.pop("log_batch", None)
+
+
+def _wandb_down(sink: Any, down: bool) -> None:
+    if down and not isinstance(sink.run, _DownRun):
+        sink.run = _DownRun(sink.run)
+    elif not down and isinstance(sink.run, _DownRun):
+        sink.run = sink.run.real
+
+
+def _neptune_down(sink: Any, down: bool) -> None:
+    backend = sink._backend
+    if down and not isinstance(backend.run, _DownRun):
+        backend.run = _DownRun(backend.run)
+    elif not down and isinstance(backend.run, _DownRun):
+        backend.run = backend.run.real
+
+
+def _tracking_counted(sink: Any) -> int:
+    """Points a tracking sink counted as not stored: values dropped, and the points of the
+    rows it lost."""
+    return sink.counts["dropped"] + sink.__dict__.get("lost_points", 0)
+
+
 TENSORBOARD = SinkSpec(
     "TensorBoardSink",
     make=_tensorboard,
@@ -332,6 +439,8 @@ TENSORBOARD = SinkSpec(
     expect=_points(tracked_name),
     same=lambda expected, read: same_point(expected, read, width=32),
     kind="points",
+    fail_storage=_tracking_down(_tensorboard_down),
+    counted=_tracking_counted,
 )
 """Numbers as float32 scalars (beyond float32's range: +-inf, counted as overflow), strings
 as text, anything else dropped and counted."""
@@ -342,6 +451,8 @@ MLFLOW = SinkSpec(
     expect=_points(tracked_name),
     same=lambda expected, read: same_point(expected, read, texts=False, infinite=FLOAT64_MAX),
     kind="points",
+    fail_storage=_tracking_down(_mlflow_down),
+    counted=_tracking_counted,
 )
 """Numbers as floats (+-inf and ints beyond float range as +-FLOAT64_MAX, as MLflow's SQL
 store keeps them); text and anything else dropped and counted."""
@@ -352,6 +463,8 @@ WANDB = SinkSpec(
     expect=_points(tracked_name),
     same=same_point,
     kind="points",
+    fail_storage=_tracking_down(_wandb_down),
+    counted=_tracking_counted,
 )
 """Numbers as floats, strings as strings; an empty name and anything else dropped, counted."""
 NEPTUNE = SinkSpec(
@@ -361,6 +474,8 @@ NEPTUNE = SinkSpec(
     expect=_points(neptune_path),
     same=same_point,
     kind="points",
+    fail_storage=_tracking_down(_neptune_down),
+    counted=_tracking_counted,
 )
 """neptune 1.x: numbers as float series (NaN and +-inf dropped, counted), strings as string
 series (cut at 1000 characters, counted as changed); paths without empty parts."""
@@ -371,6 +486,8 @@ NEPTUNE_SCALE = SinkSpec(
     expect=_points(neptune_path),
     same=same_point,
     kind="points",
+    fail_storage=_tracking_down(_neptune_down),
+    counted=_tracking_counted,
 )
 """neptune-scale: numbers as floats (NaN and +-inf kept), strings as strings; paths without
 empty parts, under 1024 bytes."""
