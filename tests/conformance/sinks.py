@@ -302,10 +302,22 @@ def _tensorboard(folder: Path) -> Any:
     return TensorBoardSink(folder / "tb")
 
 
+_MLFLOW_DB: list[bytes] = []
+"""An empty MLflow SQLite store, as MLflow made it (its schema migrations take a second)."""
+
+
 def _mlflow(folder: Path) -> Any:
     from sinks.mlflow import MlflowSink
 
-    return MlflowSink(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    path = folder / "mlflow.db"
+    if _MLFLOW_DB:
+        path.write_bytes(_MLFLOW_DB[0])
+    else:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+        _MLFLOW_DB.append(path.read_bytes())
+    return MlflowSink(tracking_uri=f"sqlite:///{path}")
 
 
 def _wandb(folder: Path) -> Any:

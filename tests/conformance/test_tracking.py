@@ -23,8 +23,10 @@ from tests.conformance import harness, strategies
 from tests.conformance.known import suite
 from tests.conformance.sinks import TRACKING, SinkSpec
 
-TRACKING_CASES = 6
+TRACKING_CASES = 10
 """Generated streams per tracking sink and property in the fast profile."""
+LONG_CASES = 150
+"""The same in the long profile (a case costs about a second: minutes per sink)."""
 
 SPECS = [
     pytest.param(
@@ -41,7 +43,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("spec", SPECS)
-@suite(TRACKING_CASES)
+@suite(TRACKING_CASES, LONG_CASES)
 @given(stream=strategies.streams(max_size=6))
 def test_each_point_is_stored_once_as_written_or_counted(
     spec: SinkSpec, stream: list[strategies.Op], tmp_path_factory: pytest.TempPathFactory
@@ -52,7 +54,7 @@ def test_each_point_is_stored_once_as_written_or_counted(
 
 
 @pytest.mark.parametrize("spec", SPECS)
-@suite(TRACKING_CASES)
+@suite(TRACKING_CASES, LONG_CASES)
 @given(stream=strategies.streams(bad_keys=True, max_size=6))
 def test_a_record_the_sink_cannot_take_costs_no_other_point(
     spec: SinkSpec, stream: list[strategies.Op], tmp_path_factory: pytest.TempPathFactory
@@ -65,7 +67,7 @@ def test_a_record_the_sink_cannot_take_costs_no_other_point(
 
 
 @pytest.mark.parametrize("spec", SPECS)
-@suite(TRACKING_CASES)
+@suite(TRACKING_CASES, LONG_CASES)
 @given(stream=strategies.streams(max_size=6), data=st.data())
 def test_a_storage_that_fails_at_any_call_loses_no_point_uncounted(
     spec: SinkSpec,
