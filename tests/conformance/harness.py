@@ -180,6 +180,12 @@ def check(outcome: Outcome) -> None:
             f"{spec.name} counted {outcome.counted} records and {changed} values, "
             f"warned nothing: {outcome.warnings!r}"
         )
+    _warned_once_per_key(outcome)
+
+
+def _warned_once_per_key(outcome: Outcome) -> None:
+    """No reason counted was warned about more than once per key."""
+    spec, node = outcome.spec, outcome.node
     owner = f"{node.counts.owner}: "
     for reason in node.counts:
         marker = f"counts[{reason!r}]"
@@ -234,6 +240,7 @@ def _check_points(outcome: Outcome) -> None:
             f"{spec.name} counted {outcome.counted} points, warned nothing: "
             f"{outcome.warnings!r}"
         )
+    _warned_once_per_key(outcome)
 
 
 def _written_at(outcome: Outcome, name: Any, step: Any) -> list[Any]:
