@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.values import text
 from sinks.steps import Step
 
 INSTALL_HINT = "pip install 'rlpipe[neptune]'"
@@ -29,11 +30,12 @@ _env_lock = threading.Lock()
 
 
 def neptune_path(*parts: object) -> str:
-    """The path Neptune stores a field at, given the parts it is made of: their `str()`s
-    joined by `/`, split at every `/` and joined again without the empty parts, as the 1.x
-    client does (`neptune.internal.utils.paths`): `("train", "a//b/")` -> `"train/a/b"`,
-    `("", "/lead")` -> `"lead"`, `(1,)` -> `"1"`. `""` when nothing is left: no field."""
-    return "/".join(part for part in "/".join(map(str, parts)).split("/") if part)
+    """The path Neptune stores a field at, given the parts it is made of: their texts (`str()`,
+    or `repr()` for one whose `str()` raises) joined by `/`, split at every `/` and joined
+    again without the empty parts, as the 1.x client does (`neptune.internal.utils.paths`):
+    `("train", "a//b/")` -> `"train/a/b"`, `("", "/lead")` -> `"lead"`, `(1,)` -> `"1"`.
+    `""` when nothing is left: no field."""
+    return "/".join(part for part in "/".join(map(text, parts)).split("/") if part)
 
 
 def import_classic() -> Any:
@@ -179,11 +181,19 @@ class ClassicRun:
                     column[1].append(step)
                     column[2].append(stamp)
         run = self.run
+        done: list[str] = []
         for path, (values, steps, stamps) in columns.items():
             try:
                 run[path].extend(values, steps=steps, timestamps=stamps)
+            except OSError:  # its disk queue failed, not a refusal: the push is retried
+                for _, _, metrics, strings in rows:  # without the series already sent
+                    for sent in done:
+                        metrics.pop(sent, None)
+                        strings.pop(sent, None)
+                raise
             except Exception as error:  # a client refusal must not stop the other series
                 refused(path, len(values), error)
+            done.append(path)
 
     def flush(self) -> None:
         self.run.wait(disk_only=True)
@@ -255,12 +265,18 @@ class ScaleRun:
                     continue
                 try:
                     log(series, step=step, timestamp=when)
+                except OSError:  # its database failed, not a refusal: the push is retried
+                    raise
                 except Exception:  # refused before any was stored: one path at a time
-                    for path, value in series.items():
+                    for path, value in list(series.items()):
                         try:
                             log({path: value}, step=step, timestamp=when)
+                        except OSError:
+                            raise
                         except Exception as error:  # the other paths go on
                             refused(path, 1, error)
+                        del series[path]
+                series.clear()  # sent: a retry after a failure later in the push skips it
 
     def flush(self) -> None:
         """Nothing to do: every call is already committed to the local database."""

@@ -122,7 +122,9 @@ class NeptuneSink(RemoteSink[Row]):
 
     Failures never reach the training loop: values the client refuses are counted in
     `.dropped` (by record key) and warned about once per key (NeptuneSinkWarning); a push
-    that fails is retried (see RemoteSink). `write` is meant to be called from one thread at
+    that fails (an OSError from the client: its disk queue or database) is retried without
+    what it already stored (see RemoteSink); any other error from a client call is its
+    refusal of those values. `write` is meant to be called from one thread at
     a time (a Pipeline serialises its writes); pushing from the background thread is safe
     alongside it.
     """
@@ -316,7 +318,7 @@ class NeptuneSink(RemoteSink[Row]):
             for key, value in data.items():
                 if value is not None:
                     self._drop(
-                        str(key),
+                        key,
                         f"step {step} is outside what {self.kind} runs take "
                         f"({self._low} <= step < {self._high})",
                     )

@@ -22,6 +22,10 @@ RowT = TypeVar("RowT")
 """What a subclass holds per record: whatever its `_send` takes."""
 
 
+_NO_KEY = object()
+"""`_note`'s key when a count is of no key (a record key may be None)."""
+
+
 class RemoteSink(Sink, Generic[RowT]):
     """A sink whose client (Neptune, MLflow, W&B, TensorBoard, ...) is called from a background
     thread, never from `write`, so a slow or failing service never slows or breaks the loop.
@@ -375,13 +379,17 @@ class RemoteSink(Sink, Generic[RowT]):
         reason: str,
         message: str,
         *,
-        key: object = None,
+        key: object = _NO_KEY,
         n: int = 1,
         stacklevel: int = 2,
     ) -> None:
         """`self.counts.note(...)` in this sink's `warning` category, safe to call from the
         caller's thread and the push thread at once; `stacklevel` as for `counts.note`, from
-        the caller of this method."""
+        the caller of this method. A key whose `str()` raises is counted under its `text`."""
+        if key is _NO_KEY:
+            key = None
+        elif type(key) is not str:  # a key None too: counted and warned as the key 'None'
+            key = text(key)
         with self._counts_lock:
             self.counts.note(
                 reason, message, key=key, n=n, category=self.warning, stacklevel=stacklevel + 1
@@ -444,7 +452,8 @@ class Names:
 
     `by_key` maps the string keys that have a name to it (other keys are kept apart by type:
     `1`, `1.0` and `True` are one dict key but three names). `new(key)` decides a key not
-    found there: its name, or None (`why(key)` says why it is refused).
+    found there: its name, or None (`why(key)` says why it is refused). A key whose `str()`
+    raises is named by its `repr` (`pipeline.core.values.text`): its values are stored.
     """
 
     __slots__ = ("_check", "_keys", "_make", "_others", "_refused", "by_key", "checked")

@@ -52,12 +52,15 @@ LONG = (
 """Whether the nightly (long) profile was asked for."""
 
 
-def suite(examples: int) -> settings:
+def suite(examples: int, long: int | None = None) -> settings:
     """The settings of a property test: `examples` generated cases in the fast profile (the
-    test command's; derandomized, so a run is reproducible), the long profile's otherwise."""
+    test command's; derandomized, so a run is reproducible), the long profile's otherwise
+    (`long` cases if given: a property whose case costs seconds, as a tracking sink's run)."""
     if LONG:
+        profile = settings.get_profile("conformance-long")
         return settings(
-            settings.get_profile("conformance-long"),
+            profile,
+            max_examples=long if long is not None else profile.max_examples,
             suppress_health_check=list(HealthCheck),
         )
     return settings(

@@ -164,3 +164,42 @@ def same_object(written: Any, kept: Any) -> bool:
         return bool(written == kept) or written is kept
     except Exception:
         return written is kept
+
+
+# -- tracking services: numbers as floats, strings as text ------------------------------------
+
+FLOAT64_MAX = 1.7976931348623157e308
+
+
+def _as_float(expected: Any) -> float | None:
+    """The float a tracking service is sent for a number's form (an int beyond float range
+    as +-inf), or None for a form that is not a number."""
+    if isinstance(expected, Float):
+        return expected.value
+    if isinstance(expected, bool):
+        return float(expected)
+    if isinstance(expected, int):
+        try:
+            return float(expected)
+        except OverflowError:
+            return math.inf if expected > 0 else -math.inf
+    return None
+
+
+def same_point(expected: Any, read: Any, *, width: int = 64, texts: bool = True,
+               infinite: float | None = None) -> bool:
+    """Whether a tracking service's point holds the form `expected`: a number as a float
+    (read back at `width` bits: TensorBoard's scalars are float32; `infinite`: the value a
+    store keeps for +-inf, MLflow's SQL stores +-FLOAT64_MAX), a string (where the tool stores
+    text, `texts`) as the same text. Anything else is not a point (dropped, counted)."""
+    if isinstance(expected, str):
+        return texts and isinstance(read, str) and read == expected
+    number = _as_float(expected)
+    if number is None or isinstance(read, (bool, str)) or not isinstance(read, (int, float)):
+        return False
+    if math.isinf(number) and infinite is not None:
+        return float(read) == math.copysign(infinite, number)
+    if isinstance(expected, Float) and expected.width < width:
+        width = expected.width  # a float16 value read back as float32 or float64
+    with np.errstate(over="ignore"):  # beyond float32: stored as +-inf (TensorBoard)
+        return Float(number, width).holds(read)

@@ -15,12 +15,20 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from pipeline import Node
 from pipeline.core.node import LoggerSink
 from sinks import CsvSink, JsonlSink, MemorySink, TerminalSink
-from tests.conformance.normalise import form, same_cell, same_json, same_object
+from tests.conformance.normalise import (
+    FLOAT64_MAX,
+    form,
+    same_cell,
+    same_json,
+    same_object,
+    same_point,
+)
 
 Row = dict[str, Any]
 Point = tuple[str, Any, Any]  # (key, step, value)
@@ -36,8 +44,9 @@ class SinkSpec:
       state (a file sink appending); None if it keeps nothing outside the process;
     - `read(sink, folder)`: what it stored, read back with the tool's own reader: rows in
       the order stored (`kind="rows"`), or (key, step, value) points (`kind="points"`);
-    - `expect(record)`: what a written record is stored as: a row (`{name: form}`), or its
-      points (`{(key, step): form}`);
+    - `expect(record)`: what a written record is stored as: a row (`{name: form}`); for
+      points, `expect(record, index)` (`index`: the record's place among those written) gives
+      its `(name, step, form)` points;
     - `same(form, read)`: whether a value read back holds the form expected;
     - `exact_keys`: whether a stored row has exactly the record's keys (JSON, memory) or
       may hold more columns, empty (CSV);
@@ -50,7 +59,7 @@ class SinkSpec:
     name: str
     make: Callable[[Path], Any]
     read: Callable[[Any, Path], list[Any]]
-    expect: Callable[[dict[Any, Any]], dict[Any, Any]]
+    expect: Callable[..., Any]
     same: Callable[[Any, Any], bool]
     kind: str = "rows"
     exact_keys: bool = True
@@ -241,3 +250,266 @@ line per record holding every key's name."""
 
 SINKS = [CSV, JSONL, MEMORY, LOGGER, TERMINAL]
 """Every local sink the suite runs (Acme's InMemoryLogger joins when acme is installed)."""
+
+# -- tracking services: points keyed by (name, step) ------------------------------------------
+#
+# Each tracking sink runs without `step_key`, so a record's step is its index in the sink
+# (0, 1, 2, ...): every record has its own step, and each (name, step) is written once. A
+# value is a point unless it is None (no value: skipped, not a loss); a point the tool cannot
+# take (a refused name, text where it stores numbers, arrays, objects) must be counted.
+
+
+def _points(name: Callable[[Any], str]) -> Callable[[dict[Any, Any], int], list[Point]]:
+    """`expect` of a tracking sink storing each key under `name(key)` at the record's index."""
+
+    def expect(record: dict[Any, Any], index: int) -> list[Point]:
+        return [
+            (name(key), index, form(value)) for key, value in record.items() if value is not None
+        ]
+
+    return expect
+
+
+def _read_points(sink: Any, folder: Path) -> list[Point]:
+    """What a closed tracking sink stored, through `tracking.read_points` (the tool's reader),
+    as (name, step, value) triples."""
+    from tests.sinks.tracking import points_of
+
+    return [
+        (name, step, value)
+        for name, series in points_of(sink).items()
+        for step, value in series
+    ]
+
+
+def tracked_name(key: Any) -> str:
+    """The name a tracking sink stores a key under: its text, or for a key whose text raises
+    its `repr` (`sinks.remote.Names`: the value is stored, under a name the user can find)."""
+    try:
+        return str(key)
+    except Exception:
+        return repr(key)
+
+
+def neptune_path(key: Any) -> str:
+    """A key's Neptune path: its name without empty parts (`a//b`, `/a/b/` are `a/b`)."""
+    return "/".join(part for part in tracked_name(key).split("/") if part)
+
+
+def _tensorboard(folder: Path) -> Any:
+    from sinks.tensorboard import TensorBoardSink
+
+    return TensorBoardSink(folder / "tb")
+
+
+_MLFLOW_DB: list[bytes] = []
+"""An empty MLflow SQLite store, as MLflow made it (its schema migrations take a second)."""
+
+
+def _mlflow(folder: Path) -> Any:
+    from sinks.mlflow import MlflowSink
+
+    path = folder / "mlflow.db"
+    if _MLFLOW_DB:
+        path.write_bytes(_MLFLOW_DB[0])
+    else:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+        _MLFLOW_DB.append(path.read_bytes())
+    return MlflowSink(tracking_uri=f"sqlite:///{path}")
+
+
+def _wandb(folder: Path) -> Any:
+    from sinks.wandb import WandbSink
+
+    return WandbSink(mode="offline", dir=folder)
+
+
+def _neptune(folder: Path) -> Any:
+    from sinks.neptune import NeptuneSink
+
+    return NeptuneSink(mode="offline", data_dir=folder / ".neptune")
+
+
+def _neptune_scale(folder: Path) -> Any:
+    from sinks.neptune import NeptuneSink
+
+    return NeptuneSink.scale(mode="offline", data_dir=folder / ".neptune")
+
+
+# Storage faults of a tracking sink: the tool's client call that stores (TensorBoard's event
+# writer, MLflow's `log_batch`, W&B's `run.log`, Neptune's `extend` / `log_metrics`) raises an
+# OSError while down; the sink holds its rows and retries. Rows a close cannot push are lost
+# (counted in `counts["lost"]`, per row): the suite counts their points.
+
+
+def _full(*args: Any, **kwargs: Any) -> Any:
+    raise OSError(errno.ENOSPC, "No space left on device (injected)")
+
+
+class _FailingWriter:
+    """TensorBoard's event writer on a full disk: every event and flush fails."""
+
+    add_event = flush = staticmethod(_full)
+
+    def close(self) -> None:
+        pass
+
+    def get_logdir(self) -> str:
+        return ""
+
+
+class _DownRun:
+    """A tracking client's run whose storing calls fail; everything else is the run's."""
+
+    def __init__(self, run: Any) -> None:
+        self.real = run
+
+    def __getitem__(self, path: str) -> Any:  # neptune 1.x: run[path].extend(...)
+        return SimpleNamespace(extend=_full)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("log_metrics", "log_string_series", "log"):
+            return _full
+        return getattr(self.real, name)
+
+
+def _count_lost_points(sink: Any) -> None:
+    """Has `sink`'s close note the points of the rows it could not push (`lost_points`)."""
+    if "on_close" in sink.__dict__:
+        return
+    close = sink.on_close
+    sink.lost_points = 0
+
+    def on_close() -> None:
+        held = [part for row in list(sink._held) for part in row if isinstance(part, dict)]
+        lost = sink.counts["lost"]
+        try:
+            close()
+        finally:
+            if sink.counts["lost"] > lost:
+                sink.lost_points += sum(len(values) for values in held)
+
+    sink.on_close = on_close
+
+
+def _tracking_down(client: Callable[[Any, bool], None]) -> Callable[[Any, bool], None]:
+    def fail_storage(sink: Any, down: bool) -> None:
+        _count_lost_points(sink)
+        with sink._client_lock:  # not while a push is under way
+            client(sink, down)
+
+    return fail_storage
+
+
+def _tensorboard_down(sink: Any, down: bool) -> None:
+    if down:
+        tb = sink.__dict__.setdefault("real_tb", sink._tb)
+        failing = {"EventFileWriter": lambda *args, **kwargs: _FailingWriter()}
+        sink._tb = SimpleNamespace(**{**vars(tb), **failing})
+        if sink._writer is not None:
+            sink._writer.add_event = _full
+    else:
+        sink._tb = sink.__dict__.get("real_tb", sink._tb)
+        if sink._writer is not None:
+            sink._writer.__dict__.pop("add_event", None)
+
+
+def _mlflow_down(sink: Any, down: bool) -> None:
+    if down:
+        sink.client.log_batch = _full
+    else:
+        sink.client.__dict__.pop("log_batch", None)
+
+
+def _wandb_down(sink: Any, down: bool) -> None:
+    if down and not isinstance(sink.run, _DownRun):
+        sink.run = _DownRun(sink.run)
+    elif not down and isinstance(sink.run, _DownRun):
+        sink.run = sink.run.real
+
+
+def _neptune_down(sink: Any, down: bool) -> None:
+    backend = sink._backend
+    if down and not isinstance(backend.run, _DownRun):
+        backend.run = _DownRun(backend.run)
+    elif not down and isinstance(backend.run, _DownRun):
+        backend.run = backend.run.real
+
+
+def _tracking_counted(sink: Any) -> int:
+    """Points a tracking sink counted as not stored: values dropped, and the points of the
+    rows it lost."""
+    return sink.counts["dropped"] + sink.__dict__.get("lost_points", 0)
+
+
+TENSORBOARD = SinkSpec(
+    "TensorBoardSink",
+    make=_tensorboard,
+    read=_read_points,
+    expect=_points(tracked_name),
+    same=lambda expected, read: same_point(expected, read, width=32),
+    kind="points",
+    fail_storage=_tracking_down(_tensorboard_down),
+    counted=_tracking_counted,
+)
+"""Numbers as float32 scalars (beyond float32's range: +-inf, counted as overflow), strings
+as text, anything else dropped and counted."""
+MLFLOW = SinkSpec(
+    "MlflowSink",
+    make=_mlflow,
+    read=_read_points,
+    expect=_points(tracked_name),
+    same=lambda expected, read: same_point(expected, read, texts=False, infinite=FLOAT64_MAX),
+    kind="points",
+    fail_storage=_tracking_down(_mlflow_down),
+    counted=_tracking_counted,
+)
+"""Numbers as floats (+-inf and ints beyond float range as +-FLOAT64_MAX, as MLflow's SQL
+store keeps them); text and anything else dropped and counted."""
+WANDB = SinkSpec(
+    "WandbSink",
+    make=_wandb,
+    read=_read_points,
+    expect=_points(tracked_name),
+    same=same_point,
+    kind="points",
+    fail_storage=_tracking_down(_wandb_down),
+    counted=_tracking_counted,
+)
+"""Numbers as floats, strings as strings; an empty name and anything else dropped, counted."""
+NEPTUNE = SinkSpec(
+    "NeptuneSink",
+    make=_neptune,
+    read=_read_points,
+    expect=_points(neptune_path),
+    same=same_point,
+    kind="points",
+    fail_storage=_tracking_down(_neptune_down),
+    counted=_tracking_counted,
+)
+"""neptune 1.x: numbers as float series (NaN and +-inf dropped, counted), strings as string
+series (cut at 1000 characters, counted as changed); paths without empty parts."""
+NEPTUNE_SCALE = SinkSpec(
+    "NeptuneSink.scale",
+    make=_neptune_scale,
+    read=_read_points,
+    expect=_points(neptune_path),
+    same=same_point,
+    kind="points",
+    fail_storage=_tracking_down(_neptune_down),
+    counted=_tracking_counted,
+)
+"""neptune-scale: numbers as floats (NaN and +-inf kept), strings as strings; paths without
+empty parts, under 1024 bytes."""
+
+TRACKING = [
+    (TENSORBOARD, "tensorboard"),
+    (MLFLOW, "mlflow"),
+    (WANDB, "wandb"),
+    (NEPTUNE, "neptune"),
+    (NEPTUNE_SCALE, "neptune_scale"),
+]
+"""Every tracking sink, with the client module it needs (the suite skips a sink whose client
+is not installed)."""
