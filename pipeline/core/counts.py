@@ -46,7 +46,7 @@ class Counts(Counter[str]):
         """Counts `n` under `reason` (and under `key`, if given); warns `message` the first
         time this reason meets this key, unless `warn` is False (expected by design)."""
         self[reason] += n
-        name = None if key is None else str(key)
+        name = None if key is None else _name(key)
         if name is not None:
             per_key = self.by_key.get(reason)
             if per_key is None:
@@ -86,3 +86,13 @@ class Counts(Counter[str]):
 
     def __repr__(self) -> str:
         return f"Counts({dict(self)!r})"
+
+
+def _name(key: object) -> str:
+    """A key's text, for a key whose `__str__` raises too (its repr, or a stand-in)."""
+    try:
+        return str(key)
+    except Exception:
+        from pipeline.core.values import text  # values imports this module
+
+        return text(key)

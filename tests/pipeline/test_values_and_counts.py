@@ -80,3 +80,17 @@ def test_counts_go_through_a_checkpoint_with_keys_of_any_kind_and_warn_no_second
         warnings.simplefilter("error")
         restored.note("skipped", "m", key="k")
     assert restored["skipped"] == 3
+
+
+def test_a_key_whose_text_raises_is_counted_under_its_repr() -> None:
+    class NoText:
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+        def __repr__(self) -> str:
+            return "NoText()"
+
+    counts = Counts("Node")
+    with pytest.warns(UserWarning, match="refused"):
+        counts.note("dropped", "refused", key=NoText(), category=UserWarning)
+    assert counts["dropped"] == 1 and counts.by_key["dropped"] == {"NoText()": 1}
