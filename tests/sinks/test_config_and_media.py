@@ -405,6 +405,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def test_a_figure_is_drawn_when_its_row_is_stored(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the plot extra draws figures")
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(2, 1), dpi=50)
