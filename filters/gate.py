@@ -13,7 +13,32 @@ from pipeline.core.fusion import Transform
 from pipeline.core.node import Record
 
 
-class EveryNFilter(Transform):
+class _CountGate(Transform):
+    """A gate that decides by how many records it has seen: that count is its state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._count = 0
+
+    def fresh(self) -> bool:
+        return not self._count
+
+    def node_state(self) -> dict[str, Any]:
+        state = super().node_state()
+        state["count"] = self._count
+        return state
+
+    def load_node_state(self, state: dict[str, Any]) -> None:
+        super().load_node_state(state)
+        self._count = state["count"]
+
+    @property
+    def dropped(self) -> int:
+        """Records not passed on (`counts["dropped"]`)."""
+        return self.counts["dropped"]
+
+
+class EveryNFilter(_CountGate):
     """Passes the 1st, (n+1)-th, (2n+1)-th ... record; the others are dropped by design and
     counted in `counts["dropped"]`. `n=1` passes everything."""
 
@@ -22,7 +47,6 @@ class EveryNFilter(Transform):
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"n must be an int >= 1, got {n!r}")
         self.n = n
-        self._count = 0
 
     def transform(self, data: Record) -> Record | None:
         count = self._count
@@ -50,28 +74,11 @@ class EveryNFilter(Transform):
         elif passed:
             self.emit_batch({key: column[first::n] for key, column in columns.items()})
 
-    def fresh(self) -> bool:
-        return not self._count
-
-    def node_state(self) -> dict[str, Any]:
-        state = super().node_state()
-        state["count"] = self._count
-        return state
-
-    def load_node_state(self, state: dict[str, Any]) -> None:
-        super().load_node_state(state)
-        self._count = state["count"]
-
-    @property
-    def dropped(self) -> int:
-        """Records not passed on (`counts["dropped"]`)."""
-        return self.counts["dropped"]
-
     def __repr__(self) -> str:
         return f"EveryNFilter({self.n})"
 
 
-class LogarithmicFilter(Transform):
+class LogarithmicFilter(_CountGate):
     """Passes records at logarithmically spaced counts, as Acme's
     `GatedFilter.logarithmic(to, n=base)`: counting records from 0, record `t` passes when
     `t % base**m == 0` with `m = floor(log_base(max(t, 1)))`. With `base=10`: the first 10
@@ -87,7 +94,6 @@ class LogarithmicFilter(Transform):
         if not isinstance(base, int) or isinstance(base, bool) or base < 2:
             raise ValueError(f"logarithmic base must be an int >= 2, got {base!r}")
         self.base = base
-        self._count = 0
         self._next = 0  # the count of the next record that passes
 
     def _after(self, count: int) -> int:
@@ -126,23 +132,9 @@ class LogarithmicFilter(Transform):
         elif passed:
             self.emit_batch({key: _take(column, passed) for key, column in columns.items()})
 
-    def fresh(self) -> bool:
-        return not self._count
-
-    def node_state(self) -> dict[str, Any]:
-        state = super().node_state()
-        state["count"] = self._count
-        return state
-
     def load_node_state(self, state: dict[str, Any]) -> None:
         super().load_node_state(state)
-        self._count = state["count"]
         self._next = self._after(self._count - 1)
-
-    @property
-    def dropped(self) -> int:
-        """Records not passed on (`counts["dropped"]`)."""
-        return self.counts["dropped"]
 
     def __repr__(self) -> str:
         return f"LogarithmicFilter({self.base})"
