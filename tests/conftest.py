@@ -3,6 +3,7 @@ one local Ray; and each test's time bound."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +46,13 @@ class StorageDown(MemorySink):
         if self.down:
             raise OSError("storage down")
         super().write_batch(columns)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sb3_logs_under_the_run(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """SB3 makes a log folder in the system's temp folder for every model built without one
+    (`configure(folder=None)` reads SB3_LOGDIR first): keep them under the test run's."""
+    os.environ.setdefault("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3")))
 
 
 @pytest.fixture

@@ -170,8 +170,8 @@ def test_statistics_are_spinning_ups_float32_population_statistics() -> None:
     assert all(math.isnan(value) for value in statistics_scalar([], with_min_and_max=True))
 
 
-def test_stored_arrays_and_scalars_are_pooled() -> None:
-    logger = EpochLogger(output_dir=tempfile.mkdtemp())
+def test_stored_arrays_and_scalars_are_pooled(tmp_path: Path) -> None:
+    logger = EpochLogger(output_dir=tmp_path)
     logger.store(Q=np.array([1.0, 2.0]))
     logger.store(Q=3.0)
     logger.store(Q=np.array([[4.0], [5.0]]))
