@@ -1,0 +1,323 @@
+"""The framework integrations keep the contract, driven through their public entry points
+with generated input: SB3's `Logger` (`record`, `record_mean`, `dump`) into a
+`PipelineWriter`, Spinning Up's `EpochLogger` (`store`, `log_tabular`, `dump_tabular`),
+Tune's `PipelineCallback` (a real `Trial`, the callback hooks Tune calls), and Acme's
+`make_logger` / `make_logger_factory` (`write`, a real `EnvironmentLoop`).
+
+Each value the framework hands over reaches the sinks (a CsvSink, a JsonlSink, a MemorySink,
+read back with csv and json) as the integration documents, or is counted with its reason
+and warned about once; the reference is the framework's own state (SB3's `name_to_value`
+and its own CSV file, Spinning Up's tabular row and progress.txt, the Tune result, the dict
+Acme wrote), stated independently of rlpipe's converters.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline import ClosedError
+from tests.conformance import strategies
+from tests.conformance.integrations import Leaves, check_leaves
+from tests.conformance.known import suite
+
+# -- Stable-Baselines3: Logger.record / record_mean / dump into a PipelineWriter -------------
+
+sb3 = pytest.importorskip("stable_baselines3")
+import torch  # noqa: E402  (SB3 needs torch)
+from stable_baselines3.common.logger import (  # noqa: E402
+    CSVOutputFormat,
+    Logger,
+    filter_excluded_keys,
+)
+
+from pipeline.integrations.sb3 import PipelineWriter  # noqa: E402
+
+STEP = "timesteps"
+
+sb3_excludes = st.one_of(
+    st.none(),
+    st.sampled_from(["pipeline", "csv", "stdout", "json", "log", "tensorboard"]),
+    st.sampled_from(
+        [("stdout", "log", "json"), ("json", "csv"), ("pipeline",), ("tensorboard", "stdout")]
+    ),
+)
+"""`exclude=` as SB3 takes it: a format name or a tuple of them."""
+
+sb3_keys = st.one_of(
+    strategies.keys,
+    st.sampled_from([STEP, "rollout/ep_rew_mean", "train/loss", "time/fps", "a//b", "/"]),
+)
+mean_values = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-100, 100),
+    strategies.numpy_scalars([np.float32, np.float64, np.int64]),
+)
+"""What `record_mean` averages (SB3 skips None)."""
+
+
+@dataclass
+class Record:
+    """One SB3 logger call: `record` or `record_mean` of `key` with `value`, `exclude`."""
+
+    mean: bool
+    key: Any
+    value: Any
+    exclude: Any
+
+
+@dataclass
+class Dump:
+    """The calls of one iteration, then `dump(step)`; with `reuse`, the caller then changes
+    the arrays and lists it recorded (a training loop's buffers)."""
+
+    calls: list[Record]
+    step: int
+    reuse: bool
+
+
+@st.composite
+def sb3_dumps(
+    draw: st.DrawFn,
+    *,
+    keys: st.SearchStrategy[Any] = sb3_keys,
+    values: st.SearchStrategy[Any] = strategies.values,
+    excludes: st.SearchStrategy[Any] = sb3_excludes,
+) -> Dump:
+    calls: list[Record] = []
+    texts: dict[str, Any] = {}
+    for _ in range(draw(st.integers(0, 6))):
+        mean = draw(st.integers(0, 3)) == 0
+        key = draw(st.sampled_from(["mean/a", "mean/b"])) if mean else draw(keys)
+        # two keys of one text (1 and "1") are one column: each sink's own rule, checked in
+        # test_listed.py; here a dump's keys are distinct
+        key = texts.setdefault(_text(key), key)
+        value = draw(mean_values if mean else values)
+        calls.append(Record(mean, key, value, draw(excludes)))
+    return Dump(calls, draw(st.integers(0, 2**40)), draw(st.booleans()))
+
+
+def _text(key: Any) -> str:
+    try:
+        return str(key)
+    except Exception:
+        return repr(key)
+
+
+def _number(value: Any) -> float | None:
+    """A real number's value (bool, int, float, numpy and torch scalars or 0-d arrays)."""
+    if isinstance(value, torch.Tensor):
+        value = value.numpy()
+    array = np.asarray(value) if isinstance(value, (int, float, np.generic, np.ndarray)) else None
+    if array is None or array.ndim != 0 or array.dtype.kind not in "biuf":
+        return None
+    try:
+        return float(array)
+    except OverflowError:
+        return math.copysign(math.inf, int(array))
+
+
+def sb3_expected(values: dict[Any, Any], excluded: dict[Any, Any], step: int) -> tuple[
+    dict[Any, Any] | None, int
+]:
+    """What a PipelineWriter (default formats) writes for SB3's dump of `values`: the keys
+    SB3's own filter keeps for "pipeline" and "csv", after `{step_key: step}`, tensors as
+    numpy arrays; a key named like the step is the step (counted if it holds another value).
+    Returns (the record or None, the clashes counted)."""
+    kept = filter_excluded_keys(filter_excluded_keys(values, excluded, "pipeline"), excluded, "csv")
+    if not kept:
+        return None, 0
+    record: dict[Any, Any] = {STEP: step}
+    clashes = 0
+    for key, value in kept.items():
+        if key == STEP:
+            clashes += _number(value) != float(step)
+            continue
+        record[key] = value.numpy() if isinstance(value, torch.Tensor) else value
+    return record, clashes
+
+
+def run_sb3(
+    dumps: list[Dump], folder: Path, *, own_csv: bool = False
+) -> tuple[Leaves, Any, PipelineWriter, list[dict[Any, Any]], int, list[str]]:
+    """Drives a real SB3 Logger with a PipelineWriter (and SB3's own CSV format next to it if
+    `own_csv`), then closes the logger twice and the pipeline."""
+    leaves = Leaves.under(folder)
+    pipe = leaves.pipeline("sb3")
+    writer = PipelineWriter(pipe)
+    formats: list[Any] = [writer]
+    if own_csv:
+        formats.append(CSVOutputFormat(str(folder / "sb3.csv")))
+    logger = Logger(folder=None, output_formats=formats)
+    written: list[dict[Any, Any]] = []
+    clashes = 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for dump in dumps:
+            for call in dump.calls:
+                if call.mean:
+                    logger.record_mean(call.key, call.value, call.exclude)
+                else:
+                    logger.record(call.key, call.value, call.exclude)
+            record, clashed = sb3_expected(
+                copy.deepcopy(dict(logger.name_to_value)), dict(logger.name_to_excluded), dump.step
+            )
+            clashes += clashed
+            if record is not None:
+                written.append(record)
+            logger.dump(dump.step)
+            if dump.reuse:
+                for call in dump.calls:
+                    strategies.scribble(call.value)
+        logger.close()
+        logger.close()  # SB3 closes its formats again: the writer's close is idempotent
+        with pytest.raises(ClosedError):
+            writer.write({"x": 1.0}, {"x": ("",)}, 0)
+        pipe.close()
+    return leaves, pipe, writer, written, clashes, [str(w.message) for w in caught]
+
+
+@suite(40)
+@given(dumps=st.lists(sb3_dumps(), max_size=6))
+def test_sb3_every_dumped_value_is_stored_once_as_recorded_or_counted(
+    dumps: list[Dump], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    folder = tmp_path_factory.mktemp("sb3")
+    leaves, pipe, writer, written, clashes, caught = run_sb3(dumps, folder)
+
+    check_leaves(pipe, leaves.specs(), written, caught, folder)
+    assert writer.counts["overwritten"] == clashes
+    if clashes:
+        assert sum("PipelineWriter" in text and STEP in text for text in caught) == 1
+
+
+sb3_numbers = st.one_of(
+    st.integers(-(2**31), 2**31),
+    st.floats(allow_nan=False, allow_infinity=False),
+    strategies.numpy_scalars([np.float32, np.float64, np.int64]),
+)
+
+
+@suite(25)
+@given(
+    dumps=st.lists(
+        sb3_dumps(
+            keys=st.sampled_from(["a", "rollout/ep_rew_mean", "train/loss", "x y", "é"]),
+            values=sb3_numbers,
+            # names SB3's CSV format and the writer both answer to ("csv"), or neither
+            excludes=st.sampled_from([None, "csv", "stdout", ("json", "csv"), ("log",)]),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_sb3_csv_sink_holds_what_sb3s_own_csv_format_holds(
+    dumps: list[Dump], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The reference is SB3's own `CSVOutputFormat` on the same Logger: each of its rows (a
+    dump with a key for "csv") is a row of the CsvSink with the same numbers."""
+    folder = tmp_path_factory.mktemp("sb3")
+    leaves, pipe, writer, written, _, _ = run_sb3(dumps, folder, own_csv=True)
+
+    with (folder / "sb3.csv").open(newline="") as handle:
+        # SB3 writes an empty line for a dump with nothing for "csv": not a row
+        theirs = [row for row in csv.DictReader(handle) if any(row[key] for key in row if key)]
+    with (folder / "out.csv").open(newline="") as handle:
+        ours = list(csv.DictReader(handle))
+    assert len(ours) == len(theirs) == len(written), (ours, theirs)
+    for their_row, our_row in zip(theirs, ours, strict=True):
+        for key, cell in their_row.items():
+            if cell == "":
+                assert our_row.get(key, "") == ""
+            else:
+                ours_, theirs_ = float(our_row[key]), float(cell)
+                assert ours_ == theirs_ or (ours_ != ours_ and theirs_ != theirs_), (key, cell)
+
+
+def test_sb3_logger_tests_key_values_reach_every_sink(tmp_path: Path) -> None:
+    """SB3's tests/test_logger.py: `KEY_VALUES` (numbers, a list, arrays of every rank, a
+    text with quotes, separators and a line break, a tensor) written by every format; here
+    by a PipelineWriter, each value as recorded (the tensor as its numpy array)."""
+    key_values = {
+        "test": 1,
+        "b": -3.14,
+        "8": 9.9,
+        "l": [1, 2],
+        "a": np.array([1, 2, 3]),
+        "f": np.array(1),
+        "g": np.array([[[1]]]),
+        "h": 'this ", ;is a \n tes:,t',
+        "i": torch.ones(3),
+    }
+    leaves = Leaves.under(tmp_path)
+    pipe = leaves.pipeline("sb3")
+    writer = PipelineWriter(pipe)
+    writer.write(key_values, dict.fromkeys(key_values, None))  # type: ignore[arg-type]
+    writer.write(dict(some_tag=42), key_excluded=dict(some_tag=("csv",)))  # excluded: nothing
+    writer.close()
+    pipe.close()
+
+    expected = {STEP: 0, **key_values, "i": np.ones(3, dtype=np.float32)}
+    check_leaves(pipe, leaves.specs(), [expected], [], tmp_path)
+    assert leaves.memory.records[0]["h"] == 'this ", ;is a \n tes:,t'
+
+
+def test_sb3_logger_tests_main_record_mean_and_texts(tmp_path: Path) -> None:
+    """SB3's `test_main`: record, record_mean averaging, a text with line breaks, histograms
+    (a tensor, an array), a long text; each dump one record, as SB3's name_to_value holds it."""
+    leaves = Leaves.under(tmp_path)
+    pipe = leaves.pipeline("sb3")
+    logger = Logger(folder=None, output_formats=[PipelineWriter(pipe)])
+    logger.record("a", 3)
+    logger.record("b", 2.5)
+    logger.dump()
+    logger.record("b", -2.5)
+    logger.record("a", 5.5)
+    logger.dump()
+    logger.record("f", "this text \n \r should appear in one line")
+    logger.dump()
+    logger.record_mean("b", -22.5)
+    logger.record_mean("b", -44.4)
+    logger.record("a", 5.5)
+    logger.record("hist1", torch.ones(2))
+    logger.record("hist2", np.ones(2))
+    logger.dump()
+    logger.record("a", "longasslongasslongasslongasslongasslongassvalue")
+    logger.dump()
+    logger.dump()  # nothing recorded: nothing written (SB3's own formats write no row either)
+    logger.close()
+    pipe.close()
+
+    _same_records(leaves.memory.records)
+    with (tmp_path / "out.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["a"] for row in rows] == ["3", "5.5", "", "5.5",
+                                          "longasslongasslongasslongasslongasslongassvalue"]
+    assert float(rows[3]["b"]) == pytest.approx(-33.45)
+    assert rows[2]["f"] == "this text \n \r should appear in one line"
+
+
+def _same_records(records: list[dict[str, Any]]) -> None:
+    """The records of `test_sb3_logger_tests_main_record_mean_and_texts`, arrays compared by
+    value."""
+    assert [list(record) for record in records] == [
+        [STEP, "a", "b"], [STEP, "b", "a"], [STEP, "f"], [STEP, "b", "a", "hist1", "hist2"],
+        [STEP, "a"],
+    ]
+    assert records[3]["b"] == pytest.approx(-33.45)
+    np.testing.assert_array_equal(records[3]["hist1"], np.ones(2, dtype=np.float32))
+    np.testing.assert_array_equal(records[3]["hist2"], np.ones(2))
+
