@@ -48,7 +48,7 @@ class Leaves:
             yield MEMORY, self.memory
 
 
-def lost_in_isolation(pipe: Node, node: Node) -> int:
+def lost_in_isolation(pipe: Pipeline, node: Node) -> int:
     """Records a Dispatcher of `pipe` lost on their way to `node` (its failure isolation)."""
     return sum(
         failed.lost
@@ -60,7 +60,7 @@ def lost_in_isolation(pipe: Node, node: Node) -> int:
 
 
 def check_leaves(
-    pipe: Node,
+    pipe: Pipeline,
     sinks: Iterator[tuple[SinkSpec, Any]],
     written: list[dict[Any, Any]],
     caught: list[str],

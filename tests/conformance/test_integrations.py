@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import copy
 import csv
-import io
 import math
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +27,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline import ClosedError
-from tests.conformance import strategies
+from tests.conformance import harness, strategies
 from tests.conformance.integrations import Leaves, check_leaves
 from tests.conformance.known import suite
+from tests.conformance.sinks import SinkSpec
 
 # -- Stable-Baselines3: Logger.record / record_mean / dump into a PipelineWriter -------------
 
@@ -230,7 +229,7 @@ def test_sb3_csv_sink_holds_what_sb3s_own_csv_format_holds(
     """The reference is SB3's own `CSVOutputFormat` on the same Logger: each of its rows (a
     dump with a key for "csv") is a row of the CsvSink with the same numbers."""
     folder = tmp_path_factory.mktemp("sb3")
-    leaves, pipe, writer, written, _, _ = run_sb3(dumps, folder, own_csv=True)
+    *_, written, _, _ = run_sb3(dumps, folder, own_csv=True)
 
     with (folder / "sb3.csv").open(newline="") as handle:
         # SB3 writes an empty line for a dump with nothing for "csv": not a row
@@ -321,3 +320,249 @@ def _same_records(records: list[dict[str, Any]]) -> None:
     np.testing.assert_array_equal(records[3]["hist1"], np.ones(2, dtype=np.float32))
     np.testing.assert_array_equal(records[3]["hist2"], np.ones(2))
 
+
+
+# -- Spinning Up: EpochLogger.store / log_tabular / dump_tabular ------------------------------
+
+from pipeline.integrations.spinup import EpochLogger  # noqa: E402
+
+STORED = ["EpRet", "EpLen", "VVals"]
+"""The keys an epoch stores (`store(EpRet=...)`): Spinning Up's keyword names."""
+
+stored_values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=32),
+    st.integers(-1000, 1000),
+    strategies.numpy_scalars([np.float32, np.float64, np.int32]),
+    strategies.arrays([np.float32, np.float64, np.int64]),
+)
+"""What a training loop stores: numbers and arrays (pooled with the scalars)."""
+
+tabular_keys = st.one_of(
+    st.sampled_from(["Epoch", "TotalEnvInteracts", "LossPi", "Time", "AverageEpRet", "a b"]),
+    strategies.text_keys,
+    st.builds(strategies.StrSub, st.sampled_from(["Epoch", "k"])),
+)
+tabular_values = strategies.make_values().filter(lambda value: value is not None)
+"""`log_tabular(key, val)`: any value but None (which asks for the stored statistics)."""
+
+
+@dataclass
+class Tabular:
+    """One `log_tabular` call: a value (`val`), or the statistics of a stored key (`stats`
+    with `with_min_and_max` or `average_only`)."""
+
+    key: Any
+    val: Any = None
+    with_min_and_max: bool = False
+    average_only: bool = False
+
+
+@dataclass
+class Epoch:
+    stores: list[dict[str, Any]]
+    logs: list[Tabular]
+
+
+@st.composite
+def epochs(draw: st.DrawFn) -> Epoch:
+    stores = draw(
+        st.lists(st.dictionaries(st.sampled_from(STORED), stored_values, min_size=1), max_size=4)
+    )
+    logs: list[Tabular] = []
+    for _ in range(draw(st.integers(0, 5))):
+        if draw(st.booleans()):
+            logs.append(Tabular(draw(tabular_keys), draw(tabular_values)))
+        else:
+            minmax = draw(st.booleans())
+            logs.append(Tabular(draw(st.sampled_from(STORED)), None, minmax,
+                                not minmax and draw(st.booleans())))
+    return Epoch(stores, logs)
+
+
+def float32_stats(values: list[Any]) -> list[np.float32]:
+    """Spinning Up's `mpi_statistics_scalar` on one process: float32 mean, population std,
+    min, max of every stored value, arrays flattened."""
+    x = np.concatenate([np.asarray(v, dtype=np.float32).ravel() for v in values])
+    if x.size == 0:
+        return [np.float32("nan")] * 4
+    mean = np.float32(np.sum(x)) / np.float32(len(x))
+    std = np.sqrt(np.float32(np.sum((x - mean) ** 2)) / np.float32(len(x)))
+    return [mean, std, np.float32(np.min(x)), np.float32(np.max(x))]
+
+
+def read_progress(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def spinup_text(value: Any) -> str:
+    """A progress.txt cell: Spinning Up's `str(value)` (an object whose `str()` raises: its
+    repr)."""
+    try:
+        return str(value)
+    except Exception:
+        return repr(value)
+
+
+@suite(40)
+@given(run=st.lists(epochs(), min_size=1, max_size=5))
+def test_spinup_every_tabular_value_reaches_the_file_and_the_pipeline(
+    run: list[Epoch], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Each epoch's row (Spinning Up's `log_current_row` at `dump_tabular`) is one row of
+    progress.txt, each cell `str(value)`, and one record of the pipeline, each value as
+    logged; statistics are Spinning Up's float32 ones; a key logged twice in an epoch is a
+    ValueError that keeps the first value."""
+    folder = tmp_path_factory.mktemp("spinup")
+    leaves = Leaves.under(folder)
+    leaves.csv.counts.owner = "CsvSink(out.csv)"  # told apart from progress.txt's CsvSink
+    pipe = leaves.pipeline("spinup")
+    logger = EpochLogger(output_dir=folder / "run", pipeline=pipe)
+    written: list[dict[Any, Any]] = []
+    rows: list[dict[str, Any]] = []
+    pooled: dict[str, list[Any]] = {}  # stored since the key was last logged (Spinning Up's)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for epoch in run:
+            for stored in epoch.stores:
+                logger.store(**copy.deepcopy(stored))
+                for key, value in stored.items():
+                    pooled.setdefault(key, []).append(value)
+            for log in epoch.logs:
+                _log_tabular(logger, log, pooled)
+            row = copy.deepcopy(logger.log_current_row)
+            rows.append(row)
+            if row:
+                written.append({key: row[key] for key in logger.log_headers if key in row})
+            logger.dump_tabular()
+        logger.close()
+        logger.close()
+        with pytest.raises(ClosedError):
+            logger.dump_tabular()
+    caught_text = [str(w.message) for w in caught]
+
+    check_leaves(pipe, leaves.specs(memory=False), written, caught_text, folder)
+    progress = logger.output_file  # progress.txt, Spinning Up's own file: a row per epoch
+    harness.check(
+        harness.Outcome(
+            spec=PROGRESS,
+            node=progress,
+            written=rows,
+            stored=PROGRESS.read(progress, folder / "run"),
+            counted=PROGRESS.counted(progress),
+            isolation_lost=0,
+            failures=logger.failures(),
+            warnings=caught_text,
+        )
+    )
+
+
+PROGRESS = SinkSpec(
+    "EpochLogger's progress.txt",
+    make=lambda folder: None,
+    read=lambda sink, folder: read_progress(folder / "progress.txt"),
+    expect=lambda row: {key: spinup_text(value) for key, value in row.items()},
+    same=lambda expected, cell: expected == cell,
+    exact_keys=False,
+)
+"""progress.txt as Spinning Up writes it: each epoch's row, each cell `str(value)` (an
+object whose `str()` raises: its repr), a column not logged in an epoch empty."""
+
+
+def _log_tabular(logger: EpochLogger, log: Tabular, pooled: dict[str, list[Any]]) -> None:
+    """Calls `log_tabular`; checks a statistic against Spinning Up's, a clash's error."""
+    row = logger.log_current_row
+    if log.val is not None:
+        if log.key in row:
+            first = row[log.key]
+            with pytest.raises(ValueError, match="already set"):
+                logger.log_tabular(log.key, log.val)
+            assert row[log.key] is first
+            return
+        logger.log_tabular(log.key, copy.deepcopy(log.val))
+        return
+    if log.key not in logger.epoch_dict:
+        with pytest.raises(KeyError):
+            logger.log_tabular(log.key)
+        return
+    names = [log.key] if log.average_only else ["Average" + log.key, "Std" + log.key]
+    if log.with_min_and_max:
+        names += ["Max" + log.key, "Min" + log.key]
+    if any(name in row for name in names):
+        with pytest.raises(ValueError, match="already set"):
+            logger.log_tabular(log.key, None, log.with_min_and_max, log.average_only)
+        return
+    values = pooled.pop(log.key, [])
+    logger.log_tabular(log.key, None, log.with_min_and_max, log.average_only)
+    stats = float32_stats(values) if values else [np.float32("nan")] * 4
+    expected = dict(zip(["Average", "Std", "Min", "Max"], stats, strict=True))
+    for name in names:
+        got = row[name]
+        want = expected["Average" if name == log.key else name[: -len(log.key)]]
+        assert type(got) is np.float32
+        assert got == want or (np.isnan(got) and np.isnan(want)), (name, got, want)
+
+
+def test_spinup_a_value_the_table_cannot_print_as_a_number_costs_no_epoch(
+    tmp_path: Path,
+) -> None:
+    """Found by this suite: the table printed every value with `__float__` as `%8.3g`
+    (Spinning Up's rule), so an array, a tensor of several values or an int beyond float
+    range raised in `dump_tabular` before the row was stored, and, the row never cleared,
+    every later `dump_tabular` raised again: the run's later epochs were lost. Such a
+    value is printed as its text; an object whose `str()` raises is its repr in
+    progress.txt (it raised there too, and the file lost the epoch's row)."""
+    memory = MemoryPipeline()
+    logger = EpochLogger(output_dir=tmp_path, pipeline=memory.pipe)
+    odd = {
+        "hist": np.array([1.0, 2.0]),
+        "grad": torch.ones(3),
+        "big": 10**400,
+        "obj": strategies.NoText(),
+    }
+    for epoch in range(2):
+        logger.log_tabular("Epoch", epoch)
+        for key, value in odd.items():
+            logger.log_tabular(key, value)
+        logger.dump_tabular()
+    logger.close()
+
+    rows = read_progress(tmp_path / "progress.txt")
+    assert [row["Epoch"] for row in rows] == ["0", "1"]
+    assert all(row["hist"] == "[1. 2.]" and row["big"] == str(10**400) for row in rows)
+    assert all(row["grad"] == str(torch.ones(3)) and row["obj"] == "<NoText>" for row in rows)
+    assert [record["Epoch"] for record in memory.sink.records] == [0, 1]
+    assert memory.sink.records[1]["hist"] == [1.0, 2.0]
+
+
+class MemoryPipeline:
+    """A pipeline into a MemorySink."""
+
+    def __init__(self) -> None:
+        from pipeline import Pipeline
+        from sinks import MemorySink
+
+        self.sink = MemorySink()
+        self.pipe = Pipeline("memory", close_at_exit=False).to(self.sink)
+
+
+@pytest.mark.parametrize("key", [1, None, ("a",), b"x"])
+def test_spinup_a_key_that_is_not_a_text_is_refused_where_it_is_logged(
+    key: Any, tmp_path: Path
+) -> None:
+    """Found by this suite: `log_tabular(1, 2.0)` was taken, and every later
+    `dump_tabular` raised (the table measures `len(key)`): the run's later epochs were
+    lost. A column's name is a text: any other key is a TypeError at `log_tabular`, and
+    the epoch goes on."""
+    memory = MemoryPipeline()
+    logger = EpochLogger(output_dir=tmp_path, pipeline=memory.pipe)
+    logger.log_tabular("Epoch", 0)
+    with pytest.raises(TypeError, match="column name"):
+        logger.log_tabular(key, 2.0)
+    logger.dump_tabular()
+    logger.log_tabular("Epoch", 1)
+    logger.dump_tabular()
+    logger.close()
+
+    assert memory.sink.records == [{"Epoch": 0}, {"Epoch": 1}]
+    assert [row["Epoch"] for row in read_progress(tmp_path / "progress.txt")] == ["0", "1"]
