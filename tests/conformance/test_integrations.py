@@ -120,6 +120,11 @@ def _number(value: Any) -> float | None:
     """A real number's value (bool, int, float, numpy and torch scalars or 0-d arrays)."""
     if isinstance(value, torch.Tensor):
         value = value.numpy()
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:  # beyond float range: +-inf
+            return math.copysign(math.inf, value)
     array = np.asarray(value) if isinstance(value, (int, float, np.generic, np.ndarray)) else None
     if array is None or array.ndim != 0 or array.dtype.kind not in "biuf":
         return None
@@ -566,3 +571,166 @@ def test_spinup_a_key_that_is_not_a_text_is_refused_where_it_is_logged(
 
     assert memory.sink.records == [{"Epoch": 0}, {"Epoch": 1}]
     assert [row["Epoch"] for row in read_progress(tmp_path / "progress.txt")] == ["0", "1"]
+
+
+# -- Ray Tune: PipelineCallback on a real Trial, through the hooks Tune calls -----------------
+
+pytest.importorskip("ray.tune")
+from ray.tune.experiment import Trial  # noqa: E402
+
+from pipeline.integrations.rllib import TUNE_TEXT_FIELDS, PipelineCallback  # noqa: E402
+
+ITERATION = "training_iteration"
+
+result_keys = st.one_of(
+    strategies.text_keys, strategies.other_keys,
+    st.sampled_from(["episode_return_mean", "a/b", "config", "hostname", "env_runners"]),
+)
+
+
+def results(draw_iteration: bool = True) -> st.SearchStrategy[dict[Any, Any]]:
+    """A Tune result: nested mappings (any keys: `/` in them, not texts, `config`) of any
+    values, with Tune's `training_iteration` (a user's own too: an int, a float, a text)."""
+    nested = st.recursive(
+        strategies.values,
+        lambda inner: st.dictionaries(result_keys, inner, max_size=3),
+        max_leaves=8,
+    )
+    iteration = st.one_of(
+        st.integers(1, 10**6), st.just(None), st.floats(0, 10), st.sampled_from(["3", True]),
+        strategies.numpy_scalars([np.int64, np.float32]),
+    )
+    return st.builds(
+        _result,
+        st.dictionaries(result_keys, nested, max_size=5),
+        iteration,
+        st.dictionaries(st.sampled_from(["lr", "gamma", "model"]), strategies.values, max_size=2),
+    )
+
+
+def _result(metrics: dict[Any, Any], iteration: Any, config: dict[str, Any]) -> dict[Any, Any]:
+    result = dict(metrics)
+    if iteration is not None:
+        result[ITERATION] = iteration
+    result["config"] = config
+    return result
+
+
+@dataclass
+class Flat:
+    """What a Tune result promises (the rule of `flatten_result`, stated here on its own):
+    its numbers by path, its other leaves, the paths met twice."""
+
+    numbers: dict[str, float]
+    dropped: list[str]
+    twice: list[str]
+    beyond: list[str]
+
+
+def flat(result: dict[Any, Any]) -> Flat:
+    out = Flat({}, [], [], [])
+    seen: set[str] = set()
+
+    def walk(prefix: str | None, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(_text(key) if prefix is None else f"{prefix}/{_text(key)}", item)
+            return
+        assert prefix is not None
+        if prefix == "config" or prefix.startswith("config/"):
+            return
+        if prefix in seen:
+            out.twice.append(prefix)
+            return
+        seen.add(prefix)
+        number = _number(value)
+        if number is None:
+            out.dropped.append(prefix)
+        else:
+            if math.isinf(number) and isinstance(value, int) and not isinstance(value, bool):
+                out.beyond.append(prefix)
+            out.numbers[prefix] = number
+
+    walk(None, result)
+    return out
+
+
+@suite(40)
+@given(trial_results=st.lists(results(), min_size=1, max_size=5))
+def test_tune_every_number_of_a_result_is_stored_once_the_rest_counted(
+    trial_results: list[dict[Any, Any]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Each result a trial reports is one record, `{training_iteration, **numbers}`, every
+    number as a float; each leaf that is not a number is counted under its key (warned once,
+    but for Tune's own text fields), each path met twice counted as overwritten."""
+    folder = tmp_path_factory.mktemp("tune")
+    leaves = Leaves.under(folder)
+    callback = PipelineCallback(lambda name: leaves.pipeline(name))
+    trial = Trial("train", config={"lr": 0.1}, stub=True, trial_id="t")
+    written: list[dict[Any, Any]] = []
+    dropped: list[str] = []
+    twice: list[str] = []
+    beyond: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        callback.on_trial_start(0, [trial], trial)
+        pipe = callback.pipeline_for(trial)
+        for count, result in enumerate(trial_results, 1):
+            promised = flat(result)
+            step = promised.numbers.pop(ITERATION, None)
+            if step is None or step != int(step):
+                step = count
+                if ITERATION in result and ITERATION not in promised.dropped:
+                    dropped.append(ITERATION)  # a number that is no count
+            written.append({ITERATION: int(step), **promised.numbers})
+            dropped += promised.dropped
+            twice += promised.twice
+            beyond += promised.beyond
+            callback.on_trial_result(count * 7, [trial], trial, copy.deepcopy(result))
+        callback.on_trial_complete(count * 7, [trial], trial)
+        callback.on_experiment_end([trial])
+    caught_text = [str(w.message) for w in caught]
+
+    assert pipe.closed
+    check_leaves(pipe, leaves.specs(), written, caught_text, folder)
+    assert callback.counts["dropped"] == len(dropped)
+    assert callback.counts["overwritten"] == len(twice)
+    assert callback.counts["changed"] == len(beyond)
+    warned = [text for text in caught_text if text.startswith("rlpipe PipelineCallback")]
+    for key in set(dropped) - TUNE_TEXT_FIELDS:
+        told = [text for text in warned if text.startswith(f"rlpipe PipelineCallback: Tune "
+                                                           f"result key {key!r} ")]
+        assert len(told) == 1, (key, [text[:80] for text in warned])
+
+
+@pytest.mark.parametrize("reported", ["3", 2.5, None, math.nan, "x"])
+def test_tune_a_training_iteration_that_is_no_count_is_counted_not_taken(reported: Any) -> None:
+    """Found by this suite: Tune keeps a trainable's own `training_iteration` (it sets the
+    key only if missing), and the callback took `int()` of it: the text "3" became step 3
+    and 2.5 became 2, silently; None, NaN or "x" raised inside Tune's callback. Such a value
+    is counted as dropped (and warned about); the step is the count of results."""
+    sink = MemoryPipeline()
+    callback = PipelineCallback(lambda name: sink.pipe)
+    trial = Trial("train", config={}, stub=True, trial_id="t")
+    with pytest.warns(RuntimeWarning, match="'training_iteration' is not"):
+        callback.on_trial_result(1, [trial], trial, {ITERATION: reported, "x": 1.0})
+    callback.on_trial_result(2, [trial], trial, {ITERATION: 7, "x": 2.0})
+    callback.on_trial_complete(2, [trial], trial)
+
+    assert sink.sink.records == [{ITERATION: 1, "x": 1.0}, {ITERATION: 7, "x": 2.0}]
+    assert callback.dropped == {ITERATION: 1}
+
+
+def test_tune_an_int_beyond_float_range_is_counted_as_changed() -> None:
+    """Found by this suite: an int beyond float range in a result was logged as inf,
+    uncounted. It still is (a float is what a Tune metric is logged as), counted under
+    "changed" and warned about once per key."""
+    sink = MemoryPipeline()
+    callback = PipelineCallback(lambda name: sink.pipe)
+    trial = Trial("train", config={}, stub=True, trial_id="t")
+    with pytest.warns(RuntimeWarning, match="beyond float range"):
+        callback.on_trial_result(1, [trial], trial, {ITERATION: 1, "big": {"n": -(10**400)}})
+    callback.on_trial_complete(1, [trial], trial)
+
+    assert sink.sink.records == [{ITERATION: 1, "big/n": -math.inf}]
+    assert callback.counts.by_key["changed"] == {"big/n": 1}
