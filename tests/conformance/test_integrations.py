@@ -27,7 +27,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline import ClosedError
+from pipeline import ClosedError, Pipeline
 from tests.conformance import harness, strategies
 from tests.conformance.integrations import Leaves, check_leaves
 from tests.conformance.known import suite
@@ -578,6 +578,7 @@ def test_spinup_a_key_that_is_not_a_text_is_refused_where_it_is_logged(
 
 pytest.importorskip("ray.tune")
 from ray.tune.experiment import Trial  # noqa: E402
+from ray.tune.logger import LoggerCallback  # noqa: E402
 
 from pipeline.integrations.rllib import TUNE_TEXT_FIELDS, PipelineCallback  # noqa: E402
 
@@ -679,7 +680,7 @@ def test_tune_every_number_of_a_result_is_stored_once_the_rest_counted(
         for count, result in enumerate(trial_results, 1):
             promised = flat(result)
             step = promised.numbers.pop(ITERATION, None)
-            if step is None or step != int(step):
+            if step is None or not math.isfinite(step) or step != int(step):
                 step = count
                 if ITERATION in result and ITERATION not in promised.dropped:
                     dropped.append(ITERATION)  # a number that is no count
@@ -692,7 +693,7 @@ def test_tune_every_number_of_a_result_is_stored_once_the_rest_counted(
         callback.on_experiment_end([trial])
     caught_text = [str(w.message) for w in caught]
 
-    assert pipe.closed
+    assert isinstance(pipe, Pipeline) and pipe.closed
     check_leaves(pipe, leaves.specs(), written, caught_text, folder)
     assert callback.counts["dropped"] == len(dropped)
     assert callback.counts["overwritten"] == len(twice)
@@ -740,6 +741,7 @@ def test_tune_an_int_beyond_float_range_is_counted_as_changed() -> None:
 # -- Acme: make_logger / make_logger_factory, written as Acme writes (logger.write(dict)) ----
 
 acme = pytest.importorskip("acme")
+from acme.core import Actor  # noqa: E402
 from acme.utils import loggers as acme_loggers  # noqa: E402
 
 from pipeline.integrations.acme import make_logger, make_logger_factory  # noqa: E402
@@ -770,6 +772,7 @@ def test_acme_make_logger_stores_every_written_value_once_or_counts_it(
         extra_sinks=[jsonl, memory],
     )
     factory = None
+    logger: Pipeline
     if data.draw(st.booleans(), label="through a factory"):
         factory = make_logger_factory(**options)
         logger = factory("out", steps_key=data.draw(st.sampled_from([None, "steps"])))
@@ -799,7 +802,7 @@ def test_acme_make_logger_stores_every_written_value_once_or_counts_it(
     )
 
 
-class RandomActor(acme.core.Actor):  # type: ignore[misc]
+class RandomActor(Actor):
     """Uniformly random actions; learns nothing."""
 
     def __init__(self, seed: int) -> None:
@@ -879,3 +882,117 @@ def test_acme_a_new_run_appending_to_an_earlier_runs_csv_says_so(tmp_path: Path)
     resumed.close()
     with (tmp_path / "train.csv").open(newline="") as handle:
         assert [row["episode_return"] for row in csv.DictReader(handle)] == ["1.0", "3.0"]
+
+
+# -- real framework runs: a PPO training, a Tune experiment ---------------------------------
+
+
+@pytest.mark.slow
+def test_sb3_ppo_training_stores_what_sb3s_own_csv_stores(tmp_path: Path) -> None:
+    """A real PPO run with SB3's own CSV output and `attach`: every row SB3's progress.csv
+    holds is a row of the CsvSink, every number the same, the step first."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import configure
+
+    from pipeline.integrations.sb3 import attach
+
+    model = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, n_epochs=1, seed=0)
+    model.set_logger(configure(str(tmp_path / "sb3"), ["csv"]))
+    leaves = Leaves.under(tmp_path)
+    pipe = leaves.pipeline("ppo")
+    attach(model, pipe)
+    model.learn(total_timesteps=256)
+    model.logger.close()
+    pipe.close()
+
+    with (tmp_path / "sb3" / "progress.csv").open(newline="") as handle:
+        theirs = list(csv.DictReader(handle))
+    with (tmp_path / "out.csv").open(newline="") as handle:
+        ours = list(csv.DictReader(handle))
+    assert len(ours) == len(theirs) == 4
+    for their_row, our_row in zip(theirs, ours, strict=True):
+        assert next(iter(our_row)) == STEP
+        assert our_row[STEP] == their_row["time/total_timesteps"]
+        for key, cell in their_row.items():
+            assert (float(our_row[key]) == float(cell)) if cell else our_row.get(key, "") == ""
+    assert pipe.failures() == []
+
+
+def adversarial_reporter(config: dict[str, Any]) -> None:
+    """A function trainable reporting what a user's training code may: nested metrics, `/`
+    in keys, keys that are not texts, text, None, lists, numpy scalars and 0-d arrays, NaN
+    (Tune itself refuses torch tensors, and its TensorBoard logger ints beyond int64)."""
+    from ray import tune
+
+    for i in range(1, 4):
+        tune.report(
+            {
+                "loss": np.float32(1.0 / i),
+                "a/b": float(i),
+                "a": {"c": np.int64(i), "d": {1: np.array(2.5), "e": np.float16(0.5)}},
+                "note": "text",
+                "none": None,
+                "hist": [1.0, 2.0],
+                "nan": math.nan,
+            }
+        )
+
+
+@pytest.mark.slow
+def test_tune_a_real_experiment_stores_each_trials_numbers_once_and_counts_the_rest(
+    ray_session: Path, tmp_path: Path
+) -> None:
+    """A real `tune.Tuner` run (two trials): each trial's records are its results'
+    numbers, flattened as the suite's own rule says; everything else is counted."""
+    from ray import tune
+
+    folders: dict[str, Path] = {}
+    leaves: dict[str, Leaves] = {}
+    pipes: dict[str, Pipeline] = {}
+
+    def factory(name: str) -> Pipeline:
+        folders[name] = tmp_path / f"trial{len(folders)}"
+        folders[name].mkdir()
+        leaves[name] = Leaves.under(folders[name])
+        pipes[name] = leaves[name].pipeline(name)
+        return pipes[name]
+
+    class Results(LoggerCallback):  # type: ignore[misc]
+        """Keeps each result Tune hands its logger callbacks, by trial name."""
+
+        def __init__(self) -> None:
+            self.by_trial: dict[str, list[dict[str, Any]]] = {}
+
+        def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
+            self.by_trial.setdefault(str(trial), []).append(copy.deepcopy(result))
+
+    handed = Results()
+    callback = PipelineCallback(factory)
+    tuner = tune.Tuner(
+        adversarial_reporter,
+        param_space={"lr": tune.grid_search([0.5, 2.0])},
+        run_config=tune.RunConfig(
+            name="conformance", storage_path=str(tmp_path / "results"), verbose=0,
+            callbacks=[handed, callback],
+        ),
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = tuner.fit()
+    caught_text = [str(w.message) for w in caught]
+
+    assert not results.errors
+    assert sorted(leaves) == sorted(handed.by_trial)
+    for name, trial_leaves in leaves.items():
+        written = []
+        for result in handed.by_trial[name]:
+            promised = flat(result)
+            step = promised.numbers.pop(ITERATION)
+            written.append({ITERATION: int(step), **promised.numbers})
+        assert [record[ITERATION] for record in written] == [1, 2, 3]
+        assert written[0]["a/d/1"] == 2.5 and written[0]["a/d/e"] == 0.5
+        assert {"note", "none", "hist", "hostname", "config/lr"}.isdisjoint(written[0])
+        assert pipes[name].closed  # at the trial's end
+        check_leaves(pipes[name], trial_leaves.specs(), written, caught_text, folders[name])
+    assert {"note", "none", "hist"} <= set(callback.dropped)
+    assert sum("'note'" in text and "PipelineCallback" in text for text in caught_text) == 1
