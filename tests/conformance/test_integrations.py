@@ -58,6 +58,7 @@ sb3_excludes = st.one_of(
 
 sb3_keys = st.one_of(
     strategies.keys,
+    st.builds(strategies.BadKey),  # its str() raises: a sink cannot name a column after it
     st.sampled_from([STEP, "rollout/ep_rew_mean", "train/loss", "time/fps", "a//b", "/"]),
 )
 mean_values = st.one_of(
@@ -587,6 +588,7 @@ ITERATION = "training_iteration"
 result_keys = st.one_of(
     strategies.text_keys, strategies.other_keys,
     st.sampled_from(["episode_return_mean", "a/b", "config", "hostname", "env_runners"]),
+    st.builds(strategies.BadKey),  # its str() raises: named by its repr
 )
 
 
@@ -996,3 +998,17 @@ def test_tune_a_real_experiment_stores_each_trials_numbers_once_and_counts_the_r
         check_leaves(pipes[name], trial_leaves.specs(), written, caught_text, folders[name])
     assert {"note", "none", "hist"} <= set(callback.dropped)
     assert sum("'note'" in text and "PipelineCallback" in text for text in caught_text) == 1
+
+
+def test_tune_a_key_with_no_text_costs_no_other_number() -> None:
+    """Found by this suite: a result key whose `str()` raises made the callback raise inside
+    Tune (the result's every number lost, the experiment stopped). The key is named by its
+    repr (`pipeline.core.flatten`, the rule every flattening shares)."""
+    sink = MemoryPipeline()
+    callback = PipelineCallback(lambda name: sink.pipe)
+    trial = Trial("train", config={}, stub=True, trial_id="t")
+    result = {ITERATION: 1, strategies.BadKey(): 1.0, "x": {strategies.BadKey(): 2.0}, "y": 3.0}
+    callback.on_trial_result(1, [trial], trial, result)
+    callback.on_trial_complete(1, [trial], trial)
+
+    assert sink.sink.records == [{ITERATION: 1, "<BadKey>": 1.0, "x/<BadKey>": 2.0, "y": 3.0}]
