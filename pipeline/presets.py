@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
@@ -78,6 +79,9 @@ def make_logger(
     already say which logger wrote them.
     `steps_key`: the record key Neptune uses as the step of every series (e.g.
     `"train_steps"`); None logs by arrival order.
+    `csv_mode`: "a" (the default) appends to `<directory>/<label>.csv`; a logger made
+    without `state` over a file that already holds rows warns that it appends to an earlier
+    run's rows (Acme's own CSVLogger makes a new folder per run); "w" starts it afresh.
     `state`: a `state_dict()` of this logger taken before a restart (saved with the agent's
     checkpoint): the logger goes on from it, its CSV cut back to the checkpoint (keep
     `csv_mode="a"`).
@@ -113,7 +117,16 @@ def make_logger(
     table: Node | None = None
     if csv:  # last: its file is the only thing made that outlives a refused argument
         assert directory is not None
-        table = CsvSink(os.path.join(directory, f"{label}.csv"), mode=csv_mode)
+        path = os.path.join(directory, f"{label}.csv")
+        if csv_mode == "a" and state is None and os.path.isfile(path) and os.path.getsize(path):
+            warnings.warn(
+                f"make_logger({label!r}): {path} holds an earlier run's rows; this run's rows "
+                "are appended to them (csv_mode='a', the default). Pass csv_mode='w' to start "
+                "the file afresh, or state= to resume the earlier run",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        table = CsvSink(path, mode=csv_mode)
     leaves = [leaf for leaf in (screen, table, tracker) if leaf is not None]
     logger.to(*leaves, *extra)
     if state is not None:

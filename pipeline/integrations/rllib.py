@@ -33,6 +33,7 @@ imports every algorithm, DreamerV3's Pillow included, which `ray[rllib]` does no
 
 from __future__ import annotations
 
+import math
 import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -74,17 +75,20 @@ class FlatResult:
     """A result flattened by `flatten_result`: its numbers, the keys it dropped, and the
     names two paths of the result both gave."""
 
-    __slots__ = ("collisions", "dropped", "numbers")
+    __slots__ = ("beyond", "collisions", "dropped", "numbers")
 
     def __init__(
         self,
         numbers: dict[str, float],
         dropped: dict[str, Any],
         collisions: list[str] | None = None,
+        beyond: list[str] | None = None,
     ) -> None:
         self.numbers = numbers
         self.dropped = dropped
         self.collisions: list[str] = [] if collisions is None else collisions
+        self.beyond: list[str] = [] if beyond is None else beyond
+        """Keys of ints beyond float range, which `numbers` holds as +-inf."""
 
 
 def flatten_result(
@@ -103,6 +107,7 @@ def flatten_result(
       result's own: keys come out in the order they were put in, depth first.
     - A leaf that is a real number becomes a Python float: bool, int, float, numpy scalars,
       and 0-d numpy arrays or tensors (`pipeline.core.values.to_float`). NaN and inf are kept.
+      An int beyond float range becomes +-inf, its key listed in `FlatResult.beyond`.
     - Every other leaf is dropped and listed in `FlatResult.dropped` (key -> value): strings,
       None, lists and tuples (a histogram is not a scalar; its elements are not descended),
       arrays with elements, and other objects. An empty mapping holds nothing: it is
@@ -120,16 +125,19 @@ def flatten_result(
     met_twice: list[str] = []
     numbers: dict[str, float] = {}
     dropped: dict[str, Any] = {}
+    beyond: list[str] = []
     for key, leaf in flatten(result, sep, collisions=met_twice).items():
         if not _wanted(key, keeps, excludes, sep):
             continue
         number = to_float(leaf)
         if number is not None:
             numbers[key] = number
+            if isinstance(leaf, int) and math.isinf(number):
+                beyond.append(key)
         elif not (isinstance(leaf, Mapping) and not leaf):
             dropped[key] = leaf
     collisions = [key for key in met_twice if _wanted(key, keeps, excludes, sep)]
-    return FlatResult(numbers, dropped, collisions)
+    return FlatResult(numbers, dropped, collisions, beyond)
 
 
 def _as_prefixes(prefixes: Iterable[str], name: str) -> list[str]:
@@ -159,7 +167,11 @@ class PipelineCallback(LoggerCallback):
       `flatten_result` makes them (with this callback's `keep`, `exclude` and `sep`). The step
       is the result's own `training_iteration`, not the `iteration` Tune passes to callbacks
       (Tune's global loop counter, shared by all trials). A result without it (Tune always
-      sets it) gets the count of results the trial reported.
+      sets it) gets the count of results the trial reported; so does a result whose own
+      `training_iteration` (a trainable may report one) is not a whole number (a text,
+      2.5, None, NaN): that value is counted as dropped and warned about once.
+    - An int beyond float range is logged as +-inf, counted under "changed" and warned about
+      once per key.
     - Dropped leaves are counted in `counts` (reason "dropped", per key in
       `counts.by_key["dropped"]`; `dropped` is that per-key view as a dict); each key not
       among Tune's own text fields (`TUNE_TEXT_FIELDS`) is warned about once. A name two
@@ -228,13 +240,23 @@ class PipelineCallback(LoggerCallback):
         count = self._results.get(trial, 0) + 1
         self._results[trial] = count
         flat = flatten_result(result, keep=self.keep, exclude=self.exclude, sep=self.sep)
-        step = result.get(STEP_KEY, count)
-        record: dict[str, Any] = {STEP_KEY: int(step)}
         numbers = flat.numbers
-        numbers.pop(STEP_KEY, None)
+        step = numbers.pop(STEP_KEY, None)
+        if step is None or not math.isfinite(step) or step != int(step):
+            if STEP_KEY in result:  # a user's own training_iteration that is no count
+                flat.dropped.setdefault(STEP_KEY, result[STEP_KEY])
+            step = count
+        record: dict[str, Any] = {STEP_KEY: int(step)}
         record.update(numbers)
         for key in flat.dropped:
             self._note_dropped(key)
+        for key in flat.beyond:
+            self.counts.note(
+                "changed",
+                f"Tune result key {key!r} holds an int beyond float range; it is logged as "
+                "+-inf",
+                key=key,
+            )
         for key in flat.collisions:
             self.counts.note(
                 "overwritten",

@@ -38,8 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.builder import Pipeline
 from pipeline.core.node import ClosedError, Node
-from pipeline.core.values import plain
+from pipeline.core.values import plain, text
 from sinks.csv import CsvSink
 
 __all__ = ["EpochLogger", "colorize", "convert_json", "statistics_scalar"]
@@ -107,6 +108,18 @@ def convert_json(obj: Any) -> Any:
     return str(obj)
 
 
+def _cell(value: Any) -> str:
+    """A value as the table prints it: `%8.3g` for a number (Spinning Up's rule: a value
+    with `__float__`), its text for anything else, and for a value `float()` refuses (an
+    array of several values, an int beyond float range): printing never fails a dump."""
+    if hasattr(value, "__float__"):
+        try:
+            return f"{float(value):8.3g}"
+        except Exception:  # any value's float() may raise anything
+            pass
+    return text(value)
+
+
 def _json_key(key: Any) -> str:
     converted = convert_json(key)
     return converted if isinstance(converted, str) else json.dumps(converted)
@@ -122,7 +135,10 @@ class EpochLogger:
       plus `Max<key>`/`Min<key>` with `with_min_and_max=True`, or only `<key>` (the mean) with
       `average_only=True`; `log_tabular(key, val)` logs one value as it is. Stored arrays
       are flattened and pooled with the scalars.
-    - `dump_tabular()` prints the epoch's table, appends the row to the tab-separated
+    - `dump_tabular()` prints the epoch's table (a value with `__float__` as `%8.3g`, as
+      Spinning Up does; any other value, and one whose `float()` fails, such as an array of
+      several values or an int beyond float range, as its text: printing never fails a
+      dump), appends the row to the tab-separated
       `output_dir/output_fname`, and writes the row to `pipeline` (if given) as one record
       `{column: value}`, numpy scalars as Python numbers. The row is in the file when
       `dump_tabular` returns; if storing it fails, the epoch still ends (the record still
@@ -139,11 +155,14 @@ class EpochLogger:
     - The progress file is written by `output_file`, a `CsvSink` with `delimiter="\\t"` and
       `lineterminator="\\n"` (Spinning Up's attribute name; here a sink, not a file
       object), byte for byte as Spinning Up writes it: a tab-separated header line, then one
-      line per epoch of the values' `str()` (numpy's float32 digits) in header order, a
+      line per epoch of the values' `str()` (numpy's float32 digits; an object whose
+      `str()` raises: its repr) in header order, a
       missing key an empty cell, each line ending in "\\n". Only where Spinning Up's file
       would not read back does it differ: a cell holding a tab, a line break or a quote is
       quoted, and a row of one empty cell is written `""`. `pandas.read_table` reads it,
       as Spinning Up's `plot.py` does.
+    - `failures()` names what was not stored as logged: progress.txt's rows its CsvSink
+      held or lost (a lone surrogate, which UTF-8 cannot encode), and the pipeline's.
     - `save_config(config)` writes `config.json` (with `exp_name`) and prints it.
 
     Columns: Spinning Up fixes them at the first `dump_tabular` and fails on a key new in a
@@ -158,6 +177,8 @@ class EpochLogger:
       empty cell), a warning names the key once, and the record carries it.
 
     Errors replace Spinning Up's asserts: logging a key twice in an epoch is a ValueError;
+    a key that is not a str is a TypeError (Spinning Up takes it and fails at every later
+    `dump_tabular`);
     `log_tabular(key)` for a key never stored is a KeyError; a key stored in earlier epochs
     but not in this one gives NaN statistics; `dump_tabular` after `close` raises
     `ClosedError`. `close()` closes the file and the pipeline
@@ -269,20 +290,30 @@ class EpochLogger:
         line = "-" * (22 + key_width)
         print(line)
         for key in self.log_headers:
-            value = row.get(key, "")
-            shown = f"{float(value):8.3g}" if hasattr(value, "__float__") else value
-            print(f"| {key:>{key_width}} | {shown!s:>15} |")
+            print(f"| {key:>{key_width}} | {_cell(row.get(key, '')):>15} |")
         print(line)
         logged = [key for key in self.log_headers if key in row]
         try:
             # Spinning Up's cells: str() of each value as logged; a missing key is empty. An
             # empty row before the file has a column is held by the sink until it has one.
-            self.output_file.write({key: str(row[key]) for key in logged})
+            self.output_file.write({key: text(row[key]) for key in logged})
         finally:  # a row the sink could not store yet is kept and retried by it: go on
             if self.pipeline is not None and row:
                 self.pipeline.write({key: plain(row[key]) for key in logged})
             self.log_current_row = {}
             self.first_row = not self.log_headers  # fixed by the first row with a column
+
+    def failures(self) -> list[str]:
+        """What was not stored as logged, one line per place: progress.txt's storage (rows
+        held for retry or lost, as its CsvSink counts them), then the pipeline's
+        `failures()`; empty while nothing failed."""
+        lines = []
+        storage = self.output_file.storage_failures
+        if storage is not None:
+            lines.append(f"{self.output_path.name}: {storage}")
+        if isinstance(self.pipeline, Pipeline):
+            lines += self.pipeline.failures()
+        return lines
 
     # -- Spinning Up's EpochLogger ----------------------------------------------------------
 
@@ -328,6 +359,8 @@ class EpochLogger:
     # -- columns ------------------------------------------------------------------------------
 
     def _log_column(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):  # the table and progress.txt's header name it
+            raise TypeError(f"log_tabular: a key is a column name, a str; got {key!r}")
         if key in self.log_current_row:
             raise ValueError(
                 f"You already set {key} this iteration. Maybe you forgot to call dump_tabular()"
