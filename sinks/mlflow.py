@@ -28,7 +28,7 @@ from sinks._mlflow_client import (
     resolve_tracking_uri,
 )
 from sinks.remote import Names, RemoteSink
-from sinks.steps import Step, Steps
+from sinks.steps import Step, StepKey, Steps
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
@@ -118,7 +118,7 @@ class MlflowSink(RemoteSink[Row]):
         tracking_uri: str | None = None,
         experiment: str | None = None,
         run_id: str | None = None,
-        step_key: str | None = None,
+        step_key: StepKey = None,
         prefix: str = "",
         run_name: str | None = None,
         tags: Mapping[str, Any] | None = None,
@@ -134,7 +134,7 @@ class MlflowSink(RemoteSink[Row]):
                 raise ValueError(f"{argument} must be a mapping, got {type(mapping).__name__}")
         if run_id is not None and (experiment is not None or run_name is not None):
             raise ValueError("experiment and run_name only apply when MlflowSink makes its run")
-        self._steps = Steps(step_key, self._note)
+        self._use_steps(Steps(step_key, self._note))
         self.step_key = step_key
         self.prefix = prefix.strip("/")
         mlflow = import_mlflow()

@@ -29,7 +29,7 @@ from sinks._neptune_clients import (
 )
 from sinks._neptune_series import KeySeries
 from sinks.remote import RemoteSink
-from sinks.steps import Step, Steps
+from sinks.steps import Step, StepKey, Steps
 
 __all__ = ["CONFIG_NAMESPACE", "INSTALL_HINT", "NeptuneSink", "NeptuneSinkWarning", "Row", "Step"]
 
@@ -136,7 +136,7 @@ class NeptuneSink(RemoteSink[Row]):
         run: Any = None,
         *,
         prefix: str = "",
-        step_key: str | None = None,
+        step_key: StepKey = None,
         mode: str | None = None,
         project: str | None = None,
         api_token: str | None = None,
@@ -148,7 +148,7 @@ class NeptuneSink(RemoteSink[Row]):
         super().__init__()
         if not isinstance(prefix, str):
             raise ValueError(f"prefix must be a string, got {type(prefix).__name__}")
-        self._steps = Steps(step_key, self._note)
+        self._use_steps(Steps(step_key, self._note))
         if config is not None and not isinstance(config, Mapping):
             raise ValueError(f"config must be a mapping, got {type(config).__name__}")
         if isinstance(tags, str):
@@ -200,7 +200,7 @@ class NeptuneSink(RemoteSink[Row]):
         cls,
         *,
         prefix: str = "",
-        step_key: str | None = None,
+        step_key: StepKey = None,
         mode: str | None = None,
         project: str | None = None,
         api_token: str | None = None,

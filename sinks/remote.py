@@ -224,11 +224,28 @@ class RemoteSink(Sink, Generic[RowT]):
         if self.closed:
             self._check_open()
         held = self._held
-        held.append(self._row(data))
+        if self._several_axes:  # a row per axis (see `Steps.split`)
+            steps = self._steps
+            try:
+                for step, part in steps.split(data):
+                    steps.given = step
+                    held.append(self._row(part))
+            finally:
+                steps.given = None
+        else:
+            held.append(self._row(data))
         if self._worker is None:
             self._start_worker()
         if len(held) > self.max_buffered:
             self._make_room()
+
+    _several_axes = False
+    """Whether `step_key` is a mapping (several step axes; set by `_use_steps`)."""
+
+    def _use_steps(self, steps: Steps) -> None:
+        """Takes `steps` as this sink's steps (subclasses call it in `__init__`)."""
+        self._steps = steps
+        self._several_axes = steps.axes is not None
 
     @property
     def pending(self) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 from pipeline.core.node import Record
 from pipeline.core.values import shown, text
 from sinks.remote import Names, RemoteSink
-from sinks.steps import Step, Steps
+from sinks.steps import Step, StepKey, Steps
 
 __all__ = ["INSTALL_HINT", "Row", "TensorBoardSink", "TensorBoardSinkWarning"]
 
@@ -139,7 +139,7 @@ class TensorBoardSink(RemoteSink[Row]):
         self,
         logdir: str | os.PathLike[str],
         *,
-        step_key: str | None = None,
+        step_key: StepKey = None,
         prefix: str = "",
         flush_seconds: float = 2.0,
         purge_step: int | None = None,
@@ -162,7 +162,7 @@ class TensorBoardSink(RemoteSink[Row]):
             raise ValueError(
                 f"purge_step must be an int (an int64) or None, got {shown(purge_step)}"
             )
-        self._steps = Steps(step_key, self._note)
+        self._use_steps(Steps(step_key, self._note))
         self.step_key = step_key
         self.prefix = prefix.strip("/")
         self.flush_seconds = float(flush_seconds)
