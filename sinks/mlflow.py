@@ -29,6 +29,7 @@ from sinks._mlflow_client import (
 )
 from sinks.remote import Names, RemoteSink
 from sinks.steps import Step, StepKey, Steps
+from sinks.summary import BEST_PREFIX, Best
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
@@ -123,6 +124,7 @@ class MlflowSink(RemoteSink[Row]):
         run_name: str | None = None,
         tags: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
+        best: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         strings = {"tracking_uri": tracking_uri, "experiment": experiment, "run_id": run_id}
@@ -161,6 +163,7 @@ class MlflowSink(RemoteSink[Row]):
         self.run_id: str = run.info.run_id
         self._names = Names(self._name_of, self._name_refusal)
         """Each record key's metric name, decided once: one key per name."""
+        self._best = Best(best, self._name_of) if best is not None else None
         self._stamps: dict[str, tuple[int, int]] = {}
         """Per metric name: the (step, timestamp) of its last point sent (see `_send`)."""
         self._sent: Counter[str] = Counter()
@@ -441,6 +444,17 @@ class MlflowSink(RemoteSink[Row]):
                 if getattr(error, "error_code", None) != _REFUSED:
                     raise
                 refused(name, str(getattr(error, "message", error)), len(group))
+
+    def _send_best(self, best: dict[str, tuple[float, Step]]) -> None:
+        """Logs each best value as the metric `best/<name>`, one point at the step it was
+        reached (MLflow's runs table shows it as a column beside the last values)."""
+        now = time.time_ns() // 1_000_000
+        Metric = self._entities.Metric
+        points = [
+            Metric(BEST_PREFIX + name, value, now, int(step))
+            for name, (value, step) in best.items()
+        ]
+        self._log("metrics", points, self._refuse_metric)
 
     def _close_client(self) -> None:
         if self.owns_run:

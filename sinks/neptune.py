@@ -30,11 +30,14 @@ from sinks._neptune_clients import (
 from sinks._neptune_series import KeySeries
 from sinks.remote import RemoteSink
 from sinks.steps import Step, StepKey, Steps
+from sinks.summary import BEST_PREFIX, Best
 
 __all__ = ["CONFIG_NAMESPACE", "INSTALL_HINT", "NeptuneSink", "NeptuneSinkWarning", "Row", "Step"]
 
 CONFIG_NAMESPACE = "config"
 """Where `log_config` puts the run's configuration (at the run's root, whatever the prefix)."""
+SUMMARY_NAMESPACE = "summary"
+"""Where the best values (`best=`) go, on close: `summary/best/<path>`, at the run's root."""
 
 
 class NeptuneSinkWarning(UserWarning):
@@ -144,6 +147,7 @@ class NeptuneSink(RemoteSink[Row]):
         name: str | None = None,
         config: Mapping[str, Any] | None = None,
         tags: Iterable[str] | None = None,
+        best: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(prefix, str):
@@ -190,6 +194,7 @@ class NeptuneSink(RemoteSink[Row]):
             self.log_config(config)
         self._users = _neptune_runs.join(run)
         self._keys = KeySeries(self.prefix, self, self._users, self._backend.path_refusal)
+        self._best = Best(best, self._path_of) if best is not None else None
         self._max_text = self._backend.max_text
         self._on_grid = self._backend.kind == "neptune-scale"
         """Whether a step that is not an int is first put on the client's grid of steps."""
@@ -208,6 +213,7 @@ class NeptuneSink(RemoteSink[Row]):
         name: str | None = None,
         config: Mapping[str, Any] | None = None,
         tags: Iterable[str] | None = None,
+        best: Mapping[str, str] | None = None,
         run_id: str | None = None,
     ) -> NeptuneSink:
         """A sink on a neptune-scale run that it makes (and closes on `close()`).
@@ -221,7 +227,7 @@ class NeptuneSink(RemoteSink[Row]):
         """
         run, directory = make_scale_run(mode, project, api_token, data_dir, name, run_id)
         try:
-            sink = cls(run, prefix=prefix, step_key=step_key, config=config, tags=tags)
+            sink = cls(run, prefix=prefix, step_key=step_key, config=config, tags=tags, best=best)
         except BaseException:
             run.close()
             raise
@@ -354,6 +360,16 @@ class NeptuneSink(RemoteSink[Row]):
 
     def _flush_client(self) -> None:
         self._backend.flush()
+
+    def _path_of(self, key: str) -> str:
+        return neptune_path(self.prefix, key)
+
+    def _send_best(self, best: dict[str, tuple[float, Step]]) -> None:
+        """Stores each best value as the single value `summary/best/<path>` (a series
+        shows its last value itself)."""
+        self._backend.assign(
+            {f"{SUMMARY_NAMESPACE}/{BEST_PREFIX}{path}": value for path, (value, _) in best.items()}
+        )
 
     def _close_client(self) -> None:
         if _neptune_runs.leave(self.run, self._users, made_it=self.owns_run):

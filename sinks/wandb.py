@@ -22,6 +22,7 @@ from sinks import _neptune_runs
 from sinks._neptune_runs import RunUsers
 from sinks.remote import Names, RemoteSink
 from sinks.steps import Step, StepKey, Steps
+from sinks.summary import BEST_PREFIX, Best
 
 __all__ = ["INSTALL_HINT", "RESERVED", "Row", "WandbSink", "WandbSinkWarning"]
 
@@ -156,6 +157,7 @@ class WandbSink(RemoteSink[Row]):
         name: str | None = None,
         tags: Iterable[str] | None = None,
         config: Mapping[str, Any] | None = None,
+        best: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(prefix, str):
@@ -198,6 +200,7 @@ class WandbSink(RemoteSink[Row]):
         disabled."""
         self._names = Names(self._name_of, _refusal)
         """Each record key's logged name, decided once: one key per name."""
+        self._best = Best(best, self._name_of) if best is not None else None
         self._step_name = self._name_of(step_key) if isinstance(step_key, str) else None
         self._defined: set[str] = set()
         """Several axes: the names given their `define_metric` (on the push thread)."""
@@ -398,6 +401,11 @@ class WandbSink(RemoteSink[Row]):
         at.logged.update(group)
         for values in members:
             values.clear()
+
+    def _send_best(self, best: dict[str, tuple[float, Step]]) -> None:
+        """Sets each best value in the run's summary as `best/<name>` (W&B's summary holds
+        the last value of every name itself)."""
+        self.run.summary.update({BEST_PREFIX + name: value for name, (value, _) in best.items()})
 
     def _close_client(self) -> None:
         if _neptune_runs.leave(self.run, self._users, made_it=self.owns_run):

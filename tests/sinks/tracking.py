@@ -151,6 +151,8 @@ def read_tensorboard(logdir: Path) -> TensorBoardRun:
         run.scalars[tag] = [(event.step, event.value) for event in events]
         run.wall_times[tag] = [event.wall_time for event in events]
     for tag in accumulator.Tags()["tensors"]:
+        if accumulator.SummaryMetadata(tag).plugin_data.plugin_name != "text":
+            continue  # another plugin's (the hparams session's)
         run.texts[tag] = [
             (event.step, tensor_util.make_ndarray(event.tensor_proto).item().decode())
             for event in accumulator.Tensors(tag)
