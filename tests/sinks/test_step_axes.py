@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sinks.remote import RemoteSink
 from tests.sinks import test_tracking_losses as losses
-from tests.sinks.tracking import KINDS, Points, points_of, read_wandb, wandb_file, wandb_records
+from tests.sinks.tracking import KINDS, Points, points_of, wandb_axis_points
 
 pytestmark = pytest.mark.slow  # runs the real clients
 
@@ -45,30 +44,10 @@ ON_THEIR_AXES: Points = {
 """Every point at its own axis' step, each once, the axis keys included."""
 
 
-def wandb_axis_points(run_dir: Path) -> Points:
-    """Each name's points in a W&B run against the axis W&B plots it on: the value of its
-    `step_metric` (from the run's `metric` records) in the same history row."""
-    from wandb.proto.wandb_internal_pb2 import Record
-
-    rows = read_wandb(run_dir).all_rows  # once W&B's service has written the whole run
-    axis_of: dict[str, str] = {}
-    for raw in wandb_records(wandb_file(run_dir).read_bytes()):
-        record = Record()
-        record.ParseFromString(raw)
-        if record.WhichOneof("record_type") == "metric" and record.metric.step_metric:
-            axis_of[record.metric.name] = record.metric.step_metric
-    points: Points = {}
-    for _, row in rows:
-        for name, value in row.items():
-            axis = axis_of.get(name, name)
-            points.setdefault(name, []).append((row[axis], value))
-    return {name: sorted(series, key=lambda point: point[0]) for name, series in points.items()}
-
-
 def axis_points(sink: RemoteSink[Any]) -> Points:
     sink.close()
     if type(sink).__name__ == "WandbSink":
-        return wandb_axis_points(sink.run_dir)  # type: ignore[attr-defined]
+        return wandb_axis_points(sink.run_dir, AXES.values())  # type: ignore[attr-defined]
     return points_of(sink)
 
 
