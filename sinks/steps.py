@@ -110,37 +110,38 @@ class Steps:
         """The last step given (0 before any)."""
         return self._last
 
+    def __new__(cls, step_key: StepKey, note: Callable[..., None]) -> Steps:
+        if cls is Steps and isinstance(step_key, Mapping):
+            cls = _AxisSteps  # its own `of`: the one-key path pays nothing for axes
+        return super().__new__(cls)
+
     def of(self, data: Record) -> Step:
-        """The step of `data`, the next record taken (or of the part `split` gave)."""
+        """The step of `data`, the next record taken."""
         index = self.taken
+        self.taken = index + 1
         step_key = self._key
         if step_key is None:
-            given = self.given
-            if given is not None:  # a part of a record `split` took
-                return given
-            self.taken = index + 1
             return index
-        self.taken = index + 1
         raw: Any = data.get(step_key)
         if type(raw) is int:
             self._last = raw
             return raw
-        step = self._step(raw, step_key, self._last)
+        number = to_float(raw) if raw is not None else None
+        if number is None or not math.isfinite(number):
+            return self._skip(step_key, self._last, stacklevel=6)
+        step: Step = int(number) if number.is_integer() and abs(number) < 2**53 else number
         self._last = step
         return step
 
-    def _step(self, raw: Any, step_key: str, last: Step, stacklevel: int = 6) -> Step:
-        """`raw` as a step; `last` (noted) when it is not a finite number."""
-        number = to_float(raw) if raw is not None else None
-        if number is None or not math.isfinite(number):
-            self._note(
-                "skipped",
-                f"records without a numeric {step_key!r} are logged at the last step seen",
-                key=step_key,
-                stacklevel=stacklevel,
-            )
-            return last
-        return int(number) if number.is_integer() and abs(number) < 2**53 else number
+    def _skip(self, step_key: str, last: Step, stacklevel: int) -> Step:
+        """Notes a record without a usable value of `step_key`; returns `last`, its step."""
+        self._note(
+            "skipped",
+            f"records without a numeric {step_key!r} are logged at the last step seen",
+            key=step_key,
+            stacklevel=stacklevel,
+        )
+        return last
 
     def axis_of(self, key: Any) -> str | None:
         """The step key of the axis `key` is on (None: the record's index); decided once
@@ -199,7 +200,26 @@ class Steps:
             if type(raw) is int:
                 step: Step = raw
             else:
-                step = self._step(raw, step_key, lasts.get(step_key, 0), stacklevel=5)
+                number = to_float(raw) if raw is not None else None
+                if number is None or not math.isfinite(number):
+                    step = self._skip(step_key, lasts.get(step_key, 0), stacklevel=5)
+                elif number.is_integer() and abs(number) < 2**53:
+                    step = int(number)
+                else:
+                    step = number
             lasts[step_key] = self._last = step
             out.append((step, part))
         return out
+
+
+class _AxisSteps(Steps):
+    """Steps on several axes (what `Steps(mapping, note)` makes): `of` gives the step of the
+    part `split` gave, held in `given`."""
+
+    __slots__ = ()
+
+    def of(self, data: Record) -> Step:
+        given = self.given
+        if given is None:
+            raise RuntimeError("with several step axes, a record's steps come from split()")
+        return given
