@@ -292,7 +292,8 @@ class MlflowSink(RemoteSink[Row]):
         (the record's values dropped) if beyond int64."""
         if isinstance(step, float) and not step.is_integer():
             why = f"MLflow steps are integers: fractional steps such as {step} are floored"
-            self._note("rounded", why, key=self.step_key, stacklevel=4)
+            step_key = self._steps.axis_of(next(iter(data), None))  # (the part's, on axes)
+            self._note("rounded", why, key=step_key, stacklevel=4)
         step = math.floor(step)
         if STEP_RANGE[0] <= step < STEP_RANGE[1]:
             return step

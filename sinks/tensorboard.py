@@ -311,11 +311,12 @@ class TensorBoardSink(RemoteSink[Row]):
         it is beyond int64: the record's values are then dropped and counted."""
         whole = step if type(step) is int else math.floor(step)
         if whole != step:
+            step_key = self._steps.axis_of(next(iter(data), None))  # (the part's, on axes)
             self._note(
                 "rounded",
-                f"TensorBoard steps are integers; a step of {self.step_key!r} that is not one "
+                f"TensorBoard steps are integers; a step of {step_key!r} that is not one "
                 f"({step!r}) is written at its floor ({whole})",
-                key=self.step_key,
+                key=step_key,
                 stacklevel=4,
             )
         if -_INT64 <= whole < _INT64:

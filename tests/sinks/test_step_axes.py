@@ -110,3 +110,16 @@ def test_the_state_of_several_axes_goes_on_after_a_restart(make: Any) -> None:
     second.write({"loss": 0.25, "eval/return": 11.0})  # both axes missing: their last steps
     points = as_floats(axis_points(second))
     assert points == {"loss": [(1000, 0.25)], "eval/return": [(1, 11.0)]}
+
+
+@pytest.mark.parametrize("kind", ["tensorboard", "mlflow"])
+def test_a_fractional_axis_step_is_floored_and_counted_under_its_step_key(
+    kind: str, make: Any
+) -> None:
+    sink = make(kind, step_key=AXES)
+    with pytest.warns(UserWarning, match="floor"):
+        sink.write({"steps": 1000, "loss": 0.5, "eval/return": 1.0, "eval_round": 1.5})
+    points = as_floats(axis_points(sink))
+    assert points["eval/return"] == [(1, 1.0)]
+    assert points["loss"] == [(1000, 0.5)]
+    assert sink.counts.by_key["rounded"] == {"eval_round": 1}
