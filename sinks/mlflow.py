@@ -98,6 +98,12 @@ class MlflowSink(RemoteSink[Row]):
     two points equal in step, timestamp and value (three eval returns 10, 10, 12 at one step
     are three points).
 
+    Several step axes: `step_key` may map key patterns to step keys (`{"^eval/":
+    "eval_round", "": "steps"}`); each key is then logged at its own axis' step (see
+    `sinks.steps.Steps` and docs/sinks.md). `best={key: "max" | "min"}`: on `close()`, the
+    best value of each key given is logged as the metric `best/<name>`, one point at the
+    step it was reached (the run's latest value of each metric is its last).
+
     Resuming: the state (`Pipeline.state_dict`) holds the run and the points sent per metric;
     a restored sink continues that run and does not send again the points it got after the
     checkpoint (see `load_node_state`).

@@ -110,6 +110,12 @@ class NeptuneSink(RemoteSink[Row]):
     bytes (UTF-8): a key with a longer one is refused like a taken path. (A run passed in
     that already holds a series is not read: its old steps are unknown to the sink.)
 
+    Several step axes: `step_key` may map key patterns to step keys (`{"^eval/":
+    "eval_round", "": "steps"}`); each key is then logged at its own axis' step (its series'
+    steps increase per axis) (see `sinks.steps.Steps` and docs/sinks.md). `best={key: "max"
+    | "min"}`: on `close()`, the best value of each key given is stored as the field
+    `summary/best/<path>`.
+
     Configuration: `config=` or `log_config(mapping)` stores single values under `config/`
     (see `log_config`).
 

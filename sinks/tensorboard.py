@@ -101,6 +101,16 @@ class TensorBoardSink(RemoteSink[Row]):
     `counts["rounded"]`); the values of a record whose step lies beyond int64 are dropped,
     counted in `.dropped`. Each event's wall time is the time `write` took its record.
 
+    Several step axes: `step_key` may map key patterns to step keys (`{"^eval/":
+    "eval_round", "": "steps"}`); each key is then written at its own axis' step (one event
+    per axis per record) (see `sinks.steps.Steps` and docs/sinks.md). `best={key: "max" |
+    "min"}`: on `close()`, the best value of each key given is written as the scalar
+    `best/<tag>` at the step it was reached.
+
+    Configuration: `log_config(mapping)` (or a pipeline's) is written, on `close()`, as
+    TensorBoard's hparams plugin data, with every scalar tag as a metric: the HPARAMS tab
+    lists the run with its metrics' last values (see `log_config`).
+
     One event per record: a record's scalars and texts go into one `Summary` at its step,
     never one event per scalar.
 

@@ -124,6 +124,13 @@ class WandbSink(RemoteSink[Row]):
     passed, or through the sink. W&B writes a step's row once a later step is logged or the
     run finishes.
 
+    Several step axes: `step_key` may map key patterns to step keys (`{"^eval/":
+    "eval_round", "": "steps"}`); each key is then plotted against its axis
+    (`run.define_metric(name, step_metric=axis)`, the axis' value in the same row; one
+    history row per record, so no value is behind the run's step) (see `sinks.steps.Steps`
+    and docs/sinks.md). `best={key: "max" | "min"}`: on `close()`, the run's summary gets
+    `best/<name>` for each key given (W&B's summary holds each name's last value).
+
     Configuration: `config=` or `log_config(mapping)` updates `run.config` (nested mappings
     stay nested, as W&B shows them; see `log_config`).
 
