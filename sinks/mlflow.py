@@ -28,7 +28,8 @@ from sinks._mlflow_client import (
     resolve_tracking_uri,
 )
 from sinks.remote import Names, RemoteSink
-from sinks.steps import Step, Steps
+from sinks.steps import Step, StepKey, Steps
+from sinks.summary import BEST_PREFIX, Best
 
 __all__ = [
     "DEFAULT_TRACKING_URI",
@@ -97,6 +98,12 @@ class MlflowSink(RemoteSink[Row]):
     two points equal in step, timestamp and value (three eval returns 10, 10, 12 at one step
     are three points).
 
+    Several step axes: `step_key` may map key patterns to step keys (`{"^eval/":
+    "eval_round", "": "steps"}`); each key is then logged at its own axis' step (see
+    `sinks.steps.Steps` and docs/sinks.md). `best={key: "max" | "min"}`: on `close()`, the
+    best value of each key given is logged as the metric `best/<name>`, one point at the
+    step it was reached (the run's latest value of each metric is its last).
+
     Resuming: the state (`Pipeline.state_dict`) holds the run and the points sent per metric;
     a restored sink continues that run and does not send again the points it got after the
     checkpoint (see `load_node_state`).
@@ -118,11 +125,12 @@ class MlflowSink(RemoteSink[Row]):
         tracking_uri: str | None = None,
         experiment: str | None = None,
         run_id: str | None = None,
-        step_key: str | None = None,
+        step_key: StepKey = None,
         prefix: str = "",
         run_name: str | None = None,
         tags: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
+        best: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         strings = {"tracking_uri": tracking_uri, "experiment": experiment, "run_id": run_id}
@@ -134,7 +142,7 @@ class MlflowSink(RemoteSink[Row]):
                 raise ValueError(f"{argument} must be a mapping, got {type(mapping).__name__}")
         if run_id is not None and (experiment is not None or run_name is not None):
             raise ValueError("experiment and run_name only apply when MlflowSink makes its run")
-        self._steps = Steps(step_key, self._note)
+        self._use_steps(Steps(step_key, self._note))
         self.step_key = step_key
         self.prefix = prefix.strip("/")
         mlflow = import_mlflow()
@@ -161,6 +169,7 @@ class MlflowSink(RemoteSink[Row]):
         self.run_id: str = run.info.run_id
         self._names = Names(self._name_of, self._name_refusal)
         """Each record key's metric name, decided once: one key per name."""
+        self._best = Best(best, self._name_of) if best is not None else None
         self._stamps: dict[str, tuple[int, int]] = {}
         """Per metric name: the (step, timestamp) of its last point sent (see `_send`)."""
         self._sent: Counter[str] = Counter()
@@ -289,7 +298,8 @@ class MlflowSink(RemoteSink[Row]):
         (the record's values dropped) if beyond int64."""
         if isinstance(step, float) and not step.is_integer():
             why = f"MLflow steps are integers: fractional steps such as {step} are floored"
-            self._note("rounded", why, key=self.step_key, stacklevel=4)
+            step_key = self._steps.axis_of(next(iter(data), None))  # (the part's, on axes)
+            self._note("rounded", why, key=step_key, stacklevel=4)
         step = math.floor(step)
         if STEP_RANGE[0] <= step < STEP_RANGE[1]:
             return step
@@ -441,6 +451,17 @@ class MlflowSink(RemoteSink[Row]):
                 if getattr(error, "error_code", None) != _REFUSED:
                     raise
                 refused(name, str(getattr(error, "message", error)), len(group))
+
+    def _send_best(self, best: dict[str, tuple[float, Step]]) -> None:
+        """Logs each best value as the metric `best/<name>`, one point at the step it was
+        reached (MLflow's runs table shows it as a column beside the last values)."""
+        now = time.time_ns() // 1_000_000
+        Metric = self._entities.Metric
+        points = [
+            Metric(BEST_PREFIX + name, value, now, int(step))
+            for name, (value, step) in best.items()
+        ]
+        self._log("metrics", points, self._refuse_metric)
 
     def _close_client(self) -> None:
         if self.owns_run:

@@ -29,12 +29,15 @@ from sinks._neptune_clients import (
 )
 from sinks._neptune_series import KeySeries
 from sinks.remote import RemoteSink
-from sinks.steps import Step, Steps
+from sinks.steps import Step, StepKey, Steps
+from sinks.summary import BEST_PREFIX, Best
 
 __all__ = ["CONFIG_NAMESPACE", "INSTALL_HINT", "NeptuneSink", "NeptuneSinkWarning", "Row", "Step"]
 
 CONFIG_NAMESPACE = "config"
 """Where `log_config` puts the run's configuration (at the run's root, whatever the prefix)."""
+SUMMARY_NAMESPACE = "summary"
+"""Where the best values (`best=`) go, on close: `summary/best/<path>`, at the run's root."""
 
 
 class NeptuneSinkWarning(UserWarning):
@@ -107,6 +110,12 @@ class NeptuneSink(RemoteSink[Row]):
     bytes (UTF-8): a key with a longer one is refused like a taken path. (A run passed in
     that already holds a series is not read: its old steps are unknown to the sink.)
 
+    Several step axes: `step_key` may map key patterns to step keys (`{"^eval/":
+    "eval_round", "": "steps"}`); each key is then logged at its own axis' step (its series'
+    steps increase per axis) (see `sinks.steps.Steps` and docs/sinks.md). `best={key: "max"
+    | "min"}`: on `close()`, the best value of each key given is stored as the field
+    `summary/best/<path>`.
+
     Configuration: `config=` or `log_config(mapping)` stores single values under `config/`
     (see `log_config`).
 
@@ -136,7 +145,7 @@ class NeptuneSink(RemoteSink[Row]):
         run: Any = None,
         *,
         prefix: str = "",
-        step_key: str | None = None,
+        step_key: StepKey = None,
         mode: str | None = None,
         project: str | None = None,
         api_token: str | None = None,
@@ -144,11 +153,12 @@ class NeptuneSink(RemoteSink[Row]):
         name: str | None = None,
         config: Mapping[str, Any] | None = None,
         tags: Iterable[str] | None = None,
+        best: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(prefix, str):
             raise ValueError(f"prefix must be a string, got {type(prefix).__name__}")
-        self._steps = Steps(step_key, self._note)
+        self._use_steps(Steps(step_key, self._note))
         if config is not None and not isinstance(config, Mapping):
             raise ValueError(f"config must be a mapping, got {type(config).__name__}")
         if isinstance(tags, str):
@@ -190,6 +200,7 @@ class NeptuneSink(RemoteSink[Row]):
             self.log_config(config)
         self._users = _neptune_runs.join(run)
         self._keys = KeySeries(self.prefix, self, self._users, self._backend.path_refusal)
+        self._best = Best(best, self._path_of) if best is not None else None
         self._max_text = self._backend.max_text
         self._on_grid = self._backend.kind == "neptune-scale"
         """Whether a step that is not an int is first put on the client's grid of steps."""
@@ -200,7 +211,7 @@ class NeptuneSink(RemoteSink[Row]):
         cls,
         *,
         prefix: str = "",
-        step_key: str | None = None,
+        step_key: StepKey = None,
         mode: str | None = None,
         project: str | None = None,
         api_token: str | None = None,
@@ -208,6 +219,7 @@ class NeptuneSink(RemoteSink[Row]):
         name: str | None = None,
         config: Mapping[str, Any] | None = None,
         tags: Iterable[str] | None = None,
+        best: Mapping[str, str] | None = None,
         run_id: str | None = None,
     ) -> NeptuneSink:
         """A sink on a neptune-scale run that it makes (and closes on `close()`).
@@ -221,7 +233,7 @@ class NeptuneSink(RemoteSink[Row]):
         """
         run, directory = make_scale_run(mode, project, api_token, data_dir, name, run_id)
         try:
-            sink = cls(run, prefix=prefix, step_key=step_key, config=config, tags=tags)
+            sink = cls(run, prefix=prefix, step_key=step_key, config=config, tags=tags, best=best)
         except BaseException:
             run.close()
             raise
@@ -354,6 +366,16 @@ class NeptuneSink(RemoteSink[Row]):
 
     def _flush_client(self) -> None:
         self._backend.flush()
+
+    def _path_of(self, key: str) -> str:
+        return neptune_path(self.prefix, key)
+
+    def _send_best(self, best: dict[str, tuple[float, Step]]) -> None:
+        """Stores each best value as the single value `summary/best/<path>` (a series
+        shows its last value itself)."""
+        self._backend.assign(
+            {f"{SUMMARY_NAMESPACE}/{BEST_PREFIX}{path}": value for path, (value, _) in best.items()}
+        )
 
     def _close_client(self) -> None:
         if _neptune_runs.leave(self.run, self._users, made_it=self.owns_run):

@@ -16,7 +16,8 @@ from pipeline.core.isolation import StoreError
 from pipeline.core.node import Record
 from pipeline.core.values import shown, text, to_float
 from sinks.base import Sink
-from sinks.steps import Steps
+from sinks.steps import Step, Steps
+from sinks.summary import Best
 
 RowT = TypeVar("RowT")
 """What a subclass holds per record: whatever its `_send` takes."""
@@ -115,6 +116,13 @@ class RemoteSink(Sink, Generic[RowT]):
     def _close_client(self) -> None:
         """Releases the client. Default: nothing to release."""
 
+    _best: Best | None = None
+    """The best values of the keys asked by `best=` (see `sinks.summary.Best`)."""
+
+    def _send_best(self, best: dict[str, tuple[float, Step]]) -> None:
+        """Stores the best values (name -> (value, step)) in the run's summary, on
+        `close()`, before `_close_client`. Default: nothing (no `best=`)."""
+
     # -- checkpoints --------------------------------------------------------------------
 
     _steps: Steps
@@ -131,6 +139,8 @@ class RemoteSink(Sink, Generic[RowT]):
             with self._room:
                 state["held"] = list(self._held)
             state["steps"] = self._steps.state()
+            if self._best is not None:
+                state["best"] = self._best.state()
             self._add_state(state)
         return state
 
@@ -144,6 +154,8 @@ class RemoteSink(Sink, Generic[RowT]):
     def load_node_state(self, state: dict[str, Any]) -> None:
         super().load_node_state(state)
         self._steps.load(state["steps"])
+        if self._best is not None:
+            self._best.load(state.get("best", {}))
         with self._room:
             self._held.extend(state["held"])
         if self._held and self._worker is None:
@@ -224,11 +236,28 @@ class RemoteSink(Sink, Generic[RowT]):
         if self.closed:
             self._check_open()
         held = self._held
-        held.append(self._row(data))
+        if self._several_axes:  # a row per axis (see `Steps.split`)
+            steps = self._steps
+            try:
+                for step, part in steps.split(data):
+                    steps.given = step
+                    held.append(self._row(part))
+            finally:
+                steps.given = None
+        else:
+            held.append(self._row(data))
         if self._worker is None:
             self._start_worker()
         if len(held) > self.max_buffered:
             self._make_room()
+
+    _several_axes = False
+    """Whether `step_key` is a mapping (several step axes; set by `_use_steps`)."""
+
+    def _use_steps(self, steps: Steps) -> None:
+        """Takes `steps` as this sink's steps (subclasses call it in `__init__`)."""
+        self._steps = steps
+        self._several_axes = steps.axes is not None
 
     @property
     def pending(self) -> int:
@@ -272,6 +301,8 @@ class RemoteSink(Sink, Generic[RowT]):
                     self._room.notify_all()
                 if not rows:
                     return
+                if self._best is not None:
+                    self._best.take(rows)
                 self._send(rows)
             except Exception as error:
                 self._failing = True
@@ -363,7 +394,11 @@ class RemoteSink(Sink, Generic[RowT]):
             ) from error
         finally:
             with self._client_lock:
-                self._close_client()
+                try:
+                    if self._best is not None and self._best.values:
+                        self._send_best(self._best.values)
+                finally:
+                    self._close_client()
 
     def _close_at_exit(self) -> None:
         """Has this sink closed at interpreter exit and on SIGTERM if it is still open then,

@@ -8,16 +8,20 @@ events are written by `tensorboard.summary.writer.event_file_writer.EventFileWri
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
+from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
+from pipeline.core.config import merge_config
 from pipeline.core.node import Record
 from pipeline.core.values import shown, text
 from sinks.remote import Names, RemoteSink
-from sinks.steps import Step, Steps
+from sinks.steps import Step, StepKey, Steps
+from sinks.summary import BEST_PREFIX, Best
 
 __all__ = ["INSTALL_HINT", "Row", "TensorBoardSink", "TensorBoardSinkWarning"]
 
@@ -97,6 +101,16 @@ class TensorBoardSink(RemoteSink[Row]):
     `counts["rounded"]`); the values of a record whose step lies beyond int64 are dropped,
     counted in `.dropped`. Each event's wall time is the time `write` took its record.
 
+    Several step axes: `step_key` may map key patterns to step keys (`{"^eval/":
+    "eval_round", "": "steps"}`); each key is then written at its own axis' step (one event
+    per axis per record) (see `sinks.steps.Steps` and docs/sinks.md). `best={key: "max" |
+    "min"}`: on `close()`, the best value of each key given is written as the scalar
+    `best/<tag>` at the step it was reached.
+
+    Configuration: `log_config(mapping)` (or a pipeline's) is written, on `close()`, as
+    TensorBoard's hparams plugin data, with every scalar tag as a metric: the HPARAMS tab
+    lists the run with its metrics' last values (see `log_config`).
+
     One event per record: a record's scalars and texts go into one `Summary` at its step,
     never one event per scalar.
 
@@ -139,10 +153,11 @@ class TensorBoardSink(RemoteSink[Row]):
         self,
         logdir: str | os.PathLike[str],
         *,
-        step_key: str | None = None,
+        step_key: StepKey = None,
         prefix: str = "",
         flush_seconds: float = 2.0,
         purge_step: int | None = None,
+        best: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         path = os.fspath(logdir) if isinstance(logdir, (str, os.PathLike)) else None
@@ -162,7 +177,7 @@ class TensorBoardSink(RemoteSink[Row]):
             raise ValueError(
                 f"purge_step must be an int (an int64) or None, got {shown(purge_step)}"
             )
-        self._steps = Steps(step_key, self._note)
+        self._use_steps(Steps(step_key, self._note))
         self.step_key = step_key
         self.prefix = prefix.strip("/")
         self.flush_seconds = float(flush_seconds)
@@ -183,6 +198,9 @@ class TensorBoardSink(RemoteSink[Row]):
         self._file: str | None = None
         """The local file of the writer, while its size is known (`_size`)."""
         self._size = 0
+        self._config: dict[str, Any] = {}
+        """The run's configuration (`log_config`), as its hparams session holds it."""
+        self._best = Best(best, self._tag_of) if best is not None else None
         self._writer: Any = self._open_writer(purge_step)
         self._close_at_exit()
 
@@ -303,11 +321,12 @@ class TensorBoardSink(RemoteSink[Row]):
         it is beyond int64: the record's values are then dropped and counted."""
         whole = step if type(step) is int else math.floor(step)
         if whole != step:
+            step_key = self._steps.axis_of(next(iter(data), None))  # (the part's, on axes)
             self._note(
                 "rounded",
-                f"TensorBoard steps are integers; a step of {self.step_key!r} that is not one "
+                f"TensorBoard steps are integers; a step of {step_key!r} that is not one "
                 f"({step!r}) is written at its floor ({whole})",
-                key=self.step_key,
+                key=step_key,
                 stacklevel=4,
             )
         if -_INT64 <= whole < _INT64:
@@ -431,6 +450,7 @@ class TensorBoardSink(RemoteSink[Row]):
 
     def _add_state(self, state: dict[str, Any]) -> None:
         state["tail"] = list(self._tail)
+        state["config"] = dict(self._config)
 
     def _utf8(self, tag: str, string: str) -> bytes:
         """`string` in UTF-8; a lone surrogate (no UTF-8 form) escaped, as `_text` does, and
@@ -462,14 +482,118 @@ class TensorBoardSink(RemoteSink[Row]):
             self._writer = self._open_writer(purge)
             with self._room:
                 self._held.extend(tail)  # ahead of the held rows, which the base adds
+            self._config.update(state.get("config", {}))
         super().load_node_state(state)
 
+    # -- configuration and summary: TensorBoard's hparams plugin ---------------------------
+
+    def log_config(self, config: Mapping[str, Any]) -> None:
+        """Merges the configuration into the run's hparams session (TensorBoard's hparams
+        plugin), which the sink writes on `close()`: nested mappings become `/`-joined
+        names, bools, numbers and strings stay as they are, anything else (lists, None,
+        objects) is its JSON text. Calling it again merges (`merge_config`: a changed value
+        counted in `counts["overwritten"]`, warned once). On `close()` the sink writes the
+        experiment (the hparams and, as metrics, every scalar tag and `best/<tag>`), the
+        session's start (the configuration) and its end: TensorBoard's HPARAMS tab then
+        lists the run, with its metrics' last values. (TensorBoard keeps the first session
+        start a run holds, so it is written once, whole, when the run ends; a run killed
+        before it closes is not listed there.)"""
+        if not isinstance(config, Mapping):
+            raise ValueError(f"config must be a mapping, got {type(config).__name__}")
+        self._check_open()
+        with self._counts_lock:
+            merge_config(self._config, config, self.counts)
+
+    def _write_summaries(self, summaries: list[Any], step: int = 0) -> None:
+        """Writes `summaries` (tensorboard `Summary` protos) as events at `step`, now."""
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = self._open_writer()
+        now = time.time()
+        for summary in summaries:
+            writer.add_event(self._tb.Event(wall_time=now, step=step, summary=summary))
+        writer.flush()
+        self._mark_written(writer)
+
+    def _send_best(self, best: dict[str, tuple[float, Step]]) -> None:
+        """Writes each best value as the scalar `best/<tag>` at the step it was reached."""
+        tb = self._tb
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = self._open_writer()
+        now = time.time()
+        for tag, (value, step) in best.items():
+            made = tb.Summary(value=[tb.Value(tag=BEST_PREFIX + tag, simple_value=value)])
+            writer.add_event(tb.Event(wall_time=now, step=int(step), summary=made))
+        writer.flush()
+
     def _close_client(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
+        try:
+            if self._config or self._best is not None:
+                self._end_session()
+        finally:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                writer.close()
+
+    def _end_session(self) -> None:
+        """The hparams experiment (the config's names; every scalar tag, and the best ones,
+        as metrics) and the session's end, written on close."""
+        hparams = _hparams()
+        metrics = [tag for tag, is_text in self._tag_kinds.items() if not is_text]
+        if self._best is not None:
+            metrics += [BEST_PREFIX + tag for tag in self._best.values]
+        summaries = [
+            hparams.experiment(self._config, metrics),
+            hparams.session_start(self._config),
+            hparams.session_end(),
+        ]
+        self._write_summaries(summaries)
 
     def __repr__(self) -> str:
         return (
             f"TensorBoardSink({self.logdir!r}, prefix={self.prefix!r}, step_key={self.step_key!r})"
         )
+
+
+def _hparams() -> SimpleNamespace:
+    """The summaries of TensorBoard's hparams plugin the sink writes (made with the plugin's
+    own `summary_v2` and protos; no TensorFlow needed)."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2, summary_v2
+
+    def values(config: Mapping[str, Any]) -> dict[str, bool | float | int | str]:
+        out: dict[str, bool | float | int | str] = {}
+        for name, value in config.items():
+            if isinstance(value, (bool, int, float, str)):
+                out[name] = value
+            else:
+                out[name] = json.dumps(value, ensure_ascii=False)
+        return out
+
+    def session_start(config: Mapping[str, Any]) -> Any:
+        return summary_v2.hparams_pb(values(config))
+
+    def experiment(config: Mapping[str, Any], metrics: list[str]) -> Any:
+        return summary_v2.hparams_config_pb(
+            [summary_v2.HParam(name) for name in sorted(config)],
+            [summary_v2.Metric(tag) for tag in metrics],
+        )
+
+    def session_end() -> Any:
+        data = plugin_data_pb2.HParamsPluginData(
+            session_end_info=plugin_data_pb2.SessionEndInfo(
+                status=api_pb2.STATUS_SUCCESS, end_time_secs=time.time()
+            )
+        )
+        summary = Summary()
+        summary.value.add(
+            tag=metadata.SESSION_END_INFO_TAG,
+            metadata=metadata.create_summary_metadata(data),
+            tensor=metadata.NULL_TENSOR,
+        )
+        return summary
+
+    return SimpleNamespace(
+        session_start=session_start, experiment=experiment, session_end=session_end
+    )

@@ -21,7 +21,8 @@ from pipeline.core.values import jsonable, text, to_float
 from sinks import _neptune_runs
 from sinks._neptune_runs import RunUsers
 from sinks.remote import Names, RemoteSink
-from sinks.steps import Step, Steps
+from sinks.steps import Step, StepKey, Steps
+from sinks.summary import BEST_PREFIX, Best
 
 __all__ = ["INSTALL_HINT", "RESERVED", "Row", "WandbSink", "WandbSinkWarning"]
 
@@ -123,6 +124,13 @@ class WandbSink(RemoteSink[Row]):
     passed, or through the sink. W&B writes a step's row once a later step is logged or the
     run finishes.
 
+    Several step axes: `step_key` may map key patterns to step keys (`{"^eval/":
+    "eval_round", "": "steps"}`); each key is then plotted against its axis
+    (`run.define_metric(name, step_metric=axis)`, the axis' value in the same row; one
+    history row per record, so no value is behind the run's step) (see `sinks.steps.Steps`
+    and docs/sinks.md). `best={key: "max" | "min"}`: on `close()`, the run's summary gets
+    `best/<name>` for each key given (W&B's summary holds each name's last value).
+
     Configuration: `config=` or `log_config(mapping)` updates `run.config` (nested mappings
     stay nested, as W&B shows them; see `log_config`).
 
@@ -151,16 +159,17 @@ class WandbSink(RemoteSink[Row]):
         run: Any = None,
         mode: str | None = None,
         dir: str | os.PathLike[str] | None = None,
-        step_key: str | None = None,
+        step_key: StepKey = None,
         prefix: str = "",
         name: str | None = None,
         tags: Iterable[str] | None = None,
         config: Mapping[str, Any] | None = None,
+        best: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(prefix, str):
             raise ValueError(f"prefix must be a string, got {type(prefix).__name__}")
-        self._steps = Steps(step_key, self._note)
+        self._use_steps(Steps(step_key, self._note))
         if config is not None and not isinstance(config, Mapping):
             raise ValueError(f"config must be a mapping, got {type(config).__name__}")
         if isinstance(tags, str):
@@ -198,7 +207,10 @@ class WandbSink(RemoteSink[Row]):
         disabled."""
         self._names = Names(self._name_of, _refusal)
         """Each record key's logged name, decided once: one key per name."""
-        self._step_name = self._name_of(step_key) if step_key is not None else None
+        self._best = Best(best, self._name_of) if best is not None else None
+        self._step_name = self._name_of(step_key) if isinstance(step_key, str) else None
+        self._defined: set[str] = set()
+        """Several axes: the names given their `define_metric` (on the push thread)."""
         if config is not None:
             self.log_config(config)
         self._users = _neptune_runs.join(run)
@@ -230,7 +242,9 @@ class WandbSink(RemoteSink[Row]):
     def _row(self, data: Record) -> Row:
         step = self._steps.of(data)
         values: dict[str, Any] = {}
-        if type(step) is not int or not 0 <= step < _INT64:
+        if self._several_axes:
+            pass  # the axis' step is a value in the row (`_axis_row`), not W&B's step
+        elif type(step) is not int or not 0 <= step < _INT64:
             why = (
                 f"W&B steps are whole numbers; step {step} is not"
                 if type(step) is not int
@@ -269,7 +283,21 @@ class WandbSink(RemoteSink[Row]):
                     self._drop(key, self._names.why(key))
                     continue
             values[name] = value
+        if self._several_axes:
+            return self._axis_row(data, step, values)
         return (step, time.time(), values)
+
+    def _axis_row(self, part: Record, step: Step, values: dict[str, Any]) -> Row:
+        """Several axes: the row of one axis' part of a record. Its values hold the axis'
+        step under the axis key's name (the record's own value, or the axis' last step when
+        the record has none: W&B plots a key against that value), and its W&B step is the
+        record's index, so that the parts of a record make one history row."""
+        axis = self._steps.axis_of(next(iter(part))) if part else None
+        if axis is not None and values:
+            name = self._names.by_key.get(axis) or self._names.new(axis)
+            if name is not None:
+                values[name] = step
+        return (self._steps.taken - 1, time.time(), values)
 
     def _name_of(self, key: Any) -> str:
         name = key if type(key) is str else text(key)
@@ -281,6 +309,9 @@ class WandbSink(RemoteSink[Row]):
         """Logs the rows, one `run.log` per step, leaving out (and counting) what W&B would
         ignore or overwrite. A row is emptied once logged; if `run.log` raises, the rows not
         yet logged keep their values and are sent by the retry."""
+        if self._several_axes:
+            self._send_axes(rows)
+            return
         at = self._at
         with _log_lock:
             group: dict[str, Any] = {}
@@ -315,6 +346,48 @@ class WandbSink(RemoteSink[Row]):
             if group:
                 self._log(group, members)
 
+    def _send_axes(self, rows: list[Row]) -> None:
+        """Several axes: logs each record's rows as one history row at a W&B step of its
+        own (the run's next), each name first given its axis with `define_metric(name,
+        step_metric=axis)`, so that W&B plots it against its axis and drops nothing for
+        being behind another axis."""
+        at = self._at
+        with _log_lock:
+            group: dict[str, Any] = {}
+            members: list[dict[str, Any]] = []
+            record = None
+            for index, stamp, values in rows:
+                if not values:
+                    continue
+                if index != record:
+                    if group:
+                        self._log(group, members)
+                        group, members = {}, []
+                    if at.logged:
+                        at.move_to(at.step + 1)
+                    record = index
+                self._define(values)
+                group.update(values)
+                group["_timestamp"] = stamp
+                members.append(values)
+            if group:
+                self._log(group, members)
+
+    def _define(self, values: dict[str, Any]) -> None:
+        """Gives each name of `values` not seen before its axis (`define_metric`)."""
+        defined = self._defined
+        for name in values:
+            if name in defined:
+                continue
+            axis = self._steps.axis_of(self._names.key_of(name))
+            if axis is None or self._names.by_key.get(axis) == name:
+                self.run.define_metric(name)
+            else:
+                axis_name = self._names.by_key.get(axis) or self._name_of(axis)
+                self.run.define_metric(axis_name)
+                self.run.define_metric(name, step_metric=axis_name)
+            defined.add(name)
+
     def _log(self, group: dict[str, Any], members: list[dict[str, Any]]) -> None:
         """Logs one step's values; on success, empties the rows they came from. If W&B
         refuses the values (an error while encoding them, before any is logged), logs them
@@ -335,6 +408,11 @@ class WandbSink(RemoteSink[Row]):
         at.logged.update(group)
         for values in members:
             values.clear()
+
+    def _send_best(self, best: dict[str, tuple[float, Step]]) -> None:
+        """Sets each best value in the run's summary as `best/<name>` (W&B's summary holds
+        the last value of every name itself)."""
+        self.run.summary.update({BEST_PREFIX + name: value for name, (value, _) in best.items()})
 
     def _close_client(self) -> None:
         if _neptune_runs.leave(self.run, self._users, made_it=self.owns_run):

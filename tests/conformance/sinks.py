@@ -296,17 +296,17 @@ def neptune_path(key: Any) -> str:
     return "/".join(part for part in tracked_name(key).split("/") if part)
 
 
-def _tensorboard(folder: Path) -> Any:
+def _tensorboard(folder: Path, **options: Any) -> Any:
     from sinks.tensorboard import TensorBoardSink
 
-    return TensorBoardSink(folder / "tb")
+    return TensorBoardSink(folder / "tb", **options)
 
 
 _MLFLOW_DB: list[bytes] = []
 """An empty MLflow SQLite store, as MLflow made it (its schema migrations take a second)."""
 
 
-def _mlflow(folder: Path) -> Any:
+def _mlflow(folder: Path, **options: Any) -> Any:
     from sinks.mlflow import MlflowSink
 
     path = folder / "mlflow.db"
@@ -317,25 +317,25 @@ def _mlflow(folder: Path) -> Any:
 
         MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
         _MLFLOW_DB.append(path.read_bytes())
-    return MlflowSink(tracking_uri=f"sqlite:///{path}")
+    return MlflowSink(tracking_uri=f"sqlite:///{path}", **options)
 
 
-def _wandb(folder: Path) -> Any:
+def _wandb(folder: Path, **options: Any) -> Any:
     from sinks.wandb import WandbSink
 
-    return WandbSink(mode="offline", dir=folder)
+    return WandbSink(mode="offline", dir=folder, **options)
 
 
-def _neptune(folder: Path) -> Any:
+def _neptune(folder: Path, **options: Any) -> Any:
     from sinks.neptune import NeptuneSink
 
-    return NeptuneSink(mode="offline", data_dir=folder / ".neptune")
+    return NeptuneSink(mode="offline", data_dir=folder / ".neptune", **options)
 
 
-def _neptune_scale(folder: Path) -> Any:
+def _neptune_scale(folder: Path, **options: Any) -> Any:
     from sinks.neptune import NeptuneSink
 
-    return NeptuneSink.scale(mode="offline", data_dir=folder / ".neptune")
+    return NeptuneSink.scale(mode="offline", data_dir=folder / ".neptune", **options)
 
 
 # Storage faults of a tracking sink: the tool's client call that stores (TensorBoard's event

@@ -11,6 +11,7 @@ property runs a few cases in the fast profile (`TRACKING_CASES`) and more in the
 from __future__ import annotations
 
 import errno
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -188,3 +189,79 @@ def test_a_key_none_is_counted_under_its_own_name(
     outcome = harness.run(spec, stream, tmp_path_factory.mktemp(spec.name.split(".")[0]))
     harness.check(outcome)
     assert outcome.node.counts.by_key["dropped"] == {"None": 1, "x": 1}
+
+
+# -- several step axes: points keyed by (name, their axis' step) ------------------------------
+
+AXES = {"^eval/": "eval_round", "": "steps"}
+"""Training keys at env steps, evaluation keys at evaluation rounds."""
+
+
+@st.composite
+def two_axis_streams(draw: st.DrawFn) -> list[strategies.Op]:
+    """Writes and flushes of records holding a training part (`steps`, `loss`), an
+    evaluation part (`eval_round`, `eval/return`) or both; each axis' steps go up, and the
+    values are any the suite makes (the refused ones must be counted)."""
+    values = strategies.make_values()
+    ops: list[strategies.Op] = []
+    steps = rounds = 0
+    for _ in range(draw(st.integers(1, 6))):
+        record: dict[Any, Any] = {}
+        train, evaluate = draw(st.sampled_from([(True, False), (False, True), (True, True)]))
+        if train:
+            steps += draw(st.integers(1, 1000))
+            record.update(steps=steps, loss=draw(values))
+        if evaluate:
+            rounds += 1
+            record.update({"eval_round": rounds, "eval/return": draw(values)})
+        ops.append(strategies.Op("write", record, draw(st.booleans())))
+        if draw(st.booleans()):
+            ops.append(strategies.Op("flush"))
+    return ops
+
+
+def _on_axes(spec: SinkSpec) -> SinkSpec:
+    """`spec` with `step_key=AXES`: each point at its axis' step (W&B: read against the
+    `step_metric` W&B plots it on)."""
+    from tests.conformance.normalise import form
+    from tests.sinks.tracking import wandb_axis_points
+
+    def expect(record: dict[Any, Any], index: int) -> list[tuple[str, Any, Any]]:
+        return [
+            (key, record["eval_round"] if key.startswith("eval") else record["steps"], form(v))
+            for key, v in record.items()
+            if v is not None
+        ]
+
+    def read(sink: Any, folder: Any) -> list[tuple[str, Any, Any]]:
+        if spec.name != "WandbSink":
+            return spec.read(sink, folder)
+        points = wandb_axis_points(sink.run_dir, AXES.values())
+        return [(n, step, value) for n, series in points.items() for step, value in series]
+
+    make = spec.make
+    return replace(
+        spec,
+        name=spec.name + " on two axes",
+        make=lambda folder: make(folder, step_key=AXES),
+        expect=expect,
+        read=read,
+    )
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@suite(TRACKING_CASES, LONG_CASES)
+@given(stream=two_axis_streams(), data=st.data())
+def test_on_two_step_axes_each_point_is_stored_once_at_its_axis_step_or_counted(
+    spec: SinkSpec,
+    stream: list[strategies.Op],
+    data: st.DataObject,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """`step_key={"^eval/": "eval_round", "": "steps"}`: each point is stored once at its own
+    axis' step, none dropped for being behind the other axis, whether the storage works or
+    fails from a random call on (recovering or not: what a close cannot push is counted)."""
+    fault = data.draw(st.none() | harness.storage_faults(len(stream)))
+    event("fault: none" if fault is None else "fault: storage")
+    folder = tmp_path_factory.mktemp(spec.name.split(".")[0])
+    harness.check(harness.run(_on_axes(spec), stream, folder, fault=fault))

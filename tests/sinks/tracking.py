@@ -7,7 +7,7 @@ import json
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,8 @@ def read_tensorboard(logdir: Path) -> TensorBoardRun:
         run.scalars[tag] = [(event.step, event.value) for event in events]
         run.wall_times[tag] = [event.wall_time for event in events]
     for tag in accumulator.Tags()["tensors"]:
+        if accumulator.SummaryMetadata(tag).plugin_data.plugin_name != "text":
+            continue  # another plugin's (the hparams session's)
         run.texts[tag] = [
             (event.step, tensor_util.make_ndarray(event.tensor_proto).item().decode())
             for event in accumulator.Tensors(tag)
@@ -359,3 +361,27 @@ def read_scale(data_dir: Path) -> NeptuneRun:
             if path == "sys/tags":
                 data.tags.update(change.string.values)
     return data
+
+
+def wandb_axis_points(run_dir: Path, axes: Iterable[str] = ()) -> Points:
+    """Each name's points in a W&B run against the axis W&B plots it on: the value of its
+    `step_metric` (from the run's `metric` records, `define_metric`) in the same history
+    row; an axis (a step metric, or a name in `axes`) against its own value; any other
+    name against W&B's own step."""
+    from wandb.proto.wandb_internal_pb2 import Record
+
+    rows = read_wandb(run_dir).all_rows  # once W&B's service has written the whole run
+    axis_of: dict[str, str] = {}
+    for raw in wandb_records(wandb_file(run_dir).read_bytes()):
+        record = Record()
+        record.ParseFromString(raw)
+        if record.WhichOneof("record_type") == "metric" and record.metric.step_metric:
+            axis_of[record.metric.name] = record.metric.step_metric
+    for axis in {*axis_of.values(), *axes}:
+        axis_of[axis] = axis  # an axis against its own value
+    points: Points = {}
+    for step, row in rows:
+        for name, value in row.items():
+            axis = axis_of.get(name)
+            points.setdefault(name, []).append((step if axis is None else row[axis], value))
+    return _in_step_order(points)
