@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.core.names import warmup_ema
 
-_SHORT = 48
+SHORT = 48
 """Columns shorter than this run in Python: lfilter's call costs about 40 values' steps."""
 
 _MISSING: Any = object()
@@ -51,7 +51,7 @@ def warmup_ema_column(
 ) -> tuple[np.ndarray, float, float]:
     """The warm-up EMA after each of `values` (finite float64s) from state (smoothed, c),
     and the final state: `warmup_ema`'s values, at C speed once the warm-up is over."""
-    run = lfilter() if len(values) >= _SHORT else None
+    run = lfilter() if len(values) >= SHORT else None
     if run is None:
         out, smoothed, c = warmup_ema(values.tolist(), coeff, smoothed, c)
         return np.array(out, dtype=np.float64), smoothed, c
@@ -62,7 +62,7 @@ def warmup_ema_column(
         warm += 1
     if warm:  # the warm-up values, in Python (the same steps as the row path)
         head, smoothed, c = warmup_ema(values[:warm].tolist(), coeff, smoothed, c)
-        if len(values) - warm < _SHORT:
+        if len(values) - warm < SHORT:
             tail_values, smoothed, c = warmup_ema(values[warm:].tolist(), coeff, smoothed, c)
             head.extend(tail_values)
         if len(head) == len(values):
@@ -80,7 +80,7 @@ def debiased_ema_column(
     """TensorBoard's debiased EMA after each of `values` (finite float64s) from state
     (mean m, coeff^t), and the final state: m_t = coeff m_{t-1} + (1 - coeff) x_t,
     s_t = m_t / (1 - coeff^t)."""
-    run = lfilter() if len(values) >= _SHORT else None
+    run = lfilter() if len(values) >= SHORT else None
     if run is not None:
         means = _first_order(run, values, coeff, mean if mean == mean else 0.0)
     else:

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from filters._ema import debiased_ema_column, warmup_ema_column
+from filters._ema import SHORT, debiased_ema_column, warmup_ema_column
 from pipeline.core.columns import Columns, batch_length, numeric, rows_slice
 from pipeline.core.fusion import Transform
 from pipeline.core.keys import KeyMatcher, clashes, note_clash
-from pipeline.core.names import smoothed_name
+from pipeline.core.names import smoothed_name, warmup_ema
 from pipeline.core.node import Record
 from pipeline.core.values import shown, to_float
 
@@ -198,6 +198,12 @@ class SmoothingFilter(Transform):
         column's finite values (`filters._ema`, in C with scipy), and each other row carries
         the smoothed value before it, as row by row."""
         array = numeric(column)
+        if array is not None and len(array) < SHORT and not self.bias_correction:
+            values = array.astype(np.float64, copy=False).tolist()  # as to_float
+            total = sum(values)
+            if total - total == 0:  # every value finite: a short column, in Python
+                out, state[0], state[1] = warmup_ema(values, self.coeff, state[0], state[1])
+                return np.array(out, dtype=np.float64), 0
         if array is not None:
             numbers = array.astype(np.float64, copy=False)  # as to_float: past float64, inf
             finite = np.isfinite(numbers)
