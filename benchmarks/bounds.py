@@ -496,11 +496,13 @@ def _csv_cells(orjson: Any, values: np.ndarray) -> list[bytes]:
 
 
 def columns_train_csv(path: Path, fields: Sequence[str]) -> Bound:
-    """The batched train chain to a CSV file with numpy and orjson, as columns: the moving
-    average in one loop over the return column, None cells left empty (the rows that
-    `drop_none` passes without the key), each column formatted by orjson in one call, the
-    rows joined at C speed, one append per batch."""
+    """The batched train chain to a CSV file with numpy, scipy and orjson, as columns: the
+    moving average over the return column by `scipy.signal.lfilter` once its warm-up (the
+    first values, while the coefficient still moves) is over, None cells left empty (the
+    rows that `drop_none` passes without the key), each column formatted by orjson in one
+    call, the rows joined at C speed, one append per batch."""
     import orjson
+    from scipy.signal import lfilter
 
     state = [math.nan, 0.0]
     file = io.FileIO(path, "w")
@@ -508,16 +510,25 @@ def columns_train_csv(path: Path, fields: Sequence[str]) -> Bound:
 
     def chain(columns: Columns) -> None:
         s, c = state
+        values = columns[RETURN].tolist()
         smoothed: list[float] = []
         append = smoothed.append
-        for x in columns[RETURN].tolist():
+        warm = 0
+        while warm < len(values) and 0.9 * c + STEP != c:  # the warm-up, value by value
+            x = values[warm]
             s = x if c == 0.0 else (1.0 - c) * x + c * s
             c = 0.9 * c + STEP
             append(s)
+            warm += 1
+        column_smoothed = np.array(smoothed)
+        if warm < len(values):  # from here on a constant coefficient: a recurrence in C
+            tail, _ = lfilter([1.0 - c], [1.0, -c], columns[RETURN][warm:], zi=[c * s])
+            column_smoothed = np.concatenate([column_smoothed, tail])
+            s = float(tail[-1])
         state[0], state[1] = s, c
         cells = []
         for key in fields:
-            column = np.array(smoothed) if key == SMOOTHED else columns[key]
+            column = column_smoothed if key == SMOOTHED else columns[key]
             if isinstance(column, np.ndarray):
                 cells.append(_csv_cells(orjson, column))
             else:  # a list holding None: an empty cell there

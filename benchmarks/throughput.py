@@ -1124,7 +1124,7 @@ def contests(rows: list[dict[str, Any]], batches: list[dict[str, Any]]) -> list[
         window, len(rows)))
 
     # (s) the batched train chain to a CSV file: rlpipe's column path, the Acme-built row
-    # chain, the numpy + orjson bound, and rlpipe with the fast extra off
+    # chain, the numpy/scipy + orjson bound, and rlpipe with the fast extra off
     def rlpipe_train_csv(work: Path, fast: bool = True) -> Chain:
         pipe = train_pipeline(0.0, CsvSink(work / "rlpipe-s.csv", mode="w"))
 

@@ -11,14 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from filters.statistics import (  # noqa: F401  (filters.aggregate.STATISTICS still imports)
+from filters.statistics import (
     STATISTICS,
     check_stats,
     window_statistics,
 )
 from pipeline.core.columns import Columns, batch_length, numeric
 from pipeline.core.keys import CACHE_LIMIT, KeyMatcher, clashes, note_clash
-from pipeline.core.names import stat_name
+from pipeline.core.names import percentile_of, stat_name
 from pipeline.core.node import Node, Record
 from pipeline.core.values import IMMUTABLE_TYPES, shown, snapshot, to_float
 
@@ -193,6 +193,9 @@ class AggregateFilter(Node):
                     self._window_start = now
                 elif now - self._window_start >= self.seconds:
                     stop = start + 1
+            elif stop - start == self.every and self._windows_at_once(columns, start):
+                start += (length - start) // self.every * self.every
+                continue
             self._add_rows(columns, start, stop)
             self._writes += stop - start
             if (self.every is not None and self._writes >= self.every) or (
@@ -244,6 +247,43 @@ class AggregateFilter(Node):
             values = values[~nan]
             self._nan(key, nans)
         column.frombytes(np.ascontiguousarray(values).tobytes())
+
+    def _windows_at_once(self, columns: Columns, start: int) -> bool:
+        """Emits the whole windows of `every` rows from row `start` (an empty window's first
+        row) as one batch, each statistic a column reduced with numpy on the rows of a
+        (windows x every) matrix: when every column is numeric, the matching ones hold no
+        NaN and no statistic's name clashes. The same values as window by window (the same
+        reductions per row, one sort for the median and the percentiles); False, having done
+        nothing, otherwise."""
+        every = self.every
+        assert every is not None
+        if self._order or self._last or self._columns or self._writes:
+            return False
+        windows = (batch_length(columns) - start) // every
+        stop = start + windows * every
+        match = self.match
+        matrices: dict[str, np.ndarray] = {}
+        for key, column in columns.items():
+            if numeric(column) is None:
+                return False
+            if match(key):
+                matrix = np.asarray(column[start:stop], dtype=np.float64)
+                if np.isnan(matrix).any():
+                    return False
+                matrices[key] = matrix.reshape(windows, every)
+        names = [name for key in matrices for name in self._stat_names(key)]
+        if any(clashes([key for key in columns if key not in matrices], names)):
+            return False
+        out: dict[str, Any] = {}
+        for key, column in columns.items():
+            window_rows = matrices.get(key)
+            if window_rows is None:  # the last value of each window
+                out[key] = column[start + every - 1 : stop : every].copy()
+            else:
+                out.update(zip(self._stat_names(key), _row_statistics(window_rows, self.stats),
+                               strict=True))
+        self.emit_batch(out)
+        return True
 
     def _not_a_number(self, key: str, value: Any) -> None:
         last = self._last
@@ -380,6 +420,57 @@ def _plan_writer(numbers: int, others: int) -> Callable[..., Callable[[Record], 
     exec(source, namespace)
     make: Callable[..., Callable[[Record], None]] = namespace["make"]
     return make
+
+
+def _row_statistics(matrix: np.ndarray, stats: tuple[str, ...]) -> list[np.ndarray]:
+    """`window_statistics` of each row of `matrix` (no NaN), as one column per statistic:
+    the same floating-point operations, per row."""
+    windows, n = matrix.shape
+    out: list[np.ndarray] = []
+    mean: np.ndarray | None = None
+    ordered: np.ndarray | None = None
+    for stat in stats:
+        if stat == "mean" or stat == "std":
+            if mean is None:
+                mean = np.add.reduce(matrix, axis=1) / n
+            if stat == "mean":
+                out.append(mean)
+            else:
+                deviations = matrix - mean[:, None]
+                np.multiply(deviations, deviations, out=deviations)
+                out.append(np.sqrt(np.add.reduce(deviations, axis=1) / n))
+        elif stat == "median" or stat[0] == "p":
+            if ordered is None:
+                ordered = np.sort(matrix, axis=1)
+            if stat == "median":
+                middle = n // 2
+                out.append(ordered[:, middle].copy() if n % 2 else
+                           (ordered[:, middle - 1] + ordered[:, middle]) / 2)
+            else:
+                q = percentile_of(stat)
+                assert q is not None  # check_stats let only percentiles through
+                out.append(_sorted_percentiles(ordered, q))
+        elif stat == "count":
+            out.append(np.full(windows, n))
+        else:  # max, min, sum
+            reduce: Callable[..., np.ndarray] = STATISTICS[stat]
+            out.append(reduce(matrix, axis=1))
+    return out
+
+
+def _sorted_percentiles(ordered: np.ndarray, q: float) -> np.ndarray:
+    """`sorted_percentile` of each row of `ordered` (rows sorted): the same operations."""
+    n = ordered.shape[1]
+    index = (n - 1) * (q / 100)
+    if index >= n - 1:
+        a = b = ordered[:, -1]
+        gamma = index + 1.0
+    else:
+        lower = int(index)
+        a, b = ordered[:, lower], ordered[:, lower + 1]
+        gamma = index - lower
+    diff = b - a
+    return b - diff * (1.0 - gamma) if gamma >= 0.5 else a + diff * gamma
 
 
 def _first_value(part: Any) -> int | None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from filters._ema import SHORT, debiased_ema_column, warmup_ema_column
 from pipeline.core.columns import Columns, batch_length, numeric, rows_slice
 from pipeline.core.fusion import Transform
 from pipeline.core.keys import KeyMatcher, clashes, note_clash
@@ -193,36 +194,50 @@ class SmoothingFilter(Transform):
         self, key: str, column: Any, state: list[float]
     ) -> tuple[np.ndarray, int]:
         """The smoothed values of a column (NaN where there is none yet) and the index of the
-        first row that has one (the length if none has)."""
+        first row that has one (the length if none has): the moving average runs over the
+        column's finite values (`filters._ema`, in C with scipy), and each other row carries
+        the smoothed value before it, as row by row."""
         array = numeric(column)
-        if not self.bias_correction and array is not None:
-            as_float = array.astype(np.float64, copy=False)  # as to_float: past float64, inf
-            if np.isfinite(as_float).all():
-                ema, state[0], state[1] = warmup_ema(
-                    as_float.tolist(), self.coeff, state[0], state[1]
-                )
-                return np.array(ema, dtype=np.float64), 0  # the first value is a number
-        values: list[Any] = array.tolist() if array is not None else list(column)
-        out: list[float] = []
-        append = out.append
-        first = -1
-        if self.bias_correction:
-            for index, value in enumerate(values):
-                smoothed = self._debiased(key, value, state)
-                if first < 0 and smoothed == smoothed:
-                    first = index
-                append(smoothed)
+        if array is not None and len(array) < SHORT and not self.bias_correction:
+            values = array.astype(np.float64, copy=False).tolist()  # as to_float
+            total = sum(values)
+            if total - total == 0:  # every value finite: a short column, in Python
+                out, state[0], state[1] = warmup_ema(values, self.coeff, state[0], state[1])
+                return np.array(out, dtype=np.float64), 0
+        if array is not None:
+            numbers = array.astype(np.float64, copy=False)  # as to_float: past float64, inf
+            finite = np.isfinite(numbers)
+            if not finite.all():
+                bad = np.flatnonzero(~finite)
+                self._skip(key, array[bad[0]], stacklevel=5, n=len(bad))
         else:
-            numbers = []
-            for value in values:
+            values = []
+            for value in column:
                 x = value if type(value) is float else to_float(value)
                 if x is None or x - x != 0:  # not a number, NaN or inf
                     self._skip(key, value, stacklevel=5)
                     x = math.nan
-                numbers.append(x)
-            out, state[0], state[1] = warmup_ema(numbers, self.coeff, state[0], state[1])
-            first = next((index for index, s in enumerate(out) if s == s), -1)
-        return np.array(out, dtype=np.float64), (first if first >= 0 else len(values))
+                values.append(x)
+            numbers = np.array(values, dtype=np.float64)
+            finite = np.isfinite(numbers)
+        everywhere = bool(finite.all())
+        finite_numbers = numbers if everywhere else numbers[finite]
+        before = state[0]  # the smoothed value a row before the column's first number carries
+        if self.bias_correction:
+            if before == before and state[1] != 1.0:
+                before = before / (1.0 - state[1])
+            smoothed, state[0], state[1] = debiased_ema_column(
+                finite_numbers, self.coeff, state[0], state[1]
+            )
+        else:
+            smoothed, state[0], state[1] = warmup_ema_column(
+                finite_numbers, self.coeff, state[0], state[1]
+            )
+        if not everywhere:  # each row carries the smoothed value after the last number
+            smoothed = np.concatenate([[before], smoothed])[np.cumsum(finite)]
+        if before == before or not len(numbers):
+            return smoothed, 0
+        return smoothed, int(finite.argmax()) if len(finite_numbers) else len(numbers)
 
     def fresh(self) -> bool:
         return not self._state
@@ -238,13 +253,14 @@ class SmoothingFilter(Transform):
         self._plans.clear()  # plans hold the old state lists
         self._keys, self._last_plan = None, ()
 
-    def _skip(self, key: str, value: object, stacklevel: int = 3) -> None:
+    def _skip(self, key: str, value: object, stacklevel: int = 3, n: int = 1) -> None:
         if value is not None:
             self.counts.note(
                 "skipped",
                 f"{key!r} = {shown(value)} is not a finite number; it is passed on unsmoothed and "
                 "the moving average is left as it was",
                 key=key,
+                n=n,
                 category=UserWarning,
                 stacklevel=stacklevel,
             )

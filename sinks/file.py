@@ -141,6 +141,9 @@ _LIST_KINDS = frozenset(
 )
 """The element type sets of a list column a block holds as it is: floats or ints, with None."""
 
+_FLOATS = frozenset({float})
+"""A list column of floats alone, which a block holds as a float64 array."""
+
 
 def repair_torn_tail(path: Path) -> int:
     """Truncates a file after its last newline, so a line torn by a crash is not read as a
@@ -517,7 +520,8 @@ class BufferedFileSink(Sink):
     def numeric_block(columns: Columns, length: int) -> RowBlock | None:
         """The batch as a block when every key is text and every column is a 1-d numpy array
         of bools, ints or floats (narrower floats become the float64 `plain` makes of them)
-        or a list of floats or ints with None; else None. Arrays are copied."""
+        or a list of floats or ints with None (floats alone become a float64 array); else
+        None. Arrays are copied."""
         held: dict[str, Any] = {}
         for key, column in columns.items():
             if type(key) is not str:
@@ -533,8 +537,14 @@ class BufferedFileSink(Sink):
                     held[key] = np.array(plain(column), dtype=np.float64)
                 else:
                     held[key] = column.copy()
-            elif kind is list and frozenset(map(type, column)) in _LIST_KINDS:
-                held[key] = list(column)
+            elif kind is list:
+                kinds = frozenset(map(type, column))
+                if kinds == _FLOATS:  # as a float64 array: the same cells, formatted faster
+                    held[key] = np.array(column, dtype=np.float64)
+                elif kinds in _LIST_KINDS:
+                    held[key] = list(column)
+                else:
+                    return None
             else:
                 return None
         return RowBlock(held, length)
