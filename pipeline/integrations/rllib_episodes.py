@@ -17,7 +17,7 @@ from pipeline.core.node import Node
 from pipeline.core.values import shown
 from pipeline.integrations.ray.hub import Hub
 from pipeline.integrations.ray.sender import HubSender, SenderSettings
-from pipeline.integrations.ray.support import import_ray
+from pipeline.integrations.ray.support import first_line, import_ray
 
 try:
     from ray.rllib.callbacks.callbacks import RLlibCallback
@@ -121,7 +121,10 @@ class EpisodeCallback(RLlibCallback, metaclass=_BoundMeta):
       Algorithm's process flushes the hub at the end of each training iteration
       (`on_train_result`; `on_evaluate_end` for `evaluation=True`): an aggregate at the hub
       emits one row per iteration, over exactly that iteration's episodes. `False` leaves the
-      windows to the hub's pipeline (`every=`, `seconds=`, `hub.flush()`);
+      windows to the hub's pipeline (`every=`, `seconds=`, `hub.flush()`). A hub that
+      cannot be flushed (dead or closed) does not stop training: each failed flush is
+      counted in `counts["unflushed"]`, warned about once (the senders count their own
+      losses);
     - `cls.close(algorithm)`, before `algorithm.stop()`, closes every EnvRunner's sender, so
       that the hub sees each stream end: `hub.close()` then reports no sender as unclosed,
       and its status reconciles (`written == records + lost + missing`).
@@ -287,14 +290,29 @@ class EpisodeCallback(RLlibCallback, metaclass=_BoundMeta):
         """With a hub and `per_iteration`: flushes the hub (one window per iteration)."""
         cls = type(self)
         if cls.hub is not None and cls.per_iteration and not cls.evaluation:
-            cls.hub.flush()
+            cls._flush_hub(cls.hub)
 
     def on_evaluate_end(self, *, evaluation_metrics: Any = None, **kwargs: Any) -> None:
         """With a hub, `per_iteration` and `evaluation`: flushes the hub after each
         evaluation."""
         cls = type(self)
         if cls.hub is not None and cls.per_iteration and cls.evaluation:
-            cls.hub.flush()
+            cls._flush_hub(cls.hub)
+
+    @classmethod
+    def _flush_hub(cls, hub: _HubSenders) -> None:
+        """Flushes the hub; a hub that cannot be flushed (dead, closed, too slow) does not
+        stop training: counted in `counts["unflushed"]`, warned about once per kind."""
+        try:
+            hub.flush()
+        except Exception as error:
+            cls.counts.note(
+                "unflushed",
+                f"EpisodeCallback could not flush the hub ({type(error).__name__}: "
+                f"{first_line(error)}); training goes on, the hub's windows are not cut here",
+                key=type(error).__name__,
+                stacklevel=4,
+            )
 
     def _add_metrics(
         self, record: dict[str, Any], values: Any, metrics: Callable[..., Any]

@@ -373,6 +373,23 @@ def returns_seen(folder: Path) -> dict[int, list[float]]:
 
 
 @pytest.mark.slow
+def test_a_hub_that_is_gone_does_not_stop_training_its_flushes_are_counted(
+    ray_session: Path, tmp_path: Path
+) -> None:
+    hub = Hub(functools.partial(central, tmp_path))
+    Episodes = EpisodeCallback.to(hub)
+    in_the_algorithm = Episodes()  # the instance RLlib makes in the Algorithm's process
+    in_the_algorithm.on_train_result(result={})  # the hub is up: its windows are cut
+    hub.close()
+
+    with pytest.warns(RuntimeWarning, match="could not flush the hub"):
+        in_the_algorithm.on_train_result(result={})
+    in_the_algorithm.on_train_result(result={})  # warned once, counted each time
+
+    assert Episodes.counts["unflushed"] == 2
+
+
+@pytest.mark.slow
 def test_ppo_with_two_env_runners_gets_the_exact_mean_over_all_episodes_through_a_hub(
     ray_session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
