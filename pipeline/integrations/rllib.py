@@ -19,13 +19,16 @@
 `flatten_result` (on `pipeline.core.flatten`), which needs no Ray.
 
 `EpisodeCallback.to(pipeline)` makes a real `ray.rllib.callbacks.callbacks.RLlibCallback`
-class that writes one record per episode an EnvRunner finishes:
+class that writes one record per episode an EnvRunner finishes; `EpisodeCallback.to(hub)`
+sends the episodes of every EnvRunner to one Ray hub (`pipeline.integrations.ray.Hub`):
 
     config = PPOConfig().environment("CartPole-v1").env_runners(num_env_runners=0)
     config.callbacks(EpisodeCallback.to(Pipeline("episodes").to(CsvSink("runs/episodes.csv"))))
 
-Importing this module imports Ray Tune and RLlib's callback base (`pip install
-'rlpipe[rllib]'`); `pipeline` itself never imports them.
+Importing this module imports Ray Tune's logger base (`pip install 'rlpipe[rllib]'`); RLlib's
+callback base, slower to import, is imported at the first use of `EpisodeCallback` or
+`EPISODE_KEYS` (they live in `pipeline.integrations.rllib_episodes`). `pipeline` itself never
+imports either.
 
 Pass RLlib algorithms to Tune as classes: Ray 2.60's name registry behind `tune.Tuner("PPO")`
 imports every algorithm, DreamerV3's Pillow included, which `ray[rllib]` does not install.
@@ -34,23 +37,23 @@ imports every algorithm, DreamerV3's Pillow included, which `ray[rllib]` does no
 from __future__ import annotations
 
 import math
-import os
-import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from pipeline.core.counts import Counts
 from pipeline.core.flatten import flatten
 from pipeline.core.node import Node
-from pipeline.core.values import shown, to_float
+from pipeline.core.values import to_float
 
 try:
-    from ray.rllib.callbacks.callbacks import RLlibCallback
     from ray.tune.logger import LoggerCallback
 except ImportError as error:  # pragma: no cover - the CI installs every extra
     raise ImportError(
         "pipeline.integrations.rllib needs Ray Tune and RLlib: pip install 'rlpipe[rllib]'"
     ) from error
+
+if TYPE_CHECKING:
+    from pipeline.integrations.rllib_episodes import EPISODE_KEYS, EpisodeCallback
 
 __all__ = [
     "EPISODE_KEYS",
@@ -291,227 +294,14 @@ class PipelineCallback(LoggerCallback):
         return f"PipelineCallback({self.factory!r}, {len(self._pipelines)} open)"
 
 
-EPISODE_KEYS: tuple[str, ...] = (
-    "episode_return",
-    "episode_length",
-    "episode_duration_s",
-    "env_index",
-    "worker_index",
-)
-"""The keys of every `EpisodeCallback` record, in this order, before the user's metrics."""
-
-_PIPELINES: dict[str, Node] = {}
-"""Pipelines given to `EpisodeCallback.to` and pipelines its factories made in this process,
-by the bound class's token (and worker index): kept out of the classes, which RLlib pickles
-with the config (`ray.put`, even with `num_env_runners=0`), so no open pipeline is pickled."""
-
-_COUNTS: dict[str, Counts] = {}
-"""Each bound class's counts, by its token, in this process."""
-
-_CallbackMeta: Any = type(RLlibCallback)
+_LAZY = frozenset({"EPISODE_KEYS", "EpisodeCallback"})
 
 
-class _BoundMeta(_CallbackMeta):
-    """Gives each class made by `EpisodeCallback.to` its `counts`, kept in this process."""
+def __getattr__(name: str) -> Any:
+    """`EpisodeCallback` and `EPISODE_KEYS`, imported with RLlib's callback base at their first
+    use (importing RLlib takes seconds; a Tune-only user never pays for it)."""
+    if name in _LAZY:
+        from pipeline.integrations import rllib_episodes
 
-    @property
-    def counts(cls) -> Counts:
-        """What the class's instances in this process set aside, by reason (and key)."""
-        token = cls._token
-        if token is None:
-            raise TypeError("EpisodeCallback.counts: use a class made by EpisodeCallback.to")
-        counts = _COUNTS.get(token)
-        if counts is None:
-            counts = _COUNTS[token] = Counts("rlpipe EpisodeCallback")
-        return counts
-
-
-class EpisodeCallback(RLlibCallback, metaclass=_BoundMeta):
-    """An RLlib callback that writes one record per episode an EnvRunner finishes.
-
-    RLlib makes its callbacks from their class, without arguments (in the Algorithm and in
-    every EnvRunner), so the pipeline is bound to a class: `EpisodeCallback.to(pipeline)`
-    returns a subclass to pass to `config.callbacks(...)`, alone or in a list with your own
-    callbacks. Each finished episode (RLlib's new API stack, `on_episode_end`) becomes:
-
-    - `episode_return`: the sum of its rewards (a float), over all its chunks: an episode
-      that ran over several `sample()` calls is cut into chunks, and RLlib passes the earlier
-      ones as `prev_episode_chunks`; summed in RLlib's own order, so the value is the one
-      behind RLlib's `env_runners/episode_return_mean`, `_min` and `_max`;
-    - `episode_length`: its number of env steps (an int), over all its chunks: the last
-      chunk's env timestep (`episode.t`; `env_t` for a multi-agent episode), which counts from
-      the episode's start. RLlib's own `episode_len_*` sums the chunks' lengths instead; in
-      one process PPO's learner connector appends a bootstrap step to the earlier chunks
-      RLlib keeps, so an episode cut between iterations counts one step more there;
-    - `episode_duration_s`: its wall time in seconds, over all its chunks (RLlib's
-      `get_duration_s()`, behind `env_runners/episode_duration_sec_mean`);
-    - `env_index`: the index of its sub-environment in the EnvRunner's vector env;
-    - `worker_index`: the EnvRunner's index (0 for the local EnvRunner, the one sampling when
-      `num_env_runners=0`);
-    - then what `metrics(episode)` returns, if given: the user's own per-episode values.
-      `episode` is RLlib's episode object at the end: the last chunk (its steps only), whose
-      `custom_data` holds what callbacks stored in it over the whole episode (RLlib copies
-      it into each new chunk), as in RLlib's documented idiom of filling
-      `episode.custom_data` in `on_episode_step`. A name equal to one of the keys above
-      clashes: the built-in value is kept, and the clash is counted in the class's
-      `counts["overwritten"]` and warned about once. A result that is not a mapping raises
-      `TypeError`.
-
-    Only training episodes are recorded by default; with `evaluation=True` only the episodes
-    of evaluation EnvRunners (`config.in_evaluation`): bind two classes to keep both apart.
-
-    How the pipeline reaches the EnvRunner: the class holds a token, and this module keeps
-    the pipeline under it; RLlib copies and pickles the config (and the class with it), and
-    every instance it makes in this process finds the one pipeline by the token. That holds
-    in one process: `num_env_runners=0`, no Tune; an instance in another process raises
-    `RuntimeError`. For EnvRunners in other processes pass a factory instead,
-    `EpisodeCallback.to(make)` with `make(worker_index) -> Pipeline`: it is pickled with the
-    class and called in the EnvRunner's process at its first finished episode (one pipeline
-    per EnvRunner and process; the Algorithm's own instance, which sees no episode, makes
-    none). A pipeline you give belongs to you: close it after `algorithm.stop()`. Pipelines a
-    factory made are closed by `cls.close()`, or at interpreter exit.
-    """
-
-    _token: ClassVar[str | None] = None
-    factory: ClassVar[Callable[[int], Node] | None] = None
-    metrics: ClassVar[Callable[[Any], Mapping[str, Any]] | None] = None
-    evaluation: ClassVar[bool] = False
-
-    @classmethod
-    def to(
-        cls,
-        pipeline: Node | Callable[[int], Node],
-        *,
-        metrics: Callable[[Any], Mapping[str, Any]] | None = None,
-        evaluation: bool = False,
-    ) -> type[EpisodeCallback]:
-        """A subclass writing to `pipeline` (a Pipeline, or a factory `worker_index ->
-        Pipeline`), adding `metrics(episode)` to each record, recording evaluation episodes
-        instead of training ones when `evaluation` is True. Its `counts` are its own."""
-        if not isinstance(pipeline, Node) and not callable(pipeline):
-            raise ValueError(
-                "pipeline must be an rlpipe Pipeline or a factory (worker_index -> Pipeline), "
-                f"got {type(pipeline).__name__}"
-            )
-        if metrics is not None and not callable(metrics):
-            raise ValueError(f"metrics must be a function (episode -> mapping), got {metrics!r}")
-        if not isinstance(evaluation, bool):
-            raise ValueError(f"evaluation must be a bool, got {evaluation!r}")
-        token = uuid.uuid4().hex
-        if isinstance(pipeline, Node):
-            _PIPELINES[token] = pipeline
-        namespace = {
-            "_token": token,
-            "factory": None if isinstance(pipeline, Node) else staticmethod(pipeline),
-            "metrics": None if metrics is None else staticmethod(metrics),
-            "evaluation": evaluation,
-            "__module__": cls.__module__,
-            "__qualname__": cls.__qualname__,
-            "__doc__": cls.__doc__,
-        }
-        bound: type[EpisodeCallback] = _BoundMeta(cls.__name__, (cls,), namespace)
-        return bound
-
-    def __init__(self) -> None:
-        if type(self)._token is None:
-            raise TypeError(
-                "EpisodeCallback needs its pipeline: pass EpisodeCallback.to(pipeline) "
-                "(a class) to config.callbacks(...)"
-            )
-        super().__init__()
-
-    @classmethod
-    def pipeline(cls, worker_index: int = 0) -> Node:
-        """The pipeline this class writes the episodes of EnvRunner `worker_index` to: the
-        one given to `to`, or the one its factory made in this process (made now if none)."""
-        token = cls._token
-        if token is None:
-            raise TypeError("EpisodeCallback.pipeline: use a class made by EpisodeCallback.to")
-        factory = cls.factory
-        if factory is None:
-            given = _PIPELINES.get(token)
-            if given is None:
-                raise RuntimeError(
-                    f"EpisodeCallback: the pipeline given to EpisodeCallback.to() lives in "
-                    f"another process than this EnvRunner's (pid {os.getpid()}); pass a "
-                    "factory (worker_index -> Pipeline) to make one in each process"
-                )
-            return given
-        key = f"{token}/{worker_index}"
-        made = _PIPELINES.get(key)
-        if made is None:
-            made = factory(worker_index)
-            if not isinstance(made, Node):
-                raise TypeError(
-                    "the EpisodeCallback factory must return an rlpipe Pipeline, got "
-                    f"{type(made).__name__}"
-                )
-            _PIPELINES[key] = made
-        return made
-
-    @classmethod
-    def close(cls) -> None:
-        """Closes the pipelines this class's factory made in this process; a pipeline given
-        to `to` is left to its owner."""
-        if cls._token is None or cls.factory is None:
-            return
-        prefix = f"{cls._token}/"
-        for key in [key for key in _PIPELINES if key.startswith(prefix)]:
-            _PIPELINES.pop(key).close()
-
-    def on_episode_end(
-        self,
-        *,
-        episode: Any,
-        prev_episode_chunks: list[Any] | None = None,
-        env_runner: Any = None,
-        env_index: int = 0,
-        **kwargs: Any,
-    ) -> None:
-        """Writes `episode` (and its earlier chunks) to the pipeline as one record."""
-        cls = type(self)
-        config = getattr(env_runner, "config", None)
-        if bool(getattr(config, "in_evaluation", False)) is not cls.evaluation:
-            return
-        # summed as SingleAgentEnvRunner.get_metrics does: the last chunk, then the others
-        episode_return = episode.get_return()
-        duration = episode.get_duration_s()
-        for chunk in prev_episode_chunks or ():
-            episode_return += chunk.get_return()
-            duration += chunk.get_duration_s()
-        # the length is the last chunk's env timestep, not a sum of chunk lengths: in one
-        # process PPO's learner connector (AddOneTsToEpisodesAndTruncate) appends a bootstrap
-        # step (reward 0.0) to the earlier chunks RLlib keeps, so their len() is one too many
-        length = episode.env_t if hasattr(episode, "env_t") else episode.t
-        worker_index = int(getattr(env_runner, "worker_index", None) or 0)
-        record: dict[str, Any] = {
-            "episode_return": float(episode_return),
-            "episode_length": int(length),
-            "episode_duration_s": float(duration),
-            "env_index": int(env_index),
-            "worker_index": worker_index,
-        }
-        metrics = cls.metrics
-        if metrics is not None:
-            self._add_metrics(record, metrics(episode), metrics)
-        cls.pipeline(worker_index).write(record)
-
-    def _add_metrics(
-        self, record: dict[str, Any], values: Any, metrics: Callable[..., Any]
-    ) -> None:
-        if not isinstance(values, Mapping):
-            raise TypeError(
-                f"EpisodeCallback metrics function {getattr(metrics, '__name__', metrics)!r} "
-                f"must return a mapping of names to values, got {type(values).__name__}"
-            )
-        for key, value in values.items():
-            if key in record:
-                type(self).counts.note(
-                    "overwritten",
-                    f"the metrics function returned {key!r}={shown(value)}, the name of one of "
-                    "the episode's own keys; the episode's value is written under it",
-                    key=key,
-                    stacklevel=4,
-                )
-                continue
-            record[key] = value
+        return getattr(rllib_episodes, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,12 +9,18 @@ one algorithm.
 from __future__ import annotations
 
 import csv
+import functools
+import json
+import os
+import subprocess
+import sys
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from ray import cloudpickle
 from ray.rllib.algorithms.ppo import PPOConfig
@@ -23,9 +29,10 @@ from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.tune.trainable import trainable
 
 from pipeline import Pipeline
-from pipeline.integrations import rllib
+from pipeline.integrations import rllib, rllib_episodes
+from pipeline.integrations.ray import Hub
 from pipeline.integrations.rllib import EpisodeCallback
-from sinks import CsvSink, MemorySink
+from sinks import CsvSink, JsonlSink, MemorySink
 
 
 class CountsSteps(RLlibCallback):
@@ -209,6 +216,8 @@ def test_the_unbound_class_refuses_to_be_instantiated_and_to_checks_its_argument
         EpisodeCallback.to(Pipeline().to(MemorySink()), metrics="x")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="evaluation"):
         EpisodeCallback.to(Pipeline().to(MemorySink()), evaluation="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"per_iteration .* Ray Hub only"):
+        EpisodeCallback.to(Pipeline().to(MemorySink()), per_iteration=True)
 
 
 def test_a_bound_class_is_an_rllib_callback_class_named_like_its_base() -> None:
@@ -230,9 +239,38 @@ def test_a_bound_class_pickles_without_its_pipeline(monkeypatch: pytest.MonkeyPa
     copy = cloudpickle.loads(cloudpickle.dumps(Episodes))  # what ray.put does to the config
 
     assert copy.pipeline() is Episodes.pipeline()  # the same pipeline, in this process
-    monkeypatch.setattr(rllib, "_PIPELINES", {})  # another process: no such pipeline there
+    monkeypatch.setattr(rllib_episodes, "_PIPELINES", {})  # another process: no such pipeline there
     with pytest.raises(RuntimeError, match="pass a factory"):
         copy.pipeline()
+
+
+@pytest.mark.slow
+def test_importing_the_tune_adapter_does_not_import_rllib_until_episode_callback_is_used() -> None:
+    script = (
+        "import sys\n"
+        "import pipeline.integrations.rllib as rllib\n"
+        "print(any(name.startswith('ray.rllib') for name in sys.modules))\n"
+        "from pipeline.integrations.rllib import EPISODE_KEYS, EpisodeCallback\n"
+        "from pipeline.integrations import rllib_episodes\n"
+        "print(EpisodeCallback is rllib_episodes.EpisodeCallback, len(EPISODE_KEYS))\n"
+        "print('ray.rllib.callbacks.callbacks' in sys.modules)\n"
+    )
+    root = str(Path(__file__).resolve().parents[2])  # this checkout's packages
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.stdout.split() == ["False", "True", "5", "True"]
+    with pytest.raises(AttributeError, match="no_such_name"):
+        rllib.no_such_name  # noqa: B018 - the module's lazy __getattr__ still refuses unknowns
 
 
 # -- a real PPO run ----------------------------------------------------------------------------
@@ -284,3 +322,140 @@ def test_ppo_episodes_equal_the_episodes_rllib_reports(
         rows = list(csv.DictReader(handle))
     assert [float(row["episode_return"]) for row in rows] == returns
     assert [int(row["episode_length"]) for row in rows] == lengths
+
+
+# -- every EnvRunner into one pipeline, through a Ray hub ---------------------------------------
+
+ITERATION_STATS = ("mean", "std", "min", "max", "count")
+
+
+def central(folder: Path) -> Pipeline:
+    """The hub's pipeline: every episode as it came (JSON Lines), and per window the statistics
+    of the returns over all EnvRunners. Built inside the hub actor."""
+    return Pipeline("episodes").to(
+        JsonlSink(folder / "episodes.jsonl"),
+        Pipeline("iterations").aggregate(r"episode_return", stats=ITERATION_STATS).to(MemorySink()),
+    )
+
+
+def aggregate_rows(pipeline: Pipeline) -> list[dict[str, Any]]:
+    """The rows the central pipeline's aggregate emitted (run inside the hub actor)."""
+    (memory,) = [node for node in pipeline.nodes() if isinstance(node, MemorySink)]
+    return list(memory.records)
+
+
+def returns_to(folder: Path) -> type[RLlibCallback]:
+    """A plain RLlib callback, independent of rlpipe: in each EnvRunner it appends the return of
+    every finished episode, as RLlib sums it over the episode's chunks, to `<worker_index>.txt`."""
+
+    class ReturnsToFile(RLlibCallback):
+        def on_episode_end(
+            self,
+            *,
+            episode: Any,
+            prev_episode_chunks: list[Any] | None = None,
+            env_runner: Any = None,
+            **kwargs: Any,
+        ) -> None:
+            total = episode.get_return() + sum(c.get_return() for c in prev_episode_chunks or ())
+            with (folder / f"{env_runner.worker_index}.txt").open("a") as handle:
+                handle.write(f"{float(total)!r}\n")
+
+    return ReturnsToFile
+
+
+def returns_seen(folder: Path) -> dict[int, list[float]]:
+    """What the plain callback wrote so far: each EnvRunner's episode returns, in order."""
+    return {
+        int(path.stem): [float(line) for line in path.read_text().split()]
+        for path in sorted(folder.glob("*.txt"))
+    }
+
+
+@pytest.mark.slow
+def test_a_hub_that_is_gone_does_not_stop_training_its_flushes_are_counted(
+    ray_session: Path, tmp_path: Path
+) -> None:
+    hub = Hub(functools.partial(central, tmp_path))
+    Episodes = EpisodeCallback.to(hub)
+    in_the_algorithm = Episodes()  # the instance RLlib makes in the Algorithm's process
+    in_the_algorithm.on_train_result(result={})  # the hub is up: its windows are cut
+    hub.close()
+
+    with pytest.warns(RuntimeWarning, match="could not flush the hub"):
+        in_the_algorithm.on_train_result(result={})
+    in_the_algorithm.on_train_result(result={})  # warned once, counted each time
+
+    assert Episodes.counts["unflushed"] == 2
+
+
+@pytest.mark.slow
+def test_ppo_with_two_env_runners_gets_the_exact_mean_over_all_episodes_through_a_hub(
+    ray_session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(trainable, "DEFAULT_STORAGE_PATH", str(tmp_path / "ray_results"))
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    hub = Hub(functools.partial(central, tmp_path))
+    Episodes = EpisodeCallback.to(hub)
+    config = (
+        PPOConfig()
+        .environment("CartPole-v1")
+        .env_runners(num_env_runners=2, num_envs_per_env_runner=1)
+        .learners(num_learners=0)
+        .training(train_batch_size_per_learner=256, minibatch_size=64, num_epochs=1)
+        .debugging(seed=0)
+        .callbacks([returns_to(seen), Episodes])
+    )
+    algorithm = config.build_algo()
+    results: list[dict[str, Any]] = []  # RLlib's env_runners results, one per iteration
+    slices: list[dict[int, tuple[int, int]]] = []  # each iteration's episodes, per EnvRunner
+    done: dict[int, int] = defaultdict(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for _ in range(3):
+            results.append(algorithm.train()["env_runners"])
+            now = {worker: len(returns) for worker, returns in returns_seen(seen).items()}
+            slices.append({worker: (done[worker], end) for worker, end in now.items()})
+            done.update(now)
+    rows = hub.call(aggregate_rows)
+    Episodes.close(algorithm)
+    algorithm.stop()
+    status = hub.close()
+
+    seen_returns = returns_seen(seen)  # every episode's return, as RLlib computed it
+    assert set(seen_returns) == {1, 2}
+    finished = sum(len(returns) for returns in seen_returns.values())
+    assert finished == results[-1]["num_episodes_lifetime"]
+
+    # every episode reached the hub once, each EnvRunner's in its order; the counts reconcile
+    with (tmp_path / "episodes.jsonl").open() as handle:
+        stored = [json.loads(line) for line in handle]
+    for worker, returns in seen_returns.items():
+        assert [r["episode_return"] for r in stored if r["worker_index"] == worker] == returns
+    assert status is not None and status.failures == []
+    assert sorted(s.tags["worker_index"] for s in status.streams.values()) == [1, 2]
+    assert all(stream.ended for stream in status.streams.values())
+    counted = status.lost + status.missing + sum(s.failed for s in status.streams.values())
+    assert finished == len(stored) + counted == status.written == status.records
+    assert counted == 0
+
+    # one row per iteration: the statistics over exactly its episodes, of all EnvRunners
+    assert len(rows) == len(results) == 3
+    for row, result, cut in zip(rows, results, slices, strict=True):
+        per_runner = [seen_returns[w][start:end] for w, (start, end) in sorted(cut.items())]
+        returns = np.concatenate([np.asarray(r, dtype=float) for r in per_runner])
+        assert row["episode_return_count"] == len(returns) == result["num_episodes"] > 0
+        mean, std = float(returns.mean()), float(returns.std())  # numpy over all episodes
+        assert row["episode_return_mean"] == pytest.approx(mean, rel=1e-12, abs=0)
+        assert row["episode_return_std"] == pytest.approx(std, rel=1e-12, abs=1e-12)
+        assert row["episode_return_min"] == returns.min() == result["episode_return_min"]
+        assert row["episode_return_max"] == returns.max() == result["episode_return_max"]
+        # RLlib's own mean: each EnvRunner's mean over its episodes, then the unweighted mean
+        # of those means (its MeanStats merge), which is not the mean over the episodes
+        # whenever the EnvRunners finished different numbers of episodes with different means
+        means = [float(np.mean(r)) for r in per_runner]
+        assert result["episode_return_mean"] == pytest.approx(float(np.mean(means)), rel=1e-12)
+        (n1, n2), (m1, m2) = [len(r) for r in per_runner], means
+        if (n1 - n2) * (m1 - m2) != 0:
+            assert abs(result["episode_return_mean"] - row["episode_return_mean"]) > 1e-9

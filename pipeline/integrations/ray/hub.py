@@ -93,6 +93,12 @@ class Hub:
         self._senders.add(sender)
         return sender
 
+    @property
+    def settings(self) -> SenderSettings:
+        """How this hub's senders batch and wait: with `hub.actor`, what a sender made in
+        another process needs (`HubSender(hub.actor, tags, hub.settings)`)."""
+        return self._settings
+
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Runs `fn(pipeline, *args, **kwargs)` inside the actor; returns its (pickled) result.
         Calls are applied in between batches, never during one."""
