@@ -24,6 +24,7 @@ class NoneFilter(Transform):
     """
 
     drops = False
+    pure = True
 
     transform = transform_of(_DROP_NONE)  # written into a fused run, not called
 

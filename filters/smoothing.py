@@ -124,6 +124,35 @@ class SmoothingFilter(Transform):
             state[1] = 0.9 * c + step
         return out
 
+    def observe(self, data: Record) -> None:
+        """What `transform` does to the moving averages and counts, with no record made (for
+        a record a throttle below drops, see `Transform.gate`)."""
+        keys = tuple(data)
+        if keys == self._keys:
+            plan = self._last_plan
+        else:
+            cached = self._plans.get(keys)
+            plan = self._plan(keys) if cached is None else cached
+            if type(plan) is _Clashing:  # counts values it writes: it must write them
+                self.transform(data)
+                return
+            self._keys, self._last_plan = keys, plan
+        if self.bias_correction:
+            for key, _, state in plan:
+                self._debiased(key, data[key], state)
+            return
+        step = self._step
+        for key, _, state in plan:  # transform's loop, with the record left unmade
+            x = data[key]
+            if type(x) is not float:
+                x = to_float(x)
+            if x is None or x - x != 0:
+                self._skip(key, data[key])
+                continue
+            c = state[1]
+            state[0] = x if c == 0.0 else (1.0 - c) * x + c * state[0]
+            state[1] = 0.9 * c + step
+
     def _transform_clashing(
         self, keys: tuple[str, ...], data: Record, plan: _Clashing
     ) -> Record:

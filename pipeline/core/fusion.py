@@ -23,6 +23,10 @@ class Transform(Node):
     drops = True
     """Whether `transform` may return None (False lets a fused run skip that check)."""
 
+    pure = False
+    """Whether `transform` does nothing but make its result: no state, no counts, no
+    warnings (a fused run leaves it out where its result is not used, see `gate`)."""
+
     def transform(self, data: Record) -> Record | None:
         """The record to pass on for `data`, or None."""
         raise NotImplementedError
@@ -30,6 +34,20 @@ class Transform(Node):
     def passes_all(self) -> bool:
         """True when `transform` returns every record as it is (a fused run leaves it out)."""
         return False
+
+    def observe(self, data: Record) -> None:
+        """Does to this node's state and counts what `transform(data)` does, without making
+        the record to pass on: a fused run calls it for a record that a gate below drops (see
+        `gate`). Default: `transform`, result unused."""
+        self.transform(data)
+
+    def gate(self, name: str) -> Gate | None:
+        """For a node that passes or drops a record without looking at it (a throttle, a
+        count gate): its `transform` as a `Gate`, statements in which the node is `name`.
+        A fused run then decides first, before the nodes above it that do not drop records,
+        and for a record it drops only lets them `observe` it. None (the default): the node
+        is called as usual."""
+        return None
 
     def write(self, data: Record) -> None:
         out = self.transform(data)
@@ -42,14 +60,36 @@ def transform_of(statements: list[str]) -> Any:
     `data` to the record to pass on (or `return` to pass nothing). A fused run writes the
     statements in place of the call, as long as the node's `transform` is this one (not a
     subclass's or an instance's own); so the statements' own names must not be the fused
-    function's (`end`, `check`, `acquire`, `release`, `dispatch_failed`, or a letter and
-    digits such as `t0`)."""
+    function's (`end`, `check`, `acquire`, `release`, `dispatch_failed`, a letter and
+    digits such as `t0`, or such a name, `_` and a word, such as `g3_now`)."""
     namespace: dict[str, Any] = {}
     body = [f"    {line}" for line in statements]
     exec("\n".join(["def transform(self, data):", *body, "    return data"]), namespace)
     transform = namespace["transform"]
     transform.statements = tuple(statements)
     return transform
+
+
+class Gate(NamedTuple):
+    """A gate's `transform` as statements for a fused run (see `Transform.gate`), which writes
+
+        <decide>
+        if <condition>:
+            <the nodes above, each making its record> <passed> <the nodes below>
+        else:
+            <the nodes above, the last with state observing> <dropped>
+
+    so a gate's state changes only once the nodes above it took the record, as unfused. The
+    statements use the gate's name and names made of it with `_` and a word (`g3_now`)."""
+
+    decide: list[str]
+    """Reads what the decision needs (the clock, a count), changing nothing."""
+    condition: str
+    """True when the record passes."""
+    passed: list[str]
+    """The gate's state after passing the record, as `transform` leaves it."""
+    dropped: list[str]
+    """The gate's state and counts after dropping the record, as `transform` leaves them."""
 
 
 class Lock(Protocol):
@@ -98,23 +138,14 @@ def fuse(
         run.append(child)
         node = child
     namespace: dict[str, object] = {"end": node.emit, "check": check}
-    body: list[str] = []
-    for index, step in enumerate(step for step in run if not step.passes_all()):
-        statements = getattr(step.transform, "statements", None)  # see transform_of
-        if statements is not None:
-            body += statements
-            continue
-        namespace[f"t{index}"] = step.transform
-        body.append(f"data = t{index}(data)")
-        if step.drops:
-            body += ["if data is None:", "    return"]
     inlined = _inlined_write(node._children[0]) if len(node._children) == 1 else None
     if inlined is None:
-        body.append("end(data)")
+        end = ["end(data)"]
     else:
-        lines, names = inlined
-        body += lines
+        end, names = inlined
         namespace.update(names)
+    steps = [step for step in run if not step.passes_all()]
+    body = _Body(steps, namespace).lines(0, end)
     guarded = body
     if lock is not None:  # acquire/release: cheaper than `with` on a lock
         namespace["acquire"], namespace["release"] = lock.acquire, lock.release
@@ -125,6 +156,78 @@ def fuse(
     source = ["def write(data):", *(f"    {line}" for line in guarded)]
     exec("\n".join(source), namespace)  # one straight-line function: no loop, no emit
     return Fused(namespace["write"], run)  # type: ignore[arg-type]
+
+
+class _Body:
+    """The statements of a fused run: each step's `transform` (its statements, or a call),
+    with each gate's decision taken before the steps above it that do not drop records."""
+
+    def __init__(self, steps: list[Transform], namespace: dict[str, object]) -> None:
+        self.steps = steps
+        self.namespace = namespace
+
+    def lines(self, start: int, end: list[str]) -> list[str]:
+        """Statements for `steps[start:]`, then `end`."""
+        steps = self.steps
+        for index in range(start, len(steps)):
+            gate = steps[index].gate(f"g{index}") if _owns(steps[index], "gate") else None
+            if gate is None:
+                continue
+            self.namespace[f"g{index}"] = steps[index]
+            first = index  # the steps that do not drop records, just above the gate
+            while first > start and not steps[first - 1].drops:
+                first -= 1
+            passed = [*self.made(first, index), *gate.passed, *self.lines(index + 1, end)]
+            dropped = [*self.observed(first, index), *gate.dropped]
+            return [
+                *self.made(start, first),
+                *gate.decide,
+                f"if {gate.condition}:",
+                *(f"    {line}" for line in passed),
+                "else:",
+                *(f"    {line}" for line in dropped or ["pass"]),
+            ]
+        return [*self.made(start, len(steps)), *end]
+
+    def made(self, start: int, stop: int) -> list[str]:
+        """Statements making the record of `steps[start:stop]` in turn."""
+        body: list[str] = []
+        for index in range(start, stop):
+            step = self.steps[index]
+            statements = getattr(step.transform, "statements", None)  # see transform_of
+            if statements is not None:
+                body += statements
+                continue
+            self.namespace[f"t{index}"] = step.transform
+            body.append(f"data = t{index}(data)")
+            if step.drops:
+                body += ["if data is None:", "    return"]
+        return body
+
+    def observed(self, start: int, stop: int) -> list[str]:
+        """Statements doing to `steps[start:stop]` what their transforms do, for a record a
+        gate below drops: the last with state observes it, the ones above make its record,
+        pure ones below it are left out."""
+        steps = self.steps
+        last = next(
+            (i for i in range(stop - 1, start - 1, -1)
+             if not (steps[i].pure and _owns(steps[i], "pure"))),
+            None,
+        )
+        if last is None:
+            return []
+        if _owns(steps[last], "observe"):
+            self.namespace[f"o{last}"] = steps[last].observe
+            return [*self.made(start, last), f"o{last}(data)"]
+        return self.made(start, last + 1)
+
+
+def _owns(step: Transform, attribute: str) -> bool:
+    """Whether the class that gives `step` its `attribute` also gives the `transform` it
+    uses: not when a subclass overrode `transform` alone, nor when the instance has one."""
+    owner = next(kind for kind in type(step).__mro__ if attribute in vars(kind))
+    transform = vars(owner).get("transform")
+    return transform is not None and getattr(step.transform, "__func__", None) is transform
 
 
 def _inlined_write(node: Node) -> tuple[list[str], dict[str, object]] | None:

@@ -1,0 +1,188 @@
+"""A gate (throttle, every-n, logarithmic) in a fused run decides before the nodes above it,
+and for a record it drops those nodes only observe it (the moving average moves, no record is
+made): the records, counts and node states are the same as the unfused chain's."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from filters import (
+    EveryNFilter,
+    KeepKeys,
+    LogarithmicFilter,
+    NoneFilter,
+    RenameKeys,
+    SmoothingFilter,
+    TimeFilter,
+)
+from pipeline import Node, Pipeline
+from sinks import MemorySink
+from tests.conformance.test_filters import same
+from tests.conftest import FakeClock
+
+NODES: dict[str, Callable[[FakeClock], Node]] = {
+    "NoneFilter": lambda clock: NoneFilter(),
+    "SmoothingFilter": lambda clock: SmoothingFilter("r|x", coeff=0.9),
+    "SmoothingFilter(debiased)": lambda clock: SmoothingFilter(
+        "r", coeff=0.5, bias_correction=True
+    ),
+    "RenameKeys": lambda clock: RenameKeys({"s": "r"}),  # counts the values it overwrites
+    "KeepKeys": lambda clock: KeepKeys("r|s"),
+    "TimeFilter": lambda clock: TimeFilter(1.0, clock=clock),
+    "TimeFilter(keep_last)": lambda clock: TimeFilter(1.0, keep_last=True, clock=clock),
+    "EveryNFilter": lambda clock: EveryNFilter(3),
+    "LogarithmicFilter": lambda clock: LogarithmicFilter(2),
+}
+GATES = ["TimeFilter", "EveryNFilter", "LogarithmicFilter"]
+
+values = st.one_of(
+    st.floats(-1e6, 1e6),
+    st.integers(-10, 10),
+    st.sampled_from([None, math.nan, math.inf, "text", True]),
+)
+records = st.dictionaries(
+    # r_smoothed_0.9: a caller's key that clashes with the smoothing's output
+    st.sampled_from(["r", "s", "x", "r_smoothed_0.9"]), values, max_size=4
+)
+steps = st.lists(
+    st.tuples(st.sampled_from(["write", "flush"]), records, st.sampled_from([0.0, 0.3, 1.0, 2.5])),
+    min_size=1,
+    max_size=30,
+)
+chains = st.tuples(
+    st.lists(st.sampled_from(sorted(NODES)), max_size=3),
+    st.sampled_from(GATES),
+    st.lists(st.sampled_from(sorted(NODES)), max_size=2),
+).map(lambda parts: [*parts[0], parts[1], *parts[2]])
+
+
+def drive(chain: list[str], stream: list[tuple[str, dict[str, Any], float]], fused: bool
+          ) -> tuple[list[dict[str, Any]], list[Any], list[Any]]:
+    """The records `chain` passes on, each node's counts (with their keys) and its state."""
+    clock = FakeClock()
+    nodes = [NODES[name](clock) for name in chain]
+    sink = MemorySink()
+    head: Node
+    if fused:
+        pipe = Pipeline(close_at_exit=False)
+        for node in nodes:
+            pipe.then(node)
+        head = pipe.to(sink)
+    else:
+        for upper, lower in itertools.pairwise(nodes):
+            upper.connect(lower)
+        nodes[-1].connect(sink)
+        head = nodes[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for kind, record, seconds in stream:
+            clock.advance(seconds)
+            if kind == "write":
+                head.write(record)
+            else:
+                head.flush()
+        states = [node.node_state() for node in nodes]
+        head.close()
+    counts = [(dict(node.counts), node.counts.by_key) for node in nodes]
+    return sink.records, counts, states
+
+
+@given(chain=chains, stream=steps)
+def test_a_gate_deciding_first_gives_the_unfused_records_counts_and_states(
+    chain: list[str], stream: list[tuple[str, dict[str, Any], float]]
+) -> None:
+    fused, unfused = drive(chain, stream, True), drive(chain, stream, False)
+    assert same(fused[0], unfused[0])
+    assert fused[1] == unfused[1]
+    assert same(fused[2], unfused[2])
+
+
+def test_a_throttled_record_is_observed_by_the_smoothing_not_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made = []
+    transform = SmoothingFilter.transform
+
+    def counted(self: SmoothingFilter, data: dict[str, Any]) -> dict[str, Any]:
+        made.append(data)
+        return transform(self, data)
+
+    monkeypatch.setattr(SmoothingFilter, "transform", counted)
+    stream = [1.0, 3.0, None, 5.0, 7.0]
+    clock = FakeClock()
+    sink = MemorySink()
+    pipe = Pipeline(close_at_exit=False).drop_none().smooth("r", coeff=0.5)
+    pipe.then(TimeFilter(1.0, clock=clock)).to(sink)
+    for value in stream:
+        pipe.write({"r": value, "s": 1})
+        clock.advance(0.5)
+    # Passed at t=0, 1 (r None: dropped by drop_none, no smoothed value) and 2.
+    assert len(made) == 3  # the two throttled records moved the average, unmade
+    assert pipe.steps[2].counts["dropped"] == 2
+    smooth = SmoothingFilter("r", coeff=0.5)  # every record made, none dropped
+    moved = [smooth.transform({"r": value}) for value in [1.0, 3.0, 5.0, 7.0]]
+    assert sink.records == [
+        {"r": 1.0, "s": 1, "r_smoothed_0.5": moved[0]["r_smoothed_0.5"]},
+        {"s": 1},
+        {"r": 7.0, "s": 1, "r_smoothed_0.5": moved[3]["r_smoothed_0.5"]},
+    ]
+
+
+def test_keep_last_set_on_a_built_pipeline_holds_the_last_record() -> None:
+    clock = FakeClock()
+    sink = MemorySink()
+    throttle = TimeFilter(1.0, clock=clock)
+    pipe = Pipeline(close_at_exit=False).smooth("r", coeff=0.5).then(throttle).to(sink)
+    throttle.keep_last = True
+    pipe.write({"r": 1.0})
+    pipe.write({"r": 3.0})
+    pipe.flush()
+    assert [list(record) for record in sink.records] == [["r", "r_smoothed_0.5"]] * 2
+    assert [record["r"] for record in sink.records] == [1.0, 3.0]  # 3.0 held, then flushed
+
+
+def test_time_delta_set_on_a_built_pipeline_throttles() -> None:
+    clock = FakeClock()
+    sink = MemorySink()
+    throttle = TimeFilter(0.0, clock=clock)
+    pipe = Pipeline(close_at_exit=False).then(throttle).to(sink)
+    pipe.write({"r": 1.0})
+    throttle.time_delta = 10.0
+    pipe.write({"r": 2.0})
+    pipe.write({"r": 3.0})
+    assert sink.records == [{"r": 1.0}, {"r": 2.0}]
+    assert throttle.dropped == 1
+    with pytest.raises(ValueError, match="time_delta"):
+        throttle.time_delta = -1.0
+
+
+def test_a_record_the_smoothing_raises_on_leaves_the_gate_as_unfused() -> None:
+    """Under warnings-as-errors a value the smoothing skips raises before the throttle takes
+    the record: the throttle counts and passes nothing for it, fused or not."""
+    for fused in (True, False):
+        clock = FakeClock()
+        sink = MemorySink()
+        throttle = TimeFilter(1.0, clock=clock)
+        smooth = SmoothingFilter("r")
+        if fused:
+            head: Node = Pipeline(close_at_exit=False).then(smooth).then(throttle).to(sink)
+        else:
+            head = smooth.connect(throttle)
+            throttle.connect(sink)
+        head.write({"r": 1.0})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(UserWarning):
+                head.write({"r": "text"})  # dropped by the throttle, if it got there
+        clock.advance(1.0)
+        head.write({"r": 2.0})
+        assert throttle.dropped == 0, fused
+        assert [record["r"] for record in sink.records] == [1.0, 2.0], fused
