@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from types import CodeType, FunctionType
 from typing import Any, NamedTuple, Protocol
 
@@ -40,6 +41,13 @@ class Transform(Node):
         the record to pass on: a fused run calls it for a record that a gate below drops (see
         `gate`). Default: `transform`, result unused."""
         self.transform(data)
+
+    def specialized(self, keys: tuple[Any, ...], name: str) -> Special | None:
+        """This node's `transform` as statements valid for records whose key tuple is `keys`
+        (a plan made once per key tuple, written into the fused run compiled for it), the
+        node being `name` in them; None (the default) when it has none. A node that has them
+        must ask its parents to fuse again (`_changed`) when the state they hold is replaced."""
+        return None
 
     def gate(self, name: str) -> Gate | None:
         """For a node that passes or drops a record without looking at it (a throttle, a
@@ -90,6 +98,23 @@ class Gate(NamedTuple):
     """The gate's state after passing the record, as `transform` leaves it."""
     dropped: list[str]
     """The gate's state and counts after dropping the record, as `transform` leaves them."""
+
+
+class Special(NamedTuple):
+    """A node's `transform` as statements for records of one key tuple (see
+    `Transform.specialized`). A statement `bail` (alone on its line) hands the record over to
+    the general path: in `made`, with `data` rebound to the record to pass on; in `observed`,
+    before any state changed."""
+
+    made: list[str]
+    """Rebind `data` to the record to pass on (the record never becomes None)."""
+    observed: list[str] | None
+    """Do what `observe` does (None: `observe` is called)."""
+    names: dict[str, object]
+    """The names the statements use besides builtins and `data`: the node's name, or that
+    name, `_` and a word."""
+    keys: tuple[Any, ...] | None
+    """The key tuple of the record `made` passes on (None: it depends on the values)."""
 
 
 class Lock(Protocol):
@@ -145,7 +170,10 @@ def fuse(
         end, names = inlined
         namespace.update(names)
     steps = [step for step in run if not step.passes_all()]
-    body = _Body(steps, namespace).lines(0, end)
+    if any(_owns(step, "specialized") and not step.pure for step in steps):
+        body = _specializing(steps, namespace, end)
+    else:
+        body = _Body(steps, namespace, end).lines(0, None)
     guarded = body
     if lock is not None:  # acquire/release: cheaper than `with` on a lock
         namespace["acquire"], namespace["release"] = lock.acquire, lock.release
@@ -158,16 +186,80 @@ def fuse(
     return Fused(namespace["write"], run)  # type: ignore[arg-type]
 
 
-class _Body:
-    """The statements of a fused run: each step's `transform` (its statements, or a call),
-    with each gate's decision taken before the steps above it that do not drop records."""
+SPECIALIZED_LIMIT = 64
+"""Key tuples whose fused run is compiled; beyond that the cache starts afresh."""
 
-    def __init__(self, steps: list[Transform], namespace: dict[str, object]) -> None:
+
+def _specializing(
+    steps: list[Transform], namespace: dict[str, object], end: list[str]
+) -> list[str]:
+    """Statements that cross the run with the function compiled for the record's key tuple
+    (see `Transform.specialized`), compiled the second time a key tuple arrives; until then,
+    and for the key tuples beyond `SPECIALIZED_LIMIT`, the run's general function."""
+    generic = _compiled(_Body(steps, dict(namespace), end), None)
+    cache: dict[tuple[Any, ...], Callable[[Record], None]] = {}
+    seen: set[tuple[Any, ...]] = set()
+    last: list[Any] = [None, generic]  # the last key tuple and its function
+
+    def special(keys: tuple[Any, ...]) -> Callable[[Record], None]:
+        run = cache.get(keys)
+        if run is None:
+            if keys not in seen:  # a key tuple met once may never come back
+                if len(seen) >= SPECIALIZED_LIMIT * 16:
+                    seen.clear()
+                seen.add(keys)
+                return generic
+            if len(cache) >= SPECIALIZED_LIMIT:
+                cache.clear()
+            run = cache[keys] = _compiled(_Body(steps, dict(namespace), end), keys)
+        last[0], last[1] = keys, run
+        return run
+
+    namespace["last"], namespace["special"] = last, special
+    return [
+        "arrived = tuple(data)",
+        "if arrived == last[0]:",
+        "    last[1](data)",
+        "else:",
+        "    special(arrived)(data)",
+    ]
+
+
+def _compiled(body: _Body, keys: tuple[Any, ...] | None) -> Callable[[Record], None]:
+    """The run as a function of one record whose key tuple is `keys` (any, if None)."""
+    source = ["def run(data):", *(f"    {line}" for line in body.lines(0, keys))]
+    exec("\n".join(source), body.namespace)
+    run: Callable[[Record], None] = body.namespace["run"]  # type: ignore[assignment]
+    return run
+
+
+def _continued(lines: list[str], continuation: list[str]) -> list[str]:
+    """`lines` with each `bail` statement (see `Special`) replaced by `continuation`, then
+    `return`, at its indentation."""
+    out: list[str] = []
+    for line in lines:
+        if line.strip() != "bail":
+            out.append(line)
+            continue
+        indent = line[: len(line) - len(line.lstrip())]
+        out += [f"{indent}{statement}" for statement in [*continuation, "return"]]
+    return out
+
+
+class _Body:
+    """The statements of a fused run: each step's `transform` (its statements, or a call,
+    or its statements for a known key tuple), with each gate's decision taken before the
+    steps above it that do not drop records."""
+
+    def __init__(self, steps: list[Transform], namespace: dict[str, object], end: list[str]
+                 ) -> None:
         self.steps = steps
         self.namespace = namespace
+        self.end = end
 
-    def lines(self, start: int, end: list[str]) -> list[str]:
-        """Statements for `steps[start:]`, then `end`."""
+    def lines(self, start: int, keys: tuple[Any, ...] | None) -> list[str]:
+        """Statements for `steps[start:]`, then the end, for records reaching `steps[start]`
+        with the key tuple `keys` (None: any)."""
         steps = self.steps
         for index in range(start, len(steps)):
             gate = steps[index].gate(f"g{index}") if _owns(steps[index], "gate") else None
@@ -177,22 +269,45 @@ class _Body:
             first = index  # the steps that do not drop records, just above the gate
             while first > start and not steps[first - 1].drops:
                 first -= 1
-            passed = [*self.made(first, index), *gate.passed, *self.lines(index + 1, end)]
-            dropped = [*self.observed(first, index), *gate.dropped]
+            head, keys = self.made(start, first, keys, partial(self.lines, first, None))
+            made, known = self.made(first, index, keys, partial(self.passed_on, gate, index))
+            passed = [*made, *gate.passed, *self.lines(index + 1, known)]
+            dropped = [*self.observed(first, index, keys, gate.dropped), *gate.dropped]
             return [
-                *self.made(start, first),
+                *head,
                 *gate.decide,
                 f"if {gate.condition}:",
                 *(f"    {line}" for line in passed),
                 "else:",
                 *(f"    {line}" for line in dropped or ["pass"]),
             ]
-        return [*self.made(start, len(steps)), *end]
+        made, _ = self.made(start, len(steps), keys, lambda: self.end)
+        return [*made, *self.end]
 
-    def made(self, start: int, stop: int) -> list[str]:
-        """Statements making the record of `steps[start:stop]` in turn."""
+    def passed_on(self, gate: Gate, index: int) -> list[str]:
+        """The general statements after the gate `steps[index]` passed a record."""
+        return [*gate.passed, *self.lines(index + 1, None)]
+
+    def made(
+        self,
+        start: int,
+        stop: int,
+        keys: tuple[Any, ...] | None,
+        after: Callable[[], list[str]],
+    ) -> tuple[list[str], tuple[Any, ...] | None]:
+        """Statements making the record of `steps[start:stop]` in turn, for records arriving
+        with the key tuple `keys`, and the key tuple they leave with (None: unknown); `after`
+        gives the statements that follow (a specialized step that bails out continues with
+        the general statements of the steps after it, then those)."""
         body: list[str] = []
         for index in range(start, stop):
+            special = self.special(index, keys)
+            if special is not None:
+                rest, _ = self.made(index + 1, stop, None, after)
+                body += _continued(special.made, [*rest, *after()])
+                keys = special.keys
+                continue
+            keys = None
             step = self.steps[index]
             statements = getattr(step.transform, "statements", None)  # see transform_of
             if statements is not None:
@@ -202,12 +317,14 @@ class _Body:
             body.append(f"data = t{index}(data)")
             if step.drops:
                 body += ["if data is None:", "    return"]
-        return body
+        return body, keys
 
-    def observed(self, start: int, stop: int) -> list[str]:
+    def observed(
+        self, start: int, stop: int, keys: tuple[Any, ...] | None, after: list[str]
+    ) -> list[str]:
         """Statements doing to `steps[start:stop]` what their transforms do, for a record a
         gate below drops: the last with state observes it, the ones above make its record,
-        pure ones below it are left out."""
+        pure ones below it are left out; `after` follows (see `made`)."""
         steps = self.steps
         last = next(
             (i for i in range(stop - 1, start - 1, -1)
@@ -218,8 +335,25 @@ class _Body:
             return []
         if _owns(steps[last], "observe"):
             self.namespace[f"o{last}"] = steps[last].observe
-            return [*self.made(start, last), f"o{last}(data)"]
-        return self.made(start, last + 1)
+            observe = [f"o{last}(data)"]
+        else:
+            observe, _ = self.made(last, last + 1, None, list)
+        made, keys = self.made(start, last, keys, lambda: [*observe, *after])
+        special = self.special(last, keys)
+        if special is not None and special.observed is not None:
+            return [*made, *_continued(special.observed, [*observe, *after])]
+        return [*made, *observe]
+
+    def special(self, index: int, keys: tuple[Any, ...] | None) -> Special | None:
+        """`steps[index].specialized(keys)`, its names put in the namespace; None when the
+        key tuple is unknown or the step has no statements for it."""
+        step = self.steps[index]
+        if keys is None or not _owns(step, "specialized"):
+            return None
+        special = step.specialized(keys, f"s{index}")
+        if special is not None:
+            self.namespace.update(special.names)
+        return special
 
 
 def _owns(step: Transform, attribute: str) -> bool:

@@ -1,6 +1,7 @@
 """A gate (throttle, every-n, logarithmic) in a fused run decides before the nodes above it,
 and for a record it drops those nodes only observe it (the moving average moves, no record is
-made): the records, counts and node states are the same as the unfused chain's."""
+made); a key tuple met again crosses the run compiled for it. The records, counts and node
+states are the same as the unfused chain's."""
 
 from __future__ import annotations
 
@@ -59,9 +60,9 @@ steps = st.lists(
 )
 chains = st.tuples(
     st.lists(st.sampled_from(sorted(NODES)), max_size=3),
-    st.sampled_from(GATES),
+    st.sampled_from([*GATES, None]),  # None: no gate of its own (one may be drawn around it)
     st.lists(st.sampled_from(sorted(NODES)), max_size=2),
-).map(lambda parts: [*parts[0], parts[1], *parts[2]])
+).map(lambda parts: [*parts[0], *([parts[1]] if parts[1] else []), *parts[2]]).filter(bool)
 
 
 def drive(chain: list[str], stream: list[tuple[str, dict[str, Any], float]], fused: bool
@@ -108,24 +109,30 @@ def test_a_gate_deciding_first_gives_the_unfused_records_counts_and_states(
 def test_a_throttled_record_is_observed_by_the_smoothing_not_made(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    made = []
-    transform = SmoothingFilter.transform
+    made, observed = [], []
+    transform, observe = SmoothingFilter.transform, SmoothingFilter.observe
 
     def counted(self: SmoothingFilter, data: dict[str, Any]) -> dict[str, Any]:
         made.append(data)
         return transform(self, data)
 
+    def counted_observe(self: SmoothingFilter, data: dict[str, Any]) -> None:
+        observed.append(data)
+        observe(self, data)
+
     monkeypatch.setattr(SmoothingFilter, "transform", counted)
-    stream = [1.0, 3.0, None, 5.0, 7.0]
+    monkeypatch.setattr(SmoothingFilter, "observe", counted_observe)
+    monkeypatch.setattr(SmoothingFilter, "specialized", lambda self, keys, name: None)
     clock = FakeClock()
     sink = MemorySink()
     pipe = Pipeline(close_at_exit=False).drop_none().smooth("r", coeff=0.5)
     pipe.then(TimeFilter(1.0, clock=clock)).to(sink)
-    for value in stream:
+    for value in [1.0, 3.0, None, 5.0, 7.0]:
         pipe.write({"r": value, "s": 1})
         clock.advance(0.5)
     # Passed at t=0, 1 (r None: dropped by drop_none, no smoothed value) and 2.
-    assert len(made) == 3  # the two throttled records moved the average, unmade
+    assert len(made) == 3
+    assert observed == [{"r": 3.0, "s": 1}, {"r": 5.0, "s": 1}]  # moved the average, unmade
     assert pipe.steps[2].counts["dropped"] == 2
     smooth = SmoothingFilter("r", coeff=0.5)  # every record made, none dropped
     moved = [smooth.transform({"r": value}) for value in [1.0, 3.0, 5.0, 7.0]]
@@ -134,6 +141,40 @@ def test_a_throttled_record_is_observed_by_the_smoothing_not_made(
         {"s": 1},
         {"r": 7.0, "s": 1, "r_smoothed_0.5": moved[3]["r_smoothed_0.5"]},
     ]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_key_tuple_met_again_crosses_the_run_compiled_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From the second record of a key tuple on, the smoothing's plan is written into the
+    fused run compiled for that tuple: its `transform` is no longer called."""
+    made = []
+    transform = SmoothingFilter.transform
+
+    def counted(self: SmoothingFilter, data: dict[str, Any]) -> dict[str, Any]:
+        made.append(data)
+        return transform(self, data)
+
+    monkeypatch.setattr(SmoothingFilter, "transform", counted)
+    sink = MemorySink()
+    pipe = Pipeline(close_at_exit=False).drop_none().smooth("r", coeff=0.5).to(sink)
+    unfused = SmoothingFilter("r", coeff=0.5)
+    stream = [{"r": 1.0, "s": 1}, {"r": 2.0, "s": None}, {"r": 3.0, "s": 2}, {"r": "x", "s": 3},
+              {"s": 4, "r": 5.0}, {"r": 6.0, "s": 5}]
+    for record in stream:
+        pipe.write(record)
+    # The 1st: the general run; the 2nd: a None, the general path; then compiled for (r, s).
+    # (s, r): met once, general.
+    assert [record["r"] for record in made] == [1.0, 2.0, 5.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = [
+            unfused.transform({k: v for k, v in record.items() if v is not None})
+            for record in stream
+        ]
+    assert same(sink.records, expected)
+    assert pipe.steps[1].counts["skipped"] == 1
 
 
 def test_keep_last_set_on_a_built_pipeline_holds_the_last_record() -> None:
