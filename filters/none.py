@@ -32,7 +32,7 @@ class NoneFilter(Transform):
 
     def specialized(self, keys: tuple[Any, ...], name: str) -> Special:
         """A record of `keys` with no None leaves with `keys`; one with a None bails out."""
-        return Special([*_DROP_NONE[:-1], "        bail"], None, {}, keys)
+        return Special([*_DROP_NONE[:-1], "        bail"], None, {}, keys, removes_none=True)
 
     def write_batch(self, columns: Columns) -> None:
         """Numeric numpy columns cannot hold None and pass as they are; a batch whose other

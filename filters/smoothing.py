@@ -141,7 +141,7 @@ class SmoothingFilter(Transform):
         if plan is None or type(plan) is _Clashing or self._bias_correction:
             return None
         if not plan:
-            return Special([], [], {}, keys)
+            return Special([], [], {}, keys, none_as_absent=True)
         names: dict[str, object] = {name: self, f"{name}_to_float": to_float}
         made, observed = [f"{name}_out = dict(data)"], []
         for index, (key, output, state) in enumerate(plan):
@@ -173,7 +173,9 @@ class SmoothingFilter(Transform):
                 f"    {s}[0] = {ema}",
                 f"    {s}[1] = 0.9 * {c} + {name}._step",
             ]
-        return Special([*made, f"data = {name}_out"], observed, names, None)
+        # A None value is skipped uncounted, as an absent key: plans of fewer keys hold
+        # the same states and clash no more (observe on the record without it does the same).
+        return Special([*made, f"data = {name}_out"], observed, names, None, none_as_absent=True)
 
     def observe(self, data: Record) -> None:
         """What `transform` does to the moving averages and counts, with no record made (for

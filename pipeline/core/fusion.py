@@ -115,6 +115,12 @@ class Special(NamedTuple):
     name, `_` and a word."""
     keys: tuple[Any, ...] | None
     """The key tuple of the record `made` passes on (None: it depends on the values)."""
+    removes_none: bool = False
+    """`made` only takes out the keys whose value is None."""
+    none_as_absent: bool = False
+    """`observed` does to a record of the key tuple holding None values what it does to the
+    same record without those keys (so the steps above that only take them out are left out
+    for a record a gate drops)."""
 
 
 class Lock(Protocol):
@@ -338,6 +344,14 @@ class _Body:
             observe = [f"o{last}(data)"]
         else:
             observe, _ = self.made(last, last + 1, None, list)
+        if keys is not None and all(
+            (above := self.special(index, keys)) is not None and above.removes_none
+            for index in range(start, last)
+        ):
+            special = self.special(last, keys)
+            if special is not None and special.observed is not None and special.none_as_absent:
+                general, _ = self.made(start, last, None, list)
+                return _continued(special.observed, [*general, *observe, *after])
         made, keys = self.made(start, last, keys, lambda: [*observe, *after])
         special = self.special(last, keys)
         if special is not None and special.observed is not None:
