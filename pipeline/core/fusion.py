@@ -193,7 +193,8 @@ def fuse(
 
 
 SPECIALIZED_LIMIT = 64
-"""Key tuples whose fused run is compiled; beyond that the cache starts afresh."""
+"""Key tuples whose fused run is compiled; the ones met after that take the general path
+(so a stream cycling through more key tuples never compiles again and again)."""
 
 
 def _specializing(
@@ -201,7 +202,8 @@ def _specializing(
 ) -> list[str]:
     """Statements that cross the run with the function compiled for the record's key tuple
     (see `Transform.specialized`), compiled the second time a key tuple arrives; until then,
-    and for the key tuples beyond `SPECIALIZED_LIMIT`, the run's general function."""
+    and for the key tuples met once `SPECIALIZED_LIMIT` are compiled, the run's general
+    function."""
     generic = _compiled(_Body(steps, dict(namespace), end), None)
     cache: dict[tuple[Any, ...], Callable[[Record], None]] = {}
     seen: set[tuple[Any, ...]] = set()
@@ -210,14 +212,15 @@ def _specializing(
     def special(keys: tuple[Any, ...]) -> Callable[[Record], None]:
         run = cache.get(keys)
         if run is None:
-            if keys not in seen:  # a key tuple met once may never come back
+            if len(cache) >= SPECIALIZED_LIMIT:
+                run = generic
+            elif keys not in seen:  # a key tuple met once may never come back
                 if len(seen) >= SPECIALIZED_LIMIT * 16:
                     seen.clear()
                 seen.add(keys)
                 return generic
-            if len(cache) >= SPECIALIZED_LIMIT:
-                cache.clear()
-            run = cache[keys] = _compiled(_Body(steps, dict(namespace), end), keys)
+            else:
+                run = cache[keys] = _compiled(_Body(steps, dict(namespace), end), keys)
         last[0], last[1] = keys, run
         return run
 

@@ -25,6 +25,7 @@ from filters import (
     TimeFilter,
 )
 from pipeline import Node, Pipeline
+from pipeline.core import fusion
 from sinks import MemorySink
 from tests.conformance.test_filters import same
 from tests.conftest import FakeClock
@@ -249,3 +250,30 @@ def test_a_dropped_record_with_a_none_is_observed_as_without_that_key(chain: lis
     assert same(fused[0], unfused[0])
     assert fused[1] == unfused[1]
     assert same(fused[2], unfused[2])
+
+
+def test_runs_are_compiled_for_at_most_the_limit_of_key_tuples(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stream cycling through more key tuples than the limit compiles each of the first
+    ones once, and the others take the general path, with the unfused records."""
+    compiled = []
+
+    def counting_exec(source: str, namespace: dict[str, Any]) -> None:
+        compiled.append(source)
+        exec(source, namespace)
+
+    monkeypatch.setattr(fusion, "exec", counting_exec, raising=False)
+    sink = MemorySink()
+    pipe = Pipeline(close_at_exit=False).drop_none().smooth("r", coeff=0.5).to(sink)
+    unfused = SmoothingFilter("r", coeff=0.5)
+    built = len(compiled)
+    shapes = [("r", f"k{i}") for i in range(fusion.SPECIALIZED_LIMIT + 36)]
+    expected = []
+    for step in range(4):  # each key tuple four times, in turn
+        for keys in shapes:
+            record = dict.fromkeys(keys, float(step))
+            pipe.write(record)
+            expected.append(unfused.transform(record))
+    assert len(compiled) - built == fusion.SPECIALIZED_LIMIT
+    assert sink.records == expected
