@@ -176,7 +176,7 @@ def fuse(
         end, names = inlined
         namespace.update(names)
     steps = [step for step in run if not step.passes_all()]
-    if any(_owns(step, "specialized") and not step.pure for step in steps):
+    if _specializes(steps):
         body = _specializing(steps, namespace, end)
     else:
         body = _Body(steps, namespace, end).lines(0, None)
@@ -195,6 +195,19 @@ def fuse(
 SPECIALIZED_LIMIT = 64
 """Key tuples whose fused run is compiled; the ones met after that take the general path
 (so a stream cycling through more key tuples never compiles again and again)."""
+
+
+def _specializes(steps: list[Transform]) -> bool:
+    """Whether a step with state has statements for a key tuple (see `Transform.specialized`)
+    where the run's key tuple is still known: after pure steps that have some too, and gates,
+    which pass a record as it is."""
+    for step in steps:
+        if _owns(step, "specialized"):
+            if not step.pure:
+                return True
+        elif not (_owns(step, "gate") and step.gate("g") is not None):
+            return False
+    return False
 
 
 def _specializing(
