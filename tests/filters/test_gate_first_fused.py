@@ -102,7 +102,7 @@ def drive(chain: list[str], stream: list[tuple[str, dict[str, Any], float]], fus
     return sink.records, counts, states
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(chain=chains, stream=steps)
 def test_a_gate_deciding_first_gives_the_unfused_records_counts_and_states(
     chain: list[str], stream: list[tuple[str, dict[str, Any], float]]
