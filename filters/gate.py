@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.columns import Columns, batch_length
-from pipeline.core.fusion import Transform
+from pipeline.core.fusion import Gate, Transform
 from pipeline.core.node import Record
 
 
@@ -58,6 +58,14 @@ class EveryNFilter(_CountGate):
 
     def passes_all(self) -> bool:
         return self.n == 1
+
+    def gate(self, name: str) -> Gate:
+        return Gate(
+            decide=[f"{name}_count = {name}._count"],
+            condition=f"{name}_count % {name}.n == 0",
+            passed=[f"{name}._count = {name}_count + 1"],
+            dropped=[f"{name}._count = {name}_count + 1", f'{name}.counts["dropped"] += 1'],
+        )
 
     def write_batch(self, columns: Columns) -> None:
         """The rows that row by row would pass, as one batch (a strided slice per column)."""
@@ -113,6 +121,17 @@ class LogarithmicFilter(_CountGate):
             return data
         self.counts["dropped"] += 1
         return None
+
+    def gate(self, name: str) -> Gate:
+        return Gate(
+            decide=[f"{name}_count = {name}._count"],
+            condition=f"{name}_count == {name}._next",
+            passed=[
+                f"{name}._count = {name}_count + 1",
+                f"{name}._next = {name}._after({name}_count)",
+            ],
+            dropped=[f"{name}._count = {name}_count + 1", f'{name}.counts["dropped"] += 1'],
+        )
 
     def write_batch(self, columns: Columns) -> None:
         """The rows that row by row would pass, as one batch."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from pipeline.core.columns import Columns, batch_length, none_mask
-from pipeline.core.fusion import Transform, transform_of
+from pipeline.core.fusion import Special, Transform, transform_of
 
 _DROP_NONE = [
     "for none_value in data.values():",
@@ -24,8 +26,13 @@ class NoneFilter(Transform):
     """
 
     drops = False
+    pure = True
 
     transform = transform_of(_DROP_NONE)  # written into a fused run, not called
+
+    def specialized(self, keys: tuple[Any, ...], name: str) -> Special:
+        """A record of `keys` with no None leaves with `keys`; one with a None bails out."""
+        return Special([*_DROP_NONE[:-1], "        bail"], None, {}, keys, removes_none=True)
 
     def write_batch(self, columns: Columns) -> None:
         """Numeric numpy columns cannot hold None and pass as they are; a batch whose other

@@ -9,7 +9,7 @@ import numpy as np
 
 from filters._ema import SHORT, debiased_ema_column, warmup_ema_column
 from pipeline.core.columns import Columns, batch_length, numeric, rows_slice
-from pipeline.core.fusion import Transform
+from pipeline.core.fusion import Special, Transform
 from pipeline.core.keys import KeyMatcher, clashes, note_clash
 from pipeline.core.names import smoothed_name, warmup_ema
 from pipeline.core.node import Record
@@ -59,6 +59,16 @@ class SmoothingFilter(Transform):
         self._last_plan: tuple[tuple[str, str, list[float]], ...] = ()
 
     @property
+    def bias_correction(self) -> bool:
+        """Whether the moving average is TensorBoard's debiased one (see the class)."""
+        return self._bias_correction
+
+    @bias_correction.setter
+    def bias_correction(self, bias_correction: bool) -> None:
+        self._bias_correction = bias_correction
+        self._changed()  # a fused run compiled for the other kind is compiled again
+
+    @property
     def coeff(self) -> float:
         """The moving average's coefficient (the weight of the past)."""
         return self._coeff
@@ -103,7 +113,7 @@ class SmoothingFilter(Transform):
         if not plan:
             return data
         out = dict(data)
-        if self.bias_correction:
+        if self._bias_correction:
             for key, name, state in plan:
                 smoothed = self._debiased(key, data[key], state)
                 if smoothed == smoothed:
@@ -124,6 +134,78 @@ class SmoothingFilter(Transform):
             out[name] = state[0] = x if c == 0.0 else (1.0 - c) * x + c * state[0]
             state[1] = 0.9 * c + step
         return out
+
+    def specialized(self, keys: tuple[str, ...], name: str) -> Special | None:
+        """`transform` and `observe` for records of `keys`, once a record of them made the
+        plan: the moving average's step written once per matching key, no loop."""
+        plan = self._plans.get(keys)
+        if plan is None or type(plan) is _Clashing or self._bias_correction:
+            return None
+        if not plan:
+            return Special([], [], {}, keys, none_as_absent=True)
+        names: dict[str, object] = {name: self, f"{name}_to_float": to_float}
+        made, observed = [f"{name}_out = dict(data)"], []
+        for index, (key, output, state) in enumerate(plan):
+            k, n, s = f"{name}_k{index}", f"{name}_n{index}", f"{name}_s{index}"
+            names.update({k: key, n: output, s: state})
+            x, c = f"{name}_x", f"{name}_c"
+            ema = f"{x} if {c} == 0.0 else (1.0 - {c}) * {x} + {c} * {s}[0]"
+            value = [
+                f"{x} = data[{k}]",
+                f"if type({x}) is not float:",
+                f"    {x} = {name}_to_float({x})",
+                f"if {x} is None or {x} - {x} != 0:",
+                f"    {name}._skip({k}, data[{k}])",
+            ]
+            made += [
+                *value,
+                f"    {x} = {s}[0]",
+                f"    if {x} == {x}:",
+                f"        {name}_out[{n}] = {x}",
+                "else:",
+                f"    {c} = {s}[1]",
+                f"    {name}_out[{n}] = {s}[0] = {ema}",
+                f"    {s}[1] = 0.9 * {c} + {name}._step",
+            ]
+            observed += [
+                *value,
+                "else:",
+                f"    {c} = {s}[1]",
+                f"    {s}[0] = {ema}",
+                f"    {s}[1] = 0.9 * {c} + {name}._step",
+            ]
+        # A None value is skipped uncounted, as an absent key: plans of fewer keys hold
+        # the same states and clash no more (observe on the record without it does the same).
+        return Special([*made, f"data = {name}_out"], observed, names, None, none_as_absent=True)
+
+    def observe(self, data: Record) -> None:
+        """What `transform` does to the moving averages and counts, with no record made (for
+        a record a throttle below drops, see `Transform.gate`)."""
+        keys = tuple(data)
+        if keys == self._keys:
+            plan = self._last_plan
+        else:
+            cached = self._plans.get(keys)
+            plan = self._plan(keys) if cached is None else cached
+            if type(plan) is _Clashing:  # counts values it writes: it must write them
+                self.transform(data)
+                return
+            self._keys, self._last_plan = keys, plan
+        if self._bias_correction:
+            for key, _, state in plan:
+                self._debiased(key, data[key], state)
+            return
+        step = self._step
+        for key, _, state in plan:  # transform's loop, with the record left unmade
+            x = data[key]
+            if type(x) is not float:
+                x = to_float(x)
+            if x is None or x - x != 0:
+                self._skip(key, data[key])
+                continue
+            c = state[1]
+            state[0] = x if c == 0.0 else (1.0 - c) * x + c * state[0]
+            state[1] = 0.9 * c + step
 
     def _transform_clashing(
         self, keys: tuple[str, ...], data: Record, plan: _Clashing
@@ -252,6 +334,7 @@ class SmoothingFilter(Transform):
         self._state = {key: list(values) for key, values in state["ema"].items()}
         self._plans.clear()  # plans hold the old state lists
         self._keys, self._last_plan = None, ()
+        self._changed()  # and so do fused runs compiled from them (see specialized)
 
     def _skip(self, key: str, value: object, stacklevel: int = 3, n: int = 1) -> None:
         if value is not None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.core.columns import Columns, batch_length, row
-from pipeline.core.fusion import Transform
+from pipeline.core.fusion import Gate, Transform
 from pipeline.core.node import Record
 from pipeline.core.values import snapshot_record
 
@@ -20,6 +20,9 @@ class TimeFilter(Transform):
     `counts["dropped"]`.
     With `keep_last=True` the most recent held-back record is emitted on flush/close, so the
     final state of a run always reaches the sinks.
+
+    In a fused run (see `Transform.gate`) it decides before the nodes above it: a record it
+    drops only moves their state (a moving average), no record is made for it.
     """
 
     def __init__(
@@ -30,29 +33,59 @@ class TimeFilter(Transform):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
-        if not isinstance(time_delta, (int, float)) or time_delta < 0:
-            raise ValueError(f"time_delta must be a number >= 0 seconds, got {time_delta!r}")
-        self.time_delta = float(time_delta)
+        self.time_delta = time_delta
         self.keep_last = keep_last
         self._clock = clock
         self._last = -float("inf")
         self._held: Record | None = None
 
+    @property
+    def time_delta(self) -> float:
+        """Seconds that must pass between two records passed on."""
+        return self._time_delta
+
+    @time_delta.setter
+    def time_delta(self, time_delta: float) -> None:
+        if not isinstance(time_delta, (int, float)) or time_delta < 0:
+            raise ValueError(f"time_delta must be a number >= 0 seconds, got {time_delta!r}")
+        self._time_delta = float(time_delta)
+        self._changed()  # a fused run built for the old value is built again
+
+    @property
+    def keep_last(self) -> bool:
+        """Whether the last held-back record is passed on at flush and close."""
+        return self._keep_last
+
+    @keep_last.setter
+    def keep_last(self, keep_last: bool) -> None:
+        self._keep_last = keep_last
+        self._changed()
+
     def transform(self, data: Record) -> Record | None:
-        if not self.time_delta:
+        if not self._time_delta:
             return data
         now = self._clock()
-        if now - self._last >= self.time_delta:
+        if now - self._last >= self._time_delta:
             self._last = now
             self._held = None
             return data
         self.counts["dropped"] += 1
-        if self.keep_last:
+        if self._keep_last:
             self._held = snapshot_record(data)
         return None
 
     def passes_all(self) -> bool:
-        return not self.time_delta
+        return not self._time_delta
+
+    def gate(self, name: str) -> Gate | None:
+        if self._keep_last:  # a held-back record is kept: it must be made
+            return None
+        return Gate(
+            decide=[f"{name}_now = {name}._clock()"],
+            condition=f"{name}_now - {name}._last >= {name}._time_delta",
+            passed=[f"{name}._last = {name}_now", f"{name}._held = None"],
+            dropped=[f'{name}.counts["dropped"] += 1'],
+        )
 
     def node_state(self) -> dict[str, Any]:
         state = super().node_state()

@@ -26,6 +26,10 @@ class Counts(Counter[str]):
     noted with a key. Hot paths that need no warning may do `counts[reason] += 1`.
     """
 
+    __delitem__ = dict.__delitem__  # type: ignore[assignment]
+    """dict's (a missing reason raises KeyError): Counter's own, in Python, sends every store
+    (`counts[reason] += 1`, a hot path's count) through CPython's slow generic slot."""
+
     def __init__(self, owner: str = "") -> None:
         super().__init__()
         self.owner = owner
