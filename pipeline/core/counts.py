@@ -26,6 +26,8 @@ class Counts(Counter[str]):
     noted with a key. Hot paths that need no warning may do `counts[reason] += 1`.
     """
 
+    # Counter's own (Python) __delitem__ routes every `counts[reason] += 1` through CPython's
+    # slow item-assignment slot; dict's keeps it at C speed (deleting a missing reason raises)
     __delitem__ = dict.__delitem__  # type: ignore[assignment]
     """dict's (a missing reason raises KeyError): Counter's own, in Python, sends every store
     (`counts[reason] += 1`, a hot path's count) through CPython's slow generic slot."""
