@@ -126,6 +126,11 @@ class Hub:
         status: HubStatus = self._ray.get(self.actor.status.remote())
         return status
 
+    def failures(self) -> list[str]:
+        """One line per loss the hub knows of (`status().failures`): failing central sinks,
+        streams that lost, missed or were missing from windows, senders that never closed."""
+        return list(self.status().failures)
+
     def close(self, timeout: float = 30.0, grace: float = 1.0) -> HubStatus | None:
         """Drains, closes the central pipeline and ends the actor; returns the final status
         (None when the actor had died). Idempotent."""
