@@ -110,6 +110,18 @@ def test_a_checkpoint_keeps_an_open_window_for_a_restarted_core(tmp_path: Path) 
     assert window["window"]["writes"] == 3
 
 
+def test_restarts_without_a_checkpoint_are_refused_only_when_a_node_holds_state(
+    tmp_path: Path,
+) -> None:
+    """An aggregate's open window would die with the actor: refused, naming the option. Sinks
+    (two of them, fanned out) store what they hold before each acknowledgement: allowed."""
+    factory = functools.partial(windowed, tmp_path / "raw.jsonl", tmp_path / "windows.jsonl")
+    with pytest.raises(ValueError, match=r"holds state in AggregateFilter.*checkpoint=folder"):
+        HubCore(factory, restarts=1)
+    sinks_only = Pipeline("hub").to(JsonlSink(tmp_path / "a.jsonl"), MemorySink())
+    HubCore(lambda: sinks_only, restarts=1).close()
+
+
 # -- on a real local Ray -----------------------------------------------------------------
 
 WORKERS = 3

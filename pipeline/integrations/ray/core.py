@@ -11,6 +11,7 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
+from filters.dispatch import Dispatcher
 from pipeline.core.node import ClosedError, Node
 from pipeline.integrations.ray.status import HubStatus, StreamStatus
 from sinks.base import Sink
@@ -472,7 +473,9 @@ def _holds_state(node: Node) -> bool:
     """Whether `node` holds records or statistics between calls beyond its counts (an
     aggregate, a moving average, a queue): its class adds to `Node.node_state`. Sinks store
     what they hold at each acknowledgement and are not counted."""
-    return not isinstance(node, Sink) and type(node).node_state is not Node.node_state
+    if isinstance(node, (Sink, Dispatcher)):  # a fan-out queues only for a failing child
+        return False
+    return type(node).node_state is not Node.node_state
 
 
 def _in_a_restarted_actor() -> bool:

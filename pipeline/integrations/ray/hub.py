@@ -95,8 +95,9 @@ class Hub:
             raise TimeoutError(f"the hub's factory did not finish in {start_timeout} s") from error
         except ray.exceptions.RayActorError as error:
             ray.kill(self.actor, no_restart=True)
-            if isinstance(error.__cause__, ValueError) or "ValueError" in str(error):
-                raise ValueError(f"the hub could not start: {first_line(error)}") from error
+            refused = [line for line in str(error).splitlines() if line.startswith("ValueError: ")]
+            if refused:  # the factory or the hub refused its arguments: say why, plainly
+                raise ValueError(f"the hub could not start: {refused[-1][12:]}") from error
             raise RuntimeError(f"the hub could not start: {error}") from error
 
     def sender(self, **tags: Any) -> HubSender:
