@@ -87,6 +87,20 @@ def test_window_hooks_close_a_window_and_name_the_streams_without_it() -> None:
     assert any("1 reports came after their window closed" in line for line in lines), lines
 
 
+def test_a_stream_that_never_closed_misses_the_windows_open_at_close() -> None:
+    """At close, a window still open is closed: a stream that did not end (its worker died)
+    and had not reported it is named with it; one that ended is not."""
+    core = HubCore(memory)
+    for name, worker in (("a", 0), ("b", 1)):
+        core.push(name, 0, 0, 1, records(worker, 0, 1), {"worker": worker})
+    core.report_window("a", 7)
+    core.end("a")
+    status = core.close()
+    assert status.streams["b"].windows_missing == (7,)
+    assert status.streams["a"].windows_missing == ()
+    assert any("worker': 1" in line and "(7)" in line for line in status.failures)
+
+
 def windowed(raw: Path, windows: Path) -> Pipeline:
     """Every record to `raw`; one aggregate over every worker (count and sum of `index`) to
     `windows`, a window per `hub.flush()`."""

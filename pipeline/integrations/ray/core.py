@@ -436,6 +436,8 @@ class HubCore:
                 for state in self.streams.values():  # a gap nobody filled: apply in order
                     for seq in sorted(state.held):
                         self._apply(state, *state.held.pop(seq))
+                for window in list(self.open_windows):  # a stream that never closed missed it
+                    self.close_window(window)
                 self.pipeline.close()
         self.closed = True
         return self.status([str(warning.message) for warning in caught])
