@@ -9,11 +9,13 @@ is shut down first and started again afterwards, so later tests get a working Ra
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,36 +42,60 @@ HEAD_ARGS: dict[str, Any] = {
 }
 
 
+def start_cluster(base: Path) -> Cluster:
+    """Three nodes (1 CPU each; resources n0, n1, n2 to place workers on them), the driver
+    connected to the head. A node, like any local Ray, may miss Ray's fixed start-up limits
+    on a busy machine: a start that fails is tried again after its processes are stopped."""
+    for attempt in range(1, local_ray.STARTS + 1):
+        folder = base / str(attempt)  # short: Ray's socket paths must stay under 108 bytes
+        cluster = None
+        try:
+            cluster = Cluster(
+                initialize_head=True,
+                head_node_args={**HEAD_ARGS, "resources": {"n0": 1}, "temp_dir": str(folder)},
+            )
+            for index in (1, 2):
+                add_node(cluster, f"n{index}")
+            cluster.wait_for_nodes(timeout=120)
+            ray.init(address=cluster.address, log_to_driver=False, logging_level=logging.WARNING)
+            return cluster
+        except Exception as error:
+            ray.shutdown()
+            if cluster is not None:
+                with contextlib.suppress(Exception):
+                    cluster.shutdown()
+            local_ray.stop_processes_of(folder)
+            if attempt == local_ray.STARTS:
+                raise
+            warnings.warn(f"the cluster did not start (attempt {attempt}): {error}", stacklevel=1)
+    raise AssertionError("unreachable")
+
+
+def add_node(cluster: Cluster, resource: str) -> Any:
+    """Adds a node holding `resource` (its files beside the head's)."""
+    return cluster.add_node(**NODE_ARGS, resources={resource: 1})
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """Three nodes (1 CPU each, resources n0, n1, n2 to place workers on them), the driver
-    connected to the head; afterwards the test run's local Ray as it was."""
+    """The three-node cluster for the module; afterwards the test run's local Ray as it was
+    (started again if it was running)."""
     session_ray = ray.is_initialized()
     ray.shutdown()
     saved = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            **HEAD_ARGS,
-            "resources": {"n0": 1},
-            "temp_dir": str(tmp_path_factory.mktemp("cluster")),
-        },
-    )
     try:
-        for index in (1, 2):
-            cluster.add_node(**NODE_ARGS, resources={f"n{index}": 1})
-        cluster.wait_for_nodes(timeout=120)
-        ray.init(address=cluster.address, log_to_driver=False, logging_level=logging.WARNING)
-        yield cluster
+        cluster = start_cluster(tmp_path_factory.mktemp("c"))
+        try:
+            yield cluster
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
     finally:
-        ray.shutdown()
-        cluster.shutdown()
-        if saved is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
         if session_ray:  # the session fixture's Ray, again (it shuts it down at the end)
-            os.environ["RAY_AUTH_MODE"] = "disabled"
             local_ray.start(tmp_path_factory.mktemp("ray-after-cluster"))
+        elif saved is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
 
 
 def windowed(raw: Path, windows: Path) -> Pipeline:
@@ -118,7 +144,7 @@ def until(condition: Callable[[], bool], what: str, seconds: float = 180.0) -> N
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {seconds} s: {what}")
+            raise AssertionError(f"not within {seconds} s: {what} {LAST_ERROR}")
         time.sleep(0.1)
 
 
@@ -131,10 +157,15 @@ def dead(actor: Any) -> bool:
 
 
 def restarted(hub: Hub) -> bool:
+    """Whether the hub answers from a restarted instance (False while it is restarting)."""
     try:
-        return hub.status().restarted
-    except ray.exceptions.RayActorError:
+        return bool(ray.get(hub.actor.status.remote(), timeout=30).restarted)
+    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as error:
+        LAST_ERROR[:] = [f"{type(error).__name__}: {error}"[:500]]
         return False
+
+
+LAST_ERROR: list[str] = []  # why the hub did not answer, for a failing wait's message
 
 
 def node_of(cluster: Cluster, resource: str) -> Any:
@@ -198,7 +229,7 @@ def test_the_hub_restarted_on_another_node_from_its_checkpoint(
     the hub on another node; it loads the checkpoint (the open window, each stream's marks)
     and the senders resend what was not acknowledged: every record stored exactly once, the
     window counts every record, sent = stored."""
-    hub_node = cluster.add_node(**NODE_ARGS, resources={"n3": 1})
+    hub_node = add_node(cluster, "n3")
     cluster.wait_for_nodes(timeout=120)
     raw, windows = tmp_path / "raw.jsonl", tmp_path / "windows.jsonl"
     hub = Hub(
