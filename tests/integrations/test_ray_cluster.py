@@ -253,7 +253,7 @@ def test_the_hub_restarted_on_another_node_from_its_checkpoint(
     writing = [writer.write.remote(0, n) for writer in writers]
     until(lambda: hub.status().records >= 256, "the hub applied some batches")
     cluster.remove_node(hub_node, allow_graceful=False)
-    until(lambda: restarted(hub), "the hub answers from a restarted instance")
+    until(lambda: restarted(hub), "the hub answers from a restarted instance", seconds=300.0)
     assert ray.get(writing) == [n] * 2
     assert ray.get([writer.close.remote() for writer in writers]) == [(n, n, 0, 0)] * 2
     hub.flush()
