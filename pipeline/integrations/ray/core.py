@@ -17,7 +17,10 @@ from pipeline.integrations.ray.status import HubStatus, StreamStatus
 from sinks.base import Sink
 from sinks.file import BufferedFileSink
 
-__all__ = ["HubCore", "Report", "remote_core"]
+__all__ = ["CHECKPOINT_NEEDED", "HubCore", "Report", "remote_core"]
+
+CHECKPOINT_NEEDED = "give Hub(..., checkpoint=folder)"
+"""How HubCore's refusal of restarts without a checkpoint ends (Hub raises it as ValueError)."""
 
 Report = tuple[int, int, int]
 """What a sender reports with each call: records it shipped or counted lost, records it
@@ -207,7 +210,7 @@ class HubCore:
             if stateful:
                 raise ValueError(
                     f"the hub's pipeline holds state in {stateful[0]!r}, which a restart "
-                    "(max_restarts) would lose: give Hub(..., checkpoint=folder)"
+                    f"(max_restarts) would lose: {CHECKPOINT_NEEDED}"
                 )
         if self.restarted and self.checkpoint is not None and self.checkpoint.is_file():
             with self.checkpoint.open("rb") as handle:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from pipeline.core.node import ClosedError, Node
-from pipeline.integrations.ray.core import remote_core
+from pipeline.integrations.ray.core import CHECKPOINT_NEEDED, remote_core
 from pipeline.integrations.ray.sender import HubSender, SenderSettings
 from pipeline.integrations.ray.status import HUB_LINES, HubStatus
 from pipeline.integrations.ray.support import first_line, import_ray
@@ -95,9 +95,10 @@ class Hub:
             raise TimeoutError(f"the hub's factory did not finish in {start_timeout} s") from error
         except ray.exceptions.RayActorError as error:
             ray.kill(self.actor, no_restart=True)
-            refused = [line for line in str(error).splitlines() if line.startswith("ValueError: ")]
-            if refused:  # the factory or the hub refused its arguments: say why, plainly
-                raise ValueError(f"the hub could not start: {refused[-1][12:]}") from error
+            refused = [line for line in str(error).splitlines() if CHECKPOINT_NEEDED in line]
+            if refused:  # HubCore refused max_restarts without a checkpoint: say why, plainly
+                reason = refused[-1].split("ValueError: ", 1)[-1].strip()
+                raise ValueError(f"the hub could not start: {reason}") from error
             raise RuntimeError(f"the hub could not start: {error}") from error
 
     def sender(self, **tags: Any) -> HubSender:
