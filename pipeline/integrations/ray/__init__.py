@@ -28,8 +28,11 @@ Guarantees (what the sender and the hub promise):
 
 - Order: records of one sender reach the central pipeline in the order they were written
   (Ray runs the calls of one caller on a synchronous actor in submission order).
-- Exactly once while the hub lives: every batch carries the sender's stream id and a sequence
-  number; the hub applies each (stream, number) once and counts a repeat as a duplicate.
+- Exactly once: every batch carries the sender's stream id and a sequence number; the hub
+  applies each (stream, number) once and counts a repeat as a duplicate. A stream is (run,
+  worker, epoch): the Hub, the `hub.sender()` call with the Ray task that unpickled it, and
+  the copy: a task that Ray retries continues its stream in a new epoch, and what its
+  earlier attempt delivered is its replay (counted `replayed`, not applied twice).
 - Bounded: a sender holds at most `batch_size` records plus `max_in_flight` batches in flight.
   When the hub is behind and every slot is taken, `write` waits at most `write_timeout`
   seconds for an acknowledgement; then the batch is dropped, counted in `.lost` and warned
@@ -39,7 +42,10 @@ Guarantees (what the sender and the hub promise):
 - Acknowledged means stored: before the hub answers a call that applied records, it flushes
   every sink of the central pipeline (a file sink: one write per batch), so a record its
   sender counts in `.sent` is on disk even if the hub dies right after. Aggregates are not
-  flushed (their windows stay whole); what an aggregate holds is lost with the hub.
+  flushed (their windows stay whole). With `Hub(..., checkpoint=folder)` the hub then
+  writes the central pipeline's `state_dict()` and every stream's marks to a file in that
+  folder before it answers: acknowledged means stored or checkpointed. `max_restarts` with a
+  pipeline that holds state (an aggregate) requires a checkpoint.
 - Faults: when the hub actor dies for good, each sender warns once and counts in `.lost`
   every record it could not deliver (those in flight and all later ones); nothing blocks.
   When a sender's process dies, the hub knows what it shipped: every call carries the
@@ -55,14 +61,13 @@ Guarantees (what the sender and the hub promise):
   unpickle) is lost alone, counted and warned about; an empty batch takes its sequence
   number and the stream goes on.
 - Restarts: with `Hub(..., max_restarts=n)` Ray restarts a dead hub actor and re-sends the
-  calls that were in flight. The new actor rebuilds the pipeline with `factory()`; its file
-  sinks continue the dead actor's files (`continue_file()`, whatever their mode), and the
-  senders go on unchanged.
-  Every acknowledged record was stored; the unacknowledged ones are applied by the new
-  actor. Gone with the dead actor: its aggregates' open windows. A batch the dead actor
-  stored but had not yet acknowledged (it died between its flush and its answer) is stored
-  again: at least once across a restart, exactly once otherwise. The new actor learns from
-  each sender how many records the dead one applied (`earlier`), so the counts reconcile.
+  calls that were in flight. The new actor rebuilds the pipeline with `factory()` and loads
+  the checkpoint, if there is one (open windows, marks; file sinks cut back to it, so what
+  the dead actor stored after it is applied again, once: exactly once across a restart);
+  without one its file sinks continue the dead actor's files (`continue_file()`), and a
+  batch stored but not acknowledged is stored again (at least once). The senders go on
+  unchanged; the new actor learns from each sender how many records the dead one applied
+  (`earlier`), so the counts reconcile.
 
 Counts: `sender.written == sender.sent + sender.lost + sender.unconfirmed` once it is closed
 (`unconfirmed`: shipped but not acknowledged within `flush_timeout`). `hub.status()` lists

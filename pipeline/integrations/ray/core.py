@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 import sys
+import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from pathlib import Path
 from typing import Any
 
+from filters.dispatch import Dispatcher
 from pipeline.core.node import ClosedError, Node
 from pipeline.integrations.ray.status import HubStatus, StreamStatus
 from sinks.base import Sink
 from sinks.file import BufferedFileSink
 
-__all__ = ["HubCore", "Report", "remote_core"]
+__all__ = ["CHECKPOINT_NEEDED", "HubCore", "Report", "remote_core"]
+
+CHECKPOINT_NEEDED = "give Hub(..., checkpoint=folder)"
+"""How HubCore's refusal of restarts without a checkpoint ends (Hub raises it as ValueError)."""
 
 Report = tuple[int, int, int]
 """What a sender reports with each call: records it shipped or counted lost, records it
@@ -26,17 +34,45 @@ class _Stream:
     __slots__ = (
         "batches",
         "below",
+        "copy",
         "duplicates",
         "ended",
+        "epoch",
         "failed",
         "first_error",
         "held",
+        "late",
         "lost",
         "low",
         "records",
+        "replayed",
+        "retired",
         "tags",
+        "windows",
+        "windows_missing",
         "written",
     )
+
+    SAVED = (
+        "tags",
+        "low",
+        "below",
+        "copy",
+        "retired",
+        "epoch",
+        "written",
+        "lost",
+        "batches",
+        "duplicates",
+        "replayed",
+        "failed",
+        "first_error",
+        "ended",
+        "windows",
+        "windows_missing",
+        "late",
+    )
+    """What a checkpoint keeps of a stream (not `held`: unacknowledged, the sender resends)."""
 
     def __init__(self, tags: dict[str, Any], low: int, report: Report | None) -> None:
         self.tags = tags
@@ -51,7 +87,41 @@ class _Stream:
         self.failed = 0
         self.first_error = ""
         self.ended = False
+        self.copy = ""  # the sender's copy whose reports count (the stream's latest epoch)
+        self.retired: set[str] = set()  # the copies of earlier epochs
+        self.epoch = 0
+        self.replayed = 0  # records a later epoch sent again below the mark: not applied
+        self.windows: set[Hashable] = set()  # the window ids this stream reported
+        self.windows_missing: list[Hashable] = []  # windows closed without it
+        self.late = 0  # reports of a window that had closed
         self.hear(report)
+
+    def current(self, copy: str) -> bool:
+        """Whether `copy` is the stream's latest; a copy not seen before starts a new epoch
+        (Ray retried the task that unpickled the sender): its counts start afresh, and those
+        of the earlier copies no longer count."""
+        if copy == self.copy or not copy:
+            return True
+        if copy in self.retired:
+            return False
+        if self.copy:
+            self.retired.add(self.copy)
+            self.epoch += 1
+            self.written = self.lost = 0
+            self.ended = False
+        self.copy = copy
+        return True
+
+    def saved(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.SAVED}
+
+    @classmethod
+    def restored(cls, saved: dict[str, Any]) -> _Stream:
+        """A stream as a checkpoint left it: what this instance applies is counted anew."""
+        stream = cls(saved["tags"], saved["low"], None)
+        for name in cls.SAVED:
+            setattr(stream, name, saved[name])
+        return stream
 
     def hear(self, report: Report | None) -> None:
         """Takes a sender's report (records shipped or lost, lost, confirmed); its counts only
@@ -76,6 +146,10 @@ class _Stream:
             lost=self.lost,
             missing=max(0, missing) if final or self.ended else 0,
             earlier=max(0, self.below - self.records),
+            epoch=self.epoch,
+            replayed=self.replayed,
+            windows_missing=tuple(self.windows_missing),
+            late=self.late,
         )
 
 
@@ -96,9 +170,23 @@ class HubCore:
     Each call carries the sender's report (`Report`), so the hub knows how many records each
     stream shipped: a stream whose sender died shows them as `missing` in its status, and
     `earlier` counts the records a dead predecessor of a restarted hub applied.
+
+    With a `checkpoint` folder, the central pipeline's `state_dict()` and every stream's
+    marks are written to `<checkpoint>/hub-<run>.pickle` (replaced atomically) after the sinks
+    are flushed and before the call answers: acknowledged then means stored or held by a node
+    whose state the checkpoint keeps. A restarted instance loads it (file sinks are cut back to
+    their checkpointed length; what the dead instance stored after it is applied again, once).
+    `restarts` (the actor's `max_restarts`) with a node that holds state and no checkpoint
+    is refused: that state would die with the actor.
     """
 
-    def __init__(self, factory: Callable[[], Node]) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], Node],
+        run: str = "",
+        checkpoint: str | None = None,
+        restarts: int = 0,
+    ) -> None:
         pipeline = factory()
         if not isinstance(pipeline, Node):
             raise TypeError(
@@ -112,10 +200,31 @@ class HubCore:
         self.store_errors = 0
         self.first_store_error = ""
         self.restarted = _in_a_restarted_actor()
-        if self.restarted:  # the run goes on: file sinks append to what the dead hub stored
+        self.checkpoint = None if checkpoint is None else Path(checkpoint) / f"hub-{run}.pickle"
+        self.checkpoint_errors = 0
+        self.first_checkpoint_error = ""
+        self.closed_windows: set[Hashable] = set()
+        self.open_windows: dict[Hashable, float] = {}  # window id -> when first reported
+        if self.checkpoint is None and restarts:
+            stateful = [node for node in pipeline.nodes() if _holds_state(node)]
+            if stateful:
+                raise ValueError(
+                    f"the hub's pipeline holds state in {stateful[0]!r}, which a restart "
+                    f"(max_restarts) would lose: {CHECKPOINT_NEEDED}"
+                )
+        if self.restarted and self.checkpoint is not None and self.checkpoint.is_file():
+            with self.checkpoint.open("rb") as handle:
+                saved = pickle.load(handle)
+            pipeline.load_state_dict(saved["pipeline"])
+            self.streams = {name: _Stream.restored(s) for name, s in saved["streams"].items()}
+            self.closed_windows = saved["closed_windows"]
+        elif self.restarted:  # the run goes on: file sinks append to what the dead hub stored
             for sink in self.sinks:
                 if isinstance(sink, BufferedFileSink):
                     sink.continue_file()
+        if self.checkpoint is not None:
+            self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            self._checkpoint()
 
     def ready(self) -> bool:
         """Answers once the pipeline is built; True if this actor is a restarted one."""
@@ -130,32 +239,42 @@ class HubCore:
         entries: list[Any],
         tags: dict[str, Any],
         report: Report | None = None,
+        copy: str = "",
     ) -> int:
         """Applies batch `seq` of `stream` once, in order, and stores it; returns the stream's
         lowest sequence number not yet applied (every batch below it is applied and stored:
         the acknowledgement). `acked` is the sender's own such number when it sent the batch;
-        `report` its counts then."""
+        `report` its counts then; `copy` names the sender's copy (its epoch)."""
         if self.closed:
             raise ClosedError("the hub is closed; it takes no more records")
         state = self.streams.get(stream)
         if state is None:
             state = self.streams[stream] = _Stream(tags, acked, report)
-        else:
+        current = state.current(copy)
+        if current:
             state.hear(report)
+        else:
+            report = None
         if seq < state.low or seq in state.held:
-            state.duplicates += 1
+            if state.epoch and current and seq < state.low:
+                state.replayed += count  # a retried task writes again what its first did
+            else:
+                state.duplicates += 1
         else:
             state.held[seq] = (count, entries)
         self._advance(state, acked, report)
         return state.low
 
-    def sync(self, stream: str, acked: int, report: Report | None = None) -> int:
+    def sync(self, stream: str, acked: int, report: Report | None = None, copy: str = "") -> int:
         """Learns from a sender that every batch below `acked` was applied (by this actor or
         an earlier incarnation); applies what that releases; returns the stream's low mark."""
         state = self.streams.get(stream)
         if state is None:
             return acked
-        state.hear(report)
+        if state.current(copy):
+            state.hear(report)
+        else:
+            report = None
         self._advance(state, acked, report)
         return state.low
 
@@ -174,6 +293,7 @@ class HubCore:
                 self._apply(state, count, entries)
                 state.low += 1
             self._store()
+            self._checkpoint()
 
     def _store(self) -> None:
         """Flushes every sink (not the aggregates): what was applied is stored before it is
@@ -187,6 +307,28 @@ class HubCore:
                 self.first_store_error = self.first_store_error or (
                     f"{sink!r}: {type(error).__name__}: {error}"
                 )
+
+    def _checkpoint(self) -> None:
+        """Writes the pipeline's state and every stream's marks (when a folder was given),
+        atomically: a restarted instance finds this one or the one before, never a torn
+        file. A failure is counted (`failures`), and the call still answers."""
+        if self.checkpoint is None:
+            return
+        try:
+            saved = {
+                "pipeline": self.pipeline.state_dict(),
+                "streams": {name: state.saved() for name, state in self.streams.items()},
+                "closed_windows": self.closed_windows,
+            }
+            part = self.checkpoint.with_name(self.checkpoint.name + ".part")
+            with part.open("wb") as handle:
+                pickle.dump(saved, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(part, self.checkpoint)
+        except Exception as error:
+            self.checkpoint_errors += 1
+            self.first_checkpoint_error = self.first_checkpoint_error or (
+                f"{type(error).__name__}: {error}"
+            )
 
     def _apply(self, state: _Stream, count: int, entries: list[Any]) -> None:
         write, write_batch = self.pipeline.write, self.pipeline.write_batch
@@ -203,21 +345,68 @@ class HubCore:
         state.below += count
         state.batches += 1
 
-    def end(self, stream: str, report: Report | None = None) -> None:
+    def end(self, stream: str, report: Report | None = None, copy: str = "") -> None:
         """Marks a stream as ended: its sender closed after every batch was acknowledged;
         `report` holds its final counts."""
         state = self.streams.get(stream)
-        if state is not None:
+        if state is not None and state.current(copy):
             state.hear(report)
             state.ended = True
+            self._checkpoint()
 
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Runs `fn(pipeline, *args, **kwargs)` on the central pipeline; returns its result."""
-        return fn(self.pipeline, *args, **kwargs)
+        try:
+            return fn(self.pipeline, *args, **kwargs)
+        finally:
+            self._checkpoint()
 
     def flush(self) -> None:
         """Flushes the central pipeline (aggregates emit their windows, files are written)."""
         self.pipeline.flush()
+        self._checkpoint()
+
+    # -- windows: the hooks for streams that report window ids ------------------------------
+
+    def report_window(self, stream: str, window: Hashable) -> bool:
+        """Notes that `stream` delivered its part of `window`; closes the window once every
+        live stream (not ended) reported it. False (the report is counted `late`) when the
+        window had closed already."""
+        state = self.streams.get(stream)
+        if state is None:
+            return False
+        if window in self.closed_windows:
+            state.late += 1
+            return False
+        state.windows.add(window)
+        self.open_windows.setdefault(window, time.monotonic())
+        live = [s for s in self.streams.values() if not s.ended]
+        if all(window in s.windows for s in live):
+            self.close_window(window)
+        return True
+
+    def close_window(self, window: Hashable) -> list[str]:
+        """Closes `window` (every live stream reported it, or its deadline passed): each
+        live stream that did not report it gets it in its `windows_missing`; returns their
+        names. Later reports of it are `late`."""
+        self.open_windows.pop(window, None)
+        self.closed_windows.add(window)
+        missing = []
+        for name, state in self.streams.items():
+            if window not in state.windows and not state.ended:
+                state.windows_missing.append(window)
+                missing.append(name)
+            state.windows.discard(window)
+        return missing
+
+    def close_windows_older_than(self, seconds: float) -> list[Hashable]:
+        """Closes every open window first reported more than `seconds` ago (the deadline);
+        returns them."""
+        now = time.monotonic()
+        due = [w for w, opened in self.open_windows.items() if now - opened > seconds]
+        for window in due:
+            self.close_window(window)
+        return due
 
     def status(self, warned: list[str] | None = None) -> HubStatus:
         """Every stream's counts, and a line in `failures` for each loss the hub knows of:
@@ -227,6 +416,11 @@ class HubCore:
         streams = {name: state.status(final) for name, state in self.streams.items()}
         failures = getattr(self.pipeline, "failures", None)
         lines = list(failures()) if callable(failures) else []
+        if self.checkpoint_errors:
+            lines.append(
+                f"hub: checkpointing failed {self.checkpoint_errors} times "
+                f"({self.first_checkpoint_error}); a restart goes back to the last checkpoint"
+            )
         if self.store_errors:
             lines.append(
                 f"hub: storing failed {self.store_errors} times ({self.first_store_error}); "
@@ -245,6 +439,8 @@ class HubCore:
                 for state in self.streams.values():  # a gap nobody filled: apply in order
                     for seq in sorted(state.held):
                         self._apply(state, *state.held.pop(seq))
+                for window in list(self.open_windows):  # a stream that never closed missed it
+                    self.close_window(window)
                 self.pipeline.close()
         self.closed = True
         return self.status([str(warning.message) for warning in caught])
@@ -266,7 +462,25 @@ def _stream_failures(stream: StreamStatus, final: bool) -> list[str]:
         lines.append(f"{name}: {stream.lost} records lost by the sender (see its warning)")
     if stream.failed:
         lines.append(f"{name}: {stream.failed} records refused ({stream.first_error})")
+    if stream.windows_missing:
+        shown = ", ".join(map(repr, stream.windows_missing[:10]))
+        more = len(stream.windows_missing) - 10
+        lines.append(
+            f"{name}: {len(stream.windows_missing)} windows closed without its part "
+            f"({shown}{f', and {more} more' if more > 0 else ''})"
+        )
+    if stream.late:
+        lines.append(f"{name}: {stream.late} reports came after their window closed (late)")
     return lines
+
+
+def _holds_state(node: Node) -> bool:
+    """Whether `node` holds records or statistics between calls beyond its counts (an
+    aggregate, a moving average, a queue): its class adds to `Node.node_state`. Sinks store
+    what they hold at each acknowledgement and are not counted."""
+    if isinstance(node, (Sink, Dispatcher)):  # a fan-out queues only for a failing child
+        return False
+    return type(node).node_state is not Node.node_state
 
 
 def _in_a_restarted_actor() -> bool:

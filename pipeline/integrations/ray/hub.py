@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from pipeline.core.node import ClosedError, Node
-from pipeline.integrations.ray.core import remote_core
+from pipeline.integrations.ray.core import CHECKPOINT_NEEDED, remote_core
 from pipeline.integrations.ray.sender import HubSender, SenderSettings
 from pipeline.integrations.ray.status import HUB_LINES, HubStatus
 from pipeline.integrations.ray.support import first_line, import_ray
@@ -26,7 +28,10 @@ class Hub:
     waits for the hub when every slot is taken (5.0 s), `flush_timeout` the longest flush and
     close wait for acknowledgements (30.0 s), `max_restarts` how often Ray restarts a dead hub
     actor (0), `actor_options` more `ray.remote` options for the actor (name, num_cpus,
-    resources, scheduling_strategy...), `start_timeout` how long to wait for `factory()`.
+    resources, scheduling_strategy...), `start_timeout` how long to wait for `factory()`,
+    `checkpoint` a folder where the hub keeps the central pipeline's state with each stream's
+    acknowledged mark (required with `max_restarts` when the pipeline has a node that holds
+    state, such as an aggregate; see the module documentation).
 
     `call(fn, *args)` runs `fn(pipeline, *args)` inside the actor and returns the result (for
     tests and inspection); `flush()` flushes the central pipeline; `status()` reports every
@@ -48,6 +53,7 @@ class Hub:
         max_restarts: int = 0,
         actor_options: Mapping[str, Any] | None = None,
         start_timeout: float = 120.0,
+        checkpoint: str | os.PathLike[str] | None = None,
     ) -> None:
         if not callable(factory):
             raise TypeError(f"factory must be callable, got {type(factory).__name__}")
@@ -72,7 +78,13 @@ class Hub:
             "max_task_retries": -1 if max_restarts else 0,
         }
         options.update(actor_options or {})
-        self.actor = remote_core(ray).options(**options).remote(factory)
+        self.run = uuid.uuid4().hex  # the run: every stream's id begins with it
+        folder = None if checkpoint is None else os.path.abspath(os.fspath(checkpoint))
+        self.actor = (
+            remote_core(ray)
+            .options(**options)
+            .remote(factory, run=self.run, checkpoint=folder, restarts=max_restarts)
+        )
         self.closed = False
         self.final: HubStatus | None = None
         self._senders: weakref.WeakSet[HubSender] = weakref.WeakSet()
@@ -83,13 +95,17 @@ class Hub:
             raise TimeoutError(f"the hub's factory did not finish in {start_timeout} s") from error
         except ray.exceptions.RayActorError as error:
             ray.kill(self.actor, no_restart=True)
+            refused = [line for line in str(error).splitlines() if CHECKPOINT_NEEDED in line]
+            if refused:  # HubCore refused max_restarts without a checkpoint: say why, plainly
+                reason = refused[-1].split("ValueError: ", 1)[-1].strip()
+                raise ValueError(f"the hub could not start: {reason}") from error
             raise RuntimeError(f"the hub could not start: {error}") from error
 
     def sender(self, **tags: Any) -> HubSender:
         """A new sender (a picklable Node) that adds `tags` to every record it ships here."""
         if self.closed:
             raise ClosedError("the hub is closed; it hands out no more senders")
-        sender = HubSender(self.actor, tags, self._settings)
+        sender = HubSender(self.actor, tags, self._settings, self.run)
         self._senders.add(sender)
         return sender
 
@@ -117,6 +133,11 @@ class Hub:
             return self.final
         status: HubStatus = self._ray.get(self.actor.status.remote())
         return status
+
+    def failures(self) -> list[str]:
+        """One line per loss the hub knows of (`status().failures`): failing central sinks,
+        streams that lost, missed or were missing from windows, senders that never closed."""
+        return list(self.status().failures)
 
     def close(self, timeout: float = 30.0, grace: float = 1.0) -> HubStatus | None:
         """Drains, closes the central pipeline and ends the actor; returns the final status

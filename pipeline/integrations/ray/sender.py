@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 import warnings
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -55,9 +56,15 @@ class HubSender(Sink):
     so that one worker cannot cut the others' aggregate windows). `close()` also tells the hub
     this stream ended. Back-pressure and failures: see the module documentation.
 
-    Picklable: pass it to a Ray task or actor. Each copy (each process it is unpickled in)
-    is a stream of its own, with its own sequence numbers and counts. Not thread-safe: share a
-    Pipeline that ends in it between threads (`Pipeline().to(hub.sender())`), not the sender.
+    Picklable: pass it to a Ray task or actor. Its stream is (run, worker, epoch): `run` is
+    the hub's, `worker` the sender made by `hub.sender()` together with the Ray task that
+    unpickled it, and `epoch` counts the copies of that worker (the hub numbers them). So a
+    task that Ray retries (a new process, the same task) continues the first attempt's stream
+    in a new epoch: its sequence numbers start again at 0, and the batches the first attempt
+    had delivered are taken as their replay (not stored twice, counted `replayed`). A copy in
+    another task, in the driver or in a restarted actor is a stream of its own; a second copy
+    in the same task is the first one. Not thread-safe: share a Pipeline that ends in it
+    between threads (`Pipeline().to(hub.sender())`), not the sender.
 
     A record that cannot be pickled (a lock, an open file) is found when its batch is shipped:
     it alone is left out, counted in `lost` and warned about once; the rest of its batch and
@@ -68,7 +75,15 @@ class HubSender(Sink):
     sender closed.
     """
 
-    def __init__(self, actor: Any, tags: Mapping[str, Any], settings: SenderSettings) -> None:
+    def __init__(
+        self,
+        actor: Any,
+        tags: Mapping[str, Any],
+        settings: SenderSettings,
+        run: str = "",
+        worker: str | None = None,
+        task: str | None = None,
+    ) -> None:
         super().__init__()
         self._ray = import_ray()
         self._actor = actor
@@ -77,7 +92,10 @@ class HubSender(Sink):
         self._settings = settings
         self._batch_size = settings.batch_size
         self._flush_seconds = settings.flush_seconds
-        self.stream = uuid.uuid4().hex
+        self.run = run
+        self.worker = worker or uuid.uuid4().hex  # fixed at hub.sender(): every copy keeps it
+        self.stream = f"{run}/{self.worker}/{task or uuid.uuid4().hex}"
+        self.copy = uuid.uuid4().hex  # this copy: the hub numbers a stream's copies (epochs)
         self._entries: list[Any] = []
         self._count = 0
         self._deadline = float("inf")
@@ -93,7 +111,7 @@ class HubSender(Sink):
         self.unconfirmed = 0
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_sender, (self._actor, self.tags, self._settings))
+        return (_rebuild_sender, (self._actor, self.tags, self._settings, self.run, self.worker))
 
     # -- taking records ---------------------------------------------------------------------
 
@@ -175,6 +193,7 @@ class HubSender(Sink):
             batch.entries,
             self.tags,
             self._report(),
+            self.copy,
         )
 
     def _report(self) -> tuple[int, int, int]:
@@ -276,7 +295,7 @@ class HubSender(Sink):
         ray = self._ray
         try:
             self._confirm()
-            call = self._actor.sync.remote(self.stream, self._acked, self._report())
+            call = self._actor.sync.remote(self.stream, self._acked, self._report(), self.copy)
             low = ray.get(call, timeout=timeout)
         except ray.exceptions.ActorUnavailableError:
             time.sleep(min(timeout, 0.05))
@@ -334,7 +353,7 @@ class HubSender(Sink):
         if self._seq and not self._dead and not self._in_flight:
             try:
                 self._ray.get(
-                    self._actor.end.remote(self.stream, self._report()),
+                    self._actor.end.remote(self.stream, self._report(), self.copy),
                     timeout=self._settings.flush_timeout,
                 )
             except Exception as error:
@@ -354,6 +373,48 @@ class HubSender(Sink):
         return f"HubSender({tags})"
 
 
-def _rebuild_sender(actor: Any, tags: dict[str, Any], settings: SenderSettings) -> HubSender:
-    """Unpickles a HubSender as a new stream to the same hub."""
-    return HubSender(actor, tags, settings)
+_COPIES: weakref.WeakValueDictionary[str, HubSender] = weakref.WeakValueDictionary()
+"""The live copies unpickled in this process, by stream: a second copy in one task is the
+first (two copies writing one stream would take each other's batches for replays)."""
+
+
+def _rebuild_sender(
+    actor: Any,
+    tags: dict[str, Any],
+    settings: SenderSettings,
+    run: str = "",
+    worker: str | None = None,
+) -> HubSender:
+    """Unpickles a HubSender: the stream of `worker` in the Ray task running here (a retried
+    task continues its first attempt's stream in a new epoch); outside a task, in a restarted
+    actor or without a worker id, a stream of its own."""
+    task = _current_task()
+    if task is not None and worker is not None:
+        copy = _COPIES.get(f"{run}/{worker}/{task}")
+        if copy is not None and not copy.closed:
+            return copy
+    sender = HubSender(actor, tags, settings, run, worker, task)
+    if task is not None:
+        _COPIES[sender.stream] = sender
+    return sender
+
+
+def _current_task() -> str | None:
+    """The id of the Ray task (or actor call) running in this process, which a retry keeps;
+    None in the driver, outside Ray, and in an actor that Ray restarted (its calls after the
+    restart are new work, not the replay of the dead instance's)."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        return None
+    try:
+        context = ray.get_runtime_context()
+        if context.worker.mode != ray.WORKER_MODE:
+            return None
+        with warnings.catch_warnings():  # Ray 2.60 warns about its own use of actor_id
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if context.get_actor_id() is not None and context.was_current_actor_reconstructed:
+                return None
+        task = context.get_task_id()
+    except Exception:  # an older or newer Ray without these: a stream of its own
+        return None
+    return str(task) if task else None

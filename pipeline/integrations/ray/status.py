@@ -19,6 +19,10 @@ class StreamStatus:
     `records` were applied by this hub instance, `earlier` by a dead predecessor (a
     restarted hub); `written` is what the sender reported it shipped or counted `lost`;
     `missing` (known once the stream ended or the hub closed) were shipped and never arrived.
+    `epoch` counts the copies of the sender that took the stream over (a retried task);
+    `replayed` the records a later copy sent again below what was applied (not applied
+    twice). `windows_missing` lists the window ids closed without this stream's part, `late`
+    the reports of a window that had closed.
     They reconcile: `written == records + earlier + lost + missing`, `held` (batches waiting
     behind a gap) aside.
     """
@@ -35,6 +39,10 @@ class StreamStatus:
     lost: int = 0
     missing: int = 0
     earlier: int = 0
+    epoch: int = 0
+    replayed: int = 0
+    windows_missing: tuple[Any, ...] = ()
+    late: int = 0
 
 
 @dataclass(frozen=True)
