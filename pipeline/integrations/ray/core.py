@@ -7,7 +7,8 @@ import pickle
 import sys
 import time
 import warnings
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ __all__ = ["CHECKPOINT_NEEDED", "HubCore", "Report", "remote_core"]
 
 CHECKPOINT_NEEDED = "give Hub(..., checkpoint=folder)"
 """How HubCore's refusal of restarts without a checkpoint ends (Hub raises it as ValueError)."""
+
+WARNINGS_KEPT = 1000
+"""Distinct warning texts of the central pipeline the hub keeps for `status()`."""
 
 Report = tuple[int, int, int]
 """What a sender reports with each call: records it shipped or counted lost, records it
@@ -198,6 +202,8 @@ class HubCore:
         self.streams: dict[str, _Stream] = {}
         self.closed = False
         self.store_errors = 0
+        self.warned: dict[str, None] = {}
+        """The texts of the warnings the central pipeline raised, in order (`status()`)."""
         self.first_store_error = ""
         self.restarted = _in_a_restarted_actor()
         self.checkpoint = None if checkpoint is None else Path(checkpoint) / f"hub-{run}.pickle"
@@ -288,12 +294,29 @@ class HubCore:
                 state.below = max(state.below, report[2])
         held = state.held
         if state.low in held:
-            while state.low in held:
-                count, entries = held.pop(state.low)
-                self._apply(state, count, entries)
-                state.low += 1
-            self._store()
+            with self._keeping_warnings():
+                while state.low in held:
+                    count, entries = held.pop(state.low)
+                    self._apply(state, count, entries)
+                    state.low += 1
+                self._store()
             self._checkpoint()
+
+    @contextmanager
+    def _keeping_warnings(self) -> Iterator[None]:
+        """Keeps the texts of the warnings the central pipeline raises in the block for
+        `status()` (the caller's only view of them: they are raised in the actor's process),
+        each text once, and shows them as usual too."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for warning in caught:
+            message = str(warning.message)
+            if message not in self.warned and len(self.warned) < WARNINGS_KEPT:
+                self.warned[message] = None
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
 
     def _store(self) -> None:
         """Flushes every sink (not the aggregates): what was applied is stored before it is
@@ -363,7 +386,8 @@ class HubCore:
 
     def flush(self) -> None:
         """Flushes the central pipeline (aggregates emit their windows, files are written)."""
-        self.pipeline.flush()
+        with self._keeping_warnings():
+            self.pipeline.flush()
         self._checkpoint()
 
     # -- windows: the hooks for streams that report window ids ------------------------------
@@ -408,7 +432,7 @@ class HubCore:
             self.close_window(window)
         return due
 
-    def status(self, warned: list[str] | None = None) -> HubStatus:
+    def status(self) -> HubStatus:
         """Every stream's counts, and a line in `failures` for each loss the hub knows of:
         the central pipeline's failing sinks, a sink that could not store, and (once closed)
         each stream whose sender did not close or whose records did not all arrive."""
@@ -428,13 +452,12 @@ class HubCore:
             )
         for stream in streams.values():
             lines.extend(_stream_failures(stream, final))
-        return HubStatus(streams, self.restarted, self.closed, lines, warned or [])
+        return HubStatus(streams, self.restarted, self.closed, lines, list(self.warned))
 
     def close(self) -> HubStatus:
         """Closes the central pipeline; returns the final status with the warnings it raised.
         Batches still held behind a gap are applied, in order; the gap is counted missing."""
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with self._keeping_warnings():
             if not self.closed:
                 for state in self.streams.values():  # a gap nobody filled: apply in order
                     for seq in sorted(state.held):
@@ -443,7 +466,7 @@ class HubCore:
                     self.close_window(window)
                 self.pipeline.close()
         self.closed = True
-        return self.status([str(warning.message) for warning in caught])
+        return self.status()
 
 
 def _stream_failures(stream: StreamStatus, final: bool) -> list[str]:

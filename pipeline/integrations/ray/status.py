@@ -49,8 +49,9 @@ class StreamStatus:
 class HubStatus:
     """The hub's view: every stream it saw, whether the actor was restarted, `failures` (one
     line per loss the hub knows of: failing central sinks, streams that lost or missed
-    records, senders that never closed) and (after `close`) the warnings the central
-    pipeline raised while closing."""
+    records, senders that never closed) and `warnings`: the texts of the warnings the central
+    pipeline raised in the actor (applying batches, flushing, closing), each once, at most
+    1,000; `Hub.close()` raises them again in the caller's process."""
 
     streams: dict[str, StreamStatus]
     restarted: bool
