@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
@@ -17,7 +18,10 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.core.flatten import flatten
+from pipeline.core.media import Image, Video
 from pipeline.core.node import Record
 from pipeline.core.values import plain, text, to_float
 from sinks._mlflow_client import (
@@ -27,6 +31,7 @@ from sinks._mlflow_client import (
     name_check,
     resolve_tracking_uri,
 )
+from sinks._rich import rich
 from sinks.remote import Names, RemoteSink
 from sinks.steps import Step, Steps
 
@@ -48,8 +53,15 @@ _KEY = attrgetter("key")
 _REFUSED = "INVALID_PARAMETER_VALUE"
 """The error code of a value MLflow refuses for good (sending it again would not help)."""
 
-Row = tuple[int, int, dict[str, float]]
-"""One record as held: (step, unix time in milliseconds, {metric name: value})."""
+Row = tuple[int, int, dict[str, Any]]
+"""One record as held: (step, unix time in milliseconds, {metric name: value}); a value is a
+float, or an image or a video (`sinks._rich.Rich`) to log as an artifact."""
+NO_HISTOGRAMS = (
+    "MLflow has no histograms and its metrics are numbers: an array is not sent (aggregate "
+    "it upstream, or log its statistics)"
+)
+"""Why an array is dropped."""
+_MEDIA = (Image, Video)
 
 
 class MlflowSinkWarning(UserWarning):
@@ -159,6 +171,10 @@ class MlflowSink(RemoteSink[Row]):
                 tag_list = [self._entities.RunTag(k, v) for k, v in run_tags.items()]
                 self.client.log_batch(run_id, tags=tag_list, synchronous=True)
         self.run_id: str = run.info.run_id
+        self._media = False
+        """Whether a row held an image or a video (logged as artifacts by `_send_media`)."""
+        self._videos: Counter[tuple[str, int]] = Counter()
+        """Videos logged per (name, step): the next one's file name."""
         self._names = Names(self._name_of, self._name_refusal)
         """Each record key's metric name, decided once: one key per name."""
         self._stamps: dict[str, tuple[int, int]] = {}
@@ -271,6 +287,12 @@ class MlflowSink(RemoteSink[Row]):
                             value = to_float(value)
                     elif value is None:
                         continue
+                    elif (held := rich(value)) is not None:  # an array, an image, a video
+                        if type(held) is np.ndarray:
+                            self._drop(key, NO_HISTOGRAMS)
+                            continue
+                        value = held  # logged as an artifact by `_send_media`
+                        self._media = True
                     else:
                         value = self._number(key, value)
                         if value is None:
@@ -323,6 +345,8 @@ class MlflowSink(RemoteSink[Row]):
     # -- the client (RemoteSink's hooks) --------------------------------------------------
 
     def _send(self, rows: list[Row]) -> None:
+        if self._media:
+            self._send_media(rows)
         if self._stored:
             self._leave_out_stored(rows)
         Metric = self._entities.Metric
@@ -343,6 +367,42 @@ class MlflowSink(RemoteSink[Row]):
             self._log("metrics", metrics[start : start + METRICS_PER_CALL], self._refuse_metric)
         self._resume = (None, 0)
         self._sent.update(map(_KEY, metrics))
+
+    def _send_media(self, rows: list[Row]) -> None:
+        """Logs the images of `rows` with `log_image(key=name, step=step)` (MLflow's
+        time-stepped images, `images/` in the run's artifacts) and its videos as animated GIF
+        artifacts `media/<name>/<step>.gif`, and takes them out of the rows, so a retried push
+        does not log them again. What MLflow refuses (a name `log_image` does not take) is
+        dropped and counted."""
+        for step, timestamp, values in rows:
+            for name in [name for name, value in values.items() if type(value) in _MEDIA]:
+                media: Any = values[name]
+                try:
+                    if type(media) is Image:
+                        pixels = media.array
+                        if pixels.ndim == 3 and pixels.shape[2] == 1:
+                            pixels = pixels[:, :, 0]
+                        self.client.log_image(
+                            self.run_id, pixels, key=name, step=step, timestamp=timestamp,
+                            synchronous=True,
+                        )
+                    else:
+                        self._log_video(name, step, media)
+                except (ValueError, TypeError) as error:  # refused: sending again won't help
+                    why = f"MLflow refused it ({type(error).__name__}: {error})"
+                    self._drop(self._names.key_of(name), why, stacklevel=3)
+                del values[name]
+
+    def _log_video(self, name: str, step: int, video: Video) -> None:
+        """Logs `video` as the artifact `media/<name>/<step>.gif` (`<step>_<n>.gif` for the
+        n-th other video of `name` at that step)."""
+        count = self._videos[name, step]
+        self._videos[name, step] = count + 1
+        file_name = f"{step}.gif" if not count else f"{step}_{count}.gif"
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, file_name)
+            video.save(path)
+            self.client.log_artifact(self.run_id, path, artifact_path=f"media/{name}")
 
     # -- checkpoints ----------------------------------------------------------------------
 
