@@ -203,16 +203,16 @@ def test_arrays_images_and_videos_reach_wandb_as_its_types(wandb_env: Path) -> N
     assert sink.dropped == {"bad": 1}
     run = read_wandb(sink.run_dir)
     first, second = run.rows[1], run.rows[2]
-    assert first["x"] == 0.25 and first["q/_type"] == "histogram"
-    check_histogram(first["q/values"], first["q/bins"], array)
-    assert (first["frame/_type"], first["frame/width"], first["frame/height"]) == (
+    assert first["x"] == 0.25 and first["q"]["_type"] == "histogram"
+    check_histogram(first["q"]["values"], first["q"]["bins"], array)
+    assert (first["frame"]["_type"], first["frame"]["width"], first["frame"]["height"]) == (
         "image-file", 5, 6
     )
     assert sink.run_dir is not None
     files = sink.run_dir / "files"
-    assert np.array_equal(iio.imread(files / first["frame/path"]), pixels)
-    assert second["rollout/_type"] == "video-file" and second["rollout/path"].endswith(".gif")
-    check_gif((files / second["rollout/path"]).read_bytes(), frames)
+    assert np.array_equal(iio.imread(files / first["frame"]["path"]), pixels)
+    assert second["rollout"]["_type"] == "video-file" and second["rollout"]["path"].endswith(".gif")
+    check_gif((files / second["rollout"]["path"]).read_bytes(), frames)
 
 
 # -- MLflow ---------------------------------------------------------------------------------
