@@ -211,7 +211,8 @@ class ClassicRun:
         run = self.run
         for step, stamp, metrics, _ in rows:
             for path in [path for path, value in metrics.items() if type(value) in _MEDIA]:
-                content, mime = file_of(metrics[path])
+                media: Any = metrics[path]
+                content, mime = file_of(media)
                 try:
                     run[path].append(
                         File.from_content(content, extension=mime.split("/")[1]),
@@ -319,7 +320,7 @@ class ScaleRun:
         for step, stamp, metrics, _ in rows:
             when = datetime.fromtimestamp(stamp)
             for path in [path for path, value in metrics.items() if type(value) in _RICH]:
-                value = metrics[path]
+                value: Any = metrics[path]
                 try:
                     if type(value) is np.ndarray:
                         counts, edges = histogram(value)

@@ -38,7 +38,7 @@ def rich(value: Any) -> Rich | None:
     anything else (0-d arrays included: they are numbers)."""
     kind = type(value)
     if kind in MEDIA_TYPES:
-        return value  # type: ignore[no-any-return]
+        return value
     if kind is list or kind is tuple:
         if not value or not all(type(item) in (int, float, bool) for item in value):
             return _array(value)

@@ -94,10 +94,12 @@ class MlflowSink(RemoteSink[Row]):
 
     Values: float, int, bool, numpy scalars and 0-d arrays, jax/torch scalars are sent as
     floats. NaN reads back as NaN; MLflow's SQL stores keep +-inf (and ints beyond float
-    range) as +-1.7976931348623157e308. None is skipped (there is no value). Text, arrays,
-    lists, dicts and objects are not sent (MLflow metrics are numbers: log text with
-    `log_config`, flatten or aggregate arrays upstream): warned once per key and counted in
-    `.dropped`.
+    range) as +-1.7976931348623157e308. None is skipped (there is no value). An `Image` is
+    logged with `client.log_image(run_id, pixels, key=name, step=step)` (MLflow's images per
+    step, under the run's `images/` artifacts), a `Video` as the artifact
+    `media/<name>/<step>.gif`, on the push thread. Text, arrays (MLflow has no histograms),
+    dicts and objects are not sent (log text with `log_config`, aggregate arrays upstream):
+    warned once per key and counted in `.dropped`.
 
     Steps: with `step_key`, a record's step is its value of `step_key` (itself sent too); a
     record without a usable one is logged at the last step seen (0 before any), with one

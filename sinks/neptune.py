@@ -99,8 +99,12 @@ class NeptuneSink(RemoteSink[Row]):
       the first 1000 characters of a text (the rest counted in `counts["changed"]`); a
       neptune-scale run takes texts under 1 MiB (UTF-8): a longer one is dropped, counted.
     - None -> skipped (not a loss: there is no value).
-    - anything else (arrays with elements, lists, dicts, objects) -> not sent; warned once per
-      key and counted in `.dropped` (use `Pipeline.flatten()` or `.aggregate()` upstream).
+    - arrays with elements (numpy, torch, jax; lists and tuples of numbers) -> histogram
+      series on a neptune-scale run (`log_histograms`); a 1.x run has none: dropped, counted.
+      `Image`, `Video` -> file series of PNG and animated GIF files (1.x:
+      `run[path].append(File)`; scale: `log_files`), encoded on the push thread.
+    - anything else (empty arrays, dicts, objects) -> not sent; warned once per key and
+      counted in `.dropped` (use `Pipeline.flatten()` upstream).
 
     Steps: with `step_key`, the step of every value of a record is that record's value of
     `step_key` (0 is a step; integral values become ints), and `step_key` itself is logged

@@ -81,7 +81,8 @@ def _client() -> SimpleNamespace:
 
 class TensorBoardSink(RemoteSink[Row]):
     """Writes each record to a TensorBoard event file in `logdir` as one event: its numbers
-    as scalars, its strings as text, at the record's step.
+    as scalars, its strings as text, its arrays as histograms and its images and videos as
+    images, at the record's step.
 
     The file: a new `events.out.tfevents.*` file in `logdir` (made if needed), written by
     tensorboard's `EventFileWriter`; several sinks (or runs) may share a folder. A relative
@@ -97,12 +98,16 @@ class TensorBoardSink(RemoteSink[Row]):
       is stored as +-inf, warned once per key and counted in `counts["overflow"]`.
     - str -> a text summary (TensorBoard's Text tab), at the same step, in the same event.
     - None -> skipped (not a loss: there is no value).
-    - anything else (arrays with elements, lists, dicts, bytes, objects) -> not written;
-      warned once per key and counted in `.dropped` (use `Pipeline.flatten()` or
-      `.aggregate()` upstream).
-    - A tag keeps the kind of its first value (TensorBoard shows a tag in one tab): a string
-      under a key that held numbers, or a number under one that held strings, is dropped,
-      warned once per key and counted in `.dropped`.
+    - arrays with elements (numpy, torch, jax; lists and tuples of numbers) -> histograms
+      (`HistogramProto`, as `SummaryWriter.add_histogram` writes them; see `sinks._rich`);
+      one holding NaN or infinity is dropped, warned once per key and counted.
+    - `Image` -> an image summary (PNG); `Video` -> an image summary holding an animated GIF
+      (as `SummaryWriter.add_video` writes it); encoded on the push thread (`media` extra).
+    - anything else (empty arrays, dicts, bytes, objects) -> not written; warned once per key
+      and counted in `.dropped` (use `Pipeline.flatten()` upstream).
+    - A tag keeps the kind of its first value (TensorBoard shows a tag in one tab: numbers,
+      texts, histograms or images): a value of another kind under it is dropped, warned once
+      per key and counted in `.dropped`.
 
     Steps: with `step_key`, a record's step is its value of `step_key` (0 is a step), which
     is also written as a scalar; a record without a usable one is written at the last step
@@ -271,7 +276,7 @@ class TensorBoardSink(RemoteSink[Row]):
             step = converted
         wall_time = time.time()
         scalars: dict[str, float] = {}
-        texts: dict[str, str] | None = None
+        texts: dict[str, Any] | None = None
         scalar_tags = self._scalar_tags
         numeric = self._numeric_types
         for key, value in data.items():

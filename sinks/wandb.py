@@ -107,9 +107,13 @@ class WandbSink(RemoteSink[Row]):
       in the run's history and summary; charts skip them); a lone surrogate in one is sent
       escaped (`\\ud800`), counted in `counts["changed"]`.
       None -> skipped (not a loss: there is no value).
-    - anything else (arrays with elements, lists, dicts, objects), and a value under a name
-      W&B fills in itself (`_step`, `_runtime`, `_timestamp`) -> not sent; warned once per
-      key and counted in `.dropped` (use `Pipeline.flatten()` or `.aggregate()` upstream).
+    - arrays with elements (numpy, torch, jax; lists and tuples of numbers) ->
+      `wandb.Histogram` (one holding NaN or infinity is dropped, counted); `Image` ->
+      `wandb.Image`; `Video` -> `wandb.Video` of its animated GIF. They are made on the push
+      thread (see `sinks._rich`), and W&B copies their files into the run's `files/media/`.
+    - anything else (empty arrays, dicts, objects), and a value under a name W&B fills in
+      itself (`_step`, `_runtime`, `_timestamp`) -> not sent; warned once per key and counted
+      in `.dropped` (use `Pipeline.flatten()` upstream).
 
     Steps: with `step_key`, a record's step is its value of `step_key` (0 is a step; it is
     logged as a value too); a record without a usable one is logged at the last step seen

@@ -124,7 +124,7 @@ class Image:
         pixels = self.array
         if pixels.ndim == 3 and pixels.shape[2] == 1:
             pixels = pixels[:, :, 0]
-        target = path if hasattr(path, "write") else os.fspath(path)  # type: ignore[arg-type]
+        target = path if hasattr(path, "write") else os.fspath(path)
         pil.fromarray(np.ascontiguousarray(pixels)).save(target, format="PNG")
 
     def png(self) -> bytes:
