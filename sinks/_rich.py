@@ -11,6 +11,7 @@ The conversions (`tensorboard_value`, `wandb_value`, ...) run where the sink cal
 from __future__ import annotations
 
 import io
+import numbers
 from typing import Any
 
 import numpy as np
@@ -40,14 +41,35 @@ def rich(value: Any) -> Rich | None:
     if kind in MEDIA_TYPES:
         return value
     if kind is list or kind is tuple:
-        if not value or not all(type(item) in (int, float, bool) for item in value):
-            return _array(value)
-        return np.array(value, dtype=np.float64)
+        if value and all(type(item) in _PLAIN for item in value):
+            return np.array(value, dtype=np.float64)
+        return _array(value) if _numbers_only(value) else None
     if getattr(value, "ndim", None) == 0:  # a 0-d array or tensor: a number
+        return None
+    if isinstance(value, np.ma.MaskedArray):  # its masked elements are not values
         return None
     if hasattr(value, "__array__") or hasattr(value, "__array_interface__"):
         return _array(value)
     return None
+
+
+_PLAIN = (int, float, bool)
+
+
+def _numbers_only(items: list[Any] | tuple[Any, ...]) -> bool:
+    """Whether a list or tuple holds only numbers, arrays and lists or tuples of them (numpy
+    would read a bytes-like element, an `array.array` or a string of digits as numbers)."""
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            if not _numbers_only(item):
+                return False
+            continue
+        refused = (str, bytes, bytearray, memoryview, np.ma.MaskedArray)
+        if isinstance(item, refused) or not (
+            isinstance(item, numbers.Real) or hasattr(item, "__array__")
+        ):
+            return False
+    return True
 
 
 def _array(value: Any) -> np.ndarray | None:

@@ -11,6 +11,7 @@ equal, at its fps.
 
 from __future__ import annotations
 
+import array
 import base64
 import json
 import math
@@ -97,7 +98,12 @@ def test_arrays_lists_and_tensors_are_histogram_data_copied_flat(value: Any) -> 
 
 
 @pytest.mark.parametrize(
-    "value", [1.0, np.float32(2), np.array(3.0), torch.tensor(1.0), "text", [], [1, "a"], {}]
+    "value",
+    [
+        1.0, np.float32(2), np.array(3.0), torch.tensor(1.0), "text", [], [1, "a"], {},
+        [bytearray(b"ab")], [b"1"], ("12",), [array.array("d", [1.0])], np.ma.array([1.0, 2.0]),
+        np.array(["1"]), np.array([1 + 2j]), np.array([1, None], dtype=object),
+    ],
 )
 def test_numbers_strings_empty_and_mixed_lists_are_not_histograms(value: Any) -> None:
     assert rich(value) is None
