@@ -171,16 +171,20 @@ def test_what_tensorboard_cannot_show_is_dropped_counted_and_warned(tmp_path: Pa
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with Pipeline().to(sink) as pipeline:
-            pipeline.write({"a": np.ones(3), "nan": np.array([1.0, np.nan]), "e": np.zeros(0)})
+            wide = np.array([-1e308, 1e308])  # numpy cannot bin its range: refused when sent
+            pipeline.write(
+                {"a": np.ones(3), "nan": np.array([1.0, np.nan]), "e": np.zeros(0), "w": wide}
+            )
             pipeline.write({"a": 1.0, "nan": np.ones(2), "e": 2.0})  # a tag keeps its kind
             pipeline.write({"a": Image(picture(3))})
 
-    assert sink.dropped == {"a": 2, "nan": 1, "e": 1}
+    assert sink.dropped == {"a": 2, "nan": 1, "e": 1, "w": 1}
     messages = [str(warning.message) for warning in caught]
     assert any("NaN or infinity" in message for message in messages)
     assert any("the tag holds arrays (histograms); numbers" in message for message in messages)
     run = accumulate(tmp_path)
     assert [event.step for event in run.Histograms("nan")] == [1]
+    assert [event.step for event in run.Histograms("a")] == [0]  # beside the refused one
     assert [event.value for event in run.Scalars("e")] == [2.0]
 
 
