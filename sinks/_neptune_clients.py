@@ -15,7 +15,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from pipeline.core.media import Image, Video
 from pipeline.core.values import text
+from sinks._rich import file_of, histogram
 from sinks.steps import Step
 
 INSTALL_HINT = "pip install 'rlpipe[neptune]'"
@@ -27,6 +31,8 @@ Refused = Callable[[str, int, Exception], None]
 """Told (path, number of values, error) when the client refuses a series' values."""
 
 _env_lock = threading.Lock()
+_MEDIA = (Image, Video)
+_RICH = (np.ndarray, Image, Video)
 
 
 def neptune_path(*parts: object) -> str:
@@ -195,6 +201,30 @@ class ClassicRun:
                 refused(path, len(values), error)
             done.append(path)
 
+    has_histograms = False
+
+    def send_rich(self, rows: list[Row], refused: Refused) -> None:
+        """Appends the images and videos of `rows` (held among their float values) to file
+        series, as PNG and animated GIF files, and takes them out of the rows."""
+        from neptune.types import File
+
+        run = self.run
+        for step, stamp, metrics, _ in rows:
+            for path in [path for path, value in metrics.items() if type(value) in _MEDIA]:
+                media: Any = metrics[path]
+                content, mime = file_of(media)
+                try:
+                    run[path].append(
+                        File.from_content(content, extension=mime.split("/")[1]),
+                        step=step,
+                        timestamp=stamp,
+                    )
+                except OSError:  # its disk queue failed: retried (without what was sent)
+                    raise
+                except Exception as error:
+                    refused(path, 1, error)
+                del metrics[path]
+
     def flush(self) -> None:
         self.run.wait(disk_only=True)
 
@@ -277,6 +307,34 @@ class ScaleRun:
                             refused(path, 1, error)
                         del series[path]
                 series.clear()  # sent: a retry after a failure later in the push skips it
+
+    has_histograms = True
+
+    def send_rich(self, rows: list[Row], refused: Refused) -> None:
+        """Logs the arrays of `rows` (held among their float values) as histograms
+        (`log_histograms`) and their images and videos as file series of PNG and animated
+        GIF files (`log_files`), and takes them out of the rows."""
+        from neptune_scale.types import File, Histogram
+
+        run = self.run
+        for step, stamp, metrics, _ in rows:
+            when = datetime.fromtimestamp(stamp)
+            for path in [path for path, value in metrics.items() if type(value) in _RICH]:
+                value: Any = metrics[path]
+                try:
+                    if type(value) is np.ndarray:
+                        counts, edges = histogram(value)
+                        made = {path: Histogram(bin_edges=edges, counts=counts)}
+                        run.log_histograms(made, step=step, timestamp=when)
+                    else:
+                        content, mime = file_of(value)
+                        files = {path: File(source=content, mime_type=mime)}
+                        run.log_files(files, step=step, timestamp=when)
+                except OSError:  # its database failed: retried (without what was sent)
+                    raise
+                except Exception as error:
+                    refused(path, 1, error)
+                del metrics[path]
 
     def flush(self) -> None:
         """Nothing to do: every call is already committed to the local database."""

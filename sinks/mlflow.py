@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
@@ -17,7 +18,10 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.core.flatten import flatten
+from pipeline.core.media import Image, Video
 from pipeline.core.node import Record
 from pipeline.core.values import plain, text, to_float
 from sinks._mlflow_client import (
@@ -27,6 +31,7 @@ from sinks._mlflow_client import (
     name_check,
     resolve_tracking_uri,
 )
+from sinks._rich import rich
 from sinks.remote import Names, RemoteSink
 from sinks.steps import Step, StepKey, Steps
 from sinks.summary import BEST_PREFIX, Best
@@ -49,8 +54,15 @@ _KEY = attrgetter("key")
 _REFUSED = "INVALID_PARAMETER_VALUE"
 """The error code of a value MLflow refuses for good (sending it again would not help)."""
 
-Row = tuple[int, int, dict[str, float]]
-"""One record as held: (step, unix time in milliseconds, {metric name: value})."""
+Row = tuple[int, int, dict[str, Any]]
+"""One record as held: (step, unix time in milliseconds, {metric name: value}); a value is a
+float, or an image or a video (`sinks._rich.Rich`) to log as an artifact."""
+NO_HISTOGRAMS = (
+    "MLflow has no histograms and its metrics are numbers: an array is not sent (aggregate "
+    "it upstream, or log its statistics)"
+)
+"""Why an array is dropped."""
+_MEDIA = (Image, Video)
 
 
 class MlflowSinkWarning(UserWarning):
@@ -83,10 +95,12 @@ class MlflowSink(RemoteSink[Row]):
 
     Values: float, int, bool, numpy scalars and 0-d arrays, jax/torch scalars are sent as
     floats. NaN reads back as NaN; MLflow's SQL stores keep +-inf (and ints beyond float
-    range) as +-1.7976931348623157e308. None is skipped (there is no value). Text, arrays,
-    lists, dicts and objects are not sent (MLflow metrics are numbers: log text with
-    `log_config`, flatten or aggregate arrays upstream): warned once per key and counted in
-    `.dropped`.
+    range) as +-1.7976931348623157e308. None is skipped (there is no value). An `Image` is
+    logged with `client.log_image(run_id, pixels, key=name, step=step)` (MLflow's images per
+    step, under the run's `images/` artifacts), a `Video` as the artifact
+    `media/<name>/<step>.gif`, on the push thread. Text, arrays (MLflow has no histograms),
+    dicts and objects are not sent (log text with `log_config`, aggregate arrays upstream):
+    warned once per key and counted in `.dropped`.
 
     Steps: with `step_key`, a record's step is its value of `step_key` (itself sent too); a
     record without a usable one is logged at the last step seen (0 before any), with one
@@ -167,6 +181,10 @@ class MlflowSink(RemoteSink[Row]):
                 tag_list = [self._entities.RunTag(k, v) for k, v in run_tags.items()]
                 self.client.log_batch(run_id, tags=tag_list, synchronous=True)
         self.run_id: str = run.info.run_id
+        self._media = False
+        """Whether a row held an image or a video (logged as artifacts by `_send_media`)."""
+        self._videos: Counter[tuple[str, int]] = Counter()
+        """Videos logged per (name, step): the next one's file name."""
         self._names = Names(self._name_of, self._name_refusal)
         """Each record key's metric name, decided once: one key per name."""
         self._best = Best(best, self._name_of) if best is not None else None
@@ -280,6 +298,12 @@ class MlflowSink(RemoteSink[Row]):
                             value = to_float(value)
                     elif value is None:
                         continue
+                    elif (held := rich(value)) is not None:  # an array, an image, a video
+                        if type(held) is np.ndarray:
+                            self._drop(key, NO_HISTOGRAMS)
+                            continue
+                        value = held  # logged as an artifact by `_send_media`
+                        self._media = True
                     else:
                         value = self._number(key, value)
                         if value is None:
@@ -333,6 +357,8 @@ class MlflowSink(RemoteSink[Row]):
     # -- the client (RemoteSink's hooks) --------------------------------------------------
 
     def _send(self, rows: list[Row]) -> None:
+        if self._media:
+            self._send_media(rows)
         if self._stored:
             self._leave_out_stored(rows)
         Metric = self._entities.Metric
@@ -353,6 +379,42 @@ class MlflowSink(RemoteSink[Row]):
             self._log("metrics", metrics[start : start + METRICS_PER_CALL], self._refuse_metric)
         self._resume = (None, 0)
         self._sent.update(map(_KEY, metrics))
+
+    def _send_media(self, rows: list[Row]) -> None:
+        """Logs the images of `rows` with `log_image(key=name, step=step)` (MLflow's
+        time-stepped images, `images/` in the run's artifacts) and its videos as animated GIF
+        artifacts `media/<name>/<step>.gif`, and takes them out of the rows, so a retried push
+        does not log them again. What MLflow refuses (a name `log_image` does not take) is
+        dropped and counted."""
+        for step, timestamp, values in rows:
+            for name in [name for name, value in values.items() if type(value) in _MEDIA]:
+                media: Any = values[name]
+                try:
+                    if type(media) is Image:
+                        pixels = media.array
+                        if pixels.ndim == 3 and pixels.shape[2] == 1:
+                            pixels = pixels[:, :, 0]
+                        self.client.log_image(
+                            self.run_id, pixels, key=name, step=step, timestamp=timestamp,
+                            synchronous=True,
+                        )
+                    else:
+                        self._log_video(name, step, media)
+                except (ValueError, TypeError) as error:  # refused: sending again won't help
+                    why = f"MLflow refused it ({type(error).__name__}: {error})"
+                    self._drop(self._names.key_of(name), why, stacklevel=3)
+                del values[name]
+
+    def _log_video(self, name: str, step: int, video: Video) -> None:
+        """Logs `video` as the artifact `media/<name>/<step>.gif` (`<step>_<n>.gif` for the
+        n-th other video of `name` at that step)."""
+        count = self._videos[name, step]
+        self._videos[name, step] = count + 1
+        file_name = f"{step}.gif" if not count else f"{step}_{count}.gif"
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, file_name)
+            video.save(path)
+            self.client.log_artifact(self.run_id, path, artifact_path=f"media/{name}")
 
     # -- checkpoints ----------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.core.flatten import flatten
 from pipeline.core.node import Record
 from pipeline.core.values import plain, to_float
@@ -28,6 +30,7 @@ from sinks._neptune_clients import (
     neptune_path,
 )
 from sinks._neptune_series import KeySeries
+from sinks._rich import NOT_FINITE, finite, rich
 from sinks.remote import RemoteSink
 from sinks.steps import Step, StepKey, Steps
 from sinks.summary import BEST_PREFIX, Best
@@ -38,6 +41,12 @@ CONFIG_NAMESPACE = "config"
 """Where `log_config` puts the run's configuration (at the run's root, whatever the prefix)."""
 SUMMARY_NAMESPACE = "summary"
 """Where the best values (`best=`) go, on close: `summary/best/<path>`, at the run's root."""
+
+
+HISTOGRAMS, FILES = "histogram", "file"
+"""The kinds of series of arrays and of images and videos (a KeySeries state's kind)."""
+_KINDS: dict[Any, str] = {True: "float", False: "string", HISTOGRAMS: "histogram", FILES: "file"}
+NO_HISTOGRAMS = "{kind} runs have no histogram series: an array is not sent (aggregate it upstream)"
 
 
 class NeptuneSinkWarning(UserWarning):
@@ -93,8 +102,12 @@ class NeptuneSink(RemoteSink[Row]):
       the first 1000 characters of a text (the rest counted in `counts["changed"]`); a
       neptune-scale run takes texts under 1 MiB (UTF-8): a longer one is dropped, counted.
     - None -> skipped (not a loss: there is no value).
-    - anything else (arrays with elements, lists, dicts, objects) -> not sent; warned once per
-      key and counted in `.dropped` (use `Pipeline.flatten()` or `.aggregate()` upstream).
+    - arrays with elements (numpy, torch, jax; lists and tuples of numbers) -> histogram
+      series on a neptune-scale run (`log_histograms`); a 1.x run has none: dropped, counted.
+      `Image`, `Video` -> file series of PNG and animated GIF files (1.x:
+      `run[path].append(File)`; scale: `log_files`), encoded on the push thread.
+    - anything else (empty arrays, dicts, objects) -> not sent; warned once per key and
+      counted in `.dropped` (use `Pipeline.flatten()` upstream).
 
     Steps: with `step_key`, the step of every value of a record is that record's value of
     `step_key` (0 is a step; integral values become ints), and `step_key` itself is logged
@@ -204,6 +217,8 @@ class NeptuneSink(RemoteSink[Row]):
         self._max_text = self._backend.max_text
         self._on_grid = self._backend.kind == "neptune-scale"
         """Whether a step that is not an int is first put on the client's grid of steps."""
+        self._rich = False
+        """Whether a row held a histogram or a file (sent by the backend's `send_rich`)."""
         self._close_at_exit()
 
     @classmethod
@@ -295,6 +310,9 @@ class NeptuneSink(RemoteSink[Row]):
                     if value is None:
                         continue
                     target = strings
+                elif (held := rich(value)) is not None:  # an array, an image, a video
+                    self._hold_rich(key, held, step, metrics)
+                    continue
                 else:
                     number = self._number(key, value)
                     if number is None:
@@ -313,8 +331,8 @@ class NeptuneSink(RemoteSink[Row]):
                         key,
                         state[2]
                         if state[0] is None
-                        else f"the series is a {'float' if state[1] else 'string'} series; "
-                        "values of the other kind are not sent",
+                        else f"the series is a {_KINDS[state[1]]} series; values of another "
+                        "kind are not sent",
                     )
                     continue
                 if step <= state[2]:
@@ -336,6 +354,39 @@ class NeptuneSink(RemoteSink[Row]):
                     )
         return (step, time.time(), metrics, strings)
 
+    def _hold_rich(self, key: Any, held: Any, step: Step, metrics: dict[str, Any]) -> None:
+        """Holds an array (a histogram: neptune-scale only) or an image or video (a file
+        series) in `metrics`, sent apart by the backend's `send_rich`; what the run cannot
+        take is dropped and counted as in `_row`."""
+        if type(held) is np.ndarray:
+            if not self._backend.has_histograms:
+                self._drop(key, NO_HISTOGRAMS.format(kind=self.kind), stacklevel=5)
+                return
+            if not finite(held):
+                self._drop(key, NOT_FINITE, stacklevel=5)
+                return
+            kind: Any = HISTOGRAMS
+        else:
+            kind = FILES
+        state = self._keys.by_key.get(key) if type(key) is str else None
+        if state is None:
+            state = self._keys.new(key, kind)
+        if state[1] is not kind:
+            why = state[2] if state[0] is None else (
+                f"the series is a {_KINDS[state[1]]} series; values of another kind are not sent"
+            )
+            self._drop(key, why, stacklevel=5)
+        elif step <= state[2]:
+            why = (
+                f"step {step} is not above the series' last step {state[2]}; Neptune needs "
+                "strictly increasing steps per series"
+            )
+            self._drop(key, why, stacklevel=5)
+        else:
+            state[2] = step
+            metrics[state[0]] = held
+            self._rich = True
+
     def _string(self, key: Any, value: str) -> str | None:
         """A text as the client stores it (see `_text`); one longer than the client keeps is
         cut (1.x) or dropped (neptune-scale), counted and warned once per key."""
@@ -355,6 +406,8 @@ class NeptuneSink(RemoteSink[Row]):
     # -- the client (RemoteSink's hooks) --------------------------------------------------
 
     def _send(self, rows: list[Row]) -> None:
+        if self._rich:
+            self._backend.send_rich(rows, self._refused)
         self._backend.send(rows, self._refused)
 
     def _refused(self, path: str, count: int, error: Exception) -> None:

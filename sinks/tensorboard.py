@@ -16,9 +16,12 @@ from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
+
 from pipeline.core.config import merge_config
 from pipeline.core.node import Record
 from pipeline.core.values import shown, text
+from sinks._rich import NOT_FINITE, finite, rich, tensorboard_value
 from sinks.remote import Names, RemoteSink
 from sinks.steps import Step, StepKey, Steps
 from sinks.summary import BEST_PREFIX, Best
@@ -27,14 +30,25 @@ __all__ = ["INSTALL_HINT", "Row", "TensorBoardSink", "TensorBoardSinkWarning"]
 
 INSTALL_HINT = "pip install 'rlpipe[tensorboard]'"
 
-Row = tuple[int, float, dict[str, float], dict[str, str] | None]
-"""One record as held: (step, wall time, scalars by tag, texts by tag or None)."""
+Row = tuple[int, float, dict[str, float], dict[str, Any] | None]
+"""One record as held: (step, wall time, scalars by tag, the other values by tag or None:
+texts, and arrays, images and videos as `sinks._rich.rich` holds them)."""
 
 FLOAT32_MAX = 3.4028234663852886e38
 """The largest finite float32: TensorBoard stores scalars as float32."""
 
 _INT64 = 2**63
 """Event steps are int64: -2**63 <= step < 2**63."""
+
+
+_HISTOGRAM, _IMAGE = "histogram", "image"
+"""The kinds of tag for arrays, and for images and videos (see `_tag_kinds`)."""
+_KIND_NAMES: dict[Any, str] = {
+    False: "numbers",
+    True: "strings",
+    _HISTOGRAM: "arrays (histograms)",
+    _IMAGE: "images and videos",
+}
 
 
 class TensorBoardSinkWarning(UserWarning):
@@ -45,7 +59,7 @@ def _client() -> SimpleNamespace:
     """The parts of tensorboard the sink uses, or an ImportError naming the extra."""
     try:
         from tensorboard.compat.proto.event_pb2 import Event, SessionLog
-        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
         from tensorboard.compat.proto.tensor_pb2 import TensorProto
         from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
         from tensorboard.compat.proto.types_pb2 import DT_STRING
@@ -60,6 +74,7 @@ def _client() -> SimpleNamespace:
         SessionLog=SessionLog,
         Summary=Summary,
         Value=Summary.Value,
+        HistogramProto=HistogramProto,
         TensorProto=TensorProto,
         scalar_shape=TensorShapeProto(),
         DT_STRING=DT_STRING,
@@ -70,7 +85,8 @@ def _client() -> SimpleNamespace:
 
 class TensorBoardSink(RemoteSink[Row]):
     """Writes each record to a TensorBoard event file in `logdir` as one event: its numbers
-    as scalars, its strings as text, at the record's step.
+    as scalars, its strings as text, its arrays as histograms and its images and videos as
+    images, at the record's step.
 
     The file: a new `events.out.tfevents.*` file in `logdir` (made if needed), written by
     tensorboard's `EventFileWriter`; several sinks (or runs) may share a folder. A relative
@@ -86,12 +102,16 @@ class TensorBoardSink(RemoteSink[Row]):
       is stored as +-inf, warned once per key and counted in `counts["overflow"]`.
     - str -> a text summary (TensorBoard's Text tab), at the same step, in the same event.
     - None -> skipped (not a loss: there is no value).
-    - anything else (arrays with elements, lists, dicts, bytes, objects) -> not written;
-      warned once per key and counted in `.dropped` (use `Pipeline.flatten()` or
-      `.aggregate()` upstream).
-    - A tag keeps the kind of its first value (TensorBoard shows a tag in one tab): a string
-      under a key that held numbers, or a number under one that held strings, is dropped,
-      warned once per key and counted in `.dropped`.
+    - arrays with elements (numpy, torch, jax; lists and tuples of numbers) -> histograms
+      (`HistogramProto`, as `SummaryWriter.add_histogram` writes them; see `sinks._rich`);
+      one holding NaN or infinity is dropped, warned once per key and counted.
+    - `Image` -> an image summary (PNG); `Video` -> an image summary holding an animated GIF
+      (as `SummaryWriter.add_video` writes it); encoded on the push thread (`media` extra).
+    - anything else (empty arrays, dicts, bytes, objects) -> not written; warned once per key
+      and counted in `.dropped` (use `Pipeline.flatten()` upstream).
+    - A tag keeps the kind of its first value (TensorBoard shows a tag in one tab: numbers,
+      texts, histograms or images): a value of another kind under it is dropped, warned once
+      per key and counted in `.dropped`.
 
     Steps: with `step_key`, a record's step is its value of `step_key` (0 is a step), which
     is also written as a scalar; a record without a usable one is written at the last step
@@ -193,8 +213,9 @@ class TensorBoardSink(RemoteSink[Row]):
         """The tags of the keys whose values are scalars, and texts (a tag has one kind)."""
         self._tail: list[Row] = []
         """The rows written at the last step written (for a checkpoint; see `_keep_tail`)."""
-        self._tag_kinds: dict[str, bool] = {}
-        """Per tag: whether it holds texts."""
+        self._tag_kinds: dict[str, Any] = {}
+        """Per tag: whether it holds texts (True), numbers (False), or `_HISTOGRAM`s or
+        `_IMAGE`s."""
         self._file: str | None = None
         """The local file of the writer, while its size is known (`_size`)."""
         self._size = 0
@@ -273,7 +294,7 @@ class TensorBoardSink(RemoteSink[Row]):
             step = converted
         wall_time = time.time()
         scalars: dict[str, float] = {}
-        texts: dict[str, str] | None = None
+        texts: dict[str, Any] | None = None
         scalar_tags = self._scalar_tags
         numeric = self._numeric_types
         for key, value in data.items():
@@ -304,6 +325,13 @@ class TensorBoardSink(RemoteSink[Row]):
                 texts[tag] = self._text(key, value)
                 continue
             else:
+                if (held := rich(value)) is not None:  # an array, an image, a video
+                    tag = self._claim_rich(key, held)
+                    if tag is not None:
+                        if texts is None:
+                            texts = {}
+                        texts[tag] = held
+                    continue
                 as_float = self._number(key, value)
                 if as_float is None:
                     continue
@@ -348,24 +376,34 @@ class TensorBoardSink(RemoteSink[Row]):
         )
         return math.inf if value > 0 else -math.inf
 
-    def _claim(self, key: Any, *, as_text: bool) -> str | None:
+    def _claim_rich(self, key: Any, held: Any) -> str | None:
+        """The tag of `key` for an array (a histogram) or an image or video, as `_claim`;
+        None (dropped, counted) for an array holding NaN or infinity."""
+        if type(held) is np.ndarray:
+            if not finite(held):
+                self._drop(key, NOT_FINITE, stacklevel=5)
+                return None
+            return self._claim(key, as_text=_HISTOGRAM, stacklevel=6)
+        return self._claim(key, as_text=_IMAGE, stacklevel=6)
+
+    def _claim(self, key: Any, *, as_text: Any, stacklevel: int = 5) -> str | None:
         """The tag of `key` for values of this kind (text or scalar), decided on first use;
         None (dropped, counted, warned) if the key is refused its tag (see `Names`) or its
         tag holds values of the other kind."""
         tag = self._names.new(key)
         if tag is None:
-            self._drop(key, self._names.why(key), stacklevel=5)
+            self._drop(key, self._names.why(key), stacklevel=stacklevel)
             return None
-        if self._tag_kinds.setdefault(tag, as_text) is not as_text:
-            held, given = ("numbers", "strings") if as_text else ("text", "numbers")
+        if (held_kind := self._tag_kinds.setdefault(tag, as_text)) is not as_text:
+            held, given = _KIND_NAMES[held_kind], _KIND_NAMES[as_text]
             self._drop(
                 key,
                 f"the tag holds {held}; {given} under it are not written (a TensorBoard tag "
                 "has one kind)",
-                stacklevel=5,
+                stacklevel=stacklevel,
             )
             return None
-        if type(key) is str:  # other keys (1, True, 1.0 are one dict key) ask `_names` anew
+        if type(key) is str and type(as_text) is bool:  # (1, True, 1.0 are one dict key)
             (self._text_tags if as_text else self._scalar_tags)[key] = tag
         return tag
 
@@ -388,7 +426,7 @@ class TensorBoardSink(RemoteSink[Row]):
                 try:
                     values = [value(tag=t, simple_value=x) for t, x in scalars.items()]
                     if texts:
-                        values.extend(self._text_value(t, string) for t, string in texts.items())
+                        values.extend(self._other_value(t, other) for t, other in texts.items())
                     made = event(wall_time=wall_time, step=step, summary=summary(value=values))
                     writer.add_event(made)  # encodes the event, then hands it to the file
                 except OSError:  # the file's: the writer is done for
@@ -416,10 +454,10 @@ class TensorBoardSink(RemoteSink[Row]):
         items = [*scalars.items(), *(texts or {}).items()]
         for tag, given in items:
             try:
-                if isinstance(given, str):
-                    made = self._text_value(tag, given)
-                else:
+                if isinstance(given, float):
                     made = tb.Value(tag=tag, simple_value=given)
+                else:
+                    made = self._other_value(tag, given)
                 tb.Summary(value=[made]).SerializeToString()
             except Exception as error:
                 why = f"TensorBoard could not encode it ({type(error).__name__}: {error})"
@@ -427,6 +465,12 @@ class TensorBoardSink(RemoteSink[Row]):
             else:
                 kept.append(made)
         return tb.Event(wall_time=wall_time, step=step, summary=tb.Summary(value=kept))
+
+    def _other_value(self, tag: str, other: Any) -> Any:
+        """The `Summary.Value` of a text, or of an array, an image or a video."""
+        if type(other) is str:
+            return self._text_value(tag, other)
+        return tensorboard_value(self._tb, tag, other)
 
     def _text_value(self, tag: str, string: str) -> Any:
         tb = self._tb

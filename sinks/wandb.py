@@ -16,10 +16,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.core.node import Record
 from pipeline.core.values import jsonable, text, to_float
 from sinks import _neptune_runs
 from sinks._neptune_runs import RunUsers
+from sinks._rich import NOT_FINITE, finite, rich, wandb_value
 from sinks.remote import Names, RemoteSink
 from sinks.steps import Step, StepKey, Steps
 from sinks.summary import BEST_PREFIX, Best
@@ -105,9 +108,13 @@ class WandbSink(RemoteSink[Row]):
       in the run's history and summary; charts skip them); a lone surrogate in one is sent
       escaped (`\\ud800`), counted in `counts["changed"]`.
       None -> skipped (not a loss: there is no value).
-    - anything else (arrays with elements, lists, dicts, objects), and a value under a name
-      W&B fills in itself (`_step`, `_runtime`, `_timestamp`) -> not sent; warned once per
-      key and counted in `.dropped` (use `Pipeline.flatten()` or `.aggregate()` upstream).
+    - arrays with elements (numpy, torch, jax; lists and tuples of numbers) ->
+      `wandb.Histogram` (one holding NaN or infinity is dropped, counted); `Image` ->
+      `wandb.Image`; `Video` -> `wandb.Video` of its animated GIF. They are made on the push
+      thread (see `sinks._rich`), and W&B copies their files into the run's `files/media/`.
+    - anything else (empty arrays, dicts, objects), and a value under a name W&B fills in
+      itself (`_step`, `_runtime`, `_timestamp`) -> not sent; warned once per key and counted
+      in `.dropped` (use `Pipeline.flatten()` upstream).
 
     Steps: with `step_key`, a record's step is its value of `step_key` (0 is a step; it is
     logged as a value too); a record without a usable one is logged at the last step seen
@@ -205,6 +212,8 @@ class WandbSink(RemoteSink[Row]):
         self.run_dir: Path | None = run_folder(run)
         """The run's folder (`wandb sync <run_dir>` uploads an offline run); None when
         disabled."""
+        self._rich = False
+        """Whether a row held an array, an image or a video (converted by `_log`)."""
         self._names = Names(self._name_of, _refusal)
         """Each record key's logged name, decided once: one key per name."""
         self._best = Best(best, self._name_of) if best is not None else None
@@ -272,6 +281,12 @@ class WandbSink(RemoteSink[Row]):
                 continue
             elif isinstance(value, str):  # numpy.str_, a str enum: its text
                 value = self._text(key, value)
+            elif (held := rich(value)) is not None:  # an array, an image, a video
+                if type(held) is np.ndarray and not finite(held):
+                    self._drop(key, NOT_FINITE)
+                    continue
+                value = held
+                self._rich = True
             else:
                 value = self._number(key, value)
                 if value is None:
@@ -394,6 +409,8 @@ class WandbSink(RemoteSink[Row]):
         one name at a time: those it refuses again are dropped and counted, the others
         logged (W&B merges the calls at one step into one row)."""
         at = self._at
+        if self._rich:  # arrays, images and videos become W&B's types here, off `write`
+            group = self._converted(group)
         try:
             self.run.log(group, step=at.step)
         except _REFUSALS:
@@ -413,6 +430,19 @@ class WandbSink(RemoteSink[Row]):
         """Sets each best value in the run's summary as `best/<name>` (W&B's summary holds
         the last value of every name itself)."""
         self.run.summary.update({BEST_PREFIX + name: value for name, (value, _) in best.items()})
+
+    def _converted(self, group: dict[str, Any]) -> dict[str, Any]:
+        """`group` with its arrays, images and videos as W&B's types; one W&B cannot make
+        (the media extra missing) is dropped and counted."""
+        wandb = import_wandb()
+        converted = {}
+        for name, value in group.items():
+            try:
+                converted[name] = wandb_value(wandb, value)
+            except Exception as error:
+                why = f"W&B could not take it ({type(error).__name__}: {error})"
+                self._drop(self._names.key_of(name), why, stacklevel=4)
+        return converted
 
     def _close_client(self) -> None:
         if _neptune_runs.leave(self.run, self._users, made_it=self.owns_run):

@@ -3,8 +3,9 @@ made, and their encoding to files (PNG, animated GIF) with the `media` extra."""
 
 from __future__ import annotations
 
+import io
 import os
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -116,13 +117,21 @@ class Image:
             self._figure = None
         return self._array
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Writes the image as a PNG file (Pillow; MediaExtraMissing without it)."""
+    def save(self, path: str | os.PathLike[str] | BinaryIO) -> None:
+        """Writes the image as a PNG file, to a path or a binary file object (Pillow;
+        MediaExtraMissing without it)."""
         pil = _import("PIL.Image")
         pixels = self.array
         if pixels.ndim == 3 and pixels.shape[2] == 1:
             pixels = pixels[:, :, 0]
-        pil.fromarray(np.ascontiguousarray(pixels)).save(os.fspath(path), format="PNG")
+        target = path if hasattr(path, "write") else os.fspath(path)
+        pil.fromarray(np.ascontiguousarray(pixels)).save(target, format="PNG")
+
+    def png(self) -> bytes:
+        """The image encoded as PNG (what `save` writes)."""
+        buffer = io.BytesIO()
+        self.save(buffer)
+        return buffer.getvalue()
 
     def __repr__(self) -> str:
         if self._array is None:
@@ -160,16 +169,22 @@ class Video:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Writes the video as an animated GIF that loops (imageio; MediaExtraMissing
         without it)."""
+        with open(os.fspath(path), "wb") as file:
+            file.write(self.gif())
+
+    def gif(self) -> bytes:
+        """The video encoded as an animated GIF that loops (what `save` writes)."""
         iio = _import("imageio.v3")
         frames = self.frames
         if frames.shape[3] == 1:
             frames = frames[..., 0]
         elif frames.shape[3] == 4:
             frames = frames[..., :3]  # GIF has no alpha channel
-        iio.imwrite(
-            os.fspath(path), np.ascontiguousarray(frames), extension=".gif",
+        encoded: bytes = iio.imwrite(
+            "<bytes>", np.ascontiguousarray(frames), extension=".gif",
             duration=1000.0 / self.fps, loop=0,
         )
+        return encoded
 
     def __repr__(self) -> str:
         return f"Video({'x'.join(map(str, self.frames.shape))}, fps={self.fps:g})"

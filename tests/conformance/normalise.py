@@ -37,6 +37,17 @@ class Float:
 
 
 @dataclass(frozen=True)
+class Histogram:
+    """An array as a tracking tool stores it: a histogram of `count` values, whose bins run
+    from `low` to `high` (TensorBoard: the data's min and max; W&B and neptune-scale: the
+    first and last bin edges)."""
+
+    count: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
 class Text:
     """A value stored as its text (an object; a complex number)."""
 
@@ -186,12 +197,33 @@ def _as_float(expected: Any) -> float | None:
     return None
 
 
+def _numbers(expected: Any) -> list[float]:
+    """The numbers of an array's form (nested lists), flat; [] if one is not a number."""
+    if not isinstance(expected, list):
+        number = _as_float(expected)
+        return [] if number is None else [number]
+    flat: list[float] = []
+    for item in expected:
+        numbers = _numbers(item)
+        if not numbers:
+            return []
+        flat.extend(numbers)
+    return flat
+
+
 def same_point(expected: Any, read: Any, *, width: int = 64, texts: bool = True,
                infinite: float | None = None) -> bool:
     """Whether a tracking service's point holds the form `expected`: a number as a float
     (read back at `width` bits: TensorBoard's scalars are float32; `infinite`: the value a
     store keeps for +-inf, MLflow's SQL stores +-FLOAT64_MAX), a string (where the tool stores
-    text, `texts`) as the same text. Anything else is not a point (dropped, counted)."""
+    text, `texts`) as the same text, an array of numbers (its form: nested lists) as a
+    `Histogram` of as many values whose bins span them. Anything else is not a point
+    (dropped, counted)."""
+    if isinstance(read, Histogram):
+        numbers = _numbers(expected)
+        return bool(numbers) and read.count == len(numbers) and (
+            read.low <= min(numbers) and max(numbers) <= read.high
+        )
     if isinstance(expected, str):
         return texts and isinstance(read, str) and read == expected
     number = _as_float(expected)

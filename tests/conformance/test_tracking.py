@@ -185,7 +185,7 @@ def test_a_key_none_is_counted_under_its_own_name(
 ) -> None:
     """Found by the suite: a value under the key None that a sink drops was counted as of no
     key (not in `.dropped`, warned once for all such counts) instead of under 'None'."""
-    stream = [strategies.Op("write", {None: [1.0], "x": [2.0]})]
+    stream = [strategies.Op("write", {None: {"v": 1.0}, "x": {"v": 2.0}})]  # dropped by all
     outcome = harness.run(spec, stream, tmp_path_factory.mktemp(spec.name.split(".")[0]))
     harness.check(outcome)
     assert outcome.node.counts.by_key["dropped"] == {"None": 1, "x": 1}

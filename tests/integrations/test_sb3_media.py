@@ -22,7 +22,7 @@ from pipeline import Image as RlImage
 from pipeline import Pipeline
 from pipeline import Video as RlVideo
 from pipeline.integrations.sb3 import PipelineWriter, attach
-from sinks import CsvSink, MemorySink
+from sinks import CsvSink, MemorySink, TensorBoardSink
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -199,3 +199,35 @@ def test_a_ppo_run_logs_an_hparam_an_array_and_a_video_through_the_writer(
         frames = iio.imread(tmp_path / row["custom/video"], index=None)
         assert frames.shape[:3] == (2, 4, 4)
         assert frames[1, 0, 0, 0] == 255 and frames[0].max() == 0
+
+
+@pytest.mark.slow
+def test_a_ppo_run_logs_an_array_and_a_video_to_tensorboard_through_the_writer(
+    tmp_path: Path,
+) -> None:
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    model = PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, n_epochs=1, seed=0)
+    logdir = tmp_path / "tb"
+    sinks = (TensorBoardSink(logdir, step_key="timesteps"), CsvSink(tmp_path / "ppo.csv"))
+    with Pipeline("sb3").to(*sinks) as pipeline:
+        attach(model, pipeline)
+        model.learn(total_timesteps=128, callback=RecordsRichValues())
+
+    assert '"gamma": 0.99' in (tmp_path / "ppo.csv.config.json").read_text()  # the HParam
+    run = ea.EventAccumulator(str(logdir), size_guidance={ea.HISTOGRAMS: 0, ea.IMAGES: 0})
+    run.Reload()
+    actions = run.Histograms("custom/actions")
+    assert [event.step for event in actions] == [64, 128]
+    for event in actions:  # torch.arange(4) + steps
+        histogram = event.histogram_value
+        assert (histogram.num, sum(histogram.bucket)) == (4, 4)
+        assert (histogram.min, histogram.max) == (event.step, event.step + 3)
+    videos = run.Images("custom/video")
+    assert [event.step for event in videos] == [64, 128]
+    for event in videos:
+        frames = iio.imread(event.encoded_image_string, index=None, extension=".gif")
+        assert frames.shape[:3] == (2, 4, 4) and frames[0].max() == 0
+        assert frames[1, 0, 0, 0] == 255
+        assert iio.immeta(event.encoded_image_string, extension=".gif")["duration"] == 500
+    assert [event.step for event in run.Scalars("train/value_loss")] == [128]

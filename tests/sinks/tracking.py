@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from tests.conformance.normalise import Histogram
+
 
 def episodes(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
     """A synthetic Acme-like stream: actor_steps grows by a random episode length from 0."""
@@ -91,6 +93,8 @@ def read_points(kind: str, where: Any) -> Points:
         points: Points = {tag: list(series) for tag, series in run.scalars.items()}
         for tag, texts in run.texts.items():
             points.setdefault(tag, []).extend(texts)
+        for tag, histograms in run.histograms.items():
+            points.setdefault(tag, []).extend(histograms)
         return {tag: sorted(series, key=lambda point: point[0]) for tag, series in points.items()}
     if kind == "mlflow":
         uri, run_id = where
@@ -131,6 +135,7 @@ class TensorBoardRun:
 
     scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     texts: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    histograms: dict[str, list[tuple[int, Histogram]]] = field(default_factory=dict)
     wall_times: dict[str, list[float]] = field(default_factory=dict)
 
     def values(self, tag: str) -> list[float]:
@@ -142,7 +147,11 @@ def read_tensorboard(logdir: Path) -> TensorBoardRun:
     from tensorboard.backend.event_processing import event_accumulator
     from tensorboard.util import tensor_util
 
-    sizes = {event_accumulator.SCALARS: 0, event_accumulator.TENSORS: 0}  # 0: keep all
+    sizes = {  # 0: keep all
+        event_accumulator.SCALARS: 0,
+        event_accumulator.TENSORS: 0,
+        event_accumulator.HISTOGRAMS: 0,
+    }
     accumulator = event_accumulator.EventAccumulator(str(logdir), size_guidance=sizes)
     accumulator.Reload()
     run = TensorBoardRun()
@@ -150,6 +159,12 @@ def read_tensorboard(logdir: Path) -> TensorBoardRun:
         events = accumulator.Scalars(tag)
         run.scalars[tag] = [(event.step, event.value) for event in events]
         run.wall_times[tag] = [event.wall_time for event in events]
+    for tag in accumulator.Tags()["histograms"]:
+        run.histograms[tag] = [
+            (event.step, Histogram(value.num, value.min, value.max))
+            for event in accumulator.Histograms(tag)
+            for value in [event.histogram_value]
+        ]
     for tag in accumulator.Tags()["tensors"]:
         if accumulator.SummaryMetadata(tag).plugin_data.plugin_name != "text":
             continue  # another plugin's (the hparams session's)
@@ -242,6 +257,9 @@ class WandbRun:
         points: Points = {}
         for step, row in self.all_rows:
             for name, value in row.items():
+                if isinstance(value, dict) and value.get("_type") == "histogram":
+                    bins = value["bins"]
+                    value = Histogram(sum(value["values"]), bins[0], bins[-1])
                 points.setdefault(name, []).append((step, value))
         return _in_step_order(points)
 
@@ -261,7 +279,9 @@ def parse_wandb(path: Path) -> WandbRun:
             for item in record.history.item:
                 name = "/".join(item.nested_key) or item.key
                 value = json.loads(item.value_json)
-                if name == "_timestamp":
+                if len(item.nested_key) > 1:  # a part of a media or histogram value
+                    row.setdefault("/".join(item.nested_key[:-1]), {})[item.nested_key[-1]] = value
+                elif name == "_timestamp":
                     data.times[step] = value
                 elif name not in ("_step", "_runtime"):
                     row[name] = value
@@ -354,6 +374,9 @@ def read_scale(data_dir: Path) -> NeptuneRun:
         step = snapshot.step.whole + snapshot.step.micro / 1e6
         for path, value in snapshot.append.items():
             value_of = getattr(value, value.WhichOneof("value"))
+            if value.WhichOneof("value") == "histogram":
+                edges = value_of.bin_edges
+                value_of = Histogram(sum(value_of.counts.values), edges[0], edges[-1])
             data.series.setdefault(path, []).append((step, value_of))
         for path, value in snapshot.assign.items():
             data.fields[path] = getattr(value, value.WhichOneof("value"))
