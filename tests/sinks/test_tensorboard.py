@@ -346,16 +346,21 @@ def test_every_number_kind_becomes_a_scalar(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # imports torch
-def test_torch_scalars_become_scalars(tmp_path: Path) -> None:
+def test_torch_scalars_become_scalars_and_a_tensor_a_histogram(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     sink = TensorBoardSink(tmp_path)
-    with pytest.warns(TensorBoardSinkWarning, match="'obs': a Tensor is not a number"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TensorBoardSinkWarning)
         sink.write({"float": torch.tensor(4.5), "int": torch.tensor(9), "obs": torch.zeros(3)})
-    sink.write({"float": torch.tensor(0.5)})
-    sink.close()
+        sink.write({"float": torch.tensor(0.5)})
+        sink.close()
 
-    assert read(tmp_path).scalars == {"float": [(0, 4.5), (1, 0.5)], "int": [(0, 9.0)]}
-    assert sink.dropped == {"obs": 1}
+    run = read(tmp_path)
+    assert run.scalars == {"float": [(0, 4.5), (1, 0.5)], "int": [(0, 9.0)]}
+    assert [(step, h.count, h.low, h.high) for step, h in run.histograms["obs"]] == [
+        (0, 3, 0.0, 0.0)
+    ]
+    assert sink.dropped == {}
 
 
 def test_a_mutable_value_is_taken_as_it_was_at_write(tmp_path: Path) -> None:
