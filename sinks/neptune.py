@@ -28,7 +28,7 @@ from sinks._neptune_clients import (
     neptune_path,
 )
 from sinks._neptune_series import KeySeries
-from sinks.remote import RemoteSink
+from sinks.remote import Names, RemoteSink
 from sinks.steps import Step, StepKey, Steps
 from sinks.summary import BEST_PREFIX, Best
 
@@ -369,6 +369,9 @@ class NeptuneSink(RemoteSink[Row]):
 
     def _path_of(self, key: str) -> str:
         return neptune_path(self.prefix, key)
+
+    def _best_names(self) -> tuple[Names | None, str]:
+        return self._keys.names, f"{SUMMARY_NAMESPACE}/{BEST_PREFIX}"
 
     def _send_best(self, best: dict[str, tuple[float, Step]]) -> None:
         """Stores each best value as the single value `summary/best/<path>` (a series

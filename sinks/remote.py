@@ -17,7 +17,7 @@ from pipeline.core.node import Record
 from pipeline.core.values import shown, text, to_float
 from sinks.base import Sink
 from sinks.steps import Step, Steps
-from sinks.summary import Best
+from sinks.summary import BEST_PREFIX, Best
 
 RowT = TypeVar("RowT")
 """What a subclass holds per record: whatever its `_send` takes."""
@@ -396,9 +396,34 @@ class RemoteSink(Sink, Generic[RowT]):
             with self._client_lock:
                 try:
                     if self._best is not None and self._best.values:
-                        self._send_best(self._best.values)
+                        self._keep_callers_names(self._best.values)
+                        if self._best.values:
+                            self._send_best(self._best.values)
                 finally:
                     self._close_client()
+
+    def _best_names(self) -> tuple[Names | None, str]:
+        """The names the caller's keys are stored under, and what `_send_best` puts before a
+        name to store its best (Neptune overrides it: its bests are at the run's root)."""
+        return getattr(self, "_names", None), BEST_PREFIX
+
+    def _keep_callers_names(self, best: dict[str, tuple[float, Step]]) -> None:
+        """Takes out of `best` each best whose stored name is already a key the caller
+        wrote (a caller's own `best/loss` beside `best={"loss": "min"}`): that key keeps its
+        values, and the best is not stored, counted in `counts["clashed"]` and warned."""
+        names, prefix = self._best_names()
+        if names is None:
+            return
+        for name in [name for name in best if names.taken(prefix + name)]:
+            del best[name]
+            self._note(
+                "clashed",
+                f"{prefix + name!r} is the name of a key this sink was given: that key keeps "
+                f"its values and the best of {text(names.key_of(name))!r} is not stored "
+                "(rename the key)",
+                key=prefix + name,
+                stacklevel=4,
+            )
 
     def _close_at_exit(self) -> None:
         """Has this sink closed at interpreter exit and on SIGTERM if it is still open then,
@@ -539,6 +564,10 @@ class Names:
         else:
             self._others[token] = name
         return name
+
+    def taken(self, name: str) -> bool:
+        """Whether a key has (or had) `name`."""
+        return name in self._keys
 
     def why(self, key: Any) -> str:
         """Why `key` is refused."""

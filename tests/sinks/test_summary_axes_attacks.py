@@ -1,0 +1,104 @@
+"""Attacks on several step axes, `best=` and TensorBoard's hparams: inputs at the edges of
+what the features promise (an axis key another axis' pattern matches, a step of every odd
+kind, a best of a key the caller writes too, a best never reached, NaN and ties, config
+logged twice), each read back with the tool's own reader."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import pytest
+
+from tests.sinks import test_run_summary as summary
+from tests.sinks import test_tracking_losses as losses
+from tests.sinks.tracking import points_of
+
+pytestmark = pytest.mark.slow  # runs the real clients
+
+tool_homes = losses.tool_homes
+mlflow_store = losses.mlflow_store
+scratch_cwd = losses.scratch_cwd
+make = losses.make
+
+
+def floats(points: Any) -> Any:
+    return {name: [(step, float(v)) for step, v in series] for name, series in points.items()}
+
+
+@pytest.mark.parametrize("kind", ["tensorboard", "mlflow"])
+def test_an_axis_key_matched_by_an_earlier_pattern_stays_on_its_own_axis(
+    kind: str, make: Any
+) -> None:
+    sink = make(kind, step_key={"round": "eval/round", "^eval/": "steps"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sink.write({"steps": 5, "eval/return": 1.0, "eval/round": 2, "x_round": 3.0})
+        sink.close()
+    assert floats(points_of(sink)) == {
+        "steps": [(5, 5.0)],
+        "eval/return": [(5, 1.0)],
+        "eval/round": [(2, 2.0)],
+        "x_round": [(2, 3.0)],
+    }
+
+
+@pytest.mark.parametrize("kind", ["tensorboard", "mlflow"])
+def test_a_key_the_caller_writes_under_best_s_name_keeps_its_values_and_the_best_is_counted(
+    kind: str, make: Any
+) -> None:
+    sink = make(kind, step_key="steps", best={"loss": "min"})
+    sink.write({"steps": 1, "loss": 0.5, "best/loss": 0.125})
+    sink.write({"steps": 2, "loss": 0.25, "best/loss": 0.125})
+    with pytest.warns(UserWarning, match="'best/loss' is the name of a key"):
+        sink.close()
+    points = floats(points_of(sink))
+    assert points["best/loss"] == [(1, 0.125), (2, 0.125)]  # the caller's own, as written
+    assert points["loss"] == [(1, 0.5), (2, 0.25)]
+    assert sink.counts.by_key["clashed"] == {"best/loss": 1}
+
+
+def test_wandb_summary_of_a_callers_best_key_is_its_last_value(make: Any) -> None:
+    sink = make("wandb", step_key="steps", best={"loss": "min"})
+    sink.write({"steps": 1, "loss": 0.5, "best/loss": 0.125})
+    sink.write({"steps": 2, "loss": 0.25, "best/loss": 0.375})
+    with pytest.warns(UserWarning, match="'best/loss' is the name of a key"):
+        sink.close()
+    assert summary.wandb_summary(sink.run_dir)["best/loss"] == 0.375
+    assert sink.counts["clashed"] == 1
+
+
+@pytest.mark.parametrize("kind", ["neptune", "neptune-scale"])
+def test_neptune_series_under_the_bests_path_keeps_its_values(kind: str, make: Any) -> None:
+    sink = make(kind, step_key="steps", best={"loss": "min"})
+    sink.write({"steps": 1, "loss": 0.5, "summary/best/loss": 0.125})
+    with pytest.warns(UserWarning, match="'summary/best/loss' is the name of a key"):
+        sink.close()
+    run = (summary.read_classic if kind == "neptune" else summary.read_scale)(sink.data_dir)
+    assert run.series["summary/best/loss"] == [(1, 0.125)]
+    assert "summary/best/loss" not in run.fields
+
+
+@pytest.mark.parametrize("kind", ["tensorboard", "mlflow"])
+def test_best_of_a_key_never_written_or_never_a_number_adds_nothing(kind: str, make: Any) -> None:
+    sink = make(kind, step_key="steps", best={"never": "max", "text": "max", "nan": "min"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sink.write({"steps": 1, "text": "a", "nan": math.nan})
+        sink.write({"steps": 2, "text": "b", "nan": math.nan})
+        sink.close()
+    assert not {name for name in points_of(sink) if name.startswith("best/")}
+
+
+@pytest.mark.parametrize("kind", ["tensorboard", "mlflow"])
+def test_best_on_a_tie_is_the_first_step_that_reached_it_and_infinity_can_be_best(
+    kind: str, make: Any
+) -> None:
+    sink = make(kind, step_key="steps", best={"r": "max", "l": "min"})
+    for step, r, low in [(1, 1.0, 3.0), (2, 2.0, -math.inf), (3, 2.0, -math.inf), (4, math.nan, 0)]:
+        sink.write({"steps": step, "r": r, "l": low})
+    sink.close()
+    points = floats(points_of(sink))
+    assert points["best/r"] == [(2, 2.0)]
+    assert points["best/l"] == [points["l"][1]]  # -inf, as the tool stores it (MLflow: -max)
