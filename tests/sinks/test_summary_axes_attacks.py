@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,3 +103,31 @@ def test_best_on_a_tie_is_the_first_step_that_reached_it_and_infinity_can_be_bes
     points = floats(points_of(sink))
     assert points["best/r"] == [(2, 2.0)]
     assert points["best/l"] == [points["l"][1]]  # -inf, as the tool stores it (MLflow: -max)
+
+
+# -- TensorBoard's hparams ----------------------------------------------------------------------
+
+
+def test_tensorboard_hparams_keep_an_int_beyond_float_precision_exactly(make: Any) -> None:
+    seed = 2**100 + 1  # numpy's SeedSequence().entropy is a 128-bit int
+    sink = make("tensorboard", step_key="steps")
+    sink.log_config({"seed": seed, "small": 2**53, "lr": 0.5})
+    sink.write({"steps": 1, "loss": 1.0})
+    sink.close()
+    [group] = summary.hparams_sessions(Path(sink.logdir)).session_groups
+    values = summary.hparam_values(group)
+    assert int(values["seed"]) == seed
+    assert values["small"] == 2**53 and values["lr"] == 0.5
+
+
+def test_tensorboard_hparams_hold_nan_and_infinity_and_a_run_without_scalars(
+    make: Any,
+) -> None:
+    sink = make("tensorboard", step_key="steps")
+    sink.log_config({"clip": math.inf, "target": math.nan, "none": None})
+    sink.close()
+    [group] = summary.hparams_sessions(Path(sink.logdir)).session_groups
+    values = summary.hparam_values(group)
+    assert float(values["clip"]) == math.inf and math.isnan(float(values["target"]))
+    assert values["none"] == "null"
+    assert not group.sessions[0].metric_values
