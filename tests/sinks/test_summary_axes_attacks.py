@@ -131,3 +131,30 @@ def test_tensorboard_hparams_hold_nan_and_infinity_and_a_run_without_scalars(
     assert float(values["clip"]) == math.inf and math.isnan(float(values["target"]))
     assert values["none"] == "null"
     assert not group.sessions[0].metric_values
+
+
+# -- W&B's axes ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [math.nan, "final"])
+def test_wandb_an_axis_value_that_is_no_step_is_counted_where_the_axis_last_step_replaces_it(
+    bad: Any, make: Any
+) -> None:
+    from tests.sinks.tracking import read_wandb, wandb_axis_points
+
+    sink = make("wandb", step_key={"^eval/": "eval_round", "": "steps"})
+    sink.write({"steps": 1000, "eval/return": 10.0, "eval_round": 1})
+    with pytest.warns(UserWarning) as caught:
+        sink.write({"steps": 2000, "eval/return": 11.0, "eval_round": bad})
+        sink.close()
+    assert any("'eval_round'" in str(w.message) and "not a step" in str(w.message) for w in caught)
+    written = [
+        row["eval_round"] for _, row in read_wandb(sink.run_dir).all_rows if "eval_round" in row
+    ]
+    assert written == [1, 1]  # W&B's row holds the axis' last step: eval/return is at round 1
+    assert wandb_axis_points(sink.run_dir, ["eval_round", "steps"])["eval/return"] == [
+        (1, 10.0),
+        (1, 11.0),
+    ]
+    assert sink.dropped["eval_round"] == 1  # the value written, not stored: counted
+    assert sink.counts.by_key["skipped"] == {"eval_round": 1}
