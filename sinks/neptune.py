@@ -249,10 +249,12 @@ class NeptuneSink(RemoteSink[Row]):
         `config/opt/lr`); bools, ints, finite floats and strings are kept as they are
         (numpy/torch scalars first become Python ones); anything else (None, lists, arrays,
         NaN, an empty mapping) is stored as its `str()`. Logging again overwrites the fields
-        given."""
+        given; a changed value is counted in `counts["overwritten"]` (`config/<name>`) and
+        warned once."""
         if not isinstance(config, Mapping):
             raise ValueError(f"config must be a mapping, got {type(config).__name__}")
         self._check_open()
+        self._count_config_changes(config)
         fields = config_fields(config)
         if fields:
             with self._client_lock:

@@ -6,12 +6,13 @@ import numbers
 import signal
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Generic, TypeVar
 
 from pipeline.core import lifecycle
+from pipeline.core.config import merge_config
 from pipeline.core.isolation import StoreError
 from pipeline.core.node import Record
 from pipeline.core.values import shown, text, to_float
@@ -99,6 +100,8 @@ class RemoteSink(Sink, Generic[RowT]):
         self._failing = False
         self._numeric_types: set[type] = {int, bool}
         """Types whose values `_row` may turn into floats with `float()` (see `_number`)."""
+        self._config_given: dict[str, Any] = {}
+        """The configuration logged so far, flat (see `_count_config_changes`)."""
 
     # -- the hooks ------------------------------------------------------------------------
 
@@ -228,6 +231,13 @@ class RemoteSink(Sink, Generic[RowT]):
     def dropped(self) -> Counter[str]:
         """Values not sent, per key: `counts.by_key["dropped"]`."""
         return Counter(self.counts.by_key.get("dropped", {}))
+
+    def _count_config_changes(self, config: Mapping[Any, Any]) -> None:
+        """Counts (`merge_config`'s rule) the values of `config` that change a value logged
+        before, for a sink whose tool overwrites them: `counts["overwritten"]` under
+        `config/<name>`, warned once per name."""
+        with self._counts_lock:
+            merge_config(self._config_given, config, self.counts, stacklevel=6)
 
     # -- the hot path ---------------------------------------------------------------------
 

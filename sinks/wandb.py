@@ -228,10 +228,12 @@ class WandbSink(RemoteSink[Row]):
         """Updates the run's configuration (`run.config.update(..., allow_val_change=True)`):
         nested dicts stay nested (W&B shows `net.layers`); numpy/torch scalars become Python
         numbers and arrays lists; an object JSON cannot hold becomes its text. Logging again
-        overwrites the keys given."""
+        overwrites the keys given; a changed value is counted in `counts["overwritten"]`
+        (`config/<name>`) and warned once."""
         if not isinstance(config, Mapping):
             raise ValueError(f"config must be a mapping, got {type(config).__name__}")
         self._check_open()
+        self._count_config_changes(config)
         values = jsonable(dict(config))
         if values:
             with self._client_lock:

@@ -197,3 +197,18 @@ def test_tensorboard_hparams_after_a_restart_hold_the_config_logged_after_it(
 ) -> None:
     group = restarted(make, {"lr": 0.5, "seed": 1, "resumed": True})
     assert summary.hparam_values(group) == {"lr": 0.5, "seed": 1.0, "resumed": True}
+
+
+# -- log_config twice on every tracking sink ----------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["tensorboard", "mlflow", "wandb", "neptune", "neptune-scale"])
+def test_a_config_value_changed_by_a_second_log_config_is_counted(kind: str, make: Any) -> None:
+    sink = make(kind, step_key="steps")
+    sink.log_config({"opt": {"lr": 0.1}, "seed": 1})
+    with pytest.warns(UserWarning, match="opt/lr"):
+        sink.log_config({"opt": {"lr": 0.2}, "seed": 1})
+    sink.log_config({"seed": 1})  # the same value again: nothing to count
+    sink.close()
+    by_key = {**sink.counts.by_key.get("overwritten", {}), **sink.counts.by_key.get("dropped", {})}
+    assert by_key == {"config/opt/lr": 1}
