@@ -212,3 +212,17 @@ def test_a_config_value_changed_by_a_second_log_config_is_counted(kind: str, mak
     sink.close()
     by_key = {**sink.counts.by_key.get("overwritten", {}), **sink.counts.by_key.get("dropped", {})}
     assert by_key == {"config/opt/lr": 1}
+
+
+@pytest.mark.parametrize("kind", ["neptune", "neptune-scale"])
+def test_neptune_config_holds_an_int_beyond_int64_and_infinity(kind: str, make: Any) -> None:
+    seed = 2**100 + 1
+    sink = make(kind, step_key="steps")
+    sink.log_config({"seed": seed, "big": 2**40 + 1, "clip": math.inf})
+    sink.write({"steps": 1, "loss": 1.0})
+    sink.close()
+    run = (summary.read_classic if kind == "neptune" else summary.read_scale)(sink.data_dir)
+    assert int(run.fields["config/seed"]) == seed
+    assert int(run.fields["config/big"]) == 2**40 + 1
+    assert float(run.fields["config/clip"]) == math.inf
+    assert not sink.counts
