@@ -226,3 +226,25 @@ def test_neptune_config_holds_an_int_beyond_int64_and_infinity(kind: str, make: 
     assert int(run.fields["config/big"]) == 2**40 + 1
     assert float(run.fields["config/clip"]) == math.inf
     assert not sink.counts
+
+
+@pytest.mark.parametrize("kind", ["wandb", "mlflow"])
+def test_wandb_and_mlflow_config_hold_an_int_beyond_int64_and_infinity(
+    kind: str, make: Any
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from tests.sinks.tracking import read_wandb
+
+    seed = 2**100 + 1
+    sink = make(kind, step_key="steps")
+    sink.log_config({"seed": seed, "clip": math.inf})
+    sink.write({"steps": 1, "loss": 1.0})
+    sink.close()
+    if kind == "wandb":
+        config = read_wandb(sink.run_dir).config
+    else:
+        config = MlflowClient(tracking_uri=sink.tracking_uri).get_run(sink.run_id).data.params
+    assert int(config["seed"]) == seed
+    assert float(config["clip"]) == math.inf
+    assert not sink.counts
