@@ -248,3 +248,20 @@ def test_wandb_and_mlflow_config_hold_an_int_beyond_int64_and_infinity(
     assert int(config["seed"]) == seed
     assert float(config["clip"]) == math.inf
     assert not sink.counts
+
+
+@pytest.mark.parametrize("kind", ["tensorboard", "mlflow"])
+def test_a_best_unchanged_by_a_restart_is_stored_once(kind: str, make: Any) -> None:
+    first = make(kind, step_key="steps", best={"loss": "min"})
+    first.write({"steps": 1, "loss": 0.5})
+    first.flush()
+    state = first.node_state()
+    first.close()  # a preempted job: SIGTERM closes the sink, storing the best
+    options = {} if kind == "tensorboard" else {"run_id": first.run_id}
+    second = make(kind, step_key="steps", best={"loss": "min"}, **options)
+    second.load_node_state(state)
+    second.write({"steps": 2, "loss": 0.75})
+    second.close()
+    points = floats(points_of(second))
+    assert points["loss"] == [(1, 0.5), (2, 0.75)]
+    assert points["best/loss"] == [(1, 0.5)]
