@@ -516,14 +516,26 @@ class MlflowSink(RemoteSink[Row]):
 
     def _send_best(self, best: dict[str, tuple[float, Step]]) -> None:
         """Logs each best value as the metric `best/<name>`, one point at the step it was
-        reached (MLflow's runs table shows it as a column beside the last values)."""
+        reached (MLflow's runs table shows it as a column beside the last values); a best
+        the run already holds at that step (logged before a restart) is not logged again."""
         now = time.time_ns() // 1_000_000
         Metric = self._entities.Metric
         points = [
             Metric(BEST_PREFIX + name, value, now, int(step))
             for name, (value, step) in best.items()
+            if not self._holds(BEST_PREFIX + name, value, int(step))
         ]
-        self._log("metrics", points, self._refuse_metric)
+        if points:
+            self._log("metrics", points, self._refuse_metric)
+
+    def _holds(self, name: str, value: float, step: int) -> bool:
+        """Whether the run holds `value` at `step` in its metric `name` (False if MLflow
+        cannot say)."""
+        try:
+            history = self.client.get_metric_history(self.run_id, name)
+        except Exception:  # the point is then logged, as it would be without this check
+            return False
+        return any(point.step == step and point.value == value for point in history)
 
     def _close_client(self) -> None:
         if self.owns_run:

@@ -31,7 +31,7 @@ from sinks._neptune_clients import (
 )
 from sinks._neptune_series import KeySeries
 from sinks._rich import NOT_FINITE, finite, rich
-from sinks.remote import RemoteSink
+from sinks.remote import Names, RemoteSink
 from sinks.steps import Step, StepKey, Steps
 from sinks.summary import BEST_PREFIX, Best
 
@@ -53,18 +53,23 @@ class NeptuneSinkWarning(UserWarning):
     """A value NeptuneSink could not send (warned once per key, and counted)."""
 
 
-def config_fields(config: Mapping[Any, Any]) -> dict[str, Any]:
-    """`{a: {b: 1}}` -> `{"config/a/b": 1}`; values that are not a bool, int, finite float or
-    str (None, lists, arrays, NaN, objects, empty mappings) become their `str()`."""
+def config_fields(config: Mapping[Any, Any], int_bits: int = 32) -> dict[str, Any]:
+    """`{a: {b: 1}}` -> `{"config/a/b": 1}`; values that are not a bool, int of `int_bits`
+    bits (what the client's integer field holds: 32 for neptune 1.x, which leaves out a
+    larger one, 64 for neptune-scale), finite float or str (None, lists, arrays, NaN, larger
+    ints, objects, empty mappings) become their `str()`."""
+    bound = 2 ** (int_bits - 1)
     return {
-        path: _config_value(value)
+        path: _config_value(value, bound)
         for path, value in flatten(config, prefix=f"{CONFIG_NAMESPACE}/").items()
     }
 
 
-def _config_value(value: Any) -> Any:
+def _config_value(value: Any, bound: int) -> Any:
     value = plain(value)
-    if isinstance(value, (bool, int, str)) or (isinstance(value, float) and math.isfinite(value)):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if -bound <= value < bound else str(value)
+    if isinstance(value, (bool, str)) or (isinstance(value, float) and math.isfinite(value)):
         return value
     return str(value)
 
@@ -261,14 +266,17 @@ class NeptuneSink(RemoteSink[Row]):
     def log_config(self, config: Mapping[str, Any]) -> None:
         """Records the run's configuration once, as single values (not series) under
         `config/`: nested mappings become namespaces (`{"opt": {"lr": 0.1}}` ->
-        `config/opt/lr`); bools, ints, finite floats and strings are kept as they are
+        `config/opt/lr`); bools, ints the client's integer field holds (32 bits in neptune
+        1.x, 64 in neptune-scale), finite floats and strings are kept as they are
         (numpy/torch scalars first become Python ones); anything else (None, lists, arrays,
         NaN, an empty mapping) is stored as its `str()`. Logging again overwrites the fields
-        given."""
+        given; a changed value is counted in `counts["overwritten"]` (`config/<name>`) and
+        warned once."""
         if not isinstance(config, Mapping):
             raise ValueError(f"config must be a mapping, got {type(config).__name__}")
         self._check_open()
-        fields = config_fields(config)
+        self._count_config_changes(config)
+        fields = config_fields(config, 64 if self.kind == "neptune-scale" else 32)
         if fields:
             with self._client_lock:
                 self._backend.assign(fields)
@@ -422,6 +430,9 @@ class NeptuneSink(RemoteSink[Row]):
 
     def _path_of(self, key: str) -> str:
         return neptune_path(self.prefix, key)
+
+    def _best_names(self) -> tuple[Names | None, str]:
+        return self._keys.names, f"{SUMMARY_NAMESPACE}/{BEST_PREFIX}"
 
     def _send_best(self, best: dict[str, tuple[float, Step]]) -> None:
         """Stores each best value as the single value `summary/best/<path>` (a series

@@ -6,18 +6,19 @@ import numbers
 import signal
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Generic, TypeVar
 
 from pipeline.core import lifecycle
+from pipeline.core.config import merge_config
 from pipeline.core.isolation import StoreError
 from pipeline.core.node import Record
 from pipeline.core.values import shown, text, to_float
 from sinks.base import Sink
 from sinks.steps import Step, Steps
-from sinks.summary import Best
+from sinks.summary import BEST_PREFIX, Best
 
 RowT = TypeVar("RowT")
 """What a subclass holds per record: whatever its `_send` takes."""
@@ -99,6 +100,8 @@ class RemoteSink(Sink, Generic[RowT]):
         self._failing = False
         self._numeric_types: set[type] = {int, bool}
         """Types whose values `_row` may turn into floats with `float()` (see `_number`)."""
+        self._config_given: dict[str, Any] = {}
+        """The configuration logged so far, flat (see `_count_config_changes`)."""
 
     # -- the hooks ------------------------------------------------------------------------
 
@@ -228,6 +231,13 @@ class RemoteSink(Sink, Generic[RowT]):
     def dropped(self) -> Counter[str]:
         """Values not sent, per key: `counts.by_key["dropped"]`."""
         return Counter(self.counts.by_key.get("dropped", {}))
+
+    def _count_config_changes(self, config: Mapping[Any, Any]) -> None:
+        """Counts (`merge_config`'s rule) the values of `config` that change a value logged
+        before, for a sink whose tool overwrites them: `counts["overwritten"]` under
+        `config/<name>`, warned once per name."""
+        with self._counts_lock:
+            merge_config(self._config_given, config, self.counts, stacklevel=6)
 
     # -- the hot path ---------------------------------------------------------------------
 
@@ -396,9 +406,34 @@ class RemoteSink(Sink, Generic[RowT]):
             with self._client_lock:
                 try:
                     if self._best is not None and self._best.values:
-                        self._send_best(self._best.values)
+                        self._keep_callers_names(self._best.values)
+                        if self._best.values:
+                            self._send_best(self._best.values)
                 finally:
                     self._close_client()
+
+    def _best_names(self) -> tuple[Names | None, str]:
+        """The names the caller's keys are stored under, and what `_send_best` puts before a
+        name to store its best (Neptune overrides it: its bests are at the run's root)."""
+        return getattr(self, "_names", None), BEST_PREFIX
+
+    def _keep_callers_names(self, best: dict[str, tuple[float, Step]]) -> None:
+        """Takes out of `best` each best whose stored name is already a key the caller
+        wrote (a caller's own `best/loss` beside `best={"loss": "min"}`): that key keeps its
+        values, and the best is not stored, counted in `counts["clashed"]` and warned."""
+        names, prefix = self._best_names()
+        if names is None:
+            return
+        for name in [name for name in best if names.taken(prefix + name)]:
+            del best[name]
+            self._note(
+                "clashed",
+                f"{prefix + name!r} is the name of a key this sink was given: that key keeps "
+                f"its values and the best of {text(names.key_of(name))!r} is not stored "
+                "(rename the key)",
+                key=prefix + name,
+                stacklevel=4,
+            )
 
     def _close_at_exit(self) -> None:
         """Has this sink closed at interpreter exit and on SIGTERM if it is still open then,
@@ -539,6 +574,10 @@ class Names:
         else:
             self._others[token] = name
         return name
+
+    def taken(self, name: str) -> bool:
+        """Whether a key has (or had) `name`."""
+        return name in self._keys
 
     def why(self, key: Any) -> str:
         """Why `key` is refused."""

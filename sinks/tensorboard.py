@@ -535,7 +535,8 @@ class TensorBoardSink(RemoteSink[Row]):
         """Merges the configuration into the run's hparams session (TensorBoard's hparams
         plugin), which the sink writes on `close()`: nested mappings become `/`-joined
         names, bools, numbers and strings stay as they are, anything else (lists, None,
-        objects) is its JSON text. Calling it again merges (`merge_config`: a changed value
+        objects; and numbers the plugin would change or hide: ints beyond 2**53, NaN and
+        infinities) is its JSON text. Calling it again merges (`merge_config`: a changed value
         counted in `counts["overwritten"]`, warned once). On `close()` the sink writes the
         experiment (the hparams and, as metrics, every scalar tag and `best/<tag>`), the
         session's start (the configuration) and its end: TensorBoard's HPARAMS tab then
@@ -609,7 +610,10 @@ def _hparams() -> SimpleNamespace:
     def values(config: Mapping[str, Any]) -> dict[str, bool | float | int | str]:
         out: dict[str, bool | float | int | str] = {}
         for name, value in config.items():
-            if isinstance(value, (bool, int, float, str)):
+            # the plugin holds numbers as doubles and shows no NaN or infinity: an int
+            # beyond 2**53 or a float that is not finite goes as its JSON text
+            exact = isinstance(value, int) and -(2**53) <= value <= 2**53
+            if isinstance(value, (bool, str)) or exact or _finite_float(value):
                 out[name] = value
             else:
                 out[name] = json.dumps(value, ensure_ascii=False)
@@ -641,3 +645,7 @@ def _hparams() -> SimpleNamespace:
     return SimpleNamespace(
         session_start=session_start, experiment=experiment, session_end=session_end
     )
+
+
+def _finite_float(value: Any) -> bool:
+    return isinstance(value, float) and math.isfinite(value)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.node import Record
-from pipeline.core.values import jsonable, text, to_float
+from pipeline.core.values import jsonable, shown, text, to_float
 from sinks import _neptune_runs
 from sinks._neptune_runs import RunUsers
 from sinks._rich import NOT_FINITE, finite, rich, wandb_value
@@ -237,10 +237,12 @@ class WandbSink(RemoteSink[Row]):
         """Updates the run's configuration (`run.config.update(..., allow_val_change=True)`):
         nested dicts stay nested (W&B shows `net.layers`); numpy/torch scalars become Python
         numbers and arrays lists; an object JSON cannot hold becomes its text. Logging again
-        overwrites the keys given."""
+        overwrites the keys given; a changed value is counted in `counts["overwritten"]`
+        (`config/<name>`) and warned once."""
         if not isinstance(config, Mapping):
             raise ValueError(f"config must be a mapping, got {type(config).__name__}")
         self._check_open()
+        self._count_config_changes(config)
         values = jsonable(dict(config))
         if values:
             with self._client_lock:
@@ -306,11 +308,19 @@ class WandbSink(RemoteSink[Row]):
         """Several axes: the row of one axis' part of a record. Its values hold the axis'
         step under the axis key's name (the record's own value, or the axis' last step when
         the record has none: W&B plots a key against that value), and its W&B step is the
-        record's index, so that the parts of a record make one history row."""
+        record's index, so that the parts of a record make one history row. An axis value
+        that is no step (NaN, text) is replaced there by the axis' last step: dropped and
+        counted."""
         axis = self._steps.axis_of(next(iter(part))) if part else None
         if axis is not None and values:
             name = self._names.by_key.get(axis) or self._names.new(axis)
             if name is not None:
+                if name in values and values[name] != step:
+                    why = (
+                        f"its value {shown(values[name], 40)} is not a step; the row holds the "
+                        f"axis' last step ({step}) in its place"
+                    )
+                    self._drop(axis, why, stacklevel=5)
                 values[name] = step
         return (self._steps.taken - 1, time.time(), values)
 
