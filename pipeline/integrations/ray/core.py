@@ -5,9 +5,11 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from pipeline.core.node import ClosedError, Node
+from pipeline.integrations.ray.partials import PartialEntry, PartialPlan, apply_entry, plan_of
 from pipeline.integrations.ray.status import HubStatus, StreamStatus
 from sinks.base import Sink
 from sinks.file import BufferedFileSink
@@ -98,7 +100,9 @@ class HubCore:
     `earlier` counts the records a dead predecessor of a restarted hub applied.
     """
 
-    def __init__(self, factory: Callable[[], Node]) -> None:
+    def __init__(
+        self, factory: Callable[[], Node], *, partials: bool = True, exact: bool = False
+    ) -> None:
         pipeline = factory()
         if not isinstance(pipeline, Node):
             raise TypeError(
@@ -107,6 +111,10 @@ class HubCore:
             )
         self.pipeline = pipeline
         self.sinks = [node for node in pipeline.nodes() if isinstance(node, Sink)]
+        self._plan, self._aggregate, self.mode = (
+            plan_of(pipeline, exact=exact) if partials else (None, None, "records (asked)")
+        )
+        self.by_partials: set[_Stream] = set()  # the streams that shipped partials
         self.streams: dict[str, _Stream] = {}
         self.closed = False
         self.store_errors = 0
@@ -120,6 +128,19 @@ class HubCore:
     def ready(self) -> bool:
         """Answers once the pipeline is built; True if this actor is a restarted one."""
         return self.restarted
+
+    def plan(self) -> PartialPlan | None:
+        """What senders ship: partials (by this plan) or records (None)."""
+        return self._plan
+
+    def describe(self) -> str:
+        """The central pipeline's graph, the hub's mode and each stream's."""
+        describe = getattr(self.pipeline, "describe", None)
+        lines = [describe() if callable(describe) else repr(self.pipeline), f"hub: {self.mode}"]
+        for name, state in self.streams.items():
+            mode = "partials" if state in self.by_partials else "records"
+            lines.append(f"stream {state.tags or name}: {mode}")
+        return "\n".join(lines)
 
     def push(
         self,
@@ -194,14 +215,23 @@ class HubCore:
             try:
                 if type(entry) is dict:
                     write(entry)
+                elif type(entry) is PartialEntry:
+                    self._partial(state, entry)
                 else:
                     write_batch(entry[0])
             except Exception as error:  # count it, apply the rest of the batch
-                state.failed += 1 if type(entry) is dict else entry[1]
+                state.failed += (1 if type(entry) is dict else entry.records
+                                 if type(entry) is PartialEntry else entry[1])
                 state.first_error = state.first_error or f"{type(error).__name__}: {error}"
         state.records += count
         state.below += count
         state.batches += 1
+
+    def _partial(self, state: _Stream, entry: PartialEntry) -> None:
+        if self._aggregate is None:
+            raise ValueError("this hub takes records, not partials (its plan changed?)")
+        apply_entry(self._aggregate, entry)
+        self.by_partials.add(state)
 
     def end(self, stream: str, report: Report | None = None) -> None:
         """Marks a stream as ended: its sender closed after every batch was acknowledged;
@@ -225,6 +255,9 @@ class HubCore:
         each stream whose sender did not close or whose records did not all arrive."""
         final = self.closed
         streams = {name: state.status(final) for name, state in self.streams.items()}
+        for name, state in self.streams.items():
+            if state in self.by_partials:
+                streams[name] = replace(streams[name], mode="partials")
         failures = getattr(self.pipeline, "failures", None)
         lines = list(failures()) if callable(failures) else []
         if self.store_errors:

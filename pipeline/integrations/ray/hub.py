@@ -6,6 +6,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from pipeline.core.node import ClosedError, Node
@@ -48,6 +49,8 @@ class Hub:
         max_restarts: int = 0,
         actor_options: Mapping[str, Any] | None = None,
         start_timeout: float = 120.0,
+        partials: bool = True,
+        exact: bool = False,
     ) -> None:
         if not callable(factory):
             raise TypeError(f"factory must be callable, got {type(factory).__name__}")
@@ -72,7 +75,9 @@ class Hub:
             "max_task_retries": -1 if max_restarts else 0,
         }
         options.update(actor_options or {})
-        self.actor = remote_core(ray).options(**options).remote(factory)
+        self.actor = remote_core(ray).options(**options).remote(
+            factory, partials=partials, exact=exact
+        )
         self.closed = False
         self.final: HubStatus | None = None
         self._senders: weakref.WeakSet[HubSender] = weakref.WeakSet()
@@ -84,6 +89,7 @@ class Hub:
         except ray.exceptions.RayActorError as error:
             ray.kill(self.actor, no_restart=True)
             raise RuntimeError(f"the hub could not start: {error}") from error
+        self._settings = replace(self._settings, plan=ray.get(self.actor.plan.remote()))
 
     def sender(self, **tags: Any) -> HubSender:
         """A new sender (a picklable Node) that adds `tags` to every record it ships here."""
@@ -104,6 +110,19 @@ class Hub:
             if not sender.closed:
                 sender.flush()
         self._ray.get(self.actor.flush.remote(), timeout=self._settings.flush_timeout)
+
+    def describe(self) -> str:
+        """The central pipeline's graph with its counts, the hub's mode (partials or records,
+        and why) and each stream's."""
+        text: str = self._ray.get(self.actor.describe.remote())
+        return text
+
+    @property
+    def mode(self) -> str:
+        """What the senders ship, in words: partials (of which keys, sketched or exact) or
+        records (and why)."""
+        settings = self._settings
+        return "records" if settings.plan is None else settings.plan.describe()
 
     def status(self) -> HubStatus:
         """Every stream the hub has seen, with its counts."""

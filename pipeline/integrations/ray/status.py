@@ -35,6 +35,7 @@ class StreamStatus:
     lost: int = 0
     missing: int = 0
     earlier: int = 0
+    mode: str = "records"  # or "partials": it shipped partial statistics (see partials.py)
 
 
 @dataclass(frozen=True)
