@@ -11,6 +11,7 @@ from typing import Any
 
 from pipeline.core.node import ClosedError, Node
 from pipeline.integrations.ray.core import remote_core
+from pipeline.integrations.ray.relay import relays_of
 from pipeline.integrations.ray.sender import HubSender, SenderSettings
 from pipeline.integrations.ray.status import HUB_LINES, HubStatus
 from pipeline.integrations.ray.support import first_line, import_ray
@@ -51,6 +52,7 @@ class Hub:
         start_timeout: float = 120.0,
         partials: bool = True,
         exact: bool = False,
+        relays: bool = False,
     ) -> None:
         if not callable(factory):
             raise TypeError(f"factory must be callable, got {type(factory).__name__}")
@@ -89,7 +91,9 @@ class Hub:
         except ray.exceptions.RayActorError as error:
             ray.kill(self.actor, no_restart=True)
             raise RuntimeError(f"the hub could not start: {error}") from error
-        self._settings = replace(self._settings, plan=ray.get(self.actor.plan.remote()))
+        plan = ray.get(self.actor.plan.remote())
+        self._settings = replace(self._settings, plan=plan, relays=relays and plan is not None)
+        self.relay_final: dict[str, HubStatus | None] = {}
 
     def sender(self, **tags: Any) -> HubSender:
         """A new sender (a picklable Node) that adds `tags` to every record it ships here."""
@@ -109,6 +113,9 @@ class Hub:
         for sender in list(self._senders):
             if not sender.closed:
                 sender.flush()
+        if self._settings.relays:  # what the relays merged reaches the window first
+            self._ray.get([relay.forward.remote() for relay in relays_of(self.actor)],
+                          timeout=self._settings.flush_timeout)
         self._ray.get(self.actor.flush.remote(), timeout=self._settings.flush_timeout)
 
     def describe(self) -> str:
@@ -140,6 +147,8 @@ class Hub:
         for sender in list(self._senders):
             sender.close()
         self.closed = True
+        if self._settings.relays:
+            self._close_relays(timeout)
         try:
             self._drain(timeout, grace)
             self.final = ray.get(self.actor.close.remote(), timeout=timeout)
@@ -172,6 +181,29 @@ class Hub:
             )
         return final
 
+    def relay_status(self) -> dict[str, HubStatus | None]:
+        """Each relay's view of its node's senders (`Hub(relays=True)`), by node id."""
+        if self.closed:
+            return dict(self.relay_final)
+        relays = relays_of(self.actor)
+        statuses = self._ray.get([relay.status.remote() for relay in relays])
+        nodes = self._ray.get([relay.call.remote(_node_of, (), {}) for relay in relays])
+        return dict(zip(nodes, statuses, strict=True))
+
+    def _close_relays(self, timeout: float) -> None:
+        """Closes every relay (each forwards what it holds and ends its stream), keeps their
+        final statuses, ends their actors."""
+        ray = self._ray
+        for relay in relays_of(self.actor):
+            try:
+                node = ray.get(relay.call.remote(_node_of, (), {}), timeout=timeout)
+                self.relay_final[node] = ray.get(relay.close.remote(), timeout=timeout)
+            except Exception as error:
+                warnings.warn(f"rlpipe: a relay could not close ({first_line(error)}); what "
+                              "it held is counted missing", RuntimeWarning, stacklevel=3)
+            finally:
+                ray.kill(relay, no_restart=True)
+
     def _drain(self, timeout: float, grace: float) -> None:
         """Waits until every stream the hub saw has ended, at most `timeout` seconds, and no
         more than `grace` seconds in a row without a new batch arriving."""
@@ -198,3 +230,10 @@ class Hub:
 
     def __repr__(self) -> str:
         return f"Hub({'closed' if self.closed else 'open'})"
+
+
+def _node_of(pipeline: Node) -> str:
+    """The node id of the process it runs in (a relay's)."""
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id())

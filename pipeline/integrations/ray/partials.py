@@ -128,6 +128,7 @@ class Accumulator:
 
     def _reset(self) -> None:
         self._columns: dict[str, array[float]] = {}
+        self._merged: dict[str, Partial] = {}  # partials merged in whole (a relay's)
         self._last: dict[str, Any] = {}
         self._order: dict[str, None] = {}
         self.records = 0
@@ -180,6 +181,21 @@ class Accumulator:
         self.records += 1
         return True
 
+    def merge(self, entry: PartialEntry) -> None:
+        """Takes a whole PartialEntry (a relay merging its node's senders' partials); its
+        partials become this accumulator's."""
+        order, merged = self._order, self._merged
+        for key in entry.order:
+            order.setdefault(key)
+        for key, partial in entry.partials.items():
+            mine = merged.get(key)
+            if mine is None:
+                merged[key] = partial
+            else:
+                mine.merge(partial)
+        self._last.update(entry.last)
+        self.records += entry.records
+
     def take(self) -> PartialEntry | None:
         """The partials of the records taken since the last `take` (None if none)."""
         if not self.records:
@@ -190,6 +206,9 @@ class Accumulator:
                                      exact=plan.exact, sketch=plan.sketch)
             for key, column in self._columns.items()
         }
+        for key, partial in self._merged.items():
+            mine = partials.get(key)
+            partials[key] = partial if mine is None else partial.merge(mine)
         entry = PartialEntry(partials, self._last, tuple(self._order), self.records)
         self._reset()
         return entry

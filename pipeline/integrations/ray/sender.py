@@ -30,6 +30,7 @@ class SenderSettings:
     write_timeout: float
     flush_timeout: float
     plan: PartialPlan | None = None  # partial mode (see partials.py); None: records
+    relays: bool = False  # partial mode through one relay per node (see relay.py)
 
 
 class _InFlight:
@@ -74,6 +75,7 @@ class HubSender(Sink):
         super().__init__()
         self._ray = import_ray()
         self._actor = actor
+        self._hub = actor  # (`_actor` may be the node's relay)
         self.tags: dict[str, Any] = dict(tags)
         self.counts.owner = repr(self)  # warnings name the stream by its tags
         self._settings = settings
@@ -98,7 +100,7 @@ class HubSender(Sink):
             self.write = self._write_partials  # type: ignore[method-assign]
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_sender, (self._actor, self.tags, self._settings))
+        return (_rebuild_sender, (self._hub, self.tags, self._settings))
 
     # -- taking records ---------------------------------------------------------------------
 
@@ -134,6 +136,21 @@ class HubSender(Sink):
         elif count == 1:
             if self._flush_seconds is not None:
                 self._deadline = time.monotonic() + self._flush_seconds
+        elif time.monotonic() >= self._deadline:
+            self._ship()
+
+    def merge_partials(self, entry: Any) -> None:
+        """Takes a PartialEntry whole, as if its records were written here (a relay)."""
+        if self.closed:
+            self._check_open()
+        assert self._partials is not None
+        self._partials.merge(entry)
+        self.written += entry.records
+        count = self._count = self._count + entry.records
+        if count >= self._batch_size:
+            self._ship()
+        elif count == entry.records and self._flush_seconds is not None:
+            self._deadline = time.monotonic() + self._flush_seconds
         elif time.monotonic() >= self._deadline:
             self._ship()
 
@@ -397,5 +414,11 @@ class HubSender(Sink):
 
 
 def _rebuild_sender(actor: Any, tags: dict[str, Any], settings: SenderSettings) -> HubSender:
-    """Unpickles a HubSender as a new stream to the same hub."""
-    return HubSender(actor, tags, settings)
+    """Unpickles a HubSender as a new stream to the same hub (through the node's relay
+    with `relays`)."""
+    sender = HubSender(actor, tags, settings)
+    if settings.relays and settings.plan is not None:
+        from pipeline.integrations.ray.relay import relay_for
+
+        sender._actor = relay_for(actor, settings)
+    return sender
