@@ -17,13 +17,14 @@ Median of `--repeat` runs. Writes JSON to benchmarks/results/ray_hub-<time>.json
 A thousand workers, one aggregate (issue 27): 1,000 simulated workers, hosted 250 per Ray
 task, each writing 200 episodes (`episode_return`) through its own `hub.sender(worker=i)`;
 the hub's pipeline aggregates `episode_return` (mean/std/min/max/median/count) in one window
-that `hub.flush()` cuts. For record mode (`Hub(partials=False)`) and partial mode (the
-default): the hub's CPU time per record, measured inside the hub's process
-(`time.process_time` through `hub.call`, from the hub's start to its last window), the hub's
-calls, and the window's statistics against numpy over all records (mean/std/min/max to
-1e-12, the median's rank within the sketch's bound). Then the latency from a worker's write
-to the hub's sink (record mode, a sink that notes each record's arrival) at 8 and 64
-senders, p50/p99. `--quick`: 8 workers, 4 per task, 20 episodes, senders 2 and 4.
+that `hub.flush()` cuts. For record mode (`Hub(partials=False)`), partial mode (the default)
+and partial mode with one relay per node (`Hub(relays=True)`): the hub's CPU time per
+record, measured inside the hub's process (`time.process_time` through `hub.call`, from the
+hub's start to its last window), the hub's calls, and the window's statistics against numpy
+over all records (mean/std/min/max to 1e-12, the median's rank within the sketch's bound).
+Then the latency from a worker's write to the hub's sink (record mode, a sink that notes
+each record's arrival) at 8 and 64 senders, p50/p99.
+`--quick`: 8 workers, 4 per task, 20 episodes, senders 2 and 4.
 """
 
 from __future__ import annotations
@@ -200,8 +201,8 @@ def thousand(args: argparse.Namespace, ray: Any) -> dict[str, Any]:
     ordered = np.sort(values)
     report: dict[str, Any] = {"workers": workers, "per_task": per_task, "episodes": episodes,
                               "records": int(values.size), "modes": {}}
-    for mode in ("records", "partials"):
-        hub = Hub(thousand_central, partials=mode == "partials")
+    for mode in ("records", "partials", "partials+relays"):
+        hub = Hub(thousand_central, partials=mode != "records", relays=mode.endswith("relays"))
         start = hub.call(hub_cpu)
         senders = [hub.sender(worker=i) for i in range(workers)]
         lost = ray.get([host.remote(senders[first : first + per_task], first, episodes)
@@ -227,7 +228,8 @@ def thousand(args: argparse.Namespace, ray: Any) -> dict[str, Any]:
         report["modes"][mode] = {
             "hub_cpu_s": cpu,
             "hub_cpu_us_per_record": cpu / values.size * 1e6,
-            "hub_calls": sum(s.batches for s in status.streams.values()) + workers,  # + ends
+            "hub_calls": sum(s.batches for s in status.streams.values())
+            + len(status.streams),  # + ends
             "mean_error": float(window["episode_return_mean"] - np.mean(values)),
             "std_error": float(window["episode_return_std"] - np.std(values)),
             "median": window["episode_return_median"],
@@ -235,9 +237,10 @@ def thousand(args: argparse.Namespace, ray: Any) -> dict[str, Any]:
             "median_rank": float((low + high) / 2 / values.size),
             "checks": checks,
         }
-    records, partials = (report["modes"][m]["hub_cpu_us_per_record"]
-                         for m in ("records", "partials"))
+    records, partials, relays = (report["modes"][m]["hub_cpu_us_per_record"]
+                                 for m in ("records", "partials", "partials+relays"))
     report["cpu_ratio"] = records / partials
+    report["cpu_ratio_relays"] = records / relays
     writer = ray.remote(num_cpus=0.01)(write_timed)
     report["latency"] = {}
     n = 50 if args.quick else 1000
@@ -264,7 +267,8 @@ def print_thousand(report: dict[str, Any]) -> None:
         print(f"{mode:<9} {row['hub_cpu_us_per_record']:>10.3f} {row['hub_cpu_s']:>9.3f} "
               f"{row['hub_calls']:>7} {row['mean_error']:>9.1e} {row['std_error']:>9.1e} "
               f"{row['median_rank']:>11.4f}  {all(row['checks'].values())}")
-    print(f"hub CPU per record, records / partials: {report['cpu_ratio']:.1f}x")
+    print(f"hub CPU per record, records / partials: {report['cpu_ratio']:.1f}x, "
+          f"records / partials with relays: {report['cpu_ratio_relays']:.1f}x")
     for count, row in report["latency"].items():
         print(f"latency write -> hub sink, {count} senders: p50 {row['p50_ms']:.1f} ms, "
               f"p99 {row['p99_ms']:.1f} ms ({row['records']} records)")
@@ -289,13 +293,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     from pipeline.integrations.ray import Hub
 
     temp = tempfile.mkdtemp(prefix="rlpipe-ray-bench-")
-    ray.init(
-        num_cpus=args.cpus,
-        include_dashboard=False,
-        _temp_dir=temp,
-        log_to_driver=False,
-        logging_level=logging.WARNING,
-    )
+    for attempt in range(1, 5):  # a busy machine can time Ray's own startup out
+        try:
+            ray.init(
+                num_cpus=args.cpus,
+                include_dashboard=False,
+                _temp_dir=temp,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 4:
+                raise
+            time.sleep(5 * attempt)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the hub imports nothing
     if args.thousand:
         try:

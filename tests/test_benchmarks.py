@@ -115,7 +115,7 @@ def test_ray_hub_thousand_runs_quick_and_its_checks_hold(tmp_path: Path) -> None
     )
     report = json.loads(out.read_text())
     assert report["records"] == 8 * 20 and report["all_checks"], report
-    assert set(report["modes"]) == {"records", "partials"}
+    assert set(report["modes"]) == {"records", "partials", "partials+relays"}
     for row in report["modes"].values():
         assert row["hub_cpu_us_per_record"] > 0 and all(row["checks"].values())
     assert set(report["latency"]) == {"2", "4"}

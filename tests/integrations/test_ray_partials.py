@@ -85,7 +85,7 @@ def within_rank(values: np.ndarray, estimate: float, q: float) -> bool:
     ordered = np.sort(values)
     low = np.searchsorted(ordered, estimate, side="left") / len(values)
     high = np.searchsorted(ordered, estimate, side="right") / len(values)
-    return low - RANK_ERROR <= q <= high + RANK_ERROR
+    return bool(low - RANK_ERROR <= q <= high + RANK_ERROR)
 
 
 @settings(max_examples=40, deadline=None)
@@ -105,23 +105,23 @@ def test_partials_from_any_senders_give_the_statistics_of_every_record(
         records = [{"step": i, "return": x, "ignored": 1.0} for i, x in enumerate(values)]
         ship(core, f"w{worker}", records, every)
     core.flush()
-    values = np.array([x for stream in streams for x in stream])
+    everything = np.array([x for stream in streams for x in stream])
     [window] = core.call(windows, (), {})
     assert "ignored" not in window and "step" in window
-    if np.isnan(values).all():
+    if np.isnan(everything).all():
         assert window["return_count"] == 0 and math.isnan(window["return_mean"])
     else:
-        check_window(window, values, exact)
+        check_window(window, everything, exact)
     aggregate = next(n for n in core.pipeline.nodes() if isinstance(n, AggregateFilter))
-    assert aggregate.counts["nan"] == int(np.isnan(values).sum())  # counted as in record mode
+    assert aggregate.counts["nan"] == int(np.isnan(everything).sum())  # as in record mode
     status = core.close()
-    assert status.records == values.size == status.written
+    assert status.records == everything.size == status.written
     assert {stream.mode for stream in status.streams.values()} == {"partials"}
 
 
 def test_a_matching_value_that_is_not_a_number_goes_as_a_record_in_order() -> None:
     core = HubCore(central)
-    records = [{"return": 1.0}, {"return": "oops"}, {"return": 3.0}]
+    records: list[dict[str, Any]] = [{"return": 1.0}, {"return": "oops"}, {"return": 3.0}]
     ship(core, "w", records, 10)
     core.flush()
     [window] = core.call(windows, (), {})
@@ -233,3 +233,31 @@ def test_senders_on_ray_ship_partials_and_the_window_is_over_every_record(
     assert written == status.records + status.earlier + status.lost + status.missing
     assert {stream.mode for stream in status.streams.values()} == {"partials"}
     assert sum(stream.batches for stream in status.streams.values()) < written / 100
+
+
+@pytest.mark.slow
+def test_through_a_relay_per_node_the_hub_gets_one_partial_per_window(ray_session: Any) -> None:
+    import ray
+
+    from pipeline.integrations.ray import Hub
+
+    task = ray.remote(num_cpus=0.25)(write_returns)
+    hub = Hub(central, batch_size=100, relays=True, flush_seconds=None)  # forward on flush
+    counts = ray.get([task.remote(hub.sender(worker=i), i, 500) for i in range(4)])
+    hub.flush()  # the relay forwards what it merged, then the hub cuts the window
+    [window] = hub.call(windows)
+    check_window(window, np.concatenate([returns(i, 500) for i in range(4)]), exact=False)
+    relays = hub.relay_status()
+    assert len(relays) == 1  # one node: one relay
+    [(node, relay)] = relays.items()
+    assert relay is not None and len(relay.streams) == 4 and relay.records == 2000
+    assert {stream.mode for stream in relay.streams.values()} == {"partials"}
+    status = hub.close()
+    assert status is not None and not status.failures
+    [forwarded] = status.streams.values()  # the hub sees the relay alone
+    assert forwarded.records == 2000 and forwarded.mode == "partials"
+    assert forwarded.batches == 1  # every sender's partials in one call to the hub
+    written = sum(c[0] for c in counts)
+    assert sum(c[1] for c in counts) == written == 2000 and [c[2] for c in counts] == [0] * 4
+    final = hub.relay_final[node]
+    assert final is not None and final.written == final.records == 2000 and not final.failures
