@@ -225,6 +225,7 @@ def thousand(args: argparse.Namespace, ray: Any) -> dict[str, Any]:
             "median_rank": bool(low / values.size - RANK_ERROR <= 0.5
                                 <= high / values.size + RANK_ERROR),
         }
+        checks = {name: bool(held) for name, held in checks.items()}
         report["modes"][mode] = {
             "hub_cpu_s": cpu,
             "hub_cpu_us_per_record": cpu / values.size * 1e6,
