@@ -30,6 +30,13 @@ class Hub:
     actor (0), `actor_options` more `ray.remote` options for the actor (name, num_cpus,
     resources, scheduling_strategy...), `start_timeout` how long to wait for `factory()`.
 
+    Partial mode (pipeline/integrations/ray/partials.py): when `factory()` begins with an
+    aggregate whose windows the hub cuts, senders ship per-key partial statistics instead of
+    records (`partials=False`: always records); `exact=True` ships the values so that medians
+    and percentiles are exact; `relays=True` adds one relay actor per node that merges its
+    node's senders' partials and forwards them to the hub (relay.py). `mode` says which;
+    `describe()` shows the central pipeline and each stream's mode.
+
     `call(fn, *args)` runs `fn(pipeline, *args)` inside the actor and returns the result (for
     tests and inspection); `flush()` flushes the central pipeline; `status()` reports every
     stream; `close()` closes senders made in this process, waits for the others' streams to
