@@ -334,10 +334,11 @@ class AggregateFilter(Node):
                         for key, column in self._columns.items()},
             "last": dict(self._last),
             "order": list(self._order),
-            "partials": dict(self._partials),
             "writes": self._writes,
             "age": self._clock() - self._window_start if self._writes else 0.0,
         }
+        if self._partials:  # merged partial statistics (a Hub's), picklable
+            state["window"]["partials"] = dict(self._partials)
         return state
 
     def load_node_state(self, state: dict[str, Any]) -> None:

@@ -140,3 +140,24 @@ def test_quantiles_without_a_sketch_say_what_to_do() -> None:
 def test_exact_and_sketched_partials_do_not_mix() -> None:
     with pytest.raises(ValueError, match="exact"):
         Partial(exact=True).merge(Partial.from_values([1.0]))
+
+
+def test_an_aggregate_with_partials_resumes_from_its_state() -> None:
+    from filters.aggregate import AggregateFilter
+    from sinks import MemorySink
+
+    def aggregate() -> tuple[AggregateFilter, MemorySink]:
+        node, sink = AggregateFilter("r", stats=("mean", "std", "count")), MemorySink()
+        node.connect(sink)
+        return node, sink
+
+    first, _ = aggregate()
+    first.write({"r": 1.0})
+    first.add_partials({"r": Partial.from_values([2.0, 3.0])}, records=2)
+    state = pickle.loads(pickle.dumps(first.state_dict()))
+    second, sink = aggregate()
+    second.load_state_dict(state)
+    second.write({"r": 4.0})
+    second.flush()
+    assert sink.records == [{"r_mean": 2.5, "r_std": float(np.std([1.0, 2, 3, 4])),
+                             "r_count": 4}]
