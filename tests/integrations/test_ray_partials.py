@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -191,6 +192,21 @@ def test_an_entry_pickles_small() -> None:
 # -- on a real local Ray -----------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def ray_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A local Ray for this module's tests: the run's one (`ray_session`) if it is up, else
+    one of its own (an earlier module may have ended the run's Ray with its own)."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    from tests.integrations.local_ray import local_ray
+
+    with local_ray(tmp_path_factory.mktemp("ray")):
+        yield
+
+
 def returns(worker: int, n: int) -> np.ndarray:
     values = np.random.default_rng(worker).normal(10.0 * worker, 1.0 + worker, size=n)
     values[::97] = np.nan  # NaN: left out, counted
@@ -208,7 +224,7 @@ def write_returns(log: Any, worker: int, n: int) -> tuple[int, int, int, int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("exact", [False, True])
 def test_senders_on_ray_ship_partials_and_the_window_is_over_every_record(
-    ray_session: Any, exact: bool
+    ray_up: None, exact: bool
 ) -> None:
     import ray
 
@@ -236,7 +252,7 @@ def test_senders_on_ray_ship_partials_and_the_window_is_over_every_record(
 
 
 @pytest.mark.slow
-def test_through_a_relay_per_node_the_hub_gets_one_partial_per_window(ray_session: Any) -> None:
+def test_through_a_relay_per_node_the_hub_gets_one_partial_per_window(ray_up: None) -> None:
     import ray
 
     from pipeline.integrations.ray import Hub
