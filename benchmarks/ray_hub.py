@@ -265,8 +265,9 @@ def thousand(args: argparse.Namespace, ray: Any) -> dict[str, Any]:
     report["thread_cpu_ratio_relays"] = records / relays
     records, partials, relays = (report["modes"][m]["hub_busy_cpu_us_per_record"]
                                  for m in ("records", "partials", "partials+relays"))
-    report["busy_cpu_ratio"] = records / partials
-    report["busy_cpu_ratio_relays"] = records / relays
+    # None: the busy CPU is within the noise of the idle CPU subtracted (at or below zero)
+    report["busy_cpu_ratio"] = records / partials if partials > 0 else None
+    report["busy_cpu_ratio_relays"] = records / relays if relays > 0 else None
     writer = ray.remote(num_cpus=0.01)(write_timed)
     report["latency"] = {}
     n = 50 if args.quick else 1000
@@ -300,10 +301,14 @@ def print_thousand(report: dict[str, Any]) -> None:
           f"records / partials with relays: {report['cpu_ratio_relays']:.1f}x; the calls' "
           f"thread alone: {report['thread_cpu_ratio']:.1f}x, "
           f"{report['thread_cpu_ratio_relays']:.1f}x; busy (idle CPU subtracted): "
-          f"{report['busy_cpu_ratio']:.1f}x, {report['busy_cpu_ratio_relays']:.1f}x")
+          f"{_ratio(report['busy_cpu_ratio'])}, {_ratio(report['busy_cpu_ratio_relays'])}")
     for count, row in report["latency"].items():
         print(f"latency write -> hub sink, {count} senders: p50 {row['p50_ms']:.1f} ms, "
               f"p99 {row['p99_ms']:.1f} ms ({row['records']} records)")
+
+
+def _ratio(ratio: float | None) -> str:
+    return "below the idle CPU's noise" if ratio is None else f"{ratio:.1f}x"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
