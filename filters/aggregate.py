@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 import time
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from filters.partials import Partial
 from filters.statistics import (
     STATISTICS,
     check_stats,
@@ -101,6 +102,7 @@ class AggregateFilter(Node):
         self._plan: Callable[[Record], None] = self._write_record
         self._writes = 0
         self._window_start = 0.0
+        self._partials: dict[str, Partial] = {}
 
     def write(self, data: Record) -> None:
         keys = tuple(data)
@@ -285,6 +287,52 @@ class AggregateFilter(Node):
         self.emit_batch(out)
         return True
 
+    def add_partials(
+        self,
+        partials: Mapping[str, Partial],
+        last: Mapping[str, Any] | None = None,
+        records: int = 1,
+        order: Sequence[str] | None = None,
+    ) -> None:
+        """Merges partial statistics of some records (`filters.partials.Partial`, e.g. a
+        Hub sender's) into the open window, as if those records had been written: each
+        key's statistics then cover its values written here and in every partial merged
+        (exact with exact partials; a sketched median or percentile within
+        `filters.partials.RANK_ERROR` in rank). `last` holds the records' last value of each
+        other key, `records` how many records the partials stand for, `order` the keys in
+        the order they first appeared (default: the partials', then `last`'s). The partials
+        become the window's (do not reuse them). Their NaN values are counted as written
+        ones. A window cut by `every` takes no partial (a partial cannot be split between
+        two windows): ValueError."""
+        if self._every_n is not None:
+            raise ValueError(
+                f"{self!r} cuts its windows every {self._every_n} records: a partial, which "
+                "cannot be split between two windows, cannot be merged into it"
+            )
+        keys = order if order is not None else [*partials, *(last or {})]
+        window = self._order
+        for key in keys:
+            if key not in window:
+                window[key] = None
+        own = self._partials
+        for key, partial in partials.items():
+            mine = own.get(key)
+            if mine is None:
+                own[key] = partial
+            else:
+                mine.merge(partial)
+            if partial.nan:
+                self._nan(key, partial.nan)
+        if last:
+            for key, value in last.items():
+                if value is not None:
+                    self._last[key] = snapshot(value)
+        if not self._writes:
+            self._window_start = self._clock()
+        self._writes += max(records, 1)
+        if self.seconds is not None and self._clock() - self._window_start >= self.seconds:
+            self._emit_window()
+
     def _not_a_number(self, key: str, value: Any) -> None:
         last = self._last
         if key not in last and key not in self._order:
@@ -329,6 +377,8 @@ class AggregateFilter(Node):
             "writes": self._writes,
             "age": self._clock() - self._window_start if self._writes else 0.0,
         }
+        if self._partials:  # merged partial statistics (a Hub's), picklable
+            state["window"]["partials"] = dict(self._partials)
         return state
 
     def load_node_state(self, state: dict[str, Any]) -> None:
@@ -339,24 +389,30 @@ class AggregateFilter(Node):
                          window["columns"].items()}
         self._last = dict(window["last"])
         self._order = dict.fromkeys(window["order"])
+        self._partials = dict(window.get("partials", {}))
         self._writes = window["writes"]
         self._window_start = self._clock() - window["age"]
 
     def _emit_window(self) -> None:
-        columns, last, order = self._columns, self._last, self._order
+        columns, last, order, partials = self._columns, self._last, self._order, self._partials
         self._reset()
         out: dict[str, Any] = {}
         # A statistic's name that the window's record holds (a key passed on as it is, or
         # the statistic of an earlier key of the same text) keeps that value (`clashes`).
         clashed = clashes(
-            last, [name for key in order if key in columns for name in self._stat_names(key)]
+            last,
+            [name for key in order if key in columns or key in partials
+             for name in self._stat_names(key)],
         )
         flags = iter(clashed) if any(clashed) else None
         for key in order:
             column = columns.get(key)
-            if column is not None:
+            partial = partials.get(key) if partials else None
+            if column is not None or partial is not None:
                 names = self._stat_names(key)
-                if len(column):
+                if partial is not None:
+                    values = _merged_statistics(partial, column, self.stats)
+                elif column is not None and len(column):
                     values = window_statistics(np.frombuffer(column, dtype=np.float64),
                                                self.stats)
                 else:
@@ -385,6 +441,16 @@ class AggregateFilter(Node):
 
     def __repr__(self) -> str:
         return f"AggregateFilter({self.match.regex!r}, every={self.every}, seconds={self.seconds})"
+
+
+def _merged_statistics(partial: Partial, column: array[float] | None,
+                       stats: tuple[str, ...]) -> list[Any]:
+    """The `stats` of a window's merged partials and the values written into it."""
+    if column is not None and len(column):
+        partial.merge(Partial.from_values(np.frombuffer(column, dtype=np.float64),
+                                          exact=partial.exact,
+                                          sketch=partial.sketch is not None))
+    return partial.statistics(stats)
 
 
 @lru_cache(maxsize=256)

@@ -100,3 +100,24 @@ def test_the_peers_run_side_by_side_and_the_column_outputs_are_checked(tmp_path:
     assert contests["s"]["checks"] == {"bound": True, "acme": True}
     assert contests["t"]["checks"] == {"json.dumps": True, "pure": True}
     assert report["all_equal"]
+
+
+@pytest.mark.slow
+def test_ray_hub_thousand_runs_quick_and_its_checks_hold(tmp_path: Path) -> None:
+    """The thousand-worker benchmark, tiny: record and partial mode agree with numpy, and
+    the latency runs; in a process of its own (its own local Ray)."""
+    out = tmp_path / "thousand.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "ray_hub.py"), "--thousand", "--quick",
+         "--json", str(out)],
+        capture_output=True, text=True, check=True, timeout=900,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    report = json.loads(out.read_text())
+    assert report["records"] == 8 * 20 and report["all_checks"], report
+    assert set(report["modes"]) == {"records", "partials", "partials+relays"}
+    for row in report["modes"].values():
+        assert row["hub_cpu_us_per_record"] > 0 and all(row["checks"].values())
+    assert set(report["latency"]) == {"2", "4"}
+    assert all(row["records"] == int(senders) * 50
+               for senders, row in report["latency"].items())

@@ -9,11 +9,13 @@ import time
 import warnings
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from filters.dispatch import Dispatcher
 from pipeline.core.node import ClosedError, Node
+from pipeline.integrations.ray.partials import PartialEntry, PartialPlan, apply_entry, plan_of
 from pipeline.integrations.ray.status import HubStatus, StreamStatus
 from sinks.base import Sink
 from sinks.file import BufferedFileSink
@@ -190,6 +192,9 @@ class HubCore:
         run: str = "",
         checkpoint: str | None = None,
         restarts: int = 0,
+        *,
+        partials: bool = True,
+        exact: bool = False,
     ) -> None:
         pipeline = factory()
         if not isinstance(pipeline, Node):
@@ -199,6 +204,10 @@ class HubCore:
             )
         self.pipeline = pipeline
         self.sinks = [node for node in pipeline.nodes() if isinstance(node, Sink)]
+        self._plan, self._aggregate, self.mode = (
+            plan_of(pipeline, exact=exact) if partials else (None, None, "records (asked)")
+        )
+        self.by_partials: set[_Stream] = set()  # the streams that shipped partials
         self.streams: dict[str, _Stream] = {}
         self.closed = False
         self.store_errors = 0
@@ -235,6 +244,19 @@ class HubCore:
     def ready(self) -> bool:
         """Answers once the pipeline is built; True if this actor is a restarted one."""
         return self.restarted
+
+    def plan(self) -> PartialPlan | None:
+        """What senders ship: partials (by this plan) or records (None)."""
+        return self._plan
+
+    def describe(self) -> str:
+        """The central pipeline's graph, the hub's mode and each stream's."""
+        describe = getattr(self.pipeline, "describe", None)
+        lines = [describe() if callable(describe) else repr(self.pipeline), f"hub: {self.mode}"]
+        for name, state in self.streams.items():
+            mode = "partials" if state in self.by_partials else "records"
+            lines.append(f"stream {state.tags or name}: {mode}")
+        return "\n".join(lines)
 
     def push(
         self,
@@ -359,14 +381,23 @@ class HubCore:
             try:
                 if type(entry) is dict:
                     write(entry)
+                elif type(entry) is PartialEntry:
+                    self._partial(state, entry)
                 else:
                     write_batch(entry[0])
             except Exception as error:  # count it, apply the rest of the batch
-                state.failed += 1 if type(entry) is dict else entry[1]
+                state.failed += (1 if type(entry) is dict else entry.records
+                                 if type(entry) is PartialEntry else entry[1])
                 state.first_error = state.first_error or f"{type(error).__name__}: {error}"
         state.records += count
         state.below += count
         state.batches += 1
+
+    def _partial(self, state: _Stream, entry: PartialEntry) -> None:
+        if self._aggregate is None:
+            raise ValueError("this hub takes records, not partials (its plan changed?)")
+        apply_entry(self._aggregate, entry)
+        self.by_partials.add(state)
 
     def end(self, stream: str, report: Report | None = None, copy: str = "") -> None:
         """Marks a stream as ended: its sender closed after every batch was acknowledged;
@@ -438,6 +469,9 @@ class HubCore:
         each stream whose sender did not close or whose records did not all arrive."""
         final = self.closed
         streams = {name: state.status(final) for name, state in self.streams.items()}
+        for name, state in self.streams.items():
+            if state in self.by_partials:
+                streams[name] = replace(streams[name], mode="partials")
         failures = getattr(self.pipeline, "failures", None)
         lines = list(failures()) if callable(failures) else []
         if self.checkpoint_errors:

@@ -8,10 +8,12 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from pipeline.core.node import ClosedError, Node
 from pipeline.integrations.ray.core import CHECKPOINT_NEEDED, remote_core
+from pipeline.integrations.ray.relay import relays_of
 from pipeline.integrations.ray.sender import HubSender, SenderSettings
 from pipeline.integrations.ray.status import HUB_LINES, HubStatus
 from pipeline.integrations.ray.support import first_line, import_ray
@@ -32,6 +34,13 @@ class Hub:
     `checkpoint` a folder where the hub keeps the central pipeline's state with each stream's
     acknowledged mark (required with `max_restarts` when the pipeline has a node that holds
     state, such as an aggregate; see the module documentation).
+
+    Partial mode (pipeline/integrations/ray/partials.py): when `factory()` begins with an
+    aggregate whose windows the hub cuts, senders ship per-key partial statistics instead of
+    records (`partials=False`: always records); `exact=True` ships the values so that medians
+    and percentiles are exact; `relays=True` adds one relay actor per node that merges its
+    node's senders' partials and forwards them to the hub (relay.py). `mode` says which;
+    `describe()` shows the central pipeline and each stream's mode.
 
     `call(fn, *args)` runs `fn(pipeline, *args)` inside the actor and returns the result (for
     tests and inspection); `flush()` flushes the central pipeline; `status()` reports every
@@ -54,6 +63,9 @@ class Hub:
         actor_options: Mapping[str, Any] | None = None,
         start_timeout: float = 120.0,
         checkpoint: str | os.PathLike[str] | None = None,
+        partials: bool = True,
+        exact: bool = False,
+        relays: bool = False,
     ) -> None:
         if not callable(factory):
             raise TypeError(f"factory must be callable, got {type(factory).__name__}")
@@ -83,7 +95,14 @@ class Hub:
         self.actor = (
             remote_core(ray)
             .options(**options)
-            .remote(factory, run=self.run, checkpoint=folder, restarts=max_restarts)
+            .remote(
+                factory,
+                run=self.run,
+                checkpoint=folder,
+                restarts=max_restarts,
+                partials=partials,
+                exact=exact,
+            )
         )
         self.closed = False
         self.final: HubStatus | None = None
@@ -100,6 +119,9 @@ class Hub:
                 reason = refused[-1].split("ValueError: ", 1)[-1].strip()
                 raise ValueError(f"the hub could not start: {reason}") from error
             raise RuntimeError(f"the hub could not start: {error}") from error
+        plan = ray.get(self.actor.plan.remote())
+        self._settings = replace(self._settings, plan=plan, relays=relays and plan is not None)
+        self.relay_final: dict[str, HubStatus | None] = {}
 
     def sender(self, **tags: Any) -> HubSender:
         """A new sender (a picklable Node) that adds `tags` to every record it ships here."""
@@ -125,7 +147,23 @@ class Hub:
         for sender in list(self._senders):
             if not sender.closed:
                 sender.flush()
+        if self._settings.relays:  # what the relays merged reaches the window first
+            self._ray.get([relay.forward.remote() for relay in relays_of(self.actor)],
+                          timeout=self._settings.flush_timeout)
         self._ray.get(self.actor.flush.remote(), timeout=self._settings.flush_timeout)
+
+    def describe(self) -> str:
+        """The central pipeline's graph with its counts, the hub's mode (partials or records,
+        and why) and each stream's."""
+        text: str = self._ray.get(self.actor.describe.remote())
+        return text
+
+    @property
+    def mode(self) -> str:
+        """What the senders ship, in words: partials (of which keys, sketched or exact) or
+        records (and why)."""
+        settings = self._settings
+        return "records" if settings.plan is None else settings.plan.describe()
 
     def status(self) -> HubStatus:
         """Every stream the hub has seen, with its counts."""
@@ -148,6 +186,8 @@ class Hub:
         for sender in list(self._senders):
             sender.close()
         self.closed = True
+        if self._settings.relays:
+            self._close_relays(timeout)
         try:
             self._drain(timeout, grace)
             self.final = ray.get(self.actor.close.remote(), timeout=timeout)
@@ -180,6 +220,29 @@ class Hub:
             )
         return final
 
+    def relay_status(self) -> dict[str, HubStatus | None]:
+        """Each relay's view of its node's senders (`Hub(relays=True)`), by node id."""
+        if self.closed:
+            return dict(self.relay_final)
+        relays = relays_of(self.actor)
+        statuses = self._ray.get([relay.status.remote() for relay in relays])
+        nodes = self._ray.get([relay.call.remote(_node_of, (), {}) for relay in relays])
+        return dict(zip(nodes, statuses, strict=True))
+
+    def _close_relays(self, timeout: float) -> None:
+        """Closes every relay (each forwards what it holds and ends its stream), keeps their
+        final statuses, ends their actors."""
+        ray = self._ray
+        for relay in relays_of(self.actor):
+            try:
+                node = ray.get(relay.call.remote(_node_of, (), {}), timeout=timeout)
+                self.relay_final[node] = ray.get(relay.close.remote(), timeout=timeout)
+            except Exception as error:
+                warnings.warn(f"rlpipe: a relay could not close ({first_line(error)}); what "
+                              "it held is counted missing", RuntimeWarning, stacklevel=3)
+            finally:
+                ray.kill(relay, no_restart=True)
+
     def _drain(self, timeout: float, grace: float) -> None:
         """Waits until every stream the hub saw has ended, at most `timeout` seconds, and no
         more than `grace` seconds in a row without a new batch arriving."""
@@ -206,3 +269,10 @@ class Hub:
 
     def __repr__(self) -> str:
         return f"Hub({'closed' if self.closed else 'open'})"
+
+
+def _node_of(pipeline: Node) -> str:
+    """The node id of the process it runs in (a relay's)."""
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id())

@@ -45,9 +45,9 @@ def picklable_part(entries: list[Any], dumps: Callable[[Any], Any]) -> Picklable
     pickle; a column batch with none left is left out whole."""
     found = Picklable()
     for entry in entries:
-        if type(entry) is dict:
+        if type(entry) is not tuple:  # a record, or a PartialEntry (counted as its records)
             if found.fails(dumps, entry):
-                found.left_out += 1
+                found.left_out += 1 if type(entry) is dict else entry.records
             else:
                 found.entries.append(entry)
             continue

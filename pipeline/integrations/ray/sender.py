@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.core.columns import Columns, batch_length
 from pipeline.core.node import ClosedError, Record
+from pipeline.integrations.ray.partials import Accumulator, PartialPlan
 from pipeline.integrations.ray.pickling import picklable_part
 from pipeline.integrations.ray.support import first_line, import_ray, user_stacklevel
 from sinks.base import Sink
@@ -29,6 +30,8 @@ class SenderSettings:
     flush_seconds: float | None
     write_timeout: float
     flush_timeout: float
+    plan: PartialPlan | None = None  # partial mode (see partials.py); None: records
+    relays: bool = False  # partial mode through one relay per node (see relay.py)
 
 
 class _InFlight:
@@ -87,6 +90,7 @@ class HubSender(Sink):
         super().__init__()
         self._ray = import_ray()
         self._actor = actor
+        self._hub = actor  # (`_actor` may be the node's relay)
         self.tags: dict[str, Any] = dict(tags)
         self.counts.owner = repr(self)  # warnings name the stream by its tags
         self._settings = settings
@@ -109,9 +113,12 @@ class HubSender(Sink):
         self.written = 0
         self.sent = 0
         self.unconfirmed = 0
+        self._partials = None if settings.plan is None else Accumulator(settings.plan)
+        if self._partials is not None:
+            self.write = self._write_partials  # type: ignore[method-assign]
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_sender, (self._actor, self.tags, self._settings, self.run, self.worker))
+        return (_rebuild_sender, (self._hub, self.tags, self._settings, self.run, self.worker))
 
     # -- taking records ---------------------------------------------------------------------
 
@@ -129,12 +136,55 @@ class HubSender(Sink):
         elif time.monotonic() >= self._deadline:
             self._ship()
 
+    def _write_partials(self, data: Record) -> None:
+        """`write` in partial mode: the record's values go into the partials shipped at the
+        same times as records would be; a record the partials cannot take goes as it is."""
+        if self.closed:
+            self._check_open()
+        record = {**self.tags, **data} if self.tags else data
+        partials = self._partials
+        assert partials is not None
+        if not partials.add(record):
+            self._take_partials()  # the records before it go first
+            self._entries.append(dict(record))
+        self.written += 1
+        count = self._count = self._count + 1
+        if count >= self._batch_size:
+            self._ship()
+        elif count == 1:
+            if self._flush_seconds is not None:
+                self._deadline = time.monotonic() + self._flush_seconds
+        elif time.monotonic() >= self._deadline:
+            self._ship()
+
+    def merge_partials(self, entry: Any) -> None:
+        """Takes a PartialEntry whole, as if its records were written here (a relay)."""
+        if self.closed:
+            self._check_open()
+        assert self._partials is not None
+        self._partials.merge(entry)
+        self.written += entry.records
+        count = self._count = self._count + entry.records
+        if count >= self._batch_size:
+            self._ship()
+        elif count == entry.records and self._flush_seconds is not None:
+            self._deadline = time.monotonic() + self._flush_seconds
+        elif time.monotonic() >= self._deadline:
+            self._ship()
+
+    def _take_partials(self) -> None:
+        if self._partials is not None:
+            entry = self._partials.take()
+            if entry is not None:
+                self._entries.append(entry)
+
     def write_batch(self, columns: Columns) -> None:
         if self.closed:
             self._check_open()
         rows = batch_length(columns)
         if rows == 0:
             return
+        self._take_partials()
         tagged = {key: [value] * rows for key, value in self.tags.items()}
         tagged.update(columns)
         self._entries.append((tagged, rows))
@@ -150,6 +200,7 @@ class HubSender(Sink):
     # -- shipping ---------------------------------------------------------------------------
 
     def _ship(self) -> None:
+        self._take_partials()
         entries, count = self._entries, self._count
         self._entries, self._count, self._deadline = [], 0, float("inf")
         if not count:
@@ -368,9 +419,17 @@ class HubSender(Sink):
                 stacklevel=user_stacklevel(),
             )
 
+    @property
+    def mode(self) -> str:
+        """What this sender ships: "records", or the partial plan in words."""
+        partials = getattr(self, "_partials", None)  # (repr during __init__)
+        return "records" if partials is None else partials.plan.describe()
+
     def __repr__(self) -> str:
         tags = ", ".join(f"{key}={value!r}" for key, value in self.tags.items())
-        return f"HubSender({tags})"
+        mode = self.mode
+        mode = "" if mode == "records" else ("; " if tags else "") + mode
+        return f"HubSender({tags}{mode})"
 
 
 _COPIES: weakref.WeakValueDictionary[str, HubSender] = weakref.WeakValueDictionary()
@@ -387,13 +446,18 @@ def _rebuild_sender(
 ) -> HubSender:
     """Unpickles a HubSender: the stream of `worker` in the Ray task running here (a retried
     task continues its first attempt's stream in a new epoch); outside a task, in a restarted
-    actor or without a worker id, a stream of its own."""
+    actor or without a worker id, a stream of its own. With `relays`, it ships through its
+    node's relay."""
     task = _current_task()
     if task is not None and worker is not None:
         copy = _COPIES.get(f"{run}/{worker}/{task}")
         if copy is not None and not copy.closed:
             return copy
     sender = HubSender(actor, tags, settings, run, worker, task)
+    if settings.relays and settings.plan is not None:
+        from pipeline.integrations.ray.relay import relay_for
+
+        sender._actor = relay_for(actor, settings)
     if task is not None:
         _COPIES[sender.stream] = sender
     return sender

@@ -43,6 +43,7 @@ class StreamStatus:
     replayed: int = 0
     windows_missing: tuple[Any, ...] = ()
     late: int = 0
+    mode: str = "records"  # or "partials": it shipped partial statistics (see partials.py)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,214 @@
+"""Partial mode: senders ship each window's partial statistics instead of its records.
+
+When the hub's central pipeline begins with an AggregateFilter (after KeepKeys/DropKeys, if
+any) whose windows the hub cuts (`hub.flush()`, `seconds=`; not `every=`), a sender adds the
+values of each key the aggregate matches into per-key buffers and, at its usual shipping
+times (`batch_size` records, `flush_seconds`, flush, close), ships one `PartialEntry` (a
+`filters.partials.Partial` per key, the last value of every other key, the number of records)
+instead of the records, in the same numbered batches: the hub's per-(stream, seq)
+de-duplication and acknowledgement cover it. The hub merges it into the aggregate's open
+window (`AggregateFilter.add_partials`): the window's mean/std/min/max/sum/count are those of
+all its records (Chan's merge), its median and percentiles exact with `Hub(exact=True)` and
+within the KLL sketch's rank error (`filters.partials.RANK_ERROR`) otherwise.
+
+Record mode stays for: windows cut by `every=` (a partial cannot be split between two
+windows, and only the hub knows where the count falls), a pipeline that does not begin with
+an aggregate, a median or percentile without datasketches and without `exact=True`, and,
+inside partial mode, a record holding a matching key whose value is not a real number (that
+record is shipped as it is, in order) and column batches (`write_batch`).
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from filters.aggregate import AggregateFilter
+from filters.keys import DropKeys, KeepKeys
+from filters.partials import Partial, has_sketches, needs_quantiles
+from pipeline.core.keys import KeyMatcher
+from pipeline.core.node import Node, Record
+from pipeline.core.values import IMMUTABLE_TYPES, snapshot, to_float
+
+__all__ = ["Accumulator", "PartialEntry", "PartialPlan", "apply_entry", "plan_of"]
+
+
+@dataclass(frozen=True)
+class PartialPlan:
+    """What the hub tells its senders: the aggregate's `regex` and `stats`, whether the
+    partials carry the values (`exact`) or a sketch (`sketch`), and the key filters before
+    the aggregate (`("keep" | "drop", regex)`, in order)."""
+
+    regex: str
+    stats: tuple[str, ...]
+    exact: bool
+    sketch: bool
+    filters: tuple[tuple[str, str], ...] = ()
+
+    def describe(self) -> str:
+        kind = "exact values" if self.exact else "KLL sketch" if self.sketch else "moments"
+        return f"partials of keys matching {self.regex!r} ({kind})"
+
+
+def plan_of(
+    pipeline: Node, *, exact: bool = False
+) -> tuple[PartialPlan | None, AggregateFilter | None, str]:
+    """The partial plan of a central pipeline, its aggregate, and the mode in words (why
+    records, when it is record mode)."""
+    node, filters = pipeline, []
+    while True:
+        children = node.children
+        if len(children) != 1:
+            return None, None, "records (the pipeline does not begin with an aggregate)"
+        node = children[0]
+        if isinstance(node, (KeepKeys, DropKeys)):
+            filters.append(("keep" if isinstance(node, KeepKeys) else "drop", node.match.regex))
+            continue
+        if not isinstance(node, AggregateFilter):
+            return None, None, "records (the pipeline does not begin with an aggregate)"
+        break
+    if node.every is not None:
+        return None, None, (
+            f"records (the aggregate cuts windows every {node.every} records; a partial "
+            "cannot be split between two windows)"
+        )
+    quantiles = needs_quantiles(node.stats)
+    if quantiles and not exact and not has_sketches():
+        return None, None, (
+            "records (a median or percentile of partials needs datasketches: "
+            "pip install 'rlpipe[hub]', or Hub(exact=True))"
+        )
+    plan = PartialPlan(node.match.regex, node.stats, exact, quantiles and not exact,
+                       tuple(filters))
+    return plan, node, plan.describe()
+
+
+class PartialEntry:
+    """One shipping's partials of a stream: a `Partial` per matching key, the last value of
+    every other key, the keys in the order they first appeared, the records they stand for."""
+
+    __slots__ = ("last", "order", "partials", "records")
+
+    def __init__(self, partials: dict[str, Partial], last: dict[str, Any],
+                 order: tuple[str, ...], records: int) -> None:
+        self.partials = partials
+        self.last = last
+        self.order = order
+        self.records = records
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PartialEntry, (self.partials, self.last, self.order, self.records))
+
+    def __repr__(self) -> str:
+        return f"PartialEntry({self.records} records, {sorted(self.partials)})"
+
+
+def apply_entry(aggregate: AggregateFilter, entry: PartialEntry) -> None:
+    """Merges a sender's partials into the hub's aggregate."""
+    aggregate.add_partials(entry.partials, entry.last, entry.records, entry.order)
+
+
+_Route = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+class Accumulator:
+    """A sender's partials of the records written since it last shipped: each matching
+    key's values buffered as 8-byte floats (NaN kept, counted by the partial), the last
+    value of every other key, the key order; `take()` turns them into a `PartialEntry`."""
+
+    def __init__(self, plan: PartialPlan) -> None:
+        self.plan = plan
+        self._match = KeyMatcher(plan.regex)
+        self._filters = [(kind == "keep", KeyMatcher(regex)) for kind, regex in plan.filters]
+        self._routes: dict[tuple[str, ...], _Route] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self._columns: dict[str, array[float]] = {}
+        self._merged: dict[str, Partial] = {}  # partials merged in whole (a relay's)
+        self._last: dict[str, Any] = {}
+        self._order: dict[str, None] = {}
+        self.records = 0
+
+    def _route(self, keys: tuple[str, ...]) -> _Route:
+        """The keys of a record that the key filters pass, split into those the aggregate
+        matches and the others (cached per key tuple)."""
+        numbers: list[str] = []
+        others: list[str] = []
+        for key in keys:
+            if all(match(key) == keep for keep, match in self._filters):
+                (numbers if self._match(key) else others).append(key)
+        route = self._routes[keys] = (tuple(numbers), tuple(others))
+        if len(self._routes) > 1024:
+            self._routes.clear()
+        return route
+
+    def add(self, data: Record) -> bool:
+        """Takes one record; False (and takes nothing) when a matching key holds a value that
+        is not a real number or None: that record goes as a record."""
+        keys = tuple(data)
+        route = self._routes.get(keys)
+        if route is None:
+            route = self._route(keys)
+        numbers, others = route
+        values = []
+        for key in numbers:
+            x = data[key]
+            if type(x) is not float:
+                if x is None:
+                    continue
+                x = to_float(x)
+                if x is None:
+                    return False
+            values.append((key, x))
+        columns, order = self._columns, self._order
+        for key, x in values:
+            column = columns.get(key)
+            if column is None:
+                column = columns[key] = array("d")
+                order.setdefault(key)
+            column.append(x)
+        last = self._last
+        for key in others:
+            value = data[key]
+            if value is not None:
+                if key not in last:
+                    order.setdefault(key)
+                last[key] = value if type(value) in IMMUTABLE_TYPES else snapshot(value)
+        self.records += 1
+        return True
+
+    def merge(self, entry: PartialEntry) -> None:
+        """Takes a whole PartialEntry (a relay merging its node's senders' partials); its
+        partials become this accumulator's."""
+        order, merged = self._order, self._merged
+        for key in entry.order:
+            order.setdefault(key)
+        for key, partial in entry.partials.items():
+            mine = merged.get(key)
+            if mine is None:
+                merged[key] = partial
+            else:
+                mine.merge(partial)
+        self._last.update(entry.last)
+        self.records += entry.records
+
+    def take(self) -> PartialEntry | None:
+        """The partials of the records taken since the last `take` (None if none)."""
+        if not self.records:
+            return None
+        plan = self.plan
+        partials = {
+            key: Partial.from_values(np.frombuffer(column, dtype=np.float64),
+                                     exact=plan.exact, sketch=plan.sketch)
+            for key, column in self._columns.items()
+        }
+        for key, partial in self._merged.items():
+            mine = partials.get(key)
+            partials[key] = partial if mine is None else partial.merge(mine)
+        entry = PartialEntry(partials, self._last, tuple(self._order), self.records)
+        self._reset()
+        return entry
