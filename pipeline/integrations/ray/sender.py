@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.core.columns import Columns, batch_length
 from pipeline.core.node import ClosedError, Record
+from pipeline.core.values import IMMUTABLE_TYPES, snapshot, snapshot_record
 from pipeline.integrations.ray.partials import Accumulator, PartialPlan
 from pipeline.integrations.ray.pickling import picklable_part
 from pipeline.integrations.ray.support import first_line, import_ray, user_stacklevel
@@ -125,7 +126,10 @@ class HubSender(Sink):
     def write(self, data: Record) -> None:
         if self.closed:
             self._check_open()
-        self._entries.append({**self.tags, **data} if self.tags else dict(data))
+        record = {**self.tags, **data} if self.tags else dict(data)
+        if not IMMUTABLE_TYPES.issuperset(map(type, record.values())):
+            record = snapshot_record(record)  # shipped later: the caller may reuse its buffers
+        self._entries.append(record)
         self.written += 1
         count = self._count = self._count + 1
         if count >= self._batch_size:
@@ -146,7 +150,7 @@ class HubSender(Sink):
         assert partials is not None
         if not partials.add(record):
             self._take_partials()  # the records before it go first
-            self._entries.append(dict(record))
+            self._entries.append(snapshot_record(record))
         self.written += 1
         count = self._count = self._count + 1
         if count >= self._batch_size:
@@ -186,7 +190,7 @@ class HubSender(Sink):
             return
         self._take_partials()
         tagged = {key: [value] * rows for key, value in self.tags.items()}
-        tagged.update(columns)
+        tagged.update({key: snapshot(column) for key, column in columns.items()})
         self._entries.append((tagged, rows))
         self.written += rows
         count = self._count = self._count + rows
