@@ -23,6 +23,7 @@ from pipeline import Pipeline
 from pipeline import Video as RlVideo
 from pipeline.integrations.sb3 import PipelineWriter, attach
 from sinks import CsvSink, MemorySink, TensorBoardSink
+from tests.sinks.test_run_summary import hparam_values, hparams_sessions
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -231,3 +232,5 @@ def test_a_ppo_run_logs_an_array_and_a_video_to_tensorboard_through_the_writer(
         assert frames[1, 0, 0, 0] == 255
         assert iio.immeta(event.encoded_image_string, extension=".gif")["duration"] == 500
     assert [event.step for event in run.Scalars("train/value_loss")] == [128]
+    [group] = hparams_sessions(logdir).session_groups  # the HParam, in the HPARAMS tab
+    assert hparam_values(group) == {"algorithm": "PPO", "gamma": 0.99}
