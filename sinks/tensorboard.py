@@ -221,6 +221,8 @@ class TensorBoardSink(RemoteSink[Row]):
         self._size = 0
         self._config: dict[str, Any] = {}
         """The run's configuration (`log_config`), as its hparams session holds it."""
+        self._earlier_files = _event_files(self.logdir)
+        """The event files `logdir` held before this sink (an earlier process's)."""
         self._best = Best(best, self._tag_of) if best is not None else None
         self._writer: Any = self._open_writer(purge_step)
         self._close_at_exit()
@@ -585,6 +587,7 @@ class TensorBoardSink(RemoteSink[Row]):
         """The hparams experiment (the config's names; every scalar tag, and the best ones,
         as metrics) and the session's end, written on close."""
         hparams = _hparams()
+        self._count_hidden_config(hparams)
         metrics = [tag for tag, is_text in self._tag_kinds.items() if not is_text]
         if self._best is not None:
             metrics += [BEST_PREFIX + tag for tag in self._best.values]
@@ -594,6 +597,26 @@ class TensorBoardSink(RemoteSink[Row]):
             hparams.session_end(),
         ]
         self._write_summaries(summaries)
+
+    def _count_hidden_config(self, hparams: SimpleNamespace) -> None:
+        """TensorBoard shows the first session start a run's folder holds: when an earlier
+        process (a run resumed after it closed) wrote one, each configuration value this
+        session start holds and that one does not (a new name, a changed value) is not shown;
+        counted in `counts["dropped"]` (per `config/<name>`) and warned once."""
+        earlier = _earlier_session_start(self._earlier_files)
+        if earlier is None:
+            return
+        mine = hparams.session_start(self._config).value[0].metadata.plugin_data.content
+        for name, value in (_session_hparams(mine) or {}).items():
+            if earlier.get(name) != value:
+                self._note(
+                    "dropped",
+                    f"config {name!r}: TensorBoard's HPARAMS tab shows the session an earlier "
+                    "process started in this logdir; a value logged after it is not shown "
+                    "there (a resumed run: log the whole config before the first close)",
+                    key=f"config/{name}",
+                    stacklevel=4,
+                )
 
     def __repr__(self) -> str:
         return (
@@ -645,6 +668,43 @@ def _hparams() -> SimpleNamespace:
     return SimpleNamespace(
         session_start=session_start, experiment=experiment, session_end=session_end
     )
+
+
+def _session_hparams(content: bytes) -> dict[str, Any] | None:
+    """The hparams of a session start (the plugin's content of its summary), or None."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    data = plugin_data_pb2.HParamsPluginData.FromString(content)
+    if data.WhichOneof("data") != "session_start_info":
+        return None
+    return dict(data.session_start_info.hparams)
+
+
+def _event_files(logdir: str) -> list[str]:
+    """The event files of a local `logdir`, in the order TensorBoard reads them (by name)."""
+    if "://" in logdir or not os.path.isdir(logdir):
+        return []
+    names = sorted(name for name in os.listdir(logdir) if name.startswith("events.out.tfevents."))
+    return [os.path.join(logdir, name) for name in names]
+
+
+def _earlier_session_start(paths: list[str]) -> dict[str, Any] | None:
+    """The hparams of the first session start the event files `paths` hold, read as
+    TensorBoard reads them; None if none does."""
+    if not paths:
+        return None
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    for path in paths:
+        with contextlib.suppress(Exception):  # a torn or removed file: read what can be
+            for event in EventFileLoader(path).Load():
+                for value in event.summary.value:
+                    plugin = value.metadata.plugin_data
+                    if plugin.plugin_name == "hparams":
+                        found = _session_hparams(plugin.content)
+                        if found is not None:
+                            return found
+    return None
 
 
 def _finite_float(value: Any) -> bool:

@@ -160,7 +160,7 @@ def test_wandb_an_axis_value_that_is_no_step_is_counted_where_the_axis_last_step
     assert sink.counts.by_key["skipped"] == {"eval_round": 1}
 
 
-def restarted(make: Any, config: dict[str, Any]) -> Any:
+def restarted(make: Any, config: dict[str, Any], keep: bool = False) -> Any:
     first = make("tensorboard", step_key="steps", best={"loss": "min"})
     first.log_config({"lr": 0.5, "seed": 1})
     first.write({"steps": 1, "loss": 0.5})
@@ -173,7 +173,7 @@ def restarted(make: Any, config: dict[str, Any]) -> Any:
     second.write({"steps": 2, "loss": 0.25})
     second.close()
     [group] = summary.hparams_sessions(Path(second.logdir)).session_groups
-    return group
+    return (group, second) if keep else group
 
 
 def test_tensorboard_hparams_after_a_restart_show_the_last_values_and_the_best(
@@ -185,18 +185,25 @@ def test_tensorboard_hparams_after_a_restart_show_the_last_values_and_the_best(
     assert metrics["loss"] == (0.25, 2) and metrics["best/loss"] == (0.25, 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lost: TensorBoard keeps the first session start a run directory holds, so the "
-    "configuration a restarted run logs after the first run closed (SIGTERM closes it) "
-    "never reaches the HPARAMS tab, silently; a fix needs the sink to find its logdir's "
-    "earlier session start (or write the resumed session elsewhere)",
-)
-def test_tensorboard_hparams_after_a_restart_hold_the_config_logged_after_it(
+def test_tensorboard_counts_the_config_a_restarted_run_logs_that_hparams_cannot_show(
     make: Any,
 ) -> None:
-    group = restarted(make, {"lr": 0.5, "seed": 1, "resumed": True})
-    assert summary.hparam_values(group) == {"lr": 0.5, "seed": 1.0, "resumed": True}
+    """TensorBoard keeps the first session start a run's folder holds: the configuration a
+    run resumed after its first process closed (SIGTERM closes it) logs anew does not reach
+    the HPARAMS tab, so each such value is counted and warned, not lost silently."""
+    with pytest.warns(UserWarning, match="HPARAMS") as caught:
+        group, sink = restarted(make, {"lr": 0.25, "seed": 1, "resumed": True}, keep=True)
+    assert summary.hparam_values(group) == {"lr": 0.5, "seed": 1.0}  # the first session's
+    assert sink.counts.by_key["dropped"] == {"config/lr": 1, "config/resumed": 1}
+    assert sum("HPARAMS" in str(w.message) for w in caught) == 2
+
+
+def test_tensorboard_counts_nothing_when_a_restarted_run_logs_the_same_config(
+    make: Any,
+) -> None:
+    group, sink = restarted(make, {"lr": 0.5, "seed": 1}, keep=True)
+    assert summary.hparam_values(group) == {"lr": 0.5, "seed": 1.0}
+    assert not sink.counts.by_key.get("dropped")
 
 
 # -- log_config twice on every tracking sink ----------------------------------------------------
