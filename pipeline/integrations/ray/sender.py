@@ -130,15 +130,7 @@ class HubSender(Sink):
         if not IMMUTABLE_TYPES.issuperset(map(type, record.values())):
             record = snapshot_record(record)  # shipped later: the caller may reuse its buffers
         self._entries.append(record)
-        self.written += 1
-        count = self._count = self._count + 1
-        if count >= self._batch_size:
-            self._ship()
-        elif count == 1:
-            if self._flush_seconds is not None:
-                self._deadline = time.monotonic() + self._flush_seconds
-        elif time.monotonic() >= self._deadline:
-            self._ship()
+        self._taken(1)
 
     def _write_partials(self, data: Record) -> None:
         """`write` in partial mode: the record's values go into the partials shipped at the
@@ -151,15 +143,7 @@ class HubSender(Sink):
         if not partials.add(record):
             self._take_partials()  # the records before it go first
             self._entries.append(snapshot_record(record))
-        self.written += 1
-        count = self._count = self._count + 1
-        if count >= self._batch_size:
-            self._ship()
-        elif count == 1:
-            if self._flush_seconds is not None:
-                self._deadline = time.monotonic() + self._flush_seconds
-        elif time.monotonic() >= self._deadline:
-            self._ship()
+        self._taken(1)
 
     def merge_partials(self, entry: Any) -> None:
         """Takes a PartialEntry whole, as if its records were written here (a relay)."""
@@ -167,14 +151,7 @@ class HubSender(Sink):
             self._check_open()
         assert self._partials is not None
         self._partials.merge(entry)
-        self.written += entry.records
-        count = self._count = self._count + entry.records
-        if count >= self._batch_size:
-            self._ship()
-        elif count == entry.records and self._flush_seconds is not None:
-            self._deadline = time.monotonic() + self._flush_seconds
-        elif time.monotonic() >= self._deadline:
-            self._ship()
+        self._taken(entry.records)
 
     def _take_partials(self) -> None:
         if self._partials is not None:
@@ -192,12 +169,18 @@ class HubSender(Sink):
         tagged = {key: [value] * rows for key, value in self.tags.items()}
         tagged.update({key: snapshot(column) for key, column in columns.items()})
         self._entries.append((tagged, rows))
+        self._taken(rows)
+
+    def _taken(self, rows: int) -> None:
+        """Counts `rows` records taken into the batch; ships it when it is full, or when
+        `flush_seconds` have passed since its first record."""
         self.written += rows
         count = self._count = self._count + rows
         if count >= self._batch_size:
             self._ship()
-        elif count == rows and self._flush_seconds is not None:
-            self._deadline = time.monotonic() + self._flush_seconds
+        elif count == rows:
+            if self._flush_seconds is not None:
+                self._deadline = time.monotonic() + self._flush_seconds
         elif time.monotonic() >= self._deadline:
             self._ship()
 
