@@ -221,3 +221,32 @@ def test_jsonl_leaves_a_masked_key_out_of_its_row(tmp_path: Path) -> None:
     top.write_batch({"x": np.array([1.0, 2.0]), "loss": [None, 0.5]})
     top.close()
     assert (tmp_path / "a.jsonl").read_text() == '{"x":1.0}\n{"x":2.0,"loss":0.5}\n'
+
+
+class BatchRefusing(Node):
+    """A leaf that takes absent keys but whose batch path raises `error`: the Dispatcher
+    then gives it the rows one by one."""
+
+    takes_absent = True
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+        self.records: list[dict[str, Any]] = []
+
+    def write_batch(self, columns: Columns) -> None:
+        raise self.error
+
+    def write(self, data: Any) -> None:
+        self.records.append(dict(data))
+
+
+def test_rows_a_dispatcher_falls_back_to_leave_masked_keys_out() -> None:
+    for error in (ValueError("no batches"), OSError("disk down")):
+        leaf = BatchRefusing(error)
+        top = chain(NoneFilter(), Dispatcher(leaf))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            top.write_batch({"x": np.arange(3.0), "loss": [None, 1.0, None]})
+            top.close()
+        assert leaf.records == [{"x": 0.0}, {"x": 1.0, "loss": 1.0}, {"x": 2.0}], error
