@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.core.columns import Columns, iter_rows
+from pipeline.core.columns import Columns, present_rows
 from pipeline.core.isolation import (
     Failures,
     RetryingWriter,
@@ -34,6 +34,8 @@ class Dispatcher(Node):
 
     `failures` maps each failing child to its counts; they are reported as a warning on close.
     """
+
+    takes_absent = True  # a MaskedColumns batch goes on to children that take it, else rows
 
     def __init__(
         self,
@@ -96,12 +98,13 @@ class Dispatcher(Node):
         a batch path of its own (a logger, a terminal) gets the rows one by one through the
         isolation rules, as `write` gives them: one that fails part-way through the batch
         loses or holds the rows `write` would, and gets no row twice."""
-        if self._retrying:
-            super().write_batch(columns)  # row by row, so queued records keep their order
+        if self._retrying:  # row by row, so queued records keep their order
+            for record in present_rows(columns):
+                self.write(record)
             return
         for child in self._children:
             if type(child).write_batch is Node.write_batch:
-                for row in iter_rows(columns):
+                for row in present_rows(columns):
                     self.write_to(child, row)
                 continue
             try:
@@ -113,7 +116,7 @@ class Dispatcher(Node):
                     raise
                 # Row by row, so a record the child cannot take is lost alone (the batch path
                 # raised having taken no row).
-                rows = iter_rows(columns)
+                rows = present_rows(columns)
                 if isinstance(error, OSError):  # storage is down: queued, in order, retried
                     first = next(rows, None)
                     if first is not None:

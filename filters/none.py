@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from pipeline.core.columns import Columns, batch_length, none_mask
+from pipeline.core.columns import (
+    Columns,
+    MaskedColumns,
+    absent_runs,
+    batch_length,
+    none_mask,
+)
 from pipeline.core.fusion import Special, Transform, transform_of
 
 _DROP_NONE = [
@@ -34,32 +38,30 @@ class NoneFilter(Transform):
         """A record of `keys` with no None leaves with `keys`; one with a None bails out."""
         return Special([*_DROP_NONE[:-1], "        bail"], None, {}, keys, removes_none=True)
 
+    takes_absent = True
+    _absent: bool | None = None  # whether the graph below takes MaskedColumns: see _changed
+
+    def _changed(self) -> None:
+        self._absent = None  # asked again at the next batch
+        super()._changed()
+
     def write_batch(self, columns: Columns) -> None:
-        """Numeric numpy columns cannot hold None and pass as they are; a batch whose other
-        columns hold None in some rows is cut into runs of rows with None in the same
-        columns, and each run goes on without those columns (same result as row by row)."""
+        """Numeric numpy columns cannot hold None and pass as they are. A batch whose other
+        columns hold None in some rows goes on whole as `MaskedColumns` (None: the key is
+        absent in that row) when every node below takes it (`absent_ok`, asked once per
+        change of the graph); otherwise it is cut into runs of rows with None in the same
+        columns, and each run goes on without those columns. Same result as row by row."""
         length = batch_length(columns)
         if not length:
             return
-        masks = {
-            key: mask
-            for key, column in columns.items()
-            if (mask := none_mask(column, length)) is not None
-        }
-        if not masks:
-            self.emit_batch(columns)
-            return
-        # One row pattern per distinct set of None columns: rows as tuples of flags.
-        flags = np.stack(list(masks.values()), axis=1)
-        change = np.flatnonzero((flags[1:] != flags[:-1]).any(axis=1)) + 1
-        starts = [0, *change.tolist()]
-        stops = [*change.tolist(), length]
-        names = list(masks)
-        for start, stop in zip(starts, stops, strict=True):
-            dropped = {name for name, flag in zip(names, flags[start], strict=True) if flag}
-            part = {
-                key: column[start:stop] for key, column in columns.items() if key not in dropped
-            }
+        if any(none_mask(column, length) is not None for column in columns.values()):
+            absent = self._absent
+            if absent is None:
+                absent = self._absent = all(child.absent_ok() for child in self._children)
+            if absent:
+                self.emit_batch(MaskedColumns(columns))
+                return
+        for part, start, stop in absent_runs(columns, length):
             if part:
                 self.emit_batch(part)
             else:  # every value None: empty records, one per row

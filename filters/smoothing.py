@@ -8,7 +8,15 @@ from typing import Any
 import numpy as np
 
 from filters._ema import SHORT, debiased_ema_column, warmup_ema_column
-from pipeline.core.columns import Columns, batch_length, numeric, rows_slice
+from pipeline.core.columns import (
+    Columns,
+    MaskedColumns,
+    absent_runs,
+    batch_length,
+    none_mask,
+    numeric,
+    rows_slice,
+)
 from pipeline.core.fusion import Special, Transform
 from pipeline.core.keys import KeyMatcher, clashes, note_clash
 from pipeline.core.names import smoothed_name, warmup_ema
@@ -237,9 +245,15 @@ class SmoothingFilter(Transform):
             smoothed = smoothed / (1.0 - state[1])
         return smoothed
 
+    takes_absent = True
+
     def write_batch(self, columns: Columns) -> None:
         """Smooths each matching column in one pass (the moving average is sequential, so it
-        is a loop over the column, with no per-row record); same result as row by row."""
+        is a loop over the column, with no per-row record); same result as row by row.
+
+        In a `MaskedColumns` batch a None cell is an absent key: the moving average skips the
+        row and the output column holds None there (absent too), as do the rows before a
+        key's first smoothed value."""
         length = batch_length(columns)
         if not length:
             return
@@ -247,6 +261,18 @@ class SmoothingFilter(Transform):
         plan = self._plans.get(keys)
         if plan is None:
             plan = self._plan(keys)
+        masked = type(columns) is MaskedColumns
+        if masked:
+            if type(plan) is _Clashing:  # which names clash depends on the row's keys
+                for part, start, stop in absent_runs(columns, length):
+                    if part:
+                        self.write_batch(part)
+                    else:
+                        for _ in range(start, stop):
+                            self.write({})
+                return
+            self._write_masked(columns, length, plan)
+            return
         out: dict[str, Any] = dict(columns)
         starts: list[tuple[int, str]] = []  # (first row with a smoothed value, output name)
         for key, name, state in plan:
@@ -271,6 +297,41 @@ class SmoothingFilter(Transform):
             for name in missing & set(columns):
                 part[name] = columns[name]
             self.emit_batch(rows_slice(part, start, stop))
+
+    def _write_masked(
+        self, columns: Columns, length: int, plan: tuple[tuple[Any, Any, list[float]], ...]
+    ) -> None:
+        """`write_batch` of a `MaskedColumns` batch whose output names clash with no key."""
+        out = MaskedColumns(columns)
+        for key, name, state in plan:
+            column = columns[key]
+            mask = none_mask(column, length)
+            if mask is None:
+                smoothed, first = self._smooth_column(key, column, state)
+                if first == 0:
+                    out[name] = smoothed
+                elif first < length:  # rows before the first smoothed value: absent
+                    values: list[Any] = smoothed.tolist()
+                    values[:first] = [None] * first
+                    out[name] = values
+                continue
+            rows = np.flatnonzero(~mask)
+            if not len(rows):  # the key is absent in every row
+                continue
+            present: Any = (
+                column[rows]
+                if isinstance(column, np.ndarray)
+                else [column[index] for index in rows.tolist()]
+            )
+            smoothed, first = self._smooth_column(key, present, state)
+            if first < len(rows):
+                values = [None] * length
+                for index, value in zip(
+                    rows[first:].tolist(), smoothed[first:].tolist(), strict=True
+                ):
+                    values[index] = value
+                out[name] = values
+        self.emit_batch(out)
 
     def _smooth_column(
         self, key: str, column: Any, state: list[float]

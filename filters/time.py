@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.core.columns import Columns, batch_length, row
+from pipeline.core.columns import Columns, MaskedColumns, batch_length, present, row
 from pipeline.core.fusion import Gate, Transform
 from pipeline.core.node import Record
 from pipeline.core.values import snapshot_record
@@ -98,6 +98,8 @@ class TimeFilter(Transform):
         self._last = self._clock() - state["since_last"]
         self._held = state["held"]
 
+    takes_absent = True  # key-agnostic: a MaskedColumns batch passes as it is
+
     def write_batch(self, columns: Columns) -> None:
         """A batch arrives at one instant (the clock is read once): its first row passes if
         `time_delta` passed since the last record passed, the other rows are dropped (all of
@@ -115,11 +117,15 @@ class TimeFilter(Transform):
             self._last = now
             self._held = None
             held -= 1
-            self.emit(row(columns, 0))
+            first = row(columns, 0)
+            self.emit(present(first) if type(columns) is MaskedColumns else first)
         if held:
             self.counts["dropped"] += held
             if self.keep_last:
-                self._held = snapshot_record(row(columns, length - 1))
+                last = row(columns, length - 1)
+                if type(columns) is MaskedColumns:
+                    last = present(last)
+                self._held = snapshot_record(last)
 
     def on_flush(self) -> None:
         held, self._held = self._held, None

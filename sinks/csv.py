@@ -302,6 +302,9 @@ class CsvSink(BufferedFileSink):
         """Cuts off a torn last line and a last row torn inside a quoted cell."""
         return repair_torn_tail(self.path) + _cut_open_quote(self.path, self.delimiter)
 
+    takes_absent = True
+    blocks_take_absent = True  # a None cell is an empty cell; RowBlock.keys() for the header
+
     def _columns_held(self, columns: Columns, length: int) -> RowBlock | None:
         if fast_json() is None or self.delimiter not in _PLAIN_DELIMITERS:
             return None
@@ -320,7 +323,7 @@ class CsvSink(BufferedFileSink):
         known = set(fields)
         renamed = False
         for part in segments:
-            for key in part.columns if isinstance(part, RowBlock) else chain.from_iterable(part):
+            for key in part.keys() if isinstance(part, RowBlock) else chain.from_iterable(part):
                 if key not in known:
                     if type(key) is not str:
                         renamed = True

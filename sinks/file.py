@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 
 from pipeline.core import lifecycle
-from pipeline.core.columns import Columns, batch_length, batch_rows, numeric
+from pipeline.core.columns import (
+    Columns,
+    MaskedColumns,
+    batch_length,
+    batch_rows,
+    none_mask,
+    numeric,
+    present,
+)
 from pipeline.core.config import config_text, merge_config
 from pipeline.core.isolation import Failures, StoreError, warn_failure
 from pipeline.core.media import MEDIA_SUFFIX, MEDIA_TYPES, MediaExtraMissing
@@ -71,22 +79,41 @@ class RowBlock:
     the references of a block are contiguous, and `count` of them stand for the block's last
     `count` rows (rows leave the queue from its front only)."""
 
-    __slots__ = ("columns", "length")
+    __slots__ = ("columns", "length", "masked")
 
-    def __init__(self, columns: dict[str, Any], length: int) -> None:
+    def __init__(self, columns: dict[str, Any], length: int, masked: bool = False) -> None:
         self.columns = columns
         self.length = length
+        self.masked = masked
+        """Whether a None cell is an absent key (the block of a `MaskedColumns` batch)."""
 
     def rows(self) -> list[dict[str, Any]]:
         """The rows as dicts of Python values: those `write_batch` holds without blocks."""
-        return batch_rows(self.columns, python_scalars=True)
+        rows = batch_rows(self.columns, python_scalars=True)
+        return list(map(present, rows)) if self.masked else rows
+
+    def keys(self) -> list[str]:
+        """The keys of the rows, in the order row by row meets them first: the columns; in a
+        masked block, the columns present in some row, by the first row that has them."""
+        if not self.masked:
+            return list(self.columns)
+        firsts: list[tuple[int, int, str]] = []
+        for place, (key, column) in enumerate(self.columns.items()):
+            mask = none_mask(column, self.length)
+            if mask is None:
+                firsts.append((0, place, key))
+            elif not mask.all():
+                firsts.append((int(mask.argmin()), place, key))
+        return [key for _, _, key in sorted(firsts)]
 
     def part(self, start: int, stop: int) -> RowBlock:
         """Rows `start:stop` as a block (views of the same columns)."""
         if start == 0 and stop == self.length:
             return self
         return RowBlock(
-            {key: column[start:stop] for key, column in self.columns.items()}, stop - start
+            {key: column[start:stop] for key, column in self.columns.items()},
+            stop - start,
+            self.masked,
         )
 
 
@@ -471,9 +498,18 @@ class BufferedFileSink(Sink):
         length = batch_length(columns)
         if not length:
             return
-        block = self._columns_held(columns, length)
+        masked = type(columns) is MaskedColumns
+        block = (
+            self._columns_held(columns, length)
+            if not masked or self.blocks_take_absent
+            else None
+        )
+        if block is not None and masked:
+            block.masked = True
         if block is None:
             rows = batch_rows(columns, python_scalars=True)
+            if masked:  # None cells: keys absent in their rows
+                rows = list(map(present, rows))
             if not self._beside.media_held:
                 self._beside.media_held = _holds_media(columns)
 
@@ -509,6 +545,10 @@ class BufferedFileSink(Sink):
                     failure = error  # every row of the batch is held all the same
         if failure is not None:
             raise failure
+
+    blocks_take_absent = False
+    """Whether `_store` stores a masked `RowBlock` (a None cell: the key absent in its row) as
+    it stores the rows without those keys; otherwise such a batch is held as row dicts."""
 
     def _columns_held(self, columns: Columns, length: int) -> RowBlock | None:
         """The batch as a block of columns this sink can store as columns (a copy: the caller

@@ -111,6 +111,8 @@ class JsonlSink(BufferedFileSink):
             return False
         return True
 
+    takes_absent = True  # a masked batch is held as rows without its None cells
+
     def _columns_held(self, columns: Columns, length: int) -> RowBlock | None:
         return None if fast_json() is None else self.numeric_block(columns, length)
 

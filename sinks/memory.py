@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.core.columns import Columns, batch_rows
+from pipeline.core.columns import Columns, MaskedColumns, batch_rows, present
 from pipeline.core.config import merge_config
 from pipeline.core.node import Record
 from pipeline.core.values import snapshot_record
@@ -37,10 +37,14 @@ class MemorySink(Sink):
             self._check_open()
         self.records.append(snapshot_record(data))
 
+    takes_absent = True
+
     def write_batch(self, columns: Columns) -> None:
+        """Keeps the batch's rows; a `MaskedColumns` row without its None cells (absent)."""
         if self.closed:
             self._check_open()
-        self.records.extend(batch_rows(columns))
+        rows = batch_rows(columns)
+        self.records.extend(map(present, rows) if type(columns) is MaskedColumns else rows)
 
     def state_key(self) -> str:
         return "MemorySink()"

@@ -118,3 +118,50 @@ def rows_slice(columns: Columns, start: int, stop: int) -> dict[str, Sequence[An
 def row(columns: Columns, index: int) -> dict[str, Any]:
     """Row `index` of a batch, as a record (the values `iter_rows` gives)."""
     return {key: column[index] for key, column in columns.items()}
+
+
+class MaskedColumns(dict[str, Any]):
+    """A batch whose None cells mean "the key is absent in that row" (not a None value): what
+    `NoneFilter` passes on whole, instead of cutting it into runs, to a graph below whose
+    every node says it takes it (`Node.absent_ok`). A row whose every cell is None is an empty
+    record."""
+
+    __slots__ = ()
+
+
+def present(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A row of a `MaskedColumns` batch as the record it stands for: without its None cells."""
+    return {key: value for key, value in record.items() if value is not None}
+
+
+def present_rows(columns: Columns) -> Iterator[dict[str, Any]]:
+    """The rows of a batch as records (`iter_rows`), without the None cells of a
+    `MaskedColumns` batch (keys absent in that row)."""
+    if type(columns) is MaskedColumns:
+        return map(present, iter_rows(columns))
+    return iter_rows(columns)
+
+
+def absent_runs(columns: Columns, length: int) -> Iterator[tuple[dict[str, Any], int, int]]:
+    """The batch cut into runs of rows with None in the same columns, each run without those
+    columns, as (part, start, stop): row by row, the same records as dropping each row's None
+    values. A part may be empty (every value of its rows None: empty records). A batch without
+    None is one run, as it is."""
+    masks = {
+        key: mask
+        for key, column in columns.items()
+        if (mask := none_mask(column, length)) is not None
+    }
+    if not masks:
+        yield dict(columns), 0, length
+        return
+    # One row pattern per distinct set of None columns: rows as tuples of flags.
+    flags = np.stack(list(masks.values()), axis=1)
+    change = np.flatnonzero((flags[1:] != flags[:-1]).any(axis=1)) + 1
+    starts = [0, *change.tolist()]
+    stops = [*change.tolist(), length]
+    names = list(masks)
+    for start, stop in zip(starts, stops, strict=True):
+        dropped = {name for name, flag in zip(names, flags[start], strict=True) if flag}
+        part = {key: column[start:stop] for key, column in columns.items() if key not in dropped}
+        yield part, start, stop

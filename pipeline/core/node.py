@@ -60,6 +60,10 @@ class Node:
     (dropped by design, skipped, lost) is counted in its `counts`, one view for every node.
     """
 
+    takes_absent: bool = False
+    """Whether this node's `write_batch` takes a `MaskedColumns` batch (None cells: the key is
+    absent in that row) and gives its children only what `absent_ok` lets it."""
+
     def __init__(self) -> None:
         self._children: list[Node] = []
         self._parents: list[Node] = []
@@ -128,6 +132,12 @@ class Node:
             self._emit_nowhere(columns)
         for child in children:
             child.write_batch(columns)
+
+    def absent_ok(self) -> bool:
+        """Whether a `MaskedColumns` batch may be written to this node: it takes them
+        (`takes_absent`) and so does every node below it. Asked once per change of the graph
+        (see `NoneFilter`), never per batch."""
+        return self.takes_absent and all(child.absent_ok() for child in self._children)
 
     def _emit_nowhere(self, record: Record) -> None:
         raise RuntimeError(
