@@ -1,0 +1,107 @@
+"""Attacks on the Hub's partial mode, each checked against record mode: the same records
+written row by row into the same central pipeline (a local AggregateFilter). Partial mode
+must give the same rows (same keys, in the same order, the same values; with `exact=True`
+the median and percentiles too) and lose nothing silently.
+
+These drive the hub's body (HubCore) and a sender's Accumulator without Ray."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline import Pipeline
+from pipeline.integrations.ray import HubCore
+from pipeline.integrations.ray.partials import Accumulator
+from sinks import MemorySink
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*is not a real number:UserWarning",
+                                "ignore:.*is NaN:UserWarning")
+
+STATS = ("mean", "std", "min", "max", "sum", "count", "median", "p90")
+
+
+def central() -> Pipeline:
+    return Pipeline("hub", close_at_exit=False).aggregate(r"^x", stats=STATS).to(MemorySink())
+
+
+def record_mode(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    pipeline = central()
+    for record in records:
+        pipeline.write(record)
+    pipeline.flush()
+    sink = pipeline.nodes()[-1]
+    assert isinstance(sink, MemorySink)
+    return sink.records
+
+
+def partial_mode(records: list[dict[str, Any]], every: int = 1_000_000) -> list[dict[str, Any]]:
+    """What a partial-mode sender ships (a PartialEntry per `every` records, a record the
+    partials cannot take as it is), applied by the hub, then `hub.flush()`."""
+    core = HubCore(central, exact=True)
+    plan = core.plan()
+    assert plan is not None
+    accumulator = Accumulator(plan)
+    entries: list[Any] = []
+    for index, record in enumerate(records, 1):
+        if not accumulator.add(record):
+            taken = accumulator.take()
+            entries += [taken] if taken else []
+            entries.append(dict(record))
+        if index % every == 0:
+            taken = accumulator.take()
+            entries += [taken] if taken else []
+    taken = accumulator.take()
+    entries += [taken] if taken else []
+    core.push("s", 0, 0, len(records), entries, {}, (len(records), 0, 0))
+    core.flush()
+    rows: list[dict[str, Any]] = core.call(lambda p: p.nodes()[-1].records, (), {})
+    return rows
+
+
+def assert_same_rows(expected: list[dict[str, Any]], got: list[dict[str, Any]]) -> None:
+    assert len(got) == len(expected)
+    for want, row in zip(expected, got, strict=True):
+        assert list(row) == list(want)  # the same keys, in the same order
+        for key, value in want.items():
+            if isinstance(value, float):
+                scale = max(1.0, abs(value)) if math.isfinite(value) else 1.0
+                assert (math.isnan(value) and math.isnan(row[key])) or (
+                    value == row[key] or abs(value - row[key]) <= 1e-12 * scale
+                ), key
+            else:
+                assert row[key] == value, key
+
+
+def test_a_row_keeps_the_key_order_record_mode_gives() -> None:
+    records = [{"step": 0, "x": 1.0}, {"step": 1, "x": 2.0}]
+    assert_same_rows(record_mode(records), partial_mode(records))
+
+
+def test_keys_that_appear_mid_window_take_record_modes_place() -> None:
+    records = [{"a": 1, "x": 1.0}, {"x": 2.0, "b": 2, "xa": 3.0}, {"c": "text"}]
+    assert_same_rows(record_mode(records), partial_mode(records, every=1))
+
+
+KEYS = st.sampled_from(["step", "x", "xb", "tag", "x2"])
+VALUES = st.one_of(
+    st.none(),
+    st.floats(-1e6, 1e6),
+    st.just(math.nan),
+    st.integers(-(2**70), 2**70),
+    st.booleans(),
+    st.builds(np.float32, st.floats(-1e3, 1e3, width=32)),
+    st.text(max_size=3),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.dictionaries(KEYS, VALUES, max_size=5), min_size=1, max_size=12),
+       st.integers(1, 5))
+def test_any_records_give_record_modes_rows(records: list[dict[str, Any]], every: int) -> None:
+    assert_same_rows(record_mode(records), partial_mode(records, every))
