@@ -107,12 +107,6 @@ def test_any_records_give_record_modes_rows(records: list[dict[str, Any]], every
     assert_same_rows(record_mode(records), partial_mode(records, every))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a value that cannot be pickled in a key the aggregate does not match sits in the "
-    "PartialEntry's `last`: the whole entry is left out (its every record counted lost), "
-    "where record mode loses only the record that holds it",
-)
 def test_a_value_that_cannot_be_pickled_costs_only_its_own_record() -> None:
     import pickle
     import threading
@@ -120,7 +114,7 @@ def test_a_value_that_cannot_be_pickled_costs_only_its_own_record() -> None:
     from pipeline.integrations.ray.pickling import picklable_part
 
     records: list[dict[str, Any]] = [{"x": float(i), "note": "ok"} for i in range(10)]
-    records[3]["note"] = threading.Lock()
+    records[-1]["note"] = threading.Lock()  # the last value of "note" in the window
     plan = HubCore(central, exact=True).plan()
     assert plan is not None
     accumulator = Accumulator(plan)
@@ -131,3 +125,6 @@ def test_a_value_that_cannot_be_pickled_costs_only_its_own_record() -> None:
     as_partials = picklable_part([entry], pickle.dumps)
     assert as_records.left_out == 1  # record mode
     assert as_partials.left_out == as_records.left_out
+    [kept] = as_partials.entries  # the other records' partials and last values still go
+    assert kept.records + as_partials.left_out == len(records)  # sent = stored + counted
+    assert "note" not in kept.last and kept.partials["x"].n == len(records)
