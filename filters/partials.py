@@ -244,6 +244,12 @@ class Partial:
             return math.nan
         return float(self.sketch.get_quantile(rank))
 
+    def copy(self) -> Partial:
+        """An independent copy (merging into either leaves the other as it was)."""
+        rebuild, arguments = self.__reduce__()
+        copied: Partial = rebuild(*arguments)
+        return copied
+
     def __reduce__(self) -> tuple[Any, ...]:
         sketch = self.sketch.serialize() if self.sketch is not None else None
         values = (
