@@ -128,3 +128,70 @@ def test_a_value_that_cannot_be_pickled_costs_only_its_own_record() -> None:
     [kept] = as_partials.entries  # the other records' partials and last values still go
     assert kept.records + as_partials.left_out == len(records)  # sent = stored + counted
     assert "note" not in kept.last and kept.partials["x"].n == len(records)
+
+
+def mixed_record_mode(ops: list[Any]) -> list[dict[str, Any]]:
+    pipeline = central()
+    for op in ops:
+        if isinstance(op, tuple):
+            pipeline.write_batch(op[0])
+        else:
+            pipeline.write(op)
+    pipeline.flush()
+    sink = pipeline.nodes()[-1]
+    assert isinstance(sink, MemorySink)
+    return sink.records
+
+
+def mixed_partial_mode(ops: list[Any], exact: bool) -> list[dict[str, Any]]:
+    """A sender's entries for records (`write`) and column batches (`write_batch`): the
+    partials held go before a column batch, which goes as it is."""
+    core = HubCore(central, exact=exact)
+    plan = core.plan()
+    assert plan is not None
+    accumulator = Accumulator(plan)
+    entries: list[Any] = []
+    count = 0
+    for op in ops:
+        taken = None
+        if isinstance(op, tuple):
+            taken = accumulator.take()
+            entries += [taken] if taken else []
+            entries.append(op)
+            count += op[1]
+            continue
+        if not accumulator.add(op):
+            taken = accumulator.take()
+            entries += [taken] if taken else []
+            entries.append(dict(op))
+        count += 1
+    taken = accumulator.take()
+    entries += [taken] if taken else []
+    core.push("s", 0, 0, count, entries, {}, (count, 0, 0))
+    core.end("s", (count, 0, count))
+    core.flush()
+    rows: list[dict[str, Any]] = core.call(lambda p: p.nodes()[-1].records, (), {})
+    status = core.close()
+    assert status.records == count and not status.failures
+    return rows
+
+
+NUMBERS = st.one_of(st.none(), st.floats(-1e6, 1e6), st.just(math.nan), st.integers(-5, 5))
+ROWS = st.dictionaries(KEYS, NUMBERS, max_size=4)
+BATCHES = st.integers(1, 4).flatmap(
+    lambda n: st.dictionaries(KEYS, st.lists(NUMBERS, min_size=n, max_size=n), min_size=1,
+                              max_size=3).map(lambda columns: (columns, n))
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(ROWS, BATCHES), min_size=1, max_size=10), st.booleans())
+def test_write_batch_mixed_with_write_gives_record_modes_rows(
+    ops: list[Any], exact: bool
+) -> None:
+    expected, got = mixed_record_mode(ops), mixed_partial_mode(ops, exact)
+    if not exact:  # a sketched median or percentile: within the rank error, checked elsewhere
+        drop = ("_median", "_p90")
+        expected = [{k: v for k, v in row.items() if not k.endswith(drop)} for row in expected]
+        got = [{k: v for k, v in row.items() if not k.endswith(drop)} for row in got]
+    assert_same_rows(expected, got)
