@@ -30,8 +30,8 @@ def central() -> Pipeline:
     return Pipeline("hub", close_at_exit=False).aggregate(r"^x", stats=STATS).to(MemorySink())
 
 
-def record_mode(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    pipeline = central()
+def record_mode(records: list[dict[str, Any]], factory: Any = central) -> list[dict[str, Any]]:
+    pipeline = factory()
     for record in records:
         pipeline.write(record)
     pipeline.flush()
@@ -40,10 +40,12 @@ def record_mode(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sink.records
 
 
-def partial_mode(records: list[dict[str, Any]], every: int = 1_000_000) -> list[dict[str, Any]]:
+def partial_mode(
+    records: list[dict[str, Any]], every: int = 1_000_000, factory: Any = central
+) -> list[dict[str, Any]]:
     """What a partial-mode sender ships (a PartialEntry per `every` records, a record the
     partials cannot take as it is), applied by the hub, then `hub.flush()`."""
-    core = HubCore(central, exact=True)
+    core = HubCore(factory, exact=True)
     plan = core.plan()
     assert plan is not None
     accumulator = Accumulator(plan)
@@ -195,3 +197,23 @@ def test_write_batch_mixed_with_write_gives_record_modes_rows(
         expected = [{k: v for k, v in row.items() if not k.endswith(drop)} for row in expected]
         got = [{k: v for k, v in row.items() if not k.endswith(drop)} for row in got]
     assert_same_rows(expected, got)
+
+
+HEADS = {
+    "keep": lambda: Pipeline("hub", close_at_exit=False).keep("^x|^step$"),
+    "drop": lambda: Pipeline("hub", close_at_exit=False).drop("^tag$|2"),
+    "keep, drop": lambda: Pipeline("hub", close_at_exit=False).keep("^x|^tag").drop("b$"),
+}
+
+
+@pytest.mark.parametrize("head", list(HEADS))
+@settings(max_examples=40, deadline=None)
+@given(records=st.lists(st.dictionaries(KEYS, VALUES, max_size=5), min_size=1, max_size=12),
+       every=st.integers(1, 5))
+def test_an_aggregate_after_key_filters_gives_record_modes_rows(
+    head: str, records: list[dict[str, Any]], every: int
+) -> None:
+    def factory() -> Pipeline:
+        return HEADS[head]().aggregate(r"^x", stats=STATS).to(MemorySink())
+
+    assert_same_rows(record_mode(records, factory), partial_mode(records, every, factory))
