@@ -217,3 +217,88 @@ def test_an_aggregate_after_key_filters_gives_record_modes_rows(
         return HEADS[head]().aggregate(r"^x", stats=STATS).to(MemorySink())
 
     assert_same_rows(record_mode(records, factory), partial_mode(records, every, factory))
+
+
+def entry_of(records: list[dict[str, Any]], core: HubCore) -> list[Any]:
+    plan = core.plan()
+    assert plan is not None
+    accumulator = Accumulator(plan)
+    for record in records:
+        assert accumulator.add(record)
+    return [accumulator.take()]
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_a_restarted_hub_goes_on_with_the_partials_of_its_open_window(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, exact: bool
+) -> None:
+    from pipeline.integrations.ray import core as hub_core
+
+    first = [{"step": i, "x": float(i) ** 2} for i in range(10)]
+    then = [{"step": i, "x": -float(i)} for i in range(10, 15)]
+    dead = HubCore(central, checkpoint=str(tmp_path), restarts=1, exact=exact)
+    dead.push("s", 0, 0, len(first), entry_of(first, dead), {}, (10, 0, 0))
+    monkeypatch.setattr(hub_core, "_in_a_restarted_actor", lambda: True)
+    hub = HubCore(central, checkpoint=str(tmp_path), restarts=1, exact=exact)
+    assert hub.restarted
+    low = hub.push("s", 1, 1, len(then), entry_of(then, hub), {}, (15, 0, 10))
+    assert low == 2
+    hub.end("s", (15, 0, 15))
+    hub.flush()
+    rows: list[dict[str, Any]] = hub.call(lambda p: p.nodes()[-1].records, (), {})
+    expected = record_mode(first + then)
+    if not exact:
+        expected[0].pop("x_median"), expected[0].pop("x_p90")
+        rows[0].pop("x_median"), rows[0].pop("x_p90")
+    assert_same_rows(expected, rows)
+    assert not hub.close().failures
+
+
+WITHOUT_DATASKETCHES = """
+import pickle, sys
+sys.modules["datasketches"] = None  # as if it were not installed
+from pipeline import Pipeline
+from pipeline.integrations.ray import HubCore
+from pipeline.integrations.ray.partials import Accumulator
+from sinks import MemorySink
+
+def hub(stats):
+    return lambda: Pipeline("hub", close_at_exit=False).aggregate("^x$", stats=stats).to(
+        MemorySink())
+
+print(HubCore(hub(("mean", "median"))).mode)
+print(HubCore(hub(("mean", "median")), exact=True).mode)
+core = HubCore(hub(("mean", "std", "count")))
+accumulator = Accumulator(core.plan())
+for i in range(5):
+    accumulator.add({"x": float(i)})
+core.push("s", 0, 0, 5, [accumulator.take()], {}, (5, 0, 0))
+core.flush()
+print(core.call(lambda p: p.nodes()[-1].records, (), {}))
+try:
+    pickle.loads(sys.stdin.buffer.read())
+except ImportError as error:
+    print("ImportError:", error)
+"""
+
+
+def test_without_datasketches_the_hub_says_why_and_moments_still_go_as_partials(
+    tmp_path: Any,
+) -> None:
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    from filters.partials import Partial
+
+    sketched = pickle.dumps(Partial.from_values([1.0, 2.0]))  # made where it is installed
+    out = subprocess.run(
+        [sys.executable, "-c", WITHOUT_DATASKETCHES], input=sketched, capture_output=True,
+        check=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    ).stdout.decode().splitlines()
+    assert out[0].startswith("records (a median or percentile of partials needs datasketches")
+    assert out[1].startswith("partials") and "exact values" in out[1]
+    assert out[2] == str([{"x_mean": 2.0, "x_std": 2.0**0.5, "x_count": 5}])
+    assert out[3].startswith("ImportError: a sketched Partial needs datasketches")
