@@ -90,7 +90,7 @@ def test_keys_that_appear_mid_window_take_record_modes_place() -> None:
     assert_same_rows(record_mode(records), partial_mode(records, every=1))
 
 
-KEYS = st.sampled_from(["step", "x", "xb", "tag", "x2"])
+KEYS = st.sampled_from(["step", "x", "xb", "tag", "x2", "x_mean", "x_count"])
 VALUES = st.one_of(
     st.none(),
     st.floats(-1e6, 1e6),
@@ -200,21 +200,23 @@ def test_write_batch_mixed_with_write_gives_record_modes_rows(
 
 
 HEADS = {
+    "none": lambda: Pipeline("hub", close_at_exit=False),
     "keep": lambda: Pipeline("hub", close_at_exit=False).keep("^x|^step$"),
     "drop": lambda: Pipeline("hub", close_at_exit=False).drop("^tag$|2"),
     "keep, drop": lambda: Pipeline("hub", close_at_exit=False).keep("^x|^tag").drop("b$"),
 }
 
 
+@pytest.mark.parametrize("regex", ["^x", "^x$"])  # a caller's own `x_mean`: matching or not
 @pytest.mark.parametrize("head", list(HEADS))
 @settings(max_examples=40, deadline=None)
 @given(records=st.lists(st.dictionaries(KEYS, VALUES, max_size=5), min_size=1, max_size=12),
        every=st.integers(1, 5))
 def test_an_aggregate_after_key_filters_gives_record_modes_rows(
-    head: str, records: list[dict[str, Any]], every: int
+    regex: str, head: str, records: list[dict[str, Any]], every: int
 ) -> None:
     def factory() -> Pipeline:
-        return HEADS[head]().aggregate(r"^x", stats=STATS).to(MemorySink())
+        return HEADS[head]().aggregate(regex, stats=STATS).to(MemorySink())
 
     assert_same_rows(record_mode(records, factory), partial_mode(records, every, factory))
 
