@@ -8,6 +8,7 @@ These drive the hub's body (HubCore) and a sender's Accumulator without Ray."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from pipeline import Pipeline
 from pipeline.integrations.ray import HubCore
 from pipeline.integrations.ray.partials import Accumulator
 from sinks import MemorySink
+from tests.integrations.test_ray_partials import ray_up  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is not a real number:UserWarning",
                                 "ignore:.*is NaN:UserWarning")
@@ -86,7 +88,8 @@ def test_a_row_keeps_the_key_order_record_mode_gives() -> None:
 
 
 def test_keys_that_appear_mid_window_take_record_modes_place() -> None:
-    records = [{"a": 1, "x": 1.0}, {"x": 2.0, "b": 2, "xa": 3.0}, {"c": "text"}]
+    records: list[dict[str, Any]] = [
+        {"a": 1, "x": 1.0}, {"x": 2.0, "b": 2, "xa": 3.0}, {"c": "text"}]
     assert_same_rows(record_mode(records), partial_mode(records, every=1))
 
 
@@ -304,3 +307,57 @@ def test_without_datasketches_the_hub_says_why_and_moments_still_go_as_partials(
     assert out[1].startswith("partials") and "exact values" in out[1]
     assert out[2] == str([{"x_mean": 2.0, "x_std": 2.0**0.5, "x_count": 5}])
     assert out[3].startswith("ImportError: a sketched Partial needs datasketches")
+
+
+# -- on a real local Ray -----------------------------------------------------------------
+
+
+def kinds_of_records() -> Iterator[Any]:
+    """Every kind of value in matching keys, an array the caller reuses in another key, and
+    a column batch in between (`(columns, rows)`); made as they are written."""
+    import torch
+
+    buffer = np.zeros(3)
+    for step in range(40):
+        buffer[:] = step  # the caller reuses its array: the value written must stay
+        value: Any = [float(step), np.float32(step / 3), np.uint64(2**63 + step),
+                      torch.tensor(step * 0.5), np.array(-0.0), True, 2**60 + step,
+                      math.inf if step == 7 else math.nan, None][step % 9]
+        yield {"step": step, "x": value, "obs": buffer,
+               **({"x2": "text"} if step == 20 else {"x2": step})}
+        if step == 25:
+            yield ({"x": np.arange(5.0), "step": np.arange(5)}, 5)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_up")
+def test_a_sender_on_ray_gives_record_modes_row_for_every_kind_of_value() -> None:
+    from pipeline.integrations.ray import Hub
+
+    hub = Hub(central, batch_size=7, exact=True)
+    assert hub.mode.startswith("partials")
+    sender = hub.sender(worker=1)
+    expected_pipeline = central()
+    for op in kinds_of_records():
+        record = op if isinstance(op, dict) else None
+        if record is None:
+            sender.write_batch(op[0])
+            expected_pipeline.write_batch({"worker": [1] * op[1], **op[0]})
+        else:
+            sender.write(record)
+            expected_pipeline.write({"worker": 1, **record})
+        if isinstance(op, dict):
+            op["obs"][:] = -1  # after the write: neither mode may see it
+    sender.close()
+    hub.flush()
+    rows = hub.call(lambda p: p.nodes()[-1].records)
+    expected_pipeline.flush()
+    sink = expected_pipeline.nodes()[-1]
+    assert isinstance(sink, MemorySink)
+    expected = sink.records
+    assert rows[0]["obs"].tolist() == [39.0] * 3
+    assert_same_rows([{k: v for k, v in r.items() if k != "obs"} for r in expected],
+                     [{k: v for k, v in r.items() if k != "obs"} for r in rows])
+    status = hub.close()
+    assert status is not None and not status.failures
+    assert sender.written == sender.sent == status.records == 40 + 5
