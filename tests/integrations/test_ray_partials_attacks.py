@@ -259,6 +259,26 @@ def test_a_restarted_hub_goes_on_with_the_partials_of_its_open_window(
     assert not hub.close().failures
 
 
+
+def test_a_retried_task_replays_its_partials_and_the_window_counts_them_once() -> None:
+    """Ray retries a task: the sender's copy in the new attempt (a new epoch of the same
+    stream) ships the same partials from sequence number 0 again."""
+    first = [{"step": i, "x": float(i)} for i in range(6)]
+    then = [{"step": i, "x": 100.0 + i} for i in range(6, 9)]
+    hub = HubCore(central, exact=True)
+    hub.push("s", 0, 0, 6, entry_of(first, hub), {}, (6, 0, 0), "attempt 1")
+    # attempt 1 dies; attempt 2 writes the same records, then more
+    hub.push("s", 0, 0, 6, entry_of(first, hub), {}, (6, 0, 0), "attempt 2")
+    hub.push("s", 1, 1, 3, entry_of(then, hub), {}, (9, 0, 6), "attempt 2")
+    hub.end("s", (9, 0, 9), "attempt 2")
+    hub.flush()
+    rows: list[dict[str, Any]] = hub.call(lambda p: p.nodes()[-1].records, (), {})
+    assert_same_rows(record_mode(first + then), rows)
+    status = hub.close()
+    [stream] = status.streams.values()
+    assert stream.replayed == 6 and stream.records == 9 and not status.failures
+
+
 WITHOUT_DATASKETCHES = """
 import pickle, sys
 sys.modules["datasketches"] = None  # as if it were not installed
