@@ -64,3 +64,21 @@ def test_one_state_loaded_twice_gives_two_independent_windows(exact: bool) -> No
     assert rows[0]["x_count"] == 2 and rows[0]["x_max"] == 2.0
     assert rows[0]["x_median"] == 1.5 if exact else rows[0]["x_median"] in (1.0, 2.0)
     assert first_sink.records[0]["x_count"] == 3
+
+
+def test_exact_partials_merged_one_value_at_a_time_hold_about_8_bytes_a_value() -> None:
+    """A hub whose senders ship small exact partials (a record or two each) keeps a window's
+    values in about the 8 bytes a value that record mode buffers, not an array apiece."""
+    import tracemalloc
+
+    n = 20_000
+    tracemalloc.start()
+    try:
+        total = Partial(exact=True)
+        for i in range(n):
+            total.merge(Partial.from_values(np.array([float(i)]), exact=True))
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held / n < 24
+    assert total.statistics(("count", "median", "sum")) == [n, (n - 1) / 2, n * (n - 1) / 2]
