@@ -251,9 +251,14 @@ class Partial:
         return float(self.sketch.get_quantile(rank))
 
     def copy(self) -> Partial:
-        """An independent copy (merging into either leaves the other as it was)."""
-        rebuild, arguments = self.__reduce__()
-        copied: Partial = rebuild(*arguments)
+        """An independent copy (merging into either leaves the other as it was); exact
+        values are shared, as merging never changes an array in place."""
+        copied = Partial(exact=self.exact, sketch=False)
+        for name in ("count", "mean", "m2", "sum", "min", "max", "posinf", "neginf", "nan"):
+            setattr(copied, name, getattr(self, name))
+        copied.values = list(self.values)
+        if self.sketch is not None:
+            copied.sketch = _datasketches.kll_doubles_sketch.deserialize(self.sketch.serialize())
         return copied
 
     def __reduce__(self) -> tuple[Any, ...]:
