@@ -381,3 +381,28 @@ def test_a_sender_on_ray_gives_record_modes_row_for_every_kind_of_value() -> Non
     status = hub.close()
     assert status is not None and not status.failures
     assert sender.written == sender.sent == status.records == 40 + 5
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_up")
+def test_on_ray_an_unpicklable_last_value_costs_one_record_not_the_shipping() -> None:
+    import threading
+    import warnings
+
+    from pipeline.integrations.ray import Hub
+
+    hub = Hub(central, batch_size=1000, exact=True)
+    sender = hub.sender()
+    for step in range(10):
+        sender.write({"step": step, "x": float(step),
+                      "note": threading.Lock() if step == 9 else "ok"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sender.close()
+    assert any("cannot be pickled" in str(w.message) for w in caught)
+    assert (sender.written, sender.sent, sender.lost) == (10, 9, 1)  # sent + counted
+    hub.flush()
+    [row] = hub.call(lambda p: p.nodes()[-1].records)
+    assert row["x_count"] == 10 and row["x_sum"] == 45.0 and "note" not in row
+    status = hub.close()
+    assert status is not None and status.records == 9 and status.lost == 1
