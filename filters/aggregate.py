@@ -377,8 +377,9 @@ class AggregateFilter(Node):
             "writes": self._writes,
             "age": self._clock() - self._window_start if self._writes else 0.0,
         }
-        if self._partials:  # merged partial statistics (a Hub's), picklable
-            state["window"]["partials"] = dict(self._partials)
+        if self._partials:  # merged partial statistics (a Hub's): copies, later merges
+            state["window"]["partials"] = {  # change the window's, not the state's
+                key: partial.copy() for key, partial in self._partials.items()}
         return state
 
     def load_node_state(self, state: dict[str, Any]) -> None:
@@ -389,7 +390,8 @@ class AggregateFilter(Node):
                          window["columns"].items()}
         self._last = dict(window["last"])
         self._order = dict.fromkeys(window["order"])
-        self._partials = dict(window.get("partials", {}))
+        self._partials = {key: partial.copy()
+                          for key, partial in window.get("partials", {}).items()}
         self._writes = window["writes"]
         self._window_start = self._clock() - window["age"]
 

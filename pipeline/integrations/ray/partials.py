@@ -164,20 +164,26 @@ class Accumulator:
                 if x is None:
                     return False
             values.append((key, x))
-        columns, order = self._columns, self._order
+        columns = self._columns
+        new = False
         for key, x in values:
             column = columns.get(key)
             if column is None:
                 column = columns[key] = array("d")
-                order.setdefault(key)
+                new = True
             column.append(x)
         last = self._last
         for key in others:
             value = data[key]
             if value is not None:
                 if key not in last:
-                    order.setdefault(key)
+                    new = True
                 last[key] = value if type(value) in IMMUTABLE_TYPES else snapshot(value)
+        if new:  # (rare) keys enter the order as record mode's: by record, then by position
+            order = self._order
+            for key in keys:
+                if data[key] is not None and (key in columns or key in last):
+                    order.setdefault(key)
         self.records += 1
         return True
 

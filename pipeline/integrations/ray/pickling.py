@@ -46,10 +46,12 @@ def picklable_part(entries: list[Any], dumps: Callable[[Any], Any]) -> Picklable
     found = Picklable()
     for entry in entries:
         if type(entry) is not tuple:  # a record, or a PartialEntry (counted as its records)
-            if found.fails(dumps, entry):
-                found.left_out += 1 if type(entry) is dict else entry.records
-            else:
+            if not found.fails(dumps, entry):
                 found.entries.append(entry)
+            elif type(entry) is dict:
+                found.left_out += 1
+            else:
+                found.left_out += _partial_part(found, entry, dumps)
             continue
         columns, rows = entry
         if not found.fails(dumps, entry):
@@ -68,6 +70,23 @@ def picklable_part(entries: list[Any], dumps: Callable[[Any], Any]) -> Picklable
             kept = {key: _rows_of(column, keep) for key, column in columns.items()}
             found.entries.append((kept, len(keep)))
     return found
+
+
+def _partial_part(found: Picklable, entry: Any, dumps: Callable[[Any], Any]) -> int:
+    """A PartialEntry that does not pickle: when the culprits are last values of keys the
+    aggregate does not match, each came from one record, which record mode would have lost
+    whole; the entry is shipped without them, one record counted lost per value (its
+    numbers stay in the partials). Returns the records left out (all, should it still fail)."""
+    bad = [key for key, value in entry.last.items() if found.fails(dumps, value)]
+    left_out = min(len(bad), entry.records)
+    if bad and left_out < entry.records:
+        kept = type(entry)(entry.partials,
+                           {key: value for key, value in entry.last.items() if key not in bad},
+                           entry.order, entry.records - left_out)
+        if not found.fails(dumps, kept):
+            found.entries.append(kept)
+            return left_out
+    return int(entry.records)
 
 
 def _rows_of(column: Sequence[Any], keep: list[int]) -> Any:
