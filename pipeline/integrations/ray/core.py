@@ -288,6 +288,8 @@ class HubCore:
             raise ClosedError("the hub is closed; it takes no more records")
         state = self.streams.get(stream)
         if state is None:
+            if stream.startswith(RELAY_RUN + "/"):  # a relay's: named by its node
+                tags = {"relay": stream.split("/")[1]}
             state = self.streams[stream] = _Stream(tags, acked, report)
         current = state.current(copy)
         if current:
