@@ -123,6 +123,10 @@ class Writer:
             self.log.write({"index": index})
         return self.log.written
 
+    def flush(self) -> int:
+        self.log.flush()
+        return self.log.sent
+
     def close(self) -> tuple[int, int, int, int]:
         self.log.close()
         return self.log.written, self.log.sent, self.log.lost, self.log.unconfirmed
@@ -265,3 +269,72 @@ def test_the_hub_restarted_on_another_node_from_its_checkpoint(
     assert (window["index_count"], window["index_sum"]) == (2 * n, 2 * sum(range(n)))
     assert status.records + status.earlier == status.written == 2 * n
     assert status.missing == status.lost == 0 and status.failures == []
+
+
+# -- with one relay per node (Hub(relays=True)) ---------------------------------------------
+
+
+def aggregated(windows: Path) -> Pipeline:
+    """An aggregate over every worker's `index` (count, sum), one window per `hub.flush()`,
+    to `windows`: the hub's pipeline begins with it, so the senders ship partials."""
+    return (
+        Pipeline("hub")
+        .aggregate(r"^index$", stats=("count", "sum"))
+        .to(JsonlSink(windows, flush_every=1_000_000, flush_seconds=None))
+    )
+
+
+def window_rows(path: Path) -> list[tuple[int, int]]:
+    with path.open() as handle:
+        return [(row["index_count"], row["index_sum"]) for row in map(json.loads, handle)]
+
+
+def test_relays_on_three_nodes_and_a_node_removed_mid_run(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A writer per node, each through its node's relay. After a first window, every writer
+    writes and flushes again (its relay confirmed: it holds the records), then one node is
+    removed: its relay and writer die. The others' records are in the windows exactly once;
+    the dead relay's stream is named (it did not close) with what it forwarded, stored once;
+    what it held is gone with the node's writer (no live process knows of it: the hub says it
+    is unknown)."""
+    node = add_node(cluster, "n5")
+    cluster.wait_for_nodes(timeout=120)
+    windows = tmp_path / "windows.jsonl"
+    hub = Hub(
+        functools.partial(aggregated, windows),
+        batch_size=64,
+        flush_seconds=None,
+        relays=True,
+        actor_options={"num_cpus": 0, **on("n0")},
+    )
+    writers = [
+        Writer.options(**on(r)).remote(hub.sender(worker=w))  # type: ignore[attr-defined]
+        for w, r in enumerate(("n0", "n1", "n5"))
+    ]
+    n = 1000
+    assert ray.get([writer.write.remote(0, n) for writer in writers]) == [n] * 3
+    assert ray.get([writer.flush.remote() for writer in writers]) == [n] * 3
+    hub.flush()  # each relay forwards its node's partials; the hub cuts the window
+    assert ray.get([writer.write.remote(n, 2 * n) for writer in writers]) == [2 * n] * 3
+    assert ray.get([writer.flush.remote() for writer in writers]) == [2 * n] * 3
+    cluster.remove_node(node, allow_graceful=False)
+    until(lambda: dead(writers[2]), "the removed node's writer is dead")
+    assert ray.get([writer.close.remote() for writer in writers[:2]]) == [(2 * n, 2 * n, 0, 0)] * 2
+
+    with pytest.warns(RuntimeWarning, match="did not close"):
+        status = hub.close()
+    assert status is not None
+    first, last = window_rows(windows)
+    assert first == (3 * n, 3 * sum(range(n)))
+    assert last == (2 * n, 2 * sum(range(n, 2 * n)))  # the live nodes' second half, once
+    relays = {s.tags["relay"]: s for s in status.streams.values()}
+    assert len(relays) == 3  # the hub saw the relays only
+    cut = relays[node.node_id]
+    assert not cut.ended and cut.records + cut.earlier == cut.written == n  # its first half
+    assert all(s.ended and s.records == 2 * n for r, s in relays.items() if r != node.node_id)
+    # sent = stored + counted: the live writers' 4n stored; the dead node's writer wrote 2n,
+    # n stored from its relay, the rest named with the relay that died holding it.
+    assert status.records + status.earlier == 5 * n
+    assert any(node.node_id in line and "did not close" in line for line in status.failures)
+

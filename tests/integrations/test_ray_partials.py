@@ -277,3 +277,54 @@ def test_through_a_relay_per_node_the_hub_gets_one_partial_per_window(ray_up: No
     assert sum(c[1] for c in counts) == written == 2000 and [c[2] for c in counts] == [0] * 4
     final = hub.relay_final[node]
     assert final is not None and final.written == final.records == 2000 and not final.failures
+
+
+class Writer:
+    """A Ray actor holding one sender: it outlives its node's relay, and keeps writing."""
+
+    def __init__(self, log: Any, worker: int) -> None:
+        self.log, self.worker, self.step = log, worker, 0
+
+    def write(self, n: int) -> int:
+        for value in returns(self.worker, self.step + n)[self.step :]:
+            self.log.write({"step": self.step, "return": float(value)})
+            self.step += 1
+        self.log.flush()  # acknowledged by the relay (or, after it died, by the hub)
+        return int(self.log.sent)
+
+    def close(self) -> tuple[int, int, int, int]:
+        self.log.close()
+        return self.log.written, self.log.sent, self.log.lost, self.log.unconfirmed
+
+
+@pytest.mark.slow
+def test_a_relay_that_dies_counts_what_it_held_and_its_senders_write_to_the_hub(
+    ray_up: None,
+) -> None:
+    import ray
+
+    from pipeline.integrations.ray import Hub
+    from pipeline.integrations.ray.relay import relays_of
+
+    hub = Hub(central, batch_size=100, relays=True, flush_seconds=None)  # forward on flush
+    writer = ray.remote(num_cpus=0.25)(Writer)
+    writers = [writer.remote(hub.sender(worker=i), i) for i in range(2)]
+    assert ray.get([w.write.remote(200) for w in writers]) == [200, 200]
+    hub.flush()  # the relay forwards 400 records: stored
+    assert ray.get([w.write.remote(100) for w in writers]) == [300, 300]  # merged, held
+    [relay] = relays_of(hub.actor)
+    ray.kill(relay, no_restart=True)  # dies holding 200 records its senders had delivered
+    assert ray.get([w.write.remote(150) for w in writers]) == [450, 450]  # to the hub now
+    counts = ray.get([w.close.remote() for w in writers])
+    hub.flush()
+    first, second = hub.call(windows)  # the window of what reached the hub after the death
+    check_window(first, np.concatenate([returns(i, 200) for i in range(2)]), exact=False)
+    check_window(second, np.concatenate([returns(i, 450)[300:] for i in range(2)]), False)
+    with pytest.warns(RuntimeWarning, match="relay"):
+        status = hub.close()
+    assert status is not None
+    written = sum(c[0] for c in counts)
+    stored = status.records + status.earlier
+    assert (written, stored, status.relay_lost) == (900, 700, 200)
+    assert written == stored + status.lost + status.missing + status.relay_lost
+    assert any("relay" in line and "200 records" in line for line in status.failures)

@@ -25,6 +25,9 @@ __all__ = ["CHECKPOINT_NEEDED", "HubCore", "Report", "remote_core"]
 CHECKPOINT_NEEDED = "give Hub(..., checkpoint=folder)"
 """How HubCore's refusal of restarts without a checkpoint ends (Hub raises it as ValueError)."""
 
+RELAY_RUN = "relay"
+"""The `run` of a relay's stream: its stream id is `relay/<node id>/<uuid>`."""
+
 WARNINGS_KEPT = 1000
 """Distinct warning texts of the central pipeline the hub keeps for `status()`."""
 
@@ -51,9 +54,11 @@ class _Stream:
         "lost",
         "low",
         "records",
+        "relay",
         "replayed",
         "retired",
         "tags",
+        "via_relay",
         "windows",
         "windows_missing",
         "written",
@@ -77,6 +82,8 @@ class _Stream:
         "windows",
         "windows_missing",
         "late",
+        "relay",
+        "via_relay",
     )
     """What a checkpoint keeps of a stream (not `held`: unacknowledged, the sender resends)."""
 
@@ -100,6 +107,8 @@ class _Stream:
         self.windows: set[Hashable] = set()  # the window ids this stream reported
         self.windows_missing: list[Hashable] = []  # windows closed without it
         self.late = 0  # reports of a window that had closed
+        self.relay = ""  # the node whose relay it shipped through, until that relay died
+        self.via_relay = 0  # records that relay had confirmed (merged) when it died
         self.hear(report)
 
     def current(self, copy: str) -> bool:
@@ -126,7 +135,8 @@ class _Stream:
         """A stream as a checkpoint left it: what this instance applies is counted anew."""
         stream = cls(saved["tags"], saved["low"], None)
         for name in cls.SAVED:
-            setattr(stream, name, saved[name])
+            if name in saved:  # (a checkpoint of an older version lacks the newer names)
+                setattr(stream, name, saved[name])
         return stream
 
     def hear(self, report: Report | None) -> None:
@@ -151,7 +161,8 @@ class _Stream:
             written=self.written,
             lost=self.lost,
             missing=max(0, missing) if final or self.ended else 0,
-            earlier=max(0, self.below - self.records),
+            earlier=max(0, self.below - self.records - self.via_relay),
+            via_relay=self.via_relay,
             epoch=self.epoch,
             replayed=self.replayed,
             windows_missing=tuple(self.windows_missing),
@@ -277,6 +288,8 @@ class HubCore:
             raise ClosedError("the hub is closed; it takes no more records")
         state = self.streams.get(stream)
         if state is None:
+            if stream.startswith(RELAY_RUN + "/"):  # a relay's: named by its node
+                tags = {"relay": stream.split("/")[1]}
             state = self.streams[stream] = _Stream(tags, acked, report)
         current = state.current(copy)
         if current:
@@ -304,6 +317,32 @@ class HubCore:
         else:
             report = None
         self._advance(state, acked, report)
+        return state.low
+
+    def relayed(
+        self,
+        stream: str,
+        node: str,
+        records: int,
+        acked: int,
+        tags: dict[str, Any],
+        report: Report | None = None,
+        copy: str = "",
+    ) -> int:
+        """Learns from a sender whose relay (on `node`) died that the relay had confirmed
+        `records` of its records (merged them) and every batch below `acked`; the sender
+        ships here from now on. What the relay forwarded of them is in the relay's stream;
+        the rest died with it (`relay_lost`). Returns the stream's low mark."""
+        state = self.streams.get(stream)
+        if state is None:
+            state = self.streams[stream] = _Stream(tags, acked, report)
+        if state.current(copy):
+            state.hear(report)
+            state.relay, state.via_relay = node, max(state.via_relay, records)
+        else:
+            report = None
+        self._advance(state, acked, report)
+        self._checkpoint()
         return state.low
 
     def _advance(self, state: _Stream, acked: int, report: Report | None) -> None:
@@ -486,7 +525,33 @@ class HubCore:
             )
         for stream in streams.values():
             lines.extend(_stream_failures(stream, final))
+        streams.update(self._relays_lost(streams, lines))
         return HubStatus(streams, self.restarted, self.closed, lines, list(self.warned))
+
+    def _relays_lost(
+        self, streams: dict[str, StreamStatus], lines: list[str]
+    ) -> dict[str, StreamStatus]:
+        """The relays that died (a sender said so): what their senders reported they had
+        confirmed, less what reached the hub from them (stored, or counted lost or missing in
+        the relay's stream), died with them. Returns the relays' streams with `relay_lost`;
+        adds a line for each."""
+        confirmed: dict[str, int] = {}
+        for state in self.streams.values():
+            if state.relay:
+                confirmed[state.relay] = confirmed.get(state.relay, 0) + state.via_relay
+        changed = {}
+        for name, stream in streams.items():
+            node = name.split("/")[1] if name.startswith(RELAY_RUN + "/") else ""
+            if node not in confirmed:
+                continue
+            arrived = stream.records + stream.earlier + stream.lost + stream.missing
+            lost = max(0, confirmed[node] - arrived)
+            changed[name] = replace(stream, relay_lost=lost)
+            lines.append(
+                f"hub: the relay on node {node} died holding {lost} records its senders had "
+                f"delivered (merged, not forwarded): lost; its senders then shipped here"
+            )
+        return changed
 
     def close(self) -> HubStatus:
         """Closes the central pipeline; returns the final status with the warnings it raised.

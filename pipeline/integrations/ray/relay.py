@@ -23,7 +23,7 @@ from typing import Any
 
 from pipeline.core.columns import Columns
 from pipeline.core.node import Node, Record
-from pipeline.integrations.ray.core import HubCore
+from pipeline.integrations.ray.core import RELAY_RUN, HubCore
 from pipeline.integrations.ray.partials import PartialEntry
 from pipeline.integrations.ray.sender import HubSender, SenderSettings
 from pipeline.integrations.ray.support import import_ray
@@ -56,7 +56,7 @@ class RelayCore(HubCore):
 
     def __init__(self, hub: Any, settings: SenderSettings, node: str) -> None:
         relayed = replace(settings, relays=False, batch_size=sys.maxsize)
-        self.sender = HubSender(hub, {}, relayed)
+        self.sender = HubSender(hub, {}, relayed, run=RELAY_RUN, worker=node)
         self.node = node
         super().__init__(lambda: _Forward(self.sender), partials=False)
 

@@ -111,6 +111,7 @@ class HubSender(Sink):
         self._behind = False
         self._dead = ""
         self._warned_unacknowledged = False
+        self._relay_node = ""  # the node whose relay it ships to (`_actor`), if any
         self.written = 0
         self.sent = 0
         self.unconfirmed = 0
@@ -308,7 +309,7 @@ class HubSender(Sink):
         except ray.exceptions.ActorUnavailableError:
             pass  # it may or may not have run: `_collect` syncs and resends, applied once
         except ray.exceptions.RayActorError as error:
-            self._died(f"the hub actor died ({first_line(error)})")
+            self._actor_died(error)
         except ClosedError:
             self._died("the hub is closed")
         except Exception as error:
@@ -339,12 +340,41 @@ class HubSender(Sink):
             time.sleep(min(timeout, 0.05))
             return
         except ray.exceptions.RayActorError as error:
-            self._died(f"the hub actor died ({first_line(error)})")
+            self._actor_died(error)
             return
         except ray.exceptions.GetTimeoutError:
             return
         except ClosedError:
             self._died("the hub is closed")
+            return
+        self._acked = max(self._acked, int(low))
+        self._confirm()
+
+    def _actor_died(self, error: Exception) -> None:
+        """The actor it ships to died: the hub (every later record is lost), or its node's
+        relay. Then it tells the hub how many of its records the relay had confirmed (the hub
+        counts what the relay did not forward as `relay_lost`), ships to the hub from now on,
+        and sends its unconfirmed batches there (the relay died before answering them)."""
+        if self._actor is self._hub:
+            self._died(f"the hub actor died ({first_line(error)})")
+            return
+        node, self._actor, self._relay_node = self._relay_node, self._hub, ""
+        for batch in self._in_flight:
+            batch.ref = None  # sent again by `_collect`
+        self._confirm()
+        warnings.warn(
+            f"rlpipe: {self!r}: its relay died ({first_line(error)}); what the relay had "
+            "not forwarded is counted lost by the hub; shipping to the hub directly",
+            RuntimeWarning,
+            stacklevel=user_stacklevel(),
+        )
+        call = self._hub.relayed.remote(
+            self.stream, node, self.sent, self._acked, self.tags, self._report(), self.copy
+        )
+        try:
+            low = self._ray.get(call, timeout=self._settings.flush_timeout)
+        except Exception as failed:
+            self._died(f"the hub did not answer ({type(failed).__name__})")
             return
         self._acked = max(self._acked, int(low))
         self._confirm()
@@ -389,13 +419,19 @@ class HubSender(Sink):
 
     def on_close(self) -> None:
         if self._seq and not self._dead and not self._in_flight:
-            try:
-                self._ray.get(
-                    self._actor.end.remote(self.stream, self._report(), self.copy),
-                    timeout=self._settings.flush_timeout,
-                )
-            except Exception as error:
-                self._died(f"the hub did not answer ({type(error).__name__})")
+            for _ in range(2):  # its relay may have died: then the hub, once
+                try:
+                    self._ray.get(
+                        self._actor.end.remote(self.stream, self._report(), self.copy),
+                        timeout=self._settings.flush_timeout,
+                    )
+                except self._ray.exceptions.RayActorError as error:
+                    self._actor_died(error)
+                    if not self._dead:
+                        continue
+                except Exception as error:
+                    self._died(f"the hub did not answer ({type(error).__name__})")
+                break
         self.unconfirmed = self.in_flight
         self._in_flight.clear()
         if self.lost or self.unconfirmed:
@@ -445,6 +481,7 @@ def _rebuild_sender(
         from pipeline.integrations.ray.relay import relay_for
 
         sender._actor = relay_for(actor, settings)
+        sender._relay_node = sender._ray.get_runtime_context().get_node_id()
     if task is not None:
         _COPIES[sender.stream] = sender
     return sender

@@ -23,8 +23,9 @@ class StreamStatus:
     `replayed` the records a later copy sent again below what was applied (not applied
     twice). `windows_missing` lists the window ids closed without this stream's part, `late`
     the reports of a window that had closed.
-    They reconcile: `written == records + earlier + lost + missing`, `held` (batches waiting
-    behind a gap) aside.
+    They reconcile: `written == records + earlier + lost + missing + via_relay`, `held`
+    (batches waiting behind a gap) aside; `via_relay` (records a relay that died had confirmed)
+    is in the relay's stream (`records`, `missing`) or its `relay_lost`.
     """
 
     tags: dict[str, Any]
@@ -44,6 +45,8 @@ class StreamStatus:
     windows_missing: tuple[Any, ...] = ()
     late: int = 0
     mode: str = "records"  # or "partials": it shipped partial statistics (see partials.py)
+    via_relay: int = 0  # records its relay had confirmed when it died (then it shipped here)
+    relay_lost: int = 0  # a relay's stream: records it confirmed that died with it
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,11 @@ class HubStatus:
     def missing(self) -> int:
         """Records shipped that never arrived (known at close), over every stream."""
         return sum(stream.missing for stream in self.streams.values())
+
+    @property
+    def relay_lost(self) -> int:
+        """Records relays had confirmed to their senders and died holding, over every relay."""
+        return sum(stream.relay_lost for stream in self.streams.values())
 
     @property
     def duplicates(self) -> int:
