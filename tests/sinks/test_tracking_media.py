@@ -23,7 +23,6 @@ from typing import Any
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -32,6 +31,8 @@ from pipeline import Image, Pipeline, Video
 from sinks import MlflowSink, NeptuneSink, TensorBoardSink, WandbSink
 from sinks._rich import BINS, histogram, rich
 from tests.sinks.tracking import read_wandb
+
+torch = pytest.importorskip("torch")  # the core suite's environment has none
 
 FPS = 8.0
 """A GIF keeps frame delays in hundredths of a second: 1/8 s is 12.5 of them, which imageio
