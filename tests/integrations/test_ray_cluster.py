@@ -24,7 +24,6 @@ from typing import Any
 import pytest
 import ray
 from ray.cluster_utils import Cluster
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipeline import Pipeline
 from pipeline.integrations.ray import Hub, HubSender
@@ -93,7 +92,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             cluster.shutdown()
     finally:
         if session_ray:  # the session fixture's Ray, again (it shuts it down at the end)
-            local_ray.start(tmp_path_factory.mktemp("ray-after-cluster"))
+            local_ray.start(tmp_path_factory.mktemp("r"))  # short: Ray's socket paths
         elif saved is None:
             os.environ.pop("RAY_AUTH_MODE", None)
 
@@ -228,12 +227,13 @@ def test_senders_on_three_nodes_and_a_node_removed_mid_run(
 def test_the_hub_restarted_on_another_node_from_its_checkpoint(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    """The hub runs on a node of its own (soft affinity) with max_restarts=1 and a
-    checkpoint; that node is removed while writers on two other nodes write. Ray restarts
-    the hub on another node; it loads the checkpoint (the open window, each stream's marks)
-    and the senders resend what was not acknowledged: every record stored exactly once, the
-    window counts every record, sent = stored."""
-    hub_node = add_node(cluster, "n3")
+    """The hub runs on a node of its own (the only one holding `hub_host` when it starts)
+    with max_restarts=1 and a checkpoint; a second such node is added, and the hub's node is
+    removed while writers on two other nodes write. Ray restarts the hub on the other node;
+    it loads the checkpoint (the open window, each stream's marks) and the senders resend
+    what was not acknowledged: every record stored exactly once, the window counts every
+    record, sent = stored."""
+    hub_node = cluster.add_node(**NODE_ARGS, resources={"n3": 1, "hub_host": 1})
     cluster.wait_for_nodes(timeout=120)
     raw, windows = tmp_path / "raw.jsonl", tmp_path / "windows.jsonl"
     hub = Hub(
@@ -246,7 +246,7 @@ def test_the_hub_restarted_on_another_node_from_its_checkpoint(
         checkpoint=tmp_path / "checkpoints",
         actor_options={
             "num_cpus": 0,
-            "scheduling_strategy": NodeAffinitySchedulingStrategy(hub_node.node_id, soft=True),
+            "resources": {"hub_host": 0.01},  # where it starts, and where it may restart
         },
     )
     writers = [
@@ -256,6 +256,8 @@ def test_the_hub_restarted_on_another_node_from_its_checkpoint(
     n = 3000
     writing = [writer.write.remote(0, n) for writer in writers]
     until(lambda: hub.status().records >= 256, "the hub applied some batches")
+    cluster.add_node(**NODE_ARGS, resources={"hub_host": 1})  # where the hub restarts
+    cluster.wait_for_nodes(timeout=120)
     cluster.remove_node(hub_node, allow_graceful=False)
     until(lambda: restarted(hub), "the hub answers from a restarted instance", seconds=300.0)
     assert ray.get(writing) == [n] * 2
