@@ -257,11 +257,16 @@ class WandbRun:
         points: Points = {}
         for step, row in self.all_rows:
             for name, value in row.items():
-                if isinstance(value, dict) and value.get("_type") == "histogram":
-                    bins = value["bins"]
-                    value = Histogram(sum(value["values"]), bins[0], bins[-1])
-                points.setdefault(name, []).append((step, value))
+                points.setdefault(name, []).append((step, wandb_value(value)))
         return _in_step_order(points)
+
+
+def wandb_value(value: Any) -> Any:
+    """A value of a W&B history row as a point: a histogram as a `Histogram`."""
+    if isinstance(value, dict) and value.get("_type") == "histogram":
+        bins = value["bins"]
+        return Histogram(sum(value["values"]), bins[0], bins[-1])
+    return value
 
 
 def parse_wandb(path: Path) -> WandbRun:
@@ -406,5 +411,6 @@ def wandb_axis_points(run_dir: Path, axes: Iterable[str] = ()) -> Points:
     for step, row in rows:
         for name, value in row.items():
             axis = axis_of.get(name)
-            points.setdefault(name, []).append((step if axis is None else row[axis], value))
+            point = (step if axis is None else row[axis], wandb_value(value))
+            points.setdefault(name, []).append(point)
     return _in_step_order(points)
