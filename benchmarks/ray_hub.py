@@ -333,6 +333,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     for attempt in range(1, 5):  # a busy machine can time Ray's own startup out
         try:
             ray.init(
+                address="local",  # a Ray of its own, never one already running here
                 num_cpus=args.cpus,
                 include_dashboard=False,
                 _temp_dir=temp,

@@ -30,6 +30,7 @@ def start(base: Path) -> None:
         folder = base / f"session-{attempt}"
         try:
             ray.init(
+                address="local",  # a Ray of its own, never one already running here
                 num_cpus=2,
                 include_dashboard=False,
                 _temp_dir=str(folder),

@@ -21,7 +21,7 @@ import pytest
 import ray
 
 from pipeline import Pipeline
-from pipeline.core.node import Record
+from pipeline.core.node import ClosedError, Record
 from pipeline.integrations.ray import Hub, HubCore, HubSender
 from sinks import CsvSink, MemorySink
 from sinks.base import Sink
@@ -174,6 +174,8 @@ def test_many_workers_reach_one_pipeline_exactly_once_in_order(
     received = hub.call(all_records)
     windows = hub.call(window_records)
     status = hub.close()
+    with pytest.raises(ClosedError):  # said at once, whether or not the actor is gone yet
+        hub.flush()
 
     # The union, each record exactly once, each worker's records in the order it wrote them.
     assert len(received) == 4 * n

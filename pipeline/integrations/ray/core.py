@@ -456,6 +456,8 @@ class HubCore:
 
     def flush(self) -> None:
         """Flushes the central pipeline (aggregates emit their windows, files are written)."""
+        if self.closed:
+            raise ClosedError("the hub is closed; there is nothing to flush")
         with self._keeping_warnings():
             self.pipeline.flush()
         self._checkpoint()

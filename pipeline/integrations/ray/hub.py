@@ -143,7 +143,10 @@ class Hub:
         return self._ray.get(self.actor.call.remote(fn, args, kwargs))
 
     def flush(self) -> None:
-        """Flushes the senders made in this process, then the central pipeline."""
+        """Flushes the senders made in this process, then the central pipeline. ClosedError
+        once the hub is closed."""
+        if self.closed:
+            raise ClosedError("the hub is closed; there is nothing to flush")
         for sender in list(self._senders):
             if not sender.closed:
                 sender.flush()
