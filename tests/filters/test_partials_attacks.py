@@ -3,6 +3,7 @@ partials behaves as one holding the records, state included."""
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
 from typing import Any
 
@@ -23,7 +24,11 @@ def aggregate() -> tuple[AggregateFilter, MemorySink]:
     return node, sink
 
 
-EXACT = [True, False]  # the values, or a KLL sketch
+EXACT = [
+    True,
+    pytest.param(False, marks=pytest.mark.skipif(  # the hub extra; the core suite has none
+        importlib.util.find_spec("datasketches") is None, reason="needs datasketches")),
+]  # the values, or a KLL sketch
 
 
 def partial(*values: float, exact: bool = True) -> Partial:

@@ -34,6 +34,8 @@ from tests.sinks.tracking import (
 
 tool_homes = losses.tool_homes
 mlflow_store = losses.mlflow_store
+
+pytestmark = pytest.mark.slow  # runs the real clients
 scratch_cwd = losses.scratch_cwd
 make = losses.make
 
