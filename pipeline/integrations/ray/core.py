@@ -553,6 +553,13 @@ class HubCore:
                 f"hub: the relay on node {node} died holding {lost} records its senders had "
                 f"delivered (merged, not forwarded): lost; its senders then shipped here"
             )
+            if arrived > confirmed[node]:
+                lines.append(
+                    f"hub: the relay on node {node} forwarded {arrived - confirmed[node]} "
+                    f"records more than its living senders say it confirmed: a sender died "
+                    f"with it, or it died between forwarding and answering and up to that "
+                    f"many records were shipped here twice"
+                )
         return changed
 
     def close(self) -> HubStatus:
