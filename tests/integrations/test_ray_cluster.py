@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import ray
+from ray._common.utils import get_ray_address_file
 from ray.cluster_utils import Cluster
 
 from pipeline import Pipeline
@@ -45,6 +46,9 @@ def start_cluster(base: Path) -> Cluster:
     """Three nodes (1 CPU each; resources n0, n1, n2 to place workers on them), the driver
     connected to the head. A node, like any local Ray, may miss Ray's fixed start-up limits
     on a busy machine: a start that fails is tried again after its processes are stopped."""
+    # Ray's Cluster records the head's address in Ray's default folder, whatever temp_dir
+    # says, and fails where that folder was never made (a fresh machine).
+    Path(get_ray_address_file(None)).parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, local_ray.STARTS + 1):
         folder = base / str(attempt)  # short: Ray's socket paths must stay under 108 bytes
         cluster = None
