@@ -39,7 +39,7 @@ step ruff "$venv/bin/ruff" check .
 step mypy "$venv/bin/mypy"
 step "import layers" "$venv/bin/lint-imports"
 step docs docs
-step pytest "$venv/bin/pytest" -q --durations=15 "$@"
+step pytest "$venv/bin/pytest" -q --durations=15 -n 2 --dist loadgroup "$@"
 if [ "$#" -eq 0 ]; then
   step "other Pythons" bash "$root/scripts/versions.sh"
 fi

@@ -32,7 +32,7 @@ for version in 3.10 3.11 3.12 3.13; do
   if ! (
     export PYTHON="$python" RLPIPE_VENV="$root/.venv-$version"
     source "$root/scripts/env.sh" test media
-    "$venv/bin/pytest" -q -m "not slow" -p no:cacheprovider "${core_suite[@]}"
+    "$venv/bin/pytest" -q -n 2 -m "not slow" -p no:cacheprovider "${core_suite[@]}"
   ); then
     status=1
   fi

@@ -77,10 +77,21 @@ def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 SLOW_TEST_SECONDS = 900.0
 
 
+# Tests that use a Ray in this process run on one pytest-xdist worker (`-n 2 --dist
+# loadgroup`, scripts/test.sh), one after another as without xdist: a module's Ray (the
+# cluster's, say) stops and restarts the session's, which a test on the same worker may hold.
+RAY_FIXTURES = frozenset({"ray_session", "ray_up", "ray_cluster", "cluster"})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(SLOW_TEST_SECONDS))
+        name = item.path.name
+        if RAY_FIXTURES.intersection(getattr(item, "fixturenames", ())) or name.startswith(
+            ("test_ray", "test_rllib")
+        ):
+            item.add_marker(pytest.mark.xdist_group("ray"))
 
 
 # Selected by `mutmut run` ([tool.mutmut] in pyproject.toml): a property test that a mutant

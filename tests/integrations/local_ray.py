@@ -6,9 +6,12 @@ than once per module: each start costs seconds and, on a busy machine, may fail.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,10 +27,22 @@ import ray
 STARTS = 6
 
 
+def short_folder(link: Path) -> Path:
+    """A new folder with a short path, reachable as `link` (a symbolic link to it), deleted
+    when the process exits: Ray's socket paths, under its session folder, must stay under
+    108 bytes, which a test's temporary folder can exceed (under pytest-xdist, say)."""
+    folder = Path(tempfile.mkdtemp(prefix="ray-"))
+    # Registered before the ray.init that uses it, so it runs after Ray's own shutdown at exit.
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(folder, target_is_directory=True)
+    return folder
+
+
 def start(base: Path) -> None:
-    """Starts Ray with its session files under `base/session-<attempt>`."""
+    """Starts Ray with its session files in a short folder linked as `base/session-<attempt>`."""
     for attempt in range(1, STARTS + 1):
-        folder = base / f"session-{attempt}"
+        folder = short_folder(base / f"session-{attempt}")
         try:
             ray.init(
                 address="local",  # a Ray of its own, never one already running here

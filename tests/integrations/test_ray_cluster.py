@@ -50,7 +50,7 @@ def start_cluster(base: Path) -> Cluster:
     # says, and fails where that folder was never made (a fresh machine).
     Path(get_ray_address_file(None)).parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, local_ray.STARTS + 1):
-        folder = base / str(attempt)  # short: Ray's socket paths must stay under 108 bytes
+        folder = local_ray.short_folder(base / str(attempt))
         cluster = None
         try:
             cluster = Cluster(
@@ -96,7 +96,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             cluster.shutdown()
     finally:
         if session_ray:  # the session fixture's Ray, again (it shuts it down at the end)
-            local_ray.start(tmp_path_factory.mktemp("r"))  # short: Ray's socket paths
+            local_ray.start(tmp_path_factory.mktemp("r"))
         elif saved is None:
             os.environ.pop("RAY_AUTH_MODE", None)
 
