@@ -631,9 +631,9 @@ class StepWindows:
         if self.is_late(window):
             self.aggregate.counts.note(
                 "late",
-                f"a record of window {window!r} ({self.key} {window * self.every_steps} to "
-                f"{(window + 1) * self.every_steps - 1}) came after that window was emitted: "
-                "dropped, not merged into another window",
+                f"records of window {window!r} ({self.key} {window * self.every_steps} to "
+                f"{(window + 1) * self.every_steps - 1}) came after that window was emitted "
+                "(late): dropped, not merged into another window",
                 n=records,
                 category=UserWarning,
             )

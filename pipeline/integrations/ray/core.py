@@ -7,7 +7,7 @@ import pickle
 import sys
 import time
 import warnings
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +24,10 @@ __all__ = ["CHECKPOINT_NEEDED", "HubCore", "Report", "remote_core"]
 
 CHECKPOINT_NEEDED = "give Hub(..., checkpoint=folder)"
 """How HubCore's refusal of restarts without a checkpoint ends (Hub raises it as ValueError)."""
+
+WINDOW_DEADLINE = 60.0
+"""Seconds a window by step stays open, after its first partial arrived, waiting for the
+streams that did not report it (`Hub(window_deadline=)`)."""
 
 RELAY_RUN = "relay"
 """The `run` of a relay's stream: its stream id is `relay/<node id>/<uuid>`."""
@@ -44,6 +48,7 @@ class _Stream:
         "batches",
         "below",
         "copy",
+        "done_through",
         "duplicates",
         "ended",
         "epoch",
@@ -58,6 +63,7 @@ class _Stream:
         "replayed",
         "retired",
         "tags",
+        "top_window",
         "via_relay",
         "windows",
         "windows_missing",
@@ -84,6 +90,8 @@ class _Stream:
         "late",
         "relay",
         "via_relay",
+        "top_window",
+        "done_through",
     )
     """What a checkpoint keeps of a stream (not `held`: unacknowledged, the sender resends)."""
 
@@ -104,8 +112,10 @@ class _Stream:
         self.retired: set[str] = set()  # the copies of earlier epochs
         self.epoch = 0
         self.replayed = 0  # records a later epoch sent again below the mark: not applied
-        self.windows: set[Hashable] = set()  # the window ids this stream reported
-        self.windows_missing: list[Hashable] = []  # windows closed without it
+        self.windows: set[Any] = set()  # the window ids this stream reported
+        self.top_window: Any = None  # the newest window id it reported
+        self.done_through: Any = None  # its part of every window up to this id was delivered
+        self.windows_missing: list[Any] = []  # windows closed without it
         self.late = 0  # reports of a window that had closed
         self.relay = ""  # the node whose relay it shipped through, until that relay died
         self.via_relay = 0  # records that relay had confirmed (merged) when it died
@@ -206,7 +216,13 @@ class HubCore:
         *,
         partials: bool = True,
         exact: bool = False,
+        window_deadline: float = WINDOW_DEADLINE,
     ) -> None:
+        if isinstance(window_deadline, bool) or not isinstance(window_deadline, (int, float)) \
+                or not window_deadline >= 0:
+            raise ValueError(f"window_deadline must be a number of seconds >= 0, got "
+                             f"{window_deadline!r}")
+        self.window_deadline = float(window_deadline)
         pipeline = factory()
         if not isinstance(pipeline, Node):
             raise TypeError(
@@ -218,6 +234,8 @@ class HubCore:
         self._plan, self._aggregate, self.mode = (
             plan_of(pipeline, exact=exact) if partials else (None, None, "records (asked)")
         )
+        if self._aggregate is not None and self._aggregate.every_steps is not None:
+            self._aggregate.hold_windows()  # the hub cuts them: see report_window
         self.by_partials: set[_Stream] = set()  # the streams that shipped partials
         self.streams: dict[str, _Stream] = {}
         self.closed = False
@@ -229,8 +247,8 @@ class HubCore:
         self.checkpoint = None if checkpoint is None else Path(checkpoint) / f"hub-{run}.pickle"
         self.checkpoint_errors = 0
         self.first_checkpoint_error = ""
-        self.closed_windows: set[Hashable] = set()
-        self.open_windows: dict[Hashable, float] = {}  # window id -> when first reported
+        self.closed_windows: set[Any] = set()
+        self.open_windows: dict[Any, float] = {}  # window id -> when first reported
         if self.checkpoint is None and restarts:
             stateful = [node for node in pipeline.nodes() if _holds_state(node)]
             if stateful:
@@ -304,6 +322,7 @@ class HubCore:
         else:
             state.held[seq] = (count, entries)
         self._advance(state, acked, report)
+        self._close_due_windows()
         return state.low
 
     def sync(self, stream: str, acked: int, report: Report | None = None, copy: str = "") -> int:
@@ -317,6 +336,7 @@ class HubCore:
         else:
             report = None
         self._advance(state, acked, report)
+        self._close_due_windows()
         return state.low
 
     def relayed(
@@ -435,8 +455,15 @@ class HubCore:
     def _partial(self, state: _Stream, entry: PartialEntry) -> None:
         if self._aggregate is None:
             raise ValueError("this hub takes records, not partials (its plan changed?)")
-        apply_entry(self._aggregate, entry)
         self.by_partials.add(state)
+        if not apply_entry(self._aggregate, entry):
+            state.late += 1
+            raise ValueError(
+                f"late: window {entry.window!r} had been emitted when its partial arrived "
+                "(not merged into another window)"
+            )
+        if entry.window is not None:
+            self._reported(state, entry.window, entry.complete)
 
     def end(self, stream: str, report: Report | None = None, copy: str = "") -> None:
         """Marks a stream as ended: its sender closed after every batch was acknowledged;
@@ -445,6 +472,10 @@ class HubCore:
         if state is not None and state.current(copy):
             state.hear(report)
             state.ended = True
+            if self.open_windows:  # it may be the last stream a window waited for
+                with self._keeping_warnings():
+                    self._close_delivered()
+                    self._store()
             self._checkpoint()
 
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -459,50 +490,88 @@ class HubCore:
         if self.closed:
             raise ClosedError("the hub is closed; there is nothing to flush")
         with self._keeping_warnings():
+            for window in sorted(self.open_windows):
+                self.close_window(window)
             self.pipeline.flush()
         self._checkpoint()
 
     # -- windows: the hooks for streams that report window ids ------------------------------
 
-    def report_window(self, stream: str, window: Hashable) -> bool:
-        """Notes that `stream` delivered its part of `window`; closes the window once every
-        live stream (not ended) reported it. False (the report is counted `late`) when the
-        window had closed already."""
+    def report_window(self, stream: str, window: Any) -> bool:
+        """Notes that `stream` delivered its (whole) part of `window` (an id that orders
+        windows: an int); closes, in id order, every open window whose part every live
+        stream (not ended) delivered: it reported the window complete, or a later window.
+        False (the report is counted `late`) when the window had closed already."""
         state = self.streams.get(stream)
         if state is None:
             return False
         if window in self.closed_windows:
             state.late += 1
             return False
-        state.windows.add(window)
-        self.open_windows.setdefault(window, time.monotonic())
-        live = [s for s in self.streams.values() if not s.ended]
-        if all(window in s.windows for s in live):
-            self.close_window(window)
+        self._reported(state, window)
         return True
 
-    def close_window(self, window: Hashable) -> list[str]:
-        """Closes `window` (every live stream reported it, or its deadline passed): each
-        live stream that did not report it gets it in its `windows_missing`; returns their
-        names. Later reports of it are `late`."""
+    def _reported(self, state: _Stream, window: Any, complete: bool = True) -> None:
+        """A stream's part of `window` arrived: whole (`complete`), or so far (then its
+        part of every earlier window is whole: a sender goes in step order)."""
+        state.windows.add(window)
+        if state.top_window is None or window > state.top_window:
+            state.top_window = window
+        done = window if complete else window - 1
+        if state.done_through is None or done > state.done_through:
+            state.done_through = done
+        self.open_windows.setdefault(window, time.monotonic())
+        self._close_delivered()
+
+    def _close_delivered(self) -> None:
+        """Closes, oldest first, the open windows whose part every live stream delivered."""
+        live = [s for s in self.streams.values() if not s.ended]
+        while self.open_windows:
+            oldest = min(self.open_windows)
+            if not all(s.done_through is not None and s.done_through >= oldest for s in live):
+                break
+            self.close_window(oldest)
+
+    def close_window(self, window: Any) -> list[str]:
+        """Closes `window` (every live stream reported it or a later one, or its deadline
+        passed) and emits the aggregate's windows by step up to it, in id order: each live
+        stream that had reported neither it nor a later window gets it in its
+        `windows_missing`; returns their names. Later reports of it are `late`."""
         self.open_windows.pop(window, None)
         self.closed_windows.add(window)
         missing = []
         for name, state in self.streams.items():
-            if window not in state.windows and not state.ended:
+            behind = state.top_window is None or state.top_window < window
+            if window not in state.windows and behind and not state.ended:
                 state.windows_missing.append(window)
                 missing.append(name)
             state.windows.discard(window)
+        if self._aggregate is not None and self._aggregate.every_steps is not None:
+            self._aggregate.emit_windows(window)
         return missing
 
-    def close_windows_older_than(self, seconds: float) -> list[Hashable]:
-        """Closes every open window first reported more than `seconds` ago (the deadline);
-        returns them."""
+    def close_windows_older_than(self, seconds: float) -> list[Any]:
+        """Closes every open window first reported more than `seconds` ago (the deadline),
+        and every older one before it (windows close in id order); returns them."""
         now = time.monotonic()
         due = [w for w, opened in self.open_windows.items() if now - opened > seconds]
-        for window in due:
+        if not due:
+            return []
+        newest = max(due)
+        closed = sorted(w for w in self.open_windows if w <= newest)
+        for window in closed:
             self.close_window(window)
-        return due
+        return closed
+
+    def _close_due_windows(self) -> None:
+        """Closes the windows whose deadline passed (checked at each push and sync), and
+        stores the rows that emitted."""
+        if not self.open_windows:
+            return
+        with self._keeping_warnings():
+            if self.close_windows_older_than(self.window_deadline):
+                self._store()
+        self._checkpoint()
 
     def status(self) -> HubStatus:
         """Every stream's counts, and a line in `failures` for each loss the hub knows of:
@@ -570,7 +639,7 @@ class HubCore:
                 for state in self.streams.values():  # a gap nobody filled: apply in order
                     for seq in sorted(state.held):
                         self._apply(state, *state.held.pop(seq))
-                for window in list(self.open_windows):  # a stream that never closed missed it
+                for window in sorted(self.open_windows):  # a stream that never closed missed it
                     self.close_window(window)
                 self.pipeline.close()
         self.closed = True

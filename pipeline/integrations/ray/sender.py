@@ -156,9 +156,7 @@ class HubSender(Sink):
 
     def _take_partials(self) -> None:
         if self._partials is not None:
-            entry = self._partials.take()
-            if entry is not None:
-                self._entries.append(entry)
+            self._entries += self._partials.take_windows()
 
     def write_batch(self, columns: Columns) -> None:
         if self.closed:
