@@ -495,7 +495,7 @@ class HubCore:
             self.pipeline.flush()
         self._checkpoint()
 
-    # -- windows: the hooks for streams that report window ids ------------------------------
+    # -- windows by step: streams report window ids with their partials --------------------
 
     def report_window(self, stream: str, window: Any) -> bool:
         """Notes that `stream` delivered its (whole) part of `window` (an id that orders
