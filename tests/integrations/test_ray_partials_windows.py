@@ -20,12 +20,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from filters.partials import has_sketches
 from pipeline import Pipeline
 from pipeline.integrations.ray import HubCore
 from pipeline.integrations.ray import core as core_module
-from pipeline.integrations.ray.partials import Accumulator
+from pipeline.integrations.ray.partials import Accumulator, PartialEntry
 from sinks import MemorySink
-from tests.integrations.test_ray_partials import ray_up  # noqa: F401 (a fixture)
+from tests.integrations.test_ray_partials import (
+    ray_up,  # noqa: F401 (a fixture)
+    within_rank,
+)
 from tests.integrations.test_ray_partials_attacks import assert_same_rows
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*came after that window:UserWarning",
@@ -97,10 +101,10 @@ def streams_of(steps: list[list[int]], seed: int = 0) -> list[list[dict[str, Any
 
 
 def run_hub(streams: list[list[dict[str, Any]]], order: list[int], ship_every: list[int],
-            **options: Any) -> HubCore:
+            exact: bool = True, **options: Any) -> HubCore:
     """Each stream ships its first record, then the records go in `order` (stream indices;
     each stream's records in its own order); every sender closes; the hub flushes."""
-    core = HubCore(central, exact=True, **options)
+    core = HubCore(central, exact=exact, **options)
     senders = [Sender(core, f"s{i}", every) for i, every in enumerate(ship_every)]
     position = [0] * len(streams)
     for i, sender in enumerate(senders):  # the hub knows every stream before windows close
@@ -287,6 +291,73 @@ def test_windows_by_step_ship_one_partial_per_window_and_say_so() -> None:
     assert "windows by step" in core.mode and "every 10 of 'steps'" in core.mode
     with pytest.raises(ValueError, match="take_windows"):
         accumulator.take()
+
+
+@pytest.mark.skipif(not has_sketches(), reason="the sketch needs datasketches")
+def test_with_sketches_the_median_is_within_the_rank_error_and_the_rest_exact() -> None:
+    streams = streams_of(interleaved(3, 400), seed=7)
+    order = [i for _ in range(400) for i in range(3)]
+    core = run_hub(streams, order, [64, 100, 37], exact=False)
+    rows = rows_of(core)
+    records = [r for s in streams for r in s]
+    assert len(rows) == 120
+    for row in rows:
+        values = np.array([r["x"] for r in records if r["steps"] // EVERY
+                           == row["steps"] // EVERY])
+        assert within_rank(values, row["x_median"], 0.5)
+        assert math.isclose(row["x_std"], values.std(), rel_tol=1e-12)
+        assert row["x_count"] == len(values)
+
+
+def test_a_relay_merging_its_senders_partials_keeps_them_per_window() -> None:
+    core = HubCore(central, exact=True)
+    plan = core.plan()
+    assert plan is not None
+    senders = [Accumulator(plan) for _ in range(2)]
+    relay = Accumulator(plan)
+    for step in range(25):
+        senders[step % 2].add({"steps": step, "x": float(step), "y": 0.0})
+    for sender in senders:
+        for entry in sender.take_windows():
+            relay.merge(entry)
+    entries = relay.take_windows()
+    assert [(e.window, e.records, e.step) for e in entries] == [(0, 10, 9), (1, 10, 19),
+                                                               (2, 5, 24)]
+    core.push("relay/node/1", 0, 0, 25, list(entries), {}, (25, 0, 0))
+    core.flush()
+    assert [row["x_sum"] for row in rows_of(core)] == [45.0, 145.0, 110.0]
+
+
+def test_a_checkpoint_keeps_every_open_window_of_the_hubs_aggregate() -> None:
+    plan = HubCore(central, exact=True).plan()
+    assert plan is not None
+    accumulator = Accumulator(plan)
+    for step in (3, 15, 27):
+        accumulator.add({"steps": step, "x": float(step), "y": 0.0})
+    entries = accumulator.take_windows()
+    before = central()
+    aggregate = before.nodes()[1]
+    aggregate.hold_windows()  # as the hub does
+    for entry in entries:
+        aggregate.add_partials(entry.partials, entry.last, entry.records, entry.order,
+                               window=entry.window, step=entry.step)
+    after = central()
+    after.load_state_dict(before.state_dict())
+    after.nodes()[1].emit_windows(1)
+    assert [row["steps"] for row in after.nodes()[-1].records] == [3, 15]
+    assert not after.nodes()[1].add_partials({}, {"y": 0.0}, 1, window=0)  # late
+    after.flush()
+    assert [row["steps"] for row in after.nodes()[-1].records] == [3, 15, 27]
+
+
+def test_an_entry_with_a_window_pickles_with_it() -> None:
+    import pickle
+
+    entry = PartialEntry({}, {"y": 1}, ("y",), 3, window=4, step=47, stepless=1,
+                         complete=True)
+    copy = pickle.loads(pickle.dumps(entry))
+    assert (copy.window, copy.step, copy.stepless, copy.complete, copy.records) == (
+        4, 47, 1, True, 3)
 
 
 # -- on a real local Ray -----------------------------------------------------------------

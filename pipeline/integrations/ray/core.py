@@ -569,9 +569,11 @@ class HubCore:
         if not self.open_windows:
             return
         with self._keeping_warnings():
-            if self.close_windows_older_than(self.window_deadline):
+            closed = self.close_windows_older_than(self.window_deadline)
+            if closed:
                 self._store()
-        self._checkpoint()
+        if closed:
+            self._checkpoint()
 
     def status(self) -> HubStatus:
         """Every stream's counts, and a line in `failures` for each loss the hub knows of:

@@ -15,9 +15,10 @@ Windows by step (`every_steps=N`, the window id `floor(step / N)` every worker s
 sender keeps its partials per window id and ships one `PartialEntry` per window, tagged with
 its id and largest step. The hub merges each into that window (its aggregate holds several
 windows open at once), notes that the stream reported it, and emits windows in id order once
-every live stream reported them or a later window (or ended), or once `window_deadline`
-passed since their first partial arrived; a partial of a window already emitted is late
-(counted in the stream's `late` and refused, never merged into another window).
+every live stream delivered its part (shipped the window after going on to a later one,
+shipped a later window, or ended), or once `window_deadline` passed since their first
+partial arrived; a partial of a window already emitted is late (counted in the stream's
+`late` and refused, never merged into another window).
 
 Record mode stays for: windows cut by `every=` (a partial cannot be split between two
 windows, and only the hub knows where the count falls), a pipeline that does not begin with
