@@ -580,12 +580,13 @@ class StepWindows:
         self.held: dict[int, tuple[_Stash, Any]] = {}
         self.emitted: int | None = None
         self.holding = False
+        self._buffer = AggregateFilter.write.__get__(aggregate)  # the window's own write
 
     def write(self, data: Record) -> None:
         """AggregateFilter.write for windows by step: the record goes into its step's
         window (emitting the windows before it), unless that window is late."""
         step = data.get(self.key)
-        number = step_number(step)
+        number = step if type(step) is int else step_number(step)
         if number is None:
             self.stepless(1)
             if not self.enter(None, 1):
@@ -593,11 +594,11 @@ class StepWindows:
         else:
             window = number // self.every_steps if type(number) is int else math.floor(
                 number / self.every_steps)
-            if not self.enter(window, 1):
+            if window != self.current and not self.enter(window, 1):
                 return
             if self.top_number is None or number > self.top_number:
                 self.top, self.top_number = step, number
-        AggregateFilter.write(self.aggregate, data)
+        self._buffer(data)
 
     def stepless(self, records: int) -> None:
         self.aggregate.counts.note(
