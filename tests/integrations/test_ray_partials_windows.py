@@ -102,16 +102,14 @@ def streams_of(steps: list[list[int]], seed: int = 0) -> list[list[dict[str, Any
 
 def run_hub(streams: list[list[dict[str, Any]]], order: list[int], ship_every: list[int],
             exact: bool = True, **options: Any) -> HubCore:
-    """Each stream ships its first record, then the records go in `order` (stream indices;
-    each stream's records in its own order); every sender closes; the hub flushes."""
+    """The records go in `order` (stream indices; each stream's records in its own order);
+    every sender closes; the hub flushes. The hub expects every sender (as `Hub.sender`
+    tells it) before any ships."""
     core = HubCore(central, exact=exact, **options)
     senders = [Sender(core, f"s{i}", every) for i, every in enumerate(ship_every)]
+    for i in range(len(senders)):
+        core.expect(f"s{i}")
     position = [0] * len(streams)
-    for i, sender in enumerate(senders):  # the hub knows every stream before windows close
-        if streams[i]:
-            sender.write(streams[i][0])
-            sender.ship()
-            position[i] = 1
     for i in order:
         if position[i] < len(streams[i]):
             senders[i].write(streams[i][position[i]])
@@ -237,6 +235,33 @@ def test_a_stream_that_stops_reporting_holds_windows_until_the_deadline_then_is_
     assert status.records == 53
 
 
+def test_no_window_closes_by_delivery_before_every_expected_sender_shipped_or_ended() -> None:
+    core = HubCore(central, exact=True)
+    for name in "abc":
+        core.expect(name)
+    a, b = Sender(core, "a", 1), Sender(core, "b", 1)
+    a.write({"steps": 3, "x": 1.0, "y": 0.0})
+    b.write({"steps": 24, "x": 2.0, "y": 0.0})
+    a.write({"steps": 31, "x": 1.0, "y": 0.0})
+    assert rows_of(core) == []  # c has not shipped: its window 0 may still come
+    c = Sender(core, "c", 1)
+    c.write({"steps": 5, "x": 4.0, "y": 0.0})
+    c.write({"steps": 12, "x": 4.0, "y": 0.0})
+    assert [row["x_count"] for row in rows_of(core)] == [2]  # window 0: a and c
+
+
+def test_a_sender_that_ends_without_shipping_releases_the_windows() -> None:
+    core = HubCore(central, exact=True)
+    for name in "ab":
+        core.expect(name)
+    a = Sender(core, "a", 1)
+    a.write({"steps": 3, "x": 1.0, "y": 0.0})
+    a.write({"steps": 14, "x": 1.0, "y": 0.0})
+    assert rows_of(core) == []
+    core.end("b")  # b closed having written nothing
+    assert [row["steps"] for row in rows_of(core)] == [3]
+
+
 def test_a_stream_that_ends_releases_the_windows_waiting_for_it() -> None:
     core = HubCore(central, exact=True)
     a, b = Sender(core, "a", 1), Sender(core, "b", 1)
@@ -291,6 +316,35 @@ def test_windows_by_step_ship_one_partial_per_window_and_say_so() -> None:
     assert "windows by step" in core.mode and "every 10 of 'steps'" in core.mode
     with pytest.raises(ValueError, match="take_windows"):
         accumulator.take()
+
+
+@pytest.mark.parametrize("as_batches", [False, True])
+def test_in_record_mode_too_the_hub_holds_each_window_until_every_stream_passed_it(
+    as_batches: bool,
+) -> None:
+    """Hub(partials=False): records, not partials, report the windows they reach; the rows
+    are record mode's in one process however the streams interleave."""
+    streams = streams_of(interleaved(3, 30), seed=3)
+    core = HubCore(central, partials=False)
+    assert core.plan() is None and core.by_step()
+    for i in range(3):
+        core.expect(f"s{i}")
+    seqs = [0, 0, 0]
+    for start in range(0, 30, 4):  # each stream ships 4 records at a time, in turn
+        for i in (2, 0, 1):
+            chunk = streams[i][start : start + 4]
+            entry: Any = chunk
+            if as_batches:
+                entry = [({key: [r[key] for r in chunk] for key in chunk[0]}, len(chunk))]
+            core.push(f"s{i}", seqs[i], seqs[i], len(chunk), entry, {},
+                      (start + len(chunk), 0, start))
+            seqs[i] += 1
+    assert len(rows_of(core)) == 8  # windows 0 to 7 passed by every stream; 8 waits
+    for i in range(3):
+        core.end(f"s{i}", (30, 0, 30))
+    core.flush()
+    assert_same_rows(record_mode(streams), rows_of(core))
+    assert not core.status().failures
 
 
 @pytest.mark.skipif(not has_sketches(), reason="the sketch needs datasketches")

@@ -13,9 +13,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from filters.aggregate import step_window
 from filters.dispatch import Dispatcher
 from pipeline.core.node import ClosedError, Node
-from pipeline.integrations.ray.partials import PartialEntry, PartialPlan, apply_entry, plan_of
+from pipeline.integrations.ray.partials import (
+    PartialEntry,
+    PartialPlan,
+    apply_entry,
+    leading_aggregate,
+    plan_of,
+)
 from pipeline.integrations.ray.status import HubStatus, StreamStatus
 from sinks.base import Sink
 from sinks.file import BufferedFileSink
@@ -234,8 +241,12 @@ class HubCore:
         self._plan, self._aggregate, self.mode = (
             plan_of(pipeline, exact=exact) if partials else (None, None, "records (asked)")
         )
-        if self._aggregate is not None and self._aggregate.every_steps is not None:
-            self._aggregate.hold_windows()  # the hub cuts them: see report_window
+        aggregate, _ = leading_aggregate(pipeline)
+        self._steps = aggregate if aggregate is not None and aggregate.every_steps else None
+        """The aggregate with windows by step the hub cuts (in record mode too): the
+        streams' records and partials report their windows (see report_window)."""
+        if self._steps is not None:
+            self._steps.hold_windows()
         self.by_partials: set[_Stream] = set()  # the streams that shipped partials
         self.streams: dict[str, _Stream] = {}
         self.closed = False
@@ -249,6 +260,7 @@ class HubCore:
         self.first_checkpoint_error = ""
         self.closed_windows: set[Any] = set()
         self.open_windows: dict[Any, float] = {}  # window id -> when first reported
+        self.expected: dict[str, None] = {}  # workers with a sender that has not shipped
         if self.checkpoint is None and restarts:
             stateful = [node for node in pipeline.nodes() if _holds_state(node)]
             if stateful:
@@ -262,6 +274,9 @@ class HubCore:
             pipeline.load_state_dict(saved["pipeline"])
             self.streams = {name: _Stream.restored(s) for name, s in saved["streams"].items()}
             self.closed_windows = saved["closed_windows"]
+            now = time.monotonic()  # a restored window's deadline starts again
+            self.open_windows = dict.fromkeys(saved.get("open_windows", ()), now)
+            self.expected = dict.fromkeys(saved.get("expected", ()))
         elif self.restarted:  # the run goes on: file sinks append to what the dead hub stored
             for sink in self.sinks:
                 if isinstance(sink, BufferedFileSink):
@@ -273,6 +288,19 @@ class HubCore:
     def ready(self) -> bool:
         """Answers once the pipeline is built; True if this actor is a restarted one."""
         return self.restarted
+
+    def by_step(self) -> bool:
+        """Whether the hub cuts an aggregate's windows by step (see report_window)."""
+        return self._steps is not None
+
+    def expect(self, worker: str) -> None:
+        """Notes that a sender of `worker` was made (`Hub.sender`): no window by step closes
+        by delivery until a stream of that worker shipped or ended (the deadline still
+        closes windows)."""
+        if self._steps is not None and not any(
+            _worker_of(name) == worker for name in self.streams
+        ):
+            self.expected[worker] = None
 
     def plan(self) -> PartialPlan | None:
         """What senders ship: partials (by this plan) or records (None)."""
@@ -309,6 +337,7 @@ class HubCore:
             if stream.startswith(RELAY_RUN + "/"):  # a relay's: named by its node
                 tags = {"relay": stream.split("/")[1]}
             state = self.streams[stream] = _Stream(tags, acked, report)
+            self.expected.pop(_worker_of(stream), None)
         current = state.current(copy)
         if current:
             state.hear(report)
@@ -423,6 +452,8 @@ class HubCore:
                 "pipeline": self.pipeline.state_dict(),
                 "streams": {name: state.saved() for name, state in self.streams.items()},
                 "closed_windows": self.closed_windows,
+                "open_windows": list(self.open_windows),
+                "expected": list(self.expected),
             }
             part = self.checkpoint.with_name(self.checkpoint.name + ".part")
             with part.open("wb") as handle:
@@ -436,14 +467,19 @@ class HubCore:
 
     def _apply(self, state: _Stream, count: int, entries: list[Any]) -> None:
         write, write_batch = self.pipeline.write, self.pipeline.write_batch
+        steps = self._steps
         for entry in entries:
             try:
                 if type(entry) is dict:
                     write(entry)
+                    if steps is not None:
+                        self._records_reported(state, [entry.get(steps.step_key)])
                 elif type(entry) is PartialEntry:
                     self._partial(state, entry)
                 else:
                     write_batch(entry[0])
+                    if steps is not None:
+                        self._records_reported(state, entry[0].get(steps.step_key, ()))
             except Exception as error:  # count it, apply the rest of the batch
                 state.failed += (1 if type(entry) is dict else entry.records
                                  if type(entry) is PartialEntry else entry[1])
@@ -469,6 +505,10 @@ class HubCore:
         """Marks a stream as ended: its sender closed after every batch was acknowledged;
         `report` holds its final counts."""
         state = self.streams.get(stream)
+        if self.expected.pop(_worker_of(stream), 0) is None and self.open_windows:
+            with self._keeping_warnings():  # a sender that shipped nothing held them
+                self._close_delivered()
+                self._store()
         if state is not None and state.current(copy):
             state.hear(report)
             state.ended = True
@@ -511,6 +551,18 @@ class HubCore:
         self._reported(state, window)
         return True
 
+    def _records_reported(self, state: _Stream, steps: Any) -> None:
+        """A stream's records of these steps arrived (record mode, or a record among
+        partials): each new window it reaches is reported, its part so far."""
+        aggregate = self._steps
+        assert aggregate is not None
+        every = aggregate.every_steps
+        assert every is not None
+        for step in steps:
+            window = step_window(step, every)
+            if window is not None and (state.top_window is None or window > state.top_window):
+                self._reported(state, window, complete=False)
+
     def _reported(self, state: _Stream, window: Any, complete: bool = True) -> None:
         """A stream's part of `window` arrived: whole (`complete`), or so far (then its
         part of every earlier window is whole: a sender goes in step order)."""
@@ -524,7 +576,10 @@ class HubCore:
         self._close_delivered()
 
     def _close_delivered(self) -> None:
-        """Closes, oldest first, the open windows whose part every live stream delivered."""
+        """Closes, oldest first, the open windows whose part every live stream delivered
+        (none while a sender made for the hub has not shipped)."""
+        if self.expected:
+            return
         live = [s for s in self.streams.values() if not s.ended]
         while self.open_windows:
             oldest = min(self.open_windows)
@@ -546,8 +601,8 @@ class HubCore:
                 state.windows_missing.append(window)
                 missing.append(name)
             state.windows.discard(window)
-        if self._aggregate is not None and self._aggregate.every_steps is not None:
-            self._aggregate.emit_windows(window)
+        if self._steps is not None:
+            self._steps.emit_windows(window)
         return missing
 
     def close_windows_older_than(self, seconds: float) -> list[Any]:
@@ -646,6 +701,12 @@ class HubCore:
                 self.pipeline.close()
         self.closed = True
         return self.status()
+
+
+def _worker_of(stream: str) -> str:
+    """The worker of a stream id `run/worker/task` (the id itself if it has no such parts)."""
+    parts = stream.split("/")
+    return parts[1] if len(parts) >= 3 else stream
 
 
 def _stream_failures(stream: StreamStatus, final: bool) -> list[str]:

@@ -44,7 +44,9 @@ class Hub:
     windows by step (`every_steps`), each window is emitted once every live stream reported
     it (or a later one, or ended), or `window_deadline` seconds (default 60) after its first
     partial arrived, checked whenever a sender ships or syncs and at `flush()`; a partial of
-    a window already emitted is counted late (the stream's `late`, and `failures`).
+    a window already emitted is counted late (the stream's `late`, and `failures`). Each
+    `sender()` of such a hub is expected: no window closes by delivery before every sender
+    made shipped or closed (without relays).
 
     `call(fn, *args)` runs `fn(pipeline, *args)` inside the actor and returns the result (for
     tests and inspection); `flush()` flushes the central pipeline; `status()` reports every
@@ -127,7 +129,9 @@ class Hub:
                 raise ValueError(f"the hub could not start: {reason}") from error
             raise RuntimeError(f"the hub could not start: {error}") from error
         plan = ray.get(self.actor.plan.remote())
-        self._settings = replace(self._settings, plan=plan, relays=relays and plan is not None)
+        by_step = ray.get(self.actor.by_step.remote())
+        self._settings = replace(self._settings, plan=plan, relays=relays and plan is not None,
+                                 by_step=by_step)
         self.relay_final: dict[str, HubStatus | None] = {}
 
     def sender(self, **tags: Any) -> HubSender:
@@ -135,6 +139,10 @@ class Hub:
         if self.closed:
             raise ClosedError("the hub is closed; it hands out no more senders")
         sender = HubSender(self.actor, tags, self._settings, self.run)
+        if self._settings.by_step and not self._settings.relays:
+            # before any sender ships: no window by step closes until this worker's stream
+            # shipped or ended (or the deadline)
+            self._ray.get(self.actor.expect.remote(sender.worker))
         self._senders.add(sender)
         return sender
 

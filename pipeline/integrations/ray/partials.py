@@ -43,7 +43,8 @@ from pipeline.core.keys import KeyMatcher
 from pipeline.core.node import Node, Record
 from pipeline.core.values import IMMUTABLE_TYPES, snapshot, to_float
 
-__all__ = ["Accumulator", "PartialEntry", "PartialPlan", "apply_entry", "plan_of"]
+__all__ = ["Accumulator", "PartialEntry", "PartialPlan", "apply_entry", "leading_aggregate",
+           "plan_of"]
 
 
 @dataclass(frozen=True)
@@ -72,18 +73,9 @@ def plan_of(
 ) -> tuple[PartialPlan | None, AggregateFilter | None, str]:
     """The partial plan of a central pipeline, its aggregate, and the mode in words (why
     records, when it is record mode)."""
-    node, filters = pipeline, []
-    while True:
-        children = node.children
-        if len(children) != 1:
-            return None, None, "records (the pipeline does not begin with an aggregate)"
-        node = children[0]
-        if isinstance(node, (KeepKeys, DropKeys)):
-            filters.append(("keep" if isinstance(node, KeepKeys) else "drop", node.match.regex))
-            continue
-        if not isinstance(node, AggregateFilter):
-            return None, None, "records (the pipeline does not begin with an aggregate)"
-        break
+    node, filters = leading_aggregate(pipeline)
+    if node is None:
+        return None, None, "records (the pipeline does not begin with an aggregate)"
     if node.every is not None:
         return None, None, (
             f"records (the aggregate cuts windows every {node.every} records; a partial "
@@ -98,6 +90,25 @@ def plan_of(
     plan = PartialPlan(node.match.regex, node.stats, exact, quantiles and not exact,
                        tuple(filters), node.every_steps, node.step_key)
     return plan, node, plan.describe()
+
+
+def leading_aggregate(
+    pipeline: Node,
+) -> tuple[AggregateFilter | None, list[tuple[str, str]]]:
+    """The aggregate a central pipeline begins with (after key filters, if any), and those
+    key filters (`("keep" | "drop", regex)`, in order); None if it begins otherwise."""
+    node, filters = pipeline, []
+    while True:
+        children = node.children
+        if len(children) != 1:
+            return None, []
+        node = children[0]
+        if isinstance(node, (KeepKeys, DropKeys)):
+            filters.append(("keep" if isinstance(node, KeepKeys) else "drop", node.match.regex))
+            continue
+        if not isinstance(node, AggregateFilter):
+            return None, []
+        return node, filters
 
 
 class PartialEntry:
