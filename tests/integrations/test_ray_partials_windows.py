@@ -328,6 +328,12 @@ def test_without_steps_a_senders_records_join_its_first_window_and_are_counted()
     assert aggregate.counts["stepless"] == 2
 
 
+@pytest.mark.parametrize("deadline", [-1.0, math.nan, True, "60"])
+def test_the_window_deadline_is_a_number_of_seconds(deadline: Any) -> None:
+    with pytest.raises(ValueError, match="window_deadline"):
+        HubCore(central, window_deadline=deadline)
+
+
 def test_windows_by_step_ship_one_partial_per_window_and_say_so() -> None:
     core = HubCore(central)
     plan = core.plan()

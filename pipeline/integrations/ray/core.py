@@ -225,8 +225,9 @@ class HubCore:
         exact: bool = False,
         window_deadline: float = WINDOW_DEADLINE,
     ) -> None:
-        if isinstance(window_deadline, bool) or not isinstance(window_deadline, (int, float)) \
-                or not window_deadline >= 0:
+        number = isinstance(window_deadline, (int, float)) and not isinstance(window_deadline,
+                                                                              bool)
+        if not number or not window_deadline >= 0:
             raise ValueError(f"window_deadline must be a number of seconds >= 0, got "
                              f"{window_deadline!r}")
         self.window_deadline = float(window_deadline)
