@@ -17,7 +17,7 @@ from filters.statistics import (
     check_stats,
     window_statistics,
 )
-from pipeline.core.columns import Columns, batch_length, numeric
+from pipeline.core.columns import Columns, batch_length, iter_rows, numeric
 from pipeline.core.keys import CACHE_LIMIT, KeyMatcher, clashes, note_clash
 from pipeline.core.names import percentile_of, stat_name
 from pipeline.core.node import Node, Record
@@ -55,6 +55,18 @@ class AggregateFilter(Node):
     `pNN` or `pNN.N` with 0 < NN < 100 (`p5`, `p95`, `p99.9`), written as `<key>_p95`: exact
     over the window, as `np.percentile` (its default linear method). The window's values are
     sorted once for the median and all percentiles.
+
+    Windows by step (`every_steps=N`): a window per block of N steps of the record's
+    `step_key` value, window id `floor(step / N)` (a real, finite number; not a bool). Records
+    are expected in step order: a window is emitted when a record of a later window arrives,
+    on `flush()` and on `close()`; its row's `step_key` is the largest step of the window. A
+    record of a window older than the current one (already emitted) is counted in
+    `counts["late"]` (warned once) and dropped, never merged into another window. A record
+    without a usable step (missing, None, NaN, not a number) joins the current window (the
+    first one, if none is open yet) and is counted in `counts["stepless"]` (warned once).
+    Such windows take partials per window id (`add_partials(..., window=)`); a caller that
+    cuts them itself (a Hub) calls `hold_windows()`: several windows stay open at once and
+    are emitted, in id order, by `emit_windows(through)`, `flush()` and `close()`.
     """
 
     def __init__(
@@ -65,8 +77,17 @@ class AggregateFilter(Node):
         stats: Sequence[str] = ("mean", "std", "median", "max", "min"),
         *,
         clock: Callable[[], float] = time.monotonic,
+        every_steps: int | None = None,
+        step_key: str = "steps",
     ) -> None:
         super().__init__()
+        if every_steps is not None:
+            if isinstance(every_steps, bool) or not isinstance(every_steps, int) or (
+                    every_steps < 1):
+                raise ValueError(f"every_steps must be an int >= 1 or None, got {every_steps!r}")
+            if every is not None or seconds is not None:
+                raise ValueError("every_steps cuts windows by step: give it without every= "
+                                 "and seconds=")
         if every is not None and (isinstance(every, bool) or not isinstance(every, int)
                                   or every < 1):
             raise ValueError(f"every must be an int >= 1 or None, got {every!r}")
@@ -79,7 +100,12 @@ class AggregateFilter(Node):
         self.stats = tuple(stats)
         self._clock = clock
         self._names: dict[str, tuple[str, ...]] = {}
+        self.every_steps = every_steps
+        self.step_key = step_key
+        self._steps = None if every_steps is None else StepWindows(self, every_steps, step_key)
         self._reset()
+        if self._steps is not None:
+            self.write = self._steps.write  # type: ignore[method-assign]
 
     @property
     def every(self) -> int | None:
@@ -180,9 +206,14 @@ class AggregateFilter(Node):
     def write_batch(self, columns: Columns) -> None:
         """Buffers whole columns at once (numpy columns without a per-row loop), cutting the
         batch where row by row a window would be emitted (every `every` rows; with `seconds`,
-        the batch counts as written at one instant); same result as row by row."""
+        the batch counts as written at one instant; with `every_steps`, row by row); same
+        result as row by row."""
         length = batch_length(columns)
         if not length:
+            return
+        if self._steps is not None:  # each row's window is its step's
+            for row in iter_rows(columns):
+                self._steps.write(row)
             return
         now = self._clock() if self.seconds is not None else 0.0
         start = 0
@@ -293,7 +324,11 @@ class AggregateFilter(Node):
         last: Mapping[str, Any] | None = None,
         records: int = 1,
         order: Sequence[str] | None = None,
-    ) -> None:
+        *,
+        window: int | None = None,
+        step: Any = None,
+        stepless: int = 0,
+    ) -> bool:
         """Merges partial statistics of some records (`filters.partials.Partial`, e.g. a
         Hub sender's) into the open window, as if those records had been written: each
         key's statistics then cover its values written here and in every partial merged
@@ -303,17 +338,29 @@ class AggregateFilter(Node):
         the order they first appeared (default: the partials', then `last`'s). The partials
         become the window's (do not reuse them). Their NaN values are counted as written
         ones. A window cut by `every` takes no partial (a partial cannot be split between
-        two windows): ValueError."""
+        two windows): ValueError.
+
+        With windows by step (`every_steps`), `window` is the partials' window id (None: the
+        current window, as a record without a step), `step` their largest step, `stepless`
+        how many of their records had no usable step (counted). A window already emitted
+        takes nothing: False, the records counted in `counts["late"]`; True otherwise."""
+        steps = self._steps
+        if steps is not None:
+            if not steps.enter(window, records):
+                return False
+            steps.raise_top(step)
+            if stepless:
+                steps.stepless(stepless)
         if self._every_n is not None:
             raise ValueError(
                 f"{self!r} cuts its windows every {self._every_n} records: a partial, which "
                 "cannot be split between two windows, cannot be merged into it"
             )
         keys = order if order is not None else [*partials, *(last or {})]
-        window = self._order
+        window_order = self._order
         for key in keys:
-            if key not in window:
-                window[key] = None
+            if key not in window_order:
+                window_order[key] = None
         own = self._partials
         for key, partial in partials.items():
             mine = own.get(key)
@@ -332,6 +379,25 @@ class AggregateFilter(Node):
         self._writes += max(records, 1)
         if self.seconds is not None and self._clock() - self._window_start >= self.seconds:
             self._emit_window()
+        return True
+
+    def hold_windows(self) -> None:
+        """Windows by step are cut by the caller (a Hub): a record or partial of a later
+        window no longer emits the earlier ones; `emit_windows`, `flush()` and `close()` do."""
+        if self._steps is None:
+            raise ValueError(f"{self!r} has no windows by step (every_steps) to hold")
+        self._steps.holding = True
+
+    def emit_windows(self, through: int) -> None:
+        """Emits every open window by step whose id is at most `through`, in id order; a
+        later partial or record of them is late."""
+        if self._steps is not None:
+            self._steps.emit_through(through)
+
+    def window_emitted(self, window: int) -> bool:
+        """Whether a window by step of this id was emitted (or an older one was cut off by a
+        later window): a partial of it is late."""
+        return self._steps is not None and self._steps.is_late(window)
 
     def _not_a_number(self, key: str, value: Any) -> None:
         last = self._last
@@ -361,11 +427,26 @@ class AggregateFilter(Node):
         return dict(self.counts.by_key.get("nan", {}))
 
     def on_flush(self) -> None:
-        if self._writes:
+        if self._steps is not None:
+            self._steps.emit_all()
+        elif self._writes:
             self._emit_window()
 
     def fresh(self) -> bool:
-        return not (self._writes or self._order)
+        return not (self._writes or self._order or (self._steps and self._steps.held))
+
+    def _stash(self) -> _Stash:
+        """The open window's state, taken out (the window becomes empty)."""
+        stash = (self._columns, self._last, self._order, self._writes, self._window_start,
+                 self._partials)
+        self._reset()
+        return stash
+
+    def _unstash(self, stash: _Stash) -> None:
+        """Makes a stashed window the open one (the open one must be empty)."""
+        self._reset()
+        (self._columns, self._last, self._order, self._writes, self._window_start,
+         self._partials) = stash
 
     def node_state(self) -> dict[str, Any]:
         state = super().node_state()
@@ -380,6 +461,8 @@ class AggregateFilter(Node):
         if self._partials:  # merged partial statistics (a Hub's): copies, later merges
             state["window"]["partials"] = {  # change the window's, not the state's
                 key: partial.copy() for key, partial in self._partials.items()}
+        if self._steps is not None:
+            state["steps"] = self._steps.state()
         return state
 
     def load_node_state(self, state: dict[str, Any]) -> None:
@@ -394,6 +477,8 @@ class AggregateFilter(Node):
                           for key, partial in window.get("partials", {}).items()}
         self._writes = window["writes"]
         self._window_start = self._clock() - window["age"]
+        if self._steps is not None and "steps" in state:
+            self._steps.load(state["steps"])
 
     def _emit_window(self) -> None:
         columns, last, order, partials = self._columns, self._last, self._order, self._partials
@@ -442,7 +527,202 @@ class AggregateFilter(Node):
         return names
 
     def __repr__(self) -> str:
+        if self.every_steps is not None:
+            return (f"AggregateFilter({self.match.regex!r}, every_steps={self.every_steps}, "
+                    f"step_key={self.step_key!r})")
         return f"AggregateFilter({self.match.regex!r}, every={self.every}, seconds={self.seconds})"
+
+
+_Stash = tuple[dict[str, "array[float]"], dict[str, Any], dict[str, None], int, float,
+               dict[str, Partial]]
+"""An open window's state taken out of its AggregateFilter (`_stash`)."""
+
+
+def step_number(value: Any) -> int | float | None:
+    """A step as a number: an int for integers (exact however large), a float otherwise;
+    None when `value` is no usable step (None, a bool, not a real number, NaN, infinite)."""
+    if type(value) is int:
+        return value
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, np.integer):
+        return int(value)
+    x = to_float(value)
+    if x is None or not math.isfinite(x):
+        return None
+    return x
+
+
+def step_window(value: Any, every_steps: int) -> int | None:
+    """The window id of a step: `floor(step / every_steps)`; None for no usable step."""
+    number = step_number(value)
+    if number is None:
+        return None
+    if type(number) is int:
+        return number // every_steps
+    return math.floor(number / every_steps)
+
+
+class StepWindows:
+    """An AggregateFilter's windows by step: the id of its open window, the largest step in
+    it, the other open windows' state (only while a Hub holds them), the newest id emitted.
+
+    Invariant: the open window has no id only while no other window is open (records
+    without a step before the first window's; they join it)."""
+
+    def __init__(self, aggregate: AggregateFilter, every_steps: int, step_key: str) -> None:
+        self.aggregate = aggregate
+        self.every_steps = every_steps
+        self.key = step_key
+        self.current: int | None = None
+        self.top: Any = None  # the largest step of the open window (as written)
+        self.top_number: int | float | None = None
+        self.held: dict[int, tuple[_Stash, Any]] = {}
+        self.emitted: int | None = None
+        self.holding = False
+        self._buffer = AggregateFilter.write.__get__(aggregate)  # the window's own write
+
+    def write(self, data: Record) -> None:
+        """AggregateFilter.write for windows by step: the record goes into its step's
+        window (emitting the windows before it), unless that window is late."""
+        step = data.get(self.key)
+        number = step if type(step) is int else step_number(step)
+        if number is None:
+            self.stepless(1)
+            if not self.enter(None, 1):
+                return
+        else:
+            window = number // self.every_steps if type(number) is int else math.floor(
+                number / self.every_steps)
+            if window != self.current and not self.enter(window, 1):
+                return
+            if self.top_number is None or number > self.top_number:
+                self.top, self.top_number = step, number
+        self._buffer(data)
+
+    def stepless(self, records: int) -> None:
+        self.aggregate.counts.note(
+            "stepless",
+            f"a record without a usable {self.key!r} (a finite real number) joins the current "
+            "window",
+            n=records,
+            category=UserWarning,
+        )
+
+    def raise_top(self, step: Any) -> None:
+        number = step_number(step)
+        if number is not None and (self.top_number is None or number > self.top_number):
+            self.top, self.top_number = step, number
+
+    def is_late(self, window: int) -> bool:
+        if self.emitted is not None and window <= self.emitted:
+            return True
+        return not self.holding and self.current is not None and window < self.current
+
+    def enter(self, window: int | None, records: int) -> bool:
+        """Makes `window` the open one (None: a record without a step, which joins the
+        current window, or the newest held one); False, the records counted late, when that
+        window was emitted already."""
+        if window is None:
+            if self.current is None and self.held:
+                self.switch(max(self.held))
+            return True
+        if window == self.current:
+            return True
+        if self.is_late(window):
+            self.aggregate.counts.note(
+                "late",
+                f"records of window {window!r} ({self.key} {window * self.every_steps} to "
+                f"{(window + 1) * self.every_steps - 1}) came after that window was emitted "
+                "(late): dropped, not merged into another window",
+                n=records,
+                category=UserWarning,
+            )
+            return False
+        if not self.holding and self.current is not None:
+            self.emit_through(window - 1)
+        self.switch(window)
+        return True
+
+    def _open_is_empty(self) -> bool:
+        aggregate = self.aggregate
+        return not (aggregate._writes or aggregate._order)
+
+    def switch(self, window: int) -> None:
+        """Stashes the open window (if it has an id) and opens `window` (a held one, or a
+        new one; the open window without an id becomes it)."""
+        if window == self.current:
+            return
+        aggregate = self.aggregate
+        if self.current is not None:
+            self.held[self.current] = (aggregate._stash(), self.top)
+            self.top = self.top_number = None
+        elif not self._open_is_empty():  # records without a step: they join `window`
+            self.current = window
+            return
+        held = self.held.pop(window, None)
+        if held is not None:
+            aggregate._unstash(held[0])
+            self.raise_top(held[1])
+        self.current = window
+
+    def emit_through(self, through: int | float) -> None:
+        """Emits every open window of id <= `through`, in id order; later records and
+        partials of those ids are late."""
+        if through != math.inf:
+            self.emitted = int(through) if self.emitted is None else max(self.emitted,
+                                                                         int(through))
+        ids = sorted(window for window in self.held if window <= through)
+        if self.current is not None and self.current <= through:
+            ids = sorted([*ids, self.current])
+        for window in ids:
+            self.switch(window)
+            self._emit_open()
+
+    def _emit_open(self) -> None:
+        aggregate = self.aggregate
+        if self.top is not None:
+            aggregate._last[self.key] = self.top
+            aggregate._order.setdefault(self.key)
+        if aggregate._writes:
+            aggregate._emit_window()
+        else:
+            aggregate._reset()
+        if self.current is not None:
+            self.emitted = self.current if self.emitted is None else max(self.emitted,
+                                                                         self.current)
+        self.current = None
+        self.top = self.top_number = None
+
+    def emit_all(self) -> None:
+        """Emits every open window, in id order (flush, close)."""
+        self.emit_through(math.inf)
+        if self.current is None and not self._open_is_empty():
+            self._emit_open()
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "current": self.current,
+            "top": self.top,
+            "emitted": self.emitted,
+            "holding": self.holding,
+            "held": {window: (_stash_copy(stash), top)
+                     for window, (stash, top) in self.held.items()},
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.current, self.emitted = state["current"], state["emitted"]
+        self.holding = state["holding"]
+        self.top = self.top_number = None
+        self.raise_top(state["top"])
+        self.held = {window: (_stash_copy(stash), top)
+                     for window, (stash, top) in state["held"].items()}
+
+
+def _stash_copy(stash: _Stash) -> _Stash:
+    columns, last, order, writes, start, partials = stash
+    return ({key: array("d", column) for key, column in columns.items()}, dict(last),
+            dict(order), writes, start, {key: partial.copy() for key, partial in partials.items()})
 
 
 def _merged_statistics(partial: Partial, column: array[float] | None,

@@ -140,9 +140,14 @@ class Pipeline(Node):
         every: int | None = None,
         seconds: float | None = None,
         stats: Sequence[str] = ("mean", "std", "median", "max", "min"),
+        *,
+        every_steps: int | None = None,
+        step_key: str = "steps",
     ) -> Pipeline:
-        """Appends an AggregateFilter: windowed statistics for matching keys."""
-        return self.then(AggregateFilter(regex, every=every, seconds=seconds, stats=stats))
+        """Appends an AggregateFilter: windowed statistics for matching keys (windows cut by
+        `flush()`, `every` records, `seconds`, or `every_steps` of the `step_key` value)."""
+        return self.then(AggregateFilter(regex, every=every, seconds=seconds, stats=stats,
+                                         every_steps=every_steps, step_key=step_key))
 
     def rolling(
         self, regex: str, window: int = 100, stats: Sequence[str] = ("mean",)

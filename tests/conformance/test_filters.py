@@ -57,6 +57,9 @@ NODES: dict[str, Make] = {
     ),
     "AggregateFilter": lambda clock: AggregateFilter("r|x", every=3),
     "AggregateFilter(seconds)": lambda clock: AggregateFilter("r", seconds=2.0, clock=clock),
+    "AggregateFilter(every_steps)": lambda clock: AggregateFilter(
+        "r|x", every_steps=2, step_key="s"
+    ),
     "KeepKeys": lambda clock: KeepKeys("r|s|a"),
     "DropKeys": lambda clock: DropKeys("^x$"),
     "PrefixKeys": lambda clock: PrefixKeys("train"),

@@ -7,15 +7,22 @@ import pickle
 import sys
 import time
 import warnings
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from filters.aggregate import step_window
 from filters.dispatch import Dispatcher
 from pipeline.core.node import ClosedError, Node
-from pipeline.integrations.ray.partials import PartialEntry, PartialPlan, apply_entry, plan_of
+from pipeline.integrations.ray.partials import (
+    PartialEntry,
+    PartialPlan,
+    apply_entry,
+    leading_aggregate,
+    plan_of,
+)
 from pipeline.integrations.ray.status import HubStatus, StreamStatus
 from sinks.base import Sink
 from sinks.file import BufferedFileSink
@@ -24,6 +31,10 @@ __all__ = ["CHECKPOINT_NEEDED", "HubCore", "Report", "remote_core"]
 
 CHECKPOINT_NEEDED = "give Hub(..., checkpoint=folder)"
 """How HubCore's refusal of restarts without a checkpoint ends (Hub raises it as ValueError)."""
+
+WINDOW_DEADLINE = 60.0
+"""Seconds a window by step stays open, after its first partial arrived, waiting for the
+streams that did not report it (`Hub(window_deadline=)`)."""
 
 RELAY_RUN = "relay"
 """The `run` of a relay's stream: its stream id is `relay/<node id>/<uuid>`."""
@@ -44,6 +55,7 @@ class _Stream:
         "batches",
         "below",
         "copy",
+        "done_through",
         "duplicates",
         "ended",
         "epoch",
@@ -58,6 +70,7 @@ class _Stream:
         "replayed",
         "retired",
         "tags",
+        "top_window",
         "via_relay",
         "windows",
         "windows_missing",
@@ -84,6 +97,8 @@ class _Stream:
         "late",
         "relay",
         "via_relay",
+        "top_window",
+        "done_through",
     )
     """What a checkpoint keeps of a stream (not `held`: unacknowledged, the sender resends)."""
 
@@ -104,8 +119,10 @@ class _Stream:
         self.retired: set[str] = set()  # the copies of earlier epochs
         self.epoch = 0
         self.replayed = 0  # records a later epoch sent again below the mark: not applied
-        self.windows: set[Hashable] = set()  # the window ids this stream reported
-        self.windows_missing: list[Hashable] = []  # windows closed without it
+        self.windows: set[Any] = set()  # the window ids this stream reported
+        self.top_window: Any = None  # the newest window id it reported
+        self.done_through: Any = None  # its part of every window up to this id was delivered
+        self.windows_missing: list[Any] = []  # windows closed without it
         self.late = 0  # reports of a window that had closed
         self.relay = ""  # the node whose relay it shipped through, until that relay died
         self.via_relay = 0  # records that relay had confirmed (merged) when it died
@@ -206,7 +223,14 @@ class HubCore:
         *,
         partials: bool = True,
         exact: bool = False,
+        window_deadline: float = WINDOW_DEADLINE,
     ) -> None:
+        number = isinstance(window_deadline, (int, float)) and not isinstance(window_deadline,
+                                                                              bool)
+        if not number or not window_deadline >= 0:
+            raise ValueError(f"window_deadline must be a number of seconds >= 0, got "
+                             f"{window_deadline!r}")
+        self.window_deadline = float(window_deadline)
         pipeline = factory()
         if not isinstance(pipeline, Node):
             raise TypeError(
@@ -218,6 +242,12 @@ class HubCore:
         self._plan, self._aggregate, self.mode = (
             plan_of(pipeline, exact=exact) if partials else (None, None, "records (asked)")
         )
+        aggregate, _ = leading_aggregate(pipeline)
+        self._steps = aggregate if aggregate is not None and aggregate.every_steps else None
+        """The aggregate with windows by step the hub cuts (in record mode too): the
+        streams' records and partials report their windows (see report_window)."""
+        if self._steps is not None:
+            self._steps.hold_windows()
         self.by_partials: set[_Stream] = set()  # the streams that shipped partials
         self.streams: dict[str, _Stream] = {}
         self.closed = False
@@ -229,8 +259,9 @@ class HubCore:
         self.checkpoint = None if checkpoint is None else Path(checkpoint) / f"hub-{run}.pickle"
         self.checkpoint_errors = 0
         self.first_checkpoint_error = ""
-        self.closed_windows: set[Hashable] = set()
-        self.open_windows: dict[Hashable, float] = {}  # window id -> when first reported
+        self.closed_windows: set[Any] = set()
+        self.open_windows: dict[Any, float] = {}  # window id -> when first reported
+        self.expected: dict[str, None] = {}  # workers with a sender that has not shipped
         if self.checkpoint is None and restarts:
             stateful = [node for node in pipeline.nodes() if _holds_state(node)]
             if stateful:
@@ -244,6 +275,9 @@ class HubCore:
             pipeline.load_state_dict(saved["pipeline"])
             self.streams = {name: _Stream.restored(s) for name, s in saved["streams"].items()}
             self.closed_windows = saved["closed_windows"]
+            now = time.monotonic()  # a restored window's deadline starts again
+            self.open_windows = dict.fromkeys(saved.get("open_windows", ()), now)
+            self.expected = dict.fromkeys(saved.get("expected", ()))
         elif self.restarted:  # the run goes on: file sinks append to what the dead hub stored
             for sink in self.sinks:
                 if isinstance(sink, BufferedFileSink):
@@ -255,6 +289,19 @@ class HubCore:
     def ready(self) -> bool:
         """Answers once the pipeline is built; True if this actor is a restarted one."""
         return self.restarted
+
+    def by_step(self) -> bool:
+        """Whether the hub cuts an aggregate's windows by step (see report_window)."""
+        return self._steps is not None
+
+    def expect(self, worker: str) -> None:
+        """Notes that a sender of `worker` was made (`Hub.sender`): no window by step closes
+        by delivery until a stream of that worker shipped or ended (the deadline still
+        closes windows)."""
+        if self._steps is not None and not any(
+            _worker_of(name) == worker for name in self.streams
+        ):
+            self.expected[worker] = None
 
     def plan(self) -> PartialPlan | None:
         """What senders ship: partials (by this plan) or records (None)."""
@@ -291,6 +338,7 @@ class HubCore:
             if stream.startswith(RELAY_RUN + "/"):  # a relay's: named by its node
                 tags = {"relay": stream.split("/")[1]}
             state = self.streams[stream] = _Stream(tags, acked, report)
+            self.expected.pop(_worker_of(stream), None)
         current = state.current(copy)
         if current:
             state.hear(report)
@@ -304,6 +352,7 @@ class HubCore:
         else:
             state.held[seq] = (count, entries)
         self._advance(state, acked, report)
+        self._close_due_windows()
         return state.low
 
     def sync(self, stream: str, acked: int, report: Report | None = None, copy: str = "") -> int:
@@ -317,6 +366,7 @@ class HubCore:
         else:
             report = None
         self._advance(state, acked, report)
+        self._close_due_windows()
         return state.low
 
     def relayed(
@@ -403,6 +453,8 @@ class HubCore:
                 "pipeline": self.pipeline.state_dict(),
                 "streams": {name: state.saved() for name, state in self.streams.items()},
                 "closed_windows": self.closed_windows,
+                "open_windows": list(self.open_windows),
+                "expected": list(self.expected),
             }
             part = self.checkpoint.with_name(self.checkpoint.name + ".part")
             with part.open("wb") as handle:
@@ -416,14 +468,19 @@ class HubCore:
 
     def _apply(self, state: _Stream, count: int, entries: list[Any]) -> None:
         write, write_batch = self.pipeline.write, self.pipeline.write_batch
+        steps = self._steps
         for entry in entries:
             try:
                 if type(entry) is dict:
                     write(entry)
+                    if steps is not None:
+                        self._records_reported(state, [entry.get(steps.step_key)])
                 elif type(entry) is PartialEntry:
                     self._partial(state, entry)
                 else:
                     write_batch(entry[0])
+                    if steps is not None:
+                        self._records_reported(state, entry[0].get(steps.step_key, ()))
             except Exception as error:  # count it, apply the rest of the batch
                 state.failed += (1 if type(entry) is dict else entry.records
                                  if type(entry) is PartialEntry else entry[1])
@@ -435,16 +492,31 @@ class HubCore:
     def _partial(self, state: _Stream, entry: PartialEntry) -> None:
         if self._aggregate is None:
             raise ValueError("this hub takes records, not partials (its plan changed?)")
-        apply_entry(self._aggregate, entry)
         self.by_partials.add(state)
+        if not apply_entry(self._aggregate, entry):
+            state.late += 1
+            raise ValueError(
+                f"late: window {entry.window!r} had been emitted when its partial arrived "
+                "(not merged into another window)"
+            )
+        if entry.window is not None:
+            self._reported(state, entry.window, entry.complete)
 
     def end(self, stream: str, report: Report | None = None, copy: str = "") -> None:
         """Marks a stream as ended: its sender closed after every batch was acknowledged;
         `report` holds its final counts."""
         state = self.streams.get(stream)
+        if self.expected.pop(_worker_of(stream), 0) is None and self.open_windows:
+            with self._keeping_warnings():  # a sender that shipped nothing held them
+                self._close_delivered()
+                self._store()
         if state is not None and state.current(copy):
             state.hear(report)
             state.ended = True
+            if self.open_windows:  # it may be the last stream a window waited for
+                with self._keeping_warnings():
+                    self._close_delivered()
+                    self._store()
             self._checkpoint()
 
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -459,50 +531,105 @@ class HubCore:
         if self.closed:
             raise ClosedError("the hub is closed; there is nothing to flush")
         with self._keeping_warnings():
+            for window in sorted(self.open_windows):
+                self.close_window(window)
             self.pipeline.flush()
         self._checkpoint()
 
-    # -- windows: the hooks for streams that report window ids ------------------------------
+    # -- windows by step: streams report window ids with their partials --------------------
 
-    def report_window(self, stream: str, window: Hashable) -> bool:
-        """Notes that `stream` delivered its part of `window`; closes the window once every
-        live stream (not ended) reported it. False (the report is counted `late`) when the
-        window had closed already."""
+    def report_window(self, stream: str, window: Any) -> bool:
+        """Notes that `stream` delivered its (whole) part of `window` (an id that orders
+        windows: an int); closes, in id order, every open window whose part every live
+        stream (not ended) delivered: it reported the window complete, or a later window.
+        False (the report is counted `late`) when the window had closed already."""
         state = self.streams.get(stream)
         if state is None:
             return False
         if window in self.closed_windows:
             state.late += 1
             return False
-        state.windows.add(window)
-        self.open_windows.setdefault(window, time.monotonic())
-        live = [s for s in self.streams.values() if not s.ended]
-        if all(window in s.windows for s in live):
-            self.close_window(window)
+        self._reported(state, window)
         return True
 
-    def close_window(self, window: Hashable) -> list[str]:
-        """Closes `window` (every live stream reported it, or its deadline passed): each
-        live stream that did not report it gets it in its `windows_missing`; returns their
-        names. Later reports of it are `late`."""
+    def _records_reported(self, state: _Stream, steps: Any) -> None:
+        """A stream's records of these steps arrived (record mode, or a record among
+        partials): each new window it reaches is reported, its part so far."""
+        aggregate = self._steps
+        assert aggregate is not None
+        every = aggregate.every_steps
+        assert every is not None
+        for step in steps:
+            window = step_window(step, every)
+            if window is not None and (state.top_window is None or window > state.top_window):
+                self._reported(state, window, complete=False)
+
+    def _reported(self, state: _Stream, window: Any, complete: bool = True) -> None:
+        """A stream's part of `window` arrived: whole (`complete`), or so far (then its
+        part of every earlier window is whole: a sender goes in step order)."""
+        state.windows.add(window)
+        if state.top_window is None or window > state.top_window:
+            state.top_window = window
+        done = window if complete else window - 1
+        if state.done_through is None or done > state.done_through:
+            state.done_through = done
+        self.open_windows.setdefault(window, time.monotonic())
+        self._close_delivered()
+
+    def _close_delivered(self) -> None:
+        """Closes, oldest first, the open windows whose part every live stream delivered
+        (none while a sender made for the hub has not shipped)."""
+        if self.expected:
+            return
+        live = [s for s in self.streams.values() if not s.ended]
+        while self.open_windows:
+            oldest = min(self.open_windows)
+            if not all(s.done_through is not None and s.done_through >= oldest for s in live):
+                break
+            self.close_window(oldest)
+
+    def close_window(self, window: Any) -> list[str]:
+        """Closes `window` (every live stream reported it or a later one, or its deadline
+        passed) and emits the aggregate's windows by step up to it, in id order: each live
+        stream that had reported neither it nor a later window gets it in its
+        `windows_missing`; returns their names. Later reports of it are `late`."""
         self.open_windows.pop(window, None)
         self.closed_windows.add(window)
         missing = []
         for name, state in self.streams.items():
-            if window not in state.windows and not state.ended:
+            behind = state.top_window is None or state.top_window < window
+            if window not in state.windows and behind and not state.ended:
                 state.windows_missing.append(window)
                 missing.append(name)
             state.windows.discard(window)
+        if self._steps is not None:
+            self._steps.emit_windows(window)
         return missing
 
-    def close_windows_older_than(self, seconds: float) -> list[Hashable]:
-        """Closes every open window first reported more than `seconds` ago (the deadline);
-        returns them."""
+    def close_windows_older_than(self, seconds: float) -> list[Any]:
+        """Closes every open window first reported more than `seconds` ago (the deadline),
+        and every older one before it (windows close in id order); returns them."""
         now = time.monotonic()
         due = [w for w, opened in self.open_windows.items() if now - opened > seconds]
-        for window in due:
+        if not due:
+            return []
+        newest = max(due)
+        closed = sorted(w for w in self.open_windows if w <= newest)
+        for window in closed:
             self.close_window(window)
-        return due
+        return closed
+
+    def _close_due_windows(self) -> None:
+        """Closes the windows whose deadline passed (checked at each push and sync), and
+        stores the rows that emitted."""
+        if not self.open_windows:
+            return
+        with self._keeping_warnings():
+            closed = self.close_windows_older_than(self.window_deadline)
+            if closed:
+                self._store()
+        if closed:
+            self._checkpoint()
 
     def status(self) -> HubStatus:
         """Every stream's counts, and a line in `failures` for each loss the hub knows of:
@@ -570,11 +697,17 @@ class HubCore:
                 for state in self.streams.values():  # a gap nobody filled: apply in order
                     for seq in sorted(state.held):
                         self._apply(state, *state.held.pop(seq))
-                for window in list(self.open_windows):  # a stream that never closed missed it
+                for window in sorted(self.open_windows):  # a stream that never closed missed it
                     self.close_window(window)
                 self.pipeline.close()
         self.closed = True
         return self.status()
+
+
+def _worker_of(stream: str) -> str:
+    """The worker of a stream id `run/worker/task` (the id itself if it has no such parts)."""
+    parts = stream.split("/")
+    return parts[1] if len(parts) >= 3 else stream
 
 
 def _stream_failures(stream: StreamStatus, final: bool) -> list[str]:

@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from pipeline.core.node import ClosedError, Node
-from pipeline.integrations.ray.core import CHECKPOINT_NEEDED, remote_core
+from pipeline.integrations.ray.core import CHECKPOINT_NEEDED, WINDOW_DEADLINE, remote_core
 from pipeline.integrations.ray.relay import relays_of
 from pipeline.integrations.ray.sender import HubSender, SenderSettings
 from pipeline.integrations.ray.status import HUB_LINES, HubStatus
@@ -40,7 +40,13 @@ class Hub:
     records (`partials=False`: always records); `exact=True` ships the values so that medians
     and percentiles are exact; `relays=True` adds one relay actor per node that merges its
     node's senders' partials and forwards them to the hub (relay.py). `mode` says which;
-    `describe()` shows the central pipeline and each stream's mode.
+    `describe()` shows the central pipeline and each stream's mode. With an aggregate's
+    windows by step (`every_steps`), each window is emitted once every live stream reported
+    it (or a later one, or ended), or `window_deadline` seconds (default 60) after its first
+    partial arrived, checked whenever a sender ships or syncs and at `flush()`; a partial of
+    a window already emitted is counted late (the stream's `late`, and `failures`). Each
+    `sender()` of such a hub is expected: no window closes by delivery before every sender
+    made shipped or closed (without relays).
 
     `call(fn, *args)` runs `fn(pipeline, *args)` inside the actor and returns the result (for
     tests and inspection); `flush()` flushes the central pipeline; `status()` reports every
@@ -66,6 +72,7 @@ class Hub:
         partials: bool = True,
         exact: bool = False,
         relays: bool = False,
+        window_deadline: float = WINDOW_DEADLINE,
     ) -> None:
         if not callable(factory):
             raise TypeError(f"factory must be callable, got {type(factory).__name__}")
@@ -76,6 +83,7 @@ class Hub:
             ("write_timeout", write_timeout),
             ("flush_timeout", flush_timeout),
             ("flush_seconds", 1.0 if flush_seconds is None else flush_seconds),
+            ("window_deadline", window_deadline),
         ):
             if not isinstance(seconds, (int, float)) or not seconds >= 0:
                 raise ValueError(f"{name} must be a number of seconds >= 0, got {seconds!r}")
@@ -102,6 +110,7 @@ class Hub:
                 restarts=max_restarts,
                 partials=partials,
                 exact=exact,
+                window_deadline=window_deadline,
             )
         )
         self.closed = False
@@ -120,7 +129,9 @@ class Hub:
                 raise ValueError(f"the hub could not start: {reason}") from error
             raise RuntimeError(f"the hub could not start: {error}") from error
         plan = ray.get(self.actor.plan.remote())
-        self._settings = replace(self._settings, plan=plan, relays=relays and plan is not None)
+        by_step = ray.get(self.actor.by_step.remote())
+        self._settings = replace(self._settings, plan=plan, relays=relays and plan is not None,
+                                 by_step=by_step)
         self.relay_final: dict[str, HubStatus | None] = {}
 
     def sender(self, **tags: Any) -> HubSender:
@@ -128,6 +139,10 @@ class Hub:
         if self.closed:
             raise ClosedError("the hub is closed; it hands out no more senders")
         sender = HubSender(self.actor, tags, self._settings, self.run)
+        if self._settings.by_step and not self._settings.relays:
+            # before any sender ships: no window by step closes until this worker's stream
+            # shipped or ended (or the deadline)
+            self._ray.get(self.actor.expect.remote(sender.worker))
         self._senders.add(sender)
         return sender
 

@@ -33,6 +33,7 @@ class SenderSettings:
     flush_timeout: float
     plan: PartialPlan | None = None  # partial mode (see partials.py); None: records
     relays: bool = False  # partial mode through one relay per node (see relay.py)
+    by_step: bool = False  # the hub cuts windows by step: a sender that shipped nothing ends too
 
 
 class _InFlight:
@@ -156,9 +157,7 @@ class HubSender(Sink):
 
     def _take_partials(self) -> None:
         if self._partials is not None:
-            entry = self._partials.take()
-            if entry is not None:
-                self._entries.append(entry)
+            self._entries += self._partials.take_windows()
 
     def write_batch(self, columns: Columns) -> None:
         if self.closed:
@@ -418,7 +417,7 @@ class HubSender(Sink):
             )
 
     def on_close(self) -> None:
-        if self._seq and not self._dead and not self._in_flight:
+        if (self._seq or self._settings.by_step) and not self._dead and not self._in_flight:
             for _ in range(2):  # its relay may have died: then the hub, once
                 try:
                     self._ray.get(
