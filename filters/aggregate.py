@@ -60,8 +60,9 @@ class AggregateFilter(Node):
     `step_key` value, window id `floor(step / N)` (a real, finite number; not a bool). Records
     are expected in step order: a window is emitted when a record of a later window arrives,
     on `flush()` and on `close()`; its row's `step_key` is the largest step of the window. A
-    record of a window older than the current one (already emitted) is counted in
-    `counts["late"]` (warned once) and dropped, never merged into another window. A record
+    flush cuts the open window (as with `every=`): later records of its block make a second
+    row for it. A record of a window older than the current one (already emitted) is counted
+    in `counts["late"]` (warned once) and dropped, never merged into another window. A record
     without a usable step (missing, None, NaN, not a number) joins the current window (the
     first one, if none is open yet) and is counted in `counts["stepless"]` (warned once).
     Such windows take partials per window id (`add_partials(..., window=)`); a caller that
@@ -695,10 +696,15 @@ class StepWindows:
         self.top = self.top_number = None
 
     def emit_all(self) -> None:
-        """Emits every open window, in id order (flush, close)."""
+        """Emits every open window, in id order (flush, close). Unless a Hub holds the
+        windows, a flush cuts the open window as it cuts one of `every=`: a later record of
+        its block opens it again (a second row for that block), rather than being late."""
+        current = self.current
         self.emit_through(math.inf)
         if self.current is None and not self._open_is_empty():
             self._emit_open()
+        if not self.holding and current is not None:
+            self.emitted = current - 1
 
     def state(self) -> dict[str, Any]:
         return {

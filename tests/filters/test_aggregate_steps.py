@@ -68,15 +68,20 @@ def test_a_record_of_an_emitted_window_is_counted_late_and_merged_nowhere() -> N
     assert node.counts["late"] == 2
 
 
-def test_a_window_flushed_is_emitted_and_its_later_records_are_late() -> None:
+def test_a_flush_cuts_the_open_window_and_its_later_records_make_a_second_row() -> None:
+    """As with every=: a flush (a checkpoint, a writer's dump) loses nothing of the block."""
     node, sink = aggregate()
     node.write({"steps": 1, "x": 1.0})
     node.flush()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        node.write({"steps": 2, "x": 2.0})
+    node.write({"steps": 2, "x": 2.0})
+    node.write({"steps": 3, "x": 4.0})
+    with pytest.warns(UserWarning, match="came after that window was emitted"):
+        node.write({"steps": -5, "x": 9.0})  # the block before the flushed one: late
     node.close()
-    assert [row["x_count"] for row in sink.records] == [1]
+    assert [(row["steps"], row["x_count"], row["x_mean"]) for row in sink.records] == [
+        (1, 1, 1.0),
+        (3, 2, 3.0),
+    ]
     assert node.counts["late"] == 1
 
 
