@@ -121,7 +121,8 @@ class EpisodeCallback(RLlibCallback, metaclass=_BoundMeta):
       Algorithm's process flushes the hub at the end of each training iteration
       (`on_train_result`; `on_evaluate_end` for `evaluation=True`): an aggregate at the hub
       emits one row per iteration, over exactly that iteration's episodes. `False` leaves the
-      windows to the hub's pipeline (`every=`, `seconds=`, `hub.flush()`). A hub that
+      windows to the hub's pipeline (`every=`, `seconds=`, `every_steps=`, `hub.flush()`):
+      use it with `every_steps=`, whose blocks a per-iteration flush would cut. A hub that
       cannot be flushed (dead or closed) does not stop training: each failed flush is
       counted in `counts["unflushed"]`, warned about once (the senders count their own
       losses);
