@@ -521,3 +521,38 @@ def test_sender_actors_on_ray_give_numpys_rows_and_a_silent_one_is_closed_out() 
     assert [c[2] + c[3] for c in counts] == [0, 0, 0]
     assert sent == sum(map(len, written.values())) == status.records == status.written
     assert sent == status.records + status.earlier + status.lost + status.missing
+
+
+def dropping_the_step() -> Pipeline:
+    """A central pipeline whose key filter drops the step key before the aggregate: its
+    aggregate never sees a step."""
+    return (Pipeline("hub", close_at_exit=False)
+            .drop("^steps$")
+            .aggregate(r"^[xy]$", stats=STATS, every_steps=EVERY)
+            .to(MemorySink()))
+
+
+def test_a_step_key_the_key_filters_drop_is_no_step_in_partial_mode_as_in_record_mode() -> None:
+    """The aggregate sees the records the key filters pass: without its step key they have
+    no step (they join the open window, counted stepless), in partial mode too, where the
+    senders cut windows before the filters."""
+    streams = streams_of(interleaved(2, 15), seed=5)
+    rows = {}
+    for partials in (False, True):
+        core = HubCore(dropping_the_step, exact=True, partials=partials)
+        kind = Sender if partials else RecordSender
+        if partials:  # the Sender helper checks the plan's window length
+            plan = core.plan()
+            assert plan is not None and plan.every_steps == EVERY
+        senders = [kind(core, f"s{i}", 4) for i in range(2)]
+        for position in range(15):
+            for i in range(2):
+                senders[i].write(streams[i][position])
+        for sender in senders:
+            sender.close()
+        core.flush()
+        rows[partials] = rows_of(core)
+        aggregate = core.call(lambda p: p.nodes()[2], (), {})
+        assert aggregate.counts["stepless"] == 30
+    assert [row["x_count"] for row in rows[False]] == [30]
+    assert_same_rows(rows[False], rows[True])
