@@ -556,3 +556,30 @@ def test_a_step_key_the_key_filters_drop_is_no_step_in_partial_mode_as_in_record
         assert aggregate.counts["stepless"] == 30
     assert [row["x_count"] for row in rows[False]] == [30]
     assert_same_rows(rows[False], rows[True])
+
+
+@pytest.mark.parametrize("as_batch", [False, True])
+def test_in_record_mode_a_late_record_is_counted_in_its_streams_late_and_named(
+    as_batch: bool,
+) -> None:
+    """As a late partial: the stream that sent a record of an emitted window has it in its
+    `late` and `failed`, and `failures` names it (not only the aggregate's counts)."""
+    core = HubCore(central, exact=True, partials=False)
+    a, b = RecordSender(core, "a", 1), RecordSender(core, "b", 1)
+    a.write({"steps": 31, "x": 1.0, "y": 0.0})
+    b.write({"steps": 12, "x": 2.0, "y": 0.0})
+    core.flush()
+    late = [{"steps": 13, "x": 3.0, "y": 0.0}, {"steps": 14, "x": 4.0, "y": 0.0}]
+    entry: Any = late
+    if as_batch:
+        entry = [({key: [r[key] for r in late] for key in late[0]}, len(late))]
+    core.push("b", 1, 1, 2, entry, {}, (3, 0, 1))
+    a.close()
+    b.close()
+    status = core.close()
+    assert [row["x_count"] for row in rows_of(core)] == [1, 1]
+    stream_b = status.streams["b"]
+    assert stream_b.late == 2 and stream_b.failed == 2
+    assert any("2 reports came after their window closed (late)" in line
+               for line in status.failures), status.failures
+    assert status.written == status.records + status.earlier + status.lost + status.missing

@@ -472,15 +472,23 @@ class HubCore:
         for entry in entries:
             try:
                 if type(entry) is dict:
-                    write(entry)
-                    if steps is not None:
+                    if steps is None:
+                        write(entry)
+                    else:
+                        late = steps.counts["late"]
+                        write(entry)
                         self._records_reported(state, [entry.get(steps.step_key)])
+                        self._late_records(state, steps.counts["late"] - late)
                 elif type(entry) is PartialEntry:
                     self._partial(state, entry)
                 else:
-                    write_batch(entry[0])
-                    if steps is not None:
+                    if steps is None:
+                        write_batch(entry[0])
+                    else:
+                        late = steps.counts["late"]
+                        write_batch(entry[0])
                         self._records_reported(state, entry[0].get(steps.step_key, ()))
+                        self._late_records(state, steps.counts["late"] - late)
             except Exception as error:  # count it, apply the rest of the batch
                 state.failed += (1 if type(entry) is dict else entry.records
                                  if type(entry) is PartialEntry else entry[1])
@@ -488,6 +496,16 @@ class HubCore:
         state.records += count
         state.below += count
         state.batches += 1
+
+    @staticmethod
+    def _late_records(state: _Stream, late: int) -> None:
+        """Records of a stream that the aggregate dropped as late (record mode): counted in
+        the stream's `late` and `failed`, as a late partial's."""
+        if late:
+            state.late += late
+            state.failed += late
+            state.first_error = state.first_error or (
+                "late: a record of a window already emitted (not merged into another window)")
 
     def _partial(self, state: _Stream, entry: PartialEntry) -> None:
         if self._aggregate is None:
