@@ -597,8 +597,9 @@ class StepWindows:
                 number / self.every_steps)
             if window != self.current and not self.enter(window, 1):
                 return
-            if self.top_number is None or number > self.top_number:
-                self.top, self.top_number = step, number
+            if self.top_number is None or number > self.top_number:  # a copy of it as
+                self.top, self.top_number = (  # written (a counter may change in place)
+                    step if type(step) in IMMUTABLE_TYPES else snapshot(step)), number
         self._buffer(data)
 
     def stepless(self, records: int) -> None:
@@ -613,7 +614,8 @@ class StepWindows:
     def raise_top(self, step: Any) -> None:
         number = step_number(step)
         if number is not None and (self.top_number is None or number > self.top_number):
-            self.top, self.top_number = step, number
+            self.top, self.top_number = (
+                step if type(step) in IMMUTABLE_TYPES else snapshot(step)), number
 
     def is_late(self, window: int) -> bool:
         if self.emitted is not None and window <= self.emitted:

@@ -583,3 +583,17 @@ def test_in_record_mode_a_late_record_is_counted_in_its_streams_late_and_named(
     assert any("2 reports came after their window closed (late)" in line
                for line in status.failures), status.failures
     assert status.written == status.records + status.earlier + status.lost + status.missing
+
+
+def test_a_senders_window_step_is_the_value_written_even_if_mutated_after() -> None:
+    """A step counter incremented in place (a numpy 0-d array) between a sender's writes:
+    each entry's step is its window's largest step as written."""
+    plan = HubCore(central, exact=True).plan()
+    assert plan is not None
+    accumulator = Accumulator(plan)
+    step = np.array(0)
+    for _ in range(15):
+        accumulator.add({"steps": step, "x": 1.0})
+        step += 1
+    entries = accumulator.take_windows()
+    assert [int(entry.step) for entry in entries] == [9, 14]

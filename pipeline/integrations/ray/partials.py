@@ -206,8 +206,9 @@ class Accumulator:
             return False
         if number is None:
             self._stepless += 1
-        elif self._top_number is None or number > self._top_number:
-            self._top, self._top_number = step, number
+        elif self._top_number is None or number > self._top_number:  # a copy as written
+            self._top, self._top_number = (
+                step if type(step) in IMMUTABLE_TYPES else snapshot(step)), number
         return True
 
     def _switch(self, window: int | None) -> None:
