@@ -597,3 +597,46 @@ def test_a_senders_window_step_is_the_value_written_even_if_mutated_after() -> N
         step += 1
     entries = accumulator.take_windows()
     assert [int(entry.step) for entry in entries] == [9, 14]
+
+
+def test_a_record_without_a_step_joins_its_own_streams_window_in_record_mode_too() -> None:
+    """Partial mode puts a record without a step into its sender's current window; record
+    mode must give the same rows, whatever another stream sent in between."""
+    def interleave(partials: bool) -> list[dict[str, Any]]:
+        core = HubCore(central, exact=True, partials=partials)
+        kind = Sender if partials else RecordSender
+        a, b = kind(core, "a", 1), kind(core, "b", 1)
+        a.write({"steps": 3, "x": 1.0, "y": 0.0})
+        b.write({"steps": 4, "x": 2.0, "y": 0.0})
+        a.write({"steps": 15, "x": 3.0, "y": 0.0})
+        b.write({"steps": 5, "x": 4.0, "y": 0.0})  # the hub's aggregate opens window 0 again
+        a.write({"x": 100.0, "y": 0.0})  # a's current window is 1
+        a.close()
+        b.close()
+        core.flush()
+        return rows_of(core)
+
+    partial_rows = interleave(True)
+    assert [row["x_max"] for row in partial_rows] == [4.0, 100.0]
+    assert_same_rows(interleave(False), partial_rows)
+
+
+def test_in_a_batch_a_row_without_a_step_joins_the_window_of_its_streams_row_before() -> None:
+    """Record mode, batches: a row without a step joins the window of the row before it in
+    its batch, or its stream's current window for a first row; never another stream's."""
+    core = HubCore(central, exact=True, partials=False)
+    core.expect("a")
+    core.expect("b")
+
+    def push(stream: str, seq: int, steps: list[Any], xs: list[float]) -> None:
+        columns = {"steps": steps, "x": xs, "y": [0.0] * len(xs)}
+        core.push(stream, seq, seq, len(xs), [(columns, len(xs))], {}, (seq + len(xs), 0, 0))
+
+    push("a", 0, [3, 15], [1.0, 3.0])  # a is in window 1
+    push("b", 0, [4, 5], [2.0, 4.0])  # the hub's aggregate opens window 0 again
+    push("a", 1, [None, 27, None], [100.0, 5.0, 200.0])  # window 1, then window 2
+    core.end("a")
+    core.end("b")
+    core.flush()
+    assert [(row["steps"], row["x_max"], row["x_count"]) for row in rows_of(core)] == [
+        (5, 4.0, 3), (15, 100.0, 2), (27, 200.0, 2)]

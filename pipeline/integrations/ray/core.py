@@ -15,6 +15,7 @@ from typing import Any
 
 from filters.aggregate import step_window
 from filters.dispatch import Dispatcher
+from pipeline.core.keys import KeyMatcher
 from pipeline.core.node import ClosedError, Node
 from pipeline.integrations.ray.partials import (
     PartialEntry,
@@ -242,8 +243,11 @@ class HubCore:
         self._plan, self._aggregate, self.mode = (
             plan_of(pipeline, exact=exact) if partials else (None, None, "records (asked)")
         )
-        aggregate, _ = leading_aggregate(pipeline)
+        aggregate, filters = leading_aggregate(pipeline)
         self._steps = aggregate if aggregate is not None and aggregate.every_steps else None
+        # whether the aggregate sees the step key (its key filters do not take it out)
+        self._sees_step = self._steps is not None and all(
+            KeyMatcher(regex)(self._steps.step_key) == (kind == "keep") for kind, regex in filters)
         """The aggregate with windows by step the hub cuts (in record mode too): the
         streams' records and partials report their windows (see report_window)."""
         if self._steps is not None:
@@ -476,6 +480,8 @@ class HubCore:
                         write(entry)
                     else:
                         late = steps.counts["late"]
+                        if self._sees_step:  # a record without a step joins its stream's window
+                            steps.stepless_window(state.top_window)
                         write(entry)
                         self._records_reported(state, [entry.get(steps.step_key)])
                         self._late_records(state, steps.counts["late"] - late)
@@ -486,6 +492,8 @@ class HubCore:
                         write_batch(entry[0])
                     else:
                         late = steps.counts["late"]
+                        if self._sees_step:
+                            steps.stepless_window(state.top_window)
                         write_batch(entry[0])
                         self._records_reported(state, entry[0].get(steps.step_key, ()))
                         self._late_records(state, steps.counts["late"] - late)
