@@ -395,6 +395,13 @@ class AggregateFilter(Node):
         if self._steps is not None:
             self._steps.emit_through(through)
 
+    def stepless_window(self, window: int | None) -> None:
+        """While a Hub holds the windows: the records without a usable step written next join
+        `window` (their stream's current window; late if it was emitted), until a record with
+        a step (of the same batch) names another; None: the open window."""
+        if self._steps is not None:
+            self._steps.stepless_to = window
+
     def window_emitted(self, window: int) -> bool:
         """Whether a window by step of this id was emitted (or an older one was cut off by a
         later window): a partial of it is late."""
@@ -581,6 +588,9 @@ class StepWindows:
         self.held: dict[int, tuple[_Stash, Any]] = {}
         self.emitted: int | None = None
         self.holding = False
+        # while held (a Hub): the window a record without a step joins (its stream's current
+        # one, see AggregateFilter.stepless_window); None: the open window
+        self.stepless_to: int | None = None
         self._buffer = AggregateFilter.write.__get__(aggregate)  # the window's own write
 
     def write(self, data: Record) -> None:
@@ -590,15 +600,18 @@ class StepWindows:
         number = step if type(step) is int else step_number(step)
         if number is None:
             self.stepless(1)
-            if not self.enter(None, 1):
+            if not self.enter(self.stepless_to if self.holding else None, 1):
                 return
         else:
             window = number // self.every_steps if type(number) is int else math.floor(
                 number / self.every_steps)
+            if self.holding:  # the records without a step after it, in its batch, join it
+                self.stepless_to = window
             if window != self.current and not self.enter(window, 1):
                 return
-            if self.top_number is None or number > self.top_number:
-                self.top, self.top_number = step, number
+            if self.top_number is None or number > self.top_number:  # a copy of it as
+                self.top, self.top_number = (  # written (a counter may change in place)
+                    step if type(step) in IMMUTABLE_TYPES else snapshot(step)), number
         self._buffer(data)
 
     def stepless(self, records: int) -> None:
@@ -613,7 +626,8 @@ class StepWindows:
     def raise_top(self, step: Any) -> None:
         number = step_number(step)
         if number is not None and (self.top_number is None or number > self.top_number):
-            self.top, self.top_number = step, number
+            self.top, self.top_number = (
+                step if type(step) in IMMUTABLE_TYPES else snapshot(step)), number
 
     def is_late(self, window: int) -> bool:
         if self.emitted is not None and window <= self.emitted:

@@ -521,3 +521,122 @@ def test_sender_actors_on_ray_give_numpys_rows_and_a_silent_one_is_closed_out() 
     assert [c[2] + c[3] for c in counts] == [0, 0, 0]
     assert sent == sum(map(len, written.values())) == status.records == status.written
     assert sent == status.records + status.earlier + status.lost + status.missing
+
+
+def dropping_the_step() -> Pipeline:
+    """A central pipeline whose key filter drops the step key before the aggregate: its
+    aggregate never sees a step."""
+    return (Pipeline("hub", close_at_exit=False)
+            .drop("^steps$")
+            .aggregate(r"^[xy]$", stats=STATS, every_steps=EVERY)
+            .to(MemorySink()))
+
+
+def test_a_step_key_the_key_filters_drop_is_no_step_in_partial_mode_as_in_record_mode() -> None:
+    """The aggregate sees the records the key filters pass: without its step key they have
+    no step (they join the open window, counted stepless), in partial mode too, where the
+    senders cut windows before the filters."""
+    streams = streams_of(interleaved(2, 15), seed=5)
+    rows = {}
+    for partials in (False, True):
+        core = HubCore(dropping_the_step, exact=True, partials=partials)
+        kind = Sender if partials else RecordSender
+        if partials:  # the Sender helper checks the plan's window length
+            plan = core.plan()
+            assert plan is not None and plan.every_steps == EVERY
+        senders = [kind(core, f"s{i}", 4) for i in range(2)]
+        for position in range(15):
+            for i in range(2):
+                senders[i].write(streams[i][position])
+        for sender in senders:
+            sender.close()
+        core.flush()
+        rows[partials] = rows_of(core)
+        aggregate = core.call(lambda p: p.nodes()[2], (), {})
+        assert aggregate.counts["stepless"] == 30
+    assert [row["x_count"] for row in rows[False]] == [30]
+    assert_same_rows(rows[False], rows[True])
+
+
+@pytest.mark.parametrize("as_batch", [False, True])
+def test_in_record_mode_a_late_record_is_counted_in_its_streams_late_and_named(
+    as_batch: bool,
+) -> None:
+    """As a late partial: the stream that sent a record of an emitted window has it in its
+    `late` and `failed`, and `failures` names it (not only the aggregate's counts)."""
+    core = HubCore(central, exact=True, partials=False)
+    a, b = RecordSender(core, "a", 1), RecordSender(core, "b", 1)
+    a.write({"steps": 31, "x": 1.0, "y": 0.0})
+    b.write({"steps": 12, "x": 2.0, "y": 0.0})
+    core.flush()
+    late = [{"steps": 13, "x": 3.0, "y": 0.0}, {"steps": 14, "x": 4.0, "y": 0.0}]
+    entry: Any = late
+    if as_batch:
+        entry = [({key: [r[key] for r in late] for key in late[0]}, len(late))]
+    core.push("b", 1, 1, 2, entry, {}, (3, 0, 1))
+    a.close()
+    b.close()
+    status = core.close()
+    assert [row["x_count"] for row in rows_of(core)] == [1, 1]
+    stream_b = status.streams["b"]
+    assert stream_b.late == 2 and stream_b.failed == 2
+    assert any("2 reports came after their window closed (late)" in line
+               for line in status.failures), status.failures
+    assert status.written == status.records + status.earlier + status.lost + status.missing
+
+
+def test_a_senders_window_step_is_the_value_written_even_if_mutated_after() -> None:
+    """A step counter incremented in place (a numpy 0-d array) between a sender's writes:
+    each entry's step is its window's largest step as written."""
+    plan = HubCore(central, exact=True).plan()
+    assert plan is not None
+    accumulator = Accumulator(plan)
+    step = np.array(0)
+    for _ in range(15):
+        accumulator.add({"steps": step, "x": 1.0})
+        step += 1
+    entries = accumulator.take_windows()
+    assert [int(entry.step) for entry in entries] == [9, 14]
+
+
+def test_a_record_without_a_step_joins_its_own_streams_window_in_record_mode_too() -> None:
+    """Partial mode puts a record without a step into its sender's current window; record
+    mode must give the same rows, whatever another stream sent in between."""
+    def interleave(partials: bool) -> list[dict[str, Any]]:
+        core = HubCore(central, exact=True, partials=partials)
+        kind = Sender if partials else RecordSender
+        a, b = kind(core, "a", 1), kind(core, "b", 1)
+        a.write({"steps": 3, "x": 1.0, "y": 0.0})
+        b.write({"steps": 4, "x": 2.0, "y": 0.0})
+        a.write({"steps": 15, "x": 3.0, "y": 0.0})
+        b.write({"steps": 5, "x": 4.0, "y": 0.0})  # the hub's aggregate opens window 0 again
+        a.write({"x": 100.0, "y": 0.0})  # a's current window is 1
+        a.close()
+        b.close()
+        core.flush()
+        return rows_of(core)
+
+    partial_rows = interleave(True)
+    assert [row["x_max"] for row in partial_rows] == [4.0, 100.0]
+    assert_same_rows(interleave(False), partial_rows)
+
+
+def test_in_a_batch_a_row_without_a_step_joins_the_window_of_its_streams_row_before() -> None:
+    """Record mode, batches: a row without a step joins the window of the row before it in
+    its batch, or its stream's current window for a first row; never another stream's."""
+    core = HubCore(central, exact=True, partials=False)
+    core.expect("a")
+    core.expect("b")
+
+    def push(stream: str, seq: int, steps: list[Any], xs: list[float]) -> None:
+        columns = {"steps": steps, "x": xs, "y": [0.0] * len(xs)}
+        core.push(stream, seq, seq, len(xs), [(columns, len(xs))], {}, (seq + len(xs), 0, 0))
+
+    push("a", 0, [3, 15], [1.0, 3.0])  # a is in window 1
+    push("b", 0, [4, 5], [2.0, 4.0])  # the hub's aggregate opens window 0 again
+    push("a", 1, [None, 27, None], [100.0, 5.0, 200.0])  # window 1, then window 2
+    core.end("a")
+    core.end("b")
+    core.flush()
+    assert [(row["steps"], row["x_max"], row["x_count"]) for row in rows_of(core)] == [
+        (5, 4.0, 3), (15, 100.0, 2), (27, 200.0, 2)]

@@ -15,6 +15,7 @@ from typing import Any
 
 from filters.aggregate import step_window
 from filters.dispatch import Dispatcher
+from pipeline.core.keys import KeyMatcher
 from pipeline.core.node import ClosedError, Node
 from pipeline.integrations.ray.partials import (
     PartialEntry,
@@ -242,8 +243,11 @@ class HubCore:
         self._plan, self._aggregate, self.mode = (
             plan_of(pipeline, exact=exact) if partials else (None, None, "records (asked)")
         )
-        aggregate, _ = leading_aggregate(pipeline)
+        aggregate, filters = leading_aggregate(pipeline)
         self._steps = aggregate if aggregate is not None and aggregate.every_steps else None
+        # whether the aggregate sees the step key (its key filters do not take it out)
+        self._sees_step = self._steps is not None and all(
+            KeyMatcher(regex)(self._steps.step_key) == (kind == "keep") for kind, regex in filters)
         """The aggregate with windows by step the hub cuts (in record mode too): the
         streams' records and partials report their windows (see report_window)."""
         if self._steps is not None:
@@ -472,15 +476,27 @@ class HubCore:
         for entry in entries:
             try:
                 if type(entry) is dict:
-                    write(entry)
-                    if steps is not None:
+                    if steps is None:
+                        write(entry)
+                    else:
+                        late = steps.counts["late"]
+                        if self._sees_step:  # a record without a step joins its stream's window
+                            steps.stepless_window(state.top_window)
+                        write(entry)
                         self._records_reported(state, [entry.get(steps.step_key)])
+                        self._late_records(state, steps.counts["late"] - late)
                 elif type(entry) is PartialEntry:
                     self._partial(state, entry)
                 else:
-                    write_batch(entry[0])
-                    if steps is not None:
+                    if steps is None:
+                        write_batch(entry[0])
+                    else:
+                        late = steps.counts["late"]
+                        if self._sees_step:
+                            steps.stepless_window(state.top_window)
+                        write_batch(entry[0])
                         self._records_reported(state, entry[0].get(steps.step_key, ()))
+                        self._late_records(state, steps.counts["late"] - late)
             except Exception as error:  # count it, apply the rest of the batch
                 state.failed += (1 if type(entry) is dict else entry.records
                                  if type(entry) is PartialEntry else entry[1])
@@ -488,6 +504,16 @@ class HubCore:
         state.records += count
         state.below += count
         state.batches += 1
+
+    @staticmethod
+    def _late_records(state: _Stream, late: int) -> None:
+        """Records of a stream that the aggregate dropped as late (record mode): counted in
+        the stream's `late` and `failed`, as a late partial's."""
+        if late:
+            state.late += late
+            state.failed += late
+            state.first_error = state.first_error or (
+                "late: a record of a window already emitted (not merged into another window)")
 
     def _partial(self, state: _Stream, entry: PartialEntry) -> None:
         if self._aggregate is None:

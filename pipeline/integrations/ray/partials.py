@@ -165,7 +165,8 @@ class Accumulator:
     `PartialEntry`s. With windows by step (`plan.every_steps`), all that per window id: a
     record goes into its step's window, a record without a usable step into the window of
     the record before it (the first window, at the start), counted in its entry's
-    `stepless`."""
+    `stepless`; a step key that the plan's key filters take out is no step (the aggregate
+    does not see it in record mode)."""
 
     def __init__(self, plan: PartialPlan) -> None:
         self.plan = plan
@@ -175,6 +176,8 @@ class Accumulator:
         self._window: int | None = None  # the id of the window being added to
         self._windows: dict[int | None, _WindowStash] = {}  # the other windows since `take`
         self._reset()
+        # the aggregate sees the records its key filters pass: a step key they drop is no step
+        self._sees_step = all(match(plan.step_key) == keep for keep, match in self._filters)
         if plan.every_steps is not None:
             self.add = self._add_stepped  # type: ignore[method-assign]
 
@@ -192,7 +195,7 @@ class Accumulator:
         """`add` with windows by step."""
         plan = self.plan
         assert plan.every_steps is not None
-        step = data.get(plan.step_key)
+        step = data.get(plan.step_key) if self._sees_step else None
         number = step_number(step)
         if number is not None:
             window = number // plan.every_steps if type(number) is int else math.floor(
@@ -203,8 +206,9 @@ class Accumulator:
             return False
         if number is None:
             self._stepless += 1
-        elif self._top_number is None or number > self._top_number:
-            self._top, self._top_number = step, number
+        elif self._top_number is None or number > self._top_number:  # a copy as written
+            self._top, self._top_number = (
+                step if type(step) in IMMUTABLE_TYPES else snapshot(step)), number
         return True
 
     def _switch(self, window: int | None) -> None:
