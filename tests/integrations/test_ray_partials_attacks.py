@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from pipeline import Pipeline
 from pipeline.integrations.ray import HubCore
+from pipeline.integrations.ray.core import ForwardMarks
 from pipeline.integrations.ray.partials import Accumulator
 from sinks import MemorySink
 from tests.integrations.test_ray_partials import ray_up  # noqa: F401 (a fixture)
@@ -408,17 +409,37 @@ def test_on_ray_an_unpicklable_last_value_costs_one_record_not_the_shipping() ->
     assert status is not None and status.records == 9 and status.lost == 1
 
 
-def test_a_relay_that_forwarded_more_than_its_senders_confirmed_is_named() -> None:
-    """The race a relay's death leaves open: it forwarded a batch and died before answering
-    the sender, which resends the batch here. The hub cannot tell that from a sender that
-    died with the relay, so it does not count a double; it names the excess."""
+def test_a_batch_the_relay_forwarded_but_did_not_answer_is_not_sent_twice() -> None:
+    """The race a relay's death leaves open: it merged and forwarded a sender's batch, then
+    died before answering it. The relay's forward carries its marks of each sender's stream,
+    so the hub's answer to the sender covers that batch, which is not shipped again."""
     core = HubCore(central)
-    relay = "relay/node-a"
     records = [{"x": float(i)} for i in range(5)]
-    core.push(relay, 0, 0, 5, records, {}, (5, 0, 0))  # the relay forwarded 5 records
-    core.relayed("s", "node-a", 3, 0, {"worker": 0}, (5, 0, 0))  # it answered 3 of them
-    core.push("s", 0, 0, 2, records[3:], {"worker": 0}, (5, 0, 2))  # the sender resends 2
+    marks = ForwardMarks({"s": (2, 5)})  # batches 0 and 1 of stream s: 5 records
+    core.push("relay/node-a", 0, 0, 5, [*records, marks], {}, (5, 0, 0))
+    # the relay had answered batch 0 only (3 records): the sender's mark is 1
+    low = core.relayed("s", "node-a", 3, 1, {"worker": 0}, (5, 0, 3))
+    assert low == 2  # batch 1 came through the relay: not to be sent again
+    core.sync("s", 2, (5, 0, 5))  # the sender confirms it
+    core.push("s", 1, 2, 2, records[3:], {"worker": 0}, (5, 0, 5))  # a late resend anyway
+    status = core.close()
+    stream = next(s for s in status.streams.values() if s.tags == {"worker": 0})
+    assert (stream.records, stream.via_relay, stream.missing, stream.duplicates) == (0, 5, 0, 1)
+    assert status.relay_lost == 0
+    assert not [line for line in status.failures if "did not report its death" in line]
+    rows = core.call(lambda p: p.nodes()[-1].records, (), {})
+    assert rows[0]["x_count"] == 5  # each record once
+
+
+def test_a_relay_that_forwarded_records_of_senders_that_died_with_it_says_so() -> None:
+    """Records a relay forwarded for a sender that never reported the relay's death (it died
+    with it) are stored; the hub names them, since it cannot know what that sender shipped
+    after the relay's last forward."""
+    core = HubCore(central)
+    records = [{"x": float(i)} for i in range(5)]
+    core.push("relay/node-a", 0, 0, 5, records, {}, (5, 0, 0))  # no marks of a living sender
+    core.relayed("s", "node-a", 3, 0, {"worker": 0}, (3, 0, 0))
     status = core.status()
     assert status.relay_lost == 0
-    [line] = [line for line in status.failures if "more than its living senders" in line]
-    assert "node-a forwarded 2 records more" in line
+    [line] = [line for line in status.failures if "did not report its death" in line]
+    assert "node-a forwarded 2 records" in line

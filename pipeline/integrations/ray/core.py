@@ -48,6 +48,19 @@ Report = tuple[int, int, int]
 counted lost, records the hub confirmed (those in its batches below its acknowledged mark)."""
 
 
+class ForwardMarks:
+    """What a relay's batch to the hub covers of its senders' streams: for each, the lowest
+    batch number not yet in it and the records in the batches below (`_Stream.low`,
+    `.below` at the relay). Shipped with the relay's batch and taken by the hub only when
+    that batch is applied, so the hub knows which of a sender's batches reached it through
+    the relay, even those the relay died before answering."""
+
+    __slots__ = ("marks",)
+
+    def __init__(self, marks: dict[str, tuple[int, int]]) -> None:
+        self.marks = marks
+
+
 class _Stream:
     """The hub's book-keeping for one sender: the next sequence number to apply, the batches
     that arrived ahead of it (held until the gap is filled), and what the sender reported."""
@@ -263,6 +276,8 @@ class HubCore:
         self.checkpoint = None if checkpoint is None else Path(checkpoint) / f"hub-{run}.pickle"
         self.checkpoint_errors = 0
         self.first_checkpoint_error = ""
+        self.forwarded: dict[str, tuple[int, int]] = {}
+        """Per relayed sender stream, what its relay's applied batches covered (ForwardMarks)."""
         self.closed_windows: set[Any] = set()
         self.open_windows: dict[Any, float] = {}  # window id -> when first reported
         self.expected: dict[str, None] = {}  # workers with a sender that has not shipped
@@ -279,6 +294,7 @@ class HubCore:
             pipeline.load_state_dict(saved["pipeline"])
             self.streams = {name: _Stream.restored(s) for name, s in saved["streams"].items()}
             self.closed_windows = saved["closed_windows"]
+            self.forwarded = saved.get("forwarded", {})
             now = time.monotonic()  # a restored window's deadline starts again
             self.open_windows = dict.fromkeys(saved.get("open_windows", ()), now)
             self.expected = dict.fromkeys(saved.get("expected", ()))
@@ -386,16 +402,23 @@ class HubCore:
         """Learns from a sender whose relay (on `node`) died that the relay had confirmed
         `records` of its records (merged them) and every batch below `acked`; the sender
         ships here from now on. What the relay forwarded of them is in the relay's stream;
-        the rest died with it (`relay_lost`). Returns the stream's low mark."""
+        the rest died with it (`relay_lost`). A batch the relay forwarded but died before
+        answering (its marks say so) counts as delivered through the relay: the low mark
+        returned covers it, so the sender does not send it again. Returns the stream's low
+        mark."""
+        forwarded_low, forwarded_below = self.forwarded.get(stream, (0, 0))
+        acked = max(acked, forwarded_low)
         state = self.streams.get(stream)
         if state is None:
             state = self.streams[stream] = _Stream(tags, acked, report)
         if state.current(copy):
             state.hear(report)
-            state.relay, state.via_relay = node, max(state.via_relay, records)
+            state.relay = node
+            state.via_relay = max(state.via_relay, records, forwarded_below)
         else:
             report = None
         self._advance(state, acked, report)
+        state.below = max(state.below, forwarded_below)
         self._checkpoint()
         return state.low
 
@@ -459,6 +482,7 @@ class HubCore:
                 "closed_windows": self.closed_windows,
                 "open_windows": list(self.open_windows),
                 "expected": list(self.expected),
+                "forwarded": self.forwarded,
             }
             part = self.checkpoint.with_name(self.checkpoint.name + ".part")
             with part.open("wb") as handle:
@@ -487,6 +511,11 @@ class HubCore:
                         self._late_records(state, steps.counts["late"] - late)
                 elif type(entry) is PartialEntry:
                     self._partial(state, entry)
+                elif type(entry) is ForwardMarks:
+                    forwarded = self.forwarded
+                    for stream, mark in entry.marks.items():
+                        if mark[0] > forwarded.get(stream, (0, 0))[0]:
+                            forwarded[stream] = mark
                 else:
                     if steps is None:
                         write_batch(entry[0])
@@ -709,9 +738,8 @@ class HubCore:
             if arrived > confirmed[node]:
                 lines.append(
                     f"hub: the relay on node {node} forwarded {arrived - confirmed[node]} "
-                    f"records more than its living senders say it confirmed: a sender died "
-                    f"with it, or it died between forwarding and answering and up to that "
-                    f"many records were shipped here twice"
+                    f"records of senders that did not report its death (they died with it): "
+                    f"stored; what those senders shipped after its last forward is unknown"
                 )
         return changed
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from pipeline.core.columns import Columns
 from pipeline.core.node import Node, Record
-from pipeline.integrations.ray.core import RELAY_RUN, HubCore
+from pipeline.integrations.ray.core import RELAY_RUN, ForwardMarks, HubCore
 from pipeline.integrations.ray.partials import PartialEntry
 from pipeline.integrations.ray.sender import HubSender, SenderSettings
 from pipeline.integrations.ray.support import import_ray
@@ -50,15 +50,52 @@ class _Forward(Node):
         self.sender.close()
 
 
+class _RelaySender(HubSender):
+    """A relay's sender to the hub: each batch it ships ends with the relay's marks of its
+    senders' streams (`ForwardMarks`), what the batch's merged content covers. It never
+    ships while the relay applies a batch (the marks would not say the half taken): a
+    shipment due then goes once the relay's marks have moved past that batch."""
+
+    relay: RelayCore | None = None
+    due = False
+
+    def _ship(self) -> None:
+        if self.relay is not None and self.relay.applying:
+            self.due = True
+            return
+        self.due = False
+        super()._ship()
+
+    def _take_partials(self) -> None:
+        super()._take_partials()
+        relay = self.relay
+        if relay is not None and self._entries:
+            marks = {name: (state.low, state.below) for name, state in relay.streams.items()}
+            self._entries.append(ForwardMarks(marks))
+
+
 class RelayCore(HubCore):
     """A node's relay (see the module documentation): a HubCore for the node's senders whose
     pipeline forwards to the hub through one partial-mode sender."""
 
     def __init__(self, hub: Any, settings: SenderSettings, node: str) -> None:
         relayed = replace(settings, relays=False, batch_size=sys.maxsize)
-        self.sender = HubSender(hub, {}, relayed, run=RELAY_RUN, worker=node)
+        self.sender = _RelaySender(hub, {}, relayed, run=RELAY_RUN, worker=node)
+        self.sender.relay = self
         self.node = node
         super().__init__(lambda: _Forward(self.sender), partials=False)
+
+    applying = False
+    """Whether the relay is applying its senders' batches (its sender then holds back)."""
+
+    def _advance(self, state: Any, acked: int, report: Any) -> None:
+        self.applying = True
+        try:
+            super()._advance(state, acked, report)
+        finally:
+            self.applying = False
+        if self.sender.due:
+            self.sender._ship()
 
     def _partial(self, state: Any, entry: PartialEntry) -> None:
         self.by_partials.add(state)
