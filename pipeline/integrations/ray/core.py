@@ -15,13 +15,14 @@ from typing import Any
 
 from filters.aggregate import step_window
 from filters.dispatch import Dispatcher
-from pipeline.core.keys import KeyMatcher
 from pipeline.core.node import ClosedError, Node
 from pipeline.integrations.ray.partials import (
     PartialEntry,
     PartialPlan,
     apply_entry,
+    key_filters,
     leading_aggregate,
+    passes,
     plan_of,
 )
 from pipeline.integrations.ray.status import HubStatus, StreamStatus
@@ -259,8 +260,8 @@ class HubCore:
         aggregate, filters = leading_aggregate(pipeline)
         self._steps = aggregate if aggregate is not None and aggregate.every_steps else None
         # whether the aggregate sees the step key (its key filters do not take it out)
-        self._sees_step = self._steps is not None and all(
-            KeyMatcher(regex)(self._steps.step_key) == (kind == "keep") for kind, regex in filters)
+        self._sees_step = self._steps is not None and passes(
+            key_filters(filters), self._steps.step_key)
         """The aggregate with windows by step the hub cuts (in record mode too): the
         streams' records and partials report their windows (see report_window)."""
         if self._steps is not None:
@@ -503,12 +504,7 @@ class HubCore:
                     if steps is None:
                         write(entry)
                     else:
-                        late = steps.counts["late"]
-                        if self._sees_step:  # a record without a step joins its stream's window
-                            steps.stepless_window(state.top_window)
-                        write(entry)
-                        self._records_reported(state, [entry.get(steps.step_key)])
-                        self._late_records(state, steps.counts["late"] - late)
+                        self._write_by_step(state, entry, batch=False)
                 elif type(entry) is PartialEntry:
                     self._partial(state, entry)
                 elif type(entry) is ForwardMarks:
@@ -520,12 +516,7 @@ class HubCore:
                     if steps is None:
                         write_batch(entry[0])
                     else:
-                        late = steps.counts["late"]
-                        if self._sees_step:
-                            steps.stepless_window(state.top_window)
-                        write_batch(entry[0])
-                        self._records_reported(state, entry[0].get(steps.step_key, ()))
-                        self._late_records(state, steps.counts["late"] - late)
+                        self._write_by_step(state, entry[0], batch=True)
             except Exception as error:  # count it, apply the rest of the batch
                 state.failed += (1 if type(entry) is dict else entry.records
                                  if type(entry) is PartialEntry else entry[1])
@@ -533,6 +524,24 @@ class HubCore:
         state.records += count
         state.below += count
         state.batches += 1
+
+    def _write_by_step(self, state: _Stream, data: Any, *, batch: bool) -> None:
+        """Writes a stream's record (or column batch) into an aggregate with windows by step
+        (record mode): a record without a step joins the stream's own window, each window
+        its steps reach is reported, and what the aggregate found late is counted in the
+        stream."""
+        steps = self._steps
+        assert steps is not None
+        late = steps.counts["late"]
+        if self._sees_step:
+            steps.stepless_window(state.top_window)
+        if batch:
+            self.pipeline.write_batch(data)
+            self._records_reported(state, data.get(steps.step_key, ()))
+        else:
+            self.pipeline.write(data)
+            self._records_reported(state, [data.get(steps.step_key)])
+        self._late_records(state, steps.counts["late"] - late)
 
     @staticmethod
     def _late_records(state: _Stream, late: int) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +44,8 @@ from pipeline.core.keys import KeyMatcher
 from pipeline.core.node import Node, Record
 from pipeline.core.values import IMMUTABLE_TYPES, snapshot, to_float
 
-__all__ = ["Accumulator", "PartialEntry", "PartialPlan", "apply_entry", "leading_aggregate",
-           "plan_of"]
+__all__ = ["Accumulator", "PartialEntry", "PartialPlan", "apply_entry", "key_filters",
+           "leading_aggregate", "passes", "plan_of"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,20 @@ def leading_aggregate(
         return node, filters
 
 
+KeyFilters = list[tuple[bool, KeyMatcher]]
+"""Key filters as `(keep, matcher)`, in order (see `key_filters`)."""
+
+
+def key_filters(filters: Sequence[tuple[str, str]]) -> KeyFilters:
+    """The key filters `("keep" | "drop", regex)` of `leading_aggregate`, compiled."""
+    return [(kind == "keep", KeyMatcher(regex)) for kind, regex in filters]
+
+
+def passes(filters: KeyFilters, key: str) -> bool:
+    """Whether `key` gets through the key filters to the aggregate."""
+    return all(match(key) == keep for keep, match in filters)
+
+
 class PartialEntry:
     """One shipping's partials of a stream: a `Partial` per matching key, the last value of
     every other key, the keys in the order they first appeared, the records they stand for;
@@ -171,13 +186,13 @@ class Accumulator:
     def __init__(self, plan: PartialPlan) -> None:
         self.plan = plan
         self._match = KeyMatcher(plan.regex)
-        self._filters = [(kind == "keep", KeyMatcher(regex)) for kind, regex in plan.filters]
+        self._filters = key_filters(plan.filters)
         self._routes: dict[tuple[str, ...], _Route] = {}
         self._window: int | None = None  # the id of the window being added to
         self._windows: dict[int | None, _WindowStash] = {}  # the other windows since `take`
         self._reset()
         # the aggregate sees the records its key filters pass: a step key they drop is no step
-        self._sees_step = all(match(plan.step_key) == keep for keep, match in self._filters)
+        self._sees_step = passes(self._filters, plan.step_key)
         if plan.every_steps is not None:
             self.add = self._add_stepped  # type: ignore[method-assign]
 
@@ -216,15 +231,23 @@ class Accumulator:
         if self._window is None and self.records and window not in self._windows:
             self._window = window
             return
-        self._windows[self._window] = (
-            self._columns, self._merged, self._last, self._order, self.records, self._top,
-            self._top_number, self._stepless)
-        self._reset()
+        self._windows[self._window] = self._stash()
         stash = self._windows.pop(window, None)
         if stash is not None:
-            (self._columns, self._merged, self._last, self._order, self.records, self._top,
-             self._top_number, self._stepless) = stash
+            self._unstash(stash)
         self._window = window
+
+    def _stash(self) -> _WindowStash:
+        """The window being added to, taken out (it becomes empty)."""
+        stash = (self._columns, self._merged, self._last, self._order, self.records, self._top,
+                 self._top_number, self._stepless)
+        self._reset()
+        return stash
+
+    def _unstash(self, stash: _WindowStash) -> None:
+        """Makes a stashed window the one added to (the one added to must be empty)."""
+        (self._columns, self._merged, self._last, self._order, self.records, self._top,
+         self._top_number, self._stepless) = stash
 
     def _route(self, keys: tuple[str, ...]) -> _Route:
         """The keys of a record that the key filters pass, split into those the aggregate
@@ -232,7 +255,7 @@ class Accumulator:
         numbers: list[str] = []
         others: list[str] = []
         for key in keys:
-            if all(match(key) == keep for keep, match in self._filters):
+            if passes(self._filters, key):
                 (numbers if self._match(key) else others).append(key)
         route = self._routes[keys] = (tuple(numbers), tuple(others))
         if len(self._routes) > 1024:
@@ -311,13 +334,11 @@ class Accumulator:
         current = self._window
         windows, self._windows = self._windows, {}
         if self.records:
-            windows[current] = (self._columns, self._merged, self._last, self._order,
-                                self.records, self._top, self._top_number, self._stepless)
+            windows[current] = self._stash()
         entries = []
         for window in sorted(windows, key=lambda window: -math.inf if window is None
                              else window):
-            (self._columns, self._merged, self._last, self._order, self.records, self._top,
-             self._top_number, self._stepless) = windows[window]
+            self._unstash(windows[window])
             self._window = window
             entry = self._entry()
             if entry is not None and window is not None and current is not None:
