@@ -48,10 +48,10 @@ from sinks import flusher
 from sinks.base import Sink
 
 FAST = True
-"""Whether file sinks use the `fast` extra (orjson) when it is installed: JSONL lines through
-`orjson.dumps`, and column batches held and formatted as columns, with no row dicts. The
-files hold the same values either way (CSV: the same bytes); False forces the pure-Python
-path."""
+"""Whether file sinks use the `fast` extra (orjson, polars) when it is installed: JSONL lines
+through `orjson.dumps`, and column batches held and formatted as columns, with no row dicts.
+The files hold the same values either way (CSV: the same bytes); False forces the
+pure-Python path."""
 
 
 @lru_cache(maxsize=1)
@@ -67,6 +67,21 @@ def fast_json() -> ModuleType | None:
     """The orjson module when the fast path is on (`FAST`) and orjson is installed, else None
     (imported on first use: importing the sinks costs nothing for it)."""
     return _load_orjson() if FAST else None
+
+
+@lru_cache(maxsize=1)
+def _load_polars() -> ModuleType | None:
+    try:
+        import polars
+    except ImportError:
+        return None
+    return polars
+
+
+def fast_frames() -> ModuleType | None:
+    """The polars module when the fast path is on (`FAST`) and polars is installed, else None
+    (imported on first use, as `fast_json`)."""
+    return _load_polars() if FAST else None
 
 
 class RowBlock:
