@@ -476,7 +476,10 @@ def test_sender_actors_on_ray_give_numpys_rows_and_a_silent_one_is_closed_out() 
 
     from pipeline.integrations.ray import Hub
 
-    hub = Hub(central, exact=True, batch_size=64, window_deadline=2.0)
+    # The deadline must outlast the writes of each phase below (a dozen sequential Ray calls,
+    # seconds on a loaded machine: at 2 s a busy machine closed window 2 without actor 2).
+    deadline = 10.0
+    hub = Hub(central, exact=True, batch_size=64, window_deadline=deadline)
     assert "windows by step" in hub.mode
     writer = ray.remote(num_cpus=0.25)(StepWriter)
     actors = [writer.remote(hub.sender(worker=i), i) for i in range(3)]
@@ -495,7 +498,7 @@ def test_sender_actors_on_ray_give_numpys_rows_and_a_silent_one_is_closed_out() 
             write(i, list(range(start + i, start + 10, 3)))
     rows = hub.call(lambda p: p.nodes()[-1].records)
     assert [row["steps"] for row in rows] == [9, 19, 29, 39]  # window 4 waits for actor 2
-    time.sleep(2.5)
+    time.sleep(deadline + 0.5)
     write(0, [80])  # a call after the deadline: windows 4 to 7 close without actor 2
     write(2, [45])  # actor 2 comes back, late for window 4
     counts = ray.get([actor.close.remote() for actor in actors])
