@@ -98,6 +98,9 @@ class Gate(NamedTuple):
     """The gate's state after passing the record, as `transform` leaves it."""
     dropped: list[str]
     """The gate's state and counts after dropping the record, as `transform` leaves them."""
+    names: dict[str, object] | None = None
+    """Names the statements read besides the gate's own (the gate's name, `_` and a word),
+    with their objects: ones the gate never replaces (its clock, its counts)."""
 
 
 class Special(NamedTuple):
@@ -220,9 +223,10 @@ def _specializing(
     generic = _compiled(_Body(steps, dict(namespace), end), None)
     cache: dict[tuple[Any, ...], Callable[[Record], None]] = {}
     seen: set[tuple[Any, ...]] = set()
-    last: list[Any] = [None, generic]  # the last key tuple and its function
+    last: list[Any] = [None, generic]  # the last key list and its function
 
-    def special(keys: tuple[Any, ...]) -> Callable[[Record], None]:
+    def special(arrived: list[Any]) -> Callable[[Record], None]:
+        keys = tuple(arrived)
         run = cache.get(keys)
         if run is None:
             if len(cache) >= SPECIALIZED_LIMIT:
@@ -234,12 +238,12 @@ def _specializing(
                 return generic
             else:
                 run = cache[keys] = _compiled(_Body(steps, dict(namespace), end), keys)
-        last[0], last[1] = keys, run
+        last[0], last[1] = arrived, run
         return run
 
     namespace["last"], namespace["special"] = last, special
-    return [
-        "arrived = tuple(data)",
+    return [  # a list of the keys: made and compared faster than a tuple
+        "arrived = [*data]",
         "if arrived == last[0]:",
         "    last[1](data)",
         "else:",
@@ -288,6 +292,7 @@ class _Body:
             if gate is None:
                 continue
             self.namespace[f"g{index}"] = steps[index]
+            self.namespace.update(gate.names or {})
             first = index  # the steps that do not drop records, just above the gate
             while first > start and not steps[first - 1].drops:
                 first -= 1
