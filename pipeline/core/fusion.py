@@ -236,8 +236,9 @@ class _Specializing:
     then, and for the key tuples met once `SPECIALIZED_LIMIT` are compiled, the run's general
     function. The first key tuple compiled is written into the fused function itself."""
 
-    def __init__(self, steps: list[Transform], namespace: dict[str, object], end: list[str]
-                 ) -> None:
+    def __init__(
+        self, steps: list[Transform], namespace: dict[str, object], end: list[str]
+    ) -> None:
         self.steps, self.namespace, self.end = steps, namespace, end
         self.generic = _compiled(_Body(steps, dict(namespace), end), None)
         self.cache: dict[tuple[Any, ...], Callable[[Record], None]] = {}

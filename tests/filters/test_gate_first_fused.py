@@ -289,8 +289,15 @@ def test_the_first_key_tuple_compiled_runs_in_the_fused_function_itself() -> Non
     pipe = Pipeline(close_at_exit=False).drop_none().smooth("r", coeff=0.5).to(sink)
     write = pipe.write
     unfused = SmoothingFilter("r", coeff=0.5)
-    stream = [{"r": 1.0, "s": 1}, {"r": 2.0, "s": None}, {"r": 3.0, "s": 2}, {"s": 3, "r": "x"},
-              {"s": 4, "r": 5.0}, {"r": 6.0, "s": 5}, {"s": 6, "r": 7.0}]
+    stream = [
+        {"r": 1.0, "s": 1},
+        {"r": 2.0, "s": None},
+        {"r": 3.0, "s": 2},
+        {"s": 3, "r": "x"},
+        {"s": 4, "r": 5.0},
+        {"r": 6.0, "s": 5},
+        {"s": 6, "r": 7.0},
+    ]
     for record in stream:
         write(record)
     assert "first" in write.__code__.co_names  # (r, s)'s run is written in it
@@ -299,8 +306,10 @@ def test_the_first_key_tuple_compiled_runs_in_the_fused_function_itself() -> Non
     last[0], last[1] = ["r", "s"], called.append
     write({"r": 8.0, "s": 7})
     assert called == []
-    expected = [unfused.transform({k: v for k, v in record.items() if v is not None})
-                for record in [*stream, {"r": 8.0, "s": 7}]]
+    expected = [
+        unfused.transform({k: v for k, v in record.items() if v is not None})
+        for record in [*stream, {"r": 8.0, "s": 7}]
+    ]
     assert same(sink.records, expected)
     later = MemorySink()
     pipe.steps[1].connect(later)  # fused anew: the run ends at the smoothing's fan-out

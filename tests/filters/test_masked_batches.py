@@ -128,7 +128,9 @@ def mixed_fan_out(work: Path) -> tuple[Node, list[Any]]:
 def train_chain_mixed_leaves(work: Path) -> tuple[Node, list[Any]]:
     memory, runs, null = MemorySink(), RunsOnly(), NullSink()
     top = chain(
-        NoneFilter(), SmoothingFilter("return|loss", 0.9), TimeFilter(0.0),
+        NoneFilter(),
+        SmoothingFilter("return|loss", 0.9),
+        TimeFilter(0.0),
         Dispatcher(memory, runs, null, RowsOnly()),
     )
     return top, [memory, runs, null]
@@ -330,8 +332,9 @@ class FailsOnce(Node):
 
 def test_a_run_a_leaf_refuses_leaves_the_runs_before_it_taken_once_and_in_order() -> None:
     loss = [1.0, None, None, 2.0, None, 3.0]
-    expected = [{"x": float(i), "loss": v} if v is not None else {"x": float(i)}
-                for i, v in enumerate(loss)]
+    expected = [
+        {"x": float(i), "loss": v} if v is not None else {"x": float(i)} for i, v in enumerate(loss)
+    ]
     for error in (ValueError("no batches"), OSError("disk down")):
         leaf = FailsOnce(error)
         top = chain(NoneFilter(), Dispatcher(MemorySink(), leaf))
