@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.core.columns import Columns, present_rows
+from pipeline.core.columns import (
+    Columns,
+    MaskedColumns,
+    absent_runs,
+    batch_length,
+    iter_rows,
+    present_rows,
+)
 from pipeline.core.isolation import (
     Failures,
     RetryingWriter,
@@ -35,7 +42,7 @@ class Dispatcher(Node):
     `failures` maps each failing child to its counts; they are reported as a warning on close.
     """
 
-    takes_absent = True  # a MaskedColumns batch goes on to children that take it, else rows
+    takes_absent = True
 
     def __init__(
         self,
@@ -59,6 +66,7 @@ class Dispatcher(Node):
         self._retrying: dict[int, RetryingWriter] = {}
         # each child with what to call to write it: its write, or its retry queue's
         self._targets: tuple[tuple[Node, Callable[[Record], None]], ...] = ()
+        self._absent: tuple[bool, ...] | None = None  # per child: absent_ok(), asked once
         super().__init__()
         if children:
             self.connect(*children)
@@ -70,6 +78,15 @@ class Dispatcher(Node):
             for child in self._children
         )
         super()._rewire()
+
+    def absent_ok(self) -> bool:
+        """True: `write_batch` gives each child a `MaskedColumns` batch whole if the child
+        takes it (`absent_ok`), else cut into runs of rows without their None cells."""
+        return True
+
+    def _changed(self) -> None:
+        self._absent = None  # a child, or a node below one, was connected anew: ask again
+        super()._changed()
 
     def inlined_write(self) -> tuple[list[str], dict[str, object]] | None:
         """Each child's write in its own try, as `write` does it, without the loop."""
@@ -97,34 +114,63 @@ class Dispatcher(Node):
         row or raises having taken none (a StoreError: it holds every row). A child without
         a batch path of its own (a logger, a terminal) gets the rows one by one through the
         isolation rules, as `write` gives them: one that fails part-way through the batch
-        loses or holds the rows `write` would, and gets no row twice."""
+        loses or holds the rows `write` would, and gets no row twice.
+
+        A `MaskedColumns` batch goes whole to each child that takes it; each other child gets
+        it cut into runs of rows with None in the same columns, each run without those
+        columns (`absent_runs`), so the nodes above such a child still cross the batch
+        whole."""
         if self._retrying:  # row by row, so queued records keep their order
             for record in present_rows(columns):
                 self.write(record)
             return
-        for child in self._children:
+        absent = None
+        if type(columns) is MaskedColumns:
+            absent = self._absent
+            if absent is None:
+                absent = self._absent = tuple(child.absent_ok() for child in self._children)
+        for index, child in enumerate(self._children):
             if type(child).write_batch is Node.write_batch:
                 for row in present_rows(columns):
                     self.write_to(child, row)
+            elif absent is None or absent[index]:
+                self._write_whole(child, columns)
+            else:
+                self._write_runs(child, columns)
+
+    def _write_whole(self, child: Node, columns: Columns) -> None:
+        """The batch to `child`'s own `write_batch`; the rows one by one if it raised."""
+        try:
+            child.write_batch(columns)
+        except StoreError as error:  # the child holds every row and retries itself
+            self._failed(child, {}, error)
+        except Exception as error:
+            if self.strict:
+                raise
+            # Row by row, so a record the child cannot take is lost alone (the batch path
+            # raised having taken no row).
+            rows = present_rows(columns)
+            if isinstance(error, OSError):  # storage is down: queued, in order, retried
+                first = next(rows, None)
+                if first is not None:
+                    self._failed(child, first, error)
+            else:  # no row is known bad yet: each one is offered on its own
+                self._noted(child, error)
+            for row in rows:
+                self.write_to(child, row)
+
+    def _write_runs(self, child: Node, columns: Columns) -> None:
+        """A `MaskedColumns` batch to a child that does not take one: each run of rows with
+        None in the same columns, without those columns, through `_write_whole`; rows whose
+        every cell is None as empty records, and once the child's records are queued (its
+        storage went down), the rows one by one, in order."""
+        for part, start, stop in absent_runs(columns, batch_length(columns)):
+            if part and id(child) not in self._retrying:
+                self._write_whole(child, part)
                 continue
-            try:
-                child.write_batch(columns)
-            except StoreError as error:  # the child holds every row and retries itself
-                self._failed(child, {}, error)
-            except Exception as error:
-                if self.strict:
-                    raise
-                # Row by row, so a record the child cannot take is lost alone (the batch path
-                # raised having taken no row).
-                rows = present_rows(columns)
-                if isinstance(error, OSError):  # storage is down: queued, in order, retried
-                    first = next(rows, None)
-                    if first is not None:
-                        self._failed(child, first, error)
-                else:  # no row is known bad yet: each one is offered on its own
-                    self._noted(child, error)
-                for row in rows:
-                    self.write_to(child, row)
+            rows = iter_rows(part) if part else ({} for _ in range(start, stop))
+            for row in rows:
+                self.write_to(child, row)
 
     def write_to(self, child: Node, data: Record) -> None:
         """Writes one record to one child, through the isolation rules."""

@@ -85,6 +85,7 @@ class SmoothingFilter(Transform):
     def coeff(self, coeff: float) -> None:
         self._coeff = coeff
         self._step = 0.1 * coeff  # the EMA step's constant term (see warmup_ema)
+        self._changed()  # a fused run holds the step (see specialized)
 
     def _plan(self, keys: tuple[str, ...]) -> tuple[tuple[Any, Any, list[float]], ...]:
         match = self.match
@@ -173,14 +174,14 @@ class SmoothingFilter(Transform):
                 "else:",
                 f"    {c} = {s}[1]",
                 f"    {name}_out[{n}] = {s}[0] = {ema}",
-                f"    {s}[1] = 0.9 * {c} + {name}._step",
+                f"    {s}[1] = 0.9 * {c} + {self._step!r}",
             ]
             observed += [
                 *value,
                 "else:",
                 f"    {c} = {s}[1]",
                 f"    {s}[0] = {ema}",
-                f"    {s}[1] = 0.9 * {c} + {name}._step",
+                f"    {s}[1] = 0.9 * {c} + {self._step!r}",
             ]
         # A None value is skipped uncounted, as an absent key: plans of fewer keys hold
         # the same states and clash no more (observe on the record without it does the same).

@@ -81,10 +81,11 @@ class TimeFilter(Transform):
         if self._keep_last:  # a held-back record is kept: it must be made
             return None
         return Gate(
-            decide=[f"{name}_now = {name}._clock()"],
+            decide=[f"{name}_now = {name}_clock()"],
             condition=f"{name}_now - {name}._last >= {name}._time_delta",
             passed=[f"{name}._last = {name}_now", f"{name}._held = None"],
-            dropped=[f'{name}.counts["dropped"] += 1'],
+            dropped=[f'{name}_counts["dropped"] += 1'],
+            names={f"{name}_clock": self._clock, f"{name}_counts": self.counts},
         )
 
     def node_state(self) -> dict[str, Any]:

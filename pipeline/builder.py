@@ -245,7 +245,7 @@ class Pipeline(Node):
         object from then on (fused again in place when a node is connected below, made to
         refuse records once closed), so a `write = pipeline.write` kept by a caller always
         writes through the current graph."""
-        fused = fuse(self, _check_record, self._thread_lock)
+        fused = fuse(self, _check_record, self._thread_lock, self._write)
         self._fused = fused.run
         with self._lock:  # no write of this pipeline is half-way through the old code
             if self._write is None:

@@ -21,7 +21,10 @@ class NullSink(Sink):
             self._check_open()
         self.count += 1
 
+    takes_absent = True
+
     def write_batch(self, columns: Columns) -> None:
+        """Counts the batch's rows (a `MaskedColumns` row is a record too)."""
         if self.closed:
             self._check_open()
         self.count += batch_length(columns)

@@ -98,6 +98,9 @@ class Gate(NamedTuple):
     """The gate's state after passing the record, as `transform` leaves it."""
     dropped: list[str]
     """The gate's state and counts after dropping the record, as `transform` leaves them."""
+    names: dict[str, object] | None = None
+    """Names the statements read besides the gate's own (the gate's name, `_` and a word),
+    with their objects: ones the gate never replaces (its clock, its counts)."""
 
 
 class Special(NamedTuple):
@@ -144,6 +147,7 @@ def fuse(
     head: Node,
     check: Callable[[object], None] | None = None,
     lock: Lock | None = None,
+    into: Callable[[Record], None] | None = None,
 ) -> Fused:
     """Fuses the run of Transforms below `head` (each the only child of its single parent)
     into one function that does what `head.emit` does, guarded: a record that is not a dict
@@ -155,6 +159,12 @@ def fuse(
     that node's `write` (or the last Transform's own `emit`, which fans out or refuses). It is
     only valid until a node of the run is connected again: rebuild it then (see
     `Node._changed`).
+
+    `into` is the function made by an earlier `fuse` that the caller `rebind`s to the new one
+    (None: the caller uses the new one). A run compiled per key tuple (see
+    `Transform.specialized`) rebinds it once more, under `lock`, when the first key tuple's
+    run is compiled: that run then sits in the function itself, with no call to it (unless
+    the function was rebound to another meanwhile).
     """
     run: list[Transform] = []
     node = head
@@ -175,21 +185,31 @@ def fuse(
     else:
         end, names = inlined
         namespace.update(names)
-    steps = [step for step in run if not step.passes_all()]
-    if _specializes(steps):
-        body = _specializing(steps, namespace, end)
-    else:
-        body = _Body(steps, namespace, end).lines(0, None)
-    guarded = body
-    if lock is not None:  # acquire/release: cheaper than `with` on a lock
+    if lock is not None:
         namespace["acquire"], namespace["release"] = lock.acquire, lock.release
+    steps = [step for step in run if not step.passes_all()]
+    if not _specializes(steps):
+        return Fused(_guarded(_Body(steps, namespace, end).lines(0, None), namespace), run)
+    specializing = _Specializing(steps, namespace, end)
+    write = _guarded(specializing.dispatch(), namespace)
+    specializing.target = write if into is None else into
+    specializing.general = write.__code__
+    return Fused(write, run)
+
+
+def _guarded(body: list[str], namespace: dict[str, object]) -> Callable[[Record], None]:
+    """`write(data)`: the statements `body` behind the guard `fuse` puts in `namespace`: the
+    record's `check`, then `body` holding the lock (`acquire`, `release`)."""
+    guarded = body
+    if "acquire" in namespace:  # acquire/release: cheaper than `with` on a lock
         indented = [f"    {line}" for line in body]
         guarded = ["acquire()", "try:", *indented, "finally:", "    release()"]
-    if check is not None:
+    if namespace["check"] is not None:
         guarded = ["if type(data) is not dict:", "    check(data)", *guarded]
     source = ["def write(data):", *(f"    {line}" for line in guarded)]
     exec("\n".join(source), namespace)  # one straight-line function: no loop, no emit
-    return Fused(namespace["write"], run)  # type: ignore[arg-type]
+    write: Callable[[Record], None] = namespace["write"]  # type: ignore[assignment]
+    return write
 
 
 SPECIALIZED_LIMIT = 64
@@ -210,41 +230,70 @@ def _specializes(steps: list[Transform]) -> bool:
     return False
 
 
-def _specializing(
-    steps: list[Transform], namespace: dict[str, object], end: list[str]
-) -> list[str]:
-    """Statements that cross the run with the function compiled for the record's key tuple
-    (see `Transform.specialized`), compiled the second time a key tuple arrives; until then,
-    and for the key tuples met once `SPECIALIZED_LIMIT` are compiled, the run's general
-    function."""
-    generic = _compiled(_Body(steps, dict(namespace), end), None)
-    cache: dict[tuple[Any, ...], Callable[[Record], None]] = {}
-    seen: set[tuple[Any, ...]] = set()
-    last: list[Any] = [None, generic]  # the last key tuple and its function
+class _Specializing:
+    """The statements that cross the run with the function compiled for the record's key
+    tuple (see `Transform.specialized`), compiled the second time a key tuple arrives; until
+    then, and for the key tuples met once `SPECIALIZED_LIMIT` are compiled, the run's general
+    function. The first key tuple compiled is written into the fused function itself."""
 
-    def special(keys: tuple[Any, ...]) -> Callable[[Record], None]:
+    def __init__(
+        self, steps: list[Transform], namespace: dict[str, object], end: list[str]
+    ) -> None:
+        self.steps, self.namespace, self.end = steps, namespace, end
+        self.generic = _compiled(_Body(steps, dict(namespace), end), None)
+        self.cache: dict[tuple[Any, ...], Callable[[Record], None]] = {}
+        self.seen: set[tuple[Any, ...]] = set()
+        self.last: list[Any] = [None, self.generic]  # the last key list and its function
+        self.target: Callable[[Record], None] | None = None  # see fuse's `into`
+        self.general: CodeType | None = None  # the code of the function fuse made
+        namespace["last"], namespace["special"] = self.last, self.special
+
+    def dispatch(self) -> list[str]:
+        """The fused function's body: a call of the function for the record's key tuple."""
+        return ["arrived = [*data]", *_CALLED]  # a list: made and compared faster than a tuple
+
+    def special(self, arrived: list[Any]) -> Callable[[Record], None]:
+        """The function for records whose keys are `arrived` (see the class)."""
+        keys = tuple(arrived)
+        cache = self.cache
         run = cache.get(keys)
         if run is None:
             if len(cache) >= SPECIALIZED_LIMIT:
-                run = generic
-            elif keys not in seen:  # a key tuple met once may never come back
-                if len(seen) >= SPECIALIZED_LIMIT * 16:
-                    seen.clear()
-                seen.add(keys)
-                return generic
+                run = self.generic
+            elif keys not in self.seen:  # a key tuple met once may never come back
+                if len(self.seen) >= SPECIALIZED_LIMIT * 16:
+                    self.seen.clear()
+                self.seen.add(keys)
+                return self.generic
             else:
-                run = cache[keys] = _compiled(_Body(steps, dict(namespace), end), keys)
-        last[0], last[1] = keys, run
+                body = _Body(self.steps, dict(self.namespace), self.end)
+                run = cache[keys] = _compiled(body, keys)
+                if len(cache) == 1:
+                    self._write_in(keys)
+        self.last[0], self.last[1] = arrived, run
         return run
 
-    namespace["last"], namespace["special"] = last, special
-    return [
-        "arrived = tuple(data)",
-        "if arrived == last[0]:",
-        "    last[1](data)",
-        "else:",
-        "    special(arrived)(data)",
-    ]
+    def _write_in(self, keys: tuple[Any, ...]) -> None:
+        """Rebinds the fused function to one with the run for `keys` written in it, unless
+        it was rebound meanwhile (the graph changed, or it was closed)."""
+        target = self.target
+        if target is None or getattr(target, "__code__", None) is not self.general:
+            return
+        namespace = dict(self.namespace)
+        body = _Body(self.steps, namespace, self.end).lines(0, keys)
+        namespace["first"] = list(keys)
+        dispatch = [
+            "arrived = [*data]",
+            "if arrived == first:",
+            *(f"    {line}" for line in body),
+            f"el{_CALLED[0]}",
+            *_CALLED[1:],
+        ]
+        rebind(target, _guarded(dispatch, namespace))
+
+
+_CALLED = ["if arrived == last[0]:", "    last[1](data)", "else:", "    special(arrived)(data)"]
+"""A call of the function for the key list `arrived` (see `_Specializing.special`)."""
 
 
 def _compiled(body: _Body, keys: tuple[Any, ...] | None) -> Callable[[Record], None]:
@@ -288,6 +337,7 @@ class _Body:
             if gate is None:
                 continue
             self.namespace[f"g{index}"] = steps[index]
+            self.namespace.update(gate.names or {})
             first = index  # the steps that do not drop records, just above the gate
             while first > start and not steps[first - 1].drops:
                 first -= 1

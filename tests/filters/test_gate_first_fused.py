@@ -256,7 +256,8 @@ def test_runs_are_compiled_for_at_most_the_limit_of_key_tuples(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A stream cycling through more key tuples than the limit compiles each of the first
-    ones once, and the others take the general path, with the unfused records."""
+    ones once (and the fused function once more, with the first one's run in it), and the
+    others take the general path, with the unfused records."""
     compiled = []
 
     def counting_exec(source: str, namespace: dict[str, Any]) -> None:
@@ -275,5 +276,47 @@ def test_runs_are_compiled_for_at_most_the_limit_of_key_tuples(
             record = dict.fromkeys(keys, float(step))
             pipe.write(record)
             expected.append(unfused.transform(record))
-    assert len(compiled) - built == fusion.SPECIALIZED_LIMIT
+    assert len(compiled) - built == fusion.SPECIALIZED_LIMIT + 1
     assert sink.records == expected
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_the_first_key_tuple_compiled_runs_in_the_fused_function_itself() -> None:
+    """The pipeline's write, kept by the caller, crosses the run compiled for the first key
+    tuple without calling it; other key tuples, a graph connected anew and a close still
+    reach that same function, with the unfused records."""
+    sink = MemorySink()
+    pipe = Pipeline(close_at_exit=False).drop_none().smooth("r", coeff=0.5).to(sink)
+    write = pipe.write
+    unfused = SmoothingFilter("r", coeff=0.5)
+    stream = [
+        {"r": 1.0, "s": 1},
+        {"r": 2.0, "s": None},
+        {"r": 3.0, "s": 2},
+        {"s": 3, "r": "x"},
+        {"s": 4, "r": 5.0},
+        {"r": 6.0, "s": 5},
+        {"s": 6, "r": 7.0},
+    ]
+    for record in stream:
+        write(record)
+    assert "first" in write.__code__.co_names  # (r, s)'s run is written in it
+    called: list[Any] = []
+    last = write.__globals__["last"]  # the last key list met and its compiled run
+    last[0], last[1] = ["r", "s"], called.append
+    write({"r": 8.0, "s": 7})
+    assert called == []
+    expected = [
+        unfused.transform({k: v for k, v in record.items() if v is not None})
+        for record in [*stream, {"r": 8.0, "s": 7}]
+    ]
+    assert same(sink.records, expected)
+    later = MemorySink()
+    pipe.steps[1].connect(later)  # fused anew: the run ends at the smoothing's fan-out
+    write({"r": 9.0, "s": 8})
+    expected.append(unfused.transform({"r": 9.0, "s": 8}))
+    assert same(sink.records, expected)
+    assert same(later.records, expected[-1:])
+    pipe.close()
+    with pytest.raises(Exception, match="closed"):
+        write({"r": 10.0, "s": 9})

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from filters import AggregateFilter, Dispatcher, NoneFilter, SmoothingFilter, TimeFilter
-from pipeline.core.columns import Columns, MaskedColumns
+from pipeline.core.columns import Columns, MaskedColumns, iter_rows
 from pipeline.core.node import Node
-from sinks import CsvSink, JsonlSink, MemorySink
+from sinks import CsvSink, JsonlSink, MemorySink, NullSink
 
 KEYS = ("return", "loss", "steps", "tag")
 
@@ -70,6 +70,24 @@ class RowsOnly(Node):
         self.records.append(dict(data))
 
 
+class RunsOnly(Node):
+    """A leaf with a batch path of its own that does not take absent keys: it keeps the rows
+    of the batches it gets, which never hold a None cell."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, data: Any) -> None:
+        self.records.append(dict(data))
+
+    def write_batch(self, columns: Columns) -> None:
+        assert type(columns) is not MaskedColumns
+        rows = list(iter_rows(columns))
+        assert None not in [value for row in rows for value in row.values()]
+        self.records.extend(rows)
+
+
 def same(value: Any) -> Any:
     """A value as compared: numbers as the repr of their float (NaN equal to NaN)."""
     if value is None or isinstance(value, str):
@@ -77,7 +95,7 @@ def same(value: Any) -> Any:
     return repr(float(value))
 
 
-def records(sink: MemorySink | RowsOnly) -> list[list[tuple[str, Any]]]:
+def records(sink: MemorySink | RowsOnly | RunsOnly) -> list[list[tuple[str, Any]]]:
     return [[(key, same(value)) for key, value in record.items()] for record in sink.records]
 
 
@@ -107,6 +125,17 @@ def mixed_fan_out(work: Path) -> tuple[Node, list[Any]]:
     return top, [memory, rows, csv]
 
 
+def train_chain_mixed_leaves(work: Path) -> tuple[Node, list[Any]]:
+    memory, runs, null = MemorySink(), RunsOnly(), NullSink()
+    top = chain(
+        NoneFilter(),
+        SmoothingFilter("return|loss", 0.9),
+        TimeFilter(0.0),
+        Dispatcher(memory, runs, null, RowsOnly()),
+    )
+    return top, [memory, runs, null]
+
+
 def aggregate_below(work: Path) -> tuple[Node, list[Any]]:
     memory = MemorySink()
     return chain(NoneFilter(), AggregateFilter("return|loss"), memory), [memory]
@@ -125,7 +154,7 @@ def throttled_keeping_last(work: Path) -> tuple[Node, list[Any]]:
 
 GRAPHS: list[Graph] = [
     smooth_throttle_files, mixed_fan_out, aggregate_below, smooth_to_memory,
-    throttled_keeping_last,
+    throttled_keeping_last, train_chain_mixed_leaves,
 ]
 
 
@@ -133,8 +162,10 @@ def outputs(top: Node, leaves: list[Any]) -> list[Any]:
     top.close()
     out: list[Any] = []
     for leaf in leaves:
-        if isinstance(leaf, (MemorySink, RowsOnly)):
+        if isinstance(leaf, (MemorySink, RowsOnly, RunsOnly)):
             out.append(records(leaf))
+        elif isinstance(leaf, NullSink):
+            out.append(leaf.count)
         else:
             out.append(leaf.path.read_bytes())
     nodes = top.nodes()
@@ -178,23 +209,48 @@ def test_a_batch_with_none_cells_goes_whole_to_a_graph_that_takes_absent_keys() 
     assert type(batch) is MaskedColumns and batch["loss"] == loss
 
 
-def test_one_node_below_that_does_not_take_absent_keys_gets_runs_without_none() -> None:
+def test_a_leaf_that_does_not_take_absent_keys_gets_runs_without_none() -> None:
+    """The Dispatcher cuts the batch for that leaf alone: the nodes above it and its other
+    leaves get it whole."""
     taking, refusing = Probe(takes_absent=True), Probe(takes_absent=False)
-    top = chain(NoneFilter(), Dispatcher(taking, refusing))
+    smooth = SmoothingFilter("return")
+    top = chain(NoneFilter(), smooth, Dispatcher(taking, refusing))
     top.write_batch({"return": np.arange(4.0), "loss": [1.0, None, None, 2.0]})
-    assert [list(batch) for batch in refusing.batches] == [["return", "loss"], ["return"],
-                                                            ["return", "loss"]]
-    assert not any(type(batch) is MaskedColumns for batch in taking.batches)
+    assert [list(batch) for batch in refusing.batches] == [
+        ["return", "loss", "return_smoothed_0.99"],
+        ["return", "return_smoothed_0.99"],
+        ["return", "loss", "return_smoothed_0.99"],
+    ]
+    assert [type(batch) for batch in taking.batches] == [MaskedColumns]
+
+
+def test_a_node_below_that_does_not_take_absent_keys_gets_runs_without_none() -> None:
+    refusing = Probe(takes_absent=False)
+    top = chain(NoneFilter(), SmoothingFilter("return"), refusing)
+    top.write_batch({"return": np.arange(4.0), "loss": [1.0, None, None, 2.0]})
+    assert [list(batch) for batch in refusing.batches] == [
+        ["return", "loss", "return_smoothed_0.99"],
+        ["return", "return_smoothed_0.99"],
+        ["return", "loss", "return_smoothed_0.99"],
+    ]
 
 
 def test_the_answer_is_asked_again_when_the_graph_below_changes() -> None:
-    taking = Probe(takes_absent=True)
+    taking, child = Probe(takes_absent=True), Probe(takes_absent=True)
     dispatcher = Dispatcher(taking)
     top = chain(NoneFilter(), dispatcher)
     top.write_batch({"x": np.arange(2.0), "loss": [1.0, None]})
-    dispatcher.connect(Probe(takes_absent=False))
+    dispatcher.connect(child)
     top.write_batch({"x": np.arange(2.0), "loss": [1.0, None]})
-    assert [type(batch) for batch in taking.batches] == [MaskedColumns, dict, dict]
+    child.takes_absent = False
+    child.connect(Probe(takes_absent=True))  # a change below a child reaches the dispatcher
+    top.write_batch({"x": np.arange(2.0), "loss": [1.0, None]})
+    assert [type(batch) for batch in taking.batches] == [MaskedColumns] * 3
+    assert [(type(batch), list(batch)) for batch in child.batches] == [
+        (MaskedColumns, ["x", "loss"]),
+        (dict, ["x", "loss"]),
+        (dict, ["x"]),
+    ]
 
 
 def test_smoothing_a_masked_column_skips_absent_rows_and_leaves_their_output_absent() -> None:
@@ -252,3 +308,38 @@ def test_rows_a_dispatcher_falls_back_to_leave_masked_keys_out() -> None:
             top.write_batch({"x": np.arange(3.0), "loss": [None, 1.0, None]})
             top.close()
         assert leaf.records == [{"x": 0.0}, {"x": 1.0, "loss": 1.0}, {"x": 2.0}], error
+
+
+class FailsOnce(Node):
+    """A leaf that does not take absent keys and whose batch path raises `error` at its
+    second batch (having taken none of its rows); its rows still come one by one."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+        self.batches = 0
+        self.records: list[dict[str, Any]] = []
+
+    def write_batch(self, columns: Columns) -> None:
+        self.batches += 1
+        if self.batches == 2:
+            raise self.error
+        self.records.extend(iter_rows(columns))
+
+    def write(self, data: Any) -> None:
+        self.records.append(dict(data))
+
+
+def test_a_run_a_leaf_refuses_leaves_the_runs_before_it_taken_once_and_in_order() -> None:
+    loss = [1.0, None, None, 2.0, None, 3.0]
+    expected = [
+        {"x": float(i), "loss": v} if v is not None else {"x": float(i)} for i, v in enumerate(loss)
+    ]
+    for error in (ValueError("no batches"), OSError("disk down")):
+        leaf = FailsOnce(error)
+        top = chain(NoneFilter(), Dispatcher(MemorySink(), leaf))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            top.write_batch({"x": np.arange(6.0), "loss": loss})
+            top.close()
+        assert leaf.records == expected, error
