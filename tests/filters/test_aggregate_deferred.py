@@ -79,7 +79,7 @@ def streams(draw: st.DrawFn) -> list[Op]:
         )
     )
     ops: list[Op] = []
-    for _ in range(draw(st.integers(1, 40))):
+    for _ in range(draw(st.integers(1, 60))):
         kind = draw(st.sampled_from(["write"] * 8 + ["flush", "checkpoint", "mutate"]))
         if kind == "write":
             flags = draw(st.sampled_from(tuples))
@@ -95,6 +95,7 @@ def streams(draw: st.DrawFn) -> list[Op]:
 
 
 def _as_mapping(kind: str, record: dict[Any, Any]) -> Mapping[Any, Any]:
+    record = copy.deepcopy(record)  # the caller's own: changed later, the stream's never
     if kind == "ordered":
         return OrderedDict(record)
     if kind == "proxy":
@@ -270,7 +271,7 @@ def expected(ops: list[Op], every: int | None) -> tuple[list[Any], Reference]:
     return reference.out, reference
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(ops=streams(), every=st.sampled_from([None, 1, 2, 3, 7]), through_pipeline=st.booleans())
 def test_windows_equal_the_reference_whatever_the_caller_does_after_write(
     ops: list[Op], every: int | None, through_pipeline: bool
@@ -287,7 +288,7 @@ def test_windows_equal_the_reference_whatever_the_caller_does_after_write(
         assert counts[reason] == sum(reference.counts[reason].values())
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(ops=streams(), every=st.sampled_from([None, 2, 5]), through_pipeline=st.booleans())
 def test_each_warning_comes_from_the_write_that_caused_it(
     ops: list[Op], every: int | None, through_pipeline: bool
@@ -310,11 +311,11 @@ def test_each_warning_comes_from_the_write_that_caused_it(
         assert message.startswith(f"AggregateFilter: {key}")
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     ops=streams(),
     seconds=st.sampled_from([1.0, 2.5]),
-    steps=st.lists(st.floats(0, 3), min_size=40, max_size=40),
+    steps=st.lists(st.floats(0, 3), min_size=60, max_size=60),
 )
 def test_windows_by_time_equal_the_same_windows_cut_by_flush(
     ops: list[Op], seconds: float, steps: list[float]
@@ -410,3 +411,19 @@ def test_a_long_window_keeps_about_eight_bytes_per_value() -> None:
     finally:
         tracemalloc.stop()
     assert (after - before) / 120_000 < 12
+
+
+def test_more_key_tuples_than_plans_are_kept_across_windows() -> None:
+    """Plans outlive their window up to a limit; past it they are dropped and made again,
+    with the values they kept folded first."""
+    records = [{f"r{i % 1100}": float(i), "x": i % 7 * 0.5, "n": i} for i in range(3000)]
+    records = [record for record in records for _ in range(2)]  # each tuple twice: a plan
+    sink = MemorySink()
+    node = AggregateFilter(REGEX, every=500, stats=STATS).connect(sink)
+    reference = Reference(REGEX, 500)
+    for record in records:
+        node.write(record)
+        reference.write(record)
+    node.close()
+    reference.flush()
+    assert same(sink.records, reference.out)
