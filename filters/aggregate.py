@@ -101,7 +101,7 @@ class AggregateFilter(Node):
         stats = check_stats(stats)
         self.match = KeyMatcher(regex)
         self.every = every
-        self.seconds = None if seconds is None else float(seconds)
+        self._seconds = None if seconds is None else float(seconds)
         self.stats = tuple(stats)
         self._clock = clock
         self._names: dict[str, tuple[str, ...]] = {}
@@ -145,6 +145,20 @@ class AggregateFilter(Node):
         self._window_start = 0.0
         self._partials: dict[str, Partial] = {}
         self._set_due()
+
+    @property
+    def seconds(self) -> float | None:
+        """Seconds per window, from its first write (None: no time limit)."""
+        return self._seconds
+
+    @seconds.setter
+    def seconds(self, seconds: float | None) -> None:
+        self._settle()
+        self._seconds = seconds
+        self._made.clear()  # their writes count for one kind of window
+        self._plans.clear()
+        self._current = None
+        self._plan = self._general
 
     def _set_due(self) -> None:
         """The write count at which a plan's write calls `_reached`: the window's end, or
@@ -206,7 +220,7 @@ class AggregateFilter(Node):
         if held is not None:  # the values of the previous plan's other keys
             current = self._current
             assert current is not None
-            self._last.update(zip(current.others, held, strict=True))
+            self._last.update(zip(current.others, held, strict=False))
             self._held[0] = None
         self._current = plan
         self._plan = plan.write
@@ -222,7 +236,7 @@ class AggregateFilter(Node):
         if held is not None:
             current = self._current
             assert current is not None
-            self._last.update(zip(current.others, held, strict=True))
+            self._last.update(zip(current.others, held, strict=False))
             self._held[0] = None
 
     def _write_record(self, data: Record) -> None:
@@ -261,7 +275,8 @@ class AggregateFilter(Node):
                 self._plans.clear()  # their appends are to the lists just dropped
             for key in numbers:
                 self._pending.setdefault(key, [])
-            plan = self._made[keys] = _Plan(self, keys, numbers, others)
+            plan = self._made[keys] = _Plan(self, numbers, others,
+                                            [data[key] for key in others])
         self._plans[keys] = plan
         self._use(plan)
 
@@ -284,9 +299,9 @@ class AggregateFilter(Node):
         held = self._held[0]
         last = self._last
         if held is not None:
-            last.update(zip(plan.others, held, strict=True))
+            last.update(zip(plan.others, held, strict=False))
             self._held[0] = None
-        for key, value in zip(plan.others, values, strict=True):
+        for key, value in zip(plan.others, values, strict=False):
             if value is not None:
                 last[key] = snapshot(value)
 
@@ -878,13 +893,16 @@ class _Plan:
 
     __slots__ = ("numbers", "others", "write")
 
-    def __init__(self, node: AggregateFilter, keys: tuple[Any, ...], numbers: list[Any],
-                 others: list[Any]) -> None:
+    def __init__(self, node: AggregateFilter, numbers: list[Any], others: list[Any],
+                 examples: list[Any]) -> None:
         self.numbers = tuple(numbers)
         self.others = tuple(others)
-        make = _plan_maker(len(keys), len(numbers), len(others))
+        make = _plan_maker(len(numbers), len(others), node.seconds is not None)
         pending = [node._pending[key].append for key in numbers]
-        self.write: Callable[[Record], None] = make(node, self, *numbers, *pending, *others)
+        # each other key's expected type (its value's now, if plain): checked first
+        types = [type(value) if type(value) in _PLAIN else _Never for value in examples]
+        self.write: Callable[[Record], None] = make(node, self, *numbers, *pending, *others,
+                                                    *types)
 
 
 _PLAIN = frozenset(IMMUTABLE_TYPES - {type(None)}) | {
@@ -893,15 +911,22 @@ _PLAIN = frozenset(IMMUTABLE_TYPES - {type(None)}) | {
 """Types of values a plan keeps as they are until the fold: no caller can change them."""
 
 
+class _Never:
+    """A type no value has."""
+
+
 @lru_cache(maxsize=256)
-def _plan_maker(size: int, numbers: int, others: int) -> Callable[..., Callable[[Record], None]]:
-    """A maker of plan writes for records of `size` keys, `numbers` of them matching ones and
-    `others` not: `make(node, plan, *number_keys, *their_pending_appends, *other_keys)`. The
-    write takes a dict of exactly the plan's keys (any other record goes to `node._miss`),
-    one statement per key: a float that is not NaN is appended to its key's pending values,
-    any other value goes to `node._kept`; the other keys' values are held as one tuple
-    (when none is None or of a type a caller could change in place; else they go to
-    `node._held_slowly`); then the write is counted."""
+def _plan_maker(numbers: int, others: int, timed: bool
+                ) -> Callable[..., Callable[[Record], None]]:
+    """A maker of plan writes for records of `numbers` matching keys and `others` other keys
+    (for windows by time, if `timed`): `make(node, plan, *number_keys,
+    *their_pending_appends, *other_keys, *their_expected_types)`. The write takes a dict of
+    exactly the plan's keys (any other record goes to `node._miss`), one statement per key:
+    a float that is not NaN is appended to its key's pending values, any other value goes to
+    `node._kept`; the record's values are held as one tuple, other keys' first, when none of
+    the other keys' values is None or of a type a caller could change in place (else they
+    go to `node._held_slowly`); then the write is counted."""
+    size = numbers + others
     names = [f"a{index}" for index in range(numbers)]
     number_keys = [f"n{index}" for index in range(numbers)]
     appends = [f"p{index}" for index in range(numbers)]
@@ -911,11 +936,11 @@ def _plan_maker(size: int, numbers: int, others: int) -> Callable[..., Callable[
     if size:  # the plan's keys' values, in one call (KeyError: the dict has another key)
         body += [
             "            try:",
-            f"                {', '.join([*names, *values])}{',' if size == 1 else ''} = "
-            f"{'(get(data),)' if size == 1 else 'get(data)'}",
+            f"                v = {'(get(data),)' if size == 1 else 'get(data)'}",
             "            except KeyError:",
             "                miss(data)",
             "                return",
+            f"            {', '.join([*values, *names])}, = v",
         ]
     for name, key, append in zip(names, number_keys, appends, strict=True):
         body += [
@@ -925,28 +950,26 @@ def _plan_maker(size: int, numbers: int, others: int) -> Callable[..., Callable[
             f"                kept({key}, {name})",
         ]
     if values:
-        plain = " and ".join(f"type({name}) in plain" for name in values)
+        plain = " and ".join(f"(type({name}) is t{index} or type({name}) in plain)"
+                             for index, name in enumerate(values))
         body += [
             f"            if {plain}:",
-            f"                held[0] = ({', '.join(values)},)",
+            "                held[0] = v",
             "            else:",
-            f"                held_slowly(plan, ({', '.join(values)},))",
+            "                held_slowly(plan, v)",
         ]
-    body += [
-        "            writes = node._writes = node._writes + 1",
-        "            if node.seconds is None:",
-        "                if writes >= node._due:",
-        "                    node._reached()",
-        "            else:",
-        "                node._timed(writes)",
-        "        else:",
-        "            miss(data)",
-    ]
-    parameters = ", ".join(["node", "plan", *number_keys, *appends, *other_keys])
+    body.append("            writes = node._writes = node._writes + 1")
+    if timed:
+        body.append("            node._timed(writes)")
+    else:
+        body += ["            if writes >= node._due:", "                node._reached()"]
+    body += ["        else:", "            miss(data)"]
+    types = [f"t{index}" for index in range(others)]
+    parameters = ", ".join(["node", "plan", *number_keys, *appends, *other_keys, *types])
     source = "\n".join([
         f"def make({parameters}):",
         "    held, miss, kept, held_slowly = node._held, node._miss, node._kept, node._held_slowly",
-        f"    get = itemgetter({', '.join([*number_keys, *other_keys])})" if size else "",
+        f"    get = itemgetter({', '.join([*other_keys, *number_keys])})" if size else "",
         *body,
         "    return write",
     ])

@@ -427,3 +427,19 @@ def test_more_key_tuples_than_plans_are_kept_across_windows() -> None:
     node.close()
     reference.flush()
     assert same(sink.records, reference.out)
+
+
+def test_seconds_set_after_construction_apply_from_the_next_write() -> None:
+    clock = FakeClock()
+    sink = MemorySink()
+    node = AggregateFilter("x", stats=("count",), clock=clock).connect(sink)
+    for _ in range(3):
+        node.write({"x": 1.0, "y": 2})
+    node.seconds = 2.0  # the open window began before: it is due at the next write
+    node.write({"x": 1.0, "y": 3})
+    for _ in range(2):
+        node.write({"x": 1.0, "y": 4})
+    clock.advance(2.0)
+    node.write({"x": 1.0, "y": 5})
+    node.close()
+    assert sink.records == [{"x_count": 4, "y": 3}, {"x_count": 3, "y": 5}]
