@@ -898,7 +898,7 @@ class _Plan:
         self.numbers = tuple(numbers)
         self.others = tuple(others)
         make = _plan_maker(len(numbers), len(others), node.seconds is not None)
-        pending = [node._pending[key].append for key in numbers]
+        pending = [node._pending[key] for key in numbers]
         # each other key's expected type (its value's now, if plain): checked first
         types = [type(value) if type(value) in _PLAIN else _Never for value in examples]
         self.write: Callable[[Record], None] = make(node, self, *numbers, *pending, *others,
@@ -920,7 +920,7 @@ def _plan_maker(numbers: int, others: int, timed: bool
                 ) -> Callable[..., Callable[[Record], None]]:
     """A maker of plan writes for records of `numbers` matching keys and `others` other keys
     (for windows by time, if `timed`): `make(node, plan, *number_keys,
-    *their_pending_appends, *other_keys, *their_expected_types)`. The write takes a dict of
+    *their_pending_lists, *other_keys, *their_expected_types)`. The write takes a dict of
     exactly the plan's keys (any other record goes to `node._miss`), one statement per key:
     a float that is not NaN is appended to its key's pending values, any other value goes to
     `node._kept`; the record's values are held as one tuple, other keys' first, when none of
@@ -945,7 +945,7 @@ def _plan_maker(numbers: int, others: int, timed: bool
     for name, key, append in zip(names, number_keys, appends, strict=True):
         body += [
             f"            if type({name}) is float and {name} == {name}:",
-            f"                {append}({name})",
+            f"                {append}.append({name})",
             "            else:",
             f"                kept({key}, {name})",
         ]
