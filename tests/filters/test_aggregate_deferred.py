@@ -229,7 +229,9 @@ def run(
                 .aggregate(REGEX, every=every, stats=STATS)
                 .to(sink)
             )
-            return pipe, pipe.steps[0]
+            step = pipe.steps[0]
+            assert isinstance(step, AggregateFilter)
+            return pipe, step
         node = AggregateFilter(REGEX, every=every, stats=STATS)
         node.connect(sink)
         return node, node
@@ -432,7 +434,8 @@ def test_more_key_tuples_than_plans_are_kept_across_windows() -> None:
 def test_seconds_set_after_construction_apply_from_the_next_write() -> None:
     clock = FakeClock()
     sink = MemorySink()
-    node = AggregateFilter("x", stats=("count",), clock=clock).connect(sink)
+    node = AggregateFilter("x", stats=("count",), clock=clock)
+    node.connect(sink)
     for _ in range(3):
         node.write({"x": 1.0, "y": 2})
     node.seconds = 2.0  # the open window began before: it is due at the next write
