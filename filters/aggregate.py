@@ -932,38 +932,42 @@ def _plan_maker(numbers: int, others: int, timed: bool
     appends = [f"p{index}" for index in range(numbers)]
     values = [f"b{index}" for index in range(others)]
     other_keys = [f"o{index}" for index in range(others)]
-    body = ["    def write(data):", f"        if type(data) is dict and len(data) == {size}:"]
+    body = [  # an early return: a short jump, before which CPython specializes the test
+        "    def write(data):",
+        f"        if type(data) is not dict or len(data) != {size}:",
+        "            miss(data)",
+        "            return",
+    ]
     if size:  # the plan's keys' values, in one call (KeyError: the dict has another key)
         body += [
-            "            try:",
-            f"                v = {'(get(data),)' if size == 1 else 'get(data)'}",
-            "            except KeyError:",
-            "                miss(data)",
-            "                return",
-            f"            {', '.join([*values, *names])}, = v",
+            "        try:",
+            f"            v = {'(get(data),)' if size == 1 else 'get(data)'}",
+            "        except KeyError:",
+            "            miss(data)",
+            "            return",
+            f"        {', '.join([*values, *names])}, = v",
         ]
     for name, key, append in zip(names, number_keys, appends, strict=True):
         body += [
-            f"            if type({name}) is float and {name} == {name}:",
-            f"                {append}.append({name})",
-            "            else:",
-            f"                kept({key}, {name})",
+            f"        if type({name}) is float and {name} == {name}:",
+            f"            {append}.append({name})",
+            "        else:",
+            f"            kept({key}, {name})",
         ]
     if values:
         plain = " and ".join(f"(type({name}) is t{index} or type({name}) in plain)"
                              for index, name in enumerate(values))
         body += [
-            f"            if {plain}:",
-            "                held[0] = v",
-            "            else:",
-            "                held_slowly(plan, v)",
+            f"        if {plain}:",
+            "            held[0] = v",
+            "        else:",
+            "            held_slowly(plan, v)",
         ]
-    body.append("            writes = node._writes = node._writes + 1")
+    body.append("        writes = node._writes = node._writes + 1")
     if timed:
-        body.append("            node._timed(writes)")
+        body.append("        node._timed(writes)")
     else:
-        body += ["            if writes >= node._due:", "                node._reached()"]
-    body += ["        else:", "            miss(data)"]
+        body += ["        if writes >= node._due:", "            node._reached()"]
     types = [f"t{index}" for index in range(others)]
     parameters = ", ".join(["node", "plan", *number_keys, *appends, *other_keys, *types])
     source = "\n".join([
