@@ -7,6 +7,7 @@ import time
 from array import array
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,9 @@ from pipeline.core.values import IMMUTABLE_TYPES, shown, snapshot, to_float
 
 _PLANS_LIMIT = 1024
 """Key tuples whose plan is cached per window."""
+_FOLD_EVERY = 1024
+"""Writes after which the values kept by plans are folded into the window's columns (bounds
+the memory they take: a list slot and a float object each, against 8 bytes once folded)."""
 
 
 
@@ -97,7 +101,7 @@ class AggregateFilter(Node):
         stats = check_stats(stats)
         self.match = KeyMatcher(regex)
         self.every = every
-        self.seconds = None if seconds is None else float(seconds)
+        self._seconds = None if seconds is None else float(seconds)
         self.stats = tuple(stats)
         self._clock = clock
         self._names: dict[str, tuple[str, ...]] = {}
@@ -116,45 +120,128 @@ class AggregateFilter(Node):
     @every.setter
     def every(self, every: int | None) -> None:
         self._every_n = every
-        self._every: float = math.inf if every is None else every  # write's one comparison
+        self._every: float = math.inf if every is None else every
+        if hasattr(self, "_writes"):
+            self._set_due()
 
     def _reset(self) -> None:
         self._columns: dict[str, array[float]] = {}
         self._last: dict[str, Any] = {}
         self._order: dict[str, None] = {}
-        # key tuple of a record -> a function that buffers such a record (see _plan_writer);
-        # only for key tuples whose every key is already in this window's order
-        self._plans: dict[tuple[str, ...], Callable[[Record], None]] = {}
-        self._keys: tuple[str, ...] | None = None  # the last planned key tuple, and its plan
-        self._plan: Callable[[Record], None] = self._write_record
+        # Plans keep a record's matching values in lists of floats per key (`_pending`) and
+        # its other keys' values as one tuple (`_held`) until `_settle` folds them into the
+        # window's columns (at C speed, many values at a time) and last values.
+        if not hasattr(self, "_pending"):
+            self._pending: dict[Any, list[float]] = {}
+            self._held: list[Any] = [None]  # the current plan's other keys' values
+            self._made: dict[tuple[Any, ...], _Plan] = {}  # key tuple -> plan, any window
+        self._held[0] = None
+        # key tuple of a record -> its plan, for key tuples whose every key is already in
+        # this window's order and whose matching keys have their column
+        self._plans: dict[tuple[str, ...], _Plan] = {}
+        self._current: _Plan | None = None
+        self._plan: Callable[[Record], None] = self._general
         self._writes = 0
         self._window_start = 0.0
         self._partials: dict[str, Partial] = {}
+        self._set_due()
+
+    @property
+    def seconds(self) -> float | None:
+        """Seconds per window, from its first write (None: no time limit)."""
+        return self._seconds
+
+    @seconds.setter
+    def seconds(self, seconds: float | None) -> None:
+        self._settle()
+        self._seconds = seconds
+        self._made.clear()  # their writes count for one kind of window
+        self._plans.clear()
+        self._current = None
+        self._plan = self._general
+
+    def _set_due(self) -> None:
+        """The write count at which a plan's write calls `_reached`: the window's end, or
+        `_FOLD_EVERY` writes since the last fold."""
+        self._due = min(self._every, self._writes + _FOLD_EVERY)
 
     def write(self, data: Record) -> None:
-        keys = tuple(data)
-        if keys == self._keys:
-            self._plan(data)
-        else:
-            plan = self._plans.get(keys)
-            if plan is None:
-                self._write_record(data)
-            else:
-                self._keys, self._plan = keys, plan
-                plan(data)
+        self._plan(data)
+
+    def inlined_write(self) -> tuple[list[str], dict[str, object]] | None:
+        """`write` as the call of the current plan, without a frame of its own."""
+        return ["aggregate._plan(data)"], {"aggregate": self}
+
+    def _general(self, data: Record) -> None:
+        """`write` for a record that no plan takes."""
+        self._settle()
+        self._write_record(data)
+        self._counted()
+
+    def _counted(self) -> None:
+        """Counts a write; emits the window when it is due, or folds the values kept."""
         writes = self._writes = self._writes + 1
         if self.seconds is None:
-            if writes >= self._every:
-                self._emit_window()
-            return
+            if writes >= self._due:
+                self._reached()
+        else:
+            self._timed(writes)
+
+    def _reached(self) -> None:
+        if self._writes >= self._every:
+            self._emit_window()
+        else:
+            self._settle()
+            self._set_due()
+
+    def _timed(self, writes: int) -> None:
+        seconds = self.seconds
+        assert seconds is not None
         if writes == 1:
             self._window_start = self._clock()
-        if writes >= self._every or self._clock() - self._window_start >= self.seconds:
+        if writes >= self._every or self._clock() - self._window_start >= seconds:
             self._emit_window()
+        elif writes >= self._due:
+            self._settle()
+            self._set_due()
+
+    def _miss(self, data: Record) -> None:
+        """A record the current plan does not take: another key tuple's plan, or the
+        general path."""
+        plan = self._plans.get(tuple(data)) if type(data) is dict else None
+        if plan is None:
+            self._general(data)
+            return
+        self._use(plan)
+        plan.write(data)
+
+    def _use(self, plan: _Plan) -> None:
+        held = self._held[0]
+        if held is not None:  # the values of the previous plan's other keys
+            current = self._current
+            assert current is not None
+            self._last.update(zip(current.others, held, strict=False))
+            self._held[0] = None
+        self._current = plan
+        self._plan = plan.write
+
+    def _settle(self) -> None:
+        """Folds the values kept by plans into the window's columns and last values: the
+        window as if every record had been buffered at its write."""
+        for key, values in self._pending.items():
+            if values:
+                self._columns[key].fromlist(values)
+                values.clear()
+        held = self._held[0]
+        if held is not None:
+            current = self._current
+            assert current is not None
+            self._last.update(zip(current.others, held, strict=False))
+            self._held[0] = None
 
     def _write_record(self, data: Record) -> None:
-        """The general path: any keys, any values; caches a plan for the record's key tuple
-        once every key is in the window and every matching key has its column."""
+        """The general path: any keys, any values; makes the plan of the record's key
+        tuple once every key is in the window and every matching key has its column."""
         match = self.match
         columns = self._columns
         order = self._order
@@ -167,7 +254,8 @@ class AggregateFilter(Node):
                 if key not in order:
                     order[key] = None
                 self._last[key] = snapshot(value)
-        if len(self._plans) >= _PLANS_LIMIT or any(key not in order for key in data):
+        if (type(data) is not dict or len(self._plans) >= _PLANS_LIMIT
+                or any(key not in order for key in data)):
             return
         numbers = []
         others = []
@@ -178,11 +266,44 @@ class AggregateFilter(Node):
                 numbers.append(key)
             else:
                 return
-        appends = [columns[key].append for key in numbers]
-        make = _plan_writer(len(numbers), len(others))
-        self._plans[tuple(data)] = make(
-            *numbers, *appends, *others, self._last, self._add, snapshot, IMMUTABLE_TYPES
-        )
+        keys = tuple(data)
+        plan = self._made.get(keys)
+        if plan is None:
+            if len(self._made) >= _PLANS_LIMIT:  # no value is pending (settled)
+                self._made.clear()
+                self._pending.clear()
+                self._plans.clear()  # their appends are to the lists just dropped
+            for key in numbers:
+                self._pending.setdefault(key, [])
+            plan = self._made[keys] = _Plan(self, numbers, others,
+                                            [data[key] for key in others])
+        self._plans[keys] = plan
+        self._use(plan)
+
+    def _kept(self, key: Any, value: Any) -> None:
+        """A plan's matching value that is not a float or is NaN, as `_add` takes it (into
+        the key's pending values)."""
+        if value is None:
+            return
+        x = to_float(value)
+        if x is None:
+            self._not_a_number(key, value)
+        elif x == x:
+            self._pending[key].append(x)
+        else:
+            self._nan(key)
+
+    def _held_slowly(self, plan: _Plan, values: tuple[Any, ...]) -> None:
+        """A plan's other keys' values when one is None or may change in place: each not
+        None becomes its key's last value (a snapshot)."""
+        held = self._held[0]
+        last = self._last
+        if held is not None:
+            last.update(zip(plan.others, held, strict=False))
+            self._held[0] = None
+        for key, value in zip(plan.others, values, strict=False):
+            if value is not None:
+                last[key] = snapshot(value)
 
     def _add(self, key: str, value: Any) -> None:
         """Buffers one value of a matching key."""
@@ -212,6 +333,7 @@ class AggregateFilter(Node):
         length = batch_length(columns)
         if not length:
             return
+        self._settle()
         if self._steps is not None:  # each row's window is its step's
             for row in iter_rows(columns):
                 self._steps.write(row)
@@ -237,6 +359,7 @@ class AggregateFilter(Node):
             ):
                 self._emit_window()
             start = stop
+        self._set_due()
 
     def _add_rows(self, columns: Columns, start: int, stop: int) -> None:
         match = self.match
@@ -345,6 +468,7 @@ class AggregateFilter(Node):
         current window, as a record without a step), `step` their largest step, `stepless`
         how many of their records had no usable step (counted). A window already emitted
         takes nothing: False, the records counted in `counts["late"]`; True otherwise."""
+        self._settle()
         steps = self._steps
         if steps is not None:
             if not steps.enter(window, records):
@@ -378,6 +502,7 @@ class AggregateFilter(Node):
         if not self._writes:
             self._window_start = self._clock()
         self._writes += max(records, 1)
+        self._set_due()
         if self.seconds is not None and self._clock() - self._window_start >= self.seconds:
             self._emit_window()
         return True
@@ -445,6 +570,7 @@ class AggregateFilter(Node):
 
     def _stash(self) -> _Stash:
         """The open window's state, taken out (the window becomes empty)."""
+        self._settle()
         stash = (self._columns, self._last, self._order, self._writes, self._window_start,
                  self._partials)
         self._reset()
@@ -455,8 +581,10 @@ class AggregateFilter(Node):
         self._reset()
         (self._columns, self._last, self._order, self._writes, self._window_start,
          self._partials) = stash
+        self._set_due()
 
     def node_state(self) -> dict[str, Any]:
+        self._settle()
         state = super().node_state()
         state["window"] = {
             "columns": {key: np.frombuffer(column, dtype=np.float64).copy()
@@ -485,10 +613,12 @@ class AggregateFilter(Node):
                           for key, partial in window.get("partials", {}).items()}
         self._writes = window["writes"]
         self._window_start = self._clock() - window["age"]
+        self._set_due()
         if self._steps is not None and "steps" in state:
             self._steps.load(state["steps"])
 
     def _emit_window(self) -> None:
+        self._settle()
         columns, last, order, partials = self._columns, self._last, self._order, self._partials
         self._reset()
         out: dict[str, Any] = {}
@@ -696,6 +826,7 @@ class StepWindows:
 
     def _emit_open(self) -> None:
         aggregate = self.aggregate
+        aggregate._settle()  # the window's last values before its top step
         if self.top is not None:
             aggregate._last[self.key] = self.top
             aggregate._order.setdefault(self.key)
@@ -755,36 +886,98 @@ def _merged_statistics(partial: Partial, column: array[float] | None,
     return partial.statistics(stats)
 
 
+class _Plan:
+    """How an AggregateFilter takes the records of one key tuple: `write(data)`, one
+    straight-line function (see `_plan_maker`); `numbers` are the tuple's matching keys,
+    `others` its other keys."""
+
+    __slots__ = ("numbers", "others", "write")
+
+    def __init__(self, node: AggregateFilter, numbers: list[Any], others: list[Any],
+                 examples: list[Any]) -> None:
+        self.numbers = tuple(numbers)
+        self.others = tuple(others)
+        make = _plan_maker(len(numbers), len(others), node.seconds is not None)
+        pending = [node._pending[key] for key in numbers]
+        # each other key's expected type (its value's now, if plain): checked first
+        types = [type(value) if type(value) in _PLAIN else _Never for value in examples]
+        self.write: Callable[[Record], None] = make(node, self, *numbers, *pending, *others,
+                                                    *types)
+
+
+_PLAIN = frozenset(IMMUTABLE_TYPES - {type(None)}) | {
+    np.float64, np.float32, np.float16, np.int64, np.int32, np.int16, np.int8, np.uint64,
+    np.uint32, np.uint16, np.uint8, np.bool_}
+"""Types of values a plan keeps as they are until the fold: no caller can change them."""
+
+
+class _Never:
+    """A type no value has."""
+
+
 @lru_cache(maxsize=256)
-def _plan_writer(numbers: int, others: int) -> Callable[..., Callable[[Record], None]]:
-    """A maker of functions that buffer a record of one key tuple with `numbers` matching keys
-    and `others` other keys, one statement per key (no loop, no plan to unpack):
-    `make(*number_keys, *their_columns_appends, *other_keys, last, add, snapshot, immutable)`.
-    A float that is not NaN is appended to its column, any other value goes to `add`; an
-    other key's value that is not None becomes its last value (a snapshot if mutable)."""
-    names = [f"n{index}" for index in range(numbers)]
-    appends = [f"a{index}" for index in range(numbers)]
-    keys = [f"o{index}" for index in range(others)]
-    body = ["    def write(data):"]
-    for name, append in zip(names, appends, strict=True):
+def _plan_maker(numbers: int, others: int, timed: bool
+                ) -> Callable[..., Callable[[Record], None]]:
+    """A maker of plan writes for records of `numbers` matching keys and `others` other keys
+    (for windows by time, if `timed`): `make(node, plan, *number_keys,
+    *their_pending_lists, *other_keys, *their_expected_types)`. The write takes a dict of
+    exactly the plan's keys (any other record goes to `node._miss`), one statement per key:
+    a float that is not NaN is appended to its key's pending values, any other value goes to
+    `node._kept`; the record's values are held as one tuple, other keys' first, when none of
+    the other keys' values is None or of a type a caller could change in place (else they
+    go to `node._held_slowly`); then the write is counted."""
+    size = numbers + others
+    names = [f"a{index}" for index in range(numbers)]
+    number_keys = [f"n{index}" for index in range(numbers)]
+    appends = [f"p{index}" for index in range(numbers)]
+    values = [f"b{index}" for index in range(others)]
+    other_keys = [f"o{index}" for index in range(others)]
+    body = [  # an early return: a short jump, before which CPython specializes the test
+        "    def write(data):",
+        f"        if type(data) is not dict or len(data) != {size}:",
+        "            miss(data)",
+        "            return",
+    ]
+    if size:  # the plan's keys' values, in one call (KeyError: the dict has another key)
         body += [
-            f"        x = data[{name}]",
-            "        if type(x) is float and x == x:",
-            f"            {append}(x)",
+            "        try:",
+            f"            v = {'(get(data),)' if size == 1 else 'get(data)'}",
+            "        except KeyError:",
+            "            miss(data)",
+            "            return",
+            f"        {', '.join([*values, *names])}, = v",
+        ]
+    for name, key, append in zip(names, number_keys, appends, strict=True):
+        body += [
+            f"        if type({name}) is float and {name} == {name}:",
+            f"            {append}.append({name})",
             "        else:",
-            f"            add({name}, x)",
+            f"            kept({key}, {name})",
         ]
-    for key in keys:
+    if values:
+        plain = " and ".join(f"(type({name}) is t{index} or type({name}) in plain)"
+                             for index, name in enumerate(values))
         body += [
-            f"        value = data[{key}]",
-            "        if value is not None:",
-            f"            last[{key}] = value if type(value) in immutable else snapshot(value)",
+            f"        if {plain}:",
+            "            held[0] = v",
+            "        else:",
+            "            held_slowly(plan, v)",
         ]
-    if len(body) == 1:
-        body.append("        pass")
-    parameters = ", ".join([*names, *appends, *keys, "last", "add", "snapshot", "immutable"])
-    source = "\n".join([f"def make({parameters}):", *body, "    return write"])
-    namespace: dict[str, Any] = {}
+    body.append("        writes = node._writes = node._writes + 1")
+    if timed:
+        body.append("        node._timed(writes)")
+    else:
+        body += ["        if writes >= node._due:", "            node._reached()"]
+    types = [f"t{index}" for index in range(others)]
+    parameters = ", ".join(["node", "plan", *number_keys, *appends, *other_keys, *types])
+    source = "\n".join([
+        f"def make({parameters}):",
+        "    held, miss, kept, held_slowly = node._held, node._miss, node._kept, node._held_slowly",
+        f"    get = itemgetter({', '.join([*other_keys, *number_keys])})" if size else "",
+        *body,
+        "    return write",
+    ])
+    namespace: dict[str, Any] = {"plain": _PLAIN, "itemgetter": itemgetter}
     exec(source, namespace)
     make: Callable[..., Callable[[Record], None]] = namespace["make"]
     return make
