@@ -70,10 +70,11 @@ def _block_lines(orjson: ModuleType, block: RowBlock) -> tuple[list[bytes], list
     return list(map(template.__mod__, zip(*cells, strict=True))), np.flatnonzero(odd).tolist()
 
 
-_FRAME_ROWS = 256
+_FRAME_ROWS = 512
 """The fewest rows a column block must have (and a sink's `flush_every` allow) to be written
-through polars: below, polars' fixed cost per call (tens of us to make a DataFrame) is more
-than what it saves on the orjson cells per row."""
+through polars: below, polars' fixed cost per block (tens of us to make the DataFrame) is
+more than what it saves on orjson's cells per row (both cost the same at about 512 rows of
+the benchmark's stream)."""
 
 _FRAME_TYPES = frozenset(
     {
@@ -174,6 +175,10 @@ class JsonlSink(BufferedFileSink):
     written as the `NaN`/`Infinity` literals that Python's `json` and pandas read back
     (strict JSON has no form for them). Any other object is written as its `str()`. Flush
     policy, crash repair, one writer per file: see BufferedFileSink.
+
+    A number reads back as the value written, of its type (1 and 1.0 stay apart, -0.0 keeps
+    its sign); its text is `json`'s, orjson's or, for a batch of numeric columns with the
+    `fast` extra, polars' (`1e+16`, `1e16`): see `sinks.file.FAST`.
 
     `np.longdouble` values (scalars, 0-d arrays, array elements) are numbers too: the
     float64 nearest to them. One beyond float64's range (`np.longdouble("1e4000")`, which
