@@ -152,14 +152,17 @@ class _Frame:
             odd = None
         return _Frame(self.data.slice(start, length), odd)
 
-    def lines(self) -> memoryview:
+    def lines(self) -> memoryview | None:
         """The rows as JSON lines, each ending in a newline: polars' JSON array of row
         objects, `[{...},{...}]`, with the `,` before each `{` and the closing `]` made
         newlines in place and the opening `[` left out (no `{` is in a key, and a value is a
-        number, a bool or null: each `{` starts a row)."""
+        number, a bool or null: each `{` starts a row). None if polars' text is not such an
+        array (another version's)."""
         buffer = io.BytesIO()
         self.data.write_json(buffer)
         with buffer.getbuffer() as view:
+            if view[:2] != b"[{" or view[-2:] != b"}]":
+                return None
             text = np.frombuffer(view, dtype=np.uint8)
             np.copyto(text[:-1], 10, where=text[1:] == 123)
             text[-1] = 10
@@ -290,8 +293,8 @@ class JsonlSink(BufferedFileSink):
         written as rows."""
         odd: list[int]
         frame = block.frame
-        if frame is not None and block.length >= _FRAME_ROWS:
-            text = frame.lines()
+        text = frame.lines() if frame is not None and block.length >= _FRAME_ROWS else None
+        if text is not None:
             if frame.odd is None:
                 return text
             lines = bytes(text).split(b"\n")

@@ -601,3 +601,28 @@ def test_without_polars_the_orjson_cells_write_the_same_values(
     assert len(frames) == len(cells) == 3000
     for mine, reference in zip(frames, cells, strict=True):
         assert all(exactly(a, b) for (_, a), (_, b) in zip(mine, reference, strict=True))
+
+
+@needs_polars
+def test_polars_text_of_another_shape_leaves_the_block_to_orjson(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A polars whose JSON is not `[{...},...]` (another version's) is not cut into lines."""
+
+    def ndjson(frame: Any, buffer: Any) -> None:
+        frame.write_ndjson(buffer)
+
+    batch = {"step": np.arange(1000), "x": np.arange(1000) / 3}
+    with fast_path(True):
+        with JsonlSink(tmp_path / "frames.jsonl") as sink:
+            sink.write_batch(batch)
+        monkeypatch.setattr(sinks.jsonl._Frame, "lines", lambda self: None)
+        with JsonlSink(tmp_path / "cells.jsonl") as sink:
+            sink.write_batch(batch)
+        monkeypatch.undo()
+        monkeypatch.setattr("polars.DataFrame.write_json", ndjson)
+        with JsonlSink(tmp_path / "ndjson.jsonl") as sink:
+            sink.write_batch(batch)
+    expected = [[("step", i), ("x", i / 3)] for i in range(1000)]
+    for name in ("frames", "cells", "ndjson"):
+        assert read_back((tmp_path / f"{name}.jsonl").read_bytes()) == expected, name
