@@ -1168,8 +1168,15 @@ def contests(rows: list[dict[str, Any]], batches: list[dict[str, Any]]) -> list[
     ))
 
     # (t) batched JSON Lines against json.dumps per row
+    # Each variant starts from no file, as a fresh run does: replacing the last run's file
+    # (mode="w") would time its truncation too.
+    def fresh(path: Path) -> Path:
+        path.unlink(missing_ok=True)
+        return path
+
     def rlpipe_jsonl(work: Path, fast: bool = True, batched: bool = True) -> Chain:
-        sink = JsonlSink(work / ("rlpipe-t.jsonl" if fast else "pure-t.jsonl"), mode="w")
+        name = ("rlpipe" if fast else "pure") if batched else "rows"
+        sink = JsonlSink(fresh(work / f"{name}-t.jsonl"), mode="w")
         write = sink.write_batch if batched else sink.write
 
         def feed() -> None:
@@ -1189,14 +1196,15 @@ def contests(rows: list[dict[str, Any]], batches: list[dict[str, Any]]) -> list[
                 return [json.loads(line) for line in handle]
 
         ours = values("rlpipe-t.jsonl")
-        return {"json.dumps": ours == values("json-t.jsonl"),
-                "pure": ours == values("pure-t.jsonl")}
+        return {name: ours == values(f"{name.split('.')[0]}-t.jsonl")
+                for name in ("json.dumps", "rows", "pure")}
 
     out.append(Contest(
         "t", f"batched JSON Lines, {BATCH}-row write_batch",
         {
             "rlpipe": rlpipe_jsonl,
-            "json.dumps": lambda work: bound_chain(bounds.json_rows(work / "json-t.jsonl"), rows),
+            "json.dumps": lambda work: bound_chain(
+                bounds.json_rows(fresh(work / "json-t.jsonl")), rows),
             "rows": lambda work: rlpipe_jsonl(work, batched=False),
             "pure": lambda work: rlpipe_jsonl(work, fast=False),
         },

@@ -94,13 +94,17 @@ class RowBlock:
     the references of a block are contiguous, and `count` of them stand for the block's last
     `count` rows (rows leave the queue from its front only)."""
 
-    __slots__ = ("columns", "length", "masked")
+    __slots__ = ("columns", "frame", "length", "masked")
 
     def __init__(self, columns: dict[str, Any], length: int, masked: bool = False) -> None:
         self.columns = columns
         self.length = length
         self.masked = masked
         """Whether a None cell is an absent key (the block of a `MaskedColumns` batch)."""
+        self.frame: Any = None
+        """The rows in a form the sink holding the block made to write them faster (JsonlSink:
+        a polars DataFrame), or None; an object with `slice(start, length)`, with which
+        `part` cuts it as it cuts the columns."""
 
     def rows(self) -> list[dict[str, Any]]:
         """The rows as dicts of Python values: those `write_batch` holds without blocks."""
@@ -125,11 +129,14 @@ class RowBlock:
         """Rows `start:stop` as a block (views of the same columns)."""
         if start == 0 and stop == self.length:
             return self
-        return RowBlock(
+        part = RowBlock(
             {key: column[start:stop] for key, column in self.columns.items()},
             stop - start,
             self.masked,
         )
+        if self.frame is not None:
+            part.frame = self.frame.slice(start, stop - start)
+        return part
 
 
 def held_segments(items: list[Any]) -> list[list[dict[str, Any]] | RowBlock]:
@@ -963,14 +970,14 @@ class BufferedFileSink(Sink):
         """What a value `_store` cannot write is written as: its text, by default."""
         return text(value)
 
-    def _append(self, text: str | bytes) -> None:
+    def _append(self, text: str | bytes | memoryview) -> None:
         """Appends `text` (UTF-8 bytes, or text) to the file with no user-space buffer; on
         failure, truncates the file back to its size before the append and re-raises."""
         if self._file is None:
             self._file = io.FileIO(self.path, "a")
         handle = self._file
         start = handle.seek(0, os.SEEK_END)
-        view = memoryview(text if isinstance(text, bytes) else text.encode("utf-8"))
+        view = memoryview(text.encode("utf-8") if isinstance(text, str) else text)
         try:
             while view:
                 written = handle.write(view)

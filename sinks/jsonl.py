@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from types import ModuleType
@@ -9,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.columns import Columns, none_mask
+from pipeline.core.columns import Columns, none_mask, row
 from pipeline.core.values import BeyondFloat as _BeyondFloat
 from pipeline.core.values import exact_json as _exact_text
 from pipeline.core.values import json_number as _number
 from pipeline.core.values import jsonable, note_nested_clashes, paired_surrogates, plain
-from sinks.file import BufferedFileSink, RowBlock, fast_json, held_segments
+from sinks.file import BufferedFileSink, RowBlock, fast_frames, fast_json, held_segments
 
 _LINE_BREAKS = ("\x85".encode(), "\u2028".encode(), "\u2029".encode())
 """Characters that JSON leaves as they are but `str.splitlines` takes as line breaks (json,
@@ -69,6 +70,106 @@ def _block_lines(orjson: ModuleType, block: RowBlock) -> tuple[list[bytes], list
     return list(map(template.__mod__, zip(*cells, strict=True))), np.flatnonzero(odd).tolist()
 
 
+_FRAME_ROWS = 512
+"""The fewest rows a column block must have (and a sink's `flush_every` allow) to be written
+through polars: below, polars' fixed cost per block (tens of us to make the DataFrame) is
+more than what it saves on orjson's cells per row (both cost the same at about 512 rows of
+the benchmark's stream)."""
+
+_FRAME_TYPES = frozenset(
+    {
+        "Boolean",
+        "Int8",
+        "Int16",
+        "Int32",
+        "Int64",
+        "UInt8",
+        "UInt16",
+        "UInt32",
+        "UInt64",
+        "Float64",
+        "Null",
+    }
+)
+"""The polars column types a frame's JSON is written from: what numpy's bools, ints and
+floats become, and a list of ints or floats with None (an int beyond 64 bits makes another
+type, and takes the row path)."""
+
+
+def _or(mask: np.ndarray | None, more: np.ndarray) -> np.ndarray:
+    """`mask | more`, `more` alone when there is no mask yet."""
+    return more if mask is None else mask | more
+
+
+class _Frame:
+    """A block's rows as a polars DataFrame, and which of them hold a NaN or an infinity
+    (polars writes null for those; None is null too), a boolean mask or None for none: a
+    `RowBlock.frame` of JsonlSink's."""
+
+    __slots__ = ("data", "odd")
+
+    def __init__(self, data: Any, odd: np.ndarray | None) -> None:
+        self.data = data
+        self.odd = odd
+
+    @classmethod
+    def of(cls, polars: ModuleType, block: RowBlock) -> _Frame | None:
+        """The block's frame (its arrays shared, not copied), or None: a key holding a `{`
+        (which `lines` takes for a row's start) or a character `str.splitlines` breaks at
+        (which polars leaves unescaped), a column polars refuses or makes another type of."""
+        keys = "".join(block.columns)
+        if "{" in keys or not _one_line(keys.encode("utf-8", "surrogatepass")):
+            return None
+        odd: np.ndarray | None = None
+        try:
+            series = {}
+            for key, column in block.columns.items():
+                if type(column) is not list:
+                    if column.dtype.kind == "f" and not np.isfinite(column).all():
+                        odd = _or(odd, ~np.isfinite(column))
+                    series[key] = polars.Series(key, column)
+                elif float in map(type, column):  # floats and None
+                    values = np.array(column, dtype=np.float64)  # None as NaN
+                    # the sum of the floats is finite when none is NaN or infinite (C speed)
+                    if not math.isfinite(sum(filter(None, column))):
+                        bad = ~np.isfinite(values)
+                        nones = none_mask(column, block.length)
+                        odd = _or(odd, bad if nones is None else bad & ~nones)
+                    series[key] = polars.Series(key, values, nan_to_null=True)
+                else:  # ints and None, or None alone
+                    series[key] = polars.Series(key, column)
+            frame = polars.DataFrame(series)
+        except Exception:  # a lone surrogate in a key, ints no 64-bit type holds, ...
+            return None
+        if not _FRAME_TYPES.issuperset(map(str, frame.dtypes)):
+            return None
+        return cls(frame, odd)
+
+    def slice(self, start: int, length: int) -> _Frame:
+        """Rows `start:start + length` (views)."""
+        odd = None if self.odd is None else self.odd[start : start + length]
+        if odd is not None and not odd.any():
+            odd = None
+        return _Frame(self.data.slice(start, length), odd)
+
+    def lines(self) -> memoryview | None:
+        """The rows as JSON lines, each ending in a newline: polars' JSON array of row
+        objects, `[{...},{...}]`, with the `,` before each `{` and the closing `]` made
+        newlines in place and the opening `[` left out (no `{` is in a key, and a value is a
+        number, a bool or null: each `{` starts a row). None if polars' text is not such an
+        array (another version's)."""
+        buffer = io.BytesIO()
+        self.data.write_json(buffer)
+        with buffer.getbuffer() as view:
+            if view[:2] != b"[{" or view[-2:] != b"}]":
+                return None
+            text = np.frombuffer(view, dtype=np.uint8)
+            np.copyto(text[:-1], 10, where=text[1:] == 123)
+            text[-1] = 10
+            del text
+        return memoryview(buffer.getvalue())[1:]
+
+
 class JsonlSink(BufferedFileSink):
     """Appends each record to a JSON Lines file as one object, keys in the record's order.
 
@@ -77,6 +178,10 @@ class JsonlSink(BufferedFileSink):
     written as the `NaN`/`Infinity` literals that Python's `json` and pandas read back
     (strict JSON has no form for them). Any other object is written as its `str()`. Flush
     policy, crash repair, one writer per file: see BufferedFileSink.
+
+    A number reads back as the value written, of its type (1 and 1.0 stay apart, -0.0 keeps
+    its sign); its text is `json`'s, orjson's or, for a batch of numeric columns with the
+    `fast` extra, polars' (`1e+16`, `1e16`): see `sinks.file.FAST`.
 
     `np.longdouble` values (scalars, 0-d arrays, array elements) are numbers too: the
     float64 nearest to them. One beyond float64's range (`np.longdouble("1e4000")`, which
@@ -114,34 +219,36 @@ class JsonlSink(BufferedFileSink):
     takes_absent = True  # a masked batch is held as rows without its None cells
 
     def _columns_held(self, columns: Columns, length: int) -> RowBlock | None:
-        return None if fast_json() is None else self.numeric_block(columns, length)
+        polars = fast_frames()
+        if polars is None and fast_json() is None:
+            return None
+        block = self.numeric_block(columns, length)
+        rows = min(length, self.flush_every)  # the most rows of it one store takes
+        if block is not None and polars is not None and rows >= _FRAME_ROWS:
+            block.frame = _Frame.of(polars, block)
+        return block
 
     def _store(self, rows: list[Any]) -> None:
         orjson = fast_json()
-        lines: list[bytes] = []
+        chunks: list[bytes | memoryview] = []  # whole lines, each ending in a newline
         notes: list[tuple[str, str | None]] = []  # counted once the rows are stored
         clashed: list[str] = []  # nested keys with one text: the later ones
+        paired = 0
         for part in held_segments(rows) if self._held_blocks else [rows]:
             if isinstance(part, RowBlock):
-                block = None if orjson is None else _block_lines(orjson, part)
-                if block is not None:
-                    start = len(lines)
-                    lines.extend(block[0])
-                    for index in block[1]:
-                        row = {key: column[index] for key, column in part.columns.items()}
-                        lines[start + index] = self._line(row, notes, orjson, clashed)
+                text = self._block_text(part, notes, orjson, clashed)
+                if text is not None:
+                    chunks.append(text)
                     continue
                 part = part.rows()
-            lines.extend([self._line(row, notes, orjson, clashed) for row in part])
-        lines.append(b"")
-        text = b"\n".join(lines)
-        # an escaped surrogate: an astral character (read back as written) or lone ones (rare)
-        paired = (  # a numeric block holds no text
-            sum(paired_surrogates(row) for row in rows if type(row) is dict)
-            if b"\\ud" in text
-            else 0
-        )
-        self._append(text)
+            lines = [self._line(row, notes, orjson, clashed) for row in part]
+            lines.append(b"")
+            text = b"\n".join(lines)
+            # an escaped surrogate: an astral character (read back as written) or lone ones
+            if b"\\ud" in text:
+                paired += sum(map(paired_surrogates, part))
+            chunks.append(text)
+        self._append(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         if clashed:
             note_nested_clashes(self.counts, clashed, stacklevel=6)
         if paired:
@@ -172,6 +279,35 @@ class JsonlSink(BufferedFileSink):
                     category=UserWarning,
                     stacklevel=6,
                 )
+
+    def _block_text(
+        self,
+        block: RowBlock,
+        notes: list[tuple[str, str | None]],
+        orjson: ModuleType | None,
+        clashed: list[str],
+    ) -> bytes | memoryview | None:
+        """The block's lines, each ending in a newline: polars' (`_Frame.lines`) when the
+        block has a frame and `_FRAME_ROWS` rows, else orjson's cells (`_block_lines`); a row
+        holding a NaN or an infinity is made as a row (`_line`). None: the block is to be
+        written as rows."""
+        odd: list[int]
+        frame = block.frame
+        text = frame.lines() if frame is not None and block.length >= _FRAME_ROWS else None
+        if text is not None:
+            if frame.odd is None:
+                return text
+            lines = bytes(text).split(b"\n")
+            odd = np.flatnonzero(frame.odd).tolist()
+        else:
+            made = None if orjson is None else _block_lines(orjson, block)
+            if made is None:
+                return None
+            lines, odd = made
+            lines.append(b"")
+        for index in odd:
+            lines[index] = self._line(row(block.columns, index), notes, orjson, clashed)
+        return b"\n".join(lines)
 
     def _line(
         self,

@@ -1,6 +1,7 @@
 """The `fast` extra's file sinks: column batches held as columns and formatted at C speed
-(orjson), JSONL rows through orjson. Specification: the CSV file is byte for byte the
-pure-Python path's, the JSONL file holds the same values (orjson's spacing), batches and rows
+(orjson; JSONL blocks of many rows, polars), JSONL rows through orjson. Specification: the CSV
+file is byte for byte the pure-Python path's, the JSONL file holds the same values, line for
+line and type for type (orjson's and polars' spacing and number text), small batches and rows
 give the same bytes, and every bar of the file sinks (retry without doubling, the bound on
 held rows, checkpoints; signals during a store: test_signal_during_store.py) holds on the fast
 path. The pure-Python path is forced with `sinks.file.FAST = False`."""
@@ -22,7 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sinks.file
-from pipeline.core.columns import iter_rows
+import sinks.jsonl
+from pipeline.core.columns import MaskedColumns, batch_length, iter_rows
 from pipeline.core.isolation import StoreError
 from sinks import CsvSink, JsonlSink
 from sinks.file import RowBlock
@@ -358,3 +360,269 @@ def test_a_checkpoint_while_blocks_are_held_resumes_to_the_uninterrupted_file(
     by_batches(resumed, batches[3:])
     resumed.close()
     assert path.read_bytes() == whole.read_bytes()
+
+
+# -- JSONL column batches through polars ----------------------------------------------------
+
+needs_polars = pytest.mark.skipif(
+    sinks.file._load_polars() is None, reason="polars (the fast extra) is not installed"
+)
+
+
+@contextlib.contextmanager
+def frames_from(rows: int) -> Iterator[None]:
+    """Column blocks of at least `rows` rows written through polars (1: every block)."""
+    before = sinks.jsonl._FRAME_ROWS
+    sinks.jsonl._FRAME_ROWS = rows
+    try:
+        yield
+    finally:
+        sinks.jsonl._FRAME_ROWS = before
+
+
+def from_bits(bits: int) -> float:
+    return float(np.array(bits, dtype=np.uint64).view(np.float64))
+
+
+EDGE_FLOATS = [
+    math.nan,
+    math.inf,
+    -math.inf,
+    0.0,
+    -0.0,
+    5e-324,
+    -5e-324,
+    2.2250738585072014e-308,
+    2.225073858507201e-308,
+    1e16,
+    -1e16,
+    1e308,
+    1.7976931348623157e308,
+    2.0**53,
+    2.0**53 + 2,
+    0.1,
+    1e21,
+    1e22,
+    1e-7,
+    1e-5,
+    123456789012345680.0,
+    1.0,
+    -1.0,
+    1e15,
+    1e17,
+]
+adversarial_floats = (
+    st.integers(0, 2**64 - 1).map(from_bits) | st.sampled_from(EDGE_FLOATS) | st.floats()
+)
+adversarial_ints = (
+    st.integers(-(2**63), -(2**63) + 2)
+    | st.integers(2**63 - 3, 2**64 - 1)
+    | st.integers(-1000, 1000)
+    | st.integers(-(2**63), 2**64 - 1)
+)
+FRAME_KEYS = [
+    "return",
+    "steps",
+    "",
+    "null",
+    'x%s"é',
+    "}",
+    "\\",
+    "\x00\x1f\x7f",
+    "\t/",
+    "\U0001f600",
+]
+"""Keys of the batches: JSON escapes, an astral character, a brace that ends no row."""
+ROW_KEYS = ["a{b", "{", ",{", "\x85a", "b\u2028", "\u2029", "\ud800", "\ud800\udc00"]
+"""Keys that keep a block from polars: a `{`, characters `str.splitlines` breaks at, lone
+surrogates (one, and a high and a low side by side)."""
+
+
+@st.composite
+def frame_columns(draw: st.DrawFn, length: int) -> Batch:
+    """A batch of numeric columns, most of which a block takes, with adversarial values."""
+
+    def values(elements: st.SearchStrategy[Any]) -> list[Any]:
+        return draw(st.lists(elements, min_size=length, max_size=length))
+
+    batch: Batch = {}
+    keys = st.sampled_from(FRAME_KEYS * 6 + ROW_KEYS)
+    for key in draw(st.lists(keys, min_size=1, max_size=5, unique=True)):
+        kind = draw(
+            st.sampled_from(
+                [
+                    "f64",
+                    "f64",
+                    "f32",
+                    "f16",
+                    "i64",
+                    "u64",
+                    "i8",
+                    "u16",
+                    "i32",
+                    "bool",
+                    "floats",
+                    "floats",
+                    "ints",
+                    "ints",
+                    "nones",
+                    "big",
+                ]
+            )
+        )
+        if kind == "f64":
+            batch[key] = np.array(values(adversarial_floats), dtype=np.float64)
+        elif kind == "f32":
+            batch[key] = np.array(values(st.integers(0, 2**32 - 1)), dtype=np.uint32).view(
+                np.float32
+            )
+        elif kind == "f16":
+            batch[key] = np.array(values(st.integers(0, 2**16 - 1)), dtype=np.uint16).view(
+                np.float16
+            )
+        elif kind == "i64":
+            batch[key] = np.array(values(st.integers(-(2**63), 2**63 - 1)), dtype=np.int64)
+        elif kind == "u64":
+            batch[key] = np.array(values(st.integers(2**63 - 3, 2**64 - 1)), dtype=np.uint64)
+        elif kind in ("i8", "u16", "i32"):
+            dtype = {"i8": np.int8, "u16": np.uint16, "i32": np.int32}[kind]
+            info = np.iinfo(dtype)
+            batch[key] = np.array(values(st.integers(info.min, info.max)), dtype=dtype)
+        elif kind == "bool":
+            batch[key] = np.array(values(st.booleans()), dtype=bool)
+        elif kind == "floats":
+            batch[key] = values(adversarial_floats | st.none())
+        elif kind == "ints":
+            batch[key] = values(adversarial_ints | st.none())
+        elif kind == "nones":
+            batch[key] = [None] * length
+        else:  # ints beyond 64 bits, in a list with None
+            batch[key] = values(st.integers(-(2**70), 2**70) | st.none())
+    return MaskedColumns(batch) if draw(st.integers(0, 4)) == 0 else batch
+
+
+def exactly(a: Any, b: Any) -> bool:
+    """The same JSON value: the same types (1 is not 1.0, True is not 1), -0.0 is not 0.0,
+    NaN is NaN."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return (math.isnan(a) and math.isnan(b)) or (
+            a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+        )
+    return bool(a == b)
+
+
+def read_back(data: bytes) -> list[list[tuple[str, Any]]]:
+    """The file's lines as (key, value) lists, after checking that it is one JSON object per
+    line, each line ending in a newline and none that `str.splitlines` breaks."""
+    assert not data or data.endswith(b"\n")
+    lines = data.split(b"\n")[:-1]
+    assert len(data.decode("utf-8", "surrogatepass").splitlines()) == len(lines)
+    return [list(json.loads(line).items()) for line in lines]
+
+
+@needs_polars
+@settings(max_examples=250, deadline=None)
+@given(
+    stream=st.lists(st.integers(1, 40).flatmap(frame_columns), min_size=1, max_size=4),
+    flush_every=st.integers(1, 60),
+)
+def test_jsonl_batches_through_polars_read_back_as_the_pure_python_files(
+    tmp_path_factory: pytest.TempPathFactory, stream: list[Batch], flush_every: int
+) -> None:
+    folder = tmp_path_factory.mktemp("frames")
+    files, counts = {}, {}
+    for name, on in (("polars", True), ("pure", False)):
+        path = folder / f"{name}.jsonl"
+        with fast_path(on), frames_from(1), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the counts are compared instead
+            sink = JsonlSink(path, flush_every=flush_every, flush_seconds=None)
+            by_batches(sink, stream)
+            sink.close()
+        files[name], counts[name] = path.read_bytes(), sink.counts
+    ours, theirs = read_back(files["polars"]), read_back(files["pure"])
+    assert len(ours) == len(theirs) == sum(map(batch_length, stream))
+    for mine, reference in zip(ours, theirs, strict=True):
+        assert [key for key, _ in mine] == [key for key, _ in reference]
+        assert all(exactly(a, b) for (_, a), (_, b) in zip(mine, reference, strict=True)), (
+            mine,
+            reference,
+        )
+    assert counts["polars"] == counts["pure"]
+
+
+@needs_polars
+def test_a_numeric_block_is_written_by_polars_with_its_odd_rows_spliced_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No orjson cells (the block's whole text is polars'); NaN and infinities as `json`
+    writes them, None as null, ints as ints, -0.0 as -0.0."""
+
+    def no_cells(*args: Any) -> None:
+        raise AssertionError("the block was made of orjson cells")
+
+    n = 5000
+    batch = {
+        "step": np.arange(n),
+        "x": np.arange(n) / 7,
+        "done": np.arange(n) % 3 == 0,
+        "loss": [None if i % 9 == 0 else math.nan if i == 10 else -0.0 for i in range(n)],
+        "r": np.where(np.arange(n) % 1000 == 999, np.inf, 0.5),
+    }
+    paths = {True: tmp_path / "fast.jsonl", False: tmp_path / "pure.jsonl"}
+    for on, path in paths.items():
+        with fast_path(on):
+            if on:
+                monkeypatch.setattr(sinks.jsonl, "_block_lines", no_cells)
+            with JsonlSink(path, flush_every=4096) as sink:
+                sink.write_batch(batch)
+    fast, pure = read_back(paths[True].read_bytes()), read_back(paths[False].read_bytes())
+    assert len(fast) == n
+    for mine, reference in zip(fast, pure, strict=True):
+        assert all(exactly(a, b) for (_, a), (_, b) in zip(mine, reference, strict=True))
+    assert paths[True].read_bytes().count(b"NaN") == 1
+    assert paths[True].read_bytes().count(b"Infinity") == 5
+
+
+@needs_polars
+def test_without_polars_the_orjson_cells_write_the_same_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = {"step": np.arange(3000), "loss": [None, 0.25, math.inf] * 1000}
+    with fast_path(True):
+        with JsonlSink(tmp_path / "frames.jsonl") as sink:
+            sink.write_batch(batch)
+        monkeypatch.setattr(sinks.file, "_load_polars", lambda: None)
+        with JsonlSink(tmp_path / "cells.jsonl") as sink:
+            sink.write_batch(batch)
+    frames = read_back((tmp_path / "frames.jsonl").read_bytes())
+    cells = read_back((tmp_path / "cells.jsonl").read_bytes())
+    assert len(frames) == len(cells) == 3000
+    for mine, reference in zip(frames, cells, strict=True):
+        assert all(exactly(a, b) for (_, a), (_, b) in zip(mine, reference, strict=True))
+
+
+@needs_polars
+def test_polars_text_of_another_shape_leaves_the_block_to_orjson(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A polars whose JSON is not `[{...},...]` (another version's) is not cut into lines."""
+
+    def ndjson(frame: Any, buffer: Any) -> None:
+        frame.write_ndjson(buffer)
+
+    batch = {"step": np.arange(1000), "x": np.arange(1000) / 3}
+    with fast_path(True):
+        with JsonlSink(tmp_path / "frames.jsonl") as sink:
+            sink.write_batch(batch)
+        monkeypatch.setattr(sinks.jsonl._Frame, "lines", lambda self: None)
+        with JsonlSink(tmp_path / "cells.jsonl") as sink:
+            sink.write_batch(batch)
+        monkeypatch.undo()
+        monkeypatch.setattr("polars.DataFrame.write_json", ndjson)
+        with JsonlSink(tmp_path / "ndjson.jsonl") as sink:
+            sink.write_batch(batch)
+    expected = [[("step", i), ("x", i / 3)] for i in range(1000)]
+    for name in ("frames", "cells", "ndjson"):
+        assert read_back((tmp_path / f"{name}.jsonl").read_bytes()) == expected, name
