@@ -357,6 +357,11 @@ class CsvSink(BufferedFileSink):
     Output is read back by `csv.DictReader` and `pandas.read_csv`. Flush policy, crash
     repair, one writer per file: see BufferedFileSink.
 
+    With the `fast` extra (`sinks.file.FAST`), a store's run of numeric rows (column blocks
+    held by `write_batch`, or row dicts of ints, floats, bools and None) of `FRAME_ROWS` rows
+    or more is written by polars' CSV writer, below that by orjson's cells or in Python: the
+    same bytes as the pure-Python path's in every case.
+
     `delimiter` (one character, `","` by default) separates cells in every row the sink
     writes or reads: the header read when appending to an existing file, new rows, and the
     rewrite under a wider header. `delimiter="\\t"` writes a tab-separated file, as Spinning
