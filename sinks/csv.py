@@ -242,14 +242,21 @@ polars rather than by orjson's cells or `_number_lines`: a polars write costs a 
 _BOOL_TEXTS = np.array(["False", "True"])
 
 
-def _frame_column(polars: ModuleType, column: Any, empty: np.ndarray | None = None) -> Any:
+def _frame_column(
+    polars: ModuleType,
+    column: Any,
+    empty: np.ndarray | None = None,
+    kinds: set[type] | None = None,
+) -> Any:
     """A polars Series whose CSV cells are `csv_cell`'s text for each value of `column` (a 1-d
-    numpy array of bools, ints or floats, or a sequence of ints, floats, bools and None): the
-    numbers polars writes as `repr` does stay numbers; the others (`_unusual` floats, bools,
-    a column mixing ints and floats, ints beyond int64) are their `repr` as text. None cells
-    and the cells `empty` marks are null (an empty cell)."""
+    numpy array of bools, ints or floats, or a sequence of ints, floats, bools and None, whose
+    value types are `kinds` when given): the numbers polars writes as `repr` does stay
+    numbers; the others (`_unusual` floats, bools, a column mixing ints and floats, ints
+    beyond int64) are their `repr` as text. None cells and the cells `empty` marks are null
+    (an empty cell)."""
     if type(column) is not np.ndarray:
-        kinds = set(map(type, column))
+        if kinds is None:
+            kinds = set(map(type, column))
         if kinds <= {float, type(None)}:
             values = np.array(column, dtype=np.float64)  # None as NaN, and an empty cell
             if type(None) in kinds:
@@ -326,15 +333,18 @@ def _numbers_frame_text(
     column, byte for byte `_number_lines`' (None where that gives None)."""
     if len(fields) < 2 or delimiter not in _PLAIN_DELIMITERS:
         return None  # a lone empty cell is written `""` by the csv module
-    if not _NUMBERS.issuperset(map(type, chain.from_iterable(map(dict.values, rows)))):
-        return None
     try:  # every row has every field: the columns at C speed
         columns: list[Any] = list(zip(*map(itemgetter(*fields), rows), strict=True))
     except KeyError:
         columns = [[row.get(name) for row in rows] for name in fields]
-    return _frame_text(
-        polars, [_frame_column(polars, column) for column in columns], delimiter, line_end
-    )
+    kinds = [set(map(type, column)) for column in columns]
+    if not all(map(_NUMBERS.issuperset, kinds)):
+        return None
+    series = [
+        _frame_column(polars, column, kinds=column_kinds)
+        for column, column_kinds in zip(columns, kinds, strict=True)
+    ]
+    return _frame_text(polars, series, delimiter, line_end)
 
 
 class CsvSink(BufferedFileSink):
