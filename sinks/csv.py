@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.columns import Columns, none_mask
+from pipeline.core.columns import Columns
 from pipeline.core.values import (
     BeyondFloat,
     exact_json,
@@ -179,6 +179,13 @@ def _kind(column: Any) -> str | None:
     return "i" if dtype.kind in "iu" else dtype.kind
 
 
+def _nones(column: Sequence[Any], values: np.ndarray) -> np.ndarray:
+    """Indexes of the None cells of a column of floats and None whose float64 array (None as
+    NaN) is `values`: looked for among its NaN cells alone."""
+    nan = np.flatnonzero(np.isnan(values))
+    return nan[[column[index] is None for index in nan.tolist()]] if nan.size else nan
+
+
 def _joined(pieces: list[tuple[Any, int]], total: int) -> tuple[np.ndarray, np.ndarray] | None:
     """One field's columns over consecutive blocks (`pieces`: its column in each block, None
     where the block lacks it, and the block's length; `total` rows) joined into one array,
@@ -196,10 +203,11 @@ def _joined(pieces: list[tuple[Any, int]], total: int) -> tuple[np.ndarray, np.n
             parts.append(np.zeros(length, dtype=dtype))
             empty[start : start + length] = True
         elif type(column) is list:
-            parts.append(np.array(column, dtype=np.float64))  # None as NaN ...
-            mask = none_mask(column, length)
-            if mask is not None:  # ... and an empty cell
-                empty[start : start + length] = mask
+            values = np.array(column, dtype=np.float64)  # None as NaN ...
+            parts.append(values)
+            nones = _nones(column, values)
+            if nones.size:  # ... and an empty cell
+                empty[start + nones] = True
         else:
             parts.append(column)
         start += length
@@ -260,8 +268,8 @@ def _frame_column(
         if kinds <= {float, type(None)}:
             values = np.array(column, dtype=np.float64)  # None as NaN, and an empty cell
             if type(None) in kinds:
-                mask = none_mask(column, len(values))
-                empty = mask if empty is None or mask is None else empty | mask
+                empty = np.zeros(len(values), dtype=bool) if empty is None else empty.copy()
+                empty[_nones(column, values)] = True
             return _frame_column(polars, values, empty)
         if kinds <= {int, type(None)}:
             try:

@@ -24,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sinks.csv
+import sinks.file
 from pipeline.core.columns import MaskedColumns, present_rows
 from sinks import CsvSink
 from tests.sinks.test_fast_columns import fast_path
@@ -352,3 +353,24 @@ def test_text_and_other_objects_in_rows_go_the_csv_modules_way(
     rows: list[Row] = [{"a": 1.5, "b": "x,y"}, {"a": np.float32(0.1), "b": 2}, {"a": [1, 2]}]
     files = three_ways(tmp_path, feed_rows(rows))
     assert files["polars"] == files["pure"] == files["orjson"]
+
+
+def test_a_batch_spanning_several_flushes_is_stored_in_one_frame_as_rows_would_leave_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, frames_written: list[int]
+) -> None:
+    monkeypatch.setattr(sinks.file, "MERGED_STORE", 3000)
+    batch = {"i": np.arange(4096), "x": np.arange(4096) / 7}
+    with fast_path(True):
+        sink = CsvSink(tmp_path / "a.csv", flush_every=1000, flush_seconds=None)
+        sink.write({"i": -1, "x": -1.0})
+        sink.write_batch(batch)
+        # row by row: stores at 999 rows of the batch, then every 1000; 97 rows held
+        assert sink.rows_written == 4000 and len(sink._pending) == 97
+        sink.close()
+    # the row held and 2999 of the batch (at most 3000 a store), 1000; 97 held (orjson: few)
+    assert frames_written == [2999, 1000]
+    with fast_path(False), CsvSink(tmp_path / "b.csv", flush_every=1000) as rows:
+        rows.write({"i": -1, "x": -1.0})
+        for row in present_rows(batch):
+            rows.write(row)
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
