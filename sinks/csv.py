@@ -9,7 +9,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
@@ -468,7 +468,14 @@ class CsvSink(BufferedFileSink):
         known = set(fields)
         renamed = False
         for part in segments:
-            for key in part.keys() if isinstance(part, RowBlock) else chain.from_iterable(part):
+            keys: Iterable[Any]
+            if isinstance(part, RowBlock):
+                keys = part.keys()
+            elif known.issuperset(chain.from_iterable(part)):
+                continue  # no new key, checked at C speed: no loop over every key
+            else:
+                keys = chain.from_iterable(part)
+            for key in keys:
                 if key not in known:
                     if type(key) is not str:
                         renamed = True
