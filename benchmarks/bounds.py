@@ -483,25 +483,35 @@ def percentile_aggregate(write: Callable[[Record], None]) -> Bound:
 # -- the column targets: numpy and the fast extra's writer, no graph ------------------------
 
 
-def _csv_cells(orjson: Any, values: np.ndarray) -> list[bytes]:
-    """CsvSink's cells of a numeric column, formatted by orjson (floats it writes otherwise
-    than `repr`, NaN, infinities and magnitudes below 1e-4, patched with `repr`)."""
-    cells: list[bytes] = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+def _csv_column(polars: Any, column: Any) -> Any:
+    """CsvSink's cells of a numeric column as a polars Series (floats polars writes otherwise
+    than `repr`, NaN and magnitudes below 1e-4, as `repr`'s text; None as null: an empty
+    cell)."""
+    values = np.array(column, dtype=np.float64) if type(column) is list else column
+    series = polars.Series(values)
     if values.dtype.kind == "f":
         with np.errstate(invalid="ignore"):
             usual = np.isfinite(values) & ((np.abs(values) >= 1e-4) | (values == 0))
-        for index in np.flatnonzero(~usual).tolist():
-            cells[index] = repr(float(values[index])).encode()
-    return cells
+        if type(column) is list:
+            usual |= np.equal(np.array(column, dtype=object), None)  # type: ignore[call-overload]
+        odd = np.flatnonzero(~usual)
+        if odd.size:
+            texts = [repr(value) for value in values[odd].tolist()]
+            series = series.cast(polars.String).scatter(odd, texts)
+    if type(column) is list:
+        nones = np.flatnonzero(np.equal(np.array(column, dtype=object), None))  # type: ignore[call-overload]
+        if nones.size:
+            series = series.scatter(nones, None)
+    return series
 
 
 def columns_train_csv(path: Path, fields: Sequence[str]) -> Bound:
-    """The batched train chain to a CSV file with numpy, scipy and orjson, as columns: the
+    """The batched train chain to a CSV file with numpy, scipy and polars, as columns: the
     moving average over the return column by `scipy.signal.lfilter` once its warm-up (the
     first values, while the coefficient still moves) is over, None cells left empty (the
-    rows that `drop_none` passes without the key), each column formatted by orjson in one
-    call, the rows joined at C speed, one append per batch."""
-    import orjson
+    rows that `drop_none` passes without the key), the columns written by polars' CSV writer,
+    one append per batch."""
+    import polars
     from scipy.signal import lfilter
 
     state = [math.nan, 0.0]
@@ -526,18 +536,15 @@ def columns_train_csv(path: Path, fields: Sequence[str]) -> Bound:
             column_smoothed = np.concatenate([column_smoothed, tail])
             s = float(tail[-1])
         state[0], state[1] = s, c
-        cells = []
-        for key in fields:
-            column = column_smoothed if key == SMOOTHED else columns[key]
-            if isinstance(column, np.ndarray):
-                cells.append(_csv_cells(orjson, column))
-            else:  # a list holding None: an empty cell there
-                column_cells = _csv_cells(orjson, np.array(column, dtype=np.float64))
-                nones = np.equal(np.array(column, dtype=object), None)  # type: ignore[call-overload]
-                for index in np.flatnonzero(nones).tolist():
-                    column_cells[index] = b""
-                cells.append(column_cells)
-        file.write(b"\r\n".join(map(b",".join, zip(*cells, strict=True))) + b"\r\n")
+        frame = polars.DataFrame(
+            [
+                _csv_column(polars, column_smoothed if key == SMOOTHED else columns[key]).alias(key)
+                for key in fields
+            ]
+        )
+        out = io.BytesIO()
+        frame.write_csv(out, include_header=False, line_terminator="\r\n")
+        file.write(out.getvalue())
 
     return Bound(chain, close=file.close)
 

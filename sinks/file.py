@@ -16,7 +16,8 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
-from itertools import repeat
+from itertools import compress, count, repeat
+from operator import is_not
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,7 +30,6 @@ from pipeline.core.columns import (
     MaskedColumns,
     batch_length,
     batch_rows,
-    none_mask,
     numeric,
     present,
 )
@@ -84,6 +84,11 @@ def fast_frames() -> ModuleType | None:
     return _load_polars() if FAST else None
 
 
+MERGED_STORE = 1 << 16
+"""The most rows `write_batch` stores in one append when a batch spans several `flush_every`
+runs (a bound on the text formatted at once)."""
+
+
 class RowBlock:
     """Rows of a column batch held as columns (by a sink that stores columns: see
     `BufferedFileSink._columns_held`).
@@ -118,11 +123,12 @@ class RowBlock:
             return list(self.columns)
         firsts: list[tuple[int, int, str]] = []
         for place, (key, column) in enumerate(self.columns.items()):
-            mask = none_mask(column, self.length)
-            if mask is None:
+            if type(column) is np.ndarray:  # numeric: no None
                 firsts.append((0, place, key))
-            elif not mask.all():
-                firsts.append((int(mask.argmin()), place, key))
+                continue
+            first = next(compress(count(), map(is_not, column, repeat(None))), None)
+            if first is not None:
+                firsts.append((first, place, key))
         return [key for _, _, key in sorted(firsts)]
 
     def part(self, start: int, stop: int) -> RowBlock:
@@ -510,7 +516,10 @@ class BufferedFileSink(Sink):
             self.on_flush()
 
     def write_batch(self, columns: Columns) -> None:
-        """Holds the batch's rows and flushes at the same row counts as row by row would.
+        """Holds the batch's rows and stores them as row by row would: when it returns, the
+        same rows are stored and the same rows held. The stores that rows would make one after
+        another within the batch (every `flush_every` rows) are made as one, of up to
+        `MERGED_STORE` rows.
 
         With the `fast` extra (see `FAST`), a batch of numeric columns is held as columns
         (a `RowBlock`: no row dicts) and formatted as columns when stored; otherwise its rows
@@ -552,6 +561,11 @@ class BufferedFileSink(Sink):
             if not pending:
                 self._oldest = self._clock() if self.flush_seconds is not None else 0.0
             take = min(max(self.flush_every - len(pending), 1), length - index)
+            if len(pending) + take >= self.flush_every:
+                # the stores row by row would make one after another here: one store (a
+                # column writer's cost per call is paid once; at most MERGED_STORE rows)
+                more = min(length - index - take, MERGED_STORE - len(pending) - take)
+                take += max(more, 0) // self.flush_every * self.flush_every
             pending.extend(held(index, index + take))
             index += take
             if len(pending) >= self.flush_every or (
