@@ -91,17 +91,11 @@ class AggregateFilter(Node):
                     every_steps < 1):
                 raise ValueError(f"every_steps must be an int >= 1 or None, got {every_steps!r}")
             if every is not None or seconds is not None:
-                raise ValueError("every_steps cuts windows by step: give it without every= "
-                                 "and seconds=")
-        if every is not None and (isinstance(every, bool) or not isinstance(every, int)
-                                  or every < 1):
-            raise ValueError(f"every must be an int >= 1 or None, got {every!r}")
-        if seconds is not None and (not isinstance(seconds, (int, float)) or seconds <= 0):
-            raise ValueError(f"seconds must be a number > 0 or None, got {seconds!r}")
+                raise ValueError(_BY_STEP)
         stats = check_stats(stats)
         self.match = KeyMatcher(regex)
         self.every = every
-        self._seconds = None if seconds is None else float(seconds)
+        self._seconds = _checked_seconds(seconds)
         self.stats = tuple(stats)
         self._clock = clock
         self._names: dict[str, tuple[str, ...]] = {}
@@ -119,6 +113,11 @@ class AggregateFilter(Node):
 
     @every.setter
     def every(self, every: int | None) -> None:
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int)
+                                  or every < 1):
+            raise ValueError(f"every must be an int >= 1 or None, got {every!r}")
+        if every is not None and getattr(self, "_steps", None) is not None:
+            raise ValueError(_BY_STEP)
         self._every_n = every
         self._every: float = math.inf if every is None else every
         if hasattr(self, "_writes"):
@@ -153,6 +152,9 @@ class AggregateFilter(Node):
 
     @seconds.setter
     def seconds(self, seconds: float | None) -> None:
+        seconds = _checked_seconds(seconds)
+        if seconds is not None and self._steps is not None:
+            raise ValueError(_BY_STEP)
         self._settle()
         self._seconds = seconds
         self._made.clear()  # their writes count for one kind of window
@@ -669,6 +671,16 @@ class AggregateFilter(Node):
             return (f"AggregateFilter({self.match.regex!r}, every_steps={self.every_steps}, "
                     f"step_key={self.step_key!r})")
         return f"AggregateFilter({self.match.regex!r}, every={self.every}, seconds={self.seconds})"
+
+
+_BY_STEP = "every_steps cuts windows by step: give it without every= and seconds="
+
+
+def _checked_seconds(seconds: float | None) -> float | None:
+    """`seconds` as a float, or None; a ValueError for anything but a number > 0 or None."""
+    if seconds is not None and (not isinstance(seconds, (int, float)) or not seconds > 0):
+        raise ValueError(f"seconds must be a number > 0 or None, got {seconds!r}")
+    return None if seconds is None else float(seconds)
 
 
 _Stash = tuple[dict[str, "array[float]"], dict[str, Any], dict[str, None], int, float,
