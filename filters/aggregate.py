@@ -344,8 +344,9 @@ class AggregateFilter(Node):
         start = 0
         while start < length:
             stop = length
-            if self.every is not None:
-                stop = min(stop, start + self.every - self._writes)
+            if self.every is not None:  # at least the row that ends the open window (which
+                # may hold `every` records already: `every` set lower since it began)
+                stop = min(stop, start + max(self.every - self._writes, 1))
             if self.seconds is not None:
                 if not self._writes:
                     self._window_start = now

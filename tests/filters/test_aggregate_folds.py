@@ -354,3 +354,27 @@ def test_a_window_length_set_on_an_aggregate_by_step_is_refused(name: str) -> No
     with pytest.raises(ValueError, match="every_steps"):
         setattr(node, name, 5)
     assert (node.every, node.seconds) == (None, None)
+
+
+@pytest.mark.parametrize("written", [9, 10, 30, 1500])
+@pytest.mark.parametrize("length", [1, 5, 10, 25])
+def test_a_batch_after_every_was_set_below_the_open_window_gives_what_rows_give(
+    written: int, length: int
+) -> None:
+    """With `every` set lower than the open window's records, a batch's stop came before its
+    start: it raised (a reshape of no rows) or emitted empty windows."""
+    sinks = MemorySink(), MemorySink()
+    by_batch, by_rows = (AggregateFilter("r", stats=("count", "sum")) for _ in sinks)
+    for node, sink in zip((by_batch, by_rows), sinks, strict=True):
+        node.connect(sink)
+        for i in range(written):
+            node.write({"r": 1.0, "n": i})
+        node.every = 10
+    columns = {"r": np.arange(length, dtype=np.float64), "n": np.arange(length)}
+    by_batch.write_batch(columns)
+    for i in range(length):
+        by_rows.write({"r": float(i), "n": np.int64(i)})
+    by_batch.close()
+    by_rows.close()
+    assert same(sinks[0].records, sinks[1].records)
+    assert sum(record["r_count"] for record in sinks[0].records) == written + length
