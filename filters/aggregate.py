@@ -162,6 +162,25 @@ class AggregateFilter(Node):
         self._current = None
         self._plan = self._general
 
+    def __getstate__(self) -> dict[str, Any]:
+        """This node for pickle and copy: its window with the values its plans kept folded
+        in, without the plans (functions made for this object: a copy writing through them
+        would write into the original, and they do not pickle)."""
+        self._settle()
+        state = self.__dict__.copy()
+        for name in ("_pending", "_held", "_made", "_plans", "_current", "_plan"):
+            del state[name]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._pending = {}
+        self._held = [None]
+        self._made = {}
+        self._plans = {}
+        self._current = None
+        self._plan = self._general
+
     def _set_due(self) -> None:
         """The write count at which a plan's write calls `_reached`: the window's end, or
         `_FOLD_EVERY` writes since the last fold."""

@@ -378,3 +378,33 @@ def test_a_batch_after_every_was_set_below_the_open_window_gives_what_rows_give(
     by_rows.close()
     assert same(sinks[0].records, sinks[1].records)
     assert sum(record["r_count"] for record in sinks[0].records) == written + length
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+@pytest.mark.parametrize("written", [3, 4, _FOLD_EVERY + 3])
+def test_a_copied_aggregate_windows_its_own_records_and_leaves_the_original_as_it_was(
+    how: str, written: int
+) -> None:
+    """Plans outlive their window and are functions made for their node: a deep copy took
+    them as they were and wrote its records into the original's lists and counts (whose next
+    flush raised KeyError), and pickling a node that had emitted a window failed."""
+    import pickle
+
+    original = AggregateFilter("r", every=4, stats=("count", "sum"))
+    original.connect(MemorySink())
+    for i in range(written):
+        original.write({"r": 1.0, "n": i})
+    copied = (copy.deepcopy(original) if how == "deepcopy"
+              else pickle.loads(pickle.dumps(original)))
+    for i in range(5):
+        copied.write({"r": 10.0, "n": i})
+        original.write({"r": 100.0, "n": i})
+    for node in (original, copied):
+        node.close()
+    sink, copy_sink = original.children[0], copied.children[0]
+    assert isinstance(sink, MemorySink) and isinstance(copy_sink, MemorySink)
+    assert copy_sink.records[: written // 4] == sink.records[: written // 4]  # before it
+    assert sum(r["r_count"] for r in sink.records) == written + 5
+    assert sum(r["r_sum"] for r in sink.records) == written + 500.0
+    assert sum(r["r_count"] for r in copy_sink.records) == written + 5
+    assert sum(r["r_sum"] for r in copy_sink.records) == written + 50.0
