@@ -58,8 +58,18 @@ events = st.lists(
     st.tuples(
         near_folds,
         st.sampled_from(
-            ["switch", "reorder", "drop key", "add key", "flush", "checkpoint", "mutate",
-             "batch", "ordered dict", "empty"]
+            [
+                "switch",
+                "reorder",
+                "drop key",
+                "add key",
+                "flush",
+                "checkpoint",
+                "mutate",
+                "batch",
+                "ordered dict",
+                "empty",
+            ]
         ),
         switches,
         st.sampled_from(BASE),
@@ -128,8 +138,9 @@ def run_stream(
                     batch["note"] = [row["note"] for row in rows]
                     head.write_batch(batch)
                     for row in rows:
-                        reference.write({"r": row["r"], "n": np.int64(row["n"]),
-                                         "note": row["note"]})
+                        reference.write(
+                            {"r": row["r"], "n": np.int64(row["n"]), "note": row["note"]}
+                        )
                 elif kind == "ordered dict":
                     record = OrderedDict(record)
                 elif kind == "empty":
@@ -321,15 +332,26 @@ def test_window_statistics_are_numpys(values: list[float]) -> None:
 @pytest.mark.parametrize("n", [1, 2, 3, 19_999, 20_000, 20_001, 65_536])
 def test_window_statistics_median_of_sizes_around_the_fast_path(n: int) -> None:
     rng = np.random.default_rng(n)
-    for array in (rng.normal(size=n), np.repeat(rng.normal(size=3), -(-n // 3))[:n],
-                  np.sort(rng.normal(size=n))[::-1].copy()):
+    for array in (
+        rng.normal(size=n),
+        np.repeat(rng.normal(size=3), -(-n // 3))[:n],
+        np.sort(rng.normal(size=n))[::-1].copy(),
+    ):
         assert window_statistics(array, ("median",)) == [float(np.median(array))]
 
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("seconds", -1), ("seconds", 0), ("seconds", "2"), ("seconds", math.nan),
-     ("every", 0), ("every", True), ("every", 2.5), ("every", "3")],
+    [
+        ("seconds", -1),
+        ("seconds", 0),
+        ("seconds", "2"),
+        ("seconds", math.nan),
+        ("every", 0),
+        ("every", True),
+        ("every", 2.5),
+        ("every", "3"),
+    ],
 )
 def test_a_bad_window_length_set_on_a_built_aggregate_is_refused_and_changes_nothing(
     name: str, value: Any
@@ -394,8 +416,7 @@ def test_a_copied_aggregate_windows_its_own_records_and_leaves_the_original_as_i
     original.connect(MemorySink())
     for i in range(written):
         original.write({"r": 1.0, "n": i})
-    copied = (copy.deepcopy(original) if how == "deepcopy"
-              else pickle.loads(pickle.dumps(original)))
+    copied = copy.deepcopy(original) if how == "deepcopy" else pickle.loads(pickle.dumps(original))
     for i in range(5):
         copied.write({"r": 10.0, "n": i})
         original.write({"r": 100.0, "n": i})

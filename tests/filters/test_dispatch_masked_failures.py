@@ -155,8 +155,12 @@ def test_one_child_taking_a_masked_batch_and_one_refusing_a_row_of_it() -> None:
         warnings.simplefilter("ignore")
         pipe.write_batch({"x": np.arange(4.0), "loss": [1.0, None, 2.0, None]})
         pipe.close()
-    assert taking.records == [{"x": 0.0, "loss": 1.0}, {"x": 1.0}, {"x": 2.0, "loss": 2.0},
-                              {"x": 3.0}]
+    assert taking.records == [
+        {"x": 0.0, "loss": 1.0},
+        {"x": 1.0},
+        {"x": 2.0, "loss": 2.0},
+        {"x": 3.0},
+    ]
     assert refusing.records == [{"x": 0.0, "loss": 1.0}, {"x": 1.0}, {"x": 3.0}]
     (failure,) = pipe.failures()
     assert failure.startswith("MemorySink(3 records)") and "1 records lost" in failure

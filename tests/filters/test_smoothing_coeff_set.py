@@ -27,7 +27,9 @@ KEY = "episode_return"
 def build(fused: bool, coeff: Any, clock: FakeClock) -> tuple[Node, list[Node], MemorySink]:
     memory = MemorySink()
     nodes: list[Node] = [
-        NoneFilter(), SmoothingFilter("return", coeff=coeff), TimeFilter(1.0, clock=clock)
+        NoneFilter(),
+        SmoothingFilter("return", coeff=coeff),
+        TimeFilter(1.0, clock=clock),
     ]
     if fused:
         pipe = Pipeline(close_at_exit=False)
