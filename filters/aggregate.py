@@ -91,17 +91,11 @@ class AggregateFilter(Node):
                     every_steps < 1):
                 raise ValueError(f"every_steps must be an int >= 1 or None, got {every_steps!r}")
             if every is not None or seconds is not None:
-                raise ValueError("every_steps cuts windows by step: give it without every= "
-                                 "and seconds=")
-        if every is not None and (isinstance(every, bool) or not isinstance(every, int)
-                                  or every < 1):
-            raise ValueError(f"every must be an int >= 1 or None, got {every!r}")
-        if seconds is not None and (not isinstance(seconds, (int, float)) or seconds <= 0):
-            raise ValueError(f"seconds must be a number > 0 or None, got {seconds!r}")
+                raise ValueError(_BY_STEP)
         stats = check_stats(stats)
         self.match = KeyMatcher(regex)
         self.every = every
-        self._seconds = None if seconds is None else float(seconds)
+        self._seconds = _checked_seconds(seconds)
         self.stats = tuple(stats)
         self._clock = clock
         self._names: dict[str, tuple[str, ...]] = {}
@@ -119,6 +113,11 @@ class AggregateFilter(Node):
 
     @every.setter
     def every(self, every: int | None) -> None:
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int)
+                                  or every < 1):
+            raise ValueError(f"every must be an int >= 1 or None, got {every!r}")
+        if every is not None and getattr(self, "_steps", None) is not None:
+            raise ValueError(_BY_STEP)
         self._every_n = every
         self._every: float = math.inf if every is None else every
         if hasattr(self, "_writes"):
@@ -153,10 +152,32 @@ class AggregateFilter(Node):
 
     @seconds.setter
     def seconds(self, seconds: float | None) -> None:
+        seconds = _checked_seconds(seconds)
+        if seconds is not None and self._steps is not None:
+            raise ValueError(_BY_STEP)
         self._settle()
         self._seconds = seconds
         self._made.clear()  # their writes count for one kind of window
         self._plans.clear()
+        self._current = None
+        self._plan = self._general
+
+    def __getstate__(self) -> dict[str, Any]:
+        """This node for pickle and copy: its window with the values its plans kept folded
+        in, without the plans (functions made for this object: a copy writing through them
+        would write into the original, and they do not pickle)."""
+        self._settle()
+        state = self.__dict__.copy()
+        for name in ("_pending", "_held", "_made", "_plans", "_current", "_plan"):
+            del state[name]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._pending = {}
+        self._held = [None]
+        self._made = {}
+        self._plans = {}
         self._current = None
         self._plan = self._general
 
@@ -342,8 +363,9 @@ class AggregateFilter(Node):
         start = 0
         while start < length:
             stop = length
-            if self.every is not None:
-                stop = min(stop, start + self.every - self._writes)
+            if self.every is not None:  # at least the row that ends the open window (which
+                # may hold `every` records already: `every` set lower since it began)
+                stop = min(stop, start + max(self.every - self._writes, 1))
             if self.seconds is not None:
                 if not self._writes:
                     self._window_start = now
@@ -669,6 +691,16 @@ class AggregateFilter(Node):
             return (f"AggregateFilter({self.match.regex!r}, every_steps={self.every_steps}, "
                     f"step_key={self.step_key!r})")
         return f"AggregateFilter({self.match.regex!r}, every={self.every}, seconds={self.seconds})"
+
+
+_BY_STEP = "every_steps cuts windows by step: give it without every= and seconds="
+
+
+def _checked_seconds(seconds: float | None) -> float | None:
+    """`seconds` as a float, or None; a ValueError for anything but a number > 0 or None."""
+    if seconds is not None and (not isinstance(seconds, (int, float)) or not seconds > 0):
+        raise ValueError(f"seconds must be a number > 0 or None, got {seconds!r}")
+    return None if seconds is None else float(seconds)
 
 
 _Stash = tuple[dict[str, "array[float]"], dict[str, Any], dict[str, None], int, float,

@@ -54,17 +54,11 @@ class SmoothingFilter(Transform):
         self, regex: str = "return", coeff: float = 0.99, *, bias_correction: bool = False
     ) -> None:
         super().__init__()
-        if isinstance(coeff, bool) or not isinstance(coeff, (int, float)) or not 0 <= coeff < 1:
-            raise ValueError(f"coeff must be a number in [0, 1), got {coeff!r}")
         self.match = KeyMatcher(regex)
-        self.coeff = coeff
-        self.bias_correction = bias_correction
         # key -> [smoothed value, warm-up coefficient c_t or coeff^t]; NaN smoothed = no value yet
         self._state: dict[str, list[float]] = {}
-        # key tuple of a record -> its matching keys with their output names and states
-        self._plans: dict[tuple[str, ...], tuple[tuple[str, str, list[float]], ...]] = {}
-        self._keys: tuple[str, ...] | None = None  # the last record's key tuple, and its plan
-        self._last_plan: tuple[tuple[str, str, list[float]], ...] = ()
+        self.coeff = coeff
+        self.bias_correction = bias_correction
 
     @property
     def bias_correction(self) -> bool:
@@ -78,14 +72,25 @@ class SmoothingFilter(Transform):
 
     @property
     def coeff(self) -> float:
-        """The moving average's coefficient (the weight of the past)."""
+        """The moving average's coefficient (the weight of the past), a number in [0, 1). Set
+        anew, each key's moving average goes on from its state with it, under the name it
+        gives (`<key>_smoothed_<coeff>`)."""
         return self._coeff
 
     @coeff.setter
     def coeff(self, coeff: float) -> None:
-        self._coeff = coeff
-        self._step = 0.1 * coeff  # the EMA step's constant term (see warmup_ema)
-        self._changed()  # a fused run holds the step (see specialized)
+        if isinstance(coeff, bool) or not isinstance(coeff, (int, float)) or not 0 <= coeff < 1:
+            raise ValueError(f"coeff must be a number in [0, 1), got {coeff!r}")
+        # A float subclass (numpy's float64) as a plain float: a fused run writes the step
+        # into its code by repr, and numpy's repr is no Python literal.
+        self._coeff = coeff if type(coeff) is int else float(coeff)
+        self._step = 0.1 * self._coeff  # the EMA step's constant term (see warmup_ema)
+        # key tuple of a record -> its matching keys with their output names and states:
+        # made again, as the names hold the coefficient
+        self._plans: dict[tuple[str, ...], tuple[tuple[str, str, list[float]], ...]] = {}
+        self._keys: tuple[str, ...] | None = None  # the last record's key tuple, and its plan
+        self._last_plan: tuple[tuple[str, str, list[float]], ...] = ()
+        self._changed()  # a fused run holds the step and the names (see specialized)
 
     def _plan(self, keys: tuple[str, ...]) -> tuple[tuple[Any, Any, list[float]], ...]:
         match = self.match
