@@ -124,12 +124,13 @@ class Dispatcher(Node):
             for record in present_rows(columns):
                 self.write(record)
             return
+        children = tuple(self._children)  # a child connected during the batch: from the next
         absent = None
         if type(columns) is MaskedColumns:
             absent = self._absent
-            if absent is None:
-                absent = self._absent = tuple(child.absent_ok() for child in self._children)
-        for index, child in enumerate(self._children):
+            if absent is None or len(absent) != len(children):
+                absent = self._absent = tuple(child.absent_ok() for child in children)
+        for index, child in enumerate(children):
             if type(child).write_batch is Node.write_batch:
                 for row in present_rows(columns):
                     self.write_to(child, row)

@@ -177,3 +177,27 @@ def test_rows_of_a_masked_batch_are_written_once_whatever_the_children() -> None
     head.close()
     assert taking.records == runs.records == [{}, {"a": 1.0}, {}]
     assert null.count == 3
+
+
+def test_a_child_connected_during_a_masked_batch_gets_the_batches_after_it() -> None:
+    """A child that connects a sibling while it takes a masked batch: the batch goes on to
+    the children it started with, and the next batch to all of them."""
+    late = MemorySink()
+
+    class Connecting(MemorySink):
+        def write_batch(self, columns: Columns) -> None:
+            super().write_batch(columns)
+            if late not in dispatcher.children:
+                dispatcher.connect(late)
+
+    first, after = Connecting(), MemorySink()
+    after.takes_absent = False
+    dispatcher = Dispatcher(first, after)
+    head = NoneFilter()
+    head.connect(dispatcher)
+    head.write_batch({"a": [1.0, None], "b": [None, 2.0]})
+    head.write_batch({"a": [3.0, None], "b": [None, 4.0]})
+    head.close()
+    expected = [{"a": 1.0}, {"b": 2.0}, {"a": 3.0}, {"b": 4.0}]
+    assert first.records == after.records == expected
+    assert late.records == expected[2:]
