@@ -28,6 +28,7 @@ from pipeline.core.names import stat_name
 from pipeline.core.values import to_float
 from sinks import MemorySink
 from tests.conftest import FakeClock
+from tests.test_fast_paths import same
 
 STATS = ("mean", "std", "median", "max", "min", "sum", "count")
 KEYS: list[Any] = ["r", "loss", "x", "steps", 7, "note"]
@@ -193,24 +194,6 @@ class Reference:
                 out[key] = self.last[key]
         self.out.append(out)
         self._reset()
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal values of equal types (numpy scalars as their Python values), NaN equal to NaN,
-    dicts with keys in the same order."""
-    if isinstance(a, np.generic):
-        a = a.item()
-    if isinstance(b, np.generic):
-        b = b.item()
-    if isinstance(a, float) and isinstance(b, float):
-        return a == b or (math.isnan(a) and math.isnan(b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
-        return a.dtype == b.dtype and a.shape == b.shape and same(a.tolist(), b.tolist())
-    return type(a) is type(b) and bool(a == b)
 
 
 def run(
