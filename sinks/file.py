@@ -519,7 +519,7 @@ class BufferedFileSink(Sink):
         """Holds the batch's rows and stores them as row by row would: when it returns, the
         same rows are stored and the same rows held. The stores that rows would make one after
         another within the batch (every `flush_every` rows) are made as one, of up to
-        `MERGED_STORE` rows.
+        `MERGED_STORE` rows, when `max_pending` is at least `flush_every`.
 
         With the `fast` extra (see `FAST`), a batch of numeric columns is held as columns
         (a `RowBlock`: no row dicts) and formatted as columns when stored; otherwise its rows
@@ -561,9 +561,11 @@ class BufferedFileSink(Sink):
             if not pending:
                 self._oldest = self._clock() if self.flush_seconds is not None else 0.0
             take = min(max(self.flush_every - len(pending), 1), length - index)
-            if len(pending) + take >= self.flush_every:
+            if len(pending) + take >= self.flush_every and self.max_pending >= self.flush_every:
                 # the stores row by row would make one after another here: one store (a
-                # column writer's cost per call is paid once; at most MERGED_STORE rows)
+                # column writer's cost per call is paid once; at most MERGED_STORE rows).
+                # Not below flush_every held rows: storage down, row by row holds up to
+                # flush_every rows between drops, a merged run would drop others.
                 more = min(length - index - take, MERGED_STORE - len(pending) - take)
                 take += max(more, 0) // self.flush_every * self.flush_every
             pending.extend(held(index, index + take))

@@ -4,6 +4,7 @@ the same counters, the same files."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from filters import (
 )
 from pipeline import Node, Pipeline
 from pipeline.core.columns import iter_rows
+from pipeline.core.isolation import StoreError
 from sinks import CsvSink, JsonlSink, MemorySink, NullSink
 from tests.conftest import FakeClock
 
@@ -318,3 +320,45 @@ def test_large_windows_give_numpys_exact_statistics(values: np.ndarray) -> None:
         expected = [np.mean(values), np.std(values), np.median(values), np.max(values),
                      np.min(values), np.sum(values)]
     assert [repr(v) for v in sink.records[0].values()] == [repr(float(v)) for v in expected]
+
+
+@pytest.mark.parametrize("sink_class", [CsvSink, JsonlSink])
+@pytest.mark.parametrize(
+    ("flush_every", "max_pending", "before", "length"),
+    [(3, 1, 0, 37), (3, 1, 2, 5), (10, 4, 7, 300), (100, 25, 0, 301), (10, 25, 3, 300)],
+)
+def test_storage_down_drops_and_holds_the_same_rows_by_batch_as_by_rows(
+    tmp_path: Path, sink_class: type[CsvSink] | type[JsonlSink], flush_every: int,
+    max_pending: int, before: int, length: int,
+) -> None:
+    """With storage down and `max_pending` below `flush_every`, row by row holds up to
+    `flush_every` rows between drops; a batch merging its stores into one must hold and drop
+    the same rows (not the last `max_pending` of the whole merged run)."""
+
+    class Down(sink_class):  # type: ignore[valid-type,misc]
+        def _append(self, text: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+    outcomes = []
+    for how in ("rows", "batch"):
+        clock = FakeClock()
+        sink = Down(tmp_path / f"{how}.out", flush_every=flush_every, max_pending=max_pending,
+                    flush_seconds=None)
+        sink._clock = clock
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for index in range(before):
+                with contextlib.suppress(StoreError):
+                    sink.write({"i": -1 - index})
+            with contextlib.suppress(StoreError):
+                if how == "rows":
+                    for index in range(length):
+                        with contextlib.suppress(StoreError):
+                            sink.write({"i": index})
+                else:
+                    sink.write_batch({"i": np.arange(length)})
+            held = sink.state_dict()["nodes"][0]["file"]["held"]
+            outcomes.append((held, sink.lost, sink.rows_written))
+            with contextlib.suppress(StoreError):
+                sink.close()
+    assert outcomes[1] == outcomes[0]
