@@ -270,10 +270,12 @@ def _lock(path: Path) -> int | None:
 
 
 class _PartlyStored(OSError):
-    """Storage failed after `stored` of the rows were written."""
+    """Storage failed at row `done` of the rows: `stored` of those before it were written,
+    the others counted lost."""
 
-    def __init__(self, stored: int, error: OSError) -> None:
+    def __init__(self, done: int, stored: int, error: OSError) -> None:
         super().__init__(error.errno, error.strerror)
+        self.done = done
         self.stored = stored
         self.__cause__ = error
 
@@ -650,7 +652,7 @@ class BufferedFileSink(Sink):
         except OSError as error:  # storage is down: keep every row not yet stored
             if isinstance(error, _PartlyStored):
                 self.rows_written += error.stored
-                rows = rows[error.stored :]
+                rows = rows[error.done :]
                 error = error.__cause__  # type: ignore[assignment]
             pending.extendleft(reversed(rows))
             aside = self._beside
@@ -707,7 +709,7 @@ class BufferedFileSink(Sink):
                         stacklevel=5,
                     )
             except OSError as error:
-                raise _PartlyStored(index, error) from error
+                raise _PartlyStored(index, stored, error) from error
         return stored
 
     def node_state(self) -> dict[str, Any]:

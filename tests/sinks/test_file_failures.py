@@ -196,3 +196,39 @@ def test_batches_into_a_full_disk_are_neither_doubled_nor_miscounted(small_disk:
     assert episodes == list(range(len(episodes)))  # a whole prefix: none doubled, no tears
     assert len(episodes) + sink.lost == 1200
     assert f"{sink.lost} records lost" in pipe.failures()[0]
+
+
+@pytest.mark.parametrize("sink_class", [CsvSink, JsonlSink])
+def test_a_row_lost_before_storage_fails_in_the_same_store_is_not_counted_stored(
+    tmp_path: Path, sink_class: type[CsvSink] | type[JsonlSink]
+) -> None:
+    """A store whose rows go one by one (a key with no text makes its row unwritable, counted
+    lost) and whose storage fails at a later row: the rows before are stored, the lost one is
+    counted once (lost, not stored too), the rest held; stored + held + lost = written."""
+
+    class NoText:
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+        __repr__ = __str__
+
+    appends = [0]
+
+    class Flaky(sink_class):  # type: ignore[valid-type,misc]
+        def _append(self, text: str | bytes | memoryview) -> None:
+            appends[0] += 1
+            if appends[0] == 3:  # the row after the lost one
+                raise OSError(28, "No space left on device")
+            super()._append(text)
+
+    path = tmp_path / "out"
+    sink = Flaky(path, flush_every=4, flush_seconds=None)
+    lost = pytest.warns(RuntimeWarning, match="could not be written even as text")
+    with lost, pytest.raises(StoreError):
+        for row in ({"a": 1}, {NoText(): 2}, {"a": 3}, {"a": 4}):
+            sink.write(row)
+    held = sink.state_dict()["nodes"][0]["file"]["held"]
+    assert (sink.rows_written, held, sink.lost) == (2, [{"a": 4}], 1)
+    sink.close()
+    assert (sink.rows_written, sink.lost) == (3, 1)
+    assert len(path.read_bytes().splitlines()) == 3 + (sink_class is CsvSink)  # and a header
