@@ -308,10 +308,12 @@ class BufferedFileSink(Sink):
     the sink releases the file.
 
     When storing fails (disk full, file too large, permission lost), the partial append is
-    truncated away, the rows stay held (at most `max_pending`; beyond that the oldest are
-    dropped, counted in `counts["lost"]` and warned about) and storing is retried after a back-off
-    (1 s doubling to 60 s) or at the next explicit `flush()`; the failure is raised as a
-    StoreError, which tells a Dispatcher that the record was kept. Rows still held when
+    truncated away (a store of more than `flush_every` rows is then made `flush_every` rows
+    at a time, so the runs that fit are stored), the rows not stored stay held (at most
+    `max_pending`; beyond that the oldest are dropped, counted in `counts["lost"]` and warned
+    about) and storing is retried after a back-off (1 s doubling to 60 s) or at the next
+    explicit `flush()`; the failure is raised as a StoreError, which tells a Dispatcher that
+    the record was kept. Rows still held when
     `close()` fails to store them are counted in `counts["lost"]` and reported by the error.
     `storage_failures` sums the failures up (a Pipeline's `failures()` lists it).
 
@@ -648,7 +650,7 @@ class BufferedFileSink(Sink):
                 self._start_afresh()
             if self._beside.media_held:
                 self._store_media(rows)
-            stored = self._store_each_value(rows)
+            stored = self._store_runs(rows)
         except OSError as error:  # storage is down: keep every row not yet stored
             if isinstance(error, _PartlyStored):
                 self.rows_written += error.stored
@@ -670,6 +672,33 @@ class BufferedFileSink(Sink):
         self._retry_at = self._beside.retry_delay = 0.0
         self._storage.queued = 0
         self.rows_written += stored
+
+    def _store_runs(self, rows: list[dict[str, Any]]) -> int:
+        """Stores `rows`; returns how many were stored. When storage refuses more than
+        `flush_every` rows at once (a disk with less room left than they take), they are
+        stored `flush_every` at a time, as written row by row they would have been, until
+        storage refuses one run: the runs before it are stored (`_PartlyStored`)."""
+        try:
+            return self._store_each_value(rows)
+        except _PartlyStored:
+            raise
+        except OSError:
+            run = self.flush_every
+            if len(rows) <= run:
+                raise
+        # as row dicts: a run may end inside a block, whose references stand for its last rows
+        each = held_rows(rows)
+        stored = 0
+        for start in range(0, len(each), run):
+            try:
+                stored += self._store_each_value(each[start : start + run])
+            except _PartlyStored as partly:
+                raise _PartlyStored(
+                    start + partly.done, stored + partly.stored, partly.__cause__  # type: ignore[arg-type]
+                ) from partly.__cause__
+            except OSError as error:
+                raise _PartlyStored(start, stored, error) from error
+        return stored
 
     def _store_each_value(self, rows: list[dict[str, Any]]) -> int:
         """Stores `rows`; returns how many were stored. Only an OSError means storage is

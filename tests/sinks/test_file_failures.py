@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -232,3 +234,33 @@ def test_a_row_lost_before_storage_fails_in_the_same_store_is_not_counted_stored
     sink.close()
     assert (sink.rows_written, sink.lost) == (3, 1)
     assert len(path.read_bytes().splitlines()) == 3 + (sink_class is CsvSink)  # and a header
+
+
+@pytest.mark.parametrize("sink_class", [CsvSink, JsonlSink])
+def test_a_batch_on_a_filling_disk_stores_the_runs_that_fit_as_rows_do(
+    small_disk: Path, sink_class: type[CsvSink] | type[JsonlSink]
+) -> None:
+    """A batch spanning many `flush_every` runs is stored in one append; when the disk has
+    room for only part of it, the runs that fit are stored all the same (as row by row, and
+    at close), not one of them lost with the rest."""
+    length = 5000
+    outcomes = []
+    for how in ("rows", "batch"):
+        path = small_disk / f"{how}.out"
+        sink = sink_class(path, flush_every=100, flush_seconds=None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with contextlib.suppress(StoreError):
+                if how == "rows":
+                    for index in range(length):
+                        with contextlib.suppress(StoreError):
+                            sink.write({"x": index / 7, "i": index})
+                else:
+                    sink.write_batch({"x": np.arange(length) / 7, "i": np.arange(length)})
+            at_return = sink.rows_written
+            with contextlib.suppress(StoreError):
+                sink.close()
+        outcomes.append((at_return, sink.rows_written, sink.lost, path.read_bytes()))
+        path.unlink()
+    assert outcomes[1] == outcomes[0]
+    assert 0 < outcomes[0][1] < length and outcomes[0][1] + outcomes[0][2] == length
