@@ -256,6 +256,19 @@ def expected(ops: list[Op], every: int | None) -> tuple[list[Any], Reference]:
     return reference.out, reference
 
 
+def assert_like_reference(node: Any, sink: MemorySink, records: list[Any],
+                          every: int | None) -> None:
+    """Writes `records` to `node` (an aggregate, or a graph ending in `sink`) and to the
+    reference, closes both, and asserts the same windows."""
+    reference = Reference(REGEX, every)
+    for record in records:
+        node.write(record)
+        reference.write(record)
+    node.close()
+    reference.flush()
+    assert same(sink.records, reference.out)
+
+
 @settings(max_examples=150, deadline=None)
 @given(ops=streams(), every=st.sampled_from([None, 1, 2, 3, 7]), through_pipeline=st.booleans())
 def test_windows_equal_the_reference_whatever_the_caller_does_after_write(
@@ -404,14 +417,8 @@ def test_more_key_tuples_than_plans_are_kept_across_windows() -> None:
     records = [{f"r{i % 1100}": float(i), "x": i % 7 * 0.5, "n": i} for i in range(3000)]
     records = [record for record in records for _ in range(2)]  # each tuple twice: a plan
     sink = MemorySink()
-    node = AggregateFilter(REGEX, every=500, stats=STATS).connect(sink)
-    reference = Reference(REGEX, 500)
-    for record in records:
-        node.write(record)
-        reference.write(record)
-    node.close()
-    reference.flush()
-    assert same(sink.records, reference.out)
+    assert_like_reference(AggregateFilter(REGEX, every=500, stats=STATS).connect(sink), sink,
+                          records, 500)
 
 
 def test_seconds_set_after_construction_apply_from_the_next_write() -> None:

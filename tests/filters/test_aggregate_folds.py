@@ -26,7 +26,12 @@ from filters.statistics import window_statistics
 from pipeline import Pipeline
 from sinks import MemorySink
 from tests.conftest import FakeClock
-from tests.filters.test_aggregate_deferred import STATS, Reference, same
+from tests.filters.test_aggregate_deferred import (
+    STATS,
+    Reference,
+    assert_like_reference,
+    same,
+)
 
 REGEX = "r|loss|^7$|x"
 BASE = ("r", "loss", "n", "note")
@@ -190,13 +195,7 @@ def test_more_key_tuples_than_plans_in_one_window_and_in_several_orders() -> Non
     for every in (None, 700):
         sink = MemorySink()
         node = Pipeline(close_at_exit=False).aggregate(REGEX, every=every, stats=STATS).to(sink)
-        reference = Reference(REGEX, every)
-        for record in records:
-            node.write(record)
-            reference.write(record)
-        node.close()
-        reference.flush()
-        assert same(sink.records, reference.out)
+        assert_like_reference(node, sink, records, every)
 
 
 def test_every_set_below_the_writes_of_the_open_window_emits_it_at_the_next_write() -> None:
