@@ -10,7 +10,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import chain
+from itertools import chain, repeat
 from operator import itemgetter
 from pathlib import Path
 from types import ModuleType
@@ -89,10 +89,16 @@ def _cells(
     return [[csv_cell(row.get(name), clashed) for name in fields] for row in rows]
 
 
-def _paired_in_json(rows: list[dict[str, Any]]) -> int:
-    """How many texts in the lists and mappings of `rows` (cells written as JSON) hold lone
-    surrogates side by side (see `paired_surrogates`); 0 at once when every value is plain."""
-    if _AS_THEY_ARE.issuperset(map(type, chain.from_iterable(map(dict.values, rows)))):
+def _value_types(rows: list[dict[str, Any]]) -> set[type]:
+    """The types of the values of `rows`."""
+    return set(map(type, chain.from_iterable(map(dict.values, rows))))
+
+
+def _paired_in_json(rows: list[dict[str, Any]], kinds: set[type]) -> int:
+    """How many texts in the lists and mappings of `rows` (cells written as JSON; `kinds`:
+    their value types) hold lone surrogates side by side (see `paired_surrogates`); 0 at once
+    when every value is plain."""
+    if _AS_THEY_ARE.issuperset(kinds):
         return 0
     return sum(
         paired_surrogates(value)
@@ -122,6 +128,50 @@ def _number_lines(
     ]
     lines.append("")
     return line_end.join(lines).replace("None", "")
+
+
+_JSON_AS_REPR = frozenset({float, int, type(None)})
+"""Types whose JSON text (orjson's) is their repr but for the cells `_json_lines` looks for
+(None: `null`, an empty cell)."""
+
+
+def _json_lines(
+    orjson: ModuleType,
+    rows: list[dict[str, Any]],
+    fields: list[str],
+    kinds: set[type],
+    delimiter: str,
+    line_end: str,
+) -> bytes | None:
+    """The CSV text of `rows` (whose keys are all among `fields`; their value types are
+    `kinds`) when every value is an int, float or None: orjson's JSON of the rows' cells, cut
+    into lines, byte for byte `_number_lines`'. None when a cell's JSON is not its repr, or
+    may not be: ints beyond 64 bits, NaN and infinities (`null`, as None), floats written
+    with an exponent or below 1e-4 in magnitude (`0.00001`, repr `1e-05`; a text such as
+    `10.00001` is taken for one too)."""
+    if len(fields) < 2 or delimiter not in _PLAIN_DELIMITERS or not _JSON_AS_REPR.issuperset(
+        kinds
+    ):
+        return None
+    try:
+        cells = list(map(itemgetter(*fields), rows))
+    except KeyError:  # a row without some field: an empty cell, as None
+        cells = [tuple(map(row.get, fields)) for row in rows]
+    try:
+        text = orjson.dumps(cells)
+    except TypeError:  # an int beyond 64 bits
+        return None
+    if b"e" in text or b"0.0000" in text:
+        return None
+    if b"null" in text:
+        size = len(text)
+        text = text.replace(b"null", b"")
+        if (size - len(text)) // 4 != sum(map(tuple.count, cells, repeat(None))):
+            return None  # NaN or an infinity
+    body = text[2:-2].replace(b"],[", line_end.encode())
+    if delimiter != ",":
+        body = body.replace(b",", delimiter.encode())
+    return body + line_end.encode()
 
 
 _BOOL_CELLS = np.array([b"False", b"True"], dtype=object)
@@ -243,9 +293,9 @@ def _field_cells(orjson: ModuleType, pieces: list[tuple[Any, int]]) -> list[byte
 
 
 FRAME_ROWS = 256
-"""The rows from which a store's run of numeric rows (blocks, or row dicts) is written by
-polars rather than by orjson's cells or `_number_lines`: a polars write costs a fixed
-~0.2 ms (its query engine) and then far less per row."""
+"""The rows from which a store's run of numeric blocks, or of numeric row dicts that
+`_json_lines` leaves, is written by polars rather than by orjson's cells or `_number_lines`:
+a polars write costs a fixed ~0.2 ms (its query engine) and then far less per row."""
 
 _BOOL_TEXTS = np.array(["False", "True"])
 
@@ -375,10 +425,12 @@ class CsvSink(BufferedFileSink):
     Output is read back by `csv.DictReader` and `pandas.read_csv`. Flush policy, crash
     repair, one writer per file: see BufferedFileSink.
 
-    With the `fast` extra (`sinks.file.FAST`), a store's run of numeric rows (column blocks
-    held by `write_batch`, or row dicts of ints, floats, bools and None) of `FRAME_ROWS` rows
-    or more is written by polars' CSV writer, below that by orjson's cells or in Python: the
-    same bytes as the pure-Python path's in every case.
+    With the `fast` extra (`sinks.file.FAST`), a store's run of row dicts of ints, floats and
+    None is written by orjson (its JSON of the rows, cut into lines) when each cell's JSON is
+    its repr; column blocks held by `write_batch`, and numeric rows orjson would write
+    otherwise (NaN, magnitudes below 1e-4, bools), by polars' CSV writer from `FRAME_ROWS`
+    rows, below that by orjson's cells or in Python: the same bytes as the pure-Python path's
+    in every case.
 
     `delimiter` (one character, `","` by default) separates cells in every row the sink
     writes or reads: the header read when appending to an existing file, new rows, and the
@@ -488,21 +540,27 @@ class CsvSink(BufferedFileSink):
                 part if isinstance(part, RowBlock) else [self._named(row) for row in part]
                 for part in segments
             ]
-        paired = sum(_paired_in_json(part) for part in segments if not isinstance(part, RowBlock))
+        kinds = [None if isinstance(part, RowBlock) else _value_types(part) for part in segments]
+        paired = sum(
+            _paired_in_json(part, part_kinds)
+            for part, part_kinds in zip(segments, kinds, strict=True)
+            if not isinstance(part, RowBlock) and part_kinds is not None
+        )
         clashed: list[str] = []  # nested keys of one text left out by the cells
         if not fields:  # no column yet: these rows are written once there is a header
             self._headless += len(rows)
             return
-        groups: list[list[dict[str, Any]] | list[RowBlock]] = []
-        for part in segments:  # consecutive blocks are formatted together
-            if isinstance(part, RowBlock):
-                if groups and groups[-1] and isinstance(groups[-1][0], RowBlock):
-                    groups[-1].append(part)
+        groups: list[tuple[list[dict[str, Any]] | list[RowBlock], set[type] | None]] = []
+        for part, part_kinds in zip(segments, kinds, strict=True):
+            if isinstance(part, RowBlock):  # consecutive blocks are formatted together
+                if groups and groups[-1][0] and isinstance(groups[-1][0][0], RowBlock):
+                    groups[-1][0].append(part)
                 else:
-                    groups.append([part])
+                    groups.append(([part], None))
             else:
-                groups.append(part)
-        body = b"".join([self._text(group, fields, clashed) for group in groups])
+                groups.append((part, part_kinds))
+        body = b"".join([self._text(group, fields, clashed, value_types)
+                         for group, value_types in groups])
         widened = len(fields) > len(self.fieldnames)
         if widened and self._has_header:
             self._rewrite_with_header(fields, body)
@@ -535,17 +593,34 @@ class CsvSink(BufferedFileSink):
             )
 
     def _text(
-        self, part: list[dict[str, Any]] | list[RowBlock], fields: list[str], clashed: list[str]
+        self,
+        part: list[dict[str, Any]] | list[RowBlock],
+        fields: list[str],
+        clashed: list[str],
+        kinds: set[type] | None = None,
     ) -> bytes:
-        """The CSV rows of `part` (row dicts, or consecutive blocks of columns) under
-        `fields`."""
+        """The CSV rows of `part` (row dicts, whose value types are `kinds`, or consecutive
+        blocks of columns) under `fields`."""
         if part and isinstance(part[0], RowBlock):
             blocks: list[RowBlock] = part
             text = self._blocks_text(blocks, fields)
             if text is not None:
                 return text
             part = [row for block in blocks for row in block.rows()]
+            kinds = None
         rows: list[dict[str, Any]] = part  # type: ignore[assignment]
+        orjson = fast_json()
+        if orjson is not None:
+            lines = _json_lines(
+                orjson,
+                rows,
+                fields,
+                _value_types(rows) if kinds is None else kinds,
+                self.delimiter,
+                self.lineterminator,
+            )
+            if lines is not None:
+                return lines
         polars = fast_frames() if len(rows) >= FRAME_ROWS else None
         if polars is not None:
             frame_text = _numbers_frame_text(

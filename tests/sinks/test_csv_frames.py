@@ -1,7 +1,8 @@
-"""CsvSink's column writer (the `fast` extra's polars): numeric column batches and runs of
-numeric row dicts are written by polars' CSV writer. Specification: the file is byte for byte
+"""CsvSink's column writers (the `fast` extra): numeric column batches are written by
+polars' CSV writer, runs of numeric row dicts by orjson (their JSON cut into lines) or, where
+a cell's JSON would not be its repr, by polars. Specification: the file is byte for byte
 the pure-Python path's (`sinks.file.FAST = False`: the csv module and the repr of each
-value), and the orjson path's (polars missing), for any floats (every float64 bit pattern,
+value), and each fast writer's alone, for any floats (every float64 bit pattern,
 float32 values), ints near and beyond the 64-bit limits, bools, None cells, absent keys,
 keys arriving late (a wider header), masked batches, each delimiter and line end. Polars
 writes some cells otherwise than repr (NaN, magnitudes below 1e-4, bools): each class has an
@@ -172,18 +173,28 @@ def write(path: Path, feed: Callable[[CsvSink], None], **options: Any) -> bytes:
     return path.read_bytes()
 
 
-def three_ways(folder: Path, feed: Callable[[CsvSink], None], **options: Any) -> dict[str, bytes]:
-    """The file by polars (every store, whatever its rows), by orjson (polars missing) and by
-    the pure-Python path."""
+def every_way(folder: Path, feed: Callable[[CsvSink], None], **options: Any) -> dict[str, bytes]:
+    """The file by each path: the fast path as shipped, with polars taking every store
+    ("fast": orjson's lines for rows, polars for blocks and the rows orjson leaves), polars
+    for rows too ("polars": orjson's lines off), orjson alone ("orjson": polars missing), and
+    the pure-Python path ("pure")."""
     files = {}
     with fast_path(True), pytest.MonkeyPatch.context() as patch:
         patch.setattr(sinks.csv, "FRAME_ROWS", 1)
-        files["polars"] = write(folder / "polars.csv", feed, **options)
+        files["fast"] = write(folder / "fast.csv", feed, **options)
+        with pytest.MonkeyPatch.context() as lines_off:
+            lines_off.setattr(sinks.csv, "_json_lines", lambda *args: None)
+            files["polars"] = write(folder / "polars.csv", feed, **options)
         patch.setattr(sinks.csv, "fast_frames", lambda: None)
         files["orjson"] = write(folder / "orjson.csv", feed, **options)
     with fast_path(False):
         files["pure"] = write(folder / "pure.csv", feed, **options)
     return files
+
+
+def same_bytes(files: dict[str, bytes]) -> bool:
+    """Whether every path wrote the pure-Python path's file."""
+    return all(written == files["pure"] for written in files.values())
 
 
 def feed_batches(stream: list[Batch]) -> Callable[[CsvSink], None]:
@@ -218,9 +229,8 @@ def test_batches_through_polars_write_the_pure_python_files_bytes(
     stream: list[Batch],
     given_options: dict[str, Any],
 ) -> None:
-    files = three_ways(tmp_path_factory.mktemp("batches"), feed_batches(stream), **given_options)
-    assert files["polars"] == files["pure"]
-    assert files["orjson"] == files["pure"]
+    files = every_way(tmp_path_factory.mktemp("batches"), feed_batches(stream), **given_options)
+    assert same_bytes(files)
     with fast_path(False):  # and row by row, the same file
         rows = [row for batch in stream for row in present_rows(batch)]
         by_rows = write(tmp_path_factory.mktemp("rows") / "r.csv", feed_rows(rows), **given_options)
@@ -234,9 +244,8 @@ def test_row_dicts_through_polars_write_the_pure_python_files_bytes(
     rows: list[Row],
     given_options: dict[str, Any],
 ) -> None:
-    files = three_ways(tmp_path_factory.mktemp("rows"), feed_rows(rows), **given_options)
-    assert files["polars"] == files["pure"]
-    assert files["orjson"] == files["pure"]
+    files = every_way(tmp_path_factory.mktemp("rows"), feed_rows(rows), **given_options)
+    assert same_bytes(files)
 
 
 # -- each cell polars writes otherwise than repr, by batch and by row ------------------------
@@ -280,8 +289,8 @@ def test_each_odd_cell_class_is_written_as_repr(
     if form == "rows with absent keys":
         rows = [{"n": row["n"]} if row["x"] is None else row for row in rows]
     feed = feed_rows(rows) if form.startswith("rows") else feed_batches([batch])
-    files = three_ways(tmp_path, feed)
-    assert files["polars"] == files["pure"] == files["orjson"]
+    files = every_way(tmp_path, feed)
+    assert same_bytes(files)
     if form == "array":
         values = list(column.tolist())
     with (tmp_path / "pure.csv").open(newline="") as handle:
@@ -306,15 +315,18 @@ def frames_written(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     yield heights
 
 
-def test_blocks_and_row_runs_are_written_by_polars(
+def test_blocks_go_to_polars_and_row_runs_to_orjsons_lines_unless_a_cell_would_differ(
     tmp_path: Path, frames_written: list[int]
 ) -> None:
     with fast_path(True), CsvSink(tmp_path / "a.csv", flush_every=1000) as sink:
         sink.write_batch({"i": np.arange(1500), "x": np.arange(1500) / 7})
         for i in range(1000):
             sink.write({"i": i, "x": i / 3})
-    # the block's first 1000 rows; its last 500 and 500 rows; the last 500 rows
-    assert frames_written == [1000, 500, 500, 500]
+        for i in range(1000):
+            sink.write({"i": i, "x": (i + 1) * 1e-6 / 16})  # orjson: 6.25e-8, repr: 6.25e-08
+    # the block's first 1000 rows; its last 500 (the 500 rows beside it by orjson); 500
+    # plain rows and 500 small ones (orjson's text would differ); the last 500 small ones
+    assert frames_written == [1000, 500, 1000, 500]
 
 
 def test_below_the_row_count_polars_is_not_called(
@@ -343,16 +355,17 @@ def test_a_lone_column_keeps_the_csv_modules_quoted_empty_cell(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stream = [{"x": [1.5, None, 1e-5]}]
-    files = three_ways(tmp_path, feed_batches(stream))
-    assert files["polars"] == files["pure"] == b'x\r\n1.5\r\n""\r\n1e-05\r\n'
+    files = every_way(tmp_path, feed_batches(stream))
+    assert same_bytes(files)
+    assert files["pure"] == b'x\r\n1.5\r\n""\r\n1e-05\r\n'
 
 
 def test_text_and_other_objects_in_rows_go_the_csv_modules_way(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows: list[Row] = [{"a": 1.5, "b": "x,y"}, {"a": np.float32(0.1), "b": 2}, {"a": [1, 2]}]
-    files = three_ways(tmp_path, feed_rows(rows))
-    assert files["polars"] == files["pure"] == files["orjson"]
+    files = every_way(tmp_path, feed_rows(rows))
+    assert same_bytes(files)
 
 
 def test_a_batch_spanning_several_flushes_is_stored_in_one_frame_as_rows_would_leave_it(
