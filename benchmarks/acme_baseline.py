@@ -59,13 +59,19 @@ class SmoothingLogger(base.Logger):
 
 class AggregatingLogger(base.Logger):
     """Buffers the values of keys matching `regex` in per-key lists and writes their
-    mean/std/median/max/min (and the last value of other keys) every `every` writes and on
-    `flush()`/`close()`, like rlpipe's AggregateFilter."""
+    statistics (`stats`, of mean/std/median/max/min; all five by default), and the last value
+    of other keys, every `every` writes and on `flush()`/`close()`, like rlpipe's
+    AggregateFilter."""
 
-    def __init__(self, to: base.Logger, regex: str, every: int | None = None) -> None:
+    REDUCE: dict[str, Any] = {
+        "mean": np.mean, "std": np.std, "median": np.median, "max": np.max, "min": np.min}
+
+    def __init__(self, to: base.Logger, regex: str, every: int | None = None,
+                 stats: tuple[str, ...] = ("mean", "std", "median", "max", "min")) -> None:
         self._to = to
         self._regex = regex
         self._every = every
+        self._stats = [(name, self.REDUCE[name]) for name in stats]
         self._buffers: dict[str, list[float]] = {}
         self._last: dict[str, Any] = {}
         self._order: dict[str, None] = {}
@@ -92,11 +98,8 @@ class AggregatingLogger(base.Logger):
         for key in self._order:
             if key in self._buffers:
                 values = np.asarray(self._buffers[key], dtype=np.float64)
-                out[f"{key}_mean"] = float(np.mean(values))
-                out[f"{key}_std"] = float(np.std(values))
-                out[f"{key}_median"] = float(np.median(values))
-                out[f"{key}_max"] = float(np.max(values))
-                out[f"{key}_min"] = float(np.min(values))
+                for name, reduce in self._stats:
+                    out[f"{key}_{name}"] = float(reduce(values))
             if key in self._last:
                 out[key] = self._last[key]
         self._buffers, self._last, self._order, self._writes = {}, {}, {}, 0
