@@ -109,27 +109,23 @@ def throttled_train(
 # -- (c), (d): the aggregate ----------------------------------------------------------------
 
 
-def _statistics(values: list[float] | np.ndarray) -> list[float]:
-    """mean/std/median/max/min of the values that are numbers (NaN left out), with numpy."""
+REDUCE = {"mean": np.mean, "std": np.std, "median": np.median, "max": np.max, "min": np.min}
+
+
+def _statistics(values: list[float] | np.ndarray, stats: Sequence[str] = STATS) -> list[float]:
+    """`stats` (of mean/std/median/max/min) of the values that are numbers (NaN left out),
+    with numpy."""
     array = np.asarray(values, dtype=np.float64)  # None -> NaN
     kept = array == array
     if not kept.all():
         array = array[kept]
-    return [
-        float(np.mean(array)),
-        float(np.std(array)),
-        float(np.median(array)),
-        float(np.max(array)),
-        float(np.min(array)),
-    ]
-
-
-NAMES = {key: tuple(f"{key}_{stat}" for stat in STATS) for key in MATCHED}
-"""The statistics' keys of each matching key (rlpipe's `stat_name`)."""
+    return [float(REDUCE[stat](array)) for stat in stats]
 
 
 def _window_record(
-    columns: dict[str, list[float]] | dict[str, np.ndarray], last: Sequence[Any]
+    columns: dict[str, list[float]] | dict[str, np.ndarray],
+    last: Sequence[Any],
+    stats: Sequence[str] = STATS,
 ) -> Record:
     """One window's record, keys in the stream's order: the statistics of each matching key
     (left out if the window had no value of it), the last value of the others."""
@@ -139,14 +135,17 @@ def _window_record(
         if key in others:
             out[key] = others[key]
         elif len(columns[key]):
-            out.update(zip(NAMES[key], _statistics(columns[key]), strict=True))
+            names = [f"{key}_{stat}" for stat in stats]  # rlpipe's `stat_name`
+            out.update(zip(names, _statistics(columns[key], stats), strict=True))
     return out
 
 
-def aggregate(write: Callable[[Record], None], every: int | None = None) -> Bound:
-    """aggregate('return|loss', every) > sink: per record, each matching float appended to
-    its key's list (None skipped) and a tuple of the other keys' values kept; per window,
-    numpy's statistics of each list."""
+def aggregate(
+    write: Callable[[Record], None], every: int | None = None, stats: Sequence[str] = STATS
+) -> Bound:
+    """aggregate('return|loss', every, stats) > sink: per record, each matching float
+    appended to its key's list (None skipped) and a tuple of the other keys' values kept; per
+    window, numpy's statistics of each list."""
     others = itemgetter(*OTHERS)
     lists: dict[str, list[float]] = {}
     held: list[Any] = [None, 0]  # last values of the other keys, writes in the window
@@ -162,7 +161,7 @@ def aggregate(write: Callable[[Record], None], every: int | None = None) -> Boun
 
     def flush() -> None:
         if held[1]:
-            out = _window_record(lists, held[0])
+            out = _window_record(lists, held[0], stats)
             reset()
             write(out)
 

@@ -252,6 +252,7 @@ def acme_csv(path: Path) -> Any:
 
 CSV_FIELDS = stream.KEYS
 TRAIN_CSV_FIELDS = (*stream.KEYS, bounds.SMOOTHED)
+WINDOW_FIELDS = tuple(f"{key}_mean" if key in bounds.MATCHED else key for key in stream.KEYS)
 """The columns of the CSV files the scenarios write (the stream's first record has every key)."""
 
 
@@ -1089,6 +1090,18 @@ def contests(rows: list[dict[str, Any]], batches: list[dict[str, Any]]) -> list[
         return Chain(rows_feed(aggregate.write, rows, aggregate.flush), done)
 
     window["acme"] = acme_window
+
+    def bound_window(work: Path) -> Chain:
+        file = bounds.csv(work / "bound-w.csv", WINDOW_FIELDS)
+        aggregate = bounds.aggregate(file.write, every=1000, stats=("mean",))
+
+        def finish() -> None:
+            aggregate.flush()
+            file.flush()
+
+        return Chain(rows_feed(aggregate.write, rows, finish), file.close)
+
+    window["bound"] = bound_window
     if "sb3" not in PEERS_MISSING:
 
         def sb3_window(work: Path) -> Chain:
@@ -1134,10 +1147,13 @@ def contests(rows: list[dict[str, Any]], batches: list[dict[str, Any]]) -> list[
 
         window["rllib"] = rllib_window
     def same_means(work: Path) -> dict[str, bool]:
-        """Whether each window's means in rlpipe's file are Acme's (`<key>_mean`, equal) and
-        SB3's (`<key>`, a running mean: within 1e-9)."""
+        """Whether rlpipe's file is the bound's, byte for byte, and each window's means in it
+        are Acme's (`<key>_mean`, equal) and SB3's (`<key>`, a running mean: within 1e-9)."""
         ours = parsed(work / "rlpipe-w.csv")
-        out = {"acme": ours == parsed(work / "acme-w.csv")}
+        out = {
+            "bound": (work / "rlpipe-w.csv").read_bytes() == (work / "bound-w.csv").read_bytes(),
+            "acme": ours == parsed(work / "acme-w.csv"),
+        }
         if "sb3" in window:
             theirs = parsed(work / "sb3-w.csv")[: len(ours)]
             out["sb3"] = len(ours) == len(rows) // 1000 and len(theirs) == len(ours) and all(
