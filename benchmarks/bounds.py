@@ -109,7 +109,8 @@ def throttled_train(
 # -- (c), (d): the aggregate ----------------------------------------------------------------
 
 
-REDUCE = {"mean": np.mean, "std": np.std, "median": np.median, "max": np.max, "min": np.min}
+REDUCE: dict[str, Callable[..., Any]] = {
+    "mean": np.mean, "std": np.std, "median": np.median, "max": np.max, "min": np.min}
 
 
 def _statistics(values: list[float] | np.ndarray, stats: Sequence[str] = STATS) -> list[float]:
