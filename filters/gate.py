@@ -8,13 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from filters._drops import DropsTallied
 from pipeline.core.columns import Columns, batch_length
-from pipeline.core.fusion import Gate
+from pipeline.core.fusion import Gate, Transform
 from pipeline.core.node import Record
 
 
-class _CountGate(DropsTallied):
+class _CountGate(Transform):
     """A gate that decides by how many records it has seen: that count is its state."""
 
     def __init__(self) -> None:
@@ -54,7 +53,7 @@ class EveryNFilter(_CountGate):
         self._count = count + 1
         if count % self.n == 0:
             return data
-        self._dropped[0] += 1
+        self.counts["dropped"] += 1
         return None
 
     def passes_all(self) -> bool:
@@ -65,8 +64,7 @@ class EveryNFilter(_CountGate):
             decide=[f"{name}_count = {name}._count"],
             condition=f"{name}_count % {name}.n == 0",
             passed=[f"{name}._count = {name}_count + 1"],
-            dropped=[f"{name}._count = {name}_count + 1", f"{name}_dropped[0] += 1"],
-            names={f"{name}_dropped": self._dropped},
+            dropped=[f"{name}._count = {name}_count + 1", f'{name}.counts["dropped"] += 1'],
         )
 
     def write_batch(self, columns: Columns) -> None:
@@ -78,7 +76,7 @@ class EveryNFilter(_CountGate):
         first = -self._count % n
         self._count += length
         passed = len(range(first, length, n))
-        self._dropped[0] += length - passed
+        self.counts["dropped"] += length - passed
         if passed == length:
             self.emit_batch(columns)
         elif passed:
@@ -121,7 +119,7 @@ class LogarithmicFilter(_CountGate):
         if count == self._next:
             self._next = self._after(count)
             return data
-        self._dropped[0] += 1
+        self.counts["dropped"] += 1
         return None
 
     def gate(self, name: str) -> Gate:
@@ -132,8 +130,7 @@ class LogarithmicFilter(_CountGate):
                 f"{name}._count = {name}_count + 1",
                 f"{name}._next = {name}._after({name}_count)",
             ],
-            dropped=[f"{name}._count = {name}_count + 1", f"{name}_dropped[0] += 1"],
-            names={f"{name}_dropped": self._dropped},
+            dropped=[f"{name}._count = {name}_count + 1", f'{name}.counts["dropped"] += 1'],
         )
 
     def write_batch(self, columns: Columns) -> None:
@@ -148,7 +145,7 @@ class LogarithmicFilter(_CountGate):
             passed.append(t - start)
             t = self._after(t)
         self._count, self._next = end, t
-        self._dropped[0] += length - len(passed)
+        self.counts["dropped"] += length - len(passed)
         if len(passed) == length:
             self.emit_batch(columns)
         elif passed:

@@ -6,14 +6,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from filters._drops import DropsTallied
 from pipeline.core.columns import Columns, MaskedColumns, batch_length, present, row
-from pipeline.core.fusion import Gate
+from pipeline.core.fusion import Gate, Transform
 from pipeline.core.node import Record
 from pipeline.core.values import snapshot_record
 
 
-class TimeFilter(DropsTallied):
+class TimeFilter(Transform):
     """Passes a record only if `time_delta` seconds passed (monotonic clock) since the last
     record it passed; the first record always passes. `time_delta=0` passes everything.
 
@@ -70,7 +69,7 @@ class TimeFilter(DropsTallied):
             self._last = now
             self._held = None
             return data
-        self._dropped[0] += 1
+        self.counts["dropped"] += 1
         if self._keep_last:
             self._held = snapshot_record(data)
         return None
@@ -85,8 +84,8 @@ class TimeFilter(DropsTallied):
             decide=[f"{name}_now = {name}_clock()"],
             condition=f"{name}_now - {name}._last >= {name}._time_delta",
             passed=[f"{name}._last = {name}_now", f"{name}._held = None"],
-            dropped=[f"{name}_dropped[0] += 1"],
-            names={f"{name}_clock": self._clock, f"{name}_dropped": self._dropped},
+            dropped=[f'{name}_counts["dropped"] += 1'],
+            names={f"{name}_clock": self._clock, f"{name}_counts": self.counts},
         )
 
     def node_state(self) -> dict[str, Any]:
@@ -122,7 +121,7 @@ class TimeFilter(DropsTallied):
             first = row(columns, 0)
             self.emit(present(first) if type(columns) is MaskedColumns else first)
         if held:
-            self._dropped[0] += held
+            self.counts["dropped"] += held
             if self.keep_last:
                 last = row(columns, length - 1)
                 if type(columns) is MaskedColumns:
@@ -132,7 +131,7 @@ class TimeFilter(DropsTallied):
     def on_flush(self) -> None:
         held, self._held = self._held, None
         if held is not None:
-            self._dropped[0] -= 1
+            self.counts["dropped"] -= 1
             self.emit(held)
 
     @property

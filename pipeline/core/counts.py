@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import warnings
 from collections import Counter
 from typing import Any
@@ -93,34 +92,6 @@ class Counts(Counter[str]):
 
     def __repr__(self) -> str:
         return f"Counts({dict(self)!r})"
-
-
-class Tally:
-    """One reason's count kept apart from its Counts, for a hot path to bump at the cost of
-    a list item (`cell[0] += n`: a Counts item costs several times that), and added to the
-    Counts by `fold`, which every reader of those counts calls first.
-
-    Only the node's writer changes `cell` (it only grows by what it counts, or shrinks by
-    what it takes back); `fold` adds what it gained since the last fold, so a reader on
-    another thread never races the writer for the Counts' item, and two readers folding at
-    once add it once."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        self.cell = [0]
-        """The running total counted since this tally was made (the writer's)."""
-        self._folded = 0
-        self._lock = threading.Lock()
-
-    def fold(self, counts: Counts) -> Counts:
-        """Adds to `counts[reason]` what `cell` gained since the last fold; returns `counts`,
-        which then holds every count made so far."""
-        with self._lock:
-            total = self.cell[0]
-            if total != self._folded:
-                counts[self.reason] += total - self._folded
-                self._folded = total
-        return counts
 
 
 def _name(key: object) -> str:
