@@ -90,6 +90,21 @@ class Counts(Counter[str]):
         self.by_key = {reason: Counter(keys) for reason, keys in state["by_key"].items()}
         self._warned = {(reason, key) for reason, key in state["warned"]}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """For pickle and copy: the counts, per key counts and warnings with the owner
+        (Counter's own passes the counts as the first argument, `owner` here, and keeps
+        nothing)."""
+        state = {"by_key": self.by_key, "_warned": self._warned}
+        return type(self), (self.owner,), state, None, iter(dict(self).items())
+
+    def copy(self) -> Counts:
+        """A shallow copy (Counter's own passes the counts as `owner`: an empty copy)."""
+        twin = type(self)(self.owner)
+        twin.update(self)
+        twin.by_key = {reason: Counter(keys) for reason, keys in self.by_key.items()}
+        twin._warned = set(self._warned)
+        return twin
+
     def __repr__(self) -> str:
         return f"Counts({dict(self)!r})"
 
