@@ -92,12 +92,21 @@ def finite(data: np.ndarray) -> bool:
 
 def histogram(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(counts, edges) of `data` in `BINS` equal bins from its min to its max (numpy's
-    `histogram`; one bin of width 1 around a single value)."""
+    `histogram`; one bin of width 1 around a single value; fewer bins, halving, over a range
+    too narrow for `BINS` distinct float64 edges, such as 1.0 to the next float)."""
     low, high = float(data.min()), float(data.max())
     if low == high:
         return np.array([data.size]), np.array([low - 0.5, high + 0.5])
-    counts, edges = np.histogram(data, bins=BINS, range=(low, high))
-    return counts, edges
+    bins = BINS
+    while True:
+        try:
+            counts, edges = np.histogram(data, bins=bins, range=(low, high))
+        except ValueError:  # "Too many bins for data range"
+            if bins == 1:
+                raise
+            bins //= 2
+        else:
+            return counts, edges
 
 
 # -- TensorBoard ------------------------------------------------------------------------------

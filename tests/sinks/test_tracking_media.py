@@ -23,7 +23,7 @@ from typing import Any
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -78,6 +78,9 @@ def check_histogram(counts: Any, edges: Any, array: np.ndarray) -> None:
         elements=st.floats(-1e6, 1e6, allow_nan=False),
     )
 )
+@example(np.array([5e-324, 0.0]))  # fewer float64s between them than bins
+@example(np.array([1.0, 1.0 + 2**-52, 1.0]))
+@example(np.array([1e6, np.nextafter(1e6, 2e6)]))
 def test_a_histogram_counts_every_element_between_its_min_and_max(array: np.ndarray) -> None:
     counts, edges = histogram(array.ravel())
     assert counts.sum() == array.size and len(edges) == len(counts) + 1 <= BINS + 1
