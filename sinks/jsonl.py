@@ -114,11 +114,10 @@ class _Frame:
 
     @classmethod
     def of(cls, polars: ModuleType, block: RowBlock) -> _Frame | None:
-        """The block's frame (its arrays shared, not copied), or None: a key holding a `{`
-        (which `lines` takes for a row's start) or a character `str.splitlines` breaks at
-        (which polars leaves unescaped), a column polars refuses or makes another type of."""
-        keys = "".join(block.columns)
-        if "{" in keys or not _one_line(keys.encode("utf-8", "surrogatepass")):
+        """The block's frame (its arrays shared, not copied), or None: a key holding a
+        character `str.splitlines` breaks at (which polars leaves unescaped), a column polars
+        refuses or makes another type of."""
+        if not _one_line("".join(block.columns).encode("utf-8", "surrogatepass")):
             return None
         odd: np.ndarray | None = None
         try:
@@ -153,21 +152,15 @@ class _Frame:
         return _Frame(self.data.slice(start, length), odd)
 
     def lines(self) -> memoryview | None:
-        """The rows as JSON lines, each ending in a newline: polars' JSON array of row
-        objects, `[{...},{...}]`, with the `,` before each `{` and the closing `]` made
-        newlines in place and the opening `[` left out (no `{` is in a key, and a value is a
-        number, a bool or null: each `{` starts a row). None if polars' text is not such an
-        array (another version's)."""
+        """The rows as JSON lines, each ending in a newline: polars' newline-delimited JSON
+        (a value is a number, a bool or null, and no key holds a line break: each line is a
+        row). None if polars' text is not such lines (another version's)."""
         buffer = io.BytesIO()
-        self.data.write_json(buffer)
-        with buffer.getbuffer() as view:
-            if view[:2] != b"[{" or view[-2:] != b"}]":
-                return None
-            text = np.frombuffer(view, dtype=np.uint8)
-            np.copyto(text[:-1], 10, where=text[1:] == 123)
-            text[-1] = 10
-            del text
-        return memoryview(buffer.getvalue())[1:]
+        self.data.write_ndjson(buffer)
+        view = buffer.getbuffer()  # the text itself, not a copy (the buffer is not resized)
+        if view[:1] != b"{" or view[-2:] != b"}\n":
+            return None
+        return view
 
 
 class JsonlSink(BufferedFileSink):
@@ -291,7 +284,8 @@ class JsonlSink(BufferedFileSink):
         block has a frame and `_FRAME_ROWS` rows, else orjson's cells (`_block_lines`); a row
         holding a NaN or an infinity is made as a row (`_line`). None: the block is to be
         written as rows."""
-        odd: list[int]
+        odd: list[int] = []
+        lines: list[bytes] = []
         frame = block.frame
         text = frame.lines() if frame is not None and block.length >= _FRAME_ROWS else None
         if text is not None:
@@ -299,7 +293,7 @@ class JsonlSink(BufferedFileSink):
                 return text
             lines = bytes(text).split(b"\n")
             odd = np.flatnonzero(frame.odd).tolist()
-        else:
+        if len(lines) != block.length + 1:  # no frame, or polars' text is not a row a line
             made = None if orjson is None else _block_lines(orjson, block)
             if made is None:
                 return None
