@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from itertools import chain
 from types import ModuleType
 from typing import Any
 
@@ -129,9 +130,10 @@ class _Frame:
                     series[key] = polars.Series(key, column)
                 elif float in map(type, column):  # floats and None
                     values = np.array(column, dtype=np.float64)  # None as NaN
-                    # the sum of the floats is finite when none is NaN or infinite (C speed)
-                    if not math.isfinite(sum(filter(None, column))):
-                        bad = ~np.isfinite(values)
+                    bad = ~np.isfinite(values)
+                    # each None is one NaN here: more are floats' (counted without reading
+                    # the floats again, which costs a cache miss each)
+                    if np.count_nonzero(bad) != column.count(None):
                         nones = none_mask(column, block.length)
                         odd = _or(odd, bad if nones is None else bad & ~nones)
                     series[key] = polars.Series(key, values, nan_to_null=True)
@@ -161,6 +163,57 @@ class _Frame:
         if view[:1] != b"{" or view[-2:] != b"}\n":
             return None
         return view
+
+
+Segments = list[list[dict[str, Any]] | RowBlock]
+
+
+def _joined(segments: Segments) -> Segments:
+    """The segments with each run of blocks of the same columns (keys, and arrays of one
+    dtype or lists) made one block: one frame, one polars call for the rows of several
+    batches (a batch's rows held from one store to the next and the next batch's)."""
+    out: Segments = []
+    run: list[RowBlock] = []
+    for segment in [*segments, []]:
+        if isinstance(segment, RowBlock) and (not run or _joinable(run[0], segment)):
+            run.append(segment)
+            continue
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            out.append(_join(run))
+        run = [segment] if isinstance(segment, RowBlock) else []
+        if not isinstance(segment, RowBlock) and segment:
+            out.append(segment)
+    return out
+
+
+def _kind(column: Any) -> Any:
+    return column.dtype if type(column) is np.ndarray else list
+
+
+def _joinable(first: RowBlock, block: RowBlock) -> bool:
+    """Whether `block` has `first`'s keys in the same order, each column of the same kind."""
+    return (
+        first.masked == block.masked
+        and list(first.columns) == list(block.columns)
+        and all(
+            _kind(column) == _kind(other)
+            for column, other in zip(first.columns.values(), block.columns.values(), strict=True)
+        )
+    )
+
+
+def _join(blocks: list[RowBlock]) -> RowBlock:
+    """Blocks `_joinable` with the first as one block (copies)."""
+    columns: dict[str, Any] = {}
+    for key, column in blocks[0].columns.items():
+        parts = [block.columns[key] for block in blocks]
+        if type(column) is np.ndarray:
+            columns[key] = np.concatenate(parts)
+        else:
+            columns[key] = list(chain.from_iterable(parts))
+    return RowBlock(columns, sum(block.length for block in blocks), blocks[0].masked)
 
 
 class JsonlSink(BufferedFileSink):
@@ -215,11 +268,7 @@ class JsonlSink(BufferedFileSink):
         polars = fast_frames()
         if polars is None and fast_json() is None:
             return None
-        block = self.numeric_block(columns, length)
-        rows = min(length, self.flush_every)  # the most rows of it one store takes
-        if block is not None and polars is not None and rows >= _FRAME_ROWS:
-            block.frame = _Frame.of(polars, block)
-        return block
+        return self.numeric_block(columns, length)
 
     def _store(self, rows: list[Any]) -> None:
         orjson = fast_json()
@@ -227,7 +276,7 @@ class JsonlSink(BufferedFileSink):
         notes: list[tuple[str, str | None]] = []  # counted once the rows are stored
         clashed: list[str] = []  # nested keys with one text: the later ones
         paired = 0
-        for part in held_segments(rows) if self._held_blocks else [rows]:
+        for part in _joined(held_segments(rows)) if self._held_blocks else [rows]:
             if isinstance(part, RowBlock):
                 text = self._block_text(part, notes, orjson, clashed)
                 if text is not None:
@@ -281,14 +330,15 @@ class JsonlSink(BufferedFileSink):
         clashed: list[str],
     ) -> bytes | memoryview | None:
         """The block's lines, each ending in a newline: polars' (`_Frame.lines`) when the
-        block has a frame and `_FRAME_ROWS` rows, else orjson's cells (`_block_lines`); a row
-        holding a NaN or an infinity is made as a row (`_line`). None: the block is to be
-        written as rows."""
+        block has `_FRAME_ROWS` rows and polars takes it, else orjson's cells (`_block_lines`);
+        a row holding a NaN or an infinity is made as a row (`_line`). None: the block is to
+        be written as rows."""
         odd: list[int] = []
         lines: list[bytes] = []
-        frame = block.frame
-        text = frame.lines() if frame is not None and block.length >= _FRAME_ROWS else None
-        if text is not None:
+        polars = fast_frames() if block.length >= _FRAME_ROWS else None
+        frame = None if polars is None else _Frame.of(polars, block)
+        text = None if frame is None else frame.lines()
+        if frame is not None and text is not None:
             if frame.odd is None:
                 return text
             lines = bytes(text).split(b"\n")
