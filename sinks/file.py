@@ -93,8 +93,9 @@ class RowBlock:
     """Rows of a column batch held as columns (by a sink that stores columns: see
     `BufferedFileSink._columns_held`).
 
-    `columns` maps each key to a 1-d numpy array of bools, ints or float64 (the copy the sink
-    took) or a list of Python values; every column has `length` values. A sink's queue holds
+    `columns` maps each key to a 1-d numpy array of bools, ints or float64 or a list of Python
+    values (the caller's own, or views of them, while `borrowed`); every column has `length`
+    values. A sink's queue holds
     one reference to the block per row, so the queue's length stays its number of rows;
     the references of a block are contiguous, and `count` of them stand for the block's last
     `count` rows (rows leave the queue from its front only)."""

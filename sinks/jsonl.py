@@ -72,8 +72,8 @@ def _block_lines(orjson: ModuleType, block: RowBlock) -> tuple[list[bytes], list
 
 
 _FRAME_ROWS = 512
-"""The fewest rows a column block must have (and a sink's `flush_every` allow) to be written
-through polars: below, polars' fixed cost per block (tens of us to make the DataFrame) is
+"""The fewest rows a store's column block (its consecutive blocks joined) must have to be
+written through polars: below, polars' fixed cost per block (tens of us to make the DataFrame) is
 more than what it saves on orjson's cells per row (both cost the same at about 512 rows of
 the benchmark's stream)."""
 
