@@ -209,25 +209,28 @@ def test_a_batch_larger_than_max_pending_with_storage_down_keeps_its_last_rows(
 
 
 @needs_polars
-def test_polars_text_that_is_not_a_row_a_line_leaves_the_block_to_orjson(
+def test_polars_text_of_another_shape_leaves_the_block_to_orjson(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A polars whose newline-delimited JSON is of another shape (another version's: here,
-    its JSON array, or rows broken over two lines) is not taken as the block's lines."""
+    """A polars whose JSON is of another shape (another version's: here, newline-delimited,
+    or a row broken over two lines) is not taken as the block's lines."""
+    import polars
 
-    def array(frame: Any, buffer: io.BytesIO) -> None:
-        frame.write_json(buffer)
+    array = polars.DataFrame.write_json
+
+    def ndjson(frame: Any, buffer: io.BytesIO) -> None:
+        frame.write_ndjson(buffer)
 
     def broken(frame: Any, buffer: io.BytesIO) -> None:
         text = io.BytesIO()
-        frame.write_ndjson(text)
+        array(frame, text)
         buffer.write(text.getvalue().replace(b",", b",\n", 1))
 
     batch = {"step": np.arange(1000), "x": [None, math.nan, 0.25, -0.0] * 250}
     expected = None
-    for name, writer in (("frames", None), ("array", array), ("broken", broken)):
+    for name, writer in (("frames", None), ("ndjson", ndjson), ("broken", broken)):
         if writer is not None:
-            monkeypatch.setattr("polars.DataFrame.write_ndjson", writer)
+            monkeypatch.setattr(polars.DataFrame, "write_json", writer)
         with JsonlSink(tmp_path / f"{name}.jsonl") as sink:
             sink.write_batch(copy.deepcopy(batch))
         lines = read_back((tmp_path / f"{name}.jsonl").read_bytes())
