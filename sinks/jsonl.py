@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from itertools import chain
 from types import ModuleType
 from typing import Any
 
@@ -71,8 +72,8 @@ def _block_lines(orjson: ModuleType, block: RowBlock) -> tuple[list[bytes], list
 
 
 _FRAME_ROWS = 512
-"""The fewest rows a column block must have (and a sink's `flush_every` allow) to be written
-through polars: below, polars' fixed cost per block (tens of us to make the DataFrame) is
+"""The fewest rows a store's column block (its consecutive blocks joined) must have to be
+written through polars: below, polars' fixed cost per block (tens of us to make the DataFrame) is
 more than what it saves on orjson's cells per row (both cost the same at about 512 rows of
 the benchmark's stream)."""
 
@@ -130,9 +131,10 @@ class _Frame:
                     series[key] = polars.Series(key, column)
                 elif float in map(type, column):  # floats and None
                     values = np.array(column, dtype=np.float64)  # None as NaN
-                    # the sum of the floats is finite when none is NaN or infinite (C speed)
-                    if not math.isfinite(sum(filter(None, column))):
-                        bad = ~np.isfinite(values)
+                    bad = ~np.isfinite(values)
+                    # each None is one NaN here: more are floats' (counted without reading
+                    # the floats again, which costs a cache miss each)
+                    if np.count_nonzero(bad) != column.count(None):
                         nones = none_mask(column, block.length)
                         odd = _or(odd, bad if nones is None else bad & ~nones)
                     series[key] = polars.Series(key, values, nan_to_null=True)
@@ -159,15 +161,74 @@ class _Frame:
         number, a bool or null: each `{` starts a row). None if polars' text is not such an
         array (another version's)."""
         buffer = io.BytesIO()
-        self.data.write_json(buffer)
-        with buffer.getbuffer() as view:
-            if view[:2] != b"[{" or view[-2:] != b"}]":
-                return None
-            text = np.frombuffer(view, dtype=np.uint8)
-            np.copyto(text[:-1], 10, where=text[1:] == 123)
-            text[-1] = 10
-            del text
-        return memoryview(buffer.getvalue())[1:]
+        self.data.write_json(buffer)  # faster than its write_ndjson (a streaming query)
+        view = buffer.getbuffer()  # the text itself, not a copy (the buffer is not resized)
+        if view[:2] != b"[{" or view[-2:] != b"}]":
+            return None
+        text = np.frombuffer(view, dtype=np.uint8)
+        end = len(text) - 1
+        # a slice at a time: the mask of a whole block's text is as large as the text, and
+        # allocating that much costs page faults every time
+        for start in range(0, end, _SPAN):
+            stop = min(start + _SPAN, end)
+            np.copyto(text[start:stop], 10, where=text[start + 1 : stop + 1] == 123)
+        text[end] = 10
+        return view[1:]
+
+
+_SPAN = 1 << 16
+"""Bytes of a block's text `_Frame.lines` rewrites at once."""
+
+
+Segments = list[list[dict[str, Any]] | RowBlock]
+
+
+def _joined(segments: Segments) -> Segments:
+    """The segments with each run of blocks of the same columns (keys, and arrays of one
+    dtype or lists) made one block: one frame, one polars call for the rows of several
+    batches (a batch's rows held from one store to the next and the next batch's)."""
+    out: Segments = []
+    run: list[RowBlock] = []
+    for segment in [*segments, []]:
+        if isinstance(segment, RowBlock) and (not run or _joinable(run[0], segment)):
+            run.append(segment)
+            continue
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            out.append(_join(run))
+        run = [segment] if isinstance(segment, RowBlock) else []
+        if not isinstance(segment, RowBlock) and segment:
+            out.append(segment)
+    return out
+
+
+def _kind(column: Any) -> Any:
+    return column.dtype if type(column) is np.ndarray else list
+
+
+def _joinable(first: RowBlock, block: RowBlock) -> bool:
+    """Whether `block` has `first`'s keys in the same order, each column of the same kind."""
+    return (
+        first.masked == block.masked
+        and list(first.columns) == list(block.columns)
+        and all(
+            _kind(column) == _kind(other)
+            for column, other in zip(first.columns.values(), block.columns.values(), strict=True)
+        )
+    )
+
+
+def _join(blocks: list[RowBlock]) -> RowBlock:
+    """Blocks `_joinable` with the first as one block (copies)."""
+    columns: dict[str, Any] = {}
+    for key, column in blocks[0].columns.items():
+        parts = [block.columns[key] for block in blocks]
+        if type(column) is np.ndarray:
+            columns[key] = np.concatenate(parts)
+        else:
+            columns[key] = list(chain.from_iterable(parts))
+    return RowBlock(columns, sum(block.length for block in blocks), blocks[0].masked)
 
 
 class JsonlSink(BufferedFileSink):
@@ -222,11 +283,7 @@ class JsonlSink(BufferedFileSink):
         polars = fast_frames()
         if polars is None and fast_json() is None:
             return None
-        block = self.numeric_block(columns, length)
-        rows = min(length, self.flush_every)  # the most rows of it one store takes
-        if block is not None and polars is not None and rows >= _FRAME_ROWS:
-            block.frame = _Frame.of(polars, block)
-        return block
+        return self.numeric_block(columns, length)
 
     def _store(self, rows: list[Any]) -> None:
         orjson = fast_json()
@@ -234,7 +291,7 @@ class JsonlSink(BufferedFileSink):
         notes: list[tuple[str, str | None]] = []  # counted once the rows are stored
         clashed: list[str] = []  # nested keys with one text: the later ones
         paired = 0
-        for part in held_segments(rows) if self._held_blocks else [rows]:
+        for part in _joined(held_segments(rows)) if self._held_blocks else [rows]:
             if isinstance(part, RowBlock):
                 text = self._block_text(part, notes, orjson, clashed)
                 if text is not None:
@@ -288,18 +345,20 @@ class JsonlSink(BufferedFileSink):
         clashed: list[str],
     ) -> bytes | memoryview | None:
         """The block's lines, each ending in a newline: polars' (`_Frame.lines`) when the
-        block has a frame and `_FRAME_ROWS` rows, else orjson's cells (`_block_lines`); a row
-        holding a NaN or an infinity is made as a row (`_line`). None: the block is to be
-        written as rows."""
-        odd: list[int]
-        frame = block.frame
-        text = frame.lines() if frame is not None and block.length >= _FRAME_ROWS else None
-        if text is not None:
+        block has `_FRAME_ROWS` rows and polars takes it, else orjson's cells (`_block_lines`);
+        a row holding a NaN or an infinity is made as a row (`_line`). None: the block is to
+        be written as rows."""
+        odd: list[int] = []
+        lines: list[bytes] = []
+        polars = fast_frames() if block.length >= _FRAME_ROWS else None
+        frame = None if polars is None else _Frame.of(polars, block)
+        text = None if frame is None else frame.lines()
+        if frame is not None and text is not None:
             if frame.odd is None:
                 return text
             lines = bytes(text).split(b"\n")
             odd = np.flatnonzero(frame.odd).tolist()
-        else:
+        if len(lines) != block.length + 1:  # no frame, or polars' text is not a row a line
             made = None if orjson is None else _block_lines(orjson, block)
             if made is None:
                 return None
