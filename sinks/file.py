@@ -93,26 +93,19 @@ class RowBlock:
     """Rows of a column batch held as columns (by a sink that stores columns: see
     `BufferedFileSink._columns_held`).
 
-    `columns` maps each key to a 1-d numpy array of bools, ints or float64 or a list of Python
-    values (the caller's own, or views of them, while `borrowed`); every column has `length`
-    values. A sink's queue holds
+    `columns` maps each key to a 1-d numpy array of bools, ints or float64 (the copy the sink
+    took) or a list of Python values; every column has `length` values. A sink's queue holds
     one reference to the block per row, so the queue's length stays its number of rows;
     the references of a block are contiguous, and `count` of them stand for the block's last
     `count` rows (rows leave the queue from its front only)."""
 
-    __slots__ = ("borrowed", "columns", "frame", "length", "masked")
+    __slots__ = ("columns", "frame", "length", "masked")
 
-    def __init__(
-        self, columns: dict[str, Any], length: int, masked: bool = False, borrowed: bool = False
-    ) -> None:
+    def __init__(self, columns: dict[str, Any], length: int, masked: bool = False) -> None:
         self.columns = columns
         self.length = length
         self.masked = masked
         """Whether a None cell is an absent key (the block of a `MaskedColumns` batch)."""
-        self.borrowed = borrowed
-        """Whether some column is (a view of) the caller's own array or list, which the caller
-        may change once its `write_batch` call returns: `write_batch` holds such a block's rows
-        past the call only as `owned()` copies."""
         self.frame: Any = None
         """The rows in a form the sink holding the block made to write them faster (JsonlSink:
         a polars DataFrame), or None; an object with `slice(start, length)`, with which
@@ -146,25 +139,10 @@ class RowBlock:
             {key: column[start:stop] for key, column in self.columns.items()},
             stop - start,
             self.masked,
-            self.borrowed,
         )
         if self.frame is not None:
             part.frame = self.frame.slice(start, stop - start)
         return part
-
-    def owned(self) -> RowBlock:
-        """The block with columns of its own (copies; no frame, which may share the columns
-        it was made of): itself when it is not `borrowed`."""
-        if not self.borrowed:
-            return self
-        return RowBlock(
-            {
-                key: column.copy() if type(column) is np.ndarray else list(column)
-                for key, column in self.columns.items()
-            },
-            self.length,
-            self.masked,
-        )
 
 
 def held_segments(items: list[Any]) -> list[list[dict[str, Any]] | RowBlock]:
@@ -570,30 +548,16 @@ class BufferedFileSink(Sink):
             if not self._beside.media_held:
                 self._beside.media_held = _holds_media(columns)
 
-            def held(start: int, stop: int, kept: bool) -> Iterable[Any]:
+            def held(start: int, stop: int) -> Iterable[Any]:
                 return rows[start:stop]
         else:
             if not self._held_blocks:
                 self._held_blocks = True  # set before the first block is queued (see _store)
             whole = block
 
-            def held(start: int, stop: int, kept: bool) -> Iterable[Any]:
-                part = whole.part(start, stop)
-                return repeat(part.owned() if kept else part, stop - start)
+            def held(start: int, stop: int) -> Iterable[Any]:
+                return repeat(whole.part(start, stop), stop - start)
 
-        try:
-            self._hold_batch(length, held)
-        except BaseException:
-            # rows of the batch a failed store put back, or held when an interrupt came
-            # between their queueing and their store, are still the caller's arrays
-            if block is not None and block.borrowed:
-                self._own_pending()
-            raise
-
-    def _hold_batch(self, length: int, held: Callable[[int, int, bool], Iterable[Any]]) -> None:
-        """Queues the batch's rows, `held(start, stop, kept)` of them at a time (`kept`: to
-        be held past the call, so copied from the caller's arrays), and stores them when row
-        by row would."""
         index = 0
         failure: StoreError | None = None
         while index < length:
@@ -616,7 +580,7 @@ class BufferedFileSink(Sink):
             deferred = stores and (
                 failure is not None or bool(self._retry_at and self._clock() < self._retry_at)
             )
-            pending.extend(held(index, index + take, not stores or deferred))
+            pending.extend(held(index, index + take))
             index += take
             if not stores:
                 continue
@@ -630,30 +594,13 @@ class BufferedFileSink(Sink):
         if failure is not None:
             raise failure
 
-    def _own_pending(self) -> None:
-        """Replaces each held reference to a `borrowed` block with one to its copy."""
-        with self._store_lock:
-            pending = self._pending
-            copies: dict[int, RowBlock] = {}
-            items = list(pending)
-            for place, item in enumerate(items):
-                if type(item) is RowBlock and item.borrowed:
-                    copy = copies.get(id(item))
-                    if copy is None:
-                        copy = copies[id(item)] = item.owned()
-                    items[place] = copy
-            if copies:
-                pending.clear()
-                pending.extend(items)
-
     blocks_take_absent = False
     """Whether `_store` stores a masked `RowBlock` (a None cell: the key absent in its row) as
     it stores the rows without those keys; otherwise such a batch is held as row dicts."""
 
     def _columns_held(self, columns: Columns, length: int) -> RowBlock | None:
-        """The batch as a block of columns this sink can store as columns (sharing the
-        caller's arrays, `borrowed`: `write_batch` copies the rows it holds past the call), or
-        None to hold it as row dicts. A sink that formats blocks
+        """The batch as a block of columns this sink can store as columns (a copy: the caller
+        may reuse its arrays), or None to hold it as row dicts. A sink that formats blocks
         (`_store` takes them) returns `numeric_block(...)` when its fast path is on."""
         return None
 
@@ -662,7 +609,7 @@ class BufferedFileSink(Sink):
         """The batch as a block when every key is text and every column is a 1-d numpy array
         of bools, ints or floats (narrower floats become the float64 `plain` makes of them)
         or a list of floats or ints with None (floats alone become a float64 array); else
-        None. The block is `borrowed`: it may share the caller's arrays and lists."""
+        None. Arrays are copied."""
         held: dict[str, Any] = {}
         for key, column in columns.items():
             if type(key) is not str:
@@ -677,18 +624,18 @@ class BufferedFileSink(Sink):
                         return None
                     held[key] = np.array(plain(column), dtype=np.float64)
                 else:
-                    held[key] = column
+                    held[key] = column.copy()
             elif kind is list:
                 kinds = frozenset(map(type, column))
                 if kinds == _FLOATS:  # as a float64 array: the same cells, formatted faster
                     held[key] = np.array(column, dtype=np.float64)
                 elif kinds in _LIST_KINDS:
-                    held[key] = column
+                    held[key] = list(column)
                 else:
                     return None
             else:
                 return None
-        return RowBlock(held, length, borrowed=True)
+        return RowBlock(held, length)
 
     def on_flush(self) -> None:
         if not self._pending:
