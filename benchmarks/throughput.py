@@ -1156,7 +1156,7 @@ def contests(rows: list[dict[str, Any]], batches: list[dict[str, Any]]) -> list[
         }
         if "sb3" in window:
             theirs = parsed(work / "sb3-w.csv")[: len(ours)]
-            out["sb3"] = len(ours) == len(rows) // 1000 and len(theirs) == len(ours) and all(
+            out["sb3"] = len(ours) == -(-len(rows) // 1000) and len(theirs) == len(ours) and all(
                 math.isclose(float(mine[f"{key}_mean"]), float(their[key]), rel_tol=1e-9)
                 for mine, their in zip(ours, theirs, strict=True)
                 for key in matched

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,6 +22,8 @@ import sinks.csv
 from sinks import CsvSink
 from sinks.file import StoreError
 from tests.sinks.test_fast_columns import fast_path
+
+orjson = pytest.importorskip("orjson")
 
 Row = dict[str, Any]
 
