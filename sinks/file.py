@@ -99,17 +99,13 @@ class RowBlock:
     the references of a block are contiguous, and `count` of them stand for the block's last
     `count` rows (rows leave the queue from its front only)."""
 
-    __slots__ = ("columns", "frame", "length", "masked")
+    __slots__ = ("columns", "length", "masked")
 
     def __init__(self, columns: dict[str, Any], length: int, masked: bool = False) -> None:
         self.columns = columns
         self.length = length
         self.masked = masked
         """Whether a None cell is an absent key (the block of a `MaskedColumns` batch)."""
-        self.frame: Any = None
-        """The rows in a form the sink holding the block made to write them faster (JsonlSink:
-        a polars DataFrame), or None; an object with `slice(start, length)`, with which
-        `part` cuts it as it cuts the columns."""
 
     def rows(self) -> list[dict[str, Any]]:
         """The rows as dicts of Python values: those `write_batch` holds without blocks."""
@@ -135,14 +131,11 @@ class RowBlock:
         """Rows `start:stop` as a block (views of the same columns)."""
         if start == 0 and stop == self.length:
             return self
-        part = RowBlock(
+        return RowBlock(
             {key: column[start:stop] for key, column in self.columns.items()},
             stop - start,
             self.masked,
         )
-        if self.frame is not None:
-            part.frame = self.frame.slice(start, stop - start)
-        return part
 
 
 def held_segments(items: list[Any]) -> list[list[dict[str, Any]] | RowBlock]:

@@ -104,8 +104,8 @@ def _or(mask: np.ndarray | None, more: np.ndarray) -> np.ndarray:
 
 class _Frame:
     """A block's rows as a polars DataFrame, and which of them hold a NaN or an infinity
-    (polars writes null for those; None is null too), a boolean mask or None for none: a
-    `RowBlock.frame` of JsonlSink's."""
+    (polars writes null for those; None is null too), a boolean mask or None for none; made
+    when a store writes the block."""
 
     __slots__ = ("data", "odd")
 
@@ -146,13 +146,6 @@ class _Frame:
         if not _FRAME_TYPES.issuperset(map(str, frame.dtypes)):
             return None
         return cls(frame, odd)
-
-    def slice(self, start: int, length: int) -> _Frame:
-        """Rows `start:start + length` (views)."""
-        odd = None if self.odd is None else self.odd[start : start + length]
-        if odd is not None and not odd.any():
-            odd = None
-        return _Frame(self.data.slice(start, length), odd)
 
     def lines(self) -> memoryview | None:
         """The rows as JSON lines, each ending in a newline: polars' JSON array of row
