@@ -549,6 +549,32 @@ def columns_train_csv(path: Path, fields: Sequence[str]) -> Bound:
     return Bound(chain, close=file.close)
 
 
+def columns_jsonl(path: Path) -> Bound:
+    """Batched JSON Lines with polars and no sink: each batch as a DataFrame (a column with
+    None as a nullable float column), polars' JSON array of its rows made lines in place,
+    one append per batch. The writer `JsonlSink` chooses for column batches, alone: what the
+    sink pays above it is holding, storing every `flush_every` rows and its checks."""
+    import polars
+
+    file = io.FileIO(path, "w")
+
+    def chain(columns: Columns) -> None:
+        frame = polars.DataFrame(
+            [polars.Series(key, column, strict=True) for key, column in columns.items()]
+        )
+        out = io.BytesIO()
+        frame.write_json(out)
+        view = out.getbuffer()
+        text = np.frombuffer(view, dtype=np.uint8)
+        starts = np.flatnonzero(text == ord("{"))  # each row's start: no key holds a `{`
+        text[starts[1:] - 1] = ord("\n")
+        text[-1] = ord("\n")
+        file.write(view[1:])
+        del text, view
+
+    return Bound(chain, lambda: None, file.close)
+
+
 def json_rows(path: Path) -> Bound:
     """`json.dumps` per record, a line each, to a buffered file: the plain way to write
     JSON Lines."""

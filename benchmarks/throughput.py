@@ -1240,8 +1240,12 @@ def contests(rows: list[dict[str, Any]], batches: list[dict[str, Any]]) -> list[
                 return [json.loads(line) for line in handle]
 
         ours = values("rlpipe-t.jsonl")
-        return {name: ours == values(f"{name.split('.')[0]}-t.jsonl")
-                for name in ("json.dumps", "rows", "pure")}
+        same_bytes = (work / "rlpipe-t.jsonl").read_bytes() == (work / "bound-t.jsonl").read_bytes()
+        return {
+            "bound": same_bytes,
+            **{name: ours == values(f"{name.split('.')[0]}-t.jsonl")
+               for name in ("json.dumps", "rows", "pure")},
+        }
 
     out.append(Contest(
         "t", f"batched JSON Lines, {BATCH}-row write_batch",
@@ -1249,6 +1253,8 @@ def contests(rows: list[dict[str, Any]], batches: list[dict[str, Any]]) -> list[
             "rlpipe": rlpipe_jsonl,
             "json.dumps": lambda work: bound_chain(
                 bounds.json_rows(fresh(work / "json-t.jsonl")), rows),
+            "bound": lambda work: bound_chain(
+                bounds.columns_jsonl(fresh(work / "bound-t.jsonl")), batches),
             "rows": lambda work: rlpipe_jsonl(work, batched=False),
             "pure": lambda work: rlpipe_jsonl(work, fast=False),
         },
