@@ -24,7 +24,6 @@ from pipeline.core.values import (
     exact_json,
     json_number,
     jsonable,
-    note_nested_clashes,
     paired_surrogates,
     plain,
 )
@@ -34,6 +33,7 @@ from sinks.file import (
     fast_frames,
     fast_json,
     held_segments,
+    note_nested_clashes,
     repair_torn_tail,
 )
 

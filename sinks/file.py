@@ -34,6 +34,7 @@ from pipeline.core.columns import (
     present,
 )
 from pipeline.core.config import config_text, merge_config
+from pipeline.core.counts import Counts
 from pipeline.core.isolation import Failures, StoreError, warn_failure
 from pipeline.core.media import MEDIA_SUFFIX, MEDIA_TYPES, MediaExtraMissing
 from pipeline.core.node import Record
@@ -191,6 +192,20 @@ _LIST_KINDS = frozenset(
 
 _FLOATS = frozenset({float})
 """A list column of floats alone, which a block holds as a float64 array."""
+
+
+def note_nested_clashes(counts: Counts, clashed: list[str], *, stacklevel: int = 3) -> None:
+    """Counts the nested keys `plain` left out for an earlier key of the same text (their
+    texts in `clashed`) in `counts["clashed"]` (per name), warning once per name."""
+    for name in clashed:
+        counts.note(
+            "clashed",
+            f"a nested mapping holds two keys with the text {name!r} (as 1 and '1'), which "
+            "stored data has one key for: the earlier is written, the later is not",
+            key=name,
+            category=UserWarning,
+            stacklevel=stacklevel + 1,
+        )
 
 
 def repair_torn_tail(path: Path) -> int:

@@ -15,8 +15,15 @@ from pipeline.core.columns import Columns, none_mask, row
 from pipeline.core.values import BeyondFloat as _BeyondFloat
 from pipeline.core.values import exact_json as _exact_text
 from pipeline.core.values import json_number as _number
-from pipeline.core.values import jsonable, note_nested_clashes, paired_surrogates, plain
-from sinks.file import BufferedFileSink, RowBlock, fast_frames, fast_json, held_segments
+from pipeline.core.values import jsonable, paired_surrogates, plain
+from sinks.file import (
+    BufferedFileSink,
+    RowBlock,
+    fast_frames,
+    fast_json,
+    held_segments,
+    note_nested_clashes,
+)
 
 _LINE_BREAKS = ("\x85".encode(), "\u2028".encode(), "\u2029".encode())
 """Characters that JSON leaves as they are but `str.splitlines` takes as line breaks (json,

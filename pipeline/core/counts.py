@@ -6,6 +6,8 @@ import warnings
 from collections import Counter
 from typing import Any
 
+from pipeline.core.values import text
+
 WARNED_KEYS_LIMIT = 10_000
 """Distinct (reason, key) pairs remembered as warned; beyond that, warnings are per reason."""
 
@@ -52,7 +54,7 @@ class Counts(Counter[str]):
         """Counts `n` under `reason` (and under `key`, if given); warns `message` the first
         time this reason meets this key, unless `warn` is False (expected by design)."""
         self[reason] += n
-        name = None if key is None else _name(key)
+        name = None if key is None else text(key)
         if name is not None:
             per_key = self.by_key.get(reason)
             if per_key is None:
@@ -107,13 +109,3 @@ class Counts(Counter[str]):
 
     def __repr__(self) -> str:
         return f"Counts({dict(self)!r})"
-
-
-def _name(key: object) -> str:
-    """A key's text, for a key whose `__str__` raises too (its repr, or a stand-in)."""
-    try:
-        return str(key)
-    except Exception:
-        from pipeline.core.values import text  # values imports this module
-
-        return text(key)

@@ -15,8 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.counts import Counts
-
 
 def _int_to_float(value: int) -> float:
     try:
@@ -129,20 +127,6 @@ def _first_wins(mapping: dict[Any, Any], clashed: list[str] | None) -> dict[str,
         else:
             out[name] = plain(item, clashed)
     return out
-
-
-def note_nested_clashes(counts: Counts, clashed: list[str], *, stacklevel: int = 3) -> None:
-    """Counts the nested keys `plain` left out for an earlier key of the same text (their
-    texts in `clashed`) in `counts["clashed"]` (per name), warning once per name."""
-    for name in clashed:
-        counts.note(
-            "clashed",
-            f"a nested mapping holds two keys with the text {name!r} (as 1 and '1'), which "
-            "stored data has one key for: the earlier is written, the later is not",
-            key=name,
-            category=UserWarning,
-            stacklevel=stacklevel + 1,
-        )
 
 
 def is_finite_number(value: Any) -> bool:
