@@ -578,11 +578,13 @@ class BufferedFileSink(Sink):
             )
             take = min(1 if due else max(self.flush_every - len(pending), 1), length - index)
             stores = due or len(pending) + take >= self.flush_every
-            if stores and self.max_pending >= self.flush_every:
+            if stores and not due and self.max_pending >= self.flush_every:
                 # the stores row by row would make one after another here: one store (a
                 # column writer's cost per call is paid once; at most MERGED_STORE rows).
                 # Not below flush_every held rows: storage down, row by row holds up to
-                # flush_every rows between drops, a merged run would drop others.
+                # flush_every rows between drops, a merged run would drop others. Not a
+                # store due by time: its rows end at the row that made it due, and a
+                # failed merged store is retried in runs of flush_every from its start.
                 more = min(length - index - take, MERGED_STORE - len(pending) - take)
                 take += max(more, 0) // self.flush_every * self.flush_every
             deferred = stores and (

@@ -70,9 +70,12 @@ def _block_lines(orjson: ModuleType, block: RowBlock) -> tuple[list[bytes], list
                 nones = none_mask(column, block.length)
                 odd |= ~np.isfinite(values) if nones is None else ~np.isfinite(values) & ~nones
         cells.append(column_cells)
-    template = b"{%b}" % b",".join(
-        orjson.dumps(key).replace(b"%", b"%%") + b":%b" for key in block.columns
-    )
+    try:
+        template = b"{%b}" % b",".join(
+            orjson.dumps(key).replace(b"%", b"%%") + b":%b" for key in block.columns
+        )
+    except TypeError:  # a key holding a lone surrogate: json escapes it
+        return None
     if not _one_line(template):
         return None
     return list(map(template.__mod__, zip(*cells, strict=True))), np.flatnonzero(odd).tolist()
@@ -204,7 +207,9 @@ def _joined(segments: Segments) -> Segments:
 
 
 def _kind(column: Any) -> Any:
-    return column.dtype if type(column) is np.ndarray else list
+    """What a column joins with: an array of its dtype; a list holding floats, or one holding
+    none (ints with None, None alone), never both (joined, 1 would be written as 1.0)."""
+    return column.dtype if type(column) is np.ndarray else float in map(type, column)
 
 
 def _joinable(first: RowBlock, block: RowBlock) -> bool:

@@ -13,10 +13,10 @@ for type (1 is not 1.0, -0.0 keeps its sign, NaN and infinities as literals, int
 2**63 exact); `counts` are equal. Appending to a file (`mode="a"`) and resuming from a
 checkpoint taken while blocks are held give the uninterrupted pure file.
 
-Found (strict xfail at the end, while open): JSONL writes a held list of ints joined with
-the next batch's list of floats as floats; a batch's merged store due by time is cut into
+The defects these attacks found are pinned at the end: JSONL joined a held list of ints with
+the next batch's list of floats into floats; a batch's merged store due by time was cut into
 other runs than row by row's on a filling disk (a row lost that row by row stores); CsvSink
-counts `overwritten` again at every failed store; a lone-surrogate key sends a JSONL block
+counted `overwritten` again at every failed store; a lone-surrogate key sent a JSONL block
 one row per append (other rows stored and lost than the pure path's on a filling disk)."""
 
 from __future__ import annotations
@@ -148,9 +148,6 @@ KEYS: list[Any] = [
 ]
 """Keys: a delimiter, a quote, a `{`, a newline, U+2028 and other characters
 `str.splitlines` breaks at, `%`, an int, a lone surrogate."""
-FILLING_KEYS = [key for key in KEYS if key != "\ud800"]
-"""Keys on a filling disk: a lone surrogate key sends the JSONL block one row per append
-(see the strict xfail below)."""
 PLAIN_KEYS = ["a", "b", "c", "x,y", "n\nl"]
 
 KINDS = [
@@ -424,8 +421,8 @@ def test_any_plan_stores_holds_and_loses_what_row_by_row_pure_writing_does(
 )
 @given(
     kind=st.sampled_from(["csv", "jsonl"]),
-    plan=st.lists(steps(FILLING_KEYS, filling=True), min_size=1, max_size=8),
-    given_options=sink_options(st.none()),
+    plan=st.lists(steps(KEYS, filling=True), min_size=1, max_size=8),
+    given_options=sink_options(st.sampled_from([None, 0.0, 2.0])),
     given_frames=frame_rows,
 )
 def test_a_filling_disk_stores_and_loses_the_rows_row_by_row_pure_writing_does(
@@ -436,17 +433,12 @@ def test_a_filling_disk_stores_and_loses_the_rows_row_by_row_pure_writing_does(
     given_frames: tuple[int, int],
 ) -> None:
     """A disk with room for some lines only: a merged store's runs that fit are stored as row
-    by row's stores would be (no store due by time here: see the strict xfail below)."""
+    by row's stores would be, stores due by time included."""
     check_plan(tmp_path_factory.mktemp(kind), kind, plan, given_frames, **given_options)
 
 
 NUMERIC_ARRAYS = ["f64", "f32", "f16", "i8", "i64", "u64", "bool", "f64_strided"]
-LIST_FAMILIES = {
-    "csv": [["floats", "floats_none", "ints", "ints_none", "big_none", "nones"]],
-    # JSONL: one key's lists stay ints or floats from batch to batch (joined lists of ints
-    # and of floats: see the strict xfail below)
-    "jsonl": [["floats", "floats_none", "nones"], ["ints", "ints_none", "big_none", "nones"]],
-}
+LISTS = ["floats", "floats_none", "ints", "ints_none", "big_none", "nones"]
 
 
 @st.composite
@@ -455,7 +447,7 @@ def same_key_plans(draw: st.DrawFn, kind: str) -> list[Step]:
     float64, an array then a list, ...): what consecutive held blocks are joined from."""
     keys = draw(st.lists(st.sampled_from(PLAIN_KEYS), min_size=1, max_size=3, unique=True))
     pools = {
-        key: NUMERIC_ARRAYS + draw(st.sampled_from(LIST_FAMILIES[kind])) for key in keys
+        key: NUMERIC_ARRAYS + LISTS for key in keys
     }
     masked = kind == "csv" and draw(st.booleans())
     plan: list[Step] = []
@@ -612,7 +604,7 @@ def test_a_resume_from_a_checkpoint_with_blocks_held_is_the_uninterrupted_pure_f
     assert_same_file(kind, path.read_bytes(), (folder / "whole").read_bytes())
 
 
-# -- defects found (strict xfail while open) ---------------------------------------------------
+# -- the defects found, pinned --------------------------------------------------------------------
 
 
 def plan_differs(kind: str, plan: list[Step], frames: tuple[int, int], **options: Any) -> None:
@@ -621,11 +613,6 @@ def plan_differs(kind: str, plan: list[Step], frames: tuple[int, int], **options
         check_plan(Path(folder), kind, plan, frames, **options)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="JSONL joins a held list of ints with the next batch's list of floats (the same "
-    "key) into one float64 polars column: 1 is written 1.0, 2**53 + 1 as 9007199254740992.0",
-)
 @settings(phases=(Phase.explicit,), deadline=None)
 @example(ints=[1, None], floats=[0.5, None], frames=(1, 1))
 @example(ints=[0, 2**53 + 1] * 150, floats=[0.5, None] * 150, frames=(512, 256))  # as shipped
@@ -642,12 +629,6 @@ def test_jsonl_joined_lists_of_ints_then_floats_keep_the_ints(
     plan_differs("jsonl", plan, frames, flush_every=1000, flush_seconds=None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="write_batch's merged store when held rows are due by time (1 + k*flush_every "
-    "rows) is cut into flush_every runs from its start on a filling disk: the first row, "
-    "which row by row stores alone, is held and dropped (lost 3, not 2)",
-)
 @settings(phases=(Phase.explicit,), deadline=None)
 @example(kind="jsonl", fast=True)
 @example(kind="csv", fast=True)
@@ -695,12 +676,6 @@ def test_an_overwritten_key_is_counted_once_per_row_whatever_storage_does(by_row
     assert sink.counts["overwritten"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a lone-surrogate key makes the JSONL block formatter raise (orjson), so the store "
-    "goes one row per append: on a filling disk it stores rows the pure store keeps held and "
-    "drops (stored 2 lost 0, pure stored 0 lost 2)",
-)
 @settings(phases=(Phase.explicit,), deadline=None)
 @example(key="\ud800")
 @example(key="a\udfff")
