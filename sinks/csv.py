@@ -535,9 +535,12 @@ class CsvSink(BufferedFileSink):
                     if name not in known:
                         known.add(name)
                         fields.append(name)
+        overwritten: list[str] = []  # a later key of a text an earlier key of its row has
         if renamed:
             segments = [
-                part if isinstance(part, RowBlock) else [self._named(row) for row in part]
+                part
+                if isinstance(part, RowBlock)
+                else [self._named(row, overwritten) for row in part]
                 for part in segments
             ]
         kinds = [None if isinstance(part, RowBlock) else _value_types(part) for part in segments]
@@ -581,6 +584,14 @@ class CsvSink(BufferedFileSink):
         self._headless = 0
         if clashed:
             note_nested_clashes(self.counts, clashed, stacklevel=6)
+        for name in overwritten:
+            self.counts.note(
+                "overwritten",
+                f"keys {name!r} of different types share one CSV column; the later wins",
+                key=name,
+                category=UserWarning,
+                stacklevel=6,
+            )
         if paired:
             self.counts.note(
                 "changed",
@@ -764,19 +775,15 @@ class CsvSink(BufferedFileSink):
 
         return {clean(key): clean(value) for key, value in row.items()}
 
-    def _named(self, row: dict[Any, Any]) -> dict[str, Any]:
-        """The row with every key as text; of two keys with one text, the later wins."""
+    @staticmethod
+    def _named(row: dict[Any, Any], overwritten: list[str]) -> dict[str, Any]:
+        """The row with every key as text; of two keys with one text, the later wins (the
+        text is added to `overwritten`, counted once the rows are stored)."""
         named: dict[str, Any] = {}
         for key, value in row.items():
             name = str(key)
             if name in named:
-                self.counts.note(
-                    "overwritten",
-                    f"keys {name!r} of different types share one CSV column; the later wins",
-                    key=name,
-                    category=UserWarning,
-                    stacklevel=7,
-                )
+                overwritten.append(name)
             named[name] = value
         return named
 

@@ -655,12 +655,6 @@ def _pure_batch_vs_rows(kind: str, plan: list[Step], **options: Any) -> None:
         assert (Path(folder) / "b").read_bytes() == (Path(folder) / "r").read_bytes()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CsvSink counts a row's keys of one text (3 and '3') in counts['overwritten'] at "
-    "every store attempt, before the append: storage failing and recovering counts it again "
-    "(2 rows: 5 by batch, 3 row by row, for 2 overwrites)",
-)
 @settings(phases=(Phase.explicit,), deadline=None)
 @example(by_rows=True)
 @example(by_rows=False)
