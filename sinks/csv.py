@@ -180,16 +180,27 @@ _BOOL_CELLS = np.array([b"False", b"True"], dtype=object)
 _NONE_UNUSUAL = np.empty(0, dtype=np.intp)
 
 
-def _unusual(values: np.ndarray) -> np.ndarray:
+def _unusual(values: np.ndarray, nulls: int = 0) -> np.ndarray:
     """Indexes of the float64 values whose shortest text orjson or polars may write otherwise
     than `repr`: NaN (orjson: null, polars: `NaN`), infinities (orjson: null), nonzero values
     below 1e-4 in magnitude (`repr`: `1e-05`, `1.5e-07`; orjson: `1e-5`, polars: `0.00001`,
-    `1.5e-7`). Every other float's text is `repr`'s in both."""
+    `1.5e-7`). Every other float's text is `repr`'s in both. `nulls` of the values are NaN
+    standing for empty cells: when no other value is unusual, none is given; else they are
+    among the indexes (the caller tells them apart)."""
     magnitudes = np.abs(values)
-    if magnitudes.size and magnitudes.min() >= 1e-4 and magnitudes.max() < np.inf:
-        return _NONE_UNUSUAL  # the common case, in two passes (NaN fails both tests)
+    if magnitudes.size:  # the common case, none unusual, in a few passes
+        if not nulls:  # NaN fails both tests
+            usual = magnitudes.min() >= 1e-4 and magnitudes.max() < np.inf
+        else:  # fmin and fmax leave NaN out: the NaN must be the nulls alone
+            usual = (
+                np.fmin.reduce(magnitudes) >= 1e-4
+                and np.fmax.reduce(magnitudes) < np.inf
+                and np.count_nonzero(np.isnan(values)) == nulls
+            )
+        if usual:
+            return _NONE_UNUSUAL
     with np.errstate(invalid="ignore"):
-        usual = np.isfinite(values) & ((np.abs(values) >= 1e-4) | (values == 0))
+        usual = np.isfinite(values) & ((magnitudes >= 1e-4) | (values == 0))
     return np.flatnonzero(~usual)
 
 
@@ -325,7 +336,7 @@ def _frame_column(
             # polars reads Python floats faster than numpy does; None: null, an empty cell
             values = column if type(column) is list else list(column)
             series = polars.Series(values, dtype=polars.Float64)
-            odd = _unusual(series.to_numpy())  # null as NaN
+            odd = _unusual(series.to_numpy(), series.null_count())  # null as NaN
             if odd.size:
                 odd = odd[[values[index] is not None for index in odd.tolist()]]
             if empty is not None and odd.size:
