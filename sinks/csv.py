@@ -385,7 +385,10 @@ def _alike(columns: Iterable[Any]) -> Any:
         if all(type(piece) is np.ndarray and piece.dtype == first.dtype for piece in pieces):
             return np.concatenate(pieces)
     elif all(type(piece) is list and _kind(piece) == "f" for piece in pieces):
-        return list(chain.from_iterable(pieces))
+        joined: list[Any] = []
+        for piece in pieces:
+            joined += piece  # list to list: a block copy, faster than a chain's iteration
+        return joined
     return None
 
 
