@@ -9,7 +9,7 @@ from pipeline.core.columns import (
     MaskedColumns,
     absent_runs,
     batch_length,
-    none_mask,
+    holds_none,
 )
 from pipeline.core.fusion import Special, Transform, transform_of
 
@@ -54,7 +54,7 @@ class NoneFilter(Transform):
         length = batch_length(columns)
         if not length:
             return
-        if any(none_mask(column, length) is not None for column in columns.values()):
+        if any(map(holds_none, columns.values())):
             absent = self._absent
             if absent is None:
                 absent = self._absent = all(child.absent_ok() for child in self._children)

@@ -177,13 +177,30 @@ def _json_lines(
 _BOOL_CELLS = np.array([b"False", b"True"], dtype=object)
 
 
-def _unusual(values: np.ndarray) -> np.ndarray:
+_NONE_UNUSUAL = np.empty(0, dtype=np.intp)
+
+
+def _unusual(values: np.ndarray, nulls: int = 0) -> np.ndarray:
     """Indexes of the float64 values whose shortest text orjson or polars may write otherwise
     than `repr`: NaN (orjson: null, polars: `NaN`), infinities (orjson: null), nonzero values
     below 1e-4 in magnitude (`repr`: `1e-05`, `1.5e-07`; orjson: `1e-5`, polars: `0.00001`,
-    `1.5e-7`). Every other float's text is `repr`'s in both."""
+    `1.5e-7`). Every other float's text is `repr`'s in both. `nulls` of the values are NaN
+    standing for empty cells: when no other value is unusual, none is given; else they are
+    among the indexes (the caller tells them apart)."""
+    magnitudes = np.abs(values)
+    if magnitudes.size:  # the common case, none unusual, in a few passes
+        if not nulls:  # NaN fails both tests
+            usual = magnitudes.min() >= 1e-4 and magnitudes.max() < np.inf
+        else:  # fmin and fmax leave NaN out: the NaN must be the nulls alone
+            usual = (
+                np.fmin.reduce(magnitudes) >= 1e-4
+                and np.fmax.reduce(magnitudes) < np.inf
+                and np.count_nonzero(np.isnan(values)) == nulls
+            )
+        if usual:
+            return _NONE_UNUSUAL
     with np.errstate(invalid="ignore"):
-        usual = np.isfinite(values) & ((np.abs(values) >= 1e-4) | (values == 0))
+        usual = np.isfinite(values) & ((magnitudes >= 1e-4) | (values == 0))
     return np.flatnonzero(~usual)
 
 
@@ -316,11 +333,18 @@ def _frame_column(
         if kinds is None:
             kinds = set(map(type, column))
         if kinds <= {float, type(None)}:
-            values = np.array(column, dtype=np.float64)  # None as NaN, and an empty cell
-            if type(None) in kinds:
-                empty = np.zeros(len(values), dtype=bool) if empty is None else empty.copy()
-                empty[_nones(column, values)] = True
-            return _frame_column(polars, values, empty)
+            # polars reads Python floats faster than numpy does; None: null, an empty cell
+            values = column if type(column) is list else list(column)
+            series = polars.Series(values, dtype=polars.Float64)
+            odd = _unusual(series.to_numpy(), series.null_count())  # null as NaN
+            if odd.size:
+                odd = odd[[values[index] is not None for index in odd.tolist()]]
+            if empty is not None and odd.size:
+                odd = odd[~empty[odd]]
+            if odd.size:
+                reprs = [repr(values[index]) for index in odd.tolist()]
+                series = series.cast(polars.String).scatter(odd, reprs)
+            return _emptied(series, empty)
         if kinds <= {int, type(None)}:
             try:
                 series = polars.Series(list(column), dtype=polars.Int64)
@@ -351,12 +375,43 @@ def _emptied(series: Any, empty: np.ndarray | None) -> Any:
     return series.scatter(np.flatnonzero(empty), None)
 
 
+def _alike(columns: Iterable[Any]) -> Any:
+    """Columns of consecutive blocks joined as they are (each cell's text is the same in the
+    join), when they are alike: numpy arrays of one dtype, or lists of floats and None; else
+    None (a block without the field among them, too)."""
+    pieces = list(columns)
+    first = pieces[0]
+    if type(first) is np.ndarray:
+        if all(type(piece) is np.ndarray and piece.dtype == first.dtype for piece in pieces):
+            return np.concatenate(pieces)
+    elif all(type(piece) is list and _kind(piece) == "f" for piece in pieces):
+        joined: list[Any] = []
+        for piece in pieces:
+            joined += piece  # list to list: a block copy, faster than a chain's iteration
+        return joined
+    return None
+
+
+def _list_kinds(column: Any) -> set[type] | None:
+    """For a block's list column (floats or ints, with None: see `_kind`), value types that
+    hold its own, found without a look at each value; None for an array."""
+    if type(column) is not list:
+        return None
+    if _kind(column) == "f":
+        return {float, type(None)}
+    return {int, type(None)}
+
+
 def _field_frame_column(polars: ModuleType, pieces: list[tuple[Any, int]]) -> Any:
     """One field over consecutive blocks (`pieces`: see `_joined`) as one polars Series (see
     `_frame_column`): the pieces joined into one array where their kinds agree, else each
     piece's Series, as text where their dtypes differ."""
     if len(pieces) == 1 and pieces[0][0] is not None:
-        return _frame_column(polars, pieces[0][0])
+        column = pieces[0][0]
+        return _frame_column(polars, column, kinds=_list_kinds(column))
+    alike = _alike(column for column, _ in pieces)
+    if alike is not None:
+        return _frame_column(polars, alike, kinds=_list_kinds(alike))
     total = sum(length for _, length in pieces)
     joined = _joined(pieces, total)
     if joined is not None:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from filters import AggregateFilter, AsyncNode, Dispatcher, NoneFilter, SmoothingFilter
 from pipeline import ClosedError, Node, Pipeline
-from pipeline.core.columns import batch_length, batch_rows, iter_rows, none_mask
+from pipeline.core.columns import batch_length, batch_rows, holds_none, iter_rows, none_mask
 from pipeline.core.fusion import Transform
 from pipeline.core.names import smoothed_name, stat_name
 from pipeline.core.values import plain
@@ -819,6 +819,7 @@ def test_columns_of_unequal_lengths_are_refused_naming_each_length(
 def test_the_none_mask_marks_exactly_the_values_that_are_none(column: Any) -> None:
     mask = none_mask(column, len(column))
     expected = [value is None for value in column]
+    assert holds_none(column) is (mask is not None)
     if isinstance(column, np.ndarray) and column.dtype != object:
         assert mask is None
     elif any(expected):

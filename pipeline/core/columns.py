@@ -102,6 +102,14 @@ def numeric(column: Any) -> np.ndarray | None:
     return None
 
 
+def holds_none(column: Any) -> bool:
+    """Whether the column holds None in some row (`none_mask` is not None): the scan stops at
+    the first None, and makes no mask."""
+    if isinstance(column, np.ndarray) and column.dtype.kind != "O":
+        return False
+    return any(map(is_, column, repeat(None)))
+
+
 def none_mask(column: Any, length: int) -> np.ndarray | None:
     """A boolean mask of the rows where the column holds None, or None if it holds none."""
     if isinstance(column, np.ndarray) and column.dtype.kind != "O":
