@@ -120,7 +120,9 @@ class Dispatcher(Node):
         it cut into runs of rows with None in the same columns, each run without those
         columns (`absent_runs`), so the nodes above such a child still cross the batch
         whole."""
-        if self._retrying:  # row by row, so queued records keep their order
+        # row by row, so queued records keep their order, and so a node below two children
+        # takes the rows in the order row by row gives them
+        if self._retrying or (len(self._children) > 1 and self.rejoins()):
             for record in present_rows(columns):
                 self.write(record)
             return

@@ -220,7 +220,9 @@ class KeyedFilter(Transform):
     ) -> tuple[int, list[Outputs]]:
         """The index of the first row with outputs (the length if none has), and the outputs
         of that row and each one after it."""
-        values: Any = column.tolist() if isinstance(column, np.ndarray) else column
+        # a masked array's rows are its own (`np.ma.masked`, not a number), not tolist's None
+        plain_array = isinstance(column, np.ndarray) and not isinstance(column, np.ma.MaskedArray)
+        values: Any = column.tolist() if plain_array else column
         rows: list[Outputs] = []
         append = rows.append
         first = -1

@@ -7,9 +7,9 @@ from typing import Any
 from pipeline.core.columns import (
     Columns,
     MaskedColumns,
-    absent_runs,
     batch_length,
     holds_none,
+    write_present,
 )
 from pipeline.core.fusion import Special, Transform, transform_of
 
@@ -61,9 +61,4 @@ class NoneFilter(Transform):
             if absent:
                 self.emit_batch(MaskedColumns(columns))
                 return
-        for part, start, stop in absent_runs(columns, length):
-            if part:
-                self.emit_batch(part)
-            else:  # every value None: empty records, one per row
-                for _ in range(start, stop):
-                    self.emit({})
+        write_present(columns, length, self.emit_batch, self.emit)

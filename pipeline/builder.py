@@ -31,7 +31,7 @@ from filters import (
     Timestamp,
 )
 from pipeline.core import lifecycle
-from pipeline.core.columns import Columns
+from pipeline.core.columns import Columns, MaskedColumns, batch_length, write_present
 from pipeline.core.fusion import Transform, fuse, make_refuse, rebind
 from pipeline.core.isolation import strict_from_env
 from pipeline.core.node import ClosedError, Logger, Node, Record
@@ -269,7 +269,11 @@ class Pipeline(Node):
                 f"write_batch takes a mapping of metric names to columns, got {shown(columns)}"
             )
         with self._lock:
-            self._children[0].write_batch(columns)
+            head = self._children[0]
+            if type(columns) is MaskedColumns and not head.absent_ok():
+                write_present(columns, batch_length(columns), head.write_batch, head.write)
+            else:
+                head.write_batch(columns)
 
     def flush(self) -> None:
         with self._lock:

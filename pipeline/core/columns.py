@@ -92,11 +92,14 @@ def _rows_of(width: int) -> Callable[[tuple[Any, ...], list[Any]], list[dict[Any
 
 
 def numeric(column: Any) -> np.ndarray | None:
-    """The column itself if it is a 1-d numpy array of bools, ints or floats, else None."""
+    """The column itself if it is a 1-d numpy array of bools, ints or floats, else None. A
+    numpy masked array is not one: its masked entries (`np.ma.masked`, as its rows give
+    them) are no numbers, whatever its data holds under the mask."""
     if (
         isinstance(column, np.ndarray)
         and column.ndim == 1
         and column.dtype.kind in "biuf"
+        and not isinstance(column, np.ma.MaskedArray)
     ):
         return column
     return None
@@ -148,6 +151,23 @@ def present_rows(columns: Columns) -> Iterator[dict[str, Any]]:
     if type(columns) is MaskedColumns:
         return map(present, iter_rows(columns))
     return iter_rows(columns)
+
+
+def write_present(
+    columns: Columns,
+    length: int,
+    write_batch: Callable[[Columns], None],
+    write: Callable[[dict[str, Any]], None],
+) -> None:
+    """Writes a batch as row by row would with each row's None values dropped: its runs of
+    rows with None in the same columns (`absent_runs`), each without those columns, to
+    `write_batch`; a run whose every value is None as empty records to `write`, one a row."""
+    for part, start, stop in absent_runs(columns, length):
+        if part:
+            write_batch(part)
+        else:
+            for _ in range(start, stop):
+                write({})
 
 
 def absent_runs(columns: Columns, length: int) -> Iterator[tuple[dict[str, Any], int, int]]:

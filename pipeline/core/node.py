@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Protocol
 
-from pipeline.core.columns import Columns, iter_rows
+from pipeline.core.columns import Columns, iter_rows, present_rows
 from pipeline.core.config import config_values
 from pipeline.core.counts import Counts
 from pipeline.core.values import snapshot_record
@@ -106,8 +106,28 @@ class Node:
     def _changed(self) -> None:
         """Called when this node or one below it is connected anew; tells the parents (a
         Pipeline rebuilds its fused function)."""
+        self._rejoin = None
         for parent in self._parents:
             parent._changed()
+
+    _rejoin: bool | None = None
+    """Whether two of this node's children reach one node below (None: not asked since the
+    graph last changed)."""
+
+    def rejoins(self) -> bool:
+        """Whether two of this node's children reach one node below: such a node takes a
+        batch's rows in the order row by row gives them only if they are sent on one by one
+        (a batch sent whole to each child in turn reaches it branch by branch)."""
+        rejoin = self._rejoin
+        if rejoin is None:
+            below: set[int] = set()
+            total = 0
+            for child in self._children:
+                reached = {id(node) for node in child.nodes()}
+                total += len(reached)
+                below |= reached
+            rejoin = self._rejoin = len(below) < total
+        return rejoin
 
     def _rewire(self) -> None:
         children = tuple(self._children)
@@ -126,10 +146,15 @@ class Node:
         self._changed()
 
     def emit_batch(self, columns: Columns) -> None:
-        """Sends a batch to each child, as `emit` sends a record."""
+        """Sends a batch to each child, as `emit` sends a record; row by row where children
+        rejoin below (`rejoins`)."""
         children = self._children
         if not children:
             self._emit_nowhere(columns)
+        if len(children) > 1 and self.rejoins():
+            for record in present_rows(columns):
+                self.emit(record)
+            return
         for child in children:
             child.write_batch(columns)
 

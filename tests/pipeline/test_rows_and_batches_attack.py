@@ -325,10 +325,7 @@ def run(chain: str, sinks: str, stream: list[tuple[str, Any]], mode: str) -> Any
         if isinstance(node, Dispatcher)
         for f in node.failures.values()
     ]
-    stored = records_of(memory)
-    if sinks == "two branches":  # the order across the branches: see the join test below
-        stored.sort(key=repr)
-    return stored, counts, lost
+    return records_of(memory), counts, lost
 
 
 def assert_same_run(chain: str, sinks: str, stream: list[tuple[str, Any]]) -> None:
@@ -426,11 +423,9 @@ def test_the_smoothing_column_path_past_the_warm_up_gives_the_fused_rows_floats_
     assert records[0] == records[1]  # -0.0 and NaN told apart, floats compared exactly
 
 
-# -- defects found (strict xfails: each passes once fixed) -----------------------------------
+# -- the defects these attacks found, pinned ---------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="a join below two branches gets a batch's rows branch "
-                   "by branch (1, 2, R/1, R/2), not in the order rows give (1, R/1, 2, R/2)")
 def test_a_sink_under_two_branches_gets_a_batchs_rows_in_the_order_rows_give() -> None:
     stored = []
     for by_rows in (True, False):
@@ -449,8 +444,6 @@ def test_a_sink_under_two_branches_gets_a_batchs_rows_in_the_order_rows_give() -
     assert stored[1] == stored[0]
 
 
-@pytest.mark.xfail(strict=True, reason="a MaskedColumns batch written to a pipeline whose "
-                   "first node does not take one: its absent cells arrive as None values")
 def test_a_masked_batch_into_a_pipeline_that_does_not_take_one_keeps_its_cells_absent() -> None:
     memory = MemorySink()
     pipe = Pipeline("keys", close_at_exit=False).prefix("train").to(memory)
@@ -480,22 +473,16 @@ def masked_both_ways(make: Callable[[Pipeline], Pipeline]) -> list[Any]:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="aggregate of a numpy masked array column: the masked "
-                   "entry's hidden value enters the statistics (mean 34.67, count 3, not 2.0, 2)")
 def test_an_aggregate_leaves_a_masked_arrays_masked_entries_out_of_its_statistics() -> None:
     rows, batch = masked_both_ways(lambda p: p.aggregate("r", stats=("mean", "count")))
     assert batch == rows
 
 
-@pytest.mark.xfail(strict=True, reason="rolling/lifetime of a numpy masked array column: the "
-                   "masked entry is not counted in counts['skipped'] as row by row")
 def test_keyed_filters_count_a_masked_arrays_masked_entries_as_rows_do() -> None:
     rows, batch = masked_both_ways(lambda p: p.rolling("r", window=3).lifetime("r"))
     assert batch == rows
 
 
-@pytest.mark.xfail(strict=True, reason="smoothing a numpy masked array column raises a bare "
-                   "TypeError after moving the moving average of the batch's earlier keys")
 def test_smoothing_a_masked_array_column_takes_it_or_refuses_it_untouched() -> None:
     memory = MemorySink()
     pipe = Pipeline("masked", close_at_exit=False).smooth("r", coeff=0.5).to(memory)
