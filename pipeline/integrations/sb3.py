@@ -37,7 +37,7 @@ import numpy as np
 from pipeline.core import media
 from pipeline.core.counts import Counts
 from pipeline.core.node import ClosedError, Node
-from pipeline.core.values import shown, to_float
+from pipeline.core.values import plain, shown, to_float
 
 try:
     import torch as th
@@ -89,7 +89,8 @@ class PipelineWriter(KVWriter):
       such as `np.array([1, 2])`) clashes with the step: the step wins, and the clash is
       counted in `counts["overwritten"]` and warned about once.
     - A dump that leaves this writer no key (all excluded, or none recorded) writes nothing,
-      as SB3's own formats do.
+      as SB3's stdout and TensorBoard formats do (its CSV format writes a row of empty
+      cells, its JSON format `{}`).
     - SB3's rich values become rlpipe's, which each sink keeps its own way (docs/sinks.md):
       an `Image` becomes a `pipeline.Image` (its `dataformats` read: `HWC`, `CHW`, `HW`,
       `NCHW`, ...; several images side by side, left to right), a `Figure` a
@@ -183,14 +184,16 @@ class PipelineWriter(KVWriter):
     def _converted(self, value: Any) -> Any:
         """An SB3 rich value as rlpipe's (see the class's docstring); None for an HParam."""
         if isinstance(value, th.Tensor):
-            return value.detach().cpu().numpy().copy()
+            return _numpy(value).copy()
         if isinstance(value, HParam):
             self.pipeline.log_config(dict(value.hparam_dict))
             return None
         if isinstance(value, Figure):
             image = media.Image(value.figure)
+            # drawn now, as SB3's formats draw it at the dump: the caller may change or close
+            # its figure afterwards
+            image.array  # noqa: B018
             if value.close:
-                image.array  # drawn now: a closed figure may not draw  # noqa: B018
                 import matplotlib.pyplot as plt
 
                 plt.close(value.figure)
@@ -228,9 +231,18 @@ class PipelineWriter(KVWriter):
 
 
 def _numpy(value: Any) -> np.ndarray:
-    if isinstance(value, th.Tensor):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
+    """A tensor's or array's values as a numpy array: a sparse tensor made dense; a dtype
+    numpy has no form for (bfloat16, the float8s; complex32) as float32 (complex64), which
+    holds each of its values exactly."""
+    if not isinstance(value, th.Tensor):
+        return np.asarray(value)
+    tensor = value.detach().cpu()
+    if tensor.layout != th.strided:
+        tensor = tensor.to_dense()
+    try:
+        return tensor.numpy()
+    except TypeError:  # numpy has no such dtype
+        return tensor.to(th.complex64 if tensor.is_complex() else th.float32).numpy()
 
 
 def _as_hwc(image: np.ndarray, dataformats: str) -> np.ndarray:
@@ -252,10 +264,13 @@ def _as_hwc(image: np.ndarray, dataformats: str) -> np.ndarray:
 
 
 def _is_step(value: Any, step: int) -> bool:
-    """True when `value` is a number equal to `step`; False for anything else (a string, an
-    array of several values), without ever asking an array for its truth value."""
-    number = to_float(value)
-    return number is not None and number == to_float(step)
+    """True when `value` is a number exactly equal to `step` (ints beyond 2**53 compared as
+    ints, not as the floats nearest them); False for anything else (a string, an array of
+    several values), without ever asking an array for its truth value."""
+    if to_float(value) is None:
+        return False
+    number = plain(value)
+    return isinstance(number, (int, float)) and number == step
 
 
 def attach(

@@ -140,7 +140,8 @@ class EpochLogger:
       several values or an int beyond float range, as its text: printing never fails a
       dump), appends the row to the tab-separated
       `output_dir/output_fname`, and writes the row to `pipeline` (if given) as one record
-      `{column: value}`, numpy scalars as Python numbers. The row is in the file when
+      `{column: value}`, numpy scalars as Python numbers (a mapping as it is: what a sink cannot
+      keep of it, two keys of one text, it counts). The row is in the file when
       `dump_tabular` returns; if storing it fails, the epoch still ends (the record still
       reaches the pipeline), the file's sink keeps the row and retries it, and the error
       is raised. The pipeline is not flushed per epoch: its nodes and sinks keep their
@@ -299,7 +300,14 @@ class EpochLogger:
             self.output_file.write({key: text(row[key]) for key in logged})
         finally:  # a row the sink could not store yet is kept and retried by it: go on
             if self.pipeline is not None and row:
-                self.pipeline.write({key: plain(row[key]) for key in logged})
+                # a mapping as it is: the sinks count what they cannot keep of it (two keys
+                # of one text), which plain data would leave out unseen
+                self.pipeline.write(
+                    {
+                        key: row[key] if isinstance(row[key], Mapping) else plain(row[key])
+                        for key in logged
+                    }
+                )
             self.log_current_row = {}
             self.first_row = not self.log_headers  # fixed by the first row with a column
 
