@@ -188,7 +188,8 @@ class MlflowSink(RemoteSink[Row]):
         self._names = Names(self._name_of, self._name_refusal)
         """Each record key's metric name, decided once: one key per name."""
         self._best = Best(best, self._name_of) if best is not None else None
-        self._stamps: dict[str, tuple[int, int]] = {}
+        self._stamps: dict[str, tuple[int, set[Step]]] = {}
+        """Per metric: the last timestamp it was given, and the steps it has at it."""
         """Per metric name: the (step, timestamp) of its last point sent (see `_send`)."""
         self._sent: Counter[str] = Counter()
         """Per metric name: the points sent (for a checkpoint)."""
@@ -367,11 +368,17 @@ class MlflowSink(RemoteSink[Row]):
         for step, timestamp, values in rows:
             for name, value in values.items():
                 # MLflow's SQL stores keep one of two points equal in (step, timestamp, value):
-                # a point at its metric's last step gets a timestamp after the last one's.
+                # a metric's timestamps never go back, and a step it already has at the last
+                # one (a step logged again within a millisecond) gets the next millisecond.
                 last = stamps.get(name)
-                if last is not None and last[0] == step and timestamp <= last[1]:
-                    timestamp = last[1] + 1
-                stamps[name] = (step, timestamp)
+                if last is None or timestamp > last[0]:
+                    stamps[name] = (timestamp, {step})
+                elif step in last[1]:
+                    timestamp = last[0] + 1
+                    stamps[name] = (timestamp, {step})
+                else:
+                    timestamp = last[0]
+                    last[1].add(step)
                 metrics.append(Metric(name, value, timestamp, step))
         first, sent = self._resume
         for start in range(sent if first is rows[0] else 0, len(metrics), METRICS_PER_CALL):

@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.core.flatten import flatten
 from pipeline.core.node import Record
-from pipeline.core.values import plain, to_float
+from pipeline.core.values import plain
 from sinks import _neptune_runs
 from sinks._neptune_clients import (
     INSTALL_HINT,
@@ -309,7 +309,7 @@ class NeptuneSink(RemoteSink[Row]):
                     try:
                         value = float(value)
                     except OverflowError:  # an int beyond float range
-                        value = to_float(value)
+                        value = self._overflow(key, value)
                     target = metrics
                 elif value is None:
                     continue

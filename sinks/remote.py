@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 import signal
 import threading
@@ -273,6 +274,20 @@ class RemoteSink(Sink, Generic[RowT]):
     def pending(self) -> int:
         """Rows written but not yet pushed to the client."""
         return len(self._held)
+
+    overflow_limit = "float range"
+    """What a finite number stored as +-inf is beyond (in `_overflow`'s note)."""
+
+    def _overflow(self, key: Any, value: float | int) -> float:
+        """Notes a finite value beyond `overflow_limit`; returns the +-inf it is stored as."""
+        self._note(
+            "overflow",
+            f"key {text(key)!r}: {shown(value, 40)} is beyond {self.overflow_limit}; "
+            "written as infinity",
+            key=key,
+            stacklevel=4,
+        )
+        return math.inf if value > 0 else -math.inf
 
     def _make_room(self) -> None:
         held, room = self._held, self._room

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,6 +20,19 @@ StepKey = str | Mapping[str, str] | None
 
 _INDEX = -1
 """The axis of a key that no pattern matches: the record's index."""
+
+
+def _integral(raw: Any) -> int | None:
+    """`raw` as the int it is when it is an integer of another type (numpy's, a 0-d integer
+    array, an integer tensor): taken exactly, not through the float nearest it (which rounds
+    beyond 2**53). None for anything else, a bool included (a number like any other)."""
+    kind = type(raw)
+    if kind is bool or getattr(kind, "__index__", None) is None:
+        return None
+    try:
+        return operator.index(raw)
+    except TypeError:  # a 0-d array or a tensor of floats
+        return None
 
 
 class Steps:
@@ -126,6 +140,10 @@ class Steps:
         if type(raw) is int:
             self._last = raw
             return raw
+        whole = _integral(raw)
+        if whole is not None:
+            self._last = whole
+            return whole
         number = to_float(raw) if raw is not None else None
         if number is None or not math.isfinite(number):
             return self._skip(step_key, self._last, stacklevel=6)
@@ -197,8 +215,9 @@ class Steps:
                 continue
             step_key = axes[axis][1]
             raw: Any = data.get(step_key)
-            if type(raw) is int:
-                step: Step = raw
+            whole = raw if type(raw) is int else _integral(raw)
+            if whole is not None:
+                step: Step = whole
             else:
                 number = to_float(raw) if raw is not None else None
                 if number is None or not math.isfinite(number):

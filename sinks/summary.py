@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from numbers import Real
 from typing import Any
 
 from sinks.steps import Step
@@ -20,8 +21,9 @@ class Best:
     `asked` maps record keys to `"max"` or `"min"` (`{"eval/return": "max", "loss": "min"}`);
     `name_of(key)` is the name the sink stores the key under. `take(rows)` reads the rows a
     sink is about to send (row[0] its step, row[2] its values by name, as every tracking
-    sink's rows hold them): on the push thread, a dict lookup per row and key asked. NaN
-    and text are never best. Taking the same rows again (a retried push) changes nothing.
+    sink's rows hold them): on the push thread, a dict lookup per row and key asked. Only
+    a number is ever best: not NaN, text, an array or media. Taking the same rows again (a
+    retried push) changes nothing.
     """
 
     __slots__ = ("_asked", "values")
@@ -49,12 +51,14 @@ class Best:
             if not values:
                 continue
             for name, wants_max in self._asked:
-                value = values.get(name)
-                if value is None or isinstance(value, str) or value != value:
+                given = values.get(name)
+                # a number, not NaN (an array, media or text is never best)
+                if not isinstance(given, Real) or given != given:
                     continue
+                value = float(given)
                 held = best.get(name)
                 if held is None or (value > held[0] if wants_max else value < held[0]):
-                    best[name] = (float(value), row[0])
+                    best[name] = (value, row[0])
 
     def state(self) -> dict[str, list[Any]]:
         """The best values so far (for a checkpoint)."""

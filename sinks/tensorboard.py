@@ -367,16 +367,7 @@ class TensorBoardSink(RemoteSink[Row]):
                 self._drop(key, why, stacklevel=5)
         return None
 
-    def _overflow(self, key: Any, value: float | int) -> float:
-        """Notes a finite value beyond float32's range; returns the +-inf it is stored as."""
-        self._note(
-            "overflow",
-            f"key {text(key)!r}: {shown(value, 40)} is beyond float32's range (TensorBoard's "
-            "scalars); written as infinity",
-            key=key,
-            stacklevel=4,
-        )
-        return math.inf if value > 0 else -math.inf
+    overflow_limit = "float32's range (TensorBoard's scalars)"
 
     def _claim_rich(self, key: Any, held: Any) -> str | None:
         """The tag of `key` for an array (a histogram) or an image or video, as `_claim`;

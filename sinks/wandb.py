@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.node import Record
-from pipeline.core.values import jsonable, shown, text, to_float
+from pipeline.core.values import jsonable, shown, text
 from sinks import _neptune_runs
 from sinks._neptune_runs import RunUsers
 from sinks._rich import NOT_FINITE, finite, rich, wandb_value
@@ -103,7 +103,8 @@ class WandbSink(RemoteSink[Row]):
     form are not sent, warned once per key and counted in `.dropped`. Values:
 
     - float, int, bool, numpy scalars and 0-d arrays, jax/torch scalars -> floats (NaN and
-      +-inf included: W&B stores them; an int beyond float range becomes +-inf).
+      +-inf included: W&B stores them; an int beyond float range becomes +-inf, warned once
+      per key and counted in `counts["overflow"]`).
     - str and its subclasses (numpy.str_, a str enum: their text) -> strings (W&B keeps them
       in the run's history and summary; charts skip them); a lone surrogate in one is sent
       escaped (`\\ud800`), counted in `counts["changed"]`.
@@ -278,7 +279,7 @@ class WandbSink(RemoteSink[Row]):
                 try:
                     value = float(value)
                 except OverflowError:  # an int beyond float range
-                    value = to_float(value)
+                    value = self._overflow(key, value)
             elif value is None:
                 continue
             elif isinstance(value, str):  # numpy.str_, a str enum: its text
