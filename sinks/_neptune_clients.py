@@ -228,9 +228,16 @@ class ClassicRun:
     def flush(self) -> None:
         self.run.wait(disk_only=True)
 
-    def assign(self, values: Mapping[str, Any]) -> None:
+    def assign(self, values: Mapping[str, Any]) -> dict[str, str]:
+        """Assigns each field on its own; returns the refused ones, each with the client's
+        reason (a series holds the path, or a field becomes a namespace or the reverse)."""
+        refused: dict[str, str] = {}
         for path, value in values.items():
-            self.run[path] = value
+            try:
+                self.run[path] = value
+            except Exception as error:  # the client's structural refusal, raised at once
+                refused[path] = f"{type(error).__name__}: {str(error).strip()[:200]}"
+        return refused
 
     def add_tags(self, tags: list[str]) -> None:
         self.run["sys/tags"].add(tags)
@@ -339,8 +346,9 @@ class ScaleRun:
     def flush(self) -> None:
         """Nothing to do: every call is already committed to the local database."""
 
-    def assign(self, values: Mapping[str, Any]) -> None:
+    def assign(self, values: Mapping[str, Any]) -> dict[str, str]:
         self.run.log_configs(dict(values))
+        return {}
 
     def add_tags(self, tags: list[str]) -> None:
         self.run.add_tags(tags)

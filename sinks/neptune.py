@@ -271,7 +271,9 @@ class NeptuneSink(RemoteSink[Row]):
         (numpy/torch scalars first become Python ones); anything else (None, lists, arrays,
         NaN, an empty mapping) is stored as its `str()`. Logging again overwrites the fields
         given; a changed value is counted in `counts["overwritten"]` (`config/<name>`) and
-        warned once."""
+        warned once. A field neptune 1.x refuses (its path holds a series of the records, or
+        the field was a value and is now a mapping, or the reverse) is counted in
+        `counts["dropped"]` under its path and warned once; the other fields are stored."""
         if not isinstance(config, Mapping):
             raise ValueError(f"config must be a mapping, got {type(config).__name__}")
         self._check_open()
@@ -279,7 +281,14 @@ class NeptuneSink(RemoteSink[Row]):
         fields = config_fields(config, 64 if self.kind == "neptune-scale" else 32)
         if fields:
             with self._client_lock:
-                self._backend.assign(fields)
+                refused = self._backend.assign(fields)
+            for path, why in refused.items():
+                self._note(
+                    "dropped",
+                    f"config field {path!r} not stored: the client refused it ({why})",
+                    key=path,
+                    stacklevel=3,
+                )
 
     # -- the hot path: a record to a row --------------------------------------------------
 

@@ -265,11 +265,6 @@ def test_best_of_a_key_holding_an_array_is_harmless_where_arrays_are_apart(
 # -- 5. Neptune: the configuration beside the series --------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Neptune 1.x: log_config after a record key under config/ raises the client's bare "
-    "TypeError; the config value is neither stored nor counted",
-)
 def test_neptune_log_config_over_a_series_a_record_key_made_is_counted(make: Maker) -> None:
     sink = make("neptune")
     sink.write({"config/lr": 1.0})
@@ -283,15 +278,9 @@ def test_neptune_log_config_over_a_series_a_record_key_made_is_counted(make: Mak
     assert fields.get("config/lr") == 0.5 or counted(sink, "config/lr")
 
 
-SHAPE_CHANGE = pytest.mark.xfail(
-    strict=True,
-    reason="Neptune 1.x: a config value that becomes a mapping (or the reverse) raises the "
-    "client's MetadataInconsistency mid-call; it and the later fields are neither stored nor "
-    "counted",
-)
 
 
-@pytest.mark.parametrize("kind", [pytest.param("neptune", marks=SHAPE_CHANGE), "neptune-scale"])
+@pytest.mark.parametrize("kind", ["neptune", "neptune-scale"])
 def test_neptune_config_that_changes_shape_is_stored_or_counted(make: Maker, kind: str) -> None:
     sink = make(kind)
     sink.log_config({"a": 1, "b": {"c": 2}})
