@@ -508,7 +508,7 @@ class MlflowSink(RemoteSink[Row]):
             self.client.log_batch(self.run_id, **{field: items}, synchronous=True)
             return
         except self._error as error:
-            if getattr(error, "error_code", None) != _REFUSED:
+            if not _refuses_names(error):
                 raise
         by_name: dict[str, list[Any]] = {}
         for item in items:
@@ -517,7 +517,7 @@ class MlflowSink(RemoteSink[Row]):
             try:
                 self.client.log_batch(self.run_id, **{field: group}, synchronous=True)
             except self._error as error:
-                if getattr(error, "error_code", None) != _REFUSED:
+                if not _refuses_names(error):
                     raise
                 refused(name, str(getattr(error, "message", error)), len(group))
 
@@ -554,6 +554,15 @@ class MlflowSink(RemoteSink[Row]):
     def __repr__(self) -> str:
         run_id = getattr(self, "run_id", None)
         return f"MlflowSink(run_id={run_id!r}, prefix={self.prefix!r}, step_key={self.step_key!r})"
+
+
+def _refuses_names(error: Exception) -> bool:
+    """Whether MLflow's error refuses names of what was sent (its error code says so; or a
+    file store cannot keep a metric whose name is another's folder, `a` and `a/b`: a file
+    and a folder at one path), rather than failing to store it (to be retried)."""
+    return getattr(error, "error_code", None) == _REFUSED or isinstance(
+        error.__context__, (NotADirectoryError, IsADirectoryError)
+    )
 
 
 def _same(stored: float, sent: float) -> bool:

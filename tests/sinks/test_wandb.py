@@ -212,9 +212,11 @@ def test_a_shared_run_is_finished_when_the_last_sink_on_it_closes() -> None:
 
 @pytest.mark.slow
 def test_numbers_become_floats_strings_stay_and_None_is_skipped_quietly() -> None:
+    """Quietly but for an int beyond float range: stored as infinity, counted and warned."""
     sink = WandbSink(step_key="step")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), pytest.warns(WandbSinkWarning, match="huge_int") as caught:
         warnings.simplefilter("error", WandbSinkWarning)
+        warnings.filterwarnings("default", message=".*'huge_int'", category=WandbSinkWarning)
         sink.write(
             {
                 "step": 0,
@@ -226,12 +228,14 @@ def test_numbers_become_floats_strings_stay_and_None_is_skipped_quietly() -> Non
         )
         sink.write({"step": 1, "nan": math.nan, "inf": np.float64("inf"), "lr": 0.1})
         sink.close()
+    assert len(caught) == 1
+    assert sink.counts["overflow"] == 1
 
     data = read_run(sink.run_dir)
     assert data.rows[0] == {
         "step": 0.0,
         **NUMBER_FLOATS,
-        "huge_int": math.inf,  # beyond float range, as to_float gives it
+        "huge_int": math.inf,  # beyond float range: counted in overflow
         "phase": "warmup",
     }
     row = data.rows[1]
