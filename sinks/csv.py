@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import io
@@ -518,6 +519,7 @@ class CsvSink(BufferedFileSink):
             )
         self.delimiter = delimiter
         self.lineterminator = lineterminator
+        self.line_end = lineterminator.encode()[-1:]
         super().__init__(
             path,
             mode=mode,
@@ -739,6 +741,7 @@ class CsvSink(BufferedFileSink):
             self._aside.rows_before = self._count_rows() - on_disk
         state["csv"] = {
             "fieldnames": list(self.fieldnames),
+            "declared": list(self._aside.declared),
             "has_header": self._has_header,
             "headless": self._headless,
             "rows_in_file": self._aside.rows_before + on_disk,
@@ -764,6 +767,7 @@ class CsvSink(BufferedFileSink):
         super().load_node_state(state)
         aside.rows_before = saved["rows_in_file"] - (state["file"]["rows"] - saved["headless"])
         self.fieldnames = list(saved["fieldnames"])
+        aside.declared = list(saved.get("declared", ()))  # columns the header is to gain
         self._has_header = saved["has_header"]
         self._headless = saved["headless"]
 
@@ -778,15 +782,27 @@ class CsvSink(BufferedFileSink):
             return
         with self.path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle, delimiter=self.delimiter)
-            now = next(reader, [])
+            next(reader, None)
             kept = zip(range(rows_in_file), reader, strict=False)
-            rows = [dict(zip(now, row, strict=False)) for _, row in kept]
+            rows = [_unpadded(row, len(header)) for _, row in kept]
         text = io.StringIO()
         writer = csv.writer(text, delimiter=self.delimiter, lineterminator=self.lineterminator)
         writer.writerow(header)
-        writer.writerows([row.get(name, "") for name in header] for row in rows)
-        temporary = self.path.with_name(f".{self.path.name}.rewrite")
-        temporary.write_text(text.getvalue(), encoding="utf-8", newline="")
+        writer.writerows(rows)
+        bom = codecs.BOM_UTF8 if self._starts_with_bom() else b""
+        body = bom + text.getvalue().encode("utf-8")
+        if len(body) != saved["bytes"]:
+            self.counts.note(
+                "changed",
+                "the file was widened after the checkpoint; its rows were rewritten under the "
+                "checkpoint's header, every cell kept, but rows another writer left short, "
+                "blank or otherwise quoted are written as CsvSink writes rows (their cells "
+                "read back the same)",
+                category=UserWarning,
+                stacklevel=6,
+            )
+        temporary = self._rewrite_path
+        temporary.write_bytes(body)
         self._replace_with(temporary)
 
     def on_close(self) -> None:
@@ -842,13 +858,19 @@ class CsvSink(BufferedFileSink):
             named[name] = value
         return named
 
+    def _starts_with_bom(self) -> bool:
+        """Whether the file begins with UTF-8's byte order mark (another writer's, kept)."""
+        with self.path.open("rb") as handle:
+            return handle.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8
+
     def _rewrite_with_header(self, fields: list[str], body: bytes) -> None:
         """Rewrites the file under the wider header `fields`, then `body` (the new rows)."""
         self._drop_handle()
-        temporary = self.path.with_name(f".{self.path.name}.rewrite")
+        temporary = self._rewrite_path
+        encoding = "utf-8-sig" if self._starts_with_bom() else "utf-8"  # a BOM stays
         try:
             with self.path.open(encoding="utf-8-sig", newline="") as old, temporary.open(
-                "w", encoding="utf-8", newline=""
+                "w", encoding=encoding, newline=""
             ) as new:
                 reader = csv.reader(old, delimiter=self.delimiter)
                 next(reader, None)
@@ -865,6 +887,16 @@ class CsvSink(BufferedFileSink):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()
+
+
+def _unpadded(row: list[str], width: int) -> list[str]:
+    """A row of a file widened since (each row padded with empty cells to the wider
+    header's width) as it stood under a header `width` cells wide: the padding goes down to
+    that width, never a cell holding text."""
+    end = len(row)
+    while end > width and row[end - 1] == "":
+        end -= 1
+    return row[:end]
 
 
 class _Aside:

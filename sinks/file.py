@@ -471,11 +471,7 @@ class BufferedFileSink(Sink):
         """Replaces the earlier run's file (mode="w"), once: at the first store or close;
         the earlier run's media folder goes, and its configuration file unless this run
         logged one."""
-        if not self.config:
-            with contextlib.suppress(FileNotFoundError):
-                self.config_path.unlink()
-        if self.media_dir.is_dir():
-            shutil.rmtree(self.media_dir, ignore_errors=True)
+        self._drop_earlier_run()
         size = self.path.stat().st_size if self.path.is_file() else 0
         if size:
             os.truncate(self.path, 0)
@@ -489,6 +485,23 @@ class BufferedFileSink(Sink):
             UserWarning,
             stacklevel=2,
         )
+
+    def _drop_earlier_run(self) -> None:
+        """Removes the earlier run's media folder, and its configuration file unless this run
+        logged one."""
+        if not self.config:
+            with contextlib.suppress(FileNotFoundError):
+                self.config_path.unlink()
+        if self.media_dir.is_dir():
+            shutil.rmtree(self.media_dir, ignore_errors=True)
+
+    @property
+    def _rewrite_path(self) -> Path:
+        """Where a rewrite of the file is made before it takes the file's place."""
+        return self.path.with_name(f".{self.path.name}.rewrite")
+
+    line_end = b"\n"
+    """The last byte of every line the sink writes: a checkpoint's position follows one."""
 
     def _replace_with(self, temporary: Path) -> None:
         """Puts the file `temporary` in place of the sink's file atomically, keeping the
@@ -767,6 +780,7 @@ class BufferedFileSink(Sink):
                 "rows": self.rows_written,
                 "held": held_rows(list(self._pending)),
                 "held_for": self._clock() - self._oldest if self._pending else 0.0,
+                "afresh": self._replace_first,
             }
             self._add_state(state)
         return state
@@ -822,6 +836,10 @@ class BufferedFileSink(Sink):
         with self._store_lock:
             self._drop_handle()
             self._replace_first = False
+            # a header rewrite a crash cut short leaves its temporary file
+            self._rewrite_path.unlink(missing_ok=True)
+            if saved.get("afresh"):  # stored nothing yet: the earlier run's files go, as at
+                self._drop_earlier_run()  # the first store of the run not interrupted
             if self.path.is_file():
                 self._cut_back(saved)
             self.rows_written = saved["rows"]
@@ -834,14 +852,23 @@ class BufferedFileSink(Sink):
                 self.config = self._read_config()
 
     def _cut_back(self, saved: dict[str, Any]) -> None:
-        size = self.path.stat().st_size
-        if size < saved["bytes"]:
+        size, cut = self.path.stat().st_size, saved["bytes"]
+        if size < cut:
             raise ValueError(
-                f"{self.path} holds {size} bytes, fewer than the {saved['bytes']} it held at "
-                "the checkpoint: it is not the file this state was taken from"
+                f"{self.path} holds {size} bytes, fewer than the {cut} it held at the "
+                "checkpoint: it is not the file this state was taken from"
             )
         with self.path.open("rb+") as handle:
-            handle.truncate(saved["bytes"])
+            if cut:
+                handle.seek(cut - 1)
+                if handle.read(1) != self.line_end:
+                    raise ValueError(
+                        f"{self.path}: the checkpoint's position ({cut} bytes) falls inside a "
+                        "line: the rows before it were written again otherwise since (by a "
+                        "process resumed from an earlier checkpoint, with other settings); "
+                        "this state no longer fits the file"
+                    )
+            handle.truncate(cut)
 
     def flush_due(self) -> float | None:
         """Seconds until the held rows are due for storing (<= 0: now); None if none are."""
