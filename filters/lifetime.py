@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from filters.keyed import KeyedFilter, Outputs
@@ -14,9 +15,11 @@ class LifetimeFilter(KeyedFilter):
     float). A record whose value is None, NaN or not a number adds nothing and carries the
     current sum (see KeyedFilter for how such values are counted).
 
-    The sum is compensated (Neumaier), so it stays within one rounding of the exact sum of
-    the values (`math.fsum`) over any run length; infinities give inf (or NaN), as a plain sum
-    does. It is carried across a restart by `state_dict()` / `load_state_dict()`.
+    The sum is exact until it is given: the correctly rounded sum of the values so far
+    (`math.fsum`'s), over any run length and any cancellation. Infinities give inf (or NaN),
+    as a plain sum does; so does a sum that goes beyond float range (it stays infinite, even
+    if later values would bring it back). It is carried across a restart by `state_dict()` /
+    `load_state_dict()`.
     """
 
     def __init__(self, regex: str) -> None:
@@ -30,7 +33,12 @@ class LifetimeFilter(KeyedFilter):
 
     def load_key_state(self, key: str, state: dict[str, Any], now: float) -> RunningSum:
         running = RunningSum()
-        running.total, running.compensation = state["total"], state["compensation"]
+        if "partials" in state:
+            running.partials = [float(x) for x in state["partials"]]
+            running.special = float(state["special"])
+        else:  # a state of the compensated sum kept before
+            for part in (state["total"], state["compensation"]):
+                running.push(float(part), now)
         running.started = state["started"]
         return running
 
@@ -39,31 +47,42 @@ class LifetimeFilter(KeyedFilter):
 
 
 class RunningSum:
-    """A compensated running sum (Neumaier's variant of Kahan summation)."""
+    """The exact sum of the finite values pushed, kept as non-overlapping partials (Shewchuk's,
+    as `math.fsum` keeps them) and given correctly rounded; infinities, NaN and a sum that
+    went beyond float range are carried apart, as a plain sum carries them."""
 
-    __slots__ = ("compensation", "started", "total")
+    __slots__ = ("partials", "special", "started")
 
     def __init__(self) -> None:
-        self.total = 0.0
-        self.compensation = 0.0
+        self.partials: list[float] = []
+        self.special = 0.0  # +-inf or NaN once one was added (or the sum overflowed)
         self.started = False
 
     def push(self, x: float, now: float) -> Outputs:
-        total = self.total
-        added = total + x
-        if added - added == 0:  # finite: keep the low-order bits the addition lost
-            if (total if total >= 0 else -total) >= (x if x >= 0 else -x):  # |total| >= |x|
-                self.compensation += (total - added) + x
-            else:
-                self.compensation += (x - added) + total
-        else:
-            self.compensation = 0.0
-        self.total = added
         self.started = True
-        return (added + self.compensation,)
+        if x - x != 0:  # an infinity or NaN
+            self.special += x
+        elif not self.special:  # (once infinite, a finite value changes nothing)
+            partials = self.partials
+            index = 0
+            for y in partials:
+                if abs(x) < abs(y):
+                    x, y = y, x
+                high = x + y
+                low = y - (high - x)
+                if low:
+                    partials[index] = low
+                    index += 1
+                x = high
+            if x - x == 0:
+                partials[index:] = [x]
+            else:  # beyond float range: infinite from here on, as a plain sum
+                self.special = x
+                partials.clear()
+        return (math.fsum(self.partials) + self.special,)
 
     def current(self) -> Outputs | None:
-        return (self.total + self.compensation,) if self.started else None
+        return (math.fsum(self.partials) + self.special,) if self.started else None
 
     def state(self, now: float) -> dict[str, Any]:
-        return {"total": self.total, "compensation": self.compensation, "started": self.started}
+        return {"partials": list(self.partials), "special": self.special, "started": self.started}

@@ -90,6 +90,18 @@ class RollingFilter(KeyedFilter):
         return f"RollingFilter({self.match.regex!r}, window={self.window}, stats={self.stats})"
 
 
+def _scaled_fsum(numbers: list[float]) -> float:
+    """`math.fsum` of finite numbers some partial sum of which is beyond float range: summed
+    scaled down by a power of two no partial sum can pass, then scaled back (exact but for
+    values too small to matter); +-inf if the sum itself is beyond float range."""
+    scale = len(numbers).bit_length() + 1
+    scaled = math.fsum([math.ldexp(x, -scale) for x in numbers])
+    try:
+        return math.ldexp(scaled, scale)
+    except OverflowError:
+        return math.copysign(math.inf, scaled)
+
+
 class Window:
     """One key's last `size` values, with running sums (and a sorted copy for order
     statistics) from which `compute` makes the outputs."""
@@ -193,8 +205,8 @@ class Window:
         numbers = [x for x in self.values if x - x == 0]
         try:
             total = math.fsum(numbers)
-        except OverflowError:  # the exact sum is beyond a float: numpy's is inf too
-            total = sum(numbers)
+        except OverflowError:  # a partial sum beyond float range, the sum maybe not
+            total = _scaled_fsum(numbers)
         self.total = total
         if self.spread and numbers:
             mean = total / len(numbers)
