@@ -3,13 +3,17 @@ one local Ray; and each test's time bound."""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import Phase, settings
 
+import sinks.file
 from pipeline import Pipeline
 from pipeline.core.columns import Columns
 from pipeline.core.node import Record
@@ -123,3 +127,26 @@ def crash(*pipes: Pipeline) -> None:
             if release is not None:
                 release()
             node.closed = True
+
+
+@contextlib.contextmanager
+def fast_path(on: bool) -> Iterator[None]:
+    """The fast path on or, with `on=False`, forced off (the pure-Python path)."""
+    before = sinks.file.FAST
+    sinks.file.FAST = on
+    try:
+        yield
+    finally:
+        sinks.file.FAST = before
+
+
+def exactly(a: Any, b: Any) -> bool:
+    """The same JSON value: the same types (1 is not 1.0, True is not 1), -0.0 is not 0.0,
+    NaN is NaN."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return (math.isnan(a) and math.isnan(b)) or (
+            a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+        )
+    return bool(a == b)

@@ -42,23 +42,13 @@ import sinks.jsonl
 from pipeline.core.columns import MaskedColumns, present_rows
 from pipeline.core.isolation import StoreError
 from sinks import CsvSink, JsonlSink, flusher
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, exactly, fast_path
 
 pytest.importorskip("orjson")
 pytest.importorskip("polars")
 
 Batch = dict[Any, Any]
 Step = tuple[str, Any]
-
-
-@contextlib.contextmanager
-def fast_path(on: bool) -> Iterator[None]:
-    before = sinks.file.FAST
-    sinks.file.FAST = on
-    try:
-        yield
-    finally:
-        sinks.file.FAST = before
 
 
 @contextlib.contextmanager
@@ -293,16 +283,6 @@ def run(
         with contextlib.suppress(StoreError):
             sink.close()
     return sink, after
-
-
-def exactly(a: Any, b: Any) -> bool:
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        return (math.isnan(a) and math.isnan(b)) or (
-            a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
-        )
-    return bool(a == b)
 
 
 def jsonl_lines(data: bytes) -> list[list[tuple[str, Any]]]:

@@ -28,23 +28,12 @@ from pipeline.core.columns import MaskedColumns, batch_length, iter_rows
 from pipeline.core.isolation import StoreError
 from sinks import CsvSink, JsonlSink
 from sinks.file import RowBlock
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, exactly, fast_path
 
 pytest.importorskip("orjson")
 
 Batch = dict[str, Any]
 FileSink = type[CsvSink] | type[JsonlSink]
-
-
-@contextlib.contextmanager
-def fast_path(on: bool) -> Iterator[None]:
-    """The fast path on or, with `on=False`, forced off (the pure-Python path)."""
-    before = sinks.file.FAST
-    sinks.file.FAST = on
-    try:
-        yield
-    finally:
-        sinks.file.FAST = before
 
 
 # -- streams of batches ---------------------------------------------------------------------
@@ -499,18 +488,6 @@ def frame_columns(draw: st.DrawFn, length: int) -> Batch:
         else:  # ints beyond 64 bits, in a list with None
             batch[key] = values(st.integers(-(2**70), 2**70) | st.none())
     return MaskedColumns(batch) if draw(st.integers(0, 4)) == 0 else batch
-
-
-def exactly(a: Any, b: Any) -> bool:
-    """The same JSON value: the same types (1 is not 1.0, True is not 1), -0.0 is not 0.0,
-    NaN is NaN."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        return (math.isnan(a) and math.isnan(b)) or (
-            a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
-        )
-    return bool(a == b)
 
 
 def read_back(data: bytes) -> list[list[tuple[str, Any]]]:

@@ -21,8 +21,6 @@ import json
 import math
 import pickle
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,11 +30,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-import sinks.file
 from filters import AggregateFilter, RateFilter, TimeFilter
 from pipeline import Pipeline
 from sinks import CsvSink, JsonlSink, MemorySink
-from tests.conftest import FakeClock, crash
+from tests.conftest import FakeClock, crash, fast_path
 
 CSV_FILES = ("raw.csv", "smooth.csv", "run.csv")
 JSONL_FILES = ("raw.jsonl", "window.jsonl")
@@ -216,16 +213,6 @@ def plans(draw: st.DrawFn) -> Plan:
 # -- playing plans --------------------------------------------------------------------------
 
 
-@contextmanager
-def fast_extra(on: bool) -> Iterator[None]:
-    saved = sinks.file.FAST
-    sinks.file.FAST = on
-    try:
-        yield
-    finally:
-        sinks.file.FAST = saved
-
-
 def play(graph: Graph, clock: FakeClock, steps: list[tuple[str, Any]]) -> None:
     for kind, data in steps:
         if kind == "write":
@@ -313,7 +300,7 @@ def outcome(folder: Path, graph: Graph) -> Outcome:
 def uninterrupted(folder: Path, plan: Plan) -> Outcome:
     seed(folder, plan)
     clock = FakeClock()
-    with fast_extra(plan.final_fast):
+    with fast_path(plan.final_fast):
         graph = build(folder, clock, plan.mode, plan.every, plan.declared)
         play(graph, clock, plan.run)
         graph.pipe.close()
@@ -328,7 +315,7 @@ def interrupted(folder: Path, plan: Plan) -> Outcome:
         # another process: another clock (times a power of two apart, ticks of quarter
         # seconds: every reading and difference exact, so elapsed times are the same)
         clock.advance(len(states) * 1024.0)
-        with fast_extra(attempt.fast):
+        with fast_path(attempt.fast):
             graph = build(folder, clock, plan.mode, plan.every, plan.declared)
             start = 0
             if attempt.load is not None:
@@ -349,7 +336,7 @@ def interrupted(folder: Path, plan: Plan) -> Outcome:
             with (folder / name).open("ab") as handle:
                 handle.write(TORN[Path(name).suffix])
     clock = FakeClock()
-    with fast_extra(plan.final_fast):
+    with fast_path(plan.final_fast):
         graph = build(folder, clock, plan.mode, plan.every, plan.declared)
         graph.pipe.load_state_dict(pickle.loads(states[plan.final_load]))
         play(graph, clock, plan.run[plan.checkpoints_at[plan.final_load] :])
@@ -664,14 +651,14 @@ def test_a_cut_that_falls_inside_a_line_is_not_made_silently(tmp_path: Path) -> 
     def make() -> Pipeline:
         return sink_pipe(JsonlSink(path, flush_every=100, flush_seconds=None))
 
-    with fast_extra(False):  # json.dumps: {"x": 1}
+    with fast_path(False):  # json.dumps: {"x": 1}
         pipe = make()
         pipe.write({"x": 1})
         older = pickle.dumps(pipe.state_dict())  # the row held
         pipe.flush()
         newer = pickle.dumps(pipe.state_dict())  # the row stored: 9 bytes
         crash(pipe)
-    with fast_extra(True):  # orjson: {"x":1}
+    with fast_path(True):  # orjson: {"x":1}
         pipe = make()
         pipe.load_state_dict(pickle.loads(older))
         pipe.write({"x": 2})
