@@ -47,6 +47,7 @@ def test_a_checkpoint_counts_the_rows_the_file_held_before_the_sink_opened_it(
     (sink_state,) = state["nodes"]
     assert sink_state["csv"] == {
         "fieldnames": ["a", "t"],
+        "declared": [],
         "has_header": True,
         "headless": 0,
         "rows_in_file": 3,
