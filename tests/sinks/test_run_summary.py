@@ -32,11 +32,10 @@ from tests.sinks.tracking import (
     wandb_records,
 )
 
-tool_homes = losses.tool_homes
-mlflow_store = losses.mlflow_store
-
-pytestmark = pytest.mark.slow  # runs the real clients
-scratch_cwd = losses.scratch_cwd
+pytestmark = [
+    pytest.mark.slow,  # runs the real clients
+    pytest.mark.usefixtures("tool_homes", "scratch_cwd"),
+]
 make = losses.make
 
 AXES = {"^eval/": "eval_round", "": "steps"}

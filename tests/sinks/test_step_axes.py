@@ -18,11 +18,11 @@ from sinks.remote import RemoteSink
 from tests.sinks import test_tracking_losses as losses
 from tests.sinks.tracking import KINDS, Points, points_of, wandb_axis_points
 
-pytestmark = pytest.mark.slow  # runs the real clients
+pytestmark = [
+    pytest.mark.slow,  # runs the real clients
+    pytest.mark.usefixtures("tool_homes", "scratch_cwd"),
+]
 
-tool_homes = losses.tool_homes
-mlflow_store = losses.mlflow_store
-scratch_cwd = losses.scratch_cwd
 make = losses.make
 
 AXES = {"^eval/": "eval_round", "": "steps"}

@@ -16,11 +16,11 @@ from tests.sinks import test_run_summary as summary
 from tests.sinks import test_tracking_losses as losses
 from tests.sinks.tracking import points_of
 
-pytestmark = pytest.mark.slow  # runs the real clients
+pytestmark = [
+    pytest.mark.slow,  # runs the real clients
+    pytest.mark.usefixtures("tool_homes", "scratch_cwd"),
+]
 
-tool_homes = losses.tool_homes
-mlflow_store = losses.mlflow_store
-scratch_cwd = losses.scratch_cwd
 make = losses.make
 
 
