@@ -514,7 +514,7 @@ def test_sender_actors_on_ray_give_numpys_rows_and_a_silent_one_is_closed_out() 
         assert math.isclose(row["x_std"], values.std(), rel_tol=1e-12, abs_tol=1e-12)
         assert (row["x_min"], row["x_max"]) == (values.min(), values.max())
         assert math.isclose(row["x_median"], float(np.median(values)), rel_tol=1e-12)
-    with pytest.warns(RuntimeWarning, match="closed with losses"):
+    with pytest.warns(RuntimeWarning, match="closed with failures"):
         status = hub.close()
     assert status is not None
     silent = next(s for s in status.streams.values() if s.tags.get("worker") == 2)

@@ -711,6 +711,12 @@ class HubCore:
                 f"hub: checkpointing failed {self.checkpoint_errors} times "
                 f"({self.first_checkpoint_error}); a restart goes back to the last checkpoint"
             )
+        if self.restarted and self.checkpoint is None:
+            lines.append(
+                "hub: restarted without a checkpoint: a batch the dead instance stored and had "
+                "not acknowledged (in flight at its death) is stored twice (at least once "
+                "across a restart); checkpoint= makes a restart exactly once"
+            )
         if self.store_errors:
             lines.append(
                 f"hub: storing failed {self.store_errors} times ({self.first_store_error}); "

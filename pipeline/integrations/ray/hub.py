@@ -229,7 +229,7 @@ class Hub:
         if lines:
             cut = sum(1 for stream in final.streams.values() if not stream.ended)
             warnings.warn(
-                "rlpipe: the hub closed with losses"
+                "rlpipe: the hub closed with failures"
                 + (f" ({cut} senders had not closed)" if cut else "")
                 + f": written {final.written}, applied {final.records + final.earlier}: "
                 + "; ".join(lines),
