@@ -164,29 +164,44 @@ class SmoothingFilter(Transform):
             names.update({k: key, n: output, s: state})
             x, c = f"{name}_x", f"{name}_c"
             ema = f"{x} if {c} == 0.0 else (1.0 - {c}) * {x} + {c} * {s}[0]"
+            step = [f"{c} = {s}[1]", f"{s}[1] = 0.9 * {c} + {self._step!r}"]
+            # A finite float first, in two tests (a float's x - x is 0.0 or NaN); any other
+            # value as transform takes it.
             value = [
                 f"{x} = data[{k}]",
-                f"if type({x}) is not float:",
-                f"    {x} = {name}_to_float({x})",
-                f"if {x} is None or {x} - {x} != 0:",
-                f"    {name}._skip({k}, data[{k}])",
+                f"if type({x}) is float and {x} - {x} == 0.0:",
+            ]
+            other = [
+                "else:",
+                f"    if type({x}) is not float:",
+                f"        {x} = {name}_to_float({x})",
+                f"    if {x} is None or {x} - {x} != 0:",
+                f"        {name}._skip({k}, data[{k}])",
             ]
             made += [
                 *value,
-                f"    {x} = {s}[0]",
-                f"    if {x} == {x}:",
-                f"        {name}_out[{n}] = {x}",
-                "else:",
-                f"    {c} = {s}[1]",
+                f"    {step[0]}",
                 f"    {name}_out[{n}] = {s}[0] = {ema}",
-                f"    {s}[1] = 0.9 * {c} + {self._step!r}",
+                f"    {step[1]}",
+                *other,
+                f"        {x} = {s}[0]",
+                f"        if {x} == {x}:",
+                f"            {name}_out[{n}] = {x}",
+                "    else:",
+                f"        {step[0]}",
+                f"        {name}_out[{n}] = {s}[0] = {ema}",
+                f"        {step[1]}",
             ]
             observed += [
                 *value,
-                "else:",
-                f"    {c} = {s}[1]",
+                f"    {step[0]}",
                 f"    {s}[0] = {ema}",
-                f"    {s}[1] = 0.9 * {c} + {self._step!r}",
+                f"    {step[1]}",
+                *other,
+                "    else:",
+                f"        {step[0]}",
+                f"        {s}[0] = {ema}",
+                f"        {step[1]}",
             ]
         # A None value is skipped uncounted, as an absent key: plans of fewer keys hold
         # the same states and clash no more (observe on the record without it does the same).
