@@ -158,7 +158,13 @@ class SmoothingFilter(Transform):
         if not plan:
             return Special([], [], {}, keys, none_as_absent=True)
         names: dict[str, object] = {name: self, f"{name}_to_float": to_float}
-        made, observed = [f"{name}_out = dict(data)"], []
+        made: list[str] = [  # dict(data) without a call, for a mapping with keys() (any other,
+            "try:",  # which {**data} refuses, takes dict's way)
+            f"    {name}_out = {{**data}}",
+            "except TypeError:",
+            f"    {name}_out = dict(data)",
+        ]
+        observed: list[str] = []
         for index, (key, output, state) in enumerate(plan):
             k, n, s = f"{name}_k{index}", f"{name}_n{index}", f"{name}_s{index}"
             names.update({k: key, n: output, s: state})
