@@ -194,30 +194,65 @@ def test_follow_redraws_in_place_on_a_terminal(tmp_path: Path) -> None:
     assert shown == 3 and out.getvalue().count("\x1b[H\x1b[J") == 3
 
 
+class Views(io.StringIO):
+    """What `rlpipe tail` prints (not a terminal: a view per change, blank-line separated),
+    with a way to wait until it printed a given number of views."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.printed = threading.Condition()
+
+    def write(self, text: str) -> int:
+        with self.printed:
+            written = super().write(text)
+            self.printed.notify_all()
+        return written
+
+    def views(self) -> list[str]:
+        text = self.getvalue()
+        return text.split("\n\n") if text else []
+
+    def wait_for(self, count: int, seconds: float = 120.0) -> None:
+        with self.printed:
+            shown = self.printed.wait_for(lambda: len(self.views()) >= count, timeout=seconds)
+        assert shown, f"tail printed {len(self.views())} views, not {count}, in {seconds} s"
+
+
 def test_tail_shows_the_latest_values_while_a_writer_thread_appends(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = tmp_path / "run"
     sink = CsvSink(run / "train.csv", flush_every=1)
     sink.write({"steps": 0, "episode_return": 0.0})
+    out = Views()
+    monkeypatch.setattr(sys, "stdout", out)
+    problems: list[BaseException] = []
 
     def writer() -> None:
-        for i in range(1, 6):
-            time.sleep(0.05)
-            sink.write({"steps": 100 * i, "episode_return": 10.0 * i})
-        time.sleep(0.05)
-        sink.write({"steps": 600, "episode_return": 61.5, "loss": 0.125})  # a wider header
-        sink.close()
+        # Each row once tail showed the one before: every row is a change of its own, however
+        # late a busy machine runs either thread.
+        try:
+            for i in range(1, 6):
+                out.wait_for(i)
+                sink.write({"steps": 100 * i, "episode_return": 10.0 * i})
+            out.wait_for(6)
+            sink.write({"steps": 600, "episode_return": 61.5, "loss": 0.125})  # a wider header
+        except BaseException as error:
+            problems.append(error)
+        finally:
+            sink.close()
 
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        # 1 first view + 6 changes; the timeout only matters if two writes land in one interval
-        status = main([str(run), "--interval", "0.01", "--max-updates", "7", "--timeout", "5"])
+        # 1 first view + 6 changes; the timeout only bounds a tail that misses a change
+        status = main([str(run), "--interval", "0.01", "--max-updates", "7", "--timeout", "300"])
     finally:
         thread.join()
+    assert not problems, problems
     assert status == 0
-    views = capsys.readouterr().out.split("\n\n")
+    views = out.views()
+    assert len(views) == 7
     assert "train.csv: 1 row" in views[0] and "episode_return  0" in views[0]
     last = views[-1]
     assert "train.csv: 7 rows" in last
@@ -253,7 +288,7 @@ def test_ctrl_c_stops_a_running_tail_cleanly(tmp_path: Path) -> None:
     threading.Thread(target=read, daemon=True).start()
 
     def wait_for(text: str) -> None:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 120  # a busy machine may be slow to start the process
         while time.monotonic() < deadline:
             try:
                 if text in lines.get(timeout=0.1):
@@ -270,7 +305,7 @@ def test_ctrl_c_stops_a_running_tail_cleanly(tmp_path: Path) -> None:
         sink.write({"steps": 3, "episode_return": 80.0, "entropy": 0.5})
         wait_for("entropy         0.5")
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=120) == 0
         assert process.stderr is not None and "Traceback" not in process.stderr.read()
     finally:
         sink.close()

@@ -196,6 +196,8 @@ def test_senders_on_three_nodes_and_a_node_removed_mid_run(
         functools.partial(windowed, raw, windows),
         batch_size=64,
         flush_seconds=None,
+        write_timeout=180.0,  # 32 batches a writer through 8 slots: the 5 s default is short
+        flush_timeout=180.0,  # on a busy machine (a batch counted lost as "behind")
         actor_options={"num_cpus": 0, **on("n0")},
     )
     writers = [

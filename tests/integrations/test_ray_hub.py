@@ -100,28 +100,31 @@ class Learner:
         return self.log.written, self.log.sent, self.log.lost, self.log.unconfirmed
 
 
-class SlowSink(Sink):
-    """A sink that takes `seconds` per record (a congested backend), keeping what it took."""
+class GatedSink(Sink):
+    """A congested backend: a record waits (bounded) until the file `gate` exists, which the
+    test makes when the backend may catch up; keeps what it took."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, gate: Path) -> None:
         super().__init__()
-        self.seconds = seconds
+        self.gate = gate
         self.records: list[dict[str, Any]] = []
 
     def write(self, data: Record) -> None:
         import time
 
-        time.sleep(self.seconds)
+        deadline = time.monotonic() + 300.0
+        while not self.gate.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         self.records.append(dict(data))
 
 
-def slow_central() -> Pipeline:
-    return Pipeline("slow").to(SlowSink(0.5))
+def gated_central(gate: Path) -> Pipeline:
+    return Pipeline("slow").to(GatedSink(gate))
 
 
 def slow_records(pipeline: Pipeline) -> list[dict[str, Any]]:
     sink = pipeline.steps[1]
-    assert isinstance(sink, SlowSink)
+    assert isinstance(sink, GatedSink)
     return sink.records
 
 
@@ -184,7 +187,15 @@ def test_many_workers_reach_one_pipeline_exactly_once_in_order(
     ray_session: Path, tmp_path: Path
 ) -> None:
     csv_path = tmp_path / "all.csv"
-    hub = Hub(functools.partial(central, csv_path), batch_size=32, max_in_flight=4)
+    # 13 batches per worker through 4 slots: a write waits for the hub, which a busy machine
+    # may keep past the 5 s default (the batch would be counted lost as "behind")
+    hub = Hub(
+        functools.partial(central, csv_path),
+        batch_size=32,
+        max_in_flight=4,
+        write_timeout=120.0,
+        flush_timeout=120.0,
+    )
     n = 400
     tasks = [write_stream.remote(hub.sender(worker=w), w, n) for w in range(3)]
     learner = Learner.remote(hub.sender(worker=3))  # type: ignore[attr-defined]
@@ -280,7 +291,9 @@ def test_the_hub_applies_each_batch_once_and_in_sequence_order(ray_session: Path
 
 
 def test_a_killed_hub_makes_senders_warn_and_count_not_hang(ray_session: Path) -> None:
-    hub = Hub(central, batch_size=10, write_timeout=1.0, flush_timeout=5.0)
+    # Timeouts a busy machine cannot run out before the kill (a write or flush that timed out
+    # would count records lost); after it a dead hub's calls fail at once, whatever they are.
+    hub = Hub(central, batch_size=10, write_timeout=120.0, flush_timeout=120.0)
     sender = hub.sender(worker=0)
     for record in stream(0, 100):
         sender.write(record)
@@ -387,16 +400,28 @@ def test_a_batch_stored_and_not_acknowledged_when_the_hub_dies_is_stored_twice_a
     assert csv_steps(csv_path) == [*range(120), *range(110, 200)]
 
 
-def test_a_slow_hub_never_blocks_a_worker_beyond_the_write_timeout(ray_session: Path) -> None:
-    """A hub taking 0.5 s per record, a sender allowed 2 batches in flight and 0.2 s of
-    waiting: the third write waits 0.2 s, then it and every write while the hub is still
-    behind are dropped and counted, without waiting; once the hub caught up, sending resumes."""
-    hub = Hub(slow_central, batch_size=1, max_in_flight=2, write_timeout=0.2, flush_timeout=10.0)
+def test_a_slow_hub_never_blocks_a_worker_beyond_the_write_timeout(
+    ray_session: Path, tmp_path: Path
+) -> None:
+    """A hub stuck on its first record until the test lets it go on, a sender allowed 2
+    batches in flight and 0.2 s of waiting: the third write waits 0.2 s, then it and every
+    write while the hub is still behind are dropped and counted, without waiting; once the
+    hub caught up, sending resumes. (The hub is held by the test, not by a sleep: a busy
+    machine cannot let it catch up in the middle of the writes.)"""
+    gate = tmp_path / "caught-up"
+    hub = Hub(
+        functools.partial(gated_central, gate),
+        batch_size=1,
+        max_in_flight=2,
+        write_timeout=0.2,
+        flush_timeout=120.0,
+    )
     sender = hub.sender()
     with pytest.warns(RuntimeWarning, match="could not send 1 records: the hub is behind"):
         for step in range(30):
             sender.write({"step": step})
     assert (sender.sent + sender.in_flight, sender.lost) == (2, 28)
+    gate.touch()  # the hub catches up
     sender.flush()  # waits for the hub to apply the two in flight
     for step in range(30, 32):
         sender.write({"step": step})
@@ -412,7 +437,8 @@ def test_a_batch_the_hub_cannot_take_is_lost_alone_and_the_stream_goes_on(
 ) -> None:
     """A value the hub cannot unpickle fails its whole batch (2 records here): those are
     counted as lost, and every later batch is still applied, in order, without waiting."""
-    hub = Hub(central, batch_size=2, max_in_flight=2, write_timeout=1.0, flush_timeout=5.0)
+    # Timeouts a busy machine cannot run out: a hub slow to answer must not count as behind.
+    hub = Hub(central, batch_size=2, max_in_flight=2, write_timeout=120.0, flush_timeout=120.0)
     sender = hub.sender()
     with pytest.warns(RuntimeWarning, match="could not send 2 records: the hub failed"):
         for step in range(20):
@@ -434,7 +460,8 @@ def test_a_record_that_cannot_be_pickled_is_lost_alone_and_the_stream_goes_on(
     the batch's records one by one: the records holding a lock (and only those: one row of a
     column batch) are counted lost and warned about once; the rest of each batch and every
     later batch reach the hub in order, at once; write, flush and close never raise."""
-    hub = Hub(central, batch_size=4, max_in_flight=2, flush_timeout=10.0)
+    # timeouts a busy machine cannot run out: a hub slow to answer must not count as behind
+    hub = Hub(central, batch_size=4, max_in_flight=2, write_timeout=120.0, flush_timeout=120.0)
     sender = hub.sender(worker=0)
     with pytest.warns(RuntimeWarning, match="a record cannot be pickled") as caught:
         for step in range(20):

@@ -169,6 +169,9 @@ def start(pool: list[Any], tmp_path: Path) -> Iterator[Callable[..., tuple[Hub, 
     def start(**options: Any) -> tuple[Hub, list[Any], Path]:
         path = tmp_path / "hub.jsonl"
         factory = functools.partial(lazy_jsonl, path)
+        # Timeouts a busy machine cannot run out: a hub slow to answer 4 writers must not
+        # count as behind (records lost) or as unconfirmed (the defaults are 5 s and 30 s).
+        options = {"write_timeout": 120.0, "flush_timeout": 120.0, **options}
         hub = Hub(factory, batch_size=BATCH, flush_seconds=None, **options)
         hubs.append(hub)
         for w, writer in enumerate(pool):
@@ -248,7 +251,7 @@ def test_a_restarted_hub_loses_and_doubles_nothing_acknowledged(
     """With max_restarts=1 the hub is killed after every sender's flush and restarted by
     Ray; the workers go on. Every record is in the file exactly once, and the hub's counts
     reconcile with the senders': records applied here + by the dead instance = written."""
-    hub, writers, path = start(max_restarts=1, write_timeout=60.0)
+    hub, writers, path = start(max_restarts=1)
     n = 1500
     ray.get([writer.write.remote(0, n) for writer in writers])
     assert ray.get([writer.flush.remote() for writer in writers]) == [(n, n, 0, 0)] * WORKERS

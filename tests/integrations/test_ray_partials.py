@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -279,6 +280,20 @@ def test_through_a_relay_per_node_the_hub_gets_one_partial_per_window(ray_up: No
     assert final is not None and final.written == final.records == 2000 and not final.failures
 
 
+def wait_until_dead(actor: Any, seconds: float = 120.0) -> None:
+    """Waits (bounded, generously) until calls on `actor` fail as a dead actor's do."""
+    import ray
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.status.remote(), timeout=seconds)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the actor was still alive {seconds} s after ray.kill")
+
+
 class Writer:
     """A Ray actor holding one sender: it outlives its node's relay, and keeps writing."""
 
@@ -314,6 +329,9 @@ def test_a_relay_that_dies_counts_what_it_held_and_its_senders_write_to_the_hub(
     assert ray.get([w.write.remote(100) for w in writers]) == [300, 300]  # merged, held
     [relay] = relays_of(hub.actor)
     ray.kill(relay, no_restart=True)  # dies holding 200 records its senders had delivered
+    # ray.kill is asynchronous: a batch shipped before the relay is dead may still reach it
+    # (and die with it, or be forwarded at its close): write on once its calls fail.
+    wait_until_dead(relay)
     assert ray.get([w.write.remote(150) for w in writers]) == [450, 450]  # to the hub now
     counts = ray.get([w.close.remote() for w in writers])
     hub.flush()

@@ -10,7 +10,6 @@ last runs sender actors on the test run's local Ray."""
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -469,6 +468,14 @@ def value(worker: int, step: int) -> float:
     return math.sin(step * 0.37 + worker) * (10.0 + worker)
 
 
+def set_hub_clock(_: Pipeline, now: float) -> None:
+    """Runs in the hub's actor (`hub.call`): from now on its window deadlines read the time
+    `now`, not the real clock."""
+    from pipeline.integrations.ray import core
+
+    vars(core)["time"] = SimpleNamespace(monotonic=lambda: now)
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("ray_up")
 def test_sender_actors_on_ray_give_numpys_rows_and_a_silent_one_is_closed_out() -> None:
@@ -476,10 +483,12 @@ def test_sender_actors_on_ray_give_numpys_rows_and_a_silent_one_is_closed_out() 
 
     from pipeline.integrations.ray import Hub
 
-    # The deadline must outlast the writes of each phase below (a dozen sequential Ray calls,
-    # seconds on a loaded machine: at 2 s a busy machine closed window 2 without actor 2).
+    # The hub's clock stands still while the phases below write (a dozen sequential Ray
+    # calls each: seconds, or more, on a busy machine, which with the real clock closed
+    # window 4 before its time) and is moved past the deadline by hand.
     deadline = 10.0
     hub = Hub(central, exact=True, batch_size=64, window_deadline=deadline)
+    hub.call(set_hub_clock, 1000.0)
     assert "windows by step" in hub.mode
     writer = ray.remote(num_cpus=0.25)(StepWriter)
     actors = [writer.remote(hub.sender(worker=i), i) for i in range(3)]
@@ -498,7 +507,7 @@ def test_sender_actors_on_ray_give_numpys_rows_and_a_silent_one_is_closed_out() 
             write(i, list(range(start + i, start + 10, 3)))
     rows = hub.call(lambda p: p.nodes()[-1].records)
     assert [row["steps"] for row in rows] == [9, 19, 29, 39]  # window 4 waits for actor 2
-    time.sleep(deadline + 0.5)
+    hub.call(set_hub_clock, 1000.0 + deadline + 0.5)
     write(0, [80])  # a call after the deadline: windows 4 to 7 close without actor 2
     write(2, [45])  # actor 2 comes back, late for window 4
     counts = ray.get([actor.close.remote() for actor in actors])

@@ -556,7 +556,7 @@ def test_the_background_thread_sends_without_a_flush(uri: str, client: Any) -> N
     sink = MlflowSink(tracking_uri=uri)
     sink.push_seconds = 0.01
     sink.write({"x": 1.0})
-    deadline = time.monotonic() + 30.0  # rows leave `pending` when taken, before they are sent
+    deadline = time.monotonic() + 120.0  # rows leave `pending` when taken, before they are sent
     while history(client, sink.run_id) != {"x": [(0, 1.0)]} and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sink.pending == 0

@@ -80,7 +80,9 @@ def records(n: int, start: int = 0) -> list[dict[str, int]]:
     return [{"i": i} for i in range(start, start + n)]
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 120.0) -> None:
+    """Waits (bounded, generously: the push thread may be slow to run on a busy machine)
+    until `condition()` holds."""
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out"
@@ -199,17 +201,23 @@ def test_beyond_max_buffered_a_failing_client_loses_the_oldest_counted_and_warne
 def test_once_a_flush_got_through_write_is_not_held_up_by_the_threads_back_off() -> None:
     client = ListClient()
     client.failing = True
-    sink = make_sink(client, max_buffered=2)  # push_seconds 3600: the back-off is an hour
+    # push_seconds and max_retry_seconds 3600: the thread's back-off is an hour
+    sink = make_sink(client, max_buffered=2, max_retry_seconds=3600.0)
     with pytest.warns(RuntimeWarning):
         for record in records(3):
             sink.write(record)  # the thread's push fails: it backs off
         wait_for(lambda: client.calls == ["failed"])
     client.failing = False
     sink.flush()
-    began = time.monotonic()
-    for record in records(3, start=3):
-        sink.write(record)  # past max_buffered: the thread pushes now, not in an hour
-    assert time.monotonic() - began < 5.0
+
+    def write_past_max_buffered() -> None:
+        for record in records(3, start=3):
+            sink.write(record)  # past max_buffered: the thread pushes now, not in an hour
+
+    writer = threading.Thread(target=write_past_max_buffered, daemon=True)
+    writer.start()
+    writer.join(timeout=120.0)  # an hour if held up by the back-off; far less on a busy machine
+    assert not writer.is_alive(), "write waited for the push thread's back-off"
     sink.close()
     assert client.rows == records(5, start=1)  # row 0 did not fit beside rows 1 and 2
     assert sink.counts["lost"] == 1
@@ -396,7 +404,7 @@ def test_a_sink_left_open_is_closed_at_exit_and_on_sigterm_before_its_client_sto
     assert child.stdout.readline().strip() == "ready", child.stderr and child.stderr.read()
     if how == "SIGTERM":
         child.send_signal(signal.SIGTERM)
-    _, errors = child.communicate(timeout=60)
+    _, errors = child.communicate(timeout=120)
     assert child.returncode == (128 + signal.SIGTERM if how == "SIGTERM" else 0), errors
     assert "Warning" not in errors
     entries = [json.loads(line) for line in path.read_text().splitlines()]

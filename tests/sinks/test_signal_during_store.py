@@ -3,7 +3,9 @@ signal takes effect once the store is over, and the rows still held are stored a
 
 Each case runs a child process that writes 30-key records, row by row or as batches of
 numeric columns (which the fast path holds and stores as blocks), to
-`Pipeline("t").to(CsvSink(out, mode="w", flush_every=1000))`; the sink signals its own
+`Pipeline("t").to(CsvSink(out, mode="w", flush_every=1000, flush_seconds=None))` (stores by
+count only: with the default 2 s, a busy machine made the second store come early, by time,
+at another row); the sink signals its own
 process from inside its second store, at a given step of it (before the rows are written,
 after they are written, or half-way through the append), so the signal lands in the store
 window every time."""
@@ -50,7 +52,9 @@ CHILD = textwrap.dedent(
             else:
                 super()._append(text)
 
-    logger = Pipeline("t").to(SignalledCsvSink(out, mode="w", flush_every=1000))
+    logger = Pipeline("t").to(
+        SignalledCsvSink(out, mode="w", flush_every=1000, flush_seconds=None)
+    )
     if how == "rows":
         for n in range(5000):
             logger.write({"step": n, **{f"k{i}": n * 100 + i for i in range(29)}})

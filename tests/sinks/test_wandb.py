@@ -431,7 +431,7 @@ def test_write_holds_records_and_flush_hands_them_to_the_run() -> None:
     sink.flush()
     assert sink.pending == 0
     # W&B writes a step's row once a later step is logged: every step but the last.
-    deadline = time.monotonic() + 30.0
+    deadline = time.monotonic() + 120.0  # wandb's service may be slow on a busy machine
     while len(parse_run(wandb_file(sink.run_dir)).rows) < 4:
         assert time.monotonic() < deadline
         time.sleep(0.05)
