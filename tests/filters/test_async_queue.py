@@ -74,8 +74,11 @@ def test_a_block_policy_writer_waits_while_the_queue_holds_maxsize_records() -> 
 
     writer = threading.Thread(target=write_three)
     writer.start()
-    writer.join(timeout=0.3)
-    assert writer.is_alive()  # the third record waits for room
+    deadline = time.monotonic() + 120.0  # the writer thread may be slow to run
+    while len(node.node_state()["queued"]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    writer.join(timeout=0.1)
+    assert writer.is_alive()  # the third record waits for room (until resume, however long)
     assert len(node.node_state()["queued"]) == 2
     node.resume()
     writer.join(timeout=10)

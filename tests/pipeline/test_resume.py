@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from filters import (
     AggregateFilter,
+    AsyncNode,
     EveryNFilter,
     SmoothingFilter,
     TimeFilter,
@@ -265,10 +266,13 @@ class Slow(MemorySink):
 
 def test_an_async_backlog_is_restored_after_the_nodes_below_it() -> None:
     pipe = Pipeline(close_at_exit=False).async_().to(Slow())
+    (queue,) = [node for node in pipe.nodes() if isinstance(node, AsyncNode)]
+    queue.pause()  # its thread holds still: however fast it would run, a backlog stays
     for i in range(100):
         pipe.write({"i": i})
     state = pipe.state_dict()
     assert state["nodes"][1]["queued"]  # a backlog was taken
+    queue.resume()
     pipe.close()
     restored = Slow()
     again = Pipeline(close_at_exit=False).async_().to(restored)
