@@ -12,10 +12,12 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import ray
 
@@ -96,3 +98,16 @@ def local_ray(base: Path) -> Iterator[None]:
             os.environ["RAY_AUTH_MODE"] = saved
     new_in_home = {entry.name for entry in Path.home().iterdir()} - home_before
     assert not [name for name in new_in_home if "ray" in name.lower()], new_in_home
+
+
+def wait_until_dead(actor: Any, seconds: float = 120.0) -> None:
+    """Waits (bounded, generously) until calls on `actor` fail as a dead actor's do:
+    `ray.kill` is asynchronous, and a call made just after it may still run."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.status.remote(), timeout=seconds)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the actor was still alive {seconds} s after ray.kill")

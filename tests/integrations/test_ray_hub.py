@@ -26,6 +26,7 @@ from pipeline.core.node import ClosedError, Record
 from pipeline.integrations.ray import Hub, HubCore, HubSender
 from sinks import CsvSink, MemorySink
 from sinks.base import Sink
+from tests.integrations.local_ray import wait_until_dead
 
 pytestmark = pytest.mark.slow
 
@@ -163,21 +164,6 @@ def csv_steps(path: Path) -> list[int]:
     """The steps of a CSV file's rows, in order."""
     with path.open(newline="") as handle:
         return [int(row["step"]) for row in csv.DictReader(handle)]
-
-
-def wait_until_dead(actor: Any, seconds: float = 30.0) -> None:
-    """Waits until calls on `actor` fail as a dead actor's do (`ray.kill` is asynchronous: a
-    call made just after it may still run)."""
-    import time
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            ray.get(actor.status.remote(), timeout=seconds)
-        except ray.exceptions.RayActorError:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the actor was still alive {seconds} s after ray.kill")
 
 
 # -- the union, exactly once, and one aggregate over every worker --------------------------

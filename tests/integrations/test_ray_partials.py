@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +23,7 @@ from pipeline import Pipeline
 from pipeline.integrations.ray import HubCore
 from pipeline.integrations.ray.partials import Accumulator, PartialEntry
 from sinks import MemorySink
+from tests.integrations.local_ray import wait_until_dead
 
 STATS = ("mean", "std", "min", "max", "sum", "count", "median")
 
@@ -278,20 +278,6 @@ def test_through_a_relay_per_node_the_hub_gets_one_partial_per_window(ray_up: No
     assert sum(c[1] for c in counts) == written == 2000 and [c[2] for c in counts] == [0] * 4
     final = hub.relay_final[node]
     assert final is not None and final.written == final.records == 2000 and not final.failures
-
-
-def wait_until_dead(actor: Any, seconds: float = 120.0) -> None:
-    """Waits (bounded, generously) until calls on `actor` fail as a dead actor's do."""
-    import ray
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            ray.get(actor.status.remote(), timeout=seconds)
-        except ray.exceptions.RayActorError:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the actor was still alive {seconds} s after ray.kill")
 
 
 class Writer:
