@@ -194,6 +194,30 @@ _FLOATS = frozenset({float})
 """A list column of floats alone, which a block holds as a float64 array."""
 
 
+def held_column(column: Any) -> Any:
+    """The column as a block holds it (a copy: the caller may reuse its arrays and lists), or
+    None when a block cannot hold it: a 1-d numpy array of bools, ints or floats (narrower
+    floats become the float64 `plain` makes of them) as a copy; a list of floats alone as a
+    float64 array; a list of floats or ints with None as a list."""
+    kind = type(column)
+    if kind is np.ndarray:
+        dtype = column.dtype
+        if column.ndim != 1 or dtype.kind not in "biuf" or not dtype.isnative:
+            return None
+        if dtype.kind == "f" and dtype.itemsize != 8:
+            if dtype.itemsize > 8:  # longdouble: the row path keeps its digits
+                return None
+            return np.array(plain(column), dtype=np.float64)
+        return column.copy()
+    if kind is list:
+        kinds = frozenset(map(type, column))
+        if kinds == _FLOATS:  # as a float64 array: the same cells, formatted faster
+            return np.array(column, dtype=np.float64)
+        if kinds in _LIST_KINDS:
+            return list(column)
+    return None
+
+
 def note_nested_clashes(counts: Counts, clashed: list[str], *, stacklevel: int = 3) -> None:
     """Counts the nested keys `plain` left out for an earlier key of the same text (their
     texts in `clashed`) in `counts["clashed"]` (per name), warning once per name."""
@@ -629,35 +653,16 @@ class BufferedFileSink(Sink):
 
     @staticmethod
     def numeric_block(columns: Columns, length: int) -> RowBlock | None:
-        """The batch as a block when every key is text and every column is a 1-d numpy array
-        of bools, ints or floats (narrower floats become the float64 `plain` makes of them)
-        or a list of floats or ints with None (floats alone become a float64 array); else
-        None. Arrays are copied."""
+        """The batch as a block when every key is text and every column is one `held_column`
+        takes; else None. Arrays are copied."""
         held: dict[str, Any] = {}
         for key, column in columns.items():
             if type(key) is not str:
                 return None
-            kind = type(column)
-            if kind is np.ndarray:
-                dtype = column.dtype
-                if column.ndim != 1 or dtype.kind not in "biuf" or not dtype.isnative:
-                    return None
-                if dtype.kind == "f" and dtype.itemsize != 8:
-                    if dtype.itemsize > 8:  # longdouble: the row path keeps its digits
-                        return None
-                    held[key] = np.array(plain(column), dtype=np.float64)
-                else:
-                    held[key] = column.copy()
-            elif kind is list:
-                kinds = frozenset(map(type, column))
-                if kinds == _FLOATS:  # as a float64 array: the same cells, formatted faster
-                    held[key] = np.array(column, dtype=np.float64)
-                elif kinds in _LIST_KINDS:
-                    held[key] = list(column)
-                else:
-                    return None
-            else:
+            kept = held_column(column)
+            if kept is None:
                 return None
+            held[key] = kept
         return RowBlock(held, length)
 
     def on_flush(self) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.columns import Columns, none_mask, row
+from pipeline.core.columns import Columns, FloatsText, none_mask, row
 from pipeline.core.values import BeyondFloat as _BeyondFloat
 from pipeline.core.values import exact_json as _exact_text
 from pipeline.core.values import json_number as _number
@@ -21,6 +21,7 @@ from sinks.file import (
     RowBlock,
     fast_frames,
     fast_json,
+    held_column,
     held_segments,
     note_nested_clashes,
 )
@@ -55,6 +56,8 @@ def _block_lines(orjson: ModuleType, block: RowBlock) -> tuple[list[bytes], list
     cells: list[list[bytes]] = []
     odd = np.zeros(block.length, dtype=bool)
     for column in block.columns.values():
+        if type(column) not in (np.ndarray, list):  # a polars Series (`_held_floats`)
+            column = column.to_list()
         if type(column) is np.ndarray:
             column_cells = orjson.dumps(column, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
             if column.dtype.kind == "f":
@@ -112,10 +115,29 @@ def _or(mask: np.ndarray | None, more: np.ndarray) -> np.ndarray:
     return more if mask is None else mask | more
 
 
+def _or_some(mask: np.ndarray | None, more: np.ndarray | None) -> np.ndarray | None:
+    """`mask | more`, either of which may be None (no row)."""
+    return mask if more is None else _or(mask, more)
+
+
+def _odd_floats(values: np.ndarray, nones: int, column: Any) -> np.ndarray | None:
+    """The rows of a column of floats and None holding a NaN or an infinity, None for none:
+    `values` its float64 values (None as NaN), `nones` how many Nones it holds. Each None is
+    one NaN in `values`: more are floats' (the Nones are then looked for in `column`)."""
+    bad = ~np.isfinite(values)
+    if np.count_nonzero(bad) == nones:
+        return None
+    if isinstance(column, list):
+        where = none_mask(column, len(column))
+    else:  # a polars Series
+        where = column.is_null().to_numpy()
+    return bad if where is None else bad & ~where
+
+
 class _Frame:
-    """A block's rows as a polars DataFrame, and which of them hold a NaN or an infinity
-    (polars writes null for those; None is null too), a boolean mask or None for none; made
-    when a store writes the block."""
+    """A run of blocks' rows as one polars DataFrame, and which of them hold a NaN or an
+    infinity (polars writes null for those; None is null too), a boolean mask or None for
+    none; made when a store writes the run."""
 
     __slots__ = ("data", "odd")
 
@@ -124,38 +146,65 @@ class _Frame:
         self.odd = odd
 
     @classmethod
-    def of(cls, polars: ModuleType, block: RowBlock) -> _Frame | None:
-        """The block's frame (its arrays shared, not copied), or None: a key holding a `{`
-        (which `lines` takes for a row's start) or a character `str.splitlines` breaks at
-        (which polars leaves unescaped), a column polars refuses or makes another type of."""
-        keys = "".join(block.columns)
+    def of(cls, polars: ModuleType, blocks: list[RowBlock]) -> _Frame | None:
+        """The frame of the blocks' rows (`_joinable` blocks: one frame of each, their
+        arrays shared, not copied, the frames put end to end, not copied), or None: a key
+        holding a `{` (which `lines` takes for a row's start) or a character
+        `str.splitlines` breaks at (which polars leaves unescaped), a column polars refuses
+        or makes another type of."""
+        keys = "".join(blocks[0].columns)
         if "{" in keys or not _one_line(keys.encode("utf-8", "surrogatepass")):
             return None
-        odd: np.ndarray | None = None
+        frames, odds = [], []
         try:
-            series = {}
-            for key, column in block.columns.items():
-                if type(column) is not list:
-                    if column.dtype.kind == "f" and not np.isfinite(column).all():
-                        odd = _or(odd, ~np.isfinite(column))
-                    series[key] = polars.Series(key, column)
-                elif float in map(type, column):  # floats and None
-                    values = np.array(column, dtype=np.float64)  # None as NaN
-                    bad = ~np.isfinite(values)
-                    # each None is one NaN here: more are floats' (counted without reading
-                    # the floats again, which costs a cache miss each)
-                    if np.count_nonzero(bad) != column.count(None):
-                        nones = none_mask(column, block.length)
-                        odd = _or(odd, bad if nones is None else bad & ~nones)
-                    series[key] = polars.Series(key, values, nan_to_null=True)
-                else:  # ints and None, or None alone
-                    series[key] = polars.Series(key, column)
-            frame = polars.DataFrame(series)
+            for block in blocks:
+                data, odd = cls._part(polars, block)
+                frames.append(data)
+                odds.append(odd)
+            # blocks' columns are of one kind: "relaxed" only makes a column of None alone
+            # (polars' Null) the type of the others'
+            frame = (
+                frames[0]
+                if len(frames) == 1
+                else polars.concat(frames, how="vertical_relaxed", rechunk=False)
+            )
         except Exception:  # a lone surrogate in a key, ints no 64-bit type holds, ...
             return None
         if not _FRAME_TYPES.issuperset(map(str, frame.dtypes)):
             return None
-        return cls(frame, odd)
+        if all(odd is None for odd in odds):
+            return cls(frame, None)
+        return cls(
+            frame,
+            np.concatenate(
+                [
+                    np.zeros(block.length, dtype=bool) if odd is None else odd
+                    for block, odd in zip(blocks, odds, strict=True)
+                ]
+            ),
+        )
+
+    @staticmethod
+    def _part(polars: ModuleType, block: RowBlock) -> tuple[Any, np.ndarray | None]:
+        """One block's DataFrame and its rows holding a NaN or an infinity (None: none)."""
+        odd: np.ndarray | None = None
+        series = {}
+        for key, column in block.columns.items():
+            kind = type(column)
+            if kind is np.ndarray:
+                if column.dtype.kind == "f" and not np.isfinite(column).all():
+                    odd = _or(odd, ~np.isfinite(column))
+                series[key] = polars.Series(key, column)
+            elif kind is not list:  # a polars Series of floats and None (`_held_floats`)
+                odd = _or_some(odd, _odd_floats(column.to_numpy(), column.null_count(), column))
+                series[key] = column
+            elif float in map(type, column):  # floats and None
+                values = np.array(column, dtype=np.float64)  # None as NaN
+                odd = _or_some(odd, _odd_floats(values, column.count(None), column))
+                series[key] = polars.Series(key, values, nan_to_null=True)
+            else:  # ints and None, or None alone
+                series[key] = polars.Series(key, column)
+        return polars.DataFrame(series), odd
 
     def lines(self) -> memoryview | None:
         """The rows as JSON lines, each ending in a newline: polars' JSON array of row
@@ -183,33 +232,34 @@ _SPAN = 1 << 16
 """Bytes of a block's text `_Frame.lines` rewrites at once."""
 
 
-Segments = list[list[dict[str, Any]] | RowBlock]
+Parts = list[list[dict[str, Any]] | list[RowBlock]]
 
 
-def _joined(segments: Segments) -> Segments:
-    """The segments with each run of blocks of the same columns (keys, and arrays of one
-    dtype or lists) made one block: one frame, one polars call for the rows of several
-    batches (a batch's rows held from one store to the next and the next batch's)."""
-    out: Segments = []
-    run: list[RowBlock] = []
-    for segment in [*segments, []]:
-        if isinstance(segment, RowBlock) and (not run or _joinable(run[0], segment)):
-            run.append(segment)
-            continue
-        if len(run) == 1:
-            out.append(run[0])
-        elif run:
-            out.append(_join(run))
-        run = [segment] if isinstance(segment, RowBlock) else []
-        if not isinstance(segment, RowBlock) and segment:
-            out.append(segment)
+def _runs(segments: list[list[dict[str, Any]] | RowBlock]) -> Parts:
+    """The segments (`held_segments`) with each run of blocks of the same columns (keys, and
+    arrays of one dtype or lists) as one list of blocks, which one frame writes: one polars
+    call for the rows of several batches (a batch's rows held from one store to the next and
+    the next batch's); runs of rows as they are."""
+    out: Parts = []
+    for segment in segments:
+        if not isinstance(segment, RowBlock):
+            if segment:
+                out.append(segment)
+        elif out and isinstance(out[-1][0], RowBlock) and _joinable(out[-1][0], segment):
+            out[-1].append(segment)
+        else:
+            out.append([segment])
     return out
 
 
 def _kind(column: Any) -> Any:
-    """What a column joins with: an array of its dtype; a list holding floats, or one holding
-    none (ints with None, None alone), never both (joined, 1 would be written as 1.0)."""
-    return column.dtype if type(column) is np.ndarray else float in map(type, column)
+    """What a column joins with: an array of its dtype; a list holding floats (or a polars
+    Series of floats and None, `_held_floats`'), or a list holding none (ints with None, None
+    alone), never both (joined, 1 would be written as 1.0)."""
+    kind = type(column)
+    if kind is np.ndarray:
+        return column.dtype
+    return float in map(type, column) if kind is list else True
 
 
 def _joinable(first: RowBlock, block: RowBlock) -> bool:
@@ -234,6 +284,28 @@ def _join(blocks: list[RowBlock]) -> RowBlock:
         else:
             columns[key] = list(chain.from_iterable(parts))
     return RowBlock(columns, sum(block.length for block in blocks), blocks[0].masked)
+
+
+def _held_floats(polars: ModuleType, key: str, column: list[Any]) -> Any:
+    """A list holding exactly floats and None (no int, bool, float subclass or numpy scalar:
+    `FloatsText`) as a block holds it, or None if it holds other values: floats alone as a
+    float64 array, floats with None as a polars Float64 Series named `key` (None as null,
+    NaN as NaN), both copies. Two C passes over the list (marshal's and polars')."""
+    text = FloatsText.of(column)
+    if text is None:
+        return None
+    if not text.nones:
+        return text.floats()
+    try:
+        series = polars.Series(key, column, dtype=polars.Float64, strict=True)
+    except Exception:  # a value polars refuses (a float would not be)
+        return None
+    if series.null_count() != text.nones:
+        return None
+    nones = np.isnan(series.to_numpy())  # None as NaN
+    if np.count_nonzero(nones) != text.nones:  # NaN floats too
+        nones = series.is_null().to_numpy()
+    return series if text.holds(nones) else None
 
 
 class JsonlSink(BufferedFileSink):
@@ -286,9 +358,19 @@ class JsonlSink(BufferedFileSink):
 
     def _columns_held(self, columns: Columns, length: int) -> RowBlock | None:
         polars = fast_frames()
-        if polars is None and fast_json() is None:
-            return None
-        return self.numeric_block(columns, length)
+        if polars is None:
+            return None if fast_json() is None else self.numeric_block(columns, length)
+        held: dict[str, Any] = {}
+        for key, column in columns.items():
+            if type(key) is not str:
+                return None
+            kept = _held_floats(polars, key, column) if type(column) is list else None
+            if kept is None:
+                kept = held_column(column)
+                if kept is None:
+                    return None
+            held[key] = kept
+        return RowBlock(held, length)
 
     def _store(self, rows: list[Any]) -> None:
         orjson = fast_json()
@@ -296,19 +378,21 @@ class JsonlSink(BufferedFileSink):
         notes: list[tuple[str, str | None]] = []  # counted once the rows are stored
         clashed: list[str] = []  # nested keys with one text: the later ones
         paired = 0
-        for part in _joined(held_segments(rows)) if self._held_blocks else [rows]:
-            if isinstance(part, RowBlock):
-                text = self._block_text(part, notes, orjson, clashed)
+        for part in _runs(held_segments(rows)) if self._held_blocks else [rows]:
+            held: list[dict[str, Any]] = part  # type: ignore[assignment]
+            if part and isinstance(part[0], RowBlock):
+                run: list[RowBlock] = part  # type: ignore[assignment]
+                text = self._block_text(run, notes, orjson, clashed)
                 if text is not None:
                     chunks.append(text)
                     continue
-                part = part.rows()
-            lines = [self._line(row, notes, orjson, clashed) for row in part]
+                held = list(chain.from_iterable(block.rows() for block in run))
+            lines = [self._line(row, notes, orjson, clashed) for row in held]
             lines.append(b"")
             text = b"\n".join(lines)
             # an escaped surrogate: an astral character (read back as written) or lone ones
             if b"\\ud" in text:
-                paired += sum(map(paired_surrogates, part))
+                paired += sum(map(paired_surrogates, held))
             chunks.append(text)
         self._append(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         if clashed:
@@ -344,26 +428,28 @@ class JsonlSink(BufferedFileSink):
 
     def _block_text(
         self,
-        block: RowBlock,
+        run: list[RowBlock],
         notes: list[tuple[str, str | None]],
         orjson: ModuleType | None,
         clashed: list[str],
     ) -> bytes | memoryview | None:
-        """The block's lines, each ending in a newline: polars' (`_Frame.lines`) when the
-        block has `_FRAME_ROWS` rows and polars takes it, else orjson's cells (`_block_lines`);
-        a row holding a NaN or an infinity is made as a row (`_line`). None: the block is to
-        be written as rows."""
+        """The lines of a run of `_joinable` blocks, each ending in a newline: polars'
+        (`_Frame.lines`) when the run has `_FRAME_ROWS` rows and polars takes it, else orjson's
+        cells (`_block_lines`, the blocks joined); a row holding a NaN or an infinity is made
+        as a row (`_line`). None: the blocks are to be written as rows."""
         odd: list[int] = []
         lines: list[bytes] = []
-        polars = fast_frames() if block.length >= _FRAME_ROWS else None
-        frame = None if polars is None else _Frame.of(polars, block)
+        length = sum(block.length for block in run)
+        polars = fast_frames() if length >= _FRAME_ROWS else None
+        frame = None if polars is None else _Frame.of(polars, run)
         text = None if frame is None else frame.lines()
         if frame is not None and text is not None:
             if frame.odd is None:
                 return text
             lines = bytes(text).split(b"\n")
             odd = np.flatnonzero(frame.odd).tolist()
-        if len(lines) != block.length + 1:  # no frame, or polars' text is not a row a line
+        block = run[0] if len(run) == 1 else _join(run)
+        if len(lines) != length + 1:  # no frame, or polars' text is not a row a line
             made = None if orjson is None else _block_lines(orjson, block)
             if made is None:
                 return None
