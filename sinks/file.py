@@ -100,13 +100,18 @@ class RowBlock:
     the references of a block are contiguous, and `count` of them stand for the block's last
     `count` rows (rows leave the queue from its front only)."""
 
-    __slots__ = ("columns", "length", "masked")
+    __slots__ = ("columns", "finite", "length", "masked")
 
-    def __init__(self, columns: dict[str, Any], length: int, masked: bool = False) -> None:
+    def __init__(
+        self, columns: dict[str, Any], length: int, masked: bool = False, finite: bool = False
+    ) -> None:
         self.columns = columns
         self.length = length
         self.masked = masked
         """Whether a None cell is an absent key (the block of a `MaskedColumns` batch)."""
+        self.finite = finite
+        """True when the sink that made the block found no float NaN or infinity in it;
+        False: not looked for, or found."""
 
     def rows(self) -> list[dict[str, Any]]:
         """The rows as dicts of Python values: those `write_batch` holds without blocks."""
@@ -136,6 +141,7 @@ class RowBlock:
             {key: column[start:stop] for key, column in self.columns.items()},
             stop - start,
             self.masked,
+            self.finite,
         )
 
 

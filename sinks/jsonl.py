@@ -146,74 +146,58 @@ class _Frame:
         self.odd = odd
 
     @classmethod
-    def of(cls, polars: ModuleType, blocks: list[RowBlock]) -> _Frame | None:
-        """The frame of the blocks' rows (`_joinable` blocks: one frame of each, their
-        arrays shared, not copied, the frames put end to end, not copied), or None: a key
-        holding a `{` (which `lines` takes for a row's start) or a character
-        `str.splitlines` breaks at (which polars leaves unescaped), a column polars refuses
-        or makes another type of."""
-        keys = "".join(blocks[0].columns)
+    def of(cls, polars: ModuleType, block: RowBlock) -> _Frame | None:
+        """The block's frame (its arrays and Series shared, not copied), or None: a key
+        holding a `{` (which `lines` takes for a row's start) or a character `str.splitlines`
+        breaks at (which polars leaves unescaped), a column polars refuses or makes another
+        type of."""
+        keys = "".join(block.columns)
         if "{" in keys or not _one_line(keys.encode("utf-8", "surrogatepass")):
             return None
-        frames, odds = [], []
+        odd: np.ndarray | None = None
+        look = not block.finite  # for NaN and infinities
         try:
-            for block in blocks:
-                data, odd = cls._part(polars, block)
-                frames.append(data)
-                odds.append(odd)
-            # blocks' columns are of one kind: "relaxed" only makes a column of None alone
-            # (polars' Null) the type of the others'
-            frame = (
-                frames[0]
-                if len(frames) == 1
-                else polars.concat(frames, how="vertical_relaxed", rechunk=False)
+            series = []
+            for key, column in block.columns.items():
+                kind = type(column)
+                if kind is np.ndarray:
+                    if look and column.dtype.kind == "f" and not np.isfinite(column).all():
+                        odd = _or(odd, ~np.isfinite(column))
+                    series.append(polars.Series(key, column))
+                elif kind is not list:  # a polars Series of floats and None (`_held_floats`)
+                    if look:
+                        found = _odd_floats(column.to_numpy(), column.null_count(), column)
+                        odd = _or_some(odd, found)
+                    series.append(column)
+                elif float in map(type, column):  # floats and None
+                    values = np.array(column, dtype=np.float64)  # None as NaN
+                    odd = _or_some(odd, _odd_floats(values, column.count(None), column))
+                    series.append(polars.Series(key, values, nan_to_null=True))
+                else:  # ints and None, or None alone
+                    series.append(polars.Series(key, column))
+            # from a list (a third of a dict's cost), but polars names a Series named "" anew
+            frame = polars.DataFrame(
+                dict(zip(block.columns, series, strict=True)) if "" in block.columns else series
             )
         except Exception:  # a lone surrogate in a key, ints no 64-bit type holds, ...
             return None
         if not _FRAME_TYPES.issuperset(map(str, frame.dtypes)):
             return None
-        if all(odd is None for odd in odds):
-            return cls(frame, None)
-        return cls(
-            frame,
-            np.concatenate(
-                [
-                    np.zeros(block.length, dtype=bool) if odd is None else odd
-                    for block, odd in zip(blocks, odds, strict=True)
-                ]
-            ),
-        )
-
-    @staticmethod
-    def _part(polars: ModuleType, block: RowBlock) -> tuple[Any, np.ndarray | None]:
-        """One block's DataFrame and its rows holding a NaN or an infinity (None: none)."""
-        odd: np.ndarray | None = None
-        series = {}
-        for key, column in block.columns.items():
-            kind = type(column)
-            if kind is np.ndarray:
-                if column.dtype.kind == "f" and not np.isfinite(column).all():
-                    odd = _or(odd, ~np.isfinite(column))
-                series[key] = polars.Series(key, column)
-            elif kind is not list:  # a polars Series of floats and None (`_held_floats`)
-                odd = _or_some(odd, _odd_floats(column.to_numpy(), column.null_count(), column))
-                series[key] = column
-            elif float in map(type, column):  # floats and None
-                values = np.array(column, dtype=np.float64)  # None as NaN
-                odd = _or_some(odd, _odd_floats(values, column.count(None), column))
-                series[key] = polars.Series(key, values, nan_to_null=True)
-            else:  # ints and None, or None alone
-                series[key] = polars.Series(key, column)
-        return polars.DataFrame(series), odd
+        return cls(frame, odd)
 
     def lines(self) -> memoryview | None:
         """The rows as JSON lines, each ending in a newline: polars' JSON array of row
         objects, `[{...},{...}]`, with the `,` before each `{` and the closing `]` made
         newlines in place and the opening `[` left out (no `{` is in a key, and a value is a
         number, a bool or null: each `{` starts a row). None if polars' text is not such an
-        array (another version's)."""
+        array (another version's). From `_NDJSON_ROWS` rows: polars' JSON Lines as they are
+        (the same text, row for row)."""
         buffer = io.BytesIO()
-        self.data.write_json(buffer)  # faster than its write_ndjson (a streaming query)
+        if self.data.height >= _NDJSON_ROWS:
+            self.data.write_ndjson(buffer)
+            lines = buffer.getbuffer()
+            return lines if lines[:1] == b"{" and lines[-2:] == b"}\n" else None
+        self.data.write_json(buffer)
         view = buffer.getbuffer()  # the text itself, not a copy (the buffer is not resized)
         if view[:2] != b"[{" or view[-2:] != b"}]":
             return None
@@ -227,6 +211,11 @@ class _Frame:
         text[end] = 10
         return view[1:]
 
+
+_NDJSON_ROWS = 2048
+"""The fewest rows `_Frame.lines` writes with polars' `write_ndjson`: it costs a fixed ~0.1 ms
+a call (a streaming query, on polars' threads) where `write_json` costs none, and then about
+a tenth of `write_json`'s time a row."""
 
 _SPAN = 1 << 16
 """Bytes of a block's text `_Frame.lines` rewrites at once."""
@@ -275,37 +264,52 @@ def _joinable(first: RowBlock, block: RowBlock) -> bool:
 
 
 def _join(blocks: list[RowBlock]) -> RowBlock:
-    """Blocks `_joinable` with the first as one block (copies)."""
+    """Blocks `_joinable` with the first as one block: arrays and lists copied, polars Series
+    (`_held_floats`') put end to end (not copied)."""
     columns: dict[str, Any] = {}
     for key, column in blocks[0].columns.items():
         parts = [block.columns[key] for block in blocks]
+        kinds = set(map(type, parts))
         if type(column) is np.ndarray:
             columns[key] = np.concatenate(parts)
+        elif list in kinds:
+            columns[key] = list(chain.from_iterable(parts))  # a Series gives its values
         else:
-            columns[key] = list(chain.from_iterable(parts))
-    return RowBlock(columns, sum(block.length for block in blocks), blocks[0].masked)
+            joined = column.clone()  # a new Series sharing the data: `append` changes it
+            for part in parts[1:]:
+                joined.append(part)
+            columns[key] = joined
+    return RowBlock(
+        columns,
+        sum(block.length for block in blocks),
+        blocks[0].masked,
+        all(block.finite for block in blocks),
+    )
 
 
-def _held_floats(polars: ModuleType, key: str, column: list[Any]) -> Any:
+def _held_floats(polars: ModuleType, key: str, column: list[Any]) -> tuple[Any, bool] | None:
     """A list holding exactly floats and None (no int, bool, float subclass or numpy scalar:
-    `FloatsText`) as a block holds it, or None if it holds other values: floats alone as a
-    float64 array, floats with None as a polars Float64 Series named `key` (None as null,
-    NaN as NaN), both copies. Two C passes over the list (marshal's and polars')."""
+    `FloatsText`) as a block holds it, and whether its floats are all finite; None if it holds
+    other values. Floats alone become a float64 array, floats with None a polars Float64
+    Series named `key` (None as null, NaN as NaN), both copies. Two C passes over the list
+    (marshal's and polars')."""
     text = FloatsText.of(column)
     if text is None:
         return None
     if not text.nones:
-        return text.floats()
+        values = text.floats()
+        return None if values is None else (values, bool(np.isfinite(values).all()))
     try:
         series = polars.Series(key, column, dtype=polars.Float64, strict=True)
     except Exception:  # a value polars refuses (a float would not be)
         return None
     if series.null_count() != text.nones:
         return None
-    nones = np.isnan(series.to_numpy())  # None as NaN
-    if np.count_nonzero(nones) != text.nones:  # NaN floats too
+    nones = ~np.isfinite(series.to_numpy())  # None as NaN
+    finite = np.count_nonzero(nones) == text.nones
+    if not finite:  # NaN or infinite floats too
         nones = series.is_null().to_numpy()
-    return series if text.holds(nones) else None
+    return (series, finite) if text.holds(nones) else None
 
 
 class JsonlSink(BufferedFileSink):
@@ -361,16 +365,24 @@ class JsonlSink(BufferedFileSink):
         if polars is None:
             return None if fast_json() is None else self.numeric_block(columns, length)
         held: dict[str, Any] = {}
+        finite = True
         for key, column in columns.items():
             if type(key) is not str:
                 return None
-            kept = _held_floats(polars, key, column) if type(column) is list else None
+            floats = _held_floats(polars, key, column) if type(column) is list else None
+            if floats is not None:
+                held[key], column_finite = floats
+                finite = finite and column_finite
+                continue
+            kept = held_column(column)
             if kept is None:
-                kept = held_column(column)
-                if kept is None:
-                    return None
+                return None
+            if finite and type(kept) is np.ndarray:
+                finite = kept.dtype.kind != "f" or bool(np.isfinite(kept).all())
+            elif type(kept) is list:
+                finite = False  # not looked at (`_Frame.of` looks)
             held[key] = kept
-        return RowBlock(held, length)
+        return RowBlock(held, length, finite=finite)
 
     def _store(self, rows: list[Any]) -> None:
         orjson = fast_json()
@@ -439,16 +451,16 @@ class JsonlSink(BufferedFileSink):
         as a row (`_line`). None: the blocks are to be written as rows."""
         odd: list[int] = []
         lines: list[bytes] = []
-        length = sum(block.length for block in run)
+        block = run[0] if len(run) == 1 else _join(run)
+        length = block.length
         polars = fast_frames() if length >= _FRAME_ROWS else None
-        frame = None if polars is None else _Frame.of(polars, run)
+        frame = None if polars is None else _Frame.of(polars, block)
         text = None if frame is None else frame.lines()
         if frame is not None and text is not None:
             if frame.odd is None:
                 return text
             lines = bytes(text).split(b"\n")
             odd = np.flatnonzero(frame.odd).tolist()
-        block = run[0] if len(run) == 1 else _join(run)
         if len(lines) != length + 1:  # no frame, or polars' text is not a row a line
             made = None if orjson is None else _block_lines(orjson, block)
             if made is None:
