@@ -100,10 +100,15 @@ class RowBlock:
     the references of a block are contiguous, and `count` of them stand for the block's last
     `count` rows (rows leave the queue from its front only)."""
 
-    __slots__ = ("columns", "finite", "length", "masked")
+    __slots__ = ("columns", "finite", "length", "masked", "table")
 
     def __init__(
-        self, columns: dict[str, Any], length: int, masked: bool = False, finite: bool = False
+        self,
+        columns: dict[str, Any],
+        length: int,
+        masked: bool = False,
+        finite: bool = False,
+        table: Any = None,
     ) -> None:
         self.columns = columns
         self.length = length
@@ -112,6 +117,9 @@ class RowBlock:
         self.finite = finite
         """True when the sink that made the block found no float NaN or infinity in it;
         False: not looked for, or found."""
+        self.table = table
+        """The columns as the sink that made the block formats them, sharing their data (a
+        polars DataFrame: its `slice(offset, length)` is taken with the block's), or None."""
 
     def rows(self) -> list[dict[str, Any]]:
         """The rows as dicts of Python values: those `write_batch` holds without blocks."""
@@ -142,6 +150,7 @@ class RowBlock:
             stop - start,
             self.masked,
             self.finite,
+            None if self.table is None else self.table.slice(start, stop - start),
         )
 
 

@@ -287,6 +287,30 @@ def _join(blocks: list[RowBlock]) -> RowBlock:
     )
 
 
+def _table(polars: ModuleType, columns: dict[str, Any]) -> Any:
+    """A block's DataFrame made when it is held, its data shared with the block's arrays and
+    Series: when every column is a numpy array or a Series (`_held_floats`) of a type a frame
+    is written from and the keys can be written by `_Frame.lines`; else None (the store
+    makes the frame, or writes the block otherwise)."""
+    keys = "".join(columns)
+    if "{" in keys or not _one_line(keys.encode("utf-8", "surrogatepass")):
+        return None
+    try:
+        series = [
+            polars.Series(key, column) if type(column) is np.ndarray else column
+            for key, column in columns.items()
+            if type(column) is not list
+        ]
+        if len(series) < len(columns):
+            return None
+        frame = polars.DataFrame(
+            dict(zip(columns, series, strict=True)) if "" in columns else series
+        )
+    except Exception:  # a lone surrogate in a key, ...
+        return None
+    return frame if _FRAME_TYPES.issuperset(map(str, frame.dtypes)) else None
+
+
 def _held_floats(polars: ModuleType, key: str, column: list[Any]) -> tuple[Any, bool] | None:
     """A list holding exactly floats and None (no int, bool, float subclass or numpy scalar:
     `FloatsText`) as a block holds it, and whether its floats are all finite; None if it holds
@@ -382,7 +406,8 @@ class JsonlSink(BufferedFileSink):
             elif type(kept) is list:
                 finite = False  # not looked at (`_Frame.of` looks)
             held[key] = kept
-        return RowBlock(held, length, finite=finite)
+        table = _table(polars, held) if finite and length >= _FRAME_ROWS else None
+        return RowBlock(held, length, finite=finite, table=table)
 
     def _store(self, rows: list[Any]) -> None:
         orjson = fast_json()
@@ -451,6 +476,9 @@ class JsonlSink(BufferedFileSink):
         as a row (`_line`). None: the blocks are to be written as rows."""
         odd: list[int] = []
         lines: list[bytes] = []
+        text = self._tables_text(run)
+        if text is not None:
+            return text
         block = run[0] if len(run) == 1 else _join(run)
         length = block.length
         polars = fast_frames() if length >= _FRAME_ROWS else None
@@ -470,6 +498,23 @@ class JsonlSink(BufferedFileSink):
         for index in odd:
             lines[index] = self._line(row(block.columns, index), notes, orjson, clashed)
         return b"\n".join(lines)
+
+    @staticmethod
+    def _tables_text(run: list[RowBlock]) -> memoryview | None:
+        """The run's lines from the DataFrames its blocks were held with (`_table`), put end
+        to end (not copied), when every block has one and holds no NaN nor infinity; else
+        None."""
+        if sum(block.length for block in run) < _FRAME_ROWS or fast_frames() is None:
+            return None
+        if not all(block.table is not None and block.finite for block in run):
+            return None
+        data = run[0].table
+        try:
+            for block in run[1:]:
+                data = data.vstack(block.table)
+        except Exception:  # columns of another type (a block held by another version)
+            return None
+        return _Frame(data, None).lines()
 
     def _line(
         self,

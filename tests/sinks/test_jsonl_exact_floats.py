@@ -326,3 +326,27 @@ def test_write_ndjson_writes_write_jsons_lines_for_every_frame_type() -> None:
             by_ndjson = bytes(wrapped.lines() or b"")
         assert by_json and by_json == by_ndjson
         assert by_json.count(b"\n") == rows
+
+
+def test_a_run_of_held_frames_is_written_as_the_joined_blocks_frame(tmp_path: Path) -> None:
+    """The benchmark's shape: 4096-row batches of int64 and float64 arrays and a float list
+    with None are held with their DataFrame; a store's run (the last rows of one batch, the
+    first of the next) is written from those frames put end to end, as the frame of the
+    joined block writes it."""
+    rng = np.random.default_rng(11)
+
+    def batch() -> Batch:
+        loss = [None if rng.random() < 0.02 else float(x) for x in rng.normal(size=4096)]
+        return {"steps": rng.integers(0, 10**9, size=4096), "x": rng.random(4096), "loss": loss}
+
+    with JsonlSink(tmp_path / "a.jsonl") as sink:
+        first, second = (sink._columns_held(batch(), 4096) for _ in range(2))
+    assert first is not None and second is not None
+    assert first.table is not None and first.finite
+    assert isinstance(first.columns["loss"], polars.Series)
+    run = [first.part(4000, 4096), second.part(0, 3904)]
+    from_tables = sinks.jsonl.JsonlSink._tables_text(run)
+    frame = sinks.jsonl._Frame.of(polars, sinks.jsonl._join(run))
+    assert frame is not None and frame.odd is None
+    assert from_tables is not None and bytes(from_tables) == bytes(frame.lines() or b"")
+    assert bytes(from_tables).count(b"\n") == 4000
