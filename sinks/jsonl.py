@@ -212,10 +212,13 @@ class _Frame:
         return view[1:]
 
 
-_NDJSON_ROWS = 2048
-"""The fewest rows `_Frame.lines` writes with polars' `write_ndjson`: it costs a fixed ~0.1 ms
-a call (a streaming query, on polars' threads) where `write_json` costs none, and then about
-a tenth of `write_json`'s time a row."""
+_NDJSON_ROWS = 16384
+"""The fewest rows `_Frame.lines` writes with polars' `write_ndjson` (the same lines as
+`write_json`'s): it runs on polars' threads and costs a fixed ~0.1 ms a call where
+`write_json` costs none, but `write_json`'s time a row grows with the rows (polars 2.1: about
+450 ns a row at 4,000 rows, 560-760 at 16,000, against 25-380 for `write_ndjson`). Measured
+within the throughput contest on a loaded 2-CPU machine, `write_ndjson` made 4,000-row stores
+slower (waiting on its threads), as an earlier quiet run found below about 16,000 rows."""
 
 _SPAN = 1 << 16
 """Bytes of a block's text `_Frame.lines` rewrites at once."""

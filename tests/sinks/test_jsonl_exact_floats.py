@@ -280,13 +280,14 @@ def test_a_store_failing_midway_through_runs_of_float_blocks_loses_and_doubles_n
 
     stream = [batch(4096 * index) for index in range(5)]
     sink = Flaky(tmp_path / "a.jsonl", flush_every=1000, flush_seconds=None, clock=clock)
-    for index, columns in enumerate(stream):
-        sink.down = index in (2, 3)
-        with contextlib.suppress(StoreError):
-            sink.write_batch(copy.deepcopy(columns))
-        clock.advance(2.0)  # past the retry's back-off
-    sink.down = False
-    sink.close()
+    with settings_of_frames(512, 2048):
+        for index, columns in enumerate(stream):
+            sink.down = index in (2, 3)
+            with contextlib.suppress(StoreError):
+                sink.write_batch(copy.deepcopy(columns))
+            clock.advance(2.0)  # past the retry's back-off
+        sink.down = False
+        sink.close()
     with fast_path(False), JsonlSink(tmp_path / "pure.jsonl") as pure:
         for columns in stream:
             pure.write_batch(columns)
