@@ -100,13 +100,26 @@ class RowBlock:
     the references of a block are contiguous, and `count` of them stand for the block's last
     `count` rows (rows leave the queue from its front only)."""
 
-    __slots__ = ("columns", "length", "masked")
+    __slots__ = ("columns", "finite", "length", "masked", "table")
 
-    def __init__(self, columns: dict[str, Any], length: int, masked: bool = False) -> None:
+    def __init__(
+        self,
+        columns: dict[str, Any],
+        length: int,
+        masked: bool = False,
+        finite: bool = False,
+        table: Any = None,
+    ) -> None:
         self.columns = columns
         self.length = length
         self.masked = masked
         """Whether a None cell is an absent key (the block of a `MaskedColumns` batch)."""
+        self.finite = finite
+        """True when the sink that made the block found no float NaN or infinity in it;
+        False: not looked for, or found."""
+        self.table = table
+        """The columns as the sink that made the block formats them, sharing their data (a
+        polars DataFrame: its `slice(offset, length)` is taken with the block's), or None."""
 
     def rows(self) -> list[dict[str, Any]]:
         """The rows as dicts of Python values: those `write_batch` holds without blocks."""
@@ -136,6 +149,8 @@ class RowBlock:
             {key: column[start:stop] for key, column in self.columns.items()},
             stop - start,
             self.masked,
+            self.finite,
+            None if self.table is None else self.table.slice(start, stop - start),
         )
 
 
@@ -192,6 +207,30 @@ _LIST_KINDS = frozenset(
 
 _FLOATS = frozenset({float})
 """A list column of floats alone, which a block holds as a float64 array."""
+
+
+def held_column(column: Any) -> Any:
+    """The column as a block holds it (a copy: the caller may reuse its arrays and lists), or
+    None when a block cannot hold it: a 1-d numpy array of bools, ints or floats (narrower
+    floats become the float64 `plain` makes of them) as a copy; a list of floats alone as a
+    float64 array; a list of floats or ints with None as a list."""
+    kind = type(column)
+    if kind is np.ndarray:
+        dtype = column.dtype
+        if column.ndim != 1 or dtype.kind not in "biuf" or not dtype.isnative:
+            return None
+        if dtype.kind == "f" and dtype.itemsize != 8:
+            if dtype.itemsize > 8:  # longdouble: the row path keeps its digits
+                return None
+            return np.array(plain(column), dtype=np.float64)
+        return column.copy()
+    if kind is list:
+        kinds = frozenset(map(type, column))
+        if kinds == _FLOATS:  # as a float64 array: the same cells, formatted faster
+            return np.array(column, dtype=np.float64)
+        if kinds in _LIST_KINDS:
+            return list(column)
+    return None
 
 
 def note_nested_clashes(counts: Counts, clashed: list[str], *, stacklevel: int = 3) -> None:
@@ -603,15 +642,16 @@ class BufferedFileSink(Sink):
             deferred = stores and (
                 failure is not None or bool(self._retry_at and self._clock() < self._retry_at)
             )
-            pending.extend(held(index, index + take))
+            if not stores or deferred:
+                pending.extend(held(index, index + take))
+                index += take
+                if deferred:
+                    self._bound_pending()
+                continue
+            taken = held(index, index + take)
             index += take
-            if not stores:
-                continue
-            if deferred:
-                self._bound_pending()
-                continue
             try:
-                self.on_flush()
+                self._store_with(taken)
             except StoreError as error:
                 failure = error  # every row of the batch is held all the same
         if failure is not None:
@@ -629,35 +669,16 @@ class BufferedFileSink(Sink):
 
     @staticmethod
     def numeric_block(columns: Columns, length: int) -> RowBlock | None:
-        """The batch as a block when every key is text and every column is a 1-d numpy array
-        of bools, ints or floats (narrower floats become the float64 `plain` makes of them)
-        or a list of floats or ints with None (floats alone become a float64 array); else
-        None. Arrays are copied."""
+        """The batch as a block when every key is text and every column is one `held_column`
+        takes; else None. Arrays are copied."""
         held: dict[str, Any] = {}
         for key, column in columns.items():
             if type(key) is not str:
                 return None
-            kind = type(column)
-            if kind is np.ndarray:
-                dtype = column.dtype
-                if column.ndim != 1 or dtype.kind not in "biuf" or not dtype.isnative:
-                    return None
-                if dtype.kind == "f" and dtype.itemsize != 8:
-                    if dtype.itemsize > 8:  # longdouble: the row path keeps its digits
-                        return None
-                    held[key] = np.array(plain(column), dtype=np.float64)
-                else:
-                    held[key] = column.copy()
-            elif kind is list:
-                kinds = frozenset(map(type, column))
-                if kinds == _FLOATS:  # as a float64 array: the same cells, formatted faster
-                    held[key] = np.array(column, dtype=np.float64)
-                elif kinds in _LIST_KINDS:
-                    held[key] = list(column)
-                else:
-                    return None
-            else:
+            kept = held_column(column)
+            if kept is None:
                 return None
+            held[key] = kept
         return RowBlock(held, length)
 
     def on_flush(self) -> None:
@@ -668,10 +689,18 @@ class BufferedFileSink(Sink):
         with lifecycle.signals_deferred(), self._store_lock:
             self._store_pending()
 
-    def _store_pending(self) -> None:
-        """Stores the held rows (under the store lock)."""
+    def _store_with(self, more: Iterable[Any]) -> None:
+        """Stores the held rows and then `more`, rows not held yet, as `on_flush` would once
+        `more` were held: one store, and with storage down `more` held after the others. The
+        rows of `more` never enter the queue only to leave it (about 12 ns a row)."""
+        with lifecycle.signals_deferred(), self._store_lock:
+            self._store_pending(more)
+
+    def _store_pending(self, more: Iterable[Any] = ()) -> None:
+        """Stores the held rows, and `more` after them (under the store lock)."""
         pending = self._pending
         rows = list(map(deque.popleft, repeat(pending, len(pending))))
+        rows.extend(more)
         if not rows:
             return
         try:

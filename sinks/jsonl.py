@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.columns import Columns, none_mask, row
+from pipeline.core.columns import Columns, FloatsText, none_mask, row
 from pipeline.core.values import BeyondFloat as _BeyondFloat
 from pipeline.core.values import exact_json as _exact_text
 from pipeline.core.values import json_number as _number
@@ -21,6 +21,7 @@ from sinks.file import (
     RowBlock,
     fast_frames,
     fast_json,
+    held_column,
     held_segments,
     note_nested_clashes,
 )
@@ -55,6 +56,8 @@ def _block_lines(orjson: ModuleType, block: RowBlock) -> tuple[list[bytes], list
     cells: list[list[bytes]] = []
     odd = np.zeros(block.length, dtype=bool)
     for column in block.columns.values():
+        if type(column) not in (np.ndarray, list):  # a polars Series (`_held_floats`)
+            column = column.to_list()
         if type(column) is np.ndarray:
             column_cells = orjson.dumps(column, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
             if column.dtype.kind == "f":
@@ -112,10 +115,29 @@ def _or(mask: np.ndarray | None, more: np.ndarray) -> np.ndarray:
     return more if mask is None else mask | more
 
 
+def _or_some(mask: np.ndarray | None, more: np.ndarray | None) -> np.ndarray | None:
+    """`mask | more`, either of which may be None (no row)."""
+    return mask if more is None else _or(mask, more)
+
+
+def _odd_floats(values: np.ndarray, nones: int, column: Any) -> np.ndarray | None:
+    """The rows of a column of floats and None holding a NaN or an infinity, None for none:
+    `values` its float64 values (None as NaN), `nones` how many Nones it holds. Each None is
+    one NaN in `values`: more are floats' (the Nones are then looked for in `column`)."""
+    bad = ~np.isfinite(values)
+    if np.count_nonzero(bad) == nones:
+        return None
+    if isinstance(column, list):
+        where = none_mask(column, len(column))
+    else:  # a polars Series
+        where = column.is_null().to_numpy()
+    return bad if where is None else bad & ~where
+
+
 class _Frame:
-    """A block's rows as a polars DataFrame, and which of them hold a NaN or an infinity
-    (polars writes null for those; None is null too), a boolean mask or None for none; made
-    when a store writes the block."""
+    """A run of blocks' rows as one polars DataFrame, and which of them hold a NaN or an
+    infinity (polars writes null for those; None is null too), a boolean mask or None for
+    none; made when a store writes the run."""
 
     __slots__ = ("data", "odd")
 
@@ -125,32 +147,38 @@ class _Frame:
 
     @classmethod
     def of(cls, polars: ModuleType, block: RowBlock) -> _Frame | None:
-        """The block's frame (its arrays shared, not copied), or None: a key holding a `{`
-        (which `lines` takes for a row's start) or a character `str.splitlines` breaks at
-        (which polars leaves unescaped), a column polars refuses or makes another type of."""
+        """The block's frame (its arrays and Series shared, not copied), or None: a key
+        holding a `{` (which `lines` takes for a row's start) or a character `str.splitlines`
+        breaks at (which polars leaves unescaped), a column polars refuses or makes another
+        type of."""
         keys = "".join(block.columns)
         if "{" in keys or not _one_line(keys.encode("utf-8", "surrogatepass")):
             return None
         odd: np.ndarray | None = None
+        look = not block.finite  # for NaN and infinities
         try:
-            series = {}
+            series = []
             for key, column in block.columns.items():
-                if type(column) is not list:
-                    if column.dtype.kind == "f" and not np.isfinite(column).all():
+                kind = type(column)
+                if kind is np.ndarray:
+                    if look and column.dtype.kind == "f" and not np.isfinite(column).all():
                         odd = _or(odd, ~np.isfinite(column))
-                    series[key] = polars.Series(key, column)
+                    series.append(polars.Series(key, column))
+                elif kind is not list:  # a polars Series of floats and None (`_held_floats`)
+                    if look:
+                        found = _odd_floats(column.to_numpy(), column.null_count(), column)
+                        odd = _or_some(odd, found)
+                    series.append(column)
                 elif float in map(type, column):  # floats and None
                     values = np.array(column, dtype=np.float64)  # None as NaN
-                    bad = ~np.isfinite(values)
-                    # each None is one NaN here: more are floats' (counted without reading
-                    # the floats again, which costs a cache miss each)
-                    if np.count_nonzero(bad) != column.count(None):
-                        nones = none_mask(column, block.length)
-                        odd = _or(odd, bad if nones is None else bad & ~nones)
-                    series[key] = polars.Series(key, values, nan_to_null=True)
+                    odd = _or_some(odd, _odd_floats(values, column.count(None), column))
+                    series.append(polars.Series(key, values, nan_to_null=True))
                 else:  # ints and None, or None alone
-                    series[key] = polars.Series(key, column)
-            frame = polars.DataFrame(series)
+                    series.append(polars.Series(key, column))
+            # from a list (a third of a dict's cost), but polars names a Series named "" anew
+            frame = polars.DataFrame(
+                dict(zip(block.columns, series, strict=True)) if "" in block.columns else series
+            )
         except Exception:  # a lone surrogate in a key, ints no 64-bit type holds, ...
             return None
         if not _FRAME_TYPES.issuperset(map(str, frame.dtypes)):
@@ -162,9 +190,14 @@ class _Frame:
         objects, `[{...},{...}]`, with the `,` before each `{` and the closing `]` made
         newlines in place and the opening `[` left out (no `{` is in a key, and a value is a
         number, a bool or null: each `{` starts a row). None if polars' text is not such an
-        array (another version's)."""
+        array (another version's). From `_NDJSON_ROWS` rows: polars' JSON Lines as they are
+        (the same text, row for row)."""
         buffer = io.BytesIO()
-        self.data.write_json(buffer)  # faster than its write_ndjson (a streaming query)
+        if self.data.height >= _NDJSON_ROWS:
+            self.data.write_ndjson(buffer)
+            lines = buffer.getbuffer()
+            return lines if lines[:1] == b"{" and lines[-2:] == b"}\n" else None
+        self.data.write_json(buffer)
         view = buffer.getbuffer()  # the text itself, not a copy (the buffer is not resized)
         if view[:2] != b"[{" or view[-2:] != b"}]":
             return None
@@ -179,37 +212,46 @@ class _Frame:
         return view[1:]
 
 
+_NDJSON_ROWS = 16384
+"""The fewest rows `_Frame.lines` writes with polars' `write_ndjson` (the same lines as
+`write_json`'s): it runs on polars' threads and costs a fixed ~0.1 ms a call where
+`write_json` costs none, but `write_json`'s time a row grows with the rows (polars 2.1: about
+450 ns a row at 4,000 rows, 560-760 at 16,000, against 25-380 for `write_ndjson`). Measured
+within the throughput contest on a loaded 2-CPU machine, `write_ndjson` made 4,000-row stores
+slower (waiting on its threads), as an earlier quiet run found below about 16,000 rows."""
+
 _SPAN = 1 << 16
 """Bytes of a block's text `_Frame.lines` rewrites at once."""
 
 
-Segments = list[list[dict[str, Any]] | RowBlock]
+Parts = list[list[dict[str, Any]] | list[RowBlock]]
 
 
-def _joined(segments: Segments) -> Segments:
-    """The segments with each run of blocks of the same columns (keys, and arrays of one
-    dtype or lists) made one block: one frame, one polars call for the rows of several
-    batches (a batch's rows held from one store to the next and the next batch's)."""
-    out: Segments = []
-    run: list[RowBlock] = []
-    for segment in [*segments, []]:
-        if isinstance(segment, RowBlock) and (not run or _joinable(run[0], segment)):
-            run.append(segment)
-            continue
-        if len(run) == 1:
-            out.append(run[0])
-        elif run:
-            out.append(_join(run))
-        run = [segment] if isinstance(segment, RowBlock) else []
-        if not isinstance(segment, RowBlock) and segment:
-            out.append(segment)
+def _runs(segments: list[list[dict[str, Any]] | RowBlock]) -> Parts:
+    """The segments (`held_segments`) with each run of blocks of the same columns (keys, and
+    arrays of one dtype or lists) as one list of blocks, which one frame writes: one polars
+    call for the rows of several batches (a batch's rows held from one store to the next and
+    the next batch's); runs of rows as they are."""
+    out: Parts = []
+    for segment in segments:
+        if not isinstance(segment, RowBlock):
+            if segment:
+                out.append(segment)
+        elif out and isinstance(out[-1][0], RowBlock) and _joinable(out[-1][0], segment):
+            out[-1].append(segment)
+        else:
+            out.append([segment])
     return out
 
 
 def _kind(column: Any) -> Any:
-    """What a column joins with: an array of its dtype; a list holding floats, or one holding
-    none (ints with None, None alone), never both (joined, 1 would be written as 1.0)."""
-    return column.dtype if type(column) is np.ndarray else float in map(type, column)
+    """What a column joins with: an array of its dtype; a list holding floats (or a polars
+    Series of floats and None, `_held_floats`'), or a list holding none (ints with None, None
+    alone), never both (joined, 1 would be written as 1.0)."""
+    kind = type(column)
+    if kind is np.ndarray:
+        return column.dtype
+    return float in map(type, column) if kind is list else True
 
 
 def _joinable(first: RowBlock, block: RowBlock) -> bool:
@@ -225,15 +267,76 @@ def _joinable(first: RowBlock, block: RowBlock) -> bool:
 
 
 def _join(blocks: list[RowBlock]) -> RowBlock:
-    """Blocks `_joinable` with the first as one block (copies)."""
+    """Blocks `_joinable` with the first as one block: arrays and lists copied, polars Series
+    (`_held_floats`') put end to end (not copied)."""
     columns: dict[str, Any] = {}
     for key, column in blocks[0].columns.items():
         parts = [block.columns[key] for block in blocks]
+        kinds = set(map(type, parts))
         if type(column) is np.ndarray:
             columns[key] = np.concatenate(parts)
+        elif list in kinds:
+            columns[key] = list(chain.from_iterable(parts))  # a Series gives its values
         else:
-            columns[key] = list(chain.from_iterable(parts))
-    return RowBlock(columns, sum(block.length for block in blocks), blocks[0].masked)
+            joined = column.clone()  # a new Series sharing the data: `append` changes it
+            for part in parts[1:]:
+                joined.append(part)
+            columns[key] = joined
+    return RowBlock(
+        columns,
+        sum(block.length for block in blocks),
+        blocks[0].masked,
+        all(block.finite for block in blocks),
+    )
+
+
+def _table(polars: ModuleType, columns: dict[str, Any]) -> Any:
+    """A block's DataFrame made when it is held, its data shared with the block's arrays and
+    Series: when every column is a numpy array or a Series (`_held_floats`) of a type a frame
+    is written from and the keys can be written by `_Frame.lines`; else None (the store
+    makes the frame, or writes the block otherwise)."""
+    keys = "".join(columns)
+    if "{" in keys or not _one_line(keys.encode("utf-8", "surrogatepass")):
+        return None
+    try:
+        series = [
+            polars.Series(key, column) if type(column) is np.ndarray else column
+            for key, column in columns.items()
+            if type(column) is not list
+        ]
+        if len(series) < len(columns):
+            return None
+        frame = polars.DataFrame(
+            dict(zip(columns, series, strict=True)) if "" in columns else series
+        )
+    except Exception:  # a lone surrogate in a key, ...
+        return None
+    return frame if _FRAME_TYPES.issuperset(map(str, frame.dtypes)) else None
+
+
+def _held_floats(polars: ModuleType, key: str, column: list[Any]) -> tuple[Any, bool] | None:
+    """A list holding exactly floats and None (no int, bool, float subclass or numpy scalar:
+    `FloatsText`) as a block holds it, and whether its floats are all finite; None if it holds
+    other values. Floats alone become a float64 array, floats with None a polars Float64
+    Series named `key` (None as null, NaN as NaN), both copies. Two C passes over the list
+    (marshal's and polars')."""
+    text = FloatsText.of(column)
+    if text is None:
+        return None
+    if not text.nones:
+        values = text.floats()
+        return None if values is None else (values, bool(np.isfinite(values).all()))
+    try:
+        series = polars.Series(key, column, dtype=polars.Float64, strict=True)
+    except Exception:  # a value polars refuses (a float would not be)
+        return None
+    if series.null_count() != text.nones:
+        return None
+    nones = ~np.isfinite(series.to_numpy())  # None as NaN
+    finite = np.count_nonzero(nones) == text.nones
+    if not finite:  # NaN or infinite floats too
+        nones = series.is_null().to_numpy()
+    return (series, finite) if text.holds(nones) else None
 
 
 class JsonlSink(BufferedFileSink):
@@ -286,9 +389,28 @@ class JsonlSink(BufferedFileSink):
 
     def _columns_held(self, columns: Columns, length: int) -> RowBlock | None:
         polars = fast_frames()
-        if polars is None and fast_json() is None:
-            return None
-        return self.numeric_block(columns, length)
+        if polars is None:
+            return None if fast_json() is None else self.numeric_block(columns, length)
+        held: dict[str, Any] = {}
+        finite = True
+        for key, column in columns.items():
+            if type(key) is not str:
+                return None
+            floats = _held_floats(polars, key, column) if type(column) is list else None
+            if floats is not None:
+                held[key], column_finite = floats
+                finite = finite and column_finite
+                continue
+            kept = held_column(column)
+            if kept is None:
+                return None
+            if finite and type(kept) is np.ndarray:
+                finite = kept.dtype.kind != "f" or bool(np.isfinite(kept).all())
+            elif type(kept) is list:
+                finite = False  # not looked at (`_Frame.of` looks)
+            held[key] = kept
+        table = _table(polars, held) if finite and length >= _FRAME_ROWS else None
+        return RowBlock(held, length, finite=finite, table=table)
 
     def _store(self, rows: list[Any]) -> None:
         orjson = fast_json()
@@ -296,19 +418,21 @@ class JsonlSink(BufferedFileSink):
         notes: list[tuple[str, str | None]] = []  # counted once the rows are stored
         clashed: list[str] = []  # nested keys with one text: the later ones
         paired = 0
-        for part in _joined(held_segments(rows)) if self._held_blocks else [rows]:
-            if isinstance(part, RowBlock):
-                text = self._block_text(part, notes, orjson, clashed)
+        for part in _runs(held_segments(rows)) if self._held_blocks else [rows]:
+            held: list[dict[str, Any]] = part  # type: ignore[assignment]
+            if part and isinstance(part[0], RowBlock):
+                run: list[RowBlock] = part  # type: ignore[assignment]
+                text = self._block_text(run, notes, orjson, clashed)
                 if text is not None:
                     chunks.append(text)
                     continue
-                part = part.rows()
-            lines = [self._line(row, notes, orjson, clashed) for row in part]
+                held = list(chain.from_iterable(block.rows() for block in run))
+            lines = [self._line(row, notes, orjson, clashed) for row in held]
             lines.append(b"")
             text = b"\n".join(lines)
             # an escaped surrogate: an astral character (read back as written) or lone ones
             if b"\\ud" in text:
-                paired += sum(map(paired_surrogates, part))
+                paired += sum(map(paired_surrogates, held))
             chunks.append(text)
         self._append(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         if clashed:
@@ -344,18 +468,23 @@ class JsonlSink(BufferedFileSink):
 
     def _block_text(
         self,
-        block: RowBlock,
+        run: list[RowBlock],
         notes: list[tuple[str, str | None]],
         orjson: ModuleType | None,
         clashed: list[str],
     ) -> bytes | memoryview | None:
-        """The block's lines, each ending in a newline: polars' (`_Frame.lines`) when the
-        block has `_FRAME_ROWS` rows and polars takes it, else orjson's cells (`_block_lines`);
-        a row holding a NaN or an infinity is made as a row (`_line`). None: the block is to
-        be written as rows."""
+        """The lines of a run of `_joinable` blocks, each ending in a newline: polars'
+        (`_Frame.lines`) when the run has `_FRAME_ROWS` rows and polars takes it, else orjson's
+        cells (`_block_lines`, the blocks joined); a row holding a NaN or an infinity is made
+        as a row (`_line`). None: the blocks are to be written as rows."""
         odd: list[int] = []
         lines: list[bytes] = []
-        polars = fast_frames() if block.length >= _FRAME_ROWS else None
+        text = self._tables_text(run)
+        if text is not None:
+            return text
+        block = run[0] if len(run) == 1 else _join(run)
+        length = block.length
+        polars = fast_frames() if length >= _FRAME_ROWS else None
         frame = None if polars is None else _Frame.of(polars, block)
         text = None if frame is None else frame.lines()
         if frame is not None and text is not None:
@@ -363,7 +492,7 @@ class JsonlSink(BufferedFileSink):
                 return text
             lines = bytes(text).split(b"\n")
             odd = np.flatnonzero(frame.odd).tolist()
-        if len(lines) != block.length + 1:  # no frame, or polars' text is not a row a line
+        if len(lines) != length + 1:  # no frame, or polars' text is not a row a line
             made = None if orjson is None else _block_lines(orjson, block)
             if made is None:
                 return None
@@ -372,6 +501,23 @@ class JsonlSink(BufferedFileSink):
         for index in odd:
             lines[index] = self._line(row(block.columns, index), notes, orjson, clashed)
         return b"\n".join(lines)
+
+    @staticmethod
+    def _tables_text(run: list[RowBlock]) -> memoryview | None:
+        """The run's lines from the DataFrames its blocks were held with (`_table`), put end
+        to end (not copied), when every block has one and holds no NaN nor infinity; else
+        None."""
+        if sum(block.length for block in run) < _FRAME_ROWS or fast_frames() is None:
+            return None
+        if not all(block.table is not None and block.finite for block in run):
+            return None
+        data = run[0].table
+        try:
+            for block in run[1:]:
+                data = data.vstack(block.table)
+        except Exception:  # columns of another type (a block held by another version)
+            return None
+        return _Frame(data, None).lines()
 
     def _line(
         self,
