@@ -28,12 +28,11 @@ from pipeline.core.values import (
     paired_surrogates,
     plain,
 )
+from sinks.blocks import RowBlock, held_segments
 from sinks.file import (
     BufferedFileSink,
-    RowBlock,
     fast_frames,
     fast_json,
-    held_segments,
     note_nested_clashes,
     repair_torn_tail,
 )

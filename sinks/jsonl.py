@@ -16,13 +16,11 @@ from pipeline.core.values import BeyondFloat as _BeyondFloat
 from pipeline.core.values import exact_json as _exact_text
 from pipeline.core.values import json_number as _number
 from pipeline.core.values import jsonable, paired_surrogates, plain
+from sinks.blocks import RowBlock, held_column, held_segments
 from sinks.file import (
     BufferedFileSink,
-    RowBlock,
     fast_frames,
     fast_json,
-    held_column,
-    held_segments,
     note_nested_clashes,
 )
 

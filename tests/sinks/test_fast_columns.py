@@ -27,7 +27,7 @@ import sinks.jsonl
 from pipeline.core.columns import MaskedColumns, batch_length, iter_rows
 from pipeline.core.isolation import StoreError
 from sinks import CsvSink, JsonlSink
-from sinks.file import RowBlock
+from sinks.blocks import RowBlock
 from tests.conftest import FakeClock, exactly, fast_path
 
 pytest.importorskip("orjson")
