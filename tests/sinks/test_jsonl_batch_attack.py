@@ -270,6 +270,48 @@ def test_stores_at_the_write_ndjson_threshold_read_back_as_row_by_row(
     same_file(tmp_path / "batched.jsonl", tmp_path / "rows.jsonl")
 
 
+@pytest.mark.parametrize("flush_every", [1, 1000])
+def test_a_batch_past_the_merged_stores_bound_reads_back_as_row_by_row(
+    tmp_path: Path, flush_every: int
+) -> None:
+    """70,001 rows a batch: merged stores of up to MERGED_STORE (65,536) rows, their held
+    frames sliced at the bound and written by write_ndjson, the rest joined with the next
+    batch's."""
+    length = 70001
+    rng = np.random.default_rng(9)
+    loss: list[Any] = [float(x) for x in rng.normal(size=length)]
+    loss[65535:65538] = [None, -0.0, None]
+    plan = [
+        ("batch", {"step": np.arange(length), "loss": loss, "x": rng.random(length)}),
+        ("batch", {"step": np.arange(length, 2 * length), "loss": loss, "x": rng.random(length)}),
+    ]
+    batched = write(tmp_path / "batched.jsonl", plan, by_rows=False, flush_every=flush_every)
+    rows = write(tmp_path / "rows.jsonl", plan, by_rows=True, flush_every=flush_every)
+    assert batched.rows_written == rows.rows_written == 2 * length
+    same_file(tmp_path / "batched.jsonl", tmp_path / "rows.jsonl")
+
+
+@pytest.mark.parametrize("held_fast", [True, False])
+def test_the_fast_path_switched_between_hold_and_store_changes_no_value(
+    tmp_path: Path, held_fast: bool
+) -> None:
+    """Blocks held with Series and frames, stored with the fast path off (and the reverse):
+    the file the fast path writes throughout."""
+    plan = [
+        ("batch", edge_batch(length, 10**6 * index, index))
+        for index, length in enumerate([600, 2048, 5])
+    ]
+    write(tmp_path / "whole.jsonl", plan, by_rows=False, flush_every=10**6)
+    with fast_path(held_fast):
+        sink = JsonlSink(tmp_path / "switched.jsonl", flush_every=10**6, flush_seconds=None)
+        for _, batch in plan:
+            sink.write_batch(copy.deepcopy(batch))
+    with fast_path(not held_fast), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sink.close()
+    same_file(tmp_path / "switched.jsonl", tmp_path / "whole.jsonl")
+
+
 # -- any stream of batches, rows and a disk that fills up ----------------------------------
 
 KEYS = ["loss", "", "é", 'q"uote', "back\\slash", "tab\t", "}", "a,b", "\x00", "😀"]
