@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from pipeline import Pipeline
+from pipeline.core import lifecycle
 from pipeline.integrations.ray import HubCore
-from sinks import JsonlSink
+from sinks import JsonlSink, flusher
 
 AT_LEAST_ONCE = "restarted without a checkpoint"
 
@@ -32,6 +33,8 @@ def _die_after_storing(core: HubCore, batch: list[dict[str, Any]]) -> None:
     sender, which re-sends the call to the restarted instance; its sinks' locks go with it."""
     core.push("s", 0, 0, len(batch), list(batch), {}, (len(batch), 0, 0))
     for sink in core.sinks:
+        lifecycle.forget(sink)
+        flusher.forget(sink)  # type: ignore[arg-type]
         sink._release()  # type: ignore[attr-defined]
         sink.closed = True
 
@@ -122,6 +125,8 @@ def test_a_restart_from_a_stale_checkpoint_loses_no_acknowledged_batch_unsaid(
     assert dead.push("s", 1, 1, 5, batches[1], {}, (10, 0, 5)) == 2  # acknowledged
     assert dead.status().failures  # the dead instance knew
     for sink in dead.sinks:
+        lifecycle.forget(sink)
+        flusher.forget(sink)  # type: ignore[arg-type]
         sink._release()  # type: ignore[attr-defined]
         sink.closed = True
     monkeypatch.setattr(hub_core, "_in_a_restarted_actor", lambda: True)

@@ -32,6 +32,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sinks.jsonl
+from pipeline.core import lifecycle
 from pipeline.core.columns import FloatsText, iter_rows
 from pipeline.core.isolation import StoreError
 from sinks import JsonlSink, flusher
@@ -430,7 +431,8 @@ def test_a_resume_from_a_checkpoint_between_batches_writes_the_uninterrupted_fil
     for batch in stream[:cut]:
         first.write_batch(copy.deepcopy(batch))
     state = pickle.dumps(first.state_dict())
-    flusher.forget(first)  # a crash: nothing more reaches the file
+    lifecycle.forget(first)  # a crash: nothing more reaches the file
+    flusher.forget(first)
     first._release()
     first.closed = True
     with JsonlSink(tmp_path / "resumed.jsonl", **options) as resumed:
@@ -489,8 +491,6 @@ def test_threads_writing_batches_at_once_lose_and_double_no_row(
 def _interrupt_once(monkeypatch: pytest.MonkeyPatch) -> Any:
     """A Ctrl-C that lands as the next store begins, before its signals are held back
     (`lifecycle.signals_deferred` is entered): KeyboardInterrupt there, once."""
-    from pipeline.core import lifecycle
-
     real = lifecycle.signals_deferred
     armed = [True]
 
