@@ -50,6 +50,9 @@ class Floaty:
     def __float__(self) -> float:
         return 2.5
 
+    def __repr__(self) -> str:  # a stable test id (no address)
+        return "Floaty()"
+
     def __eq__(self, other: object) -> bool:
         return type(other) is Floaty
 
