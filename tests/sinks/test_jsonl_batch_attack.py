@@ -1,9 +1,10 @@
 """Attacks on JsonlSink's batched path: lists of floats and None held as polars Series (their
 exactness read from marshal's text), a block's NaN/infinity check made once, its DataFrame
 made when held (from 512 rows) and stacked per store, `write_ndjson` from 16,384 rows, and
-`write_batch` handing the rows a store takes straight to it (`_store_with`).
+`write_batch` holding the rows a store takes before storing them (an interrupt as the store
+begins leaves them held).
 
-Specification (each test below that is not an xfail): whatever a batch holds, the file reads
+Specification: whatever a batch holds, the file reads
 back, value for value and type for type (1 is not 1.0, True is not 1, -0.0 keeps its sign,
 NaN and infinities as the row path writes them), as the same records written row by row and
 as the pure-Python path writes them; with the same counts and rows written; whatever the

@@ -74,7 +74,8 @@ Counts: `sender.written == sender.sent + sender.lost + sender.unconfirmed` once 
 every stream the hub has seen: its tags, `written` (reported by the sender), `records`
 (applied by this actor), `earlier` (by a dead predecessor), `lost` (counted by the sender),
 `missing` (shipped, never arrived; known once the stream ended or the hub closed),
-batches, duplicates and whether it ended: `written == records + earlier + lost + missing`.
+batches, duplicates and whether it ended: `written == records + earlier + lost + missing`
+(+ `via_relay` and `cut_back`: see `StreamStatus`).
 
 Importing this module does not import Ray; making a Hub does (`pip install 'rlpipe[ray]'`).
 """

@@ -70,12 +70,14 @@ class _Stream:
         "batches",
         "below",
         "copy",
+        "cut",
         "done_through",
         "duplicates",
         "ended",
         "epoch",
         "failed",
         "first_error",
+        "from_checkpoint",
         "held",
         "late",
         "lost",
@@ -114,6 +116,7 @@ class _Stream:
         "via_relay",
         "top_window",
         "done_through",
+        "cut",
     )
     """What a checkpoint keeps of a stream (not `held`: unacknowledged, the sender resends)."""
 
@@ -141,6 +144,8 @@ class _Stream:
         self.late = 0  # reports of a window that had closed
         self.relay = ""  # the node whose relay it shipped through, until that relay died
         self.via_relay = 0  # records that relay had confirmed (merged) when it died
+        self.cut = 0  # acknowledged by a dead instance after its last checkpoint: cut back
+        self.from_checkpoint = False  # taken from a dead instance's checkpoint
         self.hear(report)
 
     def current(self, copy: str) -> bool:
@@ -166,6 +171,7 @@ class _Stream:
     def restored(cls, saved: dict[str, Any]) -> _Stream:
         """A stream as a checkpoint left it: what this instance applies is counted anew."""
         stream = cls(saved["tags"], saved["low"], None)
+        stream.from_checkpoint = True
         for name in cls.SAVED:
             if name in saved:  # (a checkpoint of an older version lacks the newer names)
                 setattr(stream, name, saved[name])
@@ -193,8 +199,9 @@ class _Stream:
             written=self.written,
             lost=self.lost,
             missing=max(0, missing) if final or self.ended else 0,
-            earlier=max(0, self.below - self.records - self.via_relay),
+            earlier=max(0, self.below - self.records - self.via_relay - self.cut),
             via_relay=self.via_relay,
+            cut_back=self.cut,
             epoch=self.epoch,
             replayed=self.replayed,
             windows_missing=tuple(self.windows_missing),
@@ -274,6 +281,9 @@ class HubCore:
         """The texts of the warnings the central pipeline raised, in order (`status()`)."""
         self.first_store_error = ""
         self.restarted = _in_a_restarted_actor()
+        self.resumed = False
+        """Whether this instance loaded a dead one's checkpoint (a restart without one is at
+        least once)."""
         self.checkpoint = None if checkpoint is None else Path(checkpoint) / f"hub-{run}.pickle"
         self.checkpoint_errors = 0
         self.first_checkpoint_error = ""
@@ -292,6 +302,7 @@ class HubCore:
         if self.restarted and self.checkpoint is not None and self.checkpoint.is_file():
             with self.checkpoint.open("rb") as handle:
                 saved = pickle.load(handle)
+            self.resumed = True
             pipeline.load_state_dict(saved["pipeline"])
             self.streams = {name: _Stream.restored(s) for name, s in saved["streams"].items()}
             self.closed_windows = saved["closed_windows"]
@@ -424,6 +435,12 @@ class HubCore:
         return state.low
 
     def _advance(self, state: _Stream, acked: int, report: Report | None) -> None:
+        if acked > state.low and report is not None and state.from_checkpoint:
+            # The dead instance acknowledged batches past the checkpoint this one loaded (its
+            # later checkpoints failed): the files were cut back to the checkpoint, and the
+            # sender will not send those batches again. (This instance answers only marks
+            # it checkpointed, so a mark above its own comes from the dead one.)
+            state.cut += max(0, report[2] - state.below)
         if acked > state.low:
             for seq in [seq for seq in state.held if seq < acked]:
                 del state.held[seq]
@@ -711,9 +728,10 @@ class HubCore:
                 f"hub: checkpointing failed {self.checkpoint_errors} times "
                 f"({self.first_checkpoint_error}); a restart goes back to the last checkpoint"
             )
-        if self.restarted and self.checkpoint is None:
+        if self.restarted and not self.resumed:
             lines.append(
-                "hub: restarted without a checkpoint: a batch the dead instance stored and had "
+                "hub: restarted without a checkpoint (none given, or its file not found): a "
+                "batch the dead instance stored and had "
                 "not acknowledged (in flight at its death) is stored twice (at least once "
                 "across a restart); checkpoint= makes a restart exactly once"
             )
@@ -793,6 +811,12 @@ def _stream_failures(stream: StreamStatus, final: bool) -> list[str]:
         lines.append(f"{name}: {stream.missing} records shipped never arrived")
     if stream.lost:
         lines.append(f"{name}: {stream.lost} records lost by the sender (see its warning)")
+    if stream.cut_back:
+        lines.append(
+            f"{name}: {stream.cut_back} records the dead hub had acknowledged after its last "
+            "checkpoint (the later checkpoints failed) were cut from the files by the restart: "
+            "lost"
+        )
     if stream.failed:
         lines.append(f"{name}: {stream.failed} records refused ({stream.first_error})")
     if stream.windows_missing:

@@ -23,9 +23,12 @@ class StreamStatus:
     `replayed` the records a later copy sent again below what was applied (not applied
     twice). `windows_missing` lists the window ids closed without this stream's part, `late`
     the reports of a window that had closed.
-    They reconcile: `written == records + earlier + lost + missing + via_relay`, `held`
-    (batches waiting behind a gap) aside; `via_relay` (records a relay that died had confirmed)
-    is in the relay's stream (`records`, `missing`) or its `relay_lost`.
+    `cut_back` counts records a dead hub acknowledged after its last checkpoint that was
+    written (the later ones failed): the restart cut the files back to that checkpoint, so
+    they are lost (and said in `failures`).
+    They reconcile: `written == records + earlier + lost + missing + via_relay + cut_back`,
+    `held` (batches waiting behind a gap) aside; `via_relay` (records a relay that died had
+    confirmed) is in the relay's stream (`records`, `missing`) or its `relay_lost`.
     """
 
     tags: dict[str, Any]
@@ -47,6 +50,7 @@ class StreamStatus:
     mode: str = "records"  # or "partials": it shipped partial statistics (see partials.py)
     via_relay: int = 0  # records its relay had confirmed when it died (then it shipped here)
     relay_lost: int = 0  # a relay's stream: records it confirmed that died with it
+    cut_back: int = 0  # acknowledged after the checkpoint a restart loaded: cut from the files
 
 
 @dataclass(frozen=True)
