@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,22 @@ class StorageDown(MemorySink):
         if self.down:
             raise OSError("storage down")
         super().write_batch(columns)
+
+
+class PlainMapping(Mapping[Any, Any]):
+    """A Mapping that is neither a dict nor a dict subclass (a record of another kind)."""
+
+    def __init__(self, data: dict[Any, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
 
 
 @pytest.fixture(autouse=True, scope="session")

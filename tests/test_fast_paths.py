@@ -11,7 +11,7 @@ import json
 import math
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -28,7 +28,7 @@ from pipeline.core.fusion import Transform
 from pipeline.core.names import smoothed_name, stat_name
 from pipeline.core.values import plain
 from sinks import CsvSink, JsonlSink, MemorySink
-from tests.conftest import FakeClock, StorageDown
+from tests.conftest import FakeClock, PlainMapping, StorageDown
 from tests.reference import warmup_ema
 
 # Warnings (a failing sink, a skipped value) are what these tests provoke, not what they test.
@@ -69,22 +69,6 @@ class Same(Transform):
 
     def transform(self, data: Any) -> Any:
         return data
-
-
-class Proxy(Mapping[Any, Any]):
-    """A Mapping that is neither a dict nor a dict subclass."""
-
-    def __init__(self, data: dict[Any, Any]) -> None:
-        self._data = data
-
-    def __getitem__(self, key: Any) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 class Sub(dict[Any, Any]):
@@ -162,7 +146,7 @@ MAPPINGS: dict[str, Callable[[dict[Any, Any]], Mapping[Any, Any]]] = {
     "OrderedDict": OrderedDict,
     "defaultdict": lambda data: defaultdict(int, data),
     "MappingProxyType": MappingProxyType,
-    "custom Mapping": Proxy,
+    "custom Mapping": PlainMapping,
 }
 
 STREAM: list[dict[Any, Any]] = [

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from filters import NoneFilter, SmoothingFilter, TimeFilter
 from pipeline import Node, Pipeline
 from sinks import MemorySink
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, PlainMapping
 
 RETURN = "ret"
 
@@ -78,20 +78,6 @@ class ReversedIter(dict[str, Any]):
         return iter(reversed(list(super().keys())))
 
 
-class Plain(Mapping[str, Any]):
-    def __init__(self, data: dict[str, Any]) -> None:
-        self._data = data
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-
 def _defaultdict(data: dict[str, Any]) -> defaultdict[str, Any]:
     return defaultdict(float, data)
 
@@ -102,7 +88,7 @@ MAKERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "Doubling": Doubling,
     "ReversedKeys": ReversedKeys,
     "ReversedIter": ReversedIter,
-    "Mapping": Plain,
+    "Mapping": PlainMapping,
     "MappingProxyType": MappingProxyType,
     "UserDict": UserDict,
     "defaultdict": _defaultdict,

@@ -14,6 +14,7 @@ import pytest
 from filters import SmoothingFilter
 from pipeline import Pipeline
 from sinks import MemorySink
+from tests.conftest import PlainMapping
 
 
 class Pairs:
@@ -32,25 +33,11 @@ class Pairs:
 Mapping.register(Pairs)
 
 
-class Plain(Mapping[str, Any]):
-    def __init__(self, data: dict[str, Any]) -> None:
-        self._data = data
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-
 MAKERS = {
     "dict": dict,
     "OrderedDict": OrderedDict,
     "MappingProxyType": MappingProxyType,
-    "Mapping": Plain,
+    "Mapping": PlainMapping,
 }
 
 

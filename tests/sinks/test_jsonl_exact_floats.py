@@ -29,6 +29,7 @@ from pipeline.core.isolation import StoreError
 from sinks import JsonlSink, flusher
 from tests.conftest import FakeClock, exactly, fast_path
 from tests.sinks.test_fast_columns import read_back
+from tests.sinks.test_jsonl_held_blocks import Flaky
 
 pytest.importorskip("orjson")
 polars = pytest.importorskip("polars")
@@ -123,17 +124,6 @@ def type_scan_hold() -> Iterator[None]:
         yield
     finally:
         sinks.jsonl._held_floats = before
-
-
-class Flaky(JsonlSink):
-    """A JsonlSink whose storage is down while `down` is set (each append raises ENOSPC)."""
-
-    down = False
-
-    def _append(self, text: str | bytes | memoryview) -> None:
-        if self.down:
-            raise OSError(28, "No space left on device")
-        super()._append(text)
 
 
 @st.composite
