@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Collection, Iterable
 from itertools import chain
 from types import ModuleType
 from typing import Any
@@ -149,8 +150,7 @@ class _Frame:
         holding a `{` (which `lines` takes for a row's start) or a character `str.splitlines`
         breaks at (which polars leaves unescaped), a column polars refuses or makes another
         type of."""
-        keys = "".join(block.columns)
-        if "{" in keys or not _one_line(keys.encode("utf-8", "surrogatepass")):
+        if not _lines_take(block.columns):
             return None
         odd: np.ndarray | None = None
         look = not block.finite  # for NaN and infinities
@@ -173,15 +173,10 @@ class _Frame:
                     series.append(polars.Series(key, values, nan_to_null=True))
                 else:  # ints and None, or None alone
                     series.append(polars.Series(key, column))
-            # from a list (a third of a dict's cost), but polars names a Series named "" anew
-            frame = polars.DataFrame(
-                dict(zip(block.columns, series, strict=True)) if "" in block.columns else series
-            )
         except Exception:  # a lone surrogate in a key, ints no 64-bit type holds, ...
             return None
-        if not _FRAME_TYPES.issuperset(map(str, frame.dtypes)):
-            return None
-        return cls(frame, odd)
+        frame = _data_frame(polars, block.columns, series)
+        return None if frame is None else cls(frame, odd)
 
     def lines(self) -> memoryview | None:
         """The rows as JSON lines, each ending in a newline: polars' JSON array of row
@@ -208,6 +203,25 @@ class _Frame:
             np.copyto(text[start:stop], 10, where=text[start + 1 : stop + 1] == 123)
         text[end] = 10
         return view[1:]
+
+
+def _lines_take(keys: Iterable[str]) -> bool:
+    """Whether `_Frame.lines` can write rows of these keys: none holds a `{` (which it takes
+    for a row's start) nor a character `str.splitlines` breaks at (which polars leaves
+    unescaped)."""
+    text = "".join(keys)
+    return "{" not in text and _one_line(text.encode("utf-8", "surrogatepass"))
+
+
+def _data_frame(polars: ModuleType, keys: Collection[str], series: list[Any]) -> Any:
+    """The DataFrame of `series` (one per key, in order), or None when polars refuses them or
+    makes a column of a type `_Frame.lines` does not write."""
+    try:
+        # from a list (a third of a dict's cost), but polars names a Series named "" anew
+        frame = polars.DataFrame(dict(zip(keys, series, strict=True)) if "" in keys else series)
+    except Exception:  # a lone surrogate in a key, ...
+        return None
+    return frame if _FRAME_TYPES.issuperset(map(str, frame.dtypes)) else None
 
 
 _NDJSON_ROWS = 16384
@@ -293,23 +307,16 @@ def _table(polars: ModuleType, columns: dict[str, Any]) -> Any:
     Series: when every column is a numpy array or a Series (`_held_floats`) of a type a frame
     is written from and the keys can be written by `_Frame.lines`; else None (the store
     makes the frame, or writes the block otherwise)."""
-    keys = "".join(columns)
-    if "{" in keys or not _one_line(keys.encode("utf-8", "surrogatepass")):
+    if not _lines_take(columns) or list in map(type, columns.values()):
         return None
     try:
         series = [
             polars.Series(key, column) if type(column) is np.ndarray else column
             for key, column in columns.items()
-            if type(column) is not list
         ]
-        if len(series) < len(columns):
-            return None
-        frame = polars.DataFrame(
-            dict(zip(columns, series, strict=True)) if "" in columns else series
-        )
     except Exception:  # a lone surrogate in a key, ...
         return None
-    return frame if _FRAME_TYPES.issuperset(map(str, frame.dtypes)) else None
+    return _data_frame(polars, columns, series)
 
 
 def _held_floats(polars: ModuleType, key: str, column: list[Any]) -> tuple[Any, bool] | None:
